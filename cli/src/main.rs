@@ -1,0 +1,3 @@
+//! `otto`: the user's command-line tool.
+
+fn main() {}

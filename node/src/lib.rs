@@ -1,0 +1,3 @@
+//! The Otto node daemon as a library: mesh, trust, handoffs, orchestration, store, API.
+//!
+//! Filled by the node and agent work; see `docs/architecture.md`.
