@@ -1,0 +1,534 @@
+//! Stages, attempts, gates, log lines, the cache index and the vault's table.
+
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::codec::{
+    self, CACHES, GATE_TOKENS, GATES, LOGS, OPEN_GATES, SECRETS, STAGES, decode_line, encode_line,
+};
+use super::{
+    Attempt, AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Error, Gate, GateRef,
+    GateResolution, GateState, LogLine, NewLine, RunId, Stage, StageState, Store,
+};
+use crate::blobs::Digest;
+
+impl Store {
+    /// A stage of a run.
+    pub fn stage(&self, run: &RunId, stage: &str) -> Result<Option<Stage>, Error> {
+        self.read(|txn| {
+            let stages = txn.open_table(STAGES)?;
+            codec::get(&stages, "stages", &codec::stage_key(run, stage))
+        })
+    }
+
+    /// All stages of a run, in plan order.
+    pub fn stages(&self, run: &RunId) -> Result<Vec<Stage>, Error> {
+        self.read(|txn| {
+            let table = txn.open_table(STAGES)?;
+            let prefix = run.as_bytes().as_slice();
+            let mut out = Vec::new();
+            for entry in table.range(prefix..)? {
+                let (key, value) = entry?;
+                if !key.value().starts_with(prefix) {
+                    break;
+                }
+                out.push(codec::decode::<Stage>("stages", value.value())?);
+            }
+            out.sort_by_key(|s| s.index);
+            Ok(out)
+        })
+    }
+
+    /// Moves a stage to `state` at `now`, with a note for people (which replaces the
+    /// previous one). A stage in a final state stays there: moving it elsewhere fails with
+    /// [`Error::StageFinished`].
+    pub fn set_stage_state(
+        &self,
+        run: &RunId,
+        stage: &str,
+        state: StageState,
+        note: Option<String>,
+        now: u64,
+    ) -> Result<Stage, Error> {
+        self.write(|txn| {
+            let mut table = txn.open_table(STAGES)?;
+            let mut record = load_stage(&table, run, stage)?;
+            if record.state.is_final() && record.state != state {
+                return Err(finished(&record));
+            }
+            record.state = state;
+            record.note = note;
+            record.updated_at = now;
+            put_stage(&mut table, &record)?;
+            Ok(record)
+        })
+    }
+
+    /// Begins the next attempt of a stage at `now` and returns its number (1 for the first,
+    /// then the previous number plus one). The stage moves to [`StageState::Running`] in the
+    /// same transaction. Fails with [`Error::AttemptRunning`] while the last attempt has not
+    /// ended, so an attempt is never begun twice.
+    pub fn begin_attempt(&self, run: &RunId, stage: &str, now: u64) -> Result<u32, Error> {
+        self.write(|txn| {
+            let mut table = txn.open_table(STAGES)?;
+            let mut record = load_stage(&table, run, stage)?;
+            if record.state.is_final() {
+                return Err(finished(&record));
+            }
+            if let Some(last) = record.attempts.last()
+                && last.state == AttemptState::Running
+            {
+                return Err(Error::AttemptRunning {
+                    run: *run,
+                    stage: stage.to_owned(),
+                    attempt: last.n,
+                });
+            }
+            let n = u32::try_from(record.attempts.len() + 1)
+                .map_err(|_| Error::Invalid("too many attempts"))?;
+            record.attempts.push(Attempt {
+                n,
+                state: AttemptState::Running,
+                started_at: now,
+                finished_at: None,
+                exit_code: None,
+                failed_step: None,
+                error: None,
+                cache_hits: Vec::new(),
+                cache_misses: Vec::new(),
+                log: None,
+                agent_pid: None,
+            });
+            record.state = StageState::Running;
+            record.note = None;
+            record.updated_at = now;
+            put_stage(&mut table, &record)?;
+            Ok(n)
+        })
+    }
+
+    /// Records what was learnt while attempt `n` runs: its agent's pid, cache hits and
+    /// misses. Fails with [`Error::AttemptEnded`] once the attempt has ended.
+    pub fn update_attempt(
+        &self,
+        run: &RunId,
+        stage: &str,
+        n: u32,
+        update: AttemptUpdate,
+    ) -> Result<Stage, Error> {
+        self.write(|txn| {
+            let mut table = txn.open_table(STAGES)?;
+            let mut record = load_stage(&table, run, stage)?;
+            let attempt = running_attempt(&mut record, n)?;
+            if update.agent_pid.is_some() {
+                attempt.agent_pid = update.agent_pid;
+            }
+            merge(&mut attempt.cache_hits, update.cache_hits);
+            merge(&mut attempt.cache_misses, update.cache_misses);
+            put_stage(&mut table, &record)?;
+            Ok(record)
+        })
+    }
+
+    /// Ends attempt `n` as `end` says and moves the stage to `stage_state`, in one
+    /// transaction. Fails with [`Error::AttemptEnded`] if the attempt already ended (a late
+    /// result after recovery marked it interrupted changes nothing).
+    pub fn finish_attempt(
+        &self,
+        run: &RunId,
+        stage: &str,
+        n: u32,
+        end: AttemptEnd,
+        stage_state: StageState,
+    ) -> Result<Stage, Error> {
+        if end.state == AttemptState::Running {
+            return Err(Error::Invalid("an attempt cannot finish as running"));
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(STAGES)?;
+            let mut record = load_stage(&table, run, stage)?;
+            let attempt = running_attempt(&mut record, n)?;
+            attempt.state = end.state;
+            attempt.finished_at = Some(end.finished_at);
+            attempt.exit_code = end.exit_code;
+            attempt.failed_step = end.failed_step;
+            attempt.error = end.error;
+            attempt.log = end.log;
+            record.state = stage_state;
+            record.updated_at = end.finished_at;
+            put_stage(&mut table, &record)?;
+            Ok(record)
+        })
+    }
+
+    /// Records a gate that starts waiting and moves its stage to
+    /// [`StageState::WaitingGate`], in one transaction. Opening a gate that is already
+    /// recorded changes nothing and returns the recorded gate with `false`, so a resumed
+    /// run can open its gates again without duplicating them. `gate.state` must be
+    /// [`GateState::Waiting`].
+    pub fn open_gate(&self, gate: Gate) -> Result<(Gate, bool), Error> {
+        if gate.state != GateState::Waiting {
+            return Err(Error::Invalid("a gate opens waiting"));
+        }
+        self.write(|txn| {
+            let mut gates = txn.open_table(GATES)?;
+            let key = codec::gate_key(&gate.at);
+            if let Some(existing) = codec::get(&gates, "gates", &key)? {
+                return Ok((existing, false));
+            }
+            let mut stages = txn.open_table(STAGES)?;
+            let mut stage = load_stage(&stages, &gate.at.run, &gate.at.stage)?;
+            if stage.state.is_final() {
+                return Err(finished(&stage));
+            }
+            stage.state = StageState::WaitingGate;
+            stage.updated_at = gate.opened_at;
+            put_stage(&mut stages, &stage)?;
+            gates.insert(key.as_slice(), codec::encode(&gate)?.as_slice())?;
+            txn.open_table(OPEN_GATES)?
+                .insert(key.as_slice(), [].as_slice())?;
+            if let Some(token) = &gate.token_hash {
+                txn.open_table(GATE_TOKENS)?
+                    .insert(token.as_bytes().as_slice(), key.as_slice())?;
+            }
+            Ok((gate, true))
+        })
+    }
+
+    /// A recorded gate.
+    pub fn gate(&self, at: &GateRef) -> Result<Option<Gate>, Error> {
+        self.read(|txn| codec::get(&txn.open_table(GATES)?, "gates", &codec::gate_key(at)))
+    }
+
+    /// All recorded gates of a run.
+    pub fn gates(&self, run: &RunId) -> Result<Vec<Gate>, Error> {
+        self.read(|txn| {
+            let table = txn.open_table(GATES)?;
+            let prefix = run.as_bytes().as_slice();
+            let mut out = Vec::new();
+            for entry in table.range(prefix..)? {
+                let (key, value) = entry?;
+                if !key.value().starts_with(prefix) {
+                    break;
+                }
+                out.push(codec::decode("gates", value.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every gate still waiting, of every run.
+    pub fn gates_waiting(&self) -> Result<Vec<Gate>, Error> {
+        self.read(|txn| {
+            let open = txn.open_table(OPEN_GATES)?;
+            let gates = txn.open_table(GATES)?;
+            let mut out = Vec::new();
+            for entry in open.iter()? {
+                let (key, _) = entry?;
+                if let Some(gate) = codec::get(&gates, "gates", key.value())? {
+                    out.push(gate);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The webhook gate whose token has this digest, waiting or not.
+    pub fn gate_by_token(&self, token_hash: &Digest) -> Result<Option<Gate>, Error> {
+        self.read(|txn| {
+            let tokens = txn.open_table(GATE_TOKENS)?;
+            let Some(key) = tokens.get(token_hash.as_bytes().as_slice())? else {
+                return Ok(None);
+            };
+            codec::get(&txn.open_table(GATES)?, "gates", key.value())
+        })
+    }
+
+    /// Closes a waiting gate as `resolution` says and moves its stage to `stage_state`
+    /// (with the resolution's note, if any), in one transaction. Fails with
+    /// [`Error::GateClosed`] if the gate already closed, so an approval or a webhook
+    /// callback is accepted once.
+    pub fn resolve_gate(
+        &self,
+        at: &GateRef,
+        resolution: GateResolution,
+        stage_state: StageState,
+    ) -> Result<Gate, Error> {
+        if resolution.state == GateState::Waiting {
+            return Err(Error::Invalid("a gate cannot close as waiting"));
+        }
+        self.write(|txn| {
+            let mut gates = txn.open_table(GATES)?;
+            let key = codec::gate_key(at);
+            let mut gate = waiting_gate(&gates, at, &key)?;
+            gate.state = resolution.state;
+            gate.approved_by = resolution.approved_by;
+            gate.closed_at = Some(resolution.at);
+            gate.note = resolution.note;
+            gates.insert(key.as_slice(), codec::encode(&gate)?.as_slice())?;
+            txn.open_table(OPEN_GATES)?.remove(key.as_slice())?;
+            let mut stages = txn.open_table(STAGES)?;
+            let mut stage = load_stage(&stages, &at.run, &at.stage)?;
+            if stage.state.is_final() && stage.state != stage_state {
+                return Err(finished(&stage));
+            }
+            stage.state = stage_state;
+            if gate.note.is_some() {
+                stage.note.clone_from(&gate.note);
+            }
+            stage.updated_at = resolution.at;
+            put_stage(&mut stages, &stage)?;
+            Ok(gate)
+        })
+    }
+
+    /// Records that a waiting poll gate polled at `now`.
+    pub fn gate_polled(&self, at: &GateRef, now: u64) -> Result<Gate, Error> {
+        self.write(|txn| {
+            let mut gates = txn.open_table(GATES)?;
+            let key = codec::gate_key(at);
+            let mut gate = waiting_gate(&gates, at, &key)?;
+            gate.last_poll = Some(now);
+            gate.polls = gate.polls.saturating_add(1);
+            gates.insert(key.as_slice(), codec::encode(&gate)?.as_slice())?;
+            Ok(gate)
+        })
+    }
+
+    /// Appends masked log lines printed by attempt `attempt` of a stage, numbering them on
+    /// from the stage's last line, and returns the last line's number (the previous last
+    /// when `lines` is empty). Texts longer than 64 KiB are cut.
+    pub fn append_log_lines(
+        &self,
+        run: &RunId,
+        stage: &str,
+        attempt: u32,
+        lines: &[NewLine],
+    ) -> Result<u64, Error> {
+        self.write(|txn| {
+            load_stage(&txn.open_table(STAGES)?, run, stage)?;
+            let mut logs = txn.open_table(LOGS)?;
+            let mut seq = last_seq(&logs, run, stage)?;
+            for line in lines {
+                seq += 1;
+                logs.insert(
+                    codec::log_key(run, stage, seq).as_slice(),
+                    encode_line(attempt, line).as_slice(),
+                )?;
+            }
+            Ok(seq)
+        })
+    }
+
+    /// Up to `limit` log lines of a stage with numbers above `after`, in order. Lines are
+    /// numbered from 1, so `after = 0` reads from the start.
+    pub fn log_lines(
+        &self,
+        run: &RunId,
+        stage: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, Error> {
+        self.read(|txn| {
+            let logs = txn.open_table(LOGS)?;
+            let Some(from) = after.checked_add(1) else {
+                return Ok(Vec::new());
+            };
+            let start = codec::log_key(run, stage, from);
+            let end = codec::log_key(run, stage, u64::MAX);
+            let mut out = Vec::new();
+            for entry in logs.range(start.as_slice()..=end.as_slice())? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (key, value) = entry?;
+                out.push(decode_line(seq_of(key.value()), value.value())?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Records a saved cache under its name and key digest, replacing an older one.
+    pub fn cache_put(&self, entry: &CacheEntry) -> Result<(), Error> {
+        self.write(|txn| {
+            txn.open_table(CACHES)?.insert(
+                codec::cache_key(&entry.name, entry.key.as_ref()).as_slice(),
+                codec::encode(entry)?.as_slice(),
+            )?;
+            Ok(())
+        })
+    }
+
+    /// The saved cache with this name and key digest.
+    pub fn cache_get(&self, name: &str, key: Option<&Digest>) -> Result<Option<CacheEntry>, Error> {
+        self.read(|txn| {
+            codec::get(
+                &txn.open_table(CACHES)?,
+                "caches",
+                &codec::cache_key(name, key),
+            )
+        })
+    }
+
+    /// Stores a sealed secret under its name. For the vault only.
+    pub(crate) fn secret_put(&self, name: &str, sealed: &[u8]) -> Result<(), Error> {
+        self.write(|txn| {
+            txn.open_table(SECRETS)?.insert(name, sealed)?;
+            Ok(())
+        })
+    }
+
+    /// The sealed secret with this name. For the vault only.
+    pub(crate) fn secret_get(&self, name: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.read(|txn| {
+            let table = txn.open_table(SECRETS)?;
+            let value = table.get(name)?;
+            Ok(value.map(|v| v.value().to_vec()))
+        })
+    }
+
+    /// The names of the stored secrets, sorted. For the vault only.
+    pub(crate) fn secret_names(&self) -> Result<Vec<String>, Error> {
+        self.read(|txn| {
+            let table = txn.open_table(SECRETS)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                out.push(entry?.0.value().to_owned());
+            }
+            Ok(out)
+        })
+    }
+
+    /// Removes a secret; whether it existed. For the vault only.
+    pub(crate) fn secret_remove(&self, name: &str) -> Result<bool, Error> {
+        self.write(|txn| Ok(txn.open_table(SECRETS)?.remove(name)?.is_some()))
+    }
+}
+
+/// Marks every running attempt of every stage of `run` interrupted at `now`, in the
+/// caller's transaction, and returns the stages it changed with the attempt numbers.
+pub(crate) fn interrupt_running(
+    txn: &WriteTransaction,
+    run: &RunId,
+    now: u64,
+) -> Result<Vec<(Stage, u32)>, Error> {
+    let mut table = txn.open_table(STAGES)?;
+    let prefix = run.as_bytes().as_slice();
+    let mut changed = Vec::new();
+    for entry in table.range(prefix..)? {
+        let (key, value) = entry?;
+        if !key.value().starts_with(prefix) {
+            break;
+        }
+        let mut stage: Stage = codec::decode("stages", value.value())?;
+        if let Some(last) = stage.attempts.last_mut()
+            && last.state == AttemptState::Running
+        {
+            last.state = AttemptState::Interrupted;
+            last.finished_at = Some(now);
+            last.error = Some("interrupted: the node stopped while it ran".into());
+            let n = last.n;
+            stage.updated_at = now;
+            changed.push((stage, n));
+        }
+    }
+    for (stage, _) in &changed {
+        put_stage(&mut table, stage)?;
+    }
+    Ok(changed)
+}
+
+type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
+fn load_stage(
+    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    run: &RunId,
+    stage: &str,
+) -> Result<Stage, Error> {
+    codec::get(table, "stages", &codec::stage_key(run, stage))?.ok_or_else(|| Error::UnknownStage {
+        run: *run,
+        stage: stage.to_owned(),
+    })
+}
+
+fn put_stage(table: &mut BytesTable<'_>, stage: &Stage) -> Result<(), Error> {
+    table.insert(
+        codec::stage_key(&stage.run, &stage.id).as_slice(),
+        codec::encode(stage)?.as_slice(),
+    )?;
+    Ok(())
+}
+
+fn finished(stage: &Stage) -> Error {
+    Error::StageFinished {
+        run: stage.run,
+        stage: stage.id.clone(),
+        state: stage.state,
+    }
+}
+
+/// Attempt `n` of a stage, if it is still running.
+fn running_attempt(stage: &mut Stage, n: u32) -> Result<&mut Attempt, Error> {
+    let (run, id) = (stage.run, stage.id.clone());
+    let attempt = n
+        .checked_sub(1)
+        .and_then(|i| stage.attempts.get_mut(i as usize))
+        .ok_or_else(|| Error::UnknownAttempt {
+            run,
+            stage: id.clone(),
+            attempt: n,
+        })?;
+    if attempt.state != AttemptState::Running {
+        return Err(Error::AttemptEnded {
+            run,
+            stage: id,
+            attempt: n,
+            state: attempt.state,
+        });
+    }
+    Ok(attempt)
+}
+
+fn waiting_gate(
+    gates: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    at: &GateRef,
+    key: &[u8],
+) -> Result<Gate, Error> {
+    let gate: Gate =
+        codec::get(gates, "gates", key)?.ok_or_else(|| Error::UnknownGate(Box::new(at.clone())))?;
+    if gate.state != GateState::Waiting {
+        return Err(Error::GateClosed {
+            gate: Box::new(at.clone()),
+            state: gate.state,
+        });
+    }
+    Ok(gate)
+}
+
+/// The number of a stage's last log line, 0 when it has none.
+fn last_seq(
+    logs: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    run: &RunId,
+    stage: &str,
+) -> Result<u64, Error> {
+    let start = codec::log_key(run, stage, 0);
+    let end = codec::log_key(run, stage, u64::MAX);
+    let last = logs.range(start.as_slice()..=end.as_slice())?.next_back();
+    match last {
+        Some(entry) => Ok(seq_of(entry?.0.value())),
+        None => Ok(0),
+    }
+}
+
+/// The sequence number at the end of a log key.
+fn seq_of(key: &[u8]) -> u64 {
+    key.last_chunk::<8>().map_or(0, |b| u64::from_be_bytes(*b))
+}
+
+/// Adds the names in `new` that `list` does not have yet.
+fn merge(list: &mut Vec<String>, new: Vec<String>) {
+    for name in new {
+        if !list.contains(&name) {
+            list.push(name);
+        }
+    }
+}
