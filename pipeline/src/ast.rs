@@ -67,10 +67,7 @@ pub enum ConfigEntry {
     /// `name = value`.
     Set { key: Ident, value: Expr },
     /// `name { entries }`.
-    Block {
-        key: Ident,
-        entries: Vec<Self>,
-    },
+    Block { key: Ident, entries: Vec<Self> },
 }
 
 /// `name { settings { K = v } secrets { NAME } }` inside `environments { }`.

@@ -14,6 +14,9 @@ pub struct Diagnostic {
     pub label: Option<String>,
     /// A suggestion, e.g. "did you mean 'Build'?".
     pub hint: Option<String>,
+    /// The spanned text must not be shown (it holds a secret value): renderers print
+    /// `*` in its place.
+    pub redact: bool,
 }
 
 impl Diagnostic {
@@ -24,6 +27,7 @@ impl Diagnostic {
             span: Some(span),
             label: None,
             hint: None,
+            redact: false,
         }
     }
 
@@ -34,12 +38,19 @@ impl Diagnostic {
             span: None,
             label: None,
             hint: None,
+            redact: false,
         }
     }
 
     /// Adds the text written under the underline.
     pub fn with_label(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
+        self
+    }
+
+    /// Hides the spanned text wherever the diagnostic is shown.
+    pub fn redacted(mut self) -> Self {
+        self.redact = true;
         self
     }
 

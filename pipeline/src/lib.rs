@@ -4,5 +4,20 @@
 //! network I/O and needs no async runtime.
 
 pub mod ast;
+pub mod conventions;
 pub mod diagnostic;
+pub mod explain;
+pub mod lexer;
+pub mod parser;
+pub mod plan;
+pub mod planner;
+pub mod render;
+pub mod source;
 pub mod span;
+pub mod steps;
+
+pub use parser::parse;
+pub use plan::Plan;
+pub use planner::{Convention, Facts, Failed, Planned, plan, plan_text};
+pub use source::{EntryKind, FsSource, MemSource, Source, SourceError};
+pub use steps::{StepCatalog, StepSpec};

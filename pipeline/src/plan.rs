@@ -1,0 +1,516 @@
+//! The plan: what a pipeline will do, fully resolved, as a DAG of stages.
+//!
+//! A [`Plan`] has two parts. The [`Body`] holds everything that affects execution (stages,
+//! owners, gates, steps, environments, facts) and is covered by the digest. The
+//! [`Provenance`] records where the plan came from (source files, the convention used,
+//! the path given) and is not. The serde form of these types is the documented
+//! `otto explain --json` schema (see `docs/plan-format.md`); [`Document`] is that JSON
+//! document as a whole.
+//!
+//! # Canonical encoding
+//!
+//! [`Plan::canonical_bytes`] is the body as JSON with object keys sorted by their UTF-8
+//! bytes and no whitespace. The body holds only strings, whole numbers, booleans, null,
+//! lists and objects, so this is the JSON Canonicalization Scheme (RFC 8785) for it.
+//! [`Plan::digest`] is `sha256:` followed by the lowercase hex SHA-256 of those bytes.
+//!
+//! The fields of the body's structs are declared in sorted order (and [`Gate`] writes its
+//! fields sorted by hand), so serde writes the canonical encoding directly, without
+//! building and sorting a JSON tree. Map keys are identifiers (ASCII), so sorting by UTF-8
+//! bytes is the same as RFC 8785's sorting by UTF-16 code units.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+/// The schema name written into every plan body.
+pub const SCHEMA: &str = "otto.plan/v1";
+
+/// The name shown for the node that started the run, used where a stage has no owner.
+pub const ORIGIN: &str = "origin";
+
+/// A planned pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// What will run; covered by the digest.
+    pub body: Body,
+    /// Where it came from; not covered by the digest.
+    pub provenance: Provenance,
+}
+
+/// Everything in a plan that affects execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Body {
+    /// The `configure { }` tree as a JSON object.
+    pub config: Value,
+    /// The environments some stage uses, by name.
+    pub environments: BTreeMap<String, Environment>,
+    /// The facts the plan was made with, and the pipeline's resolved vars.
+    pub facts: Facts,
+    /// The libraries used, sorted by name.
+    pub libraries: Vec<Library>,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// The stages in a topological order that follows the file.
+    pub stages: Vec<Stage>,
+}
+
+/// The facts a plan was made with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Facts {
+    /// The branch being delivered, or null when not given.
+    pub branch: Option<String>,
+    /// The commit being delivered, or null when not given.
+    pub commit: Option<String>,
+    /// The target environment of the run, or null when not given.
+    pub environment: Option<String>,
+    /// The tag being delivered, or null when not given.
+    pub tag: Option<String>,
+    /// The pipeline's vars with their resolved values.
+    pub vars: BTreeMap<String, Value>,
+}
+
+/// An environment's settings and the names of its secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Environment {
+    /// Names of secrets held by the node that runs the stage, sorted. Never values.
+    pub secrets: Vec<String>,
+    /// Plain settings given to stages, by name.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A library the plan used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Library {
+    /// Its content digest, `sha256:<hex>`.
+    pub digest: String,
+    /// `stdlib`, an in-repository path, or an external library's location.
+    pub name: String,
+}
+
+/// One stage of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stage {
+    /// The blueprint it came from, if any.
+    pub blueprint: Option<BlueprintRef>,
+    /// The caches it restores and saves, sorted by name.
+    pub caches: Vec<Cache>,
+    /// The environment it runs in.
+    pub environment: Option<String>,
+    /// Its gates.
+    pub gates: Gates,
+    /// Names of the grouping stages around it, outermost first.
+    pub group: Vec<String>,
+    /// Owners of its dependencies that differ from its own, sorted ([`ORIGIN`] for null).
+    /// A stage with any is a handoff point.
+    pub handoffs_from: Vec<String>,
+    /// The stage's unique id (its name).
+    pub id: String,
+    /// The stage's name.
+    pub name: String,
+    /// Ids of the stages it depends on, sorted.
+    pub needs: Vec<String>,
+    /// Steps run after it, by outcome.
+    pub notify: Notify,
+    /// The logical owner that runs it; null means the node that started the run.
+    pub owner: Option<String>,
+    /// The id of the parallel group or matrix it belongs to, if any.
+    pub parallel: Option<String>,
+    /// What it runs on.
+    pub runtime: Runtime,
+    /// Names of the secrets its environment gives it, sorted.
+    pub secrets: Vec<String>,
+    /// True when `when` fails for the given facts: the stage will not run.
+    pub skipped: bool,
+    /// Its steps, fully resolved.
+    pub steps: Vec<Step>,
+    /// How long it may run.
+    pub timeout: Option<Duration>,
+    /// Its `when` condition (all lines ANDed, a group's included).
+    pub when: Option<Condition>,
+}
+
+/// A condition and what it gives for the plan's facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// Its value for the given facts.
+    pub result: Outcome,
+    /// The condition, printed canonically.
+    pub text: String,
+}
+
+/// The value of a condition for a set of facts, in three-valued logic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// It holds.
+    Pass,
+    /// It does not hold.
+    Fail,
+    /// It depends on a fact that was not given.
+    Unknown,
+}
+
+/// The gates of a stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gates {
+    /// Checked before the stage starts, in order.
+    pub enter: Vec<Gate>,
+    /// Checked after its steps succeed, in order.
+    pub exit: Vec<Gate>,
+}
+
+/// One gate. In JSON, an object whose `kind` is `condition`, `input`, `webhook` or `poll`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Gate {
+    /// A condition over facts and vars; a failing one stops the run at this stage.
+    Condition {
+        /// The condition, printed canonically.
+        text: String,
+        /// Its value for the given facts.
+        result: Outcome,
+    },
+    /// A person approves.
+    Input {
+        /// The question shown.
+        message: String,
+        /// Who may approve; empty means anyone the node allows.
+        approvers: Vec<String>,
+        /// How long to wait.
+        timeout: Option<Duration>,
+    },
+    /// An external system calls back.
+    Webhook {
+        /// What the callback means.
+        description: Option<String>,
+        /// How long to wait.
+        timeout: Option<Duration>,
+    },
+    /// A command or URL is polled until it succeeds.
+    Poll {
+        /// The command to run.
+        command: Option<String>,
+        /// The URL to GET.
+        url: Option<String>,
+        /// How often.
+        every: Option<Duration>,
+        /// How long to keep trying.
+        timeout: Option<Duration>,
+    },
+}
+
+/// A duration, normalised (`90m` becomes `1h30m`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duration {
+    /// The length in seconds.
+    pub seconds: u64,
+    /// The normalised text: units `d`, `h`, `m`, `s` in that order, zero parts left out.
+    pub text: String,
+}
+
+/// What a stage runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Runtime {
+    /// The stage whose workspace and outputs it starts from.
+    pub from: Option<String>,
+    /// The container image, for `docker`.
+    pub image: Option<String>,
+    /// The kind of runtime.
+    pub kind: RuntimeKind,
+    /// The machine label, for `computer`.
+    pub label: Option<String>,
+}
+
+/// The kinds of runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// Plain processes on the node's machine.
+    Local,
+    /// A container.
+    Docker,
+    /// A machine with a label.
+    Computer,
+}
+
+/// A cache a stage restores before it runs and saves after it succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cache {
+    /// True in the stage that defines it, false where it is reused with `use`.
+    pub defined_here: bool,
+    /// Files whose digest keys it.
+    pub key_files: Vec<String>,
+    /// The cache's name.
+    pub name: String,
+    /// The paths it holds.
+    pub paths: Vec<String>,
+}
+
+/// A resolved step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// Positional arguments.
+    pub args: Vec<Value>,
+    /// Nested steps; empty when none.
+    pub block: Vec<Self>,
+    /// Keyword arguments.
+    pub kwargs: BTreeMap<String, Value>,
+    /// The step's symbol.
+    pub symbol: String,
+}
+
+/// Steps run after a stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    /// Either way.
+    pub complete: Vec<Step>,
+    /// When it failed.
+    pub failure: Vec<Step>,
+    /// When it succeeded.
+    pub success: Vec<Step>,
+}
+
+/// The blueprint a stage came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlueprintRef {
+    /// The library holding it (`stdlib`, a path relative to the root, or a location).
+    pub library: String,
+    /// The blueprint's name.
+    pub name: String,
+}
+
+/// Where a plan came from. Not covered by the digest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The path the planner was given.
+    pub root: String,
+    /// Every file read, with its SHA-256, in the order read.
+    pub sources: Vec<SourceRecord>,
+    /// The convention that wrote the Ottofile, when there was none.
+    pub convention: Option<Convention>,
+}
+
+/// One file read for a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// Its path, relative to the root where possible (`<stdlib>/…` for stdlib files).
+    pub path: String,
+    /// `sha256:<hex>` of its text.
+    pub sha256: String,
+}
+
+/// The convention that stood in for a missing Ottofile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Convention {
+    /// Its name, e.g. `cargo`.
+    pub name: String,
+    /// Why it matched, e.g. "found Cargo.toml".
+    pub reason: String,
+}
+
+/// The `otto explain --json` document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    /// [`Plan::digest`] of the plan.
+    pub digest: String,
+    /// The plan's body.
+    pub plan: Body,
+    /// The plan's provenance.
+    pub provenance: Provenance,
+}
+
+impl Plan {
+    /// The canonical encoding of the body: JSON, keys sorted, no whitespace.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        // The body's types serialize with string keys only, so this cannot fail.
+        serde_json::to_vec(&self.body).unwrap_or_default()
+    }
+
+    /// The plan's digest: `sha256:` and the lowercase hex SHA-256 of [`Self::canonical_bytes`].
+    pub fn digest(&self) -> String {
+        sha256_digest(&self.canonical_bytes())
+    }
+
+    /// The `--json` document for this plan.
+    pub fn to_document(&self) -> Document {
+        Document {
+            digest: self.digest(),
+            plan: self.body.clone(),
+            provenance: self.provenance.clone(),
+        }
+    }
+
+    /// The stage with this id.
+    pub fn stage(&self, id: &str) -> Option<&Stage> {
+        self.body.stages.iter().find(|s| s.id == id)
+    }
+
+    /// The handoff points: for each stage with a dependency run by another owner, the
+    /// stage and the owners it is handed over from.
+    pub fn handoffs(&self) -> impl Iterator<Item = &Stage> {
+        self.body
+            .stages
+            .iter()
+            .filter(|s| !s.handoffs_from.is_empty())
+    }
+}
+
+impl Document {
+    /// Reads a document written by `otto explain --json`.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// The plan the document describes.
+    pub fn into_plan(self) -> Plan {
+        Plan {
+            body: self.plan,
+            provenance: self.provenance,
+        }
+    }
+
+    /// Whether the recorded digest is the digest of the plan.
+    pub fn digest_matches(&self) -> bool {
+        let plan = Plan {
+            body: self.plan.clone(),
+            provenance: Provenance::default(),
+        };
+        plan.digest() == self.digest
+    }
+}
+
+impl Stage {
+    /// The owner as shown to people: the owner's name, or [`ORIGIN`].
+    pub fn owner_name(&self) -> &str {
+        self.owner.as_deref().unwrap_or(ORIGIN)
+    }
+}
+
+impl Outcome {
+    /// Kleene conjunction.
+    pub fn and(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Fail, _) | (_, Self::Fail) => Self::Fail,
+            (Self::Pass, Self::Pass) => Self::Pass,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Kleene disjunction.
+    pub fn or(self, other: Self) -> Self {
+        match (self, other) {
+            (Self::Pass, _) | (_, Self::Pass) => Self::Pass,
+            (Self::Fail, Self::Fail) => Self::Fail,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// `pass`, `fail` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::ops::Not for Outcome {
+    type Output = Self;
+
+    /// Kleene negation: `unknown` stays `unknown`.
+    fn not(self) -> Self {
+        match self {
+            Self::Pass => Self::Fail,
+            Self::Fail => Self::Pass,
+            Self::Unknown => Self::Unknown,
+        }
+    }
+}
+
+impl Serialize for Gate {
+    /// Writes the fields in sorted order, `kind` included, as the canonical encoding needs.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            Self::Condition { text, result } => {
+                map.serialize_entry("kind", "condition")?;
+                map.serialize_entry("result", result)?;
+                map.serialize_entry("text", text)?;
+            }
+            Self::Input {
+                message,
+                approvers,
+                timeout,
+            } => {
+                map.serialize_entry("approvers", approvers)?;
+                map.serialize_entry("kind", "input")?;
+                map.serialize_entry("message", message)?;
+                map.serialize_entry("timeout", timeout)?;
+            }
+            Self::Webhook {
+                description,
+                timeout,
+            } => {
+                map.serialize_entry("description", description)?;
+                map.serialize_entry("kind", "webhook")?;
+                map.serialize_entry("timeout", timeout)?;
+            }
+            Self::Poll {
+                command,
+                url,
+                every,
+                timeout,
+            } => {
+                map.serialize_entry("command", command)?;
+                map.serialize_entry("every", every)?;
+                map.serialize_entry("kind", "poll")?;
+                map.serialize_entry("timeout", timeout)?;
+                map.serialize_entry("url", url)?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A serializable value as a JSON tree with every object's keys in sorted order, whether or
+/// not serde_json keeps insertion order.
+pub(crate) fn to_sorted_value<T: Serialize>(value: &T) -> Value {
+    sorted(to_value(value))
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    // The plan types are plain structs, strings, numbers and string-keyed maps, which always
+    // serialize.
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(mut map) if map.keys().is_sorted() => {
+            // Already in order (always, unless serde_json keeps insertion order).
+            for v in map.values_mut() {
+                *v = sorted(std::mem::take(v));
+            }
+            Value::Object(map)
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}

@@ -1,0 +1,326 @@
+//! One stage: evaluating its name, owner, conditions, gates, caches, steps and notify.
+
+use std::collections::BTreeMap;
+
+use crate::ast::{self, CacheEntry, GateItem, Ident};
+use crate::diagnostic::Diagnostic;
+use crate::plan::{self, Gate, Gates, Outcome};
+use crate::span::Span;
+use crate::steps::{StepCall, closest};
+
+use super::eval::{all, eval_cond};
+use super::expand::{Ctx, Expander, Node, RuntimeSpec};
+
+impl Expander<'_> {
+    /// A stage with steps (or nothing): one node that waits for `entry`.
+    pub(crate) fn leaf(&mut self, stage: &ast::Stage, ctx: &Ctx, entry: Vec<usize>) -> Vec<usize> {
+        let scope = ctx.scope();
+        let name = match &stage.name {
+            Some(expr) => scope.string(expr, "a stage name", &mut self.diags),
+            None => Some(format!("stage {}", self.nodes.len() + 1)),
+        };
+        let name_span = stage.name.as_ref().map_or(stage.span, |e| e.span);
+        if name.as_deref() == Some("") {
+            self.diags
+                .push(Diagnostic::new("a stage name must not be empty", name_span));
+        }
+        let owner = match &stage.owner {
+            Some(expr) => scope.string(expr, "an owner", &mut self.diags),
+            None => ctx.owner.clone(),
+        };
+        let mut when = ctx.when.clone();
+        when.extend(self.conditions(&stage.when, ctx));
+        let when = all(&when).map(|e| plan::Condition {
+            text: e.text,
+            result: e.outcome,
+        });
+        let runtime = match &stage.runtime {
+            Some(runtime) => self.runtime(runtime, ctx),
+            None => ctx.runtime.clone(),
+        };
+        let runtime = runtime.unwrap_or(RuntimeSpec {
+            from: None,
+            kind: plan::RuntimeKind::Local,
+            image: None,
+            label: None,
+        });
+        let (cache_defs, cache_uses) = self.caches(&stage.caches, ctx);
+        let gates = Gates {
+            enter: self.gates(&stage.enter, ctx, true),
+            exit: self.gates(&stage.exit, ctx, false),
+        };
+        let steps = self.steps(&stage.steps, ctx);
+        let notify = plan::Notify {
+            success: self.steps(&stage.notify.success, ctx),
+            failure: self.steps(&stage.notify.failure, ctx),
+            complete: self.steps(&stage.notify.complete, ctx),
+        };
+        let timeout = match &stage.timeout {
+            Some(expr) => scope.duration(expr, &mut self.diags),
+            None => None,
+        };
+        let Some(name) = name else {
+            return entry;
+        };
+        let skipped = when.as_ref().is_some_and(|w| w.result == Outcome::Fail);
+        let node = Node {
+            stage: plan::Stage {
+                id: name.clone(),
+                name,
+                group: ctx.group.clone(),
+                parallel: ctx.parallel.clone(),
+                needs: Vec::new(),
+                owner,
+                handoffs_from: Vec::new(),
+                environment: None,
+                when,
+                skipped,
+                gates,
+                runtime: plan::Runtime {
+                    from: None,
+                    kind: runtime.kind,
+                    image: runtime.image,
+                    label: runtime.label,
+                },
+                caches: Vec::new(),
+                steps,
+                notify,
+                timeout,
+                secrets: Vec::new(),
+                blueprint: ctx.blueprint.clone(),
+            },
+            needs: entry.clone(),
+            name_span,
+            runtime_from: runtime.from,
+            cache_defs,
+            cache_uses,
+            environment: stage
+                .environment
+                .clone()
+                .or_else(|| ctx.environment.clone()),
+        };
+        match self.push(node, stage.span) {
+            Some(index) => vec![index],
+            None => entry,
+        }
+    }
+
+    /// Evaluates the items of `enter { }` (when `enter`) or `exit { }`.
+    pub(crate) fn gates(&mut self, items: &[GateItem], ctx: &Ctx, enter: bool) -> Vec<Gate> {
+        let mut out = Vec::new();
+        for item in items {
+            let gate = match item {
+                GateItem::Cond(cond) if enter => {
+                    eval_cond(cond, &ctx.scope(), self.facts, &mut self.diags).map(|e| {
+                        Gate::Condition {
+                            text: e.text,
+                            result: e.outcome,
+                        }
+                    })
+                }
+                GateItem::Cond(cond) => {
+                    self.diags.push(
+                        Diagnostic::new("conditions go in enter { }, not exit { }", cond.span)
+                            .with_hint("exit gates are input, webhook and poll"),
+                    );
+                    None
+                }
+                GateItem::Input { message, args, .. } => self.input_gate(message, args, ctx),
+                GateItem::Webhook { span, .. } | GateItem::Poll { span, .. } if enter => {
+                    self.diags.push(
+                        Diagnostic::new("webhook and poll gates go in exit { }", *span)
+                            .with_hint("enter gates are conditions and input"),
+                    );
+                    None
+                }
+                GateItem::Webhook { fields, .. } => {
+                    let mut f = self.fields(fields, &["description", "timeout"], "webhook");
+                    let scope = ctx.scope();
+                    let description = f
+                        .remove("description")
+                        .and_then(|e| scope.string(e, "a description", &mut self.diags));
+                    let timeout = f
+                        .remove("timeout")
+                        .and_then(|e| scope.duration(e, &mut self.diags));
+                    Some(Gate::Webhook {
+                        description,
+                        timeout,
+                    })
+                }
+                GateItem::Poll { fields, span } => self.poll_gate(fields, *span, ctx),
+            };
+            out.extend(gate);
+        }
+        out
+    }
+
+    fn input_gate(
+        &mut self,
+        message: &ast::Expr,
+        args: &[(Ident, ast::Expr)],
+        ctx: &Ctx,
+    ) -> Option<Gate> {
+        let scope = ctx.scope();
+        let message = scope.string(message, "an input message", &mut self.diags);
+        let mut f = self.fields(args, &["approvers", "timeout"], "input");
+        let approvers = match f.remove("approvers") {
+            Some(e) => scope.strings(e, "approvers", &mut self.diags)?,
+            None => Vec::new(),
+        };
+        let timeout = f
+            .remove("timeout")
+            .and_then(|e| scope.duration(e, &mut self.diags));
+        Some(Gate::Input {
+            message: message?,
+            approvers,
+            timeout,
+        })
+    }
+
+    fn poll_gate(&mut self, fields: &[(Ident, ast::Expr)], span: Span, ctx: &Ctx) -> Option<Gate> {
+        let scope = ctx.scope();
+        let mut f = self.fields(fields, &["command", "url", "every", "timeout"], "poll");
+        let command = f
+            .remove("command")
+            .and_then(|e| scope.string(e, "a poll command", &mut self.diags));
+        let url = f
+            .remove("url")
+            .and_then(|e| scope.string(e, "a poll url", &mut self.diags));
+        let every = f
+            .remove("every")
+            .and_then(|e| scope.duration(e, &mut self.diags));
+        let timeout = f
+            .remove("timeout")
+            .and_then(|e| scope.duration(e, &mut self.diags));
+        let named = fields
+            .iter()
+            .filter(|(k, _)| k.name == "command" || k.name == "url")
+            .count();
+        if named != 1 {
+            self.diags.push(
+                Diagnostic::new("a poll gate needs either command or url", span)
+                    .with_hint("poll { command = './healthy.sh'  every = '10s'  timeout = '5m' }"),
+            );
+            return None;
+        }
+        Some(Gate::Poll {
+            command,
+            url,
+            every,
+            timeout,
+        })
+    }
+
+    /// Checks `key = value` fields against the allowed names; returns them by name.
+    fn fields<'e>(
+        &mut self,
+        fields: &'e [(Ident, ast::Expr)],
+        allowed: &[&str],
+        what: &str,
+    ) -> BTreeMap<&'e str, &'e ast::Expr> {
+        let mut out = BTreeMap::new();
+        for (key, expr) in fields {
+            if !allowed.contains(&key.name.as_str()) {
+                let mut d =
+                    Diagnostic::new(format!("{what} has no field '{}'", key.name), key.span);
+                d.hint = Some(match closest(&key.name, allowed.iter().copied()) {
+                    Some(best) => format!("did you mean '{best}'?"),
+                    None => format!("{what} takes {}", allowed.join(", ")),
+                });
+                self.diags.push(d);
+            } else if out.insert(key.name.as_str(), expr).is_some() {
+                self.diags.push(Diagnostic::new(
+                    format!("'{}' is given twice", key.name),
+                    key.span,
+                ));
+            }
+        }
+        out
+    }
+
+    /// Evaluates `cache { }` entries: definitions now, uses resolved after expansion.
+    fn caches(
+        &mut self,
+        entries: &[CacheEntry],
+        ctx: &Ctx,
+    ) -> (Vec<(plan::Cache, Span)>, Vec<Ident>) {
+        let scope = ctx.scope();
+        let mut defs = Vec::new();
+        let mut uses = Vec::new();
+        for entry in entries {
+            match entry {
+                CacheEntry::Define { name, paths, key } => {
+                    let paths = scope.strings(paths, "cache paths", &mut self.diags);
+                    let key_files = match key {
+                        Some(key) => scope.strings(key, "cache key files", &mut self.diags),
+                        None => Some(Vec::new()),
+                    };
+                    if let (Some(paths), Some(key_files)) = (paths, key_files) {
+                        let cache = plan::Cache {
+                            name: name.name.clone(),
+                            paths,
+                            key_files,
+                            defined_here: true,
+                        };
+                        defs.push((cache, name.span));
+                    }
+                }
+                CacheEntry::Use(name) => uses.push(name.clone()),
+            }
+        }
+        (defs, uses)
+    }
+
+    /// Evaluates and checks steps.
+    pub(crate) fn steps(&mut self, steps: &[ast::Step], ctx: &Ctx) -> Vec<plan::Step> {
+        steps.iter().filter_map(|s| self.step(s, ctx)).collect()
+    }
+
+    fn step(&mut self, step: &ast::Step, ctx: &Ctx) -> Option<plan::Step> {
+        let scope = ctx.scope();
+        let before = self.diags.len();
+        let args: Vec<(serde_json::Value, Span)> = step
+            .args
+            .iter()
+            .filter_map(|a| {
+                scope
+                    .eval(a, &mut self.diags)
+                    .map(|v| (v.to_json(), a.span))
+            })
+            .collect();
+        let kwargs: Vec<(&Ident, serde_json::Value, Span)> = step
+            .kwargs
+            .iter()
+            .filter_map(|(k, a)| {
+                scope
+                    .eval(a, &mut self.diags)
+                    .map(|v| (k, v.to_json(), a.span))
+            })
+            .collect();
+        let block = step.block.as_ref().map(|b| self.steps(b, ctx));
+        if self.diags.len() > before {
+            return None;
+        }
+        let call = StepCall {
+            symbol: &step.symbol,
+            args: &args,
+            kwargs: &kwargs,
+            has_block: step.block.is_some(),
+            span: step.span,
+        };
+        let problems = self.catalog.check(&call);
+        if !problems.is_empty() {
+            self.diags.extend(problems);
+            return None;
+        }
+        Some(plan::Step {
+            symbol: step.symbol.name.clone(),
+            args: args.into_iter().map(|(v, _)| v).collect(),
+            kwargs: kwargs
+                .into_iter()
+                .map(|(k, v, _)| (k.name.clone(), v))
+                .collect(),
+            block: block.unwrap_or_default(),
+        })
+    }
+}
