@@ -1,0 +1,3 @@
+//! One module per `otto` subcommand.
+
+pub(crate) mod explain;

@@ -1,0 +1,238 @@
+//! `otto explain` as a user runs it: the real binary on the repository's examples.
+//!
+//! Golden files live in `tests/golden/`; run with `OTTO_BLESS=1` to rewrite them after an
+//! intended change, and review the diff.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `otto` from the repository root, so paths in its output are stable.
+fn otto(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_otto"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("otto runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8(out.stderr.clone()).expect("stderr is UTF-8")
+}
+
+/// Compares `actual` with the golden file `name`, or rewrites it under `OTTO_BLESS=1`.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("OTTO_BLESS").is_some() {
+        fs::write(&path, actual).expect("write golden file");
+        return;
+    }
+    let expected = fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing golden file {} (run with OTTO_BLESS=1)",
+            path.display()
+        )
+    });
+    assert!(
+        expected == actual,
+        "output differs from {}; run with OTTO_BLESS=1 to accept\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
+/// Every example, with the facts its golden output was made with.
+const EXAMPLES: &[(&str, &str, &[&str])] = &[
+    (
+        "webapp",
+        "examples/webapp",
+        &["--branch", "main", "--commit", "4f2a9c1"],
+    ),
+    (
+        "webapp-feature",
+        "examples/webapp",
+        &["--branch", "feature/login"],
+    ),
+    ("webapp-nofacts", "examples/webapp", &[]),
+    (
+        "matrix",
+        "examples/matrix",
+        &["--branch", "main", "--var", "channel=stable"],
+    ),
+    ("blueprint", "examples/blueprint", &["--tag", "v1.2.0"]),
+    ("conv-rails", "examples/conventions/rails", &[]),
+    ("conv-cargo", "examples/conventions/cargo", &[]),
+    ("conv-npm", "examples/conventions/npm", &[]),
+    ("conv-pnpm", "examples/conventions/pnpm", &[]),
+    ("conv-yarn", "examples/conventions/yarn", &[]),
+    ("conv-go", "examples/conventions/go", &[]),
+    ("conv-maven", "examples/conventions/maven", &[]),
+    ("conv-gradle", "examples/conventions/gradle", &[]),
+    (
+        "conv-python-pyproject",
+        "examples/conventions/python-pyproject",
+        &[],
+    ),
+    (
+        "conv-python-requirements",
+        "examples/conventions/python-requirements",
+        &[],
+    ),
+    ("conv-make", "examples/conventions/make", &[]),
+];
+
+#[test]
+fn examples_match_golden_output_in_every_format() {
+    for (name, path, facts) in EXAMPLES {
+        for (format, ext) in [
+            (None, "txt"),
+            (Some("--json"), "json"),
+            (Some("--dot"), "dot"),
+        ] {
+            let mut args = vec!["explain", path];
+            args.extend_from_slice(facts);
+            args.extend(format);
+            let out = otto(&args);
+            assert!(
+                out.status.success(),
+                "otto {} failed:\n{}",
+                args.join(" "),
+                stderr(&out)
+            );
+            golden(&format!("{name}.{ext}"), &stdout(&out));
+        }
+    }
+}
+
+#[test]
+fn same_inputs_give_byte_identical_output() {
+    for args in [
+        &["explain", "examples/webapp", "--branch", "main"][..],
+        &["explain", "examples/webapp", "--json"],
+        &["explain", "examples/matrix", "--dot"],
+    ] {
+        let first = otto(args);
+        let second = otto(args);
+        assert!(first.status.success());
+        assert_eq!(
+            first.stdout,
+            second.stdout,
+            "otto {} is not deterministic",
+            args.join(" ")
+        );
+    }
+}
+
+#[test]
+fn the_plan_names_the_convention_it_used() {
+    let out = otto(&["explain", "examples/conventions/pnpm"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("npm"), "{text}");
+    assert!(
+        text.contains("pnpm-lock.yaml"),
+        "the reason names the lockfile: {text}"
+    );
+    assert!(text.contains("pnpm install --frozen-lockfile"), "{text}");
+}
+
+#[test]
+fn facts_decide_gates_and_the_digest() {
+    let main = otto(&["explain", "examples/webapp", "--branch", "main", "--json"]);
+    let feature = otto(&[
+        "explain",
+        "examples/webapp",
+        "--branch",
+        "feature/x",
+        "--json",
+    ]);
+    assert!(main.status.success() && feature.status.success());
+    let digest = |o: &Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        v["digest"].as_str().expect("digest").to_owned()
+    };
+    assert_ne!(digest(&main), digest(&feature));
+    assert!(digest(&main).starts_with("sha256:"));
+}
+
+/// Asserts a failed run with exactly one line on stderr containing `needle`.
+fn fails_with_one_line(out: &Output, needle: &str) {
+    assert!(!out.status.success(), "expected failure, got success");
+    let err = stderr(out);
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got:\n{err}"
+    );
+    assert!(err.contains(needle), "expected {needle:?} in {err:?}");
+}
+
+#[test]
+fn a_missing_path_is_one_line_error() {
+    let out = otto(&["explain", "examples/does-not-exist"]);
+    fails_with_one_line(&out, "examples/does-not-exist: no such file or directory");
+}
+
+#[test]
+fn a_directory_with_no_ottofile_and_no_stack_is_one_line_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::write(dir.path().join("notes.txt"), "nothing to build").expect("write");
+    let out = otto(&["explain", dir.path().to_str().expect("utf-8 path")]);
+    fails_with_one_line(&out, "no Ottofile and no known stack");
+}
+
+#[test]
+fn binary_garbage_is_one_line_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("Ottofile");
+    fs::write(&file, [0xff, 0xfe, 0x00, 0x13, 0x37, 0x80, 0x81]).expect("write");
+    let out = otto(&["explain", file.to_str().expect("utf-8 path")]);
+    fails_with_one_line(&out, "not UTF-8");
+}
+
+#[test]
+fn a_50_mb_file_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("Ottofile");
+    let line = "stage { name = 'x' steps { sh 'true' } }\n";
+    fs::write(&file, line.repeat(50 * 1024 * 1024 / line.len())).expect("write");
+    let out = otto(&["explain", file.to_str().expect("utf-8 path")]);
+    fails_with_one_line(&out, "too large");
+}
+
+#[test]
+fn ottofile_errors_point_at_file_line_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("Ottofile");
+    fs::write(
+        &file,
+        "stage('Build') { steps { sh 'make' } }\nstage('Test') {\n  runtime { from 'Biuld' }\n  steps { sh 'make test' }\n}\n",
+    )
+    .expect("write");
+    let out = otto(&["explain", file.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("Ottofile:3:18"), "{err}");
+    assert!(err.contains("did you mean 'Build'"), "{err}");
+    assert!(
+        err.contains("^^^^^^^"),
+        "the offending text is underlined: {err}"
+    );
+}
+
+#[test]
+fn a_bad_var_flag_is_a_usage_error() {
+    let out = otto(&["explain", "examples/matrix", "--var", "novalue"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("expected NAME=VALUE"));
+}
