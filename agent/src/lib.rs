@@ -1,3 +1,99 @@
-//! The Otto agent: the process that runs one stage's steps, each as its own OS process.
+//! The Otto agent: the process that runs one stage attempt's steps, each as its own OS
+//! process.
 //!
-//! Filled by the node and agent work; see `docs/architecture.md`.
+//! The node never runs user code itself. For every stage attempt it creates a unix socket,
+//! serves the [node↔agent protocol](protocol) on it and starts `otto-agent --socket PATH`.
+//! The agent ([`run`]):
+//!
+//! 1. asks for the job (`GET /job`): the steps, the workspace, settings, secrets, the source
+//!    snapshot, artifacts, caches and step packages;
+//! 2. writes the secrets as files (mode 0600) in a private directory (mode 0700) outside
+//!    the workspace, named by `OTTO_SECRETS_DIR`, and exports them as variables only when
+//!    the job says `secret_env`;
+//! 3. restores the source snapshot and the caches into the workspace;
+//! 4. runs the steps in order, each process in its own process group, and streams their
+//!    output line by line with every secret masked ([`mask`]);
+//! 5. saves the caches when every step succeeded, posts the result, removes its private
+//!    directory and exits with code 0, whatever the stage's outcome.
+//!
+//! A stage timeout, or SIGTERM/SIGINT to the agent, stops the running step's whole process
+//! group: SIGTERM, then SIGKILL after the job's grace period. Processes a step leaves
+//! behind in its group are stopped the same way when the step ends.
+//!
+//! The node uses this library too: [`protocol`] for the messages, [`mask::Masker`] to mask
+//! log lines again before it stores them, and [`packages`] to tell the planner which step
+//! packages exist.
+
+pub mod mask;
+pub mod packages;
+pub mod protocol;
+
+mod client;
+mod error;
+mod events;
+mod files;
+mod process;
+mod stage;
+mod stop;
+
+use std::path::Path;
+
+use tokio::signal::unix::{SignalKind, signal};
+
+pub use error::Error;
+
+use crate::client::Client;
+use crate::protocol::{Job, SecretValue};
+use crate::stop::{Stop, StopReason};
+
+/// Runs the stage attempt served on `socket` to its end: fetches the job, runs it, reports
+/// events and the result. Returns an error only when the agent itself could not work (the
+/// node was unreachable or sent no usable job); a failing step is reported to the node and
+/// gives `Ok`.
+///
+/// Must run inside a tokio runtime with I/O, time and signal drivers enabled.
+pub async fn run(socket: &Path) -> Result<(), Error> {
+    let stop = Stop::new();
+    let signals = watch_signals(stop.clone())?;
+    let client = Client::connect(socket).await?;
+    let job: Job = client.job().await?;
+    tracing::info!(target: "otto_agent", run = %job.run, stage = %job.stage, attempt = job.attempt, "job received");
+    let masker = mask::Masker::new(job.secrets.values().map(SecretValue::expose));
+    let timer = job.timeout_secs.map(|secs| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            stop.fire(StopReason::Timeout(secs));
+        })
+    });
+    let (events, forwarder) = events::channel();
+    let forwarding = tokio::spawn(forwarder.run(client.clone(), stop.clone()));
+    let result = stage::run(job, client.clone(), events, masker, stop).await;
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    signals.abort();
+    let forwarded = forwarding.await.map_err(|e| Error::Body {
+        request: "POST /events".into(),
+        message: e.to_string(),
+    })?;
+    tracing::info!(target: "otto_agent", outcome = result.outcome.as_str(), "stage finished");
+    let posted = client.post_result(&result).await;
+    forwarded?;
+    posted
+}
+
+/// Fires `stop` on SIGTERM or SIGINT.
+fn watch_signals(stop: Stop) -> Result<tokio::task::JoinHandle<()>, Error> {
+    let mut term =
+        signal(SignalKind::terminate()).map_err(Error::io("cannot watch for SIGTERM"))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot watch for SIGINT"))?;
+    Ok(tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!(target: "otto_agent", "stop requested by signal");
+        stop.fire(StopReason::Cancelled);
+    }))
+}

@@ -1,0 +1,50 @@
+//! Orchestration overhead per step: a stage of 200 `sh 'true'` steps run by the real agent
+//! against a test node, against running `/bin/sh -e -c true` 200 times directly.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::process::{Command, Stdio};
+
+use common::{TestNode, sh};
+use criterion::{Criterion, criterion_group, criterion_main};
+use otto_agent::protocol::Outcome;
+
+const STEPS: usize = 200;
+
+fn steps(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("200 sh true steps");
+    group.sample_size(10);
+    group.bench_function("direct", |b| {
+        b.iter(|| {
+            for _ in 0..STEPS {
+                let status = Command::new("/bin/sh")
+                    .args(["-e", "-c", "true"])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .output()
+                    .expect("sh");
+                black_box(status);
+            }
+        });
+    });
+    group.bench_function("agent", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let node = TestNode::start(vec![sh("true"); STEPS]).await;
+                let result = node.run().await;
+                assert_eq!(result.outcome, Outcome::Success);
+            });
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, steps);
+criterion_main!(benches);

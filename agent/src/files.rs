@@ -1,0 +1,310 @@
+//! Workspace paths and tar archives, with every path kept inside the workspace.
+//!
+//! Step arguments, archive entries and cache paths come from Ottofiles and blobs, so
+//! none of them may name a file outside the workspace: no absolute paths, no `..`, no
+//! symbolic link that leads out.
+#![warn(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Component, Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+use tar::{EntryType, HeaderMode};
+
+/// A relative path with no `..`, `.` parts dropped; refused with the reason otherwise.
+pub(crate) fn relative(text: &str) -> Result<PathBuf, String> {
+    let path = Path::new(text);
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::Normal(name) => out.push(name),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                return Err(format!(
+                    "path '{text}' leaves the workspace ('..' is not allowed)"
+                ));
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "path '{text}' is absolute; give a path relative to the workspace"
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Enters `rel` below `base` (both inside the canonical workspace `root`), creating missing
+/// directories, and returns its canonical path. Refuses a path that reaches outside `root`
+/// through a symbolic link, before creating anything there.
+pub(crate) fn enter_dir(root: &Path, base: &Path, rel: &Path) -> Result<PathBuf, String> {
+    let mut current = base.to_owned();
+    for part in rel.components() {
+        current.push(part);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target =
+                    fs::canonicalize(&current).map_err(|e| format!("'{}': {e}", rel.display()))?;
+                if !target.starts_with(root) {
+                    return Err(format!(
+                        "path '{}' leads outside the workspace through a symbolic link",
+                        rel.display()
+                    ));
+                }
+                current = target;
+            }
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(format!("'{}' is not a directory", rel.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&current).map_err(|e| format!("'{}': {e}", rel.display()))?;
+            }
+            Err(e) => return Err(format!("'{}': {e}", rel.display())),
+        }
+    }
+    let canonical = fs::canonicalize(&current).map_err(|e| format!("'{}': {e}", rel.display()))?;
+    if !canonical.starts_with(root) {
+        return Err(format!(
+            "path '{}' leads outside the workspace",
+            rel.display()
+        ));
+    }
+    Ok(canonical)
+}
+
+/// The canonical path of an existing `rel` below `base`, `None` when nothing is there;
+/// refused when it resolves outside `root`.
+pub(crate) fn existing(root: &Path, base: &Path, rel: &Path) -> Result<Option<PathBuf>, String> {
+    let path = base.join(rel);
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("'{}': {e}", rel.display())),
+        Ok(_) => {}
+    }
+    let canonical = fs::canonicalize(&path).map_err(|e| format!("'{}': {e}", rel.display()))?;
+    if !canonical.starts_with(root) {
+        return Err(format!(
+            "path '{}' leads outside the workspace through a symbolic link",
+            rel.display()
+        ));
+    }
+    Ok(Some(canonical))
+}
+
+/// A tar archive written to a file, with its digest and size.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// `sha256:<hex>` of the archive.
+    pub(crate) digest: String,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+}
+
+/// Writes a tar of `items` (name in the archive, existing source path) to `dest`.
+/// Symbolic links are stored as links, never followed; modes keep only the executable bit,
+/// times and owners are left out, so equal trees give equal archives.
+pub(crate) fn write_tar(dest: &Path, items: &[(PathBuf, PathBuf)]) -> io::Result<Written> {
+    let file = fs::File::create(dest)?;
+    let mut builder = tar::Builder::new(Hashing::new(io::BufWriter::new(file)));
+    builder.mode(HeaderMode::Deterministic);
+    builder.follow_symlinks(false);
+    for (name, source) in items {
+        let meta = fs::symlink_metadata(source)?;
+        let name = if name.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            name.as_path()
+        };
+        if meta.is_dir() {
+            builder.append_dir_all(name, source)?;
+        } else {
+            builder.append_path_with_name(source, name)?;
+        }
+    }
+    let mut hashing = builder.into_inner()?;
+    hashing.flush()?;
+    hashing
+        .inner
+        .into_inner()
+        .map_err(|e| e.into_error())?
+        .sync_all()?;
+    Ok(Written {
+        digest: format!("sha256:{}", hex::encode(hashing.hasher.finalize())),
+        size: hashing.size,
+    })
+}
+
+/// Extracts the tar at `archive` into the directory `dest` (inside the workspace).
+/// Refuses, before writing it, any entry that is absolute, holds `..`, is a symbolic link
+/// leading outside `dest`, a hard link or a device; refuses writing through an existing
+/// link that leads out. Returns the number of entries written.
+pub(crate) fn extract_tar(archive: &Path, dest: &Path) -> Result<usize, String> {
+    let file = fs::File::open(archive).map_err(|e| format!("cannot open archive: {e}"))?;
+    let mut tar = tar::Archive::new(io::BufReader::new(file));
+    tar.set_overwrite(true);
+    let mut count = 0;
+    let entries = tar.entries().map_err(|e| format!("bad archive: {e}"))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("bad archive: {e}"))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("bad archive entry: {e}"))?
+            .into_owned();
+        let shown = path.display().to_string();
+        let rel = relative(&shown).map_err(|e| format!("refused archive entry: {e}"))?;
+        match entry.header().entry_type() {
+            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| format!("bad archive entry '{shown}': {e}"))?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                if !link_stays_inside(&rel, &target) {
+                    return Err(format!(
+                        "refused archive entry '{shown}': a symbolic link to '{}' leads outside the workspace",
+                        target.display()
+                    ));
+                }
+            }
+            EntryType::XGlobalHeader | EntryType::XHeader => continue,
+            other => {
+                return Err(format!(
+                    "refused archive entry '{shown}': entries of type {other:?} are not supported"
+                ));
+            }
+        }
+        let written = entry
+            .unpack_in(dest)
+            .map_err(|e| format!("cannot extract '{shown}': {e}"))?;
+        if !written {
+            return Err(format!("refused archive entry '{shown}'"));
+        }
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// Whether a symbolic link at `entry` (relative to the extraction root) pointing at
+/// `target` resolves, by its text, to a place inside the root.
+fn link_stays_inside(entry: &Path, target: &Path) -> bool {
+    let mut depth: usize = entry.components().count().saturating_sub(1);
+    for part in target.components() {
+        match part {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return false,
+            },
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    !target.as_os_str().is_empty()
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Hashing<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W> Hashing<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+        }
+    }
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let written = buf.get(..n).unwrap_or(buf);
+        self.hasher.update(written);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    #[test]
+    fn relative_paths_refuse_escapes() {
+        assert_eq!(relative("a/./b/").expect("ok"), PathBuf::from("a/b"));
+        assert_eq!(relative(".").expect("ok"), PathBuf::new());
+        assert!(relative("../x").expect_err("escape").contains("'..'"));
+        assert!(relative("a/../../x").is_err());
+        assert!(relative("/etc").expect_err("absolute").contains("absolute"));
+    }
+
+    #[test]
+    fn links_are_judged_by_where_they_lead() {
+        assert!(link_stays_inside(Path::new("a/l"), Path::new("b")));
+        assert!(link_stays_inside(Path::new("a/l"), Path::new("../b")));
+        assert!(!link_stays_inside(Path::new("a/l"), Path::new("../../b")));
+        assert!(!link_stays_inside(Path::new("l"), Path::new("/etc/passwd")));
+        assert!(link_stays_inside(
+            Path::new("a/b/l"),
+            Path::new("../c/../d")
+        ));
+    }
+
+    #[test]
+    fn entering_a_directory_refuses_links_leading_out() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let ws = tempfile::tempdir().expect("tempdir");
+        let root = fs::canonicalize(ws.path()).expect("canonical");
+        symlink(outside.path(), root.join("out")).expect("symlink");
+        let err = enter_dir(&root, &root, Path::new("out/sub")).expect_err("escape");
+        assert!(err.contains("symbolic link"), "{err}");
+        assert!(!outside.path().join("sub").exists());
+        let made = enter_dir(&root, &root, Path::new("a/b")).expect("inside");
+        assert_eq!(made, root.join("a/b"));
+        assert!(made.is_dir());
+    }
+
+    #[test]
+    fn a_tree_round_trips_and_equal_trees_give_equal_digests() {
+        let ws = tempfile::tempdir().expect("tempdir");
+        let root = fs::canonicalize(ws.path()).expect("canonical");
+        fs::create_dir_all(root.join("dist/sub")).expect("mkdir");
+        fs::write(root.join("dist/a.txt"), "alpha").expect("write");
+        fs::write(root.join("dist/sub/b.txt"), "beta").expect("write");
+        symlink("a.txt", root.join("dist/link")).expect("symlink");
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let items = vec![(PathBuf::from("dist"), root.join("dist"))];
+        let one = write_tar(&scratch.path().join("1.tar"), &items).expect("tar");
+        let two = write_tar(&scratch.path().join("2.tar"), &items).expect("tar");
+        assert_eq!(one.digest, two.digest);
+        assert_eq!(
+            one.size,
+            fs::metadata(scratch.path().join("1.tar"))
+                .expect("stat")
+                .len()
+        );
+
+        let out = tempfile::tempdir().expect("tempdir");
+        let dest = fs::canonicalize(out.path()).expect("canonical");
+        extract_tar(&scratch.path().join("1.tar"), &dest).expect("extract");
+        assert_eq!(
+            fs::read_to_string(dest.join("dist/sub/b.txt")).expect("read"),
+            "beta"
+        );
+        assert_eq!(
+            fs::read_link(dest.join("dist/link")).expect("link"),
+            Path::new("a.txt")
+        );
+    }
+}

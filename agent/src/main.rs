@@ -1,0 +1,83 @@
+//! `otto-agent --socket PATH`: runs one stage attempt for the node serving `PATH`.
+//!
+//! Exit code 0 means the agent did its work and reported the result (whatever the stage's
+//! outcome); 1 means the agent itself failed; 2 means bad arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: otto-agent --socket PATH
+
+Runs one Otto stage attempt for the node serving PATH (a unix socket).
+The node starts this program; there is no reason to run it by hand.
+
+Log level: OTTO_LOG (e.g. OTTO_LOG=debug), default 'info'; logs go to stderr.";
+
+fn main() -> ExitCode {
+    let socket = match parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(socket)) => socket,
+        Ok(Parsed::Help) => {
+            eprintln!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            eprintln!("otto-agent {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("otto-agent: {message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_env("OTTO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("otto-agent: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(otto_agent::run(&socket)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("otto-agent: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+enum Parsed {
+    Run(PathBuf),
+    Help,
+    Version,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
+    let mut socket = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            "--socket" => {
+                let value = args.next().ok_or("--socket needs a path")?;
+                socket = Some(PathBuf::from(value));
+            }
+            other => match other.strip_prefix("--socket=") {
+                Some(value) => socket = Some(PathBuf::from(value)),
+                None => return Err(format!("unexpected argument '{other}'")),
+            },
+        }
+    }
+    socket
+        .map(Parsed::Run)
+        .ok_or_else(|| "--socket is required".into())
+}

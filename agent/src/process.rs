@@ -1,0 +1,246 @@
+//! Step processes: each in its own process group, output read line by line, the whole
+//! group stopped on timeout or cancel, and whatever is left of it after the step.
+
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncBufReadExt as _, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+
+use crate::events::Events;
+use crate::mask::Masker;
+use crate::protocol::{EventBody, LogLine, MAX_LINE_BYTES, Stream};
+use crate::stop::{Stop, StopReason};
+
+/// How long output is still read after a step's main process ended and its group was told
+/// to stop, before the readers are abandoned (a process that left the group may hold the
+/// pipes open forever).
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// How a step process ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// It exited by itself.
+    Exited(ExitStatus),
+    /// It was stopped for this reason.
+    Stopped(StopReason),
+}
+
+/// A started step process.
+pub(crate) struct Running {
+    child: tokio::process::Child,
+    pgid: Option<u32>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+/// Starts `command` as the leader of a new process group, stdin closed, stdout and stderr
+/// streamed as masked log lines of step `index`.
+pub(crate) fn spawn(
+    mut command: Command,
+    index: usize,
+    events: &Events,
+    masker: &Masker,
+) -> std::io::Result<Running> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn()?;
+    let pgid = child.id();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        readers.push(tokio::spawn(read_lines(
+            out,
+            index,
+            Stream::Stdout,
+            events.clone(),
+            masker.clone(),
+        )));
+    }
+    if let Some(err) = child.stderr.take() {
+        readers.push(tokio::spawn(read_lines(
+            err,
+            index,
+            Stream::Stderr,
+            events.clone(),
+            masker.clone(),
+        )));
+    }
+    Ok(Running {
+        child,
+        pgid,
+        readers,
+    })
+}
+
+impl Running {
+    /// The process group id, which is the leader's process id.
+    pub(crate) fn pgid(&self) -> Option<u32> {
+        self.pgid
+    }
+
+    /// Waits until the process exits or `stop` fires; on stop the group gets SIGTERM, then
+    /// SIGKILL after `grace`. Afterwards whatever is left of the group is stopped the same
+    /// way and the output read to its end.
+    pub(crate) async fn wait(mut self, stop: &Stop, grace: Duration) -> std::io::Result<Ended> {
+        let ended = tokio::select! {
+            status = self.child.wait() => Ended::Exited(status?),
+            reason = stop.wait() => {
+                self.terminate(grace).await;
+                Ended::Stopped(reason)
+            }
+        };
+        // Background processes of the step end with it.
+        self.signal(Signal::TERM);
+        let mut readers = std::mem::take(&mut self.readers);
+        let drained = tokio::time::timeout(grace.max(DRAIN), join_all(&mut readers)).await;
+        if drained.is_err() {
+            self.signal(Signal::KILL);
+            if tokio::time::timeout(DRAIN, join_all(&mut readers))
+                .await
+                .is_err()
+            {
+                for reader in &readers {
+                    reader.abort();
+                }
+            }
+        }
+        self.signal(Signal::KILL);
+        Ok(ended)
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace` if the leader has not exited.
+    async fn terminate(&mut self, grace: Duration) {
+        self.signal(Signal::TERM);
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            self.signal(Signal::KILL);
+            let _ = self.child.wait().await;
+        }
+    }
+
+    /// Signals the whole group; a group that no longer exists is fine.
+    fn signal(&self, signal: Signal) {
+        let pid = self
+            .pgid
+            .and_then(|p| i32::try_from(p).ok())
+            .and_then(Pid::from_raw);
+        if let Some(pid) = pid
+            && let Err(error) = kill_process_group(pid, signal)
+            && error != rustix::io::Errno::SRCH
+        {
+            tracing::warn!(target: "otto_agent::process", %error, "cannot signal a step's process group");
+        }
+    }
+}
+
+/// Waits for every reader in turn; finished ones are removed, so this can be called again
+/// after a timeout.
+async fn join_all(readers: &mut Vec<JoinHandle<()>>) {
+    while let Some(reader) = readers.last_mut() {
+        let _ = reader.await;
+        readers.pop();
+    }
+}
+
+/// Reads `reader` to its end as lines and sends each as a masked log event.
+async fn read_lines<R: AsyncRead + Unpin>(
+    reader: R,
+    index: usize,
+    stream: Stream,
+    events: Events,
+    masker: Masker,
+) {
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let buf = match reader.fill_buf().await {
+            Ok(buf) => buf,
+            Err(error) => {
+                tracing::debug!(target: "otto_agent::process", %error, "output read failed");
+                break;
+            }
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let (taken, complete) = match buf.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                line.extend_from_slice(buf.get(..at).unwrap_or_default());
+                (at + 1, true)
+            }
+            None => {
+                line.extend_from_slice(buf);
+                (buf.len(), false)
+            }
+        };
+        reader.consume(taken);
+        if complete || line.len() >= MAX_LINE_BYTES {
+            send_line(&line, index, stream, &events, &masker).await;
+            line.clear();
+        }
+    }
+    if !line.is_empty() {
+        send_line(&line, index, stream, &events, &masker).await;
+    }
+}
+
+/// Masks one line of raw output and sends it, cut into pieces of at most
+/// [`MAX_LINE_BYTES`].
+async fn send_line(raw: &[u8], index: usize, stream: Stream, events: &Events, masker: &Masker) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let text = String::from_utf8_lossy(raw);
+    let masked = masker.mask(&text);
+    for piece in pieces(&masked, MAX_LINE_BYTES) {
+        events
+            .send(EventBody::Log(LogLine {
+                step: Some(index),
+                stream,
+                line: piece.to_owned(),
+            }))
+            .await;
+    }
+}
+
+/// `text` cut into pieces of at most `max` bytes at character boundaries; an empty text is
+/// one empty piece.
+pub(crate) fn pieces(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    loop {
+        if rest.len() <= max {
+            out.push(rest);
+            return out;
+        }
+        let mut cut = max;
+        while cut > 0 && !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let cut = if cut == 0 { rest.len() } else { cut };
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+        if rest.is_empty() {
+            return out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_at_character_boundaries() {
+        assert_eq!(pieces("", 4), [""]);
+        assert_eq!(pieces("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(pieces("ääää", 3), ["ä", "ä", "ä", "ä"]);
+        assert_eq!(pieces("abcd", 4), ["abcd"]);
+    }
+}

@@ -1,0 +1,715 @@
+//! One stage attempt: prepare the workspace, run the steps, save caches, build the result.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::future::Future;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use otto_pipeline::plan::Step;
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::client::Client;
+use crate::error::Error;
+use crate::events::Events;
+use crate::files;
+use crate::mask::Masker;
+use crate::packages::{self, Invocation, Package};
+use crate::process::{self, Ended};
+use crate::protocol::{
+    Artifact, EventBody, Job, LogLine, Outcome, RunResult, SavedCache, StepResult, StepStarted,
+    Stream,
+};
+use crate::stop::Stop;
+
+/// The environment variable naming the secrets directory.
+pub(crate) const SECRETS_DIR_VAR: &str = "OTTO_SECRETS_DIR";
+
+/// The environment variable naming a step package's invocation file.
+pub(crate) const INVOCATION_VAR: &str = "OTTO_INVOCATION";
+
+/// Runs the job to its end and returns its result. Every problem, from a bad workspace to
+/// a failing step, ends up in the result and in the events.
+pub(crate) async fn run(
+    job: Job,
+    client: Client,
+    events: Events,
+    masker: Masker,
+    stop: Stop,
+) -> RunResult {
+    let mut stage = Stage {
+        grace: Duration::from_secs(job.kill_grace_secs),
+        job,
+        client,
+        events,
+        masker,
+        stop,
+        root: PathBuf::new(),
+        private: None,
+        env: Vec::new(),
+        packages: BTreeMap::new(),
+        artifacts: Vec::new(),
+        next_index: 0,
+        next_file: 0,
+    };
+    let outcome = match stage.prepare().await {
+        Ok(()) => {
+            let steps = std::mem::take(&mut stage.job.steps);
+            let root = stage.root.clone();
+            stage.run_steps(&steps, &root).await
+        }
+        Err(message) => {
+            stage
+                .say(None, format!("cannot prepare the stage: {message}"))
+                .await;
+            Err(Failure::new(
+                None,
+                format!("cannot prepare the stage: {message}"),
+            ))
+        }
+    };
+    let caches_saved = match outcome {
+        Ok(()) => stage.save_caches().await,
+        Err(_) => Vec::new(),
+    };
+    let (outcome, failed_step, error) = match outcome {
+        Ok(()) => (Outcome::Success, None, None),
+        Err(failure) => (
+            Outcome::Failure,
+            failure.step,
+            Some(stage.masker.mask_text(&failure.message)),
+        ),
+    };
+    RunResult {
+        outcome,
+        failed_step,
+        error,
+        artifacts: std::mem::take(&mut stage.artifacts),
+        caches_saved,
+    }
+}
+
+/// The state of a running stage.
+struct Stage {
+    job: Job,
+    client: Client,
+    events: Events,
+    masker: Masker,
+    stop: Stop,
+    grace: Duration,
+    /// The canonical workspace.
+    root: PathBuf,
+    /// The private directory: `secrets/` and `scratch/`; removed when dropped.
+    private: Option<tempfile::TempDir>,
+    /// What every step process gets in its environment, on top of the agent's own.
+    env: Vec<(String, String)>,
+    packages: BTreeMap<String, Package>,
+    artifacts: Vec<Artifact>,
+    next_index: usize,
+    next_file: u64,
+}
+
+/// Why the steps stopped.
+#[derive(Debug)]
+struct Failure {
+    /// The step that failed, if the failure belongs to one.
+    step: Option<usize>,
+    /// What went wrong.
+    message: String,
+    /// The exit code of the step's process, if it exited with one.
+    exit_code: Option<i32>,
+}
+
+type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Failure>> + 'a>>;
+
+impl Stage {
+    /// Creates the workspace and the private directory, writes the secrets, loads the step
+    /// packages, restores the source snapshot and the caches.
+    async fn prepare(&mut self) -> Result<(), String> {
+        fs::create_dir_all(&self.job.workspace)
+            .map_err(|e| format!("workspace {}: {e}", self.job.workspace.display()))?;
+        self.root = fs::canonicalize(&self.job.workspace)
+            .map_err(|e| format!("workspace {}: {e}", self.job.workspace.display()))?;
+        let private = private_dir(&self.root)?;
+        let secrets_dir = private.path().join("secrets");
+        write_secrets(&secrets_dir, &self.job)?;
+        self.env = step_env(&self.job, &self.root, &secrets_dir)?;
+        self.private = Some(private);
+
+        for dir in &self.job.packages {
+            for package in packages::load_dir(dir).map_err(|e| e.to_string())? {
+                if let Some(other) = self.packages.get(package.symbol()) {
+                    return Err(packages::ManifestError::Duplicate {
+                        symbol: package.symbol().to_owned(),
+                        first: other.manifest_path(),
+                        second: package.manifest_path(),
+                    }
+                    .to_string());
+                }
+                self.packages.insert(package.symbol().to_owned(), package);
+            }
+        }
+
+        if let Some(source) = self.job.source.clone() {
+            let root = self.root.clone();
+            let entries = self.restore(&source.digest, &root).await?;
+            self.say(
+                None,
+                format!("restored the source snapshot ({entries} entries)"),
+            )
+            .await;
+        }
+        for cache in self.job.restore_caches.clone() {
+            let root = self.root.clone();
+            match self.restore(&cache.digest, &root).await {
+                Ok(entries) => {
+                    self.say(
+                        None,
+                        format!("restored cache '{}' ({entries} entries)", cache.name),
+                    )
+                    .await;
+                }
+                Err(message) => {
+                    self.say(
+                        None,
+                        format!("cache '{}' not restored: {message}", cache.name),
+                    )
+                    .await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn run_steps<'a>(&'a mut self, steps: &'a [Step], cwd: &'a Path) -> StepFuture<'a> {
+        Box::pin(async move {
+            for step in steps {
+                self.run_step(step, cwd).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn run_step(&mut self, step: &Step, cwd: &Path) -> Result<(), Failure> {
+        let index = self.next_index;
+        self.next_index += 1;
+        if let Some(reason) = self.stop.reason() {
+            return Err(Failure::new(Some(index), reason.to_string()));
+        }
+        let started = Instant::now();
+        let symbol = step.symbol.as_str();
+        let is_process = symbol == "sh" || !is_builtin(symbol);
+        if !is_process {
+            self.started(index, symbol, None).await;
+        }
+        let result = match symbol {
+            "sh" => self.sh(index, step, cwd).await,
+            "echo" => self.echo(index, step).await,
+            "dir" => self.dir(index, step, cwd).await,
+            "archive" => self.archive(index, step, cwd).await,
+            "unarchive" => self.unarchive(index, step, cwd).await,
+            _ => self.package(index, step, cwd).await,
+        };
+        let (outcome, exit_code) = match &result {
+            Ok(code) => (Outcome::Success, *code),
+            Err(failure) if failure.step == Some(index) => {
+                self.say(Some(index), failure.message.clone()).await;
+                (Outcome::Failure, failure.exit_code)
+            }
+            Err(_) => (Outcome::Failure, None),
+        };
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.events
+            .send(EventBody::StepFinished(StepResult {
+                index,
+                outcome,
+                exit_code,
+                duration_ms,
+            }))
+            .await;
+        result.map(|_| ())
+    }
+
+    /// `sh 'script'`: `/bin/sh -e -c script`.
+    async fn sh(&mut self, index: usize, step: &Step, cwd: &Path) -> Result<Option<i32>, Failure> {
+        let script = match string_arg(step, 0, None) {
+            Ok(script) => script,
+            Err(message) => {
+                self.started(index, "sh", None).await;
+                return Err(Failure::new(Some(index), message));
+            }
+        };
+        let mut command = Command::new("/bin/sh");
+        command.arg("-e").arg("-c").arg(script);
+        self.run_process(index, "sh", command, cwd).await
+    }
+
+    /// `echo 'text'`: the text as output lines.
+    async fn echo(&mut self, index: usize, step: &Step) -> Result<Option<i32>, Failure> {
+        let text = string_arg(step, 0, None).map_err(|m| Failure::new(Some(index), m))?;
+        for line in text.split('\n') {
+            let line = self.masker.mask(line).into_owned();
+            for piece in process::pieces(&line, crate::protocol::MAX_LINE_BYTES) {
+                self.events
+                    .send(EventBody::Log(LogLine {
+                        step: Some(index),
+                        stream: Stream::Stdout,
+                        line: piece.to_owned(),
+                    }))
+                    .await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// `dir 'path' { steps }`: the block in a subdirectory of the workspace.
+    async fn dir(&mut self, index: usize, step: &Step, cwd: &Path) -> Result<Option<i32>, Failure> {
+        let fail = |m| Failure::new(Some(index), m);
+        let path = string_arg(step, 0, None).map_err(fail)?;
+        let rel = files::relative(&path).map_err(fail)?;
+        let target = files::enter_dir(&self.root, cwd, &rel).map_err(fail)?;
+        self.run_steps(&step.block, &target).await?;
+        Ok(None)
+    }
+
+    /// `archive path: 'p', name: 'n'`: a tar of `p` stored as artifact `n`.
+    async fn archive(
+        &mut self,
+        index: usize,
+        step: &Step,
+        cwd: &Path,
+    ) -> Result<Option<i32>, Failure> {
+        let fail = |m| Failure::new(Some(index), m);
+        let path = string_arg(step, usize::MAX, Some("path")).map_err(fail)?;
+        let name = string_arg(step, usize::MAX, Some("name")).map_err(fail)?;
+        if name.is_empty() {
+            return Err(fail("an artifact needs a name".into()));
+        }
+        if self.artifacts.iter().any(|a| a.name == name) {
+            return Err(fail(format!(
+                "artifact '{name}' is archived twice in this stage"
+            )));
+        }
+        let rel = files::relative(&path).map_err(fail)?;
+        let source = files::existing(&self.root, cwd, &rel)
+            .map_err(fail)?
+            .ok_or_else(|| fail(format!("nothing at '{path}' to archive")))?;
+        let (digest, size) = self.store_tar(vec![(rel, source)]).await.map_err(fail)?;
+        self.say(
+            Some(index),
+            format!("archived '{name}': {size} bytes, {digest}"),
+        )
+        .await;
+        self.artifacts.push(Artifact { name, digest, size });
+        Ok(None)
+    }
+
+    /// `unarchive name: 'n'`: extracts artifact `n` into the current directory.
+    async fn unarchive(
+        &mut self,
+        index: usize,
+        step: &Step,
+        cwd: &Path,
+    ) -> Result<Option<i32>, Failure> {
+        let fail = |m| Failure::new(Some(index), m);
+        let name = string_arg(step, usize::MAX, Some("name")).map_err(fail)?;
+        let digest = self
+            .job
+            .artifacts
+            .get(&name)
+            .cloned()
+            .or_else(|| {
+                self.artifacts
+                    .iter()
+                    .find(|a| a.name == name)
+                    .map(|a| a.digest.clone())
+            })
+            .ok_or_else(|| {
+                let known: Vec<&str> = self
+                    .job
+                    .artifacts
+                    .keys()
+                    .map(String::as_str)
+                    .chain(self.artifacts.iter().map(|a| a.name.as_str()))
+                    .collect();
+                fail(if known.is_empty() {
+                    format!("no artifact named '{name}': none is available to this stage")
+                } else {
+                    format!(
+                        "no artifact named '{name}' (available: {})",
+                        known.join(", ")
+                    )
+                })
+            })?;
+        let entries = self.restore(&digest, cwd).await.map_err(fail)?;
+        self.say(
+            Some(index),
+            format!("restored '{name}' ({entries} entries)"),
+        )
+        .await;
+        Ok(None)
+    }
+
+    /// A step package: arguments checked, invocation file written, entrypoint run.
+    async fn package(
+        &mut self,
+        index: usize,
+        step: &Step,
+        cwd: &Path,
+    ) -> Result<Option<i32>, Failure> {
+        let symbol = step.symbol.as_str();
+        let prepared = self.prepare_package(step);
+        let (package, file) = match prepared {
+            Ok(ready) => ready,
+            Err(message) => {
+                self.started(index, symbol, None).await;
+                return Err(Failure::new(Some(index), message));
+            }
+        };
+        let mut command = Command::new(package.entrypoint());
+        command.env(INVOCATION_VAR, &file);
+        self.run_process(index, symbol, command, cwd).await
+    }
+
+    fn prepare_package(&mut self, step: &Step) -> Result<(Package, PathBuf), String> {
+        let symbol = step.symbol.as_str();
+        let package = self.packages.get(symbol).cloned().ok_or_else(|| {
+            format!("unknown step '{symbol}': not a built-in step and no step package defines it")
+        })?;
+        let args = package.bind(step).map_err(|e| e.to_string())?;
+        let invocation = Invocation {
+            symbol: symbol.to_owned(),
+            args,
+            workspace: self.root.clone(),
+        };
+        let file = self.scratch_file("invocation", "json")?;
+        let json = serde_json::to_vec(&invocation).map_err(|e| e.to_string())?;
+        write_private(&file, &json)
+            .map_err(|e| format!("cannot write the invocation file: {e}"))?;
+        Ok((package, file))
+    }
+
+    /// Runs a step process to its end and turns how it ended into the step's result.
+    async fn run_process(
+        &mut self,
+        index: usize,
+        symbol: &str,
+        mut command: Command,
+        cwd: &Path,
+    ) -> Result<Option<i32>, Failure> {
+        command
+            .current_dir(cwd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let running = match process::spawn(command, index, &self.events, &self.masker) {
+            Ok(running) => running,
+            Err(e) => {
+                self.started(index, symbol, None).await;
+                return Err(Failure::new(
+                    Some(index),
+                    format!("cannot start '{symbol}': {e}"),
+                ));
+            }
+        };
+        self.started(index, symbol, running.pgid()).await;
+        match running.wait(&self.stop, self.grace).await {
+            Ok(Ended::Exited(status)) if status.success() => Ok(Some(0)),
+            Ok(Ended::Exited(status)) => Err(match (status.code(), status.signal()) {
+                (Some(code), _) => Failure {
+                    step: Some(index),
+                    message: format!("'{symbol}' exited with code {code}"),
+                    exit_code: Some(code),
+                },
+                (None, Some(signal)) => Failure::new(
+                    Some(index),
+                    format!("'{symbol}' was killed by signal {signal}"),
+                ),
+                (None, None) => Failure::new(Some(index), format!("'{symbol}' failed")),
+            }),
+            Ok(Ended::Stopped(reason)) => Err(Failure::new(Some(index), reason.to_string())),
+            Err(e) => Err(Failure::new(
+                Some(index),
+                format!("lost track of '{symbol}': {e}"),
+            )),
+        }
+    }
+
+    /// Saves each cache of the job; a cache that cannot be saved is reported and skipped.
+    async fn save_caches(&mut self) -> Vec<SavedCache> {
+        let mut saved = Vec::new();
+        for cache in self.job.save_caches.clone() {
+            match self.save_cache(&cache.paths).await {
+                Ok(Some((digest, size))) => {
+                    self.say(None, format!("saved cache '{}': {size} bytes", cache.name))
+                        .await;
+                    saved.push(SavedCache {
+                        name: cache.name,
+                        digest,
+                        size,
+                    });
+                }
+                Ok(None) => {
+                    self.say(
+                        None,
+                        format!("cache '{}' not saved: none of its paths exist", cache.name),
+                    )
+                    .await;
+                }
+                Err(message) => {
+                    self.say(None, format!("cache '{}' not saved: {message}", cache.name))
+                        .await;
+                }
+            }
+        }
+        saved
+    }
+
+    async fn save_cache(&mut self, paths: &[String]) -> Result<Option<(String, u64)>, String> {
+        let mut items = Vec::new();
+        for path in paths {
+            let rel = files::relative(path)?;
+            if let Some(source) = files::existing(&self.root, &self.root, &rel)? {
+                items.push((rel, source));
+            }
+        }
+        if items.is_empty() {
+            return Ok(None);
+        }
+        self.store_tar(items).await.map(Some)
+    }
+
+    /// Writes a tar of `items` in the scratch directory and stores it as a blob.
+    async fn store_tar(&mut self, items: Vec<(PathBuf, PathBuf)>) -> Result<(String, u64), String> {
+        let file = self.scratch_file("archive", "tar")?;
+        let target = file.clone();
+        let written = tokio::task::spawn_blocking(move || files::write_tar(&target, &items))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot write the archive: {e}"))?;
+        let stored = self
+            .interruptible(self.client.put_blob(&file, &written.digest))
+            .await;
+        let _ = fs::remove_file(&file);
+        let blob = stored?;
+        if blob.size != written.size {
+            return Err(format!(
+                "the node stored {} bytes of a {}-byte archive",
+                blob.size, written.size
+            ));
+        }
+        Ok((blob.digest, blob.size))
+    }
+
+    /// Fetches the tar blob `digest`, checks it, and extracts it into `dest`.
+    async fn restore(&mut self, digest: &str, dest: &Path) -> Result<usize, String> {
+        let file = self.scratch_file("blob", "tar")?;
+        let fetched = self
+            .interruptible(self.client.get_blob(digest, &file))
+            .await;
+        if let Err(message) = fetched {
+            let _ = fs::remove_file(&file);
+            return Err(message);
+        }
+        let target = file.clone();
+        let dest = dest.to_owned();
+        let extracted = tokio::task::spawn_blocking(move || files::extract_tar(&target, &dest))
+            .await
+            .map_err(|e| e.to_string());
+        let _ = fs::remove_file(&file);
+        extracted?
+    }
+
+    /// Runs `future` unless the stage is stopped first.
+    async fn interruptible<T>(
+        &self,
+        future: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, String> {
+        tokio::select! {
+            result = future => result.map_err(|e| e.to_string()),
+            reason = self.stop.wait() => Err(reason.to_string()),
+        }
+    }
+
+    /// A new file name in the private scratch directory.
+    fn scratch_file(&mut self, stem: &str, ext: &str) -> Result<PathBuf, String> {
+        let private = self
+            .private
+            .as_ref()
+            .ok_or("the private directory is missing")?;
+        self.next_file += 1;
+        Ok(private
+            .path()
+            .join("scratch")
+            .join(format!("{stem}-{}.{ext}", self.next_file)))
+    }
+
+    async fn started(&self, index: usize, symbol: &str, pgid: Option<u32>) {
+        self.events
+            .send(EventBody::StepStarted(StepStarted {
+                index,
+                symbol: symbol.to_owned(),
+                pgid,
+            }))
+            .await;
+    }
+
+    /// A line from the agent itself, masked.
+    async fn say(&self, step: Option<usize>, text: String) {
+        for line in self.masker.mask_text(&text).split('\n') {
+            for piece in process::pieces(line, crate::protocol::MAX_LINE_BYTES) {
+                self.events
+                    .send(EventBody::Log(LogLine {
+                        step,
+                        stream: Stream::Agent,
+                        line: piece.to_owned(),
+                    }))
+                    .await;
+            }
+        }
+    }
+}
+
+impl Failure {
+    fn new(step: Option<usize>, message: String) -> Self {
+        Self {
+            step,
+            message,
+            exit_code: None,
+        }
+    }
+}
+
+fn is_builtin(symbol: &str) -> bool {
+    packages::BUILTIN_SYMBOLS.contains(&symbol)
+}
+
+/// The string argument at `position`, or the keyword argument `name`.
+fn string_arg(step: &Step, position: usize, name: Option<&str>) -> Result<String, String> {
+    let symbol = &step.symbol;
+    let value = match name {
+        Some(name) => step.kwargs.get(name),
+        None => step.args.get(position),
+    };
+    match value {
+        Some(Value::String(text)) => Ok(text.clone()),
+        Some(_) => Err(match name {
+            Some(name) => format!("'{symbol}' expects a string for '{name}:'"),
+            None => format!("'{symbol}' expects a string"),
+        }),
+        None => Err(match name {
+            Some(name) => format!("'{symbol}' needs '{name}:'"),
+            None => format!("'{symbol}' needs a string argument"),
+        }),
+    }
+}
+
+/// Creates the private directory (mode 0700) with `secrets/` and `scratch/`, outside the
+/// workspace.
+fn private_dir(root: &Path) -> Result<tempfile::TempDir, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("otto-agent-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a private directory: {e}"))?;
+    let path = fs::canonicalize(dir.path()).map_err(|e| e.to_string())?;
+    if path.starts_with(root) || root.starts_with(&path) {
+        return Err(format!(
+            "the private directory {} would overlap the workspace; point TMPDIR elsewhere",
+            path.display()
+        ));
+    }
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
+        .map_err(|e| e.to_string())?;
+    for sub in ["secrets", "scratch"] {
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join(sub))
+            .map_err(|e| format!("cannot create a private directory: {e}"))?;
+    }
+    Ok(dir)
+}
+
+/// Writes each secret to a file of its name (mode 0600).
+fn write_secrets(dir: &Path, job: &Job) -> Result<(), String> {
+    for (name, value) in &job.secrets {
+        if !is_file_name(name) {
+            return Err(format!(
+                "secret name '{name}' cannot be used as a file name (use letters, digits, '_', '-' and '.')"
+            ));
+        }
+        write_private(&dir.join(name), value.expose().as_bytes())
+            .map_err(|e| format!("cannot write secret '{name}': {e}"))?;
+    }
+    Ok(())
+}
+
+/// Creates a new file only its owner can read, with these contents.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(contents)
+}
+
+/// The variables every step gets: the settings, the secrets when `secret_env`, and
+/// `OTTO_RUN`, `OTTO_STAGE`, `OTTO_ATTEMPT`, `OTTO_WORKSPACE`, `OTTO_SECRETS_DIR`.
+fn step_env(job: &Job, root: &Path, secrets_dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let mut env = Vec::new();
+    for (name, value) in &job.env {
+        if !is_env_name(name) || value.contains('\0') {
+            return Err(format!(
+                "setting '{name}' cannot be an environment variable"
+            ));
+        }
+        env.push((name.clone(), value.clone()));
+    }
+    if job.secret_env {
+        for (name, value) in &job.secrets {
+            if !is_env_name(name) || value.expose().contains('\0') {
+                return Err(format!("secret '{name}' cannot be an environment variable"));
+            }
+            env.push((name.clone(), value.expose().to_owned()));
+        }
+    }
+    env.push(("OTTO_RUN".into(), job.run.clone()));
+    env.push(("OTTO_STAGE".into(), job.stage.clone()));
+    env.push(("OTTO_ATTEMPT".into(), job.attempt.to_string()));
+    env.push(("OTTO_WORKSPACE".into(), root.display().to_string()));
+    env.push((SECRETS_DIR_VAR.into(), secrets_dir.display().to_string()));
+    Ok(env)
+}
+
+fn is_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked_for_files_and_variables() {
+        assert!(is_file_name("DEPLOY_TOKEN") && is_file_name("key.pem"));
+        assert!(!is_file_name("../x") && !is_file_name(".hidden") && !is_file_name("a/b"));
+        assert!(is_env_name("DEPLOY_TOKEN") && is_env_name("_x1"));
+        assert!(!is_env_name("1X") && !is_env_name("A-B") && !is_env_name(""));
+    }
+}
