@@ -11,24 +11,52 @@ use std::process::Command;
 use serde_json::Value;
 
 /// Crates that must stay pure.
-const PURE: &[&str] = &["otto-protocol", "otto-trust", "otto-pipeline", "otto-handoff"];
+const PURE: &[&str] = &[
+    "otto-protocol",
+    "otto-trust",
+    "otto-pipeline",
+    "otto-handoff",
+];
 
 /// Packages a pure crate may not depend on, directly or through others. `libp2p-identity`
 /// (key types and PeerId only) is allowed; the rest of libp2p is not.
 const BANNED: &[&str] = &[
-    "tokio", "async-std", "smol", "mio", "libp2p", "libp2p-swarm", "libp2p-core",
-    "libp2p-tcp", "libp2p-quic", "hyper", "reqwest", "axum", "tower", "h2", "ureq",
+    "tokio",
+    "async-std",
+    "smol",
+    "mio",
+    "libp2p",
+    "libp2p-swarm",
+    "libp2p-core",
+    "libp2p-tcp",
+    "libp2p-quic",
+    "hyper",
+    "reqwest",
+    "axum",
+    "tower",
+    "h2",
+    "ureq",
 ];
 
 #[test]
 fn pure_crates_do_not_depend_on_io_stacks() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--offline",
+            "--manifest-path",
+        ])
         .arg(root.join("Cargo.toml"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
 
     // Package id -> (name, normal and build dependency ids). Dev-dependencies are not part
@@ -38,7 +66,12 @@ fn pure_crates_do_not_depend_on_io_stacks() {
         .as_array()
         .expect("packages")
         .iter()
-        .map(|p| (p["id"].as_str().unwrap_or_default().to_owned(), p["name"].as_str().unwrap_or_default().to_owned()))
+        .map(|p| {
+            (
+                p["id"].as_str().unwrap_or_default().to_owned(),
+                p["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
         .collect();
     for node in meta["resolve"]["nodes"].as_array().expect("resolve graph") {
         let id = node["id"].as_str().unwrap_or_default().to_owned();
@@ -47,11 +80,18 @@ fn pure_crates_do_not_depend_on_io_stacks() {
             .into_iter()
             .flatten()
             .filter(|d| {
-                d["dep_kinds"].as_array().into_iter().flatten().any(|k| k["kind"].as_str() != Some("dev"))
+                d["dep_kinds"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|k| k["kind"].as_str() != Some("dev"))
             })
             .filter_map(|d| d["pkg"].as_str().map(str::to_owned))
             .collect();
-        graph.insert(id.clone(), (names.get(&id).cloned().unwrap_or_default(), deps));
+        graph.insert(
+            id.clone(),
+            (names.get(&id).cloned().unwrap_or_default(), deps),
+        );
     }
 
     let mut problems = Vec::new();
@@ -65,7 +105,11 @@ fn pure_crates_do_not_depend_on_io_stacks() {
             if !seen.insert(at.clone()) {
                 continue;
             }
-            for dep in graph.get(&at).map(|(_, d)| d.as_slice()).unwrap_or_default() {
+            for dep in graph
+                .get(&at)
+                .map(|(_, d)| d.as_slice())
+                .unwrap_or_default()
+            {
                 let dep_name = graph.get(dep).map(|(n, _)| n.clone()).unwrap_or_default();
                 let mut next = path.clone();
                 next.push(dep_name.clone());
@@ -77,5 +121,9 @@ fn pure_crates_do_not_depend_on_io_stacks() {
             }
         }
     }
-    assert!(problems.is_empty(), "pure crates reach I/O stacks:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "pure crates reach I/O stacks:\n{}",
+        problems.join("\n")
+    );
 }
