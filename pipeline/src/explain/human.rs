@@ -399,6 +399,21 @@ fn cache_line(cache: &Cache) -> String {
 }
 
 fn step_lines(step: &Step, indent: &str, out: &mut String) {
+    // A multi-line script reads best as the triple-quoted block it was written as.
+    if let ([Value::String(script)], true, true) = (
+        step.args.as_slice(),
+        step.kwargs.is_empty(),
+        step.block.is_empty(),
+    ) && script.trim_end().contains('\n')
+        && !script.contains("'''")
+    {
+        let _ = writeln!(out, "{indent}{} '''", step.symbol);
+        for line in script.trim_end().lines() {
+            let _ = writeln!(out, "{indent}  {line}");
+        }
+        let _ = writeln!(out, "{indent}'''");
+        return;
+    }
     let mut parts: Vec<String> = step.args.iter().map(literal).collect();
     parts.extend(
         step.kwargs
