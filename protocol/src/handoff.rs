@@ -47,6 +47,16 @@ pub struct Offer {
     pub expires_at: u64,
     /// `created_at`: when the sender made the offer, in seconds since the Unix epoch.
     pub created_at: u64,
+    /// `certificates`: node certificates of the nodes that signed the `receipts` (other
+    /// than the sender, whose certificate is `sender`), so the receiver can check each
+    /// receipt signer's key against its pinned orgs. Omitted when empty; an older sender
+    /// never writes it.
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "bounded_vec::<_, _, MAX_RECEIPTS>"
+    )]
+    pub certificates: Vec<Envelope>,
 }
 
 /// Where a run's code came from.

@@ -256,13 +256,14 @@ fn offer() -> impl Strategy<Value = Offer> {
             envelope(512),
             any::<u64>(),
             any::<u64>(),
+            vec(envelope(512), 0..3),
         ),
     )
         .prop_map(
             |(
                 (id, run, source, plan, plan_digest, stage),
                 (attempt, facts, inputs),
-                (receipts, sender, expires_at, created_at),
+                (receipts, sender, expires_at, created_at, certificates),
             )| Offer {
                 id,
                 run,
@@ -277,6 +278,7 @@ fn offer() -> impl Strategy<Value = Offer> {
                 sender,
                 expires_at,
                 created_at,
+                certificates,
             },
         )
 }

@@ -183,6 +183,7 @@ pub(crate) fn offer(plan: Vec<u8>, chain: Vec<Envelope>) -> Offer {
         sender: certificate_envelope("dev-1", "acme-dev", DEV_ORG, DEV_NODE),
         expires_at: T0 + 3_600,
         created_at: T0 + 75,
+        certificates: Vec::new(),
     }
 }
 
@@ -201,6 +202,10 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
         attempt: 2,
         ..offer(small_plan.clone(), Vec::new())
     };
+    let certified_offer = Offer {
+        certificates: vec![certificate_envelope("build-1", "acme-dev", DEV_ORG, 0x2d)],
+        ..offer(small_plan.clone(), chain.clone())
+    };
     let handoff = offer(small_plan.clone(), chain.clone()).id;
     vec![
         (
@@ -210,6 +215,10 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
         (
             "git source, no facts, no inputs, second attempt",
             git_offer.into(),
+        ),
+        (
+            "certificate of another receipt signer",
+            certified_offer.into(),
         ),
         (
             "accept",

@@ -1,0 +1,620 @@
+//! The owner's checks on an offered stage: [`verify_offer`] accepts an offer or says
+//! precisely why not.
+//!
+//! # The checks, in order
+//!
+//! The first check that fails decides the [`Rejection`]; its code is what the sender sees.
+//!
+//! | # | check | code |
+//! |---|---|---|
+//! | 1 | the envelope holds an offer (payload type and CBOR), and the sender's certificate decodes | `malformed`, `unsupported_version` |
+//! | 2 | the envelope's signature verifies with the node key of the certificate the offer presents (`sender`) | `bad_signature` |
+//! | 3 | that certificate is signed by an org key pinned here | `unknown_org`, `bad_signature` |
+//! | 4 | `not_before ≤ now < not_after` | `certificate_not_yet_valid`, `certificate_expired` |
+//! | 5 | the sender's org has not revoked the node key | `node_revoked` |
+//! | 6 | `now < expires_at` | `offer_expired` |
+//! | 7 | the handoff id was not seen before | `replayed` |
+//! | 8 | the plan bytes hash to `plan_digest` | `plan_digest_mismatch` |
+//! | 9 | the plan bytes parse as a plan body (schema `otto.plan/v1`) | `malformed` |
+//! | 10 | the plan has the offered stage | `stage_not_owned` |
+//! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment | `out_of_scope` |
+//! | 12 | the stage's owner in the plan is one of the names this node answers to | `stage_not_owned` |
+//! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
+//! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
+//! | 15 | … it names this plan's digest | `plan_digest_mismatch` |
+//! | 16 | … it is for a stage the offered stage needs, directly or through others | `upstream_receipt_not_preceding` |
+//! | 17 | per stage before the offered one, in plan order: no two different receipts for one attempt | `upstream_receipt_invalid` |
+//! | 18 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
+//! | 19 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
+//! | 20 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] is approved here under a policy with `definitions = "approved"` | `definition_not_approved` |
+//!
+//! Authentication comes first, so nothing unauthenticated decides more than `malformed`
+//! or `bad_signature`; cheap freshness checks come before the plan is parsed; the receipt
+//! chain, the costliest part, comes after everything that can refuse the offer cheaply;
+//! the definition check comes last, so that approving the digest it names is all that is
+//! left to do when it fails.
+//!
+//! The sender's transport identity (its libp2p peer id) is the node's to compare with
+//! [`AcceptedOffer::sender`]; this crate never sees a connection.
+#![warn(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::iter;
+
+use otto_pipeline::Plan;
+use otto_pipeline::plan::{Body, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step};
+use otto_protocol::limits::MAX_TEXT_LEN;
+use otto_protocol::{
+    DecodeError, Digest, Envelope, HandoffId, NodeCertificate, Offer, Reject, RejectCode,
+};
+use otto_trust::policy::ScopeError;
+use otto_trust::{
+    CertError, PublicKey, StageDefinition, TrustStore, Unverified, Verified, VerifiedCert,
+};
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::chain::{self, SignedReceipt, conflict, latest, outcome_problem, quoted};
+use crate::dag::Dag;
+
+/// What the receiving node knows and decides, for [`verify_offer`].
+pub struct VerifyContext<'a> {
+    /// The receiver's trust store: pinned orgs, policies, approvals, revocations.
+    pub trust: &'a TrustStore,
+    /// The owner names in plans that mean this node, e.g. `["ops"]`. Add
+    /// [`otto_pipeline::plan::ORIGIN`] for offers of runs this node started.
+    pub answers_to: &'a [String],
+    /// Whether a handoff id was seen before (the node's inbox remembers them).
+    pub seen: &'a dyn Fn(&HandoffId) -> bool,
+    /// Whether a stage that names a blueprint is this node's own definition: it names a
+    /// blueprint this node publishes, from the library version this node publishes, and
+    /// the stage is what that blueprint expands to. Only then does the stage run without
+    /// an approved digest.
+    pub publishes: &'a dyn Fn(&Body, &Stage) -> bool,
+}
+
+/// An offer that passed every check: what the node persists, answers with an accept for,
+/// and later runs.
+#[derive(Debug, Clone)]
+pub struct AcceptedOffer {
+    envelope: Verified<Envelope>,
+    offer: Offer,
+    plan: Plan,
+    stage: usize,
+    sender: VerifiedCert,
+    upstream: Vec<Digest>,
+    definition: Definition,
+}
+
+/// How the accepted stage is defined.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Definition {
+    /// A blueprint this node publishes.
+    Blueprint {
+        /// The library it is from, as the plan names it.
+        library: String,
+        /// The blueprint's name.
+        name: String,
+    },
+    /// Steps written by the asker, approved here by their digest.
+    Inline {
+        /// The [`definition_digest`] of the stage.
+        digest: String,
+    },
+}
+
+/// Why an offer is refused: the reject code, a message for people and, where there is
+/// something to do about it, a hint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Rejection {
+    /// The machine-readable reason.
+    pub code: RejectCode,
+    /// What is wrong, in one line.
+    pub message: String,
+    /// What to do about it, e.g. the command that approves a definition.
+    pub hint: Option<String>,
+}
+
+/// Checks an offer as received from a peer (see the [module docs](self) for the checks and
+/// their order) at time `now`.
+pub fn verify_offer(
+    envelope: Unverified<Envelope>,
+    ctx: &VerifyContext<'_>,
+    now: u64,
+) -> Result<AcceptedOffer, Rejection> {
+    // 1. Decode.
+    let offer: Offer = envelope.peek().payload_as().map_err(|err| decode(&err))?;
+    let presented: NodeCertificate = offer.sender.payload_as().map_err(|err| {
+        Rejection::new(
+            RejectCode::Malformed,
+            format!("the sender's certificate does not decode: {err}"),
+        )
+    })?;
+    let node_key = PublicKey::from_bytes(&presented.node_key).map_err(|err| {
+        Rejection::new(
+            RejectCode::Malformed,
+            format!("the sender's certificate holds no usable node key: {err}"),
+        )
+    })?;
+
+    // 2. The offer's signature.
+    let envelope = envelope.verify(&node_key).map_err(|err| {
+        Rejection::new(
+            RejectCode::BadSignature,
+            format!(
+                "the offer's signature does not verify with the node key of its sender's \
+                 certificate: {err}"
+            ),
+        )
+    })?;
+
+    // 3-5. The sender's certificate: pinned org, window, revocation.
+    let sender = ctx
+        .trust
+        .verify_cert(&offer.sender, now)
+        .map_err(|err| certificate(&err))?;
+
+    // 6-7. Freshness.
+    if now >= offer.expires_at {
+        return Err(Rejection::new(
+            RejectCode::OfferExpired,
+            format!("the offer expired at {} (now {now})", offer.expires_at),
+        )
+        .hint("send a new offer"));
+    }
+    if (ctx.seen)(&offer.id) {
+        return Err(Rejection::new(
+            RejectCode::Replayed,
+            format!("handoff {} was seen before", offer.id),
+        )
+        .hint("a new handoff needs a new handoff id"));
+    }
+
+    // 8-10. The plan and the stage in it.
+    let digest = sha256_text(&offer.plan);
+    if digest != offer.plan_digest {
+        return Err(Rejection::new(
+            RejectCode::PlanDigestMismatch,
+            format!(
+                "the plan hashes to {digest}, but the offer names {}",
+                quoted(&offer.plan_digest)
+            ),
+        ));
+    }
+    let body: Body = serde_json::from_slice(&offer.plan).map_err(|err| {
+        Rejection::new(
+            RejectCode::Malformed,
+            format!("the plan does not parse: {err}"),
+        )
+    })?;
+    if body.schema != SCHEMA {
+        return Err(Rejection::new(
+            RejectCode::Malformed,
+            format!(
+                "the plan has schema {}, this node reads {SCHEMA}",
+                quoted(&body.schema)
+            ),
+        ));
+    }
+    let dag = Dag::new(&body);
+    let Some((position, stage)) = dag
+        .position(&offer.stage)
+        .and_then(|p| dag.stage_at(p).map(|s| (p, s)))
+    else {
+        return Err(Rejection::new(
+            RejectCode::StageNotOwned,
+            format!("the plan has no stage {}", quoted(&offer.stage)),
+        ));
+    };
+
+    // 11. Policy scope.
+    ctx.trust
+        .check_scope(
+            sender.org(),
+            &body.pipeline,
+            &stage.id,
+            stage.environment.as_deref(),
+        )
+        .map_err(|err| scope(&err, sender.org()))?;
+
+    // 12. Ownership.
+    if !ctx.answers_to.iter().any(|name| name == stage.owner_name()) {
+        return Err(Rejection::new(
+            RejectCode::StageNotOwned,
+            format!(
+                "the plan gives stage {} to {}, which is not this node ({})",
+                quoted(&stage.id),
+                quoted(stage.owner_name()),
+                ctx.answers_to.join(", ")
+            ),
+        )
+        .hint("offer the stage to the node its owner names"));
+    }
+
+    // 13-19. The receipt chain.
+    let signers: Vec<&Envelope> = iter::once(&offer.sender)
+        .chain(offer.certificates.iter())
+        .collect();
+    let upstream = check_receipts(&offer, &dag, position, &signers, ctx.trust, now)?;
+
+    // 20. The stage's definition.
+    let definition = match &stage.blueprint {
+        Some(blueprint) if (ctx.publishes)(&body, stage) => Definition::Blueprint {
+            library: blueprint.library.clone(),
+            name: blueprint.name.clone(),
+        },
+        _ => Definition::Inline {
+            digest: definition_digest(stage),
+        },
+    };
+    let asked = match &definition {
+        Definition::Blueprint { name, .. } => StageDefinition::Blueprint(name),
+        Definition::Inline { digest } => StageDefinition::Inline { digest },
+    };
+    ctx.trust
+        .check_definition(sender.org(), asked)
+        .map_err(|err| not_approved(&err, stage, &definition, sender.org()))?;
+
+    Ok(AcceptedOffer {
+        envelope,
+        stage: position,
+        plan: Plan {
+            body,
+            provenance: Provenance::default(),
+        },
+        offer,
+        sender,
+        upstream,
+        definition,
+    })
+}
+
+/// The digest by which a node approves a stage's inline definition
+/// (`otto-node approve DIGEST`): `sha256:` and the lowercase hex SHA-256 of the canonical
+/// JSON (keys sorted, no whitespace, as for plans) of
+/// `{"gates", "notify", "runtime", "schema": "otto.stage-definition/v1", "steps"}`, with
+/// the stage's fields as the plan format writes them.
+///
+/// It covers everything the owner would execute or that decides how: the steps, the notify
+/// steps, the gates (a poll gate runs a command) and the runtime (the image). It does not
+/// cover the stage's name, owner, needs or environment, so an approval survives renaming
+/// or moving the stage; which environments a peer may target is the policy's business.
+pub fn definition_digest(stage: &Stage) -> String {
+    #[derive(Serialize)]
+    struct DefinitionDoc<'a> {
+        gates: &'a Gates,
+        notify: &'a Notify,
+        runtime: &'a Runtime,
+        schema: &'static str,
+        steps: &'a [Step],
+    }
+    let doc = DefinitionDoc {
+        gates: &stage.gates,
+        notify: &stage.notify,
+        runtime: &stage.runtime,
+        schema: DEFINITION_SCHEMA,
+        steps: &stage.steps,
+    };
+    // A plan's types serialize with string keys only, so this cannot fail; `Null` would
+    // still give a digest no one has approved.
+    let value = sorted(serde_json::to_value(&doc).unwrap_or(Value::Null));
+    let bytes = serde_json::to_vec(&value).unwrap_or_default();
+    sha256_text(&bytes)
+}
+
+/// The schema name inside the document [`definition_digest`] hashes.
+pub const DEFINITION_SCHEMA: &str = "otto.stage-definition/v1";
+
+impl VerifyContext<'_> {
+    /// A context that has seen no handoff id and publishes no blueprint.
+    pub fn new<'a>(trust: &'a TrustStore, answers_to: &'a [String]) -> VerifyContext<'a> {
+        VerifyContext {
+            trust,
+            answers_to,
+            seen: &never_seen,
+            publishes: &publishes_nothing,
+        }
+    }
+}
+
+impl<'a> VerifyContext<'a> {
+    /// The same context, asking `seen` whether a handoff id was seen before.
+    pub fn with_seen(self, seen: &'a dyn Fn(&HandoffId) -> bool) -> Self {
+        Self { seen, ..self }
+    }
+
+    /// The same context, asking `publishes` whether a blueprint stage is this node's own.
+    pub fn with_publishes(self, publishes: &'a dyn Fn(&Body, &Stage) -> bool) -> Self {
+        Self { publishes, ..self }
+    }
+}
+
+impl AcceptedOffer {
+    /// The offer's handoff id.
+    pub fn id(&self) -> HandoffId {
+        self.offer.id
+    }
+
+    /// The signed offer, as received and verified: what the node persists.
+    pub fn envelope(&self) -> &Verified<Envelope> {
+        &self.envelope
+    }
+
+    /// The offer.
+    pub fn offer(&self) -> &Offer {
+        &self.offer
+    }
+
+    /// The plan the offer carries (its provenance is not sent, so it is empty).
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    /// The offered stage, as the plan defines it.
+    pub fn stage(&self) -> &Stage {
+        // SAFETY: `verify_offer` found the stage at this position of this plan, and neither
+        // changes afterwards (the fields are private), so the index is in bounds.
+        &self.plan.body.stages[self.stage]
+    }
+
+    /// The sender's verified certificate; its org is the pinned name on this node.
+    pub fn sender(&self) -> &VerifiedCert {
+        &self.sender
+    }
+
+    /// The digests of the offer's receipt envelopes, in chain order: the `upstream` of the
+    /// receipt this node signs when the stage ends.
+    pub fn upstream(&self) -> &[Digest] {
+        &self.upstream
+    }
+
+    /// How the stage is defined: a published blueprint or approved inline steps.
+    pub fn definition(&self) -> &Definition {
+        &self.definition
+    }
+
+    /// The answer the node sends once it has persisted the offer.
+    pub fn accept(&self) -> otto_protocol::Accept {
+        otto_protocol::Accept {
+            id: self.offer.id,
+            stage: self.offer.stage.clone(),
+            attempt: self.offer.attempt,
+        }
+    }
+
+    /// Gives the offer back, dropping the rest.
+    pub fn into_offer(self) -> Offer {
+        self.offer
+    }
+}
+
+impl Rejection {
+    /// A rejection without a hint.
+    pub fn new(code: RejectCode, message: String) -> Self {
+        Self {
+            code,
+            message,
+            hint: None,
+        }
+    }
+
+    /// The same rejection with a hint.
+    pub fn hint(self, hint: impl Into<String>) -> Self {
+        Self {
+            hint: Some(hint.into()),
+            ..self
+        }
+    }
+
+    /// The reject message for the offer with handoff id `id`, its texts cut to the
+    /// protocol's bound for human text.
+    pub fn to_reject(&self, id: HandoffId) -> Reject {
+        Reject {
+            id,
+            code: self.code.clone(),
+            message: truncate(&self.message, MAX_TEXT_LEN),
+            hint: self.hint.as_deref().map(|h| truncate(h, MAX_TEXT_LEN)),
+        }
+    }
+}
+
+/// Checks 13 to 19: the receipt chain of `offer` for the stage at `position`. Returns the
+/// digests of the receipts in chain order.
+fn check_receipts(
+    offer: &Offer,
+    dag: &Dag<'_>,
+    position: usize,
+    signers: &[&Envelope],
+    trust: &TrustStore,
+    now: u64,
+) -> Result<Vec<Digest>, Rejection> {
+    let invalid = |message| Rejection::new(RejectCode::UpstreamReceiptInvalid, message);
+    let mut signed: Vec<SignedReceipt> = Vec::with_capacity(offer.receipts.len());
+    for result in chain::authenticate(&offer.receipts, signers, trust, now) {
+        signed.push(result.map_err(|bad| invalid(bad.reason))?);
+    }
+    let upstream = signed.iter().map(|s| s.digest).collect();
+
+    let offered = quoted(&offer.stage);
+    let ancestors = dag.ancestors(position);
+    let mut by_stage: HashMap<usize, Vec<SignedReceipt>> = HashMap::new();
+    for s in signed {
+        let receipt = &s.receipt;
+        let stage = quoted(&receipt.stage);
+        if receipt.run != offer.run {
+            return Err(invalid(format!(
+                "the receipt of stage {stage} is for run {}, not {}",
+                quoted(&receipt.run),
+                quoted(&offer.run)
+            )));
+        }
+        if receipt.plan_digest != offer.plan_digest {
+            return Err(Rejection::new(
+                RejectCode::PlanDigestMismatch,
+                format!(
+                    "the receipt of stage {stage} is for plan {}, but the offer's plan is {}",
+                    quoted(&receipt.plan_digest),
+                    quoted(&offer.plan_digest)
+                ),
+            ));
+        }
+        let Some(pos) = dag.position(&receipt.stage) else {
+            return Err(Rejection::new(
+                RejectCode::UpstreamReceiptNotPreceding,
+                format!("the chain has a receipt for stage {stage}, which the plan does not have"),
+            ));
+        };
+        if !ancestors.contains(&pos) {
+            return Err(Rejection::new(
+                RejectCode::UpstreamReceiptNotPreceding,
+                format!("stage {stage} does not precede stage {offered} in the plan"),
+            ));
+        }
+        by_stage.entry(pos).or_default().push(s);
+    }
+
+    for pos in ancestors {
+        let Some(stage) = dag.stage_at(pos) else {
+            continue;
+        };
+        let candidates = by_stage.remove(&pos).unwrap_or_default();
+        if let Some(reason) = conflict(&candidates) {
+            return Err(invalid(reason));
+        }
+        match latest(&candidates) {
+            None if stage.skipped => {}
+            None => {
+                return Err(Rejection::new(
+                    RejectCode::UpstreamReceiptMissing,
+                    format!(
+                        "the chain has no receipt for stage {}, which stage {offered} needs",
+                        quoted(&stage.id)
+                    ),
+                )
+                .hint("offer the stage once every stage before it has a receipt"));
+            }
+            Some(chosen) => {
+                if let Some(reason) = outcome_problem(stage, &chosen.receipt) {
+                    return Err(Rejection::new(RejectCode::UpstreamReceiptFailed, reason));
+                }
+            }
+        }
+    }
+    Ok(upstream)
+}
+
+/// A decode failure of the offer, as a rejection.
+fn decode(err: &DecodeError) -> Rejection {
+    let code = match err {
+        DecodeError::UnsupportedVersion { .. } => RejectCode::UnsupportedVersion,
+        _ => RejectCode::Malformed,
+    };
+    Rejection::new(code, format!("the offer does not decode: {err}"))
+}
+
+/// A certificate failure of the sender, as a rejection.
+fn certificate(err: &CertError) -> Rejection {
+    let rejection = Rejection::new(err.reject_code(), format!("sender: {err}"));
+    match err {
+        CertError::UnknownOrg { .. } => rejection.hint(
+            "this node trusts only orgs it has pinned; join it with an invite from this node \
+             (`otto-node invite` here, `otto-node join TOKEN` on the sender)",
+        ),
+        CertError::Expired { .. } => {
+            rejection.hint("the sender's org must issue the sender a new node certificate")
+        }
+        CertError::NotYetValid { .. } => {
+            rejection.hint("check the clocks of both nodes, or wait until the certificate starts")
+        }
+        _ => rejection,
+    }
+}
+
+/// A policy scope failure, as a rejection.
+fn scope(err: &ScopeError, org: &str) -> Rejection {
+    Rejection::new(err.reject_code(), err.to_string()).hint(format!(
+        "the policy for org {} on this node must allow it",
+        quoted(org)
+    ))
+}
+
+/// A definition failure, as a rejection naming the digest and the command to approve it.
+fn not_approved(err: &ScopeError, stage: &Stage, definition: &Definition, org: &str) -> Rejection {
+    let Definition::Inline { digest } = definition else {
+        return Rejection::new(err.reject_code(), err.to_string());
+    };
+    let origin = match &stage.blueprint {
+        Some(b) => format!(
+            "comes from blueprint {} of {}, which this node does not publish",
+            quoted(&b.name),
+            quoted(&b.library)
+        ),
+        None => "has inline steps".to_owned(),
+    };
+    match err {
+        ScopeError::InlineSteps { .. } => Rejection::new(
+            RejectCode::DefinitionNotApproved,
+            format!(
+                "stage {} {origin}, and the policy for org {} allows only blueprints this \
+                 node publishes (definition {digest})",
+                quoted(&stage.id),
+                quoted(org)
+            ),
+        )
+        .hint(format!(
+            "set definitions = \"approved\" in the policy for org {} and run `otto-node \
+             approve {digest}` on this node",
+            quoted(org)
+        )),
+        ScopeError::NotApproved { .. } => Rejection::new(
+            RejectCode::DefinitionNotApproved,
+            format!(
+                "stage {} {origin}; its definition {digest} is not approved here",
+                quoted(&stage.id)
+            ),
+        )
+        .hint(format!("run `otto-node approve {digest}` on this node")),
+        _ => Rejection::new(err.reject_code(), err.to_string()),
+    }
+}
+
+/// `sha256:` and the lowercase hex SHA-256 of some bytes.
+fn sha256_text(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// A JSON value with every object's keys in sorted order, whatever the map type keeps.
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
+}
+
+fn never_seen(_: &HandoffId) -> bool {
+    false
+}
+
+fn publishes_nothing(_: &Body, _: &Stage) -> bool {
+    false
+}
