@@ -1,13 +1,15 @@
 //! `otto`: the user's command-line tool.
 //!
 //! Thin by design: it parses arguments, calls the libraries (or, for commands that need a
-//! node, the node's API) and prints. `explain` works offline.
+//! node, the node's API through [`client`]) and prints. `explain` works offline; `run`,
+//! `status`, `logs`, `approve` and `secrets` talk to the local node.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
 mod commands;
 
 /// Otto: continuous delivery across teams and organisations, with no hub.
@@ -21,6 +23,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Explain(commands::explain::Args),
+    Run(commands::run::Args),
+    Status(commands::status::Args),
+    Logs(commands::logs::Args),
+    Approve(commands::approve::Args),
+    Secrets(commands::secrets::Args),
 }
 
 /// What a command ends with when it fails.
@@ -41,6 +48,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Explain(args) => commands::explain::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Status(args) => commands::status::run(args),
+        Command::Logs(args) => commands::logs::run(args),
+        Command::Approve(args) => commands::approve::run(args),
+        Command::Secrets(args) => commands::secrets::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -59,4 +71,60 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<io::Error>())
         .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("otto").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = parse(&[
+            "run",
+            "ci",
+            "--branch",
+            "main",
+            "--env",
+            "prod",
+            "--var",
+            "a=b",
+            "--var",
+            "c=",
+            "--detach",
+            "--node",
+            "127.0.0.1:7070",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let text = format!("{args:?}");
+        assert!(text.contains("detach: true"), "{text}");
+        assert!(
+            text.contains("(\"a\", \"b\")") && text.contains("(\"c\", \"\")"),
+            "{text}"
+        );
+        assert!(parse(&["run", "--var", "novalue"]).is_err());
+        assert!(parse(&["run", "--node", "https://h:1"]).is_err());
+        assert!(parse(&["run", "--node", "nohost"]).is_err());
+    }
+
+    #[test]
+    fn other_commands_parse() {
+        assert!(parse(&["status"]).is_ok());
+        assert!(parse(&["status", "01J9ZQ3M5V8R2K4T6W8Y0A2C4E", "--json"]).is_ok());
+        assert!(parse(&["status", "01J9ZQ3M5V8R2K4T6W8Y0A2C4E", "--limit", "3"]).is_err());
+        assert!(parse(&["logs", "R", "Build", "-f"]).is_ok());
+        assert!(parse(&["logs"]).is_err());
+        assert!(parse(&["approve", "R", "Deploy", "--as", "alice"]).is_ok());
+        assert!(parse(&["approve", "R"]).is_err());
+        assert!(parse(&["secrets", "set", "TOKEN"]).is_ok());
+        assert!(parse(&["secrets", "set", "TOKEN", "value-on-argv"]).is_err());
+        assert!(parse(&["secrets", "list", "--json"]).is_ok());
+        assert!(parse(&["secrets", "rm", "TOKEN"]).is_ok());
+    }
 }

@@ -2,6 +2,12 @@
 //!
 //! Filled by the node and agent work; see `docs/architecture.md`.
 
+pub mod api;
 pub mod blobs;
+pub mod daemon;
+pub mod engine;
+pub mod home;
+pub mod secrets;
+pub mod snapshot;
 pub mod store;
 pub mod vault;

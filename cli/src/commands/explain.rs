@@ -119,7 +119,7 @@ fn no_stack(dir: &Path) -> Failure {
 }
 
 /// Parses `NAME=VALUE` for `--var`.
-fn parse_var(s: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn parse_var(s: &str) -> anyhow::Result<(String, String)> {
     let Some((k, v)) = s.split_once('=') else {
         bail!("expected NAME=VALUE, got '{s}'");
     };

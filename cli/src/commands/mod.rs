@@ -1,3 +1,8 @@
 //! One module per `otto` subcommand.
 
+pub(crate) mod approve;
 pub(crate) mod explain;
+pub(crate) mod logs;
+pub(crate) mod run;
+pub(crate) mod secrets;
+pub(crate) mod status;

@@ -1,0 +1,42 @@
+//! `otto-node start`: run the node in the foreground.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use otto_node::home::Home;
+use tracing_subscriber::EnvFilter;
+
+/// Run the node in the foreground until SIGINT or SIGTERM.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  otto-node start --home ~/.otto
+  RUST_LOG=otto_node=debug otto-node start
+
+Logs go to standard error (filter with RUST_LOG, default info). The API address is
+written to api.addr in the home while the node runs; the CLI finds the node there.
+Stopping with Ctrl-C or SIGTERM is clean; after a kill -9 the next start recovers:
+interrupted stages run again as their next attempt.")]
+pub(crate) struct Args {
+    /// The node's home [default: ~/.otto].
+    #[arg(long, value_name = "DIR", env = "OTTO_HOME")]
+    home: Option<PathBuf>,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let home = Home::resolve(args.home)?;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime
+        .block_on(otto_node::daemon::run(home.clone()))
+        .with_context(|| format!("node of {}", home.root().display()))?;
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! `otto run`: snapshot a directory, start a run of its pipeline on the node, and watch
+//! it to the end.
+
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use otto_node::api::types::{
+    CreateRun, FactsInput, LogPage, RunCreated, RunDetail, SnapshotCreated, StageDetail,
+};
+use otto_node::store::{RunId, RunState, Source, StageState, Stream};
+
+use super::status::{describe_stage, stage_symbol};
+use crate::Failure;
+use crate::client::{ApiFailure, Client, NodeArgs, Polled, user_name};
+
+/// How long one watch request waits on the node for a change, in seconds.
+const WATCH_WAIT: u64 = 30;
+
+/// How many log lines of a failed stage `otto run` shows.
+const FAILED_TAIL: usize = 20;
+
+/// Run a pipeline on the node and watch it.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  otto run                              # the Ottofile (or stack convention) in this directory
+  otto run examples/webapp --branch main --env staging
+  otto run ci/Ottofile --var channel=stable --detach
+  otto run --node 127.0.0.1:7070 --home /srv/otto
+
+The directory is uploaded as a snapshot. Left out: .git/, target/ and node_modules/
+anywhere, and what the directory's .gitignore and .ottoignore list (see docs/operating.md).
+Exit status: 0 when the run succeeds, 1 when it fails or is cancelled. Ctrl-C stops
+watching; the run goes on (see it with `otto status RUN`).")]
+pub(crate) struct Args {
+    /// An Ottofile, or a directory holding one (or a known stack).
+    #[arg(default_value = ".")]
+    path: PathBuf,
+    /// The branch being delivered.
+    #[arg(long, value_name = "B")]
+    branch: Option<String>,
+    /// The tag being delivered.
+    #[arg(long, value_name = "T")]
+    tag: Option<String>,
+    /// The target environment of the run.
+    #[arg(long = "env", value_name = "E")]
+    environment: Option<String>,
+    /// The commit being delivered.
+    #[arg(long, value_name = "C")]
+    commit: Option<String>,
+    /// A pipeline var, as NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "K=V", value_parser = super::explain::parse_var)]
+    vars: Vec<(String, String)>,
+    /// Print the run id and return at once instead of watching.
+    #[arg(long)]
+    detach: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    let client = args.node.client()?;
+    let (dir, path) = split_path(&args.path)?;
+    let mut tar = Vec::new();
+    otto_node::snapshot::create(&dir, &mut tar)
+        .with_context(|| format!("cannot snapshot {}", dir.display()))?;
+    let snapshot: SnapshotCreated = client
+        .post_bytes("/v1/snapshots", "application/x-tar", tar)
+        .context("uploading the snapshot")?;
+    let request = CreateRun {
+        source: Source::Snapshot {
+            digest: snapshot.digest,
+        },
+        path: Some(path),
+        root_name: std::fs::canonicalize(&dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
+        facts: FactsInput {
+            branch: args.branch,
+            tag: args.tag,
+            environment: args.environment,
+            commit: args.commit,
+            vars: args.vars.into_iter().collect(),
+        },
+        started_by: Some(user_name()),
+    };
+    let created: RunCreated = match client.post("/v1/runs", &request) {
+        Ok(created) => created,
+        Err(e) => return Err(plan_failure(e)),
+    };
+    if args.detach {
+        writeln!(io::stdout(), "{}", created.run).context("writing the run id")?;
+        return Ok(());
+    }
+    let outcome = watch(&client, &created)?;
+    match outcome {
+        RunState::Succeeded => Ok(()),
+        _ => Err(Failure::Reported),
+    }
+}
+
+/// A plan failure prints its diagnostics in full; other errors stay one line.
+pub(crate) fn plan_failure(e: anyhow::Error) -> Failure {
+    match e.downcast_ref::<ApiFailure>() {
+        Some(failure) if failure.code == "plan_failed" => {
+            let text = failure.details.as_deref().unwrap_or(&failure.message);
+            let _ = io::stderr().write_all(text.as_bytes());
+            if !text.ends_with('\n') {
+                let _ = writeln!(io::stderr());
+            }
+            Failure::Reported
+        }
+        _ => Failure::Error(e),
+    }
+}
+
+/// The directory to snapshot and the path inside it to plan.
+fn split_path(path: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{}: no such file or directory", path.display()))?;
+    if meta.is_dir() {
+        return Ok((path.to_owned(), String::new()));
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?
+        .to_owned();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
+}
+
+/// Shows the run's stages until it ends; returns how it ended.
+fn watch(client: &Client, created: &RunCreated) -> anyhow::Result<RunState> {
+    let tty = io::stdout().is_terminal();
+    let mut view = if tty {
+        View::bars(created)
+    } else {
+        View::Lines {
+            shown: BTreeMap::new(),
+        }
+    };
+    if !tty {
+        writeln!(io::stdout(), "run {} ({})", created.run, created.pipeline)?;
+    }
+    let path = format!("/v1/runs/{}", created.run);
+    let mut etag: Option<String> = None;
+    let detail = loop {
+        let detail: RunDetail = match client.poll(&path, etag.as_deref(), WATCH_WAIT)? {
+            Polled::Unchanged => continue,
+            Polled::Changed(detail, tag) => {
+                etag = tag;
+                detail
+            }
+        };
+        view.update(client, &detail)?;
+        if detail.run.state.is_final() {
+            break detail;
+        }
+    };
+    view.finish();
+    let mut out = io::stdout().lock();
+    for stage in detail
+        .stages
+        .iter()
+        .filter(|s| s.stage.state == StageState::Failed)
+    {
+        show_tail(client, detail.run.id, stage, &mut out)?;
+    }
+    let elapsed = detail
+        .run
+        .finished_at
+        .map(|end| human_ms(end.saturating_sub(detail.run.created_at)))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "run {} {} in {elapsed}",
+        detail.run.id,
+        state_word(detail.run.state)
+    )?;
+    Ok(detail.run.state)
+}
+
+/// How progress is shown: bars on a terminal, plain lines otherwise.
+enum View {
+    Bars {
+        _multi: MultiProgress,
+        bars: BTreeMap<String, ProgressBar>,
+        /// The width of the longest stage id, to align the lines.
+        width: usize,
+    },
+    Lines {
+        shown: BTreeMap<String, String>,
+    },
+}
+
+impl View {
+    fn bars(created: &RunCreated) -> Self {
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
+        let header = multi.add(ProgressBar::new_spinner());
+        header.set_style(
+            ProgressStyle::with_template("{msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        header.finish_with_message(format!("run {} ({})", created.run, created.pipeline));
+        let width = created.stages.iter().map(String::len).max().unwrap_or(0);
+        let style = ProgressStyle::with_template(&format!(
+            "{{spinner}} {{prefix:{width}}}  {{msg}} {{elapsed:.dim}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let mut bars = BTreeMap::new();
+        for id in &created.stages {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(id.clone());
+            bar.set_message("pending");
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bars.insert(id.clone(), bar);
+        }
+        Self::Bars {
+            _multi: multi,
+            bars,
+            width,
+        }
+    }
+
+    fn update(&mut self, client: &Client, detail: &RunDetail) -> anyhow::Result<()> {
+        for stage in &detail.stages {
+            let mut text = describe_stage(stage);
+            if stage.stage.state == StageState::WaitingGate
+                && let Some(line) = last_system_line(client, detail.run.id, stage)?
+            {
+                text = format!("{text}: {line}");
+            }
+            match self {
+                Self::Bars { bars, width, .. } => {
+                    let Some(bar) = bars.get(&stage.stage.id) else {
+                        continue;
+                    };
+                    if stage.stage.state.is_final() {
+                        if !bar.is_finished() {
+                            // The prefix gains the mark and a space: two more columns.
+                            let template = format!("{{prefix:{}}}  {{msg}}", *width + 2);
+                            let done_style = ProgressStyle::with_template(&template)
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+                            bar.set_style(done_style);
+                            bar.set_prefix(format!(
+                                "{} {}",
+                                stage_symbol(stage.stage.state),
+                                bar.prefix()
+                            ));
+                            bar.finish_with_message(text);
+                        }
+                    } else {
+                        bar.set_message(text);
+                    }
+                }
+                Self::Lines { shown } => {
+                    let first_and_pending = stage.stage.state == StageState::Pending
+                        && !shown.contains_key(&stage.stage.id);
+                    if !first_and_pending && shown.get(&stage.stage.id) != Some(&text) {
+                        writeln!(io::stdout(), "{}: {text}", stage.stage.id)?;
+                        shown.insert(stage.stage.id.clone(), text);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Leaves the bars on screen in their last state.
+    fn finish(self) {
+        if let Self::Bars { bars, .. } = self {
+            for bar in bars.values().filter(|b| !b.is_finished()) {
+                bar.abandon();
+            }
+        }
+    }
+}
+
+/// The last line the node itself wrote in a stage's log (e.g. how to pass its gate).
+fn last_system_line(
+    client: &Client,
+    run: RunId,
+    stage: &StageDetail,
+) -> anyhow::Result<Option<String>> {
+    let mut after = 0;
+    let mut last = None;
+    loop {
+        let page: LogPage = client.get(&format!(
+            "/v1/runs/{run}/logs?stage={}&after={after}",
+            query_value(&stage.stage.id)
+        ))?;
+        if let Some(line) = page.lines.iter().rev().find(|l| l.stream == Stream::System) {
+            last = Some(line.text.clone());
+        }
+        if page.lines.is_empty() || page.done || page.last == after {
+            return Ok(last);
+        }
+        after = page.last;
+    }
+}
+
+/// Prints the last lines of a failed stage's log.
+fn show_tail(
+    client: &Client,
+    run: RunId,
+    stage: &StageDetail,
+    out: &mut impl io::Write,
+) -> anyhow::Result<()> {
+    let mut lines = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: LogPage = client.get(&format!(
+            "/v1/runs/{run}/logs?stage={}&after={after}",
+            query_value(&stage.stage.id)
+        ))?;
+        let n = page.lines.len();
+        lines.extend(page.lines);
+        if lines.len() > FAILED_TAIL {
+            lines.drain(..lines.len() - FAILED_TAIL);
+        }
+        if n == 0 || page.done || page.last == after {
+            break;
+        }
+        after = page.last;
+    }
+    writeln!(out, "--- {} failed; last lines of its log:", stage.stage.id)?;
+    for line in &lines {
+        writeln!(out, "  {}", super::logs::format_line(line))?;
+    }
+    writeln!(
+        out,
+        "--- the whole log: otto logs {run} {}",
+        shell_word(&stage.stage.id)
+    )?;
+    Ok(())
+}
+
+/// A run state as a word.
+pub(crate) fn state_word(state: RunState) -> &'static str {
+    match state {
+        RunState::Queued => "queued",
+        RunState::Running => "running",
+        RunState::Waiting => "waiting",
+        RunState::Succeeded => "succeeded",
+        RunState::Failed => "failed",
+        RunState::Cancelled => "cancelled",
+    }
+}
+
+/// Milliseconds for people: `850ms`, `12.3s`, `4m05s`.
+pub(crate) fn human_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    }
+}
+
+/// Percent-encodes a query parameter value.
+pub(crate) fn query_value(text: &str) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path segment.
+pub(crate) fn path_segment(text: &str) -> String {
+    query_value(text)
+}
+
+/// A stage id as a shell word: quoted when it has characters the shell would split on.
+pub(crate) fn shell_word(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn helpers() {
+        assert_eq!(query_value("Deploy prod/eu"), "Deploy%20prod%2Feu");
+        assert_eq!(shell_word("Build"), "Build");
+        assert_eq!(shell_word("Deploy prod"), "'Deploy prod'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(human_ms(850), "850ms");
+        assert_eq!(human_ms(12_345), "12.3s");
+        assert_eq!(human_ms(245_000), "4m05s");
+    }
+}

@@ -1,0 +1,236 @@
+//! `otto status`: a run's stages, or the recent runs.
+
+use std::io::{self, Write as _};
+
+use anyhow::Context as _;
+use otto_node::api::types::{RunDetail, RunList, StageDetail};
+use otto_node::store::{AttemptState, GateKind, GateState, StageState};
+
+use super::run::{human_ms, path_segment, state_word};
+use crate::Failure;
+use crate::client::NodeArgs;
+
+/// Show a run, or the recent runs.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  otto status                           # the 20 most recent runs
+  otto status 01J9ZQ3M5V8R2K4T6W8Y0A2C4E
+  otto status 01J9ZQ3M5V8R2K4T6W8Y0A2C4E --json | jq '.stages[].state'")]
+pub(crate) struct Args {
+    /// The run; without it, the recent runs.
+    run: Option<String>,
+    /// How many recent runs to list.
+    #[arg(long, default_value_t = 20, conflicts_with = "run")]
+    limit: usize,
+    /// Print the node's JSON answer (schema: docs/api.md).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    let client = args.node.client()?;
+    let mut out = io::stdout().lock();
+    match &args.run {
+        Some(run) => {
+            let detail: RunDetail = client.get(&format!("/v1/runs/{}", path_segment(run)))?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &detail).context("writing json")?;
+                writeln!(out).context("writing json")?;
+            } else {
+                print_detail(&detail, &mut out).context("writing the status")?;
+            }
+        }
+        None => {
+            let list: RunList = client.get(&format!("/v1/runs?limit={}", args.limit))?;
+            if args.json {
+                serde_json::to_writer_pretty(&mut out, &list).context("writing json")?;
+                writeln!(out).context("writing json")?;
+            } else {
+                print_list(&list, &mut out).context("writing the status")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_detail(detail: &RunDetail, out: &mut impl io::Write) -> io::Result<()> {
+    let run = &detail.run;
+    let elapsed = run
+        .finished_at
+        .map(|end| format!(" in {}", human_ms(end.saturating_sub(run.created_at))))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "run {}  {}  {}{elapsed}  (started by {})",
+        run.id,
+        run.pipeline,
+        state_word(run.state),
+        run.started_by
+    )?;
+    let width = detail
+        .stages
+        .iter()
+        .map(|s| s.stage.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    for stage in &detail.stages {
+        writeln!(
+            out,
+            "  {} {:width$}  {}",
+            stage_symbol(stage.stage.state),
+            stage.stage.id,
+            describe_stage(stage)
+        )?;
+        for attempt in stage
+            .stage
+            .attempts
+            .iter()
+            .filter(|_| stage.stage.attempts.len() > 1)
+        {
+            let how = match attempt.state {
+                AttemptState::Running => "running".to_owned(),
+                AttemptState::Succeeded => "succeeded".to_owned(),
+                AttemptState::Failed => "failed".to_owned(),
+                AttemptState::Interrupted => "interrupted".to_owned(),
+                AttemptState::Cancelled => "cancelled".to_owned(),
+            };
+            let error = attempt
+                .error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {:width$}     attempt {} {how}{error}",
+                "", attempt.n
+            )?;
+        }
+        for gate in &stage.gates {
+            let kind = match gate.kind {
+                GateKind::Input => "input",
+                GateKind::Webhook => "webhook",
+                GateKind::Poll => "poll",
+            };
+            let state = match gate.state {
+                GateState::Waiting => "waiting",
+                GateState::Passed => "passed",
+                GateState::Failed => "failed",
+                GateState::TimedOut => "timed out",
+            };
+            let by = gate
+                .approved_by
+                .as_deref()
+                .map(|w| format!(" by {w}"))
+                .unwrap_or_default();
+            let note = gate
+                .note
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            writeln!(out, "  {:width$}     {kind} gate {state}{by}{note}", "")?;
+        }
+    }
+    Ok(())
+}
+
+fn print_list(list: &RunList, out: &mut impl io::Write) -> io::Result<()> {
+    if list.runs.is_empty() {
+        return writeln!(out, "no runs yet; start one with `otto run`");
+    }
+    let width = list
+        .runs
+        .iter()
+        .map(|r| r.pipeline.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    writeln!(
+        out,
+        "{:26}  {:width$}  {:9}  BY",
+        "RUN", "PIPELINE", "STATE"
+    )?;
+    for run in &list.runs {
+        writeln!(
+            out,
+            "{}  {:width$}  {:9}  {}",
+            run.id,
+            run.pipeline,
+            state_word(run.state),
+            run.started_by
+        )?;
+    }
+    Ok(())
+}
+
+/// One line about a stage: its state, attempt, duration, caches, why it is where it is.
+pub(crate) fn describe_stage(stage: &StageDetail) -> String {
+    let s = &stage.stage;
+    let last = s.last_attempt();
+    let mut text = match s.state {
+        StageState::Pending => "pending".to_owned(),
+        StageState::WaitingGate => "waiting for a gate".to_owned(),
+        StageState::Running => "running".to_owned(),
+        StageState::Succeeded => "succeeded".to_owned(),
+        StageState::Failed => "failed".to_owned(),
+        StageState::Skipped => "skipped".to_owned(),
+        StageState::Cancelled => "cancelled".to_owned(),
+        StageState::HandedOff => "handed off".to_owned(),
+    };
+    if let Some(a) = last {
+        if a.n > 1 || s.state == StageState::Running {
+            text.push_str(&format!(" (attempt {})", a.n));
+        }
+        if let Some(end) = a.finished_at.filter(|_| s.state.is_final()) {
+            text.push_str(&format!(
+                " in {}",
+                human_ms(end.saturating_sub(a.started_at))
+            ));
+        }
+        for hit in &a.cache_hits {
+            text.push_str(&format!(", cache {hit}: hit"));
+        }
+        for miss in &a.cache_misses {
+            text.push_str(&format!(", cache {miss}: miss"));
+        }
+        if s.state == StageState::Failed
+            && let Some(error) = &a.error
+        {
+            text.push_str(&format!(": {error}"));
+        }
+    }
+    match &s.note {
+        // The attempt's error is shown already.
+        Some(note)
+            if s.state == StageState::Failed
+                && last.and_then(|a| a.error.as_ref()) == Some(note) => {}
+        Some(note) if s.state == StageState::Skipped => {
+            text.push_str(&format!(": {}", note.trim_start_matches("skipped: ")))
+        }
+        Some(note) => text.push_str(&format!(" — {note}")),
+        None => {
+            if s.state == StageState::Skipped
+                && let Some(when) = &stage.when
+            {
+                text.push_str(&format!(": when {} is {}", when.text, when.result));
+            }
+        }
+    }
+    text
+}
+
+/// A mark for a stage's state.
+pub(crate) fn stage_symbol(state: StageState) -> &'static str {
+    match state {
+        StageState::Succeeded => "✓",
+        StageState::Failed => "✗",
+        StageState::Skipped => "-",
+        StageState::Cancelled => "✗",
+        StageState::WaitingGate => "…",
+        StageState::HandedOff => "→",
+        StageState::Running => "▸",
+        StageState::Pending => " ",
+    }
+}

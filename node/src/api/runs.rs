@@ -1,0 +1,409 @@
+//! Snapshots and runs: upload, create, list, show, approve, cancel.
+
+use std::path::{Component, PathBuf};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::{ETAG, IF_NONE_MATCH};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use otto_pipeline::source::{EntryKind, Source as _};
+use otto_pipeline::{Facts, StepCatalog, conventions, plan::Body};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use super::types::{
+    Approve, Approved, Cancelled, ConditionView, CreateRun, RunCreated, RunDetail, RunList,
+    SnapshotCreated, StageDetail,
+};
+use super::{
+    ApiError, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking, now_ms,
+};
+use crate::blobs::Digest;
+use crate::snapshot::{self, SnapshotSource};
+use crate::store::{NewRun, NewStage, RunFilter, RunId, RunState, Source, StageState};
+
+/// The most runs one `GET /v1/runs` returns.
+const MAX_LIST: usize = 500;
+
+/// How often a waiting request looks again even without an engine event.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// `POST /v1/snapshots`: stores a tar of a source directory.
+pub(super) async fn upload_snapshot(
+    State(state): State<ApiState>,
+    RawBody(bytes): RawBody,
+) -> Result<(StatusCode, Json<SnapshotCreated>), ApiError> {
+    let blobs = state.blobs.clone();
+    let created = blocking(move || {
+        let source = snapshot::read(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let digest = blobs.put_bytes(&bytes)?;
+        Ok(SnapshotCreated {
+            digest,
+            size: bytes.len() as u64,
+            files: source.0.len() as u64,
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// `POST /v1/runs`: plans the pipeline in a snapshot and starts a run of it.
+pub(super) async fn create(
+    State(state): State<ApiState>,
+    Json(request): Json<CreateRun>,
+) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
+    let planning = state.clone();
+    let new = blocking(move || plan_run(&planning, request)).await?;
+    let created = RunCreated {
+        run: new.id,
+        pipeline: new.pipeline.clone(),
+        plan_digest: Digest::of(&new.plan),
+        stages: new.stages.iter().map(|s| s.id.clone()).collect(),
+    };
+    let store = state.store.clone();
+    blocking(move || Ok(store.create_run(new)?)).await?;
+    state.engine.submit(created.run).await?;
+    tracing::info!(target: super::TARGET, run = %created.run, pipeline = %created.pipeline, "run created");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// Query of `GET /v1/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// At most this many runs (default 20).
+    limit: Option<usize>,
+    /// Runs older than this one.
+    before: Option<String>,
+    /// Only runs in this state.
+    state: Option<RunState>,
+    /// Only runs of this pipeline.
+    pipeline: Option<String>,
+}
+
+/// `GET /v1/runs`: recent runs, newest first.
+pub(super) async fn list(
+    State(state): State<ApiState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<RunList>, ApiError> {
+    let before = query.before.as_deref().map(parse_run).transpose()?;
+    let filter = RunFilter {
+        state: query.state,
+        pipeline: query.pipeline,
+        before,
+        limit: query.limit.unwrap_or(20).min(MAX_LIST),
+    };
+    let store = state.store.clone();
+    let runs = blocking(move || Ok(store.list_runs(&filter)?)).await?;
+    Ok(Json(RunList { runs }))
+}
+
+/// Query of `GET /v1/runs/{run}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct GetQuery {
+    /// With `If-None-Match`: wait up to this many seconds for the run to change.
+    wait: Option<u64>,
+}
+
+/// `GET /v1/runs/{run}`: the run with its stages. With `If-None-Match: <etag>` and
+/// `wait=N`, answers when the run differs from that version, or 304 after N seconds.
+pub(super) async fn get(
+    State(state): State<ApiState>,
+    Path(run): Path<String>,
+    Query(query): Query<GetQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let run = parse_run(&run)?;
+    let known = headers
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let deadline = tokio::time::Instant::now() + wait;
+    // Subscribe before reading, so a change between the read and the wait is not missed.
+    let mut events = state.engine.events();
+    loop {
+        let (detail, etag) = detail_with_etag(&state, run).await?;
+        let unchanged = known.as_deref() == Some(etag.as_str());
+        if !unchanged {
+            let mut response = Json(detail).into_response();
+            if let Ok(value) = HeaderValue::from_str(&etag) {
+                response.headers_mut().insert(ETAG, value);
+            }
+            return Ok(response);
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            let mut response = StatusCode::NOT_MODIFIED.into_response();
+            if let Ok(value) = HeaderValue::from_str(&etag) {
+                response.headers_mut().insert(ETAG, value);
+            }
+            return Ok(response);
+        }
+        let nap = (deadline - now).min(RECHECK);
+        let _ = tokio::time::timeout(nap, events.recv()).await;
+    }
+}
+
+/// `POST /v1/runs/{run}/gates/{stage}/approve`: approves the stage's waiting input gate.
+pub(super) async fn approve(
+    State(state): State<ApiState>,
+    Path((run, stage)): Path<(String, String)>,
+    Json(body): Json<Approve>,
+) -> Result<Json<Approved>, ApiError> {
+    let run = parse_run(&run)?;
+    let who = body.who.unwrap_or_else(|| "local".to_owned());
+    if who.is_empty() || who.len() > 128 || who.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "who must be 1 to 128 characters without control characters",
+        ));
+    }
+    let store = state.store.clone();
+    let check = stage.clone();
+    blocking(move || {
+        store.run(&run)?.ok_or_else(|| no_run(&run))?;
+        store
+            .stage(&run, &check)?
+            .ok_or_else(|| ApiError::not_found(format!("run {run} has no stage {check:?}")))?;
+        Ok(())
+    })
+    .await?;
+    state
+        .engine
+        .approve(run, stage.clone(), who.clone())
+        .await?;
+    tracing::info!(target: super::TARGET, %run, %stage, %who, "gate approved");
+    Ok(Json(Approved { run, stage, who }))
+}
+
+/// `POST /v1/runs/{run}/cancel`: cancels a run.
+pub(super) async fn cancel(
+    State(state): State<ApiState>,
+    Path(run): Path<String>,
+) -> Result<Json<Cancelled>, ApiError> {
+    let run = parse_run(&run)?;
+    let store = state.store.clone();
+    blocking(move || store.run(&run)?.map(|_| ()).ok_or_else(|| no_run(&run))).await?;
+    state.engine.cancel(run).await?;
+    Ok(Json(Cancelled { run }))
+}
+
+/// Parses a run id from a URL; text that is no run id names no run, so it is a 404.
+pub(super) fn parse_run(text: &str) -> Result<RunId, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::not_found(format!("no run {text:?}: {e}")))
+}
+
+pub(super) fn no_run(run: &RunId) -> ApiError {
+    ApiError::not_found(format!("no run {run}"))
+}
+
+/// The run's detail and a tag that changes whenever the detail does.
+async fn detail_with_etag(state: &ApiState, run: RunId) -> Result<(RunDetail, String), ApiError> {
+    let store = state.store.clone();
+    let detail = blocking(move || run_detail(&store, run)).await?;
+    let bytes = serde_json::to_vec(&detail).map_err(ApiError::internal)?;
+    let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..12]));
+    Ok((detail, etag))
+}
+
+fn run_detail(store: &crate::store::Store, id: RunId) -> Result<RunDetail, ApiError> {
+    let run = store.run(&id)?.ok_or_else(|| no_run(&id))?;
+    let stages = store.stages(&id)?;
+    let gates = store.gates(&id)?;
+    let body: Option<Body> = store
+        .plan(&run.plan_digest)?
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let stages = stages
+        .into_iter()
+        .map(|stage| {
+            let planned = body
+                .as_ref()
+                .and_then(|b| b.stages.iter().find(|s| s.id == stage.id));
+            StageDetail {
+                name: planned.map_or_else(|| stage.id.clone(), |p| p.name.clone()),
+                owner: planned.and_then(|p| p.owner.clone()),
+                needs: planned.map(|p| p.needs.clone()).unwrap_or_default(),
+                when: planned
+                    .and_then(|p| p.when.as_ref())
+                    .map(|c| ConditionView {
+                        text: c.text.clone(),
+                        result: c.result.as_str().to_owned(),
+                    }),
+                gates: gates
+                    .iter()
+                    .filter(|g| g.at.stage == stage.id)
+                    .cloned()
+                    .collect(),
+                stage,
+            }
+        })
+        .collect();
+    Ok(RunDetail { run, stages })
+}
+
+/// Everything `POST /v1/runs` does before it records the run: reads the snapshot, plans,
+/// and makes the run's record.
+fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
+    let digest = match &request.source {
+        Source::Snapshot { digest } => *digest,
+        _ => {
+            return Err(ApiError::invalid(
+                "only snapshot sources are supported (upload one with POST /v1/snapshots)",
+            ));
+        }
+    };
+    let bytes = state.blobs.read(&digest).map_err(|e| match e {
+        crate::blobs::BlobError::NotFound(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_snapshot",
+            format!("no snapshot {digest}; upload it with POST /v1/snapshots first"),
+        ),
+        other => ApiError::internal(other),
+    })?;
+    let files = snapshot::read(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let root_name = request
+        .root_name
+        .filter(|n| !n.is_empty() && n.len() <= 128 && !n.contains(['/', '\\']));
+    let source = SnapshotSource::new(files, root_name);
+    let path = relative_path(request.path.as_deref().unwrap_or(""))?;
+    let facts = Facts {
+        branch: request.facts.branch,
+        tag: request.facts.tag,
+        environment: request.facts.environment,
+        commit: request.facts.commit,
+        vars: request.facts.vars,
+    };
+    let catalog = step_catalog(&state.packages)?;
+    let planned = plan_in(&source, &path, &facts, &catalog).map_err(|failed| {
+        let lines = failed.to_string();
+        let message = lines
+            .lines()
+            .next()
+            .unwrap_or("the pipeline has errors")
+            .to_owned();
+        let message = match failed.diagnostics.len() {
+            0 | 1 => message,
+            n => format!("{message} (and {} more)", n - 1),
+        };
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_failed", message)
+            .with_details(failed.render())
+    })?;
+    let plan = planned.plan;
+    let created_at = now_ms();
+    let mut random = [0u8; 10];
+    crate::daemon::fill_random(&mut random);
+    Ok(NewRun {
+        id: RunId::new(created_at, random),
+        pipeline: plan.body.pipeline.clone(),
+        plan: plan.canonical_bytes(),
+        source: request.source,
+        facts: plan.body.facts.clone(),
+        created_at,
+        started_by: request
+            .started_by
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .unwrap_or_else(|| "local".to_owned()),
+        stages: plan
+            .body
+            .stages
+            .iter()
+            // Every stage starts pending, a stage the plan skips included: the engine
+            // marks it skipped when its turn comes, so the stages after it still wait for
+            // the stages before it.
+            .map(|s| NewStage {
+                id: s.id.clone(),
+                state: StageState::Pending,
+            })
+            .collect(),
+    })
+}
+
+/// Plans the Ottofile at `path` in the snapshot, the `Ottofile` of the directory `path`,
+/// or the directory's stack convention.
+fn plan_in(
+    source: &SnapshotSource,
+    path: &std::path::Path,
+    facts: &Facts,
+    catalog: &StepCatalog,
+) -> Result<otto_pipeline::Planned, otto_pipeline::Failed> {
+    let global = |message: String| otto_pipeline::Failed {
+        sources: Default::default(),
+        diagnostics: vec![otto_pipeline::diagnostic::Diagnostic::global(message)],
+    };
+    match source.kind(path) {
+        Some(EntryKind::File) => otto_pipeline::plan(source, path, facts, catalog),
+        Some(EntryKind::Dir) => {
+            let ottofile = path.join("Ottofile");
+            if source.kind(&ottofile).is_some() {
+                return otto_pipeline::plan(source, &ottofile, facts, catalog);
+            }
+            let Some(detected) = conventions::detect(source, path) else {
+                return Err(global(format!(
+                    "{}: no Ottofile and no known stack in the snapshot",
+                    shown(path)
+                )));
+            };
+            otto_pipeline::plan_text(
+                source,
+                &path.join(format!("Ottofile ({} convention)", detected.name)),
+                &detected.ottofile,
+                facts,
+                catalog,
+                Some(otto_pipeline::Convention {
+                    name: detected.name.into(),
+                    reason: detected.reason,
+                }),
+            )
+        }
+        None => Err(global(format!(
+            "{}: no such file or directory in the snapshot",
+            shown(path)
+        ))),
+    }
+}
+
+fn shown(path: &std::path::Path) -> String {
+    if path.as_os_str().is_empty() {
+        ".".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// The built-in steps and the steps of the node's step packages.
+fn step_catalog(packages: &[PathBuf]) -> Result<StepCatalog, ApiError> {
+    let mut catalog = StepCatalog::builtins();
+    for dir in packages {
+        let loaded = otto_agent::packages::load_dir(dir).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_step_package",
+                format!("step package: {e}"),
+            )
+        })?;
+        for package in loaded {
+            catalog.add(package.spec());
+        }
+    }
+    Ok(catalog)
+}
+
+/// A path inside the snapshot, from a request: relative, without `..`.
+fn relative_path(text: &str) -> Result<PathBuf, ApiError> {
+    let mut out = PathBuf::new();
+    for c in std::path::Path::new(text).components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "path {text:?} must be relative to the snapshot's root, without '..'"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}

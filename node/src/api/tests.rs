@@ -1,0 +1,488 @@
+//! The API driven with `oneshot`, no socket: authentication, the error shape, limits,
+//! unknown ids, plan errors, secrets.
+
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body as HttpBody;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use rand::SeedableRng as _;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use super::*;
+use crate::engine::Context;
+use crate::home::{self, Home, InitOptions};
+
+const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    api: Router,
+    hooks: Router,
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(1024 * 1024).await
+}
+
+async fn fixture_with(max_json_bytes: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("home");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let options = InitOptions {
+        org: "acme".into(),
+        name: "n1".into(),
+        org_key: None,
+        answers_to: vec![],
+    };
+    home::init(&root, &options, &mut rng, 1_700_000_000).unwrap();
+    let home = Home::new(&root);
+    let store = Store::open(home.store_file()).unwrap();
+    let blobs = BlobStore::open(home.blobs_dir()).unwrap();
+    let vault = Vault::new(store.clone(), &[7; 32]);
+    let (engine, _task) = Engine::start(Context {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        vault: vault.clone(),
+        node_name: "n1".into(),
+        answers_to: vec![],
+        agent_path: PathBuf::from("/nonexistent/otto-agent"),
+        work_dir: home.work_dir(),
+        run_dir: home.run_dir(),
+        packages: vec![],
+        webhook_base: None,
+    });
+    let state = ApiState::new(ApiParts {
+        store,
+        blobs,
+        vault,
+        engine,
+        token: Zeroizing::new(TOKEN.into()),
+        node: types::NodeInfo {
+            name: "n1".into(),
+            org: "acme".into(),
+            peer_id: "peer".into(),
+            node_key: "ed25519:00".into(),
+            org_key: "ed25519:11".into(),
+            answers_to: vec![],
+            cert_not_after: 0,
+            webhook_base: None,
+            version: "test".into(),
+        },
+        limits: Limits {
+            max_snapshot_bytes: 64 * 1024,
+            max_json_bytes,
+        },
+        packages: vec![],
+    });
+    Fixture {
+        _dir: dir,
+        api: router(state.clone()),
+        hooks: hooks_router(state),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not json ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Checks the error shape and returns (code, message).
+    fn error(&self) -> (String, String) {
+        let v = self.json();
+        let code = v["error"]["code"].as_str().expect("error.code").to_owned();
+        let message = v["error"]["message"]
+            .as_str()
+            .expect("error.message")
+            .to_owned();
+        (code, message)
+    }
+}
+
+impl Fixture {
+    async fn send(&self, request: Request<HttpBody>) -> Answer {
+        let app = if request.uri().path().starts_with("/hooks/") {
+            &self.hooks
+        } else {
+            &self.api
+        };
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn call(&self, method: Method, uri: &str, body: Option<Value>) -> Answer {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, format!("Bearer {TOKEN}"));
+        let body = match body {
+            Some(v) => {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+                HttpBody::from(v.to_string())
+            }
+            None => HttpBody::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    async fn raw(&self, method: Method, uri: &str, content_type: &str, body: Vec<u8>) -> Answer {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, content_type)
+            .body(HttpBody::from(body))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Uploads a snapshot of these files and returns its digest.
+    async fn snapshot(&self, files: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let path = dir.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
+        let mut tar = Vec::new();
+        crate::snapshot::create(dir.path(), &mut tar).unwrap();
+        let answer = self
+            .raw(Method::POST, "/v1/snapshots", "application/x-tar", tar)
+            .await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json());
+        answer.json()["digest"].as_str().unwrap().to_owned()
+    }
+}
+
+#[tokio::test]
+async fn v1_needs_the_bearer_token() {
+    let f = fixture().await;
+    let bare = Request::get("/v1/node").body(HttpBody::empty()).unwrap();
+    let answer = f.send(bare).await;
+    assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(answer.error().0, "unauthorized");
+    for value in [
+        "Bearer wrong".to_owned(),
+        format!("Bearer {}", &TOKEN[..63]),
+        format!("Basic {TOKEN}"),
+        format!("Bearer {TOKEN}x"),
+    ] {
+        let request = Request::get("/v1/runs")
+            .header(AUTHORIZATION, value.as_str())
+            .body(HttpBody::empty())
+            .unwrap();
+        let answer = f.send(request).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{value}");
+        assert_eq!(answer.error().0, "unauthorized");
+    }
+    let answer = f.call(Method::GET, "/v1/node", None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.json()["name"], "n1");
+    // Refused before the body is read: a large body without the token is still a 401.
+    let request = Request::post("/v1/snapshots")
+        .body(HttpBody::from(vec![0u8; 200 * 1024]))
+        .unwrap();
+    assert_eq!(f.send(request).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn malformed_json_gets_the_json_error_shape() {
+    let f = fixture().await;
+    let answer = f
+        .raw(
+            Method::POST,
+            "/v1/runs",
+            "application/json",
+            b"{\"source\": ".to_vec(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error().0, "bad_json");
+
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"source": {"kind": "snapshot"}})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.error().0, "invalid");
+
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"source": {"kind": "snapshot", "digest": "sha256:nothex"}})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let answer = f
+        .call(Method::POST, "/v1/runs", Some(json!({"sauce": 1})))
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(answer.error().1.contains("sauce"), "{}", answer.error().1);
+
+    let answer = f
+        .raw(Method::POST, "/v1/runs", "text/plain", b"{}".to_vec())
+        .await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(answer.error().0, "unsupported_media_type");
+
+    let answer = f.call(Method::GET, "/v1/runs?limit=lots", None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.error().0, "bad_request");
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let f = fixture_with(1024).await;
+    let big = json!({"source": {"kind": "snapshot", "digest": "x".repeat(2000)}});
+    let answer = f.call(Method::POST, "/v1/runs", Some(big)).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error().0, "too_large");
+
+    let answer = f
+        .raw(
+            Method::POST,
+            "/v1/snapshots",
+            "application/x-tar",
+            vec![0; 65 * 1024],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.error().0, "too_large");
+
+    let answer = f
+        .raw(
+            Method::PUT,
+            "/v1/secrets/BIG",
+            "application/octet-stream",
+            vec![b'x'; crate::vault::MAX_VALUE + 1],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn unknown_runs_and_endpoints_get_404() {
+    let f = fixture().await;
+    let id = crate::store::RunId::new(1, [0; 10]).to_string();
+    for uri in [
+        format!("/v1/runs/{id}"),
+        format!("/v1/runs/{id}/logs?stage=build"),
+        "/v1/runs/not-a-run".to_owned(),
+        "/v1/nothing".to_owned(),
+    ] {
+        let answer = f.call(Method::GET, &uri, None).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(answer.error().0, "not_found", "{uri}");
+    }
+    let answer = f
+        .call(
+            Method::POST,
+            &format!("/v1/runs/{id}/gates/deploy/approve"),
+            Some(json!({"who": "alice"})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = f.call(Method::DELETE, "/v1/runs", None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.error().0, "method_not_allowed");
+    let answer = f
+        .call(Method::POST, &format!("/hooks/{}", "ab".repeat(32)), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = f.call(Method::POST, "/hooks/short", None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_ottofile_with_errors_gets_422_with_its_location() {
+    let f = fixture().await;
+    let digest = f
+        .snapshot(&[("Ottofile", "stage('Build') {\n  stpes { sh 'make' }\n}\n")])
+        .await;
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"source": {"kind": "snapshot", "digest": digest}})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (code, message) = answer.error();
+    assert_eq!(code, "plan_failed");
+    assert!(message.starts_with("Ottofile:2:3:"), "{message}");
+    let details = answer.json()["error"]["details"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(details.contains("--> Ottofile:2:3"), "{details}");
+
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"source": {"kind": "snapshot", "digest": missing}})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.error().0, "unknown_snapshot");
+
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"source": {"kind": "snapshot", "digest": digest}, "path": "../x"})),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let answer = f
+        .raw(
+            Method::POST,
+            "/v1/snapshots",
+            "application/x-tar",
+            vec![1; 1000],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn a_run_is_created_listed_and_shown() {
+    let f = fixture().await;
+    let digest = f
+        .snapshot(&[(
+            "ci/Ottofile",
+            "pipeline { name = 'demo'\n stage('Build') { steps { echo 'hi' } }\n \
+             stage('Docs') { when { branch == 'main' } steps { echo 'docs' } } }\n",
+        )])
+        .await;
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({
+                "source": {"kind": "snapshot", "digest": digest},
+                "path": "ci",
+                "facts": {"branch": "dev"},
+                "started_by": "alice"
+            })),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json());
+    let created = answer.json();
+    assert_eq!(created["pipeline"], "demo");
+    assert_eq!(created["stages"], json!(["Build", "Docs"]));
+    let run = created["run"].as_str().unwrap().to_owned();
+
+    let answer = f.call(Method::GET, &format!("/v1/runs/{run}"), None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let detail = answer.json();
+    assert_eq!(detail["run"]["started_by"], "alice");
+    assert_eq!(detail["run"]["facts"]["branch"], "dev");
+    assert_eq!(detail["stages"][1]["state"], "skipped");
+    assert_eq!(detail["stages"][1]["when"]["result"], "fail");
+    let etag = answer.headers[header::ETAG].to_str().unwrap().to_owned();
+
+    let list = f.call(Method::GET, "/v1/runs?limit=5", None).await.json();
+    assert_eq!(list["runs"][0]["id"], run.as_str());
+
+    let logs = f
+        .call(
+            Method::GET,
+            &format!("/v1/runs/{run}/logs?stage=Docs"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(logs["lines"], json!([]));
+    assert_eq!(logs["done"], true);
+    let answer = f
+        .call(Method::GET, &format!("/v1/runs/{run}/logs"), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
+    // With the version it has, and no time to wait, an unchanged run answers 304.
+    let request = Request::get(format!("/v1/runs/{run}?wait=0"))
+        .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::IF_NONE_MATCH, etag.as_str())
+        .body(HttpBody::empty())
+        .unwrap();
+    let answer = f.send(request).await;
+    if answer.status != StatusCode::OK {
+        assert_eq!(answer.status, StatusCode::NOT_MODIFIED);
+    }
+}
+
+#[tokio::test]
+async fn secrets_go_in_and_only_names_come_out() {
+    let f = fixture().await;
+    let value = b"hunter2-very-secret".to_vec();
+    let answer = f
+        .raw(
+            Method::PUT,
+            "/v1/secrets/DEPLOY_TOKEN",
+            "application/octet-stream",
+            value.clone(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    let mut bodies = Vec::new();
+    let list = f.call(Method::GET, "/v1/secrets", None).await;
+    assert_eq!(list.json(), json!({"secrets": ["DEPLOY_TOKEN"]}));
+    bodies.push(list.body);
+    let one = f.call(Method::GET, "/v1/secrets/DEPLOY_TOKEN", None).await;
+    assert_eq!(one.status, StatusCode::OK);
+    bodies.push(one.body);
+    let bad = f
+        .raw(
+            Method::PUT,
+            "/v1/secrets/lower",
+            "text/plain",
+            value.clone(),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    bodies.push(bad.body);
+    for body in &bodies {
+        let text = String::from_utf8_lossy(body);
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+    let gone = f
+        .call(Method::DELETE, "/v1/secrets/DEPLOY_TOKEN", None)
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    let again = f
+        .call(Method::DELETE, "/v1/secrets/DEPLOY_TOKEN", None)
+        .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    let missing = f.call(Method::GET, "/v1/secrets/DEPLOY_TOKEN", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}

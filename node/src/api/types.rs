@@ -1,0 +1,210 @@
+//! The JSON bodies of the API, shared with clients (the `otto` CLI deserializes these).
+//!
+//! Records from the store ([`Run`], [`Stage`], [`Gate`], [`LogLine`]) appear as they are
+//! stored, with ids and digests as text. None of these types can hold a secret value.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::blobs::Digest;
+use crate::store::{Gate, LogLine, Run, RunId, Source, Stage, StageState};
+
+/// `POST /v1/snapshots` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotCreated {
+    /// The snapshot's digest, to name it in `POST /v1/runs`.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How many files it holds.
+    pub files: u64,
+}
+
+/// The body of `POST /v1/runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRun {
+    /// Where the code comes from: `{"kind": "snapshot", "digest": "sha256:…"}`.
+    pub source: Source,
+    /// The Ottofile, or the directory holding it, relative to the snapshot's root;
+    /// default the root (its `Ottofile`, else the stack's convention).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The name of the directory the snapshot was made from: the pipeline's name when
+    /// the Ottofile sets none.
+    #[serde(default)]
+    pub root_name: Option<String>,
+    /// The facts to plan with.
+    #[serde(default)]
+    pub facts: FactsInput,
+    /// Who starts the run, for people (e.g. the user name).
+    #[serde(default)]
+    pub started_by: Option<String>,
+}
+
+/// The facts of a run as given by a client.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactsInput {
+    /// The branch being delivered.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// The tag being delivered.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The target environment.
+    #[serde(default)]
+    pub environment: Option<String>,
+    /// The commit being delivered.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// Values for the pipeline's vars, as text.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+/// `POST /v1/runs` answers this (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCreated {
+    /// The new run's id.
+    pub run: RunId,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The digest of the canonical plan.
+    pub plan_digest: Digest,
+    /// The stage ids, in plan order.
+    pub stages: Vec<String>,
+}
+
+/// `GET /v1/runs` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunList {
+    /// The runs, newest first.
+    pub runs: Vec<Run>,
+}
+
+/// `GET /v1/runs/{run}` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: Run,
+    /// Its stages in plan order, with their attempts, gates and what the plan says.
+    pub stages: Vec<StageDetail>,
+}
+
+/// A stage in [`RunDetail`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageDetail {
+    /// The stage as recorded: state, note, attempts (with cache hits and misses).
+    #[serde(flatten)]
+    pub stage: Stage,
+    /// Its name in the Ottofile.
+    pub name: String,
+    /// Its owner, `null` for the node that started the run.
+    pub owner: Option<String>,
+    /// The stages it needs.
+    pub needs: Vec<String>,
+    /// Its `when` condition and what it gave for the run's facts.
+    pub when: Option<ConditionView>,
+    /// Its gates that waited or wait.
+    pub gates: Vec<Gate>,
+}
+
+/// A condition with its result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionView {
+    /// The condition, printed canonically.
+    pub text: String,
+    /// `pass`, `fail` or `unknown`.
+    pub result: String,
+}
+
+/// `GET /v1/runs/{run}/logs` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPage {
+    /// The run.
+    pub run: RunId,
+    /// The stage.
+    pub stage: String,
+    /// The lines after `after`, in order, masked.
+    pub lines: Vec<LogLine>,
+    /// The number of the last line returned, or `after` when none: pass it as `after`
+    /// to read on.
+    pub last: u64,
+    /// The stage's state when the lines were read.
+    pub state: StageState,
+    /// Whether the stage is over and every line has been read: following can stop.
+    pub done: bool,
+}
+
+/// The body of `POST /v1/runs/{run}/gates/{stage}/approve`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approve {
+    /// Who approves (checked against the gate's approvers); default `local`.
+    #[serde(default)]
+    pub who: Option<String>,
+}
+
+/// `POST /v1/runs/{run}/gates/{stage}/approve` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approved {
+    /// The run.
+    pub run: RunId,
+    /// The stage whose gate passed.
+    pub stage: String,
+    /// Who approved.
+    pub who: String,
+}
+
+/// `POST /v1/runs/{run}/cancel` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancelled {
+    /// The run.
+    pub run: RunId,
+}
+
+/// `GET /v1/secrets` answers this: names, never values.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretNames {
+    /// The secret names, sorted.
+    pub secrets: Vec<String>,
+}
+
+/// `GET /v1/secrets/{name}` answers this: whether it exists, never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretInfo {
+    /// The secret's name.
+    pub name: String,
+}
+
+/// `POST /hooks/{token}` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookAccepted {
+    /// Always `true`: the callback was accepted.
+    pub accepted: bool,
+}
+
+/// `GET /v1/node` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// The node's name.
+    pub name: String,
+    /// Its org.
+    pub org: String,
+    /// Its libp2p peer id.
+    pub peer_id: String,
+    /// Its node key's id (`ed25519:<hex>`).
+    pub node_key: String,
+    /// Its org key's id.
+    pub org_key: String,
+    /// The stage owners it runs.
+    pub answers_to: Vec<String>,
+    /// When its certificate expires, in seconds since the Unix epoch.
+    pub cert_not_after: u64,
+    /// The base URL of its webhook callbacks, when it listens for them.
+    pub webhook_base: Option<String>,
+    /// The Otto version it runs.
+    pub version: String,
+}

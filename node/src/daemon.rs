@@ -1,0 +1,405 @@
+//! The node daemon: opens a home, starts the engine, serves the API on a loopback address
+//! and webhook callbacks over HTTPS, and stops cleanly on SIGINT or SIGTERM.
+//!
+//! This module (with the binary) is where the operating system's clock and randomness
+//! enter: everything below it takes them as arguments.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use otto_trust::persist;
+use otto_trust::x509::{OrgCa, X509Error, server_config};
+use rand::rngs::SysRng;
+use rand_core::{CryptoRng, Rng as _, UnwrapErr};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use zeroize::Zeroizing;
+
+use crate::api::{self, ApiParts, ApiState, Limits, types::NodeInfo};
+use crate::blobs::{BlobError, BlobStore};
+use crate::engine::{Context, Engine};
+use crate::home::{Config, Home, HomeError};
+use crate::store::{self, Store};
+use crate::vault::Vault;
+
+/// The log target of the daemon.
+const TARGET: &str = "otto_node::daemon";
+
+/// How long the webhook listener's certificate, issued at every start, is valid.
+const SERVER_CERT_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// How long a stop waits for open API requests before it drops them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a TLS handshake on the webhook listener may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The home could not be read.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+    /// The blob store could not be opened.
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobError),
+    /// A key or file of the home could not be read or written.
+    #[error(transparent)]
+    Persist(#[from] persist::PersistError),
+    /// The webhook listener's TLS could not be set up.
+    #[error("webhook tls: {0}")]
+    Tls(#[from] X509Error),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The agent executable was not found.
+    #[error(
+        "cannot find the otto-agent executable at {}; set [agent] path in config.toml or OTTO_AGENT",
+        .0.display()
+    )]
+    Agent(PathBuf),
+    /// Any other I/O failure.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The engine stopped on its own.
+    #[error("the engine stopped unexpectedly")]
+    EngineStopped,
+}
+
+/// Runs the node of `home` until SIGINT or SIGTERM, then stops cleanly: stops taking
+/// requests, shuts the engine down, removes `api.addr`.
+pub async fn run(home: Home) -> Result<(), DaemonError> {
+    let stop = async {
+        if let Err(e) = wait_for_signal().await {
+            tracing::error!(target: TARGET, error = %e, "cannot listen for signals; stopping");
+        }
+    };
+    run_until(home, stop).await
+}
+
+/// Runs the node of `home` until `stop` completes (the signal handling of [`run`] is one
+/// such future; tests pass their own).
+pub async fn run_until(
+    home: Home,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    let config = home.load_config()?;
+    let now = unix_now();
+    let identity = home.identity(now)?;
+    if identity.cert.not_after() < now + 30 * 24 * 60 * 60 {
+        tracing::warn!(target: TARGET, not_after = identity.cert.not_after(), "the node certificate expires within 30 days");
+    }
+    let agent_path = agent_path(&config)?;
+    let store = Store::open(home.store_file())?;
+    let blobs = BlobStore::open(home.blobs_dir())?;
+    let vault = Vault::new(store.clone(), &*node_secret(&identity.key)?);
+    let token = home.ensure_api_token(&mut system_rng())?;
+    for dir in [home.work_dir(), home.run_dir()] {
+        create_private_dir(&dir)?;
+    }
+
+    let api_listener = bind(config.api.listen).await?;
+    let api_addr = local_addr(&api_listener)?;
+    let hooks_listener = bind_hooks(&home, &config).await?;
+    let hooks_addr = local_addr(&hooks_listener)?;
+    persist::write_private_file(&home.hooks_addr_file(), hooks_addr.to_string().as_bytes())?;
+    let tls = tls_acceptor(&home, &config)?;
+    let webhook_base = config.webhooks.public_url.clone().unwrap_or_else(|| {
+        let ip = if hooks_addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            hooks_addr.ip().to_string()
+        };
+        format!("https://{ip}:{}", hooks_addr.port())
+    });
+    let packages: Vec<PathBuf> = config
+        .agent
+        .packages
+        .iter()
+        .map(|p| home.root().join(p))
+        .collect();
+
+    let (engine, mut engine_task) = Engine::start(Context {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        vault: vault.clone(),
+        node_name: config.node.name.clone(),
+        answers_to: config.node.answers_to.clone(),
+        agent_path: agent_path.clone(),
+        work_dir: home.work_dir(),
+        run_dir: home.run_dir(),
+        packages: packages.clone(),
+        webhook_base: Some(webhook_base.clone()),
+    });
+    let state = ApiState::new(ApiParts {
+        store,
+        blobs,
+        vault,
+        engine: engine.clone(),
+        token,
+        node: NodeInfo {
+            name: config.node.name.clone(),
+            org: config.node.org.clone(),
+            peer_id: identity.key.peer_id().to_string(),
+            node_key: identity.key.keyid().to_owned(),
+            org_key: identity.cert.org_key().keyid(),
+            answers_to: config.node.answers_to.clone(),
+            cert_not_after: identity.cert.not_after(),
+            webhook_base: Some(webhook_base.clone()),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        },
+        limits: Limits {
+            max_snapshot_bytes: usize::try_from(config.api.max_snapshot_bytes)
+                .unwrap_or(usize::MAX),
+            max_json_bytes: usize::try_from(config.api.max_json_bytes).unwrap_or(usize::MAX),
+        },
+        packages,
+    });
+
+    let (stopping, stopped) = watch::channel(false);
+    let mut api_stopped = stopped.clone();
+    let api_app = api::router(state.clone());
+    let mut api_task = tokio::spawn(async move {
+        axum::serve(api_listener, api_app)
+            .with_graceful_shutdown(async move {
+                let _ = api_stopped.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let hooks_task = tokio::spawn(serve_hooks(
+        hooks_listener,
+        tls,
+        api::hooks_router(state),
+        stopped,
+    ));
+    persist::write_private_file(&home.api_addr_file(), api_addr.to_string().as_bytes())?;
+    tracing::info!(
+        target: TARGET,
+        node = %config.node.name,
+        org = %config.node.org,
+        api = %api_addr,
+        webhooks = %webhook_base,
+        agent = %agent_path.display(),
+        "node started"
+    );
+
+    let outcome = tokio::select! {
+        () = stop => Ok(()),
+        _ = &mut engine_task => Err(DaemonError::EngineStopped),
+        served = &mut api_task => Err(DaemonError::Io {
+            what: "the api server stopped".into(),
+            source: match served {
+                Ok(Err(e)) => e,
+                _ => std::io::Error::other("the api task ended"),
+            },
+        }),
+    };
+    tracing::info!(target: TARGET, "stopping");
+    let _ = std::fs::remove_file(home.api_addr_file());
+    let _ = stopping.send(true);
+    engine.shutdown().await;
+    if tokio::time::timeout(STOP_GRACE, &mut api_task)
+        .await
+        .is_err()
+    {
+        api_task.abort();
+    }
+    hooks_task.abort();
+    if !engine_task.is_finished()
+        && tokio::time::timeout(STOP_GRACE, &mut engine_task)
+            .await
+            .is_err()
+    {
+        engine_task.abort();
+    }
+    tracing::info!(target: TARGET, "stopped");
+    outcome
+}
+
+/// The operating system's cryptographic random generator.
+pub fn system_rng() -> impl CryptoRng {
+    UnwrapErr(SysRng)
+}
+
+/// Fills `buf` from the operating system's cryptographic random generator.
+pub fn fill_random(buf: &mut [u8]) {
+    system_rng().fill_bytes(buf);
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Where the agent executable is: `[agent] path`, else `$OTTO_AGENT`, else `otto-agent`
+/// next to this executable. It must exist.
+pub fn agent_path(config: &Config) -> Result<PathBuf, DaemonError> {
+    let path = match (&config.agent.path, std::env::var_os("OTTO_AGENT")) {
+        (Some(path), _) => path.clone(),
+        (None, Some(env)) if !env.is_empty() => PathBuf::from(env),
+        _ => std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(|dir| dir.join("otto-agent")))
+            .unwrap_or_else(|| PathBuf::from("otto-agent")),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(DaemonError::Agent(path))
+    }
+}
+
+/// The node key's 32-byte secret seed, from which the vault key is derived.
+fn node_secret(key: &otto_trust::NodeKey) -> Result<Zeroizing<[u8; 32]>, DaemonError> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey as _;
+    let pem = key.to_pkcs8_pem();
+    let signing = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| DaemonError::Io {
+        what: "reading the node key".into(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(Zeroizing::new(signing.to_bytes()))
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(target: TARGET, "SIGTERM"),
+        _ = int.recv() => tracing::info!(target: TARGET, "SIGINT"),
+    }
+    Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| DaemonError::Bind { addr, source })
+}
+
+/// Binds the webhook listener; with port 0, the previous start's port when it is free,
+/// so the webhook URLs handed out before a restart keep working.
+async fn bind_hooks(home: &Home, config: &Config) -> Result<TcpListener, DaemonError> {
+    let listen = config.webhooks.listen;
+    if listen.port() == 0 {
+        let previous = std::fs::read_to_string(home.hooks_addr_file())
+            .ok()
+            .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+            .filter(|a| a.ip() == listen.ip());
+        if let Some(previous) = previous
+            && let Ok(listener) = TcpListener::bind(previous).await
+        {
+            return Ok(listener);
+        }
+    }
+    bind(listen).await
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, DaemonError> {
+    listener.local_addr().map_err(|source| DaemonError::Io {
+        what: "reading a listener's address".into(),
+        source,
+    })
+}
+
+/// The TLS setup of the webhook listener: a server certificate for the configured names,
+/// issued now by the org CA in the home.
+fn tls_acceptor(home: &Home, config: &Config) -> Result<TlsAcceptor, DaemonError> {
+    let read = |path: PathBuf| {
+        std::fs::read_to_string(&path).map_err(|source| DaemonError::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        })
+    };
+    let cert = read(home.ca_cert_file())?;
+    let key = Zeroizing::new(read(home.ca_key_file())?);
+    let ca = OrgCa::from_pem(&cert, &key)?;
+    let now = unix_now();
+    let names: Vec<&str> = config.webhooks.names.iter().map(String::as_str).collect();
+    // Valid from a minute ago, for clients whose clocks are slightly behind.
+    let leaf = ca.issue_server_cert(
+        &names,
+        &mut system_rng(),
+        now.saturating_sub(60),
+        now + SERVER_CERT_SECS,
+    )?;
+    let mut tls = server_config(&leaf, None)?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(tls)))
+}
+
+/// Accepts TLS connections and serves the webhook router on each until `stopped`.
+async fn serve_hooks(
+    listener: TcpListener,
+    tls: TlsAcceptor,
+    app: axum::Router,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(target: TARGET, error = %e, "webhook listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let tls = tls.clone();
+        let app = app.clone();
+        connections.spawn(async move {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(target: TARGET, %peer, error = %e, "webhook listener: tls handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service = TowerToHyperService::new(app);
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(target: TARGET, %peer, error = %e, "webhook connection ended with an error");
+            }
+        });
+    }
+    connections.shutdown().await;
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|source| DaemonError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })
+}

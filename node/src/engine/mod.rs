@@ -1,0 +1,438 @@
+//! The engine: the orchestrator that walks each run's plan and runs the stages this node
+//! owns, each attempt in a freshly spawned `otto-agent`.
+//!
+//! # How a run proceeds
+//!
+//! The daemon records a run in the [`Store`] and calls [`Engine::submit`]. The engine then
+//! starts every stage whose dependencies all succeeded or were skipped, several at once
+//! when the plan allows it. For each stage, in order:
+//!
+//! 1. its `when` condition: a stage whose condition fails (or is unknown, because it reads
+//!    a fact the run was not given) is skipped;
+//! 2. its owner: a stage owned by someone this node does not answer for is left
+//!    `handed_off`, "waiting for the mesh", and nothing after it starts;
+//! 3. its enter gates: conditions (a failing one fails the stage and the run) and input
+//!    gates (a person approves);
+//! 4. an attempt: a workspace, a private unix socket serving the
+//!    [agent protocol](otto_agent::protocol), an `otto-agent` process; the attempt ends
+//!    with the agent's result, or fails when the agent dies without one;
+//! 5. its exit gates: input, webhook (an external system calls back once) and poll (a
+//!    command or URL checked until it succeeds);
+//! 6. its `notify` steps, through another agent, with the stage's outcome.
+//!
+//! When a stage fails, the rest of the run is cancelled (running attempts are stopped,
+//! waiting gates closed) and the run fails. Every transition is written to the store first
+//! and then published on [`Engine::events`].
+//!
+//! # Crash recovery
+//!
+//! [`Engine::start`] first calls [`Store::recover`]: attempts that were running when the
+//! previous node process died are marked interrupted (their agents, if still alive, are
+//! stopped) and retried as the next attempt; waiting gates wait again (a poll restarts its
+//! schedule, deadlines are absolute); every unfinished run continues where its stored state
+//! says it is. `docs/engine.md` tells the whole story.
+//!
+//! # Concurrency
+//!
+//! One task owns the runs and their stage tasks ([`Engine::start`] returns its handle).
+//! [`Engine`] is a cheap handle that talks to it over a bounded channel; approvals and
+//! webhook callbacks are checked and recorded by the handle itself (the store makes them
+//! happen at most once) and then wake the stage task that waits for them.
+
+mod agent;
+mod caches;
+mod dag;
+mod gates;
+mod orchestrator;
+mod outputs;
+mod serve;
+mod stage;
+mod util;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+
+use crate::blobs::BlobStore;
+use crate::store::{
+    self, GateKind, GatePhase, GateRef, GateResolution, GateState, LogLine, RunId, RunState,
+    StageState, Store,
+};
+use crate::vault::Vault;
+
+/// How many events [`Engine::events`] receivers may fall behind before they miss some.
+pub const EVENT_BUFFER: usize = 4096;
+
+/// How many commands may wait for the engine task.
+const COMMAND_BUFFER: usize = 64;
+
+/// Everything the engine needs from the node, built by the daemon from its home.
+#[derive(Debug)]
+pub struct Context {
+    /// The node's store.
+    pub store: Store,
+    /// The node's blob store.
+    pub blobs: BlobStore,
+    /// The node's vault.
+    pub vault: Vault,
+    /// This node's name, shown in logs.
+    pub node_name: String,
+    /// The owner names this node runs stages for; stages without an owner always run here.
+    pub answers_to: Vec<String>,
+    /// The `otto-agent` executable.
+    pub agent_path: PathBuf,
+    /// The directory holding the workspaces: `<work_dir>/<run>/<stage>-<attempt>/`.
+    pub work_dir: PathBuf,
+    /// A private directory (mode 0700) for the per-attempt unix sockets. Keep its path
+    /// short: a unix socket path has at most about 100 bytes.
+    pub run_dir: PathBuf,
+    /// Directories of step packages, handed to every agent.
+    pub packages: Vec<PathBuf>,
+    /// The base of webhook URLs, e.g. `https://127.0.0.1:8443`; a gate's URL is this
+    /// followed by `/hooks/<token>`.
+    pub webhook_base: Option<String>,
+}
+
+/// A handle on the engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+/// What the engine publishes: state changes and log lines, in the order they were
+/// recorded. Log lines are masked.
+///
+/// In JSON (`serde_json::to_value`) an event is an object whose `kind` names the variant
+/// in snake case, with the fields below; ids are text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EngineEvent {
+    /// A run changed state.
+    Run {
+        /// The run.
+        run: RunId,
+        /// Its new state.
+        state: RunState,
+    },
+    /// A stage changed state.
+    Stage {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// Its new state.
+        state: StageState,
+        /// The attempt it concerns, if any.
+        attempt: Option<u32>,
+        /// Why, for people (e.g. "waiting for the mesh (owner ops)").
+        note: Option<String>,
+    },
+    /// A gate opened or closed.
+    Gate {
+        /// Which gate.
+        #[serde(flatten)]
+        at: GateRef,
+        /// What it waits for.
+        gate: GateKind,
+        /// Its state: waiting when it opens, passed, failed or timed out when it closes.
+        state: GateState,
+        /// For a webhook gate that opens: the URL to call back. Otherwise why it closed.
+        note: Option<String>,
+    },
+    /// A step started.
+    StepStarted {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// The step's number, depth-first over the stage's step tree.
+        index: u32,
+        /// The step's symbol.
+        symbol: String,
+        /// The process group of the step's processes, when it runs some.
+        pgid: Option<u32>,
+        /// When it started, in milliseconds since the Unix epoch (the agent's clock).
+        time: u64,
+    },
+    /// A step finished.
+    StepFinished {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// The step's number.
+        index: u32,
+        /// Whether it succeeded.
+        success: bool,
+        /// Its process's exit code, when it had one.
+        exit_code: Option<i32>,
+        /// How long it took, in milliseconds.
+        duration_ms: u64,
+        /// When it finished, in milliseconds since the Unix epoch (the agent's clock).
+        time: u64,
+    },
+    /// A log line was stored.
+    Log {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The line as stored (masked), with its number in the stage's log.
+        line: LogLine,
+    },
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No run has this id.
+    #[error("no run {0}")]
+    UnknownRun(RunId),
+    /// No gate matches: the stage has no such gate, or no webhook has this token.
+    #[error("no such gate")]
+    UnknownGate,
+    /// The gate exists but does not wait (any more): it passed, failed or timed out, or it
+    /// has not opened yet.
+    #[error("the gate is not waiting")]
+    GateNotWaiting,
+    /// The gate names its approvers and this person is not one of them.
+    #[error("{who} may not approve this gate (approvers: {})", .approvers.join(", "))]
+    NotApprover {
+        /// Who tried.
+        who: String,
+        /// Who may.
+        approvers: Vec<String>,
+    },
+    /// The run is already over.
+    #[error("run {0} is already finished")]
+    Finished(RunId),
+    /// The run's stored plan cannot be read.
+    #[error("the plan of run {run} cannot be read: {reason}")]
+    Plan {
+        /// The run.
+        run: RunId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The engine task has stopped (shut down, or failed).
+    #[error("the engine has stopped")]
+    Stopped,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl Engine {
+    /// Starts the engine task and returns a handle on it with the task's join handle.
+    /// Before it takes any command, the task recovers: it calls [`Store::recover`], stops
+    /// agents left by a previous node process, retries interrupted attempts as the next
+    /// attempt, resumes waiting gates and continues every unfinished run.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn start(ctx: Context) -> (Self, tokio::task::JoinHandle<()>) {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let shared = Arc::new(Shared {
+            store: ctx.store,
+            blobs: ctx.blobs,
+            vault: ctx.vault,
+            node_name: ctx.node_name,
+            answers_to: ctx.answers_to,
+            agent_path: ctx.agent_path,
+            work_dir: ctx.work_dir,
+            run_dir: ctx.run_dir,
+            packages: ctx.packages,
+            webhook_base: ctx.webhook_base,
+            events,
+            gates: Mutex::new(HashMap::new()),
+            agents: Mutex::new(HashMap::new()),
+        });
+        let (commands, rx) = mpsc::channel(COMMAND_BUFFER);
+        let task = tokio::spawn(orchestrator::Orchestrator::new(shared.clone(), rx).run());
+        (Self { commands, shared }, task)
+    }
+
+    /// Starts (or continues) a run already recorded in the store. Submitting a run the
+    /// engine is already driving changes nothing.
+    pub async fn submit(&self, run: RunId) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Submit { run, reply }).await
+    }
+
+    /// Approves the waiting input gate of `stage` in `run` as `who`, and records who.
+    /// Fails with [`EngineError::NotApprover`] when the gate names its approvers and `who`
+    /// is not among them, with [`EngineError::GateNotWaiting`] when no input gate of the
+    /// stage waits, and with [`EngineError::UnknownGate`] when the stage has no input gate.
+    pub async fn approve(&self, run: RunId, stage: String, who: String) -> Result<(), EngineError> {
+        gates::approve(&self.shared, run, stage, who).await
+    }
+
+    /// Accepts the callback of a webhook gate, given the token from its URL. A token is
+    /// accepted once: a second call fails with [`EngineError::GateNotWaiting`], an
+    /// unknown token with [`EngineError::UnknownGate`].
+    pub async fn webhook(&self, token: String) -> Result<(), EngineError> {
+        gates::webhook(&self.shared, &token).await
+    }
+
+    /// Cancels a run: running attempts are stopped, waiting gates closed, stages not
+    /// started are marked cancelled, and the run ends cancelled.
+    pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Cancel { run, reply }).await
+    }
+
+    /// A receiver of everything the engine publishes from now on. A receiver that falls
+    /// more than [`EVENT_BUFFER`] events behind misses the oldest ones (it gets
+    /// `RecvError::Lagged`) and should read the store again.
+    pub fn events(&self) -> broadcast::Receiver<EngineEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Stops the engine task without marking anything in the store: running agents get
+    /// SIGTERM (they stop their steps), gate waits end, and the next start of the node
+    /// recovers as after a crash (interrupted attempts are retried). Returns when the task
+    /// has stopped.
+    pub async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
+    async fn ask(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<(), EngineError>>) -> Command,
+    ) -> Result<(), EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.shared.node_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A request to the engine task.
+enum Command {
+    Submit {
+        run: RunId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Cancel {
+        run: RunId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the engine task, the stage tasks and the handle share.
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) blobs: BlobStore,
+    pub(crate) vault: Vault,
+    pub(crate) node_name: String,
+    pub(crate) answers_to: Vec<String>,
+    pub(crate) agent_path: PathBuf,
+    pub(crate) work_dir: PathBuf,
+    pub(crate) run_dir: PathBuf,
+    pub(crate) packages: Vec<PathBuf>,
+    pub(crate) webhook_base: Option<String>,
+    pub(crate) events: broadcast::Sender<EngineEvent>,
+    /// Wakes the stage task waiting on a gate when someone closes it.
+    gates: Mutex<HashMap<GateRef, Arc<Notify>>>,
+    /// Agents alive now, by pid, so that shutdown can stop them.
+    agents: Mutex<HashMap<u32, ()>>,
+}
+
+impl Shared {
+    /// Publishes an event; nobody listening is fine.
+    pub(crate) fn publish(&self, event: EngineEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// The wake-up of a gate, created on first use.
+    pub(crate) fn gate_notify(&self, at: &GateRef) -> Arc<Notify> {
+        let mut gates = util::lock(&self.gates);
+        gates.entry(at.clone()).or_default().clone()
+    }
+
+    /// Forgets a gate's wake-up once the gate closed.
+    pub(crate) fn forget_gate(&self, at: &GateRef) {
+        util::lock(&self.gates).remove(at);
+    }
+
+    /// Wakes the task waiting on a gate, now or when it starts waiting.
+    pub(crate) fn wake_gate(&self, at: &GateRef) {
+        self.gate_notify(at).notify_one();
+    }
+
+    pub(crate) fn agent_started(&self, pid: u32) {
+        util::lock(&self.agents).insert(pid, ());
+    }
+
+    pub(crate) fn agent_ended(&self, pid: u32) {
+        util::lock(&self.agents).remove(&pid);
+    }
+
+    pub(crate) fn live_agents(&self) -> Vec<u32> {
+        util::lock(&self.agents).keys().copied().collect()
+    }
+
+    /// Whether this node runs stages of `owner` (`None`: the node that started the run).
+    pub(crate) fn owns(&self, owner: Option<&str>) -> bool {
+        owner.is_none_or(|o| o == self.node_name || self.answers_to.iter().any(|a| a == o))
+    }
+
+    /// Closes a gate in the store and publishes it.
+    pub(crate) async fn resolve_gate(
+        self: &Arc<Self>,
+        at: &GateRef,
+        kind: GateKind,
+        resolution: GateResolution,
+        stage_state: StageState,
+    ) -> Result<(), store::Error> {
+        let state = resolution.state;
+        let note = resolution.note.clone();
+        let store = self.store.clone();
+        let gate = at.clone();
+        util::blocking(move || store.resolve_gate(&gate, resolution, stage_state)).await?;
+        self.publish(EngineEvent::Gate {
+            at: at.clone(),
+            gate: kind,
+            state,
+            note,
+        });
+        self.wake_gate(at);
+        Ok(())
+    }
+}
+
+/// Whether a gate phase is the enter phase, as a number for logs.
+pub(crate) fn phase_name(phase: GatePhase) -> &'static str {
+    match phase {
+        GatePhase::Enter => "enter",
+        GatePhase::Exit => "exit",
+    }
+}

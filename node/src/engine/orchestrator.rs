@@ -1,0 +1,355 @@
+//! The engine task: owns the runs in progress and their stage tasks, starts stages as
+//! their dependencies finish, keeps each run's state, and ends runs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use otto_pipeline::plan::Body;
+use rustix::process::Signal;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{Id, JoinSet};
+
+use super::agent;
+use super::outputs;
+use super::stage::{RunCtx, StageTask};
+use super::util::{blocking, now_ms};
+use super::{Command, EngineError, EngineEvent, Shared};
+use crate::store::{NewLine, RunId, RunState, Source, StageState, Stream};
+
+/// How many stage state changes may wait for the engine task.
+const CHANGES_BUFFER: usize = 1024;
+
+/// The engine task.
+pub(crate) struct Orchestrator {
+    sh: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    changes_tx: mpsc::Sender<RunId>,
+    changes: mpsc::Receiver<RunId>,
+    tasks: JoinSet<()>,
+    /// Which stage each task drives.
+    task_ids: HashMap<Id, (RunId, String)>,
+    runs: HashMap<RunId, Active>,
+}
+
+/// A run in progress.
+struct Active {
+    ctx: Arc<RunCtx>,
+    state: RunState,
+    /// The stages driven by a task now, with the sender that cancels the task.
+    tasks: HashMap<String, watch::Sender<Option<String>>>,
+    /// Why the run is ending early, once it is.
+    ending: Option<Ending>,
+}
+
+#[derive(Debug, Clone)]
+enum Ending {
+    /// A stage failed: the rest is cancelled and the run fails.
+    Failed(String),
+    /// Someone cancelled the run.
+    Cancelled,
+}
+
+impl Orchestrator {
+    pub(crate) fn new(sh: Arc<Shared>, commands: mpsc::Receiver<Command>) -> Self {
+        let (changes_tx, changes) = mpsc::channel(CHANGES_BUFFER);
+        Self {
+            sh,
+            commands,
+            changes_tx,
+            changes,
+            tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            runs: HashMap::new(),
+        }
+    }
+
+    /// Recovers, then serves commands and drives runs until shut down. When every handle
+    /// is gone, it goes on until no run is in progress.
+    pub(crate) async fn run(mut self) {
+        self.recover().await;
+        let mut open = true;
+        loop {
+            if !open && self.tasks.is_empty() {
+                break;
+            }
+            tokio::select! {
+                command = self.commands.recv(), if open => match command {
+                    Some(Command::Submit { run, reply }) => {
+                        let _ = reply.send(self.submit(run).await);
+                    }
+                    Some(Command::Cancel { run, reply }) => {
+                        let _ = reply.send(self.cancel(run).await);
+                    }
+                    Some(Command::Shutdown { reply }) => {
+                        self.shutdown().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                    None => open = false,
+                },
+                Some(done) = self.tasks.join_next_with_id() => {
+                    let id = match &done {
+                        Ok((id, ())) => *id,
+                        Err(error) => {
+                            tracing::error!(target: "otto_node::engine", %error, "a stage task failed");
+                            error.id()
+                        }
+                    };
+                    if let Some((run, stage)) = self.task_ids.remove(&id) {
+                        if let Some(active) = self.runs.get_mut(&run) {
+                            active.tasks.remove(&stage);
+                        }
+                        self.advance(run).await;
+                    }
+                }
+                Some(run) = self.changes.recv() => self.advance(run).await,
+            }
+        }
+    }
+
+    async fn recover(&mut self) {
+        // Socket directories left by a previous node process serve nothing any more.
+        let run_dir = self.sh.run_dir.clone();
+        blocking(move || clear_dir(&run_dir)).await;
+        let store = self.sh.store.clone();
+        let recovery = match blocking(move || store.recover(now_ms())).await {
+            Ok(recovery) => recovery,
+            Err(error) => {
+                tracing::error!(target: "otto_node::engine", %error, "recovery failed; no run is resumed");
+                return;
+            }
+        };
+        for interrupted in &recovery.interrupted {
+            if let Some(pid) = interrupted.agent_pid {
+                agent::stop_stale_agent(pid, &self.sh.run_dir);
+            }
+            let text = format!(
+                "attempt {} was interrupted: the node stopped while it ran",
+                interrupted.attempt
+            );
+            let store = self.sh.store.clone();
+            let (run, stage, n) = (
+                interrupted.run,
+                interrupted.stage.clone(),
+                interrupted.attempt,
+            );
+            let line = NewLine {
+                time: now_ms(),
+                stream: Stream::System,
+                step: None,
+                text,
+            };
+            if let Err(error) =
+                blocking(move || store.append_log_lines(&run, &stage, n, &[line])).await
+            {
+                tracing::warn!(target: "otto_node::engine", %error, "cannot log an interruption");
+            }
+        }
+        if !recovery.runs.is_empty() {
+            tracing::info!(target: "otto_node::engine", runs = recovery.runs.len(),
+                retries = recovery.retry.len(), gates = recovery.gates.len(), "resuming unfinished runs");
+        }
+        for run in recovery.runs {
+            match self.load(run.id).await {
+                Ok(()) => self.advance(run.id).await,
+                Err(error) => {
+                    tracing::error!(target: "otto_node::engine", run = %run.id, %error, "cannot resume a run");
+                }
+            }
+        }
+    }
+
+    async fn submit(&mut self, run: RunId) -> Result<(), EngineError> {
+        if self.runs.contains_key(&run) {
+            return Ok(());
+        }
+        self.load(run).await?;
+        self.advance(run).await;
+        Ok(())
+    }
+
+    async fn cancel(&mut self, run: RunId) -> Result<(), EngineError> {
+        if !self.runs.contains_key(&run) {
+            self.load(run).await?;
+        }
+        if let Some(active) = self.runs.get_mut(&run) {
+            active.ending = Some(Ending::Cancelled);
+            for cancel in active.tasks.values() {
+                let _ = cancel.send(Some("cancelled".into()));
+            }
+        }
+        self.advance(run).await;
+        Ok(())
+    }
+
+    /// Stops everything without recording anything: stage tasks are dropped (their socket
+    /// servers with them) and live agents get SIGTERM, so they stop their steps. The store
+    /// still says the attempts run; the next start recovers them.
+    async fn shutdown(&mut self) {
+        self.tasks.shutdown().await;
+        for pid in self.sh.live_agents() {
+            agent::signal(pid, Signal::TERM);
+        }
+    }
+
+    /// Reads a run from the store and keeps it in progress.
+    async fn load(&mut self, id: RunId) -> Result<(), EngineError> {
+        let store = self.sh.store.clone();
+        let ctx = blocking(move || -> Result<(RunCtx, RunState), EngineError> {
+            let run = store.run(&id)?.ok_or(EngineError::UnknownRun(id))?;
+            if run.state.is_final() {
+                return Err(EngineError::Finished(id));
+            }
+            let bad = |reason: String| EngineError::Plan { run: id, reason };
+            let bytes = store
+                .plan(&run.plan_digest)?
+                .ok_or_else(|| bad("the plan is missing".into()))?;
+            let body: Body = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            let stages = store.stages(&id)?;
+            if let Some(missing) = body
+                .stages
+                .iter()
+                .find(|s| !stages.iter().any(|r| r.id == s.id))
+            {
+                return Err(bad(format!("stage {} is not recorded", missing.id)));
+            }
+            let outputs = outputs::load(&store, &stages)?;
+            let source = match &run.source {
+                Source::Snapshot { digest } => Some(*digest),
+                _ => None,
+            };
+            let ctx = RunCtx {
+                id,
+                pipeline: run.pipeline.clone(),
+                body,
+                source,
+                outputs: Mutex::new(outputs),
+            };
+            Ok((ctx, run.state))
+        })
+        .await?;
+        let (ctx, state) = ctx;
+        self.runs.insert(
+            id,
+            Active {
+                ctx: Arc::new(ctx),
+                state,
+                tasks: HashMap::new(),
+                ending: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// Starts what can start, cancels the rest after a failure, and keeps the run's state.
+    async fn advance(&mut self, run: RunId) {
+        if let Err(error) = self.try_advance(run).await {
+            tracing::error!(target: "otto_node::engine", %run, %error, "cannot advance the run");
+        }
+    }
+
+    async fn try_advance(&mut self, run: RunId) -> Result<(), EngineError> {
+        let Some(active) = self.runs.get_mut(&run) else {
+            return Ok(());
+        };
+        let store = self.sh.store.clone();
+        let records = blocking(move || store.stages(&run)).await?;
+        let states: HashMap<String, StageState> =
+            records.iter().map(|s| (s.id.clone(), s.state)).collect();
+        let body = &active.ctx.body;
+        if active.ending.is_none()
+            && let Some(failed) = super::dag::first_failure(body, &states)
+        {
+            let reason = format!("cancelled: stage {failed} failed");
+            active.ending = Some(Ending::Failed(failed));
+            for cancel in active.tasks.values() {
+                let _ = cancel.send(Some(reason.clone()));
+            }
+        }
+        if active.ending.is_none() {
+            let busy: HashSet<String> = active.tasks.keys().cloned().collect();
+            for id in super::dag::ready(body, &states, &busy) {
+                let Some(plan) = body.stages.iter().find(|s| s.id == id).cloned() else {
+                    continue;
+                };
+                let (cancel_tx, cancel) = watch::channel(None);
+                let task = StageTask {
+                    sh: self.sh.clone(),
+                    run: active.ctx.clone(),
+                    plan,
+                    cancel,
+                    changed: self.changes_tx.clone(),
+                };
+                let handle = self.tasks.spawn(task.drive());
+                self.task_ids.insert(handle.id(), (run, id.clone()));
+                active.tasks.insert(id, cancel_tx);
+            }
+        }
+        let next = if !active.tasks.is_empty() {
+            super::dag::progress(&states)
+        } else if let Some(ending) = active.ending.clone() {
+            let (note, final_state) = match &ending {
+                Ending::Failed(stage) => {
+                    (format!("not run: stage {stage} failed"), RunState::Failed)
+                }
+                Ending::Cancelled => (
+                    "not run: the run was cancelled".to_owned(),
+                    RunState::Cancelled,
+                ),
+            };
+            for record in records.iter().filter(|s| !s.state.is_final()) {
+                let store = self.sh.store.clone();
+                let (id, n) = (record.id.clone(), note.clone());
+                blocking(move || {
+                    store.set_stage_state(&run, &id, StageState::Cancelled, Some(n), now_ms())
+                })
+                .await?;
+                self.sh.publish(EngineEvent::Stage {
+                    run,
+                    stage: record.id.clone(),
+                    state: StageState::Cancelled,
+                    attempt: None,
+                    note: Some(note.clone()),
+                });
+            }
+            final_state
+        } else {
+            super::dag::settled(&states).unwrap_or(RunState::Waiting)
+        };
+        self.set_run_state(run, next).await
+    }
+
+    async fn set_run_state(&mut self, run: RunId, state: RunState) -> Result<(), EngineError> {
+        let Some(active) = self.runs.get_mut(&run) else {
+            return Ok(());
+        };
+        if active.state != state {
+            let store = self.sh.store.clone();
+            blocking(move || store.set_run_state(&run, state, now_ms())).await?;
+            active.state = state;
+            self.sh.publish(EngineEvent::Run { run, state });
+        }
+        if state.is_final() {
+            self.runs.remove(&run);
+        }
+        Ok(())
+    }
+}
+
+/// Removes everything inside `dir`, keeping the directory; a missing one is fine.
+fn clear_dir(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(error) = removed {
+            tracing::warn!(target: "otto_node::engine", %error, path = %path.display(), "cannot remove a stale socket");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! What stages leave for later stages of the same run: artifacts (`archive`) and, for a
+//! stage that another starts from (`runtime { from 'X' }`), its workspace.
+//!
+//! Outputs are recorded durably as node lines of the stage's log (stream `system`, no
+//! step), written before the attempt is marked succeeded, for example
+//!
+//! ```text
+//! artifact 'site' stored as sha256:9f86d0… (10240 bytes)
+//! workspace stored as sha256:2c26b4… (52100 bytes)
+//! ```
+//!
+//! so that people see them and a restarted node finds them again ([`load`]). Only lines of
+//! the attempt that succeeded count, and the agent never writes lines that start this way.
+#![warn(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+
+use otto_pipeline::plan::Body;
+
+use super::dag;
+use crate::blobs::Digest;
+use crate::store::{self, AttemptState, Stage, Store, Stream};
+
+/// The outputs of a run's stages so far.
+#[derive(Debug, Default)]
+pub(crate) struct Outputs {
+    /// Artifacts by the stage that archived them, in the order archived.
+    artifacts: HashMap<String, Vec<(String, Digest)>>,
+    /// Saved workspaces, by stage.
+    workspaces: HashMap<String, Digest>,
+}
+
+/// One output, as recorded in a log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// An artifact: its name, blob and size.
+    Artifact(String, Digest, u64),
+    /// The stage's workspace: its blob and size.
+    Workspace(Digest, u64),
+}
+
+impl Outputs {
+    /// Records what a stage's succeeded attempt left.
+    pub(crate) fn add(&mut self, stage: &str, records: &[Record]) {
+        for record in records {
+            match record {
+                Record::Artifact(name, digest, _) => self
+                    .artifacts
+                    .entry(stage.to_owned())
+                    .or_default()
+                    .push((name.clone(), *digest)),
+                Record::Workspace(digest, _) => {
+                    self.workspaces.insert(stage.to_owned(), *digest);
+                }
+            }
+        }
+    }
+
+    /// The artifacts a stage may `unarchive`: those of every stage it depends on, directly
+    /// or not; when two have the same name, the later stage in plan order wins.
+    pub(crate) fn artifacts_for(&self, body: &Body, stage: &str) -> BTreeMap<String, Digest> {
+        let mut out = BTreeMap::new();
+        for id in dag::upstream(body, stage) {
+            for (name, digest) in self.artifacts.get(&id).into_iter().flatten() {
+                out.insert(name.clone(), *digest);
+            }
+        }
+        out
+    }
+
+    /// The saved workspace of a stage.
+    pub(crate) fn workspace(&self, stage: &str) -> Option<Digest> {
+        self.workspaces.get(stage).copied()
+    }
+}
+
+impl Record {
+    /// The log line that records it.
+    pub(crate) fn line(&self) -> String {
+        match self {
+            Self::Artifact(name, digest, size) => {
+                format!("artifact '{name}' stored as {digest} ({size} bytes)")
+            }
+            Self::Workspace(digest, size) => {
+                format!("workspace stored as {digest} ({size} bytes)")
+            }
+        }
+    }
+
+    /// Reads a line written by [`Self::line`].
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        if let Some(rest) = text.strip_prefix("artifact '") {
+            let (name, rest) = rest.rsplit_once("' stored as ")?;
+            let (digest, size) = digest_and_size(rest)?;
+            Some(Self::Artifact(name.to_owned(), digest, size))
+        } else {
+            let rest = text.strip_prefix("workspace stored as ")?;
+            let (digest, size) = digest_and_size(rest)?;
+            Some(Self::Workspace(digest, size))
+        }
+    }
+}
+
+/// Reads the outputs of every stage of a run whose last attempt succeeded, from the log.
+/// Blocks on the store.
+pub(crate) fn load(store: &Store, stages: &[Stage]) -> Result<Outputs, store::Error> {
+    const PAGE: usize = 1000;
+    let mut outputs = Outputs::default();
+    for stage in stages {
+        let Some(attempt) = stage
+            .last_attempt()
+            .filter(|a| a.state == AttemptState::Succeeded)
+        else {
+            continue;
+        };
+        let mut after = 0;
+        let mut records = Vec::new();
+        loop {
+            let lines = store.log_lines(&stage.run, &stage.id, after, PAGE)?;
+            let Some(last) = lines.last() else {
+                break;
+            };
+            after = last.seq;
+            records.extend(
+                lines
+                    .iter()
+                    .filter(|l| {
+                        l.attempt == attempt.n && l.stream == Stream::System && l.step.is_none()
+                    })
+                    .filter_map(|l| Record::parse(&l.text)),
+            );
+            if lines.len() < PAGE {
+                break;
+            }
+        }
+        outputs.add(&stage.id, &records);
+    }
+    Ok(outputs)
+}
+
+fn digest_and_size(text: &str) -> Option<(Digest, u64)> {
+    let (digest, size) = text.split_once(" (")?;
+    let size = size.strip_suffix(" bytes)")?.parse().ok()?;
+    Some((digest.parse().ok()?, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_from_their_lines() {
+        let digest = Digest::of(b"x");
+        for record in [
+            Record::Artifact("site's build".into(), digest, 10),
+            Record::Workspace(digest, 7),
+        ] {
+            assert_eq!(Record::parse(&record.line()), Some(record));
+        }
+        assert_eq!(Record::parse("archived 'site': 10 bytes"), None);
+        assert_eq!(
+            Record::parse("artifact 'x' stored as sha256:12 (1 bytes)"),
+            None
+        );
+    }
+}

@@ -1,0 +1,970 @@
+//! The life of one stage of a run, as a task: condition, owner, enter gates, the attempt,
+//! exit gates, `notify`.
+//!
+//! The task reads where the stage stands from the store and goes on from there, so the
+//! same code starts a stage and resumes one after a restart: gates that passed are not
+//! asked again, a gate still waiting waits again, an interrupted attempt is retried as the
+//! next attempt, and a stage whose steps succeeded goes on with its exit gates.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef};
+use otto_pipeline::plan::{self, Body, Gate as PlanGate, RuntimeKind, Step};
+use tokio::sync::{mpsc, watch};
+
+use super::agent::{self, AgentEnd, AgentJob};
+use super::caches;
+use super::dag;
+use super::gates;
+use super::outputs::{Outputs, Record};
+use super::util::{self, blocking, lock, now_ms};
+use super::{EngineEvent, Shared, phase_name};
+use crate::blobs::Digest;
+use crate::secrets::{self, StageSecrets};
+use crate::store::{
+    self, AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind, GatePhase, GateRef,
+    GateResolution, GateState, NewLine, RunId, Stage, StageState, Stream,
+};
+
+/// The cache name under which a stage's whole workspace is saved for a stage that starts
+/// from it. Not an identifier, so no Ottofile cache has it.
+const WORKSPACE_CACHE: &str = "(workspace)";
+
+/// How often a poll gate polls when its `every` is not given.
+const DEFAULT_POLL_EVERY: u64 = 10;
+
+/// The longest a poll of a URL may take.
+const URL_POLL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the stage tasks of one run share.
+pub(crate) struct RunCtx {
+    /// The run.
+    pub(crate) id: RunId,
+    /// The pipeline's name.
+    pub(crate) pipeline: String,
+    /// The plan.
+    pub(crate) body: Body,
+    /// The source snapshot.
+    pub(crate) source: Option<Digest>,
+    /// What finished stages left for later ones.
+    pub(crate) outputs: Mutex<Outputs>,
+}
+
+/// The task that drives one stage.
+pub(crate) struct StageTask {
+    pub(crate) sh: Arc<Shared>,
+    pub(crate) run: Arc<RunCtx>,
+    pub(crate) plan: plan::Stage,
+    pub(crate) cancel: watch::Receiver<Option<String>>,
+    /// Tells the engine task that a stage changed state.
+    pub(crate) changed: mpsc::Sender<RunId>,
+}
+
+/// Whether to go on after a gate.
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// A failure of the node itself while driving a stage (the store failed).
+#[derive(Debug, thiserror::Error)]
+enum Trouble {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+}
+
+impl StageTask {
+    /// Drives the stage as far as it can go now.
+    pub(crate) async fn drive(mut self) {
+        if let Err(error) = self.drive_inner().await {
+            tracing::error!(target: "otto_node::engine", run = %self.run.id, stage = %self.plan.id, %error, "the stage cannot go on");
+            let note = format!("the node failed: {error}");
+            let _ = self.set_state(StageState::Failed, Some(note), None).await;
+        }
+    }
+
+    async fn drive_inner(&mut self) -> Result<(), Trouble> {
+        let record = self.load().await?;
+        if record.state.is_final() || record.state == StageState::HandedOff {
+            return Ok(());
+        }
+        if let Some(note) = dag::skip_note(&self.plan) {
+            self.set_state(StageState::Skipped, Some(note), None)
+                .await?;
+            return Ok(());
+        }
+        if !self.sh.owns(self.plan.owner.as_deref()) {
+            let note = format!("waiting for the mesh (owner {})", self.plan.owner_name());
+            self.set_state(StageState::HandedOff, Some(note), None)
+                .await?;
+            return Ok(());
+        }
+        if let Some(reason) = self.cancel_reason() {
+            self.set_state(StageState::Cancelled, Some(reason), None)
+                .await?;
+            return Ok(());
+        }
+        let mut attempt = record.last_attempt().map(|a| a.n);
+        let steps_done = record
+            .last_attempt()
+            .is_some_and(|a| a.state == AttemptState::Succeeded);
+        if !steps_done {
+            if let Some(problem) = runtime_problem(&self.plan) {
+                return self.fail_before_steps(problem).await;
+            }
+            let enter = self.plan.gates.enter.clone();
+            for (index, gate) in enter.iter().enumerate() {
+                if let Flow::Stop = self.gate(GatePhase::Enter, index, gate, None).await? {
+                    return self.after_stop(None).await;
+                }
+            }
+            match self.attempt(&record).await? {
+                Some(n) => attempt = Some(n),
+                None => return Ok(()),
+            }
+        }
+        let exit = self.plan.gates.exit.clone();
+        for (index, gate) in exit.iter().enumerate() {
+            if let Flow::Stop = self.gate(GatePhase::Exit, index, gate, attempt).await? {
+                return self.after_stop(attempt).await;
+            }
+        }
+        let current = self.load().await?;
+        if current.state != StageState::Succeeded {
+            self.set_state(StageState::Succeeded, None, attempt).await?;
+        }
+        self.notify(true, attempt).await;
+        Ok(())
+    }
+
+    /// After a gate stopped the stage: runs the failure notifications if it failed.
+    async fn after_stop(&mut self, attempt: Option<u32>) -> Result<(), Trouble> {
+        let record = self.load().await?;
+        self.changed().await;
+        if record.state == StageState::Failed {
+            self.notify(false, attempt).await;
+        }
+        Ok(())
+    }
+
+    async fn fail_before_steps(&mut self, note: String) -> Result<(), Trouble> {
+        self.system_line(record_attempt(None), &note).await;
+        self.set_state(StageState::Failed, Some(note), None).await?;
+        self.notify(false, None).await;
+        Ok(())
+    }
+
+    /// Runs one attempt. Returns its number when its steps succeeded, `None` when the
+    /// stage ended.
+    async fn attempt(&mut self, record: &Stage) -> Result<Option<u32>, Trouble> {
+        let previous = record.last_attempt().cloned();
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        let n = blocking(move || store.begin_attempt(&run, &id, now_ms())).await?;
+        self.publish_stage(StageState::Running, Some(n), None);
+        self.changed().await;
+        if let Some(previous) = previous.filter(|a| a.state == AttemptState::Interrupted) {
+            let text = format!(
+                "attempt {} was interrupted (the node stopped while it ran); this is attempt {n}",
+                previous.n
+            );
+            self.system_line(n, &text).await;
+        }
+
+        let stage_secrets = match secrets::for_stage(&self.sh.vault, &self.plan) {
+            Ok(found) => found,
+            Err(error) => {
+                let text = format!("{error}; store them with `otto secrets set NAME`");
+                return self.end_attempt(n, Err(text), None).await;
+            }
+        };
+        let cache_plan = {
+            let (store, blobs) = (self.sh.store.clone(), self.sh.blobs.clone());
+            let (pipeline, source) = (self.run.pipeline.clone(), self.run.source);
+            let declared = self.plan.caches.clone();
+            blocking(move || caches::plan(&store, &blobs, &pipeline, source.as_ref(), &declared))
+                .await?
+        };
+        if !cache_plan.hits.is_empty() || !cache_plan.misses.is_empty() {
+            let update = AttemptUpdate {
+                cache_hits: cache_plan.hits.clone(),
+                cache_misses: cache_plan.misses.clone(),
+                ..AttemptUpdate::default()
+            };
+            let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+            blocking(move || store.update_attempt(&run, &id, n, update)).await?;
+            let mut text = Vec::new();
+            if !cache_plan.hits.is_empty() {
+                text.push(format!("cache hit: {}", cache_plan.hits.join(", ")));
+            }
+            if !cache_plan.misses.is_empty() {
+                text.push(format!("cache miss: {}", cache_plan.misses.join(", ")));
+            }
+            self.system_line(n, &text.join("; ")).await;
+        }
+
+        let workspace = self.workspace(Some(n));
+        let mut source = self.run.source;
+        let mut restore = cache_plan.restore.clone();
+        if let Some(from) = &self.plan.runtime.from {
+            let saved = lock(&self.run.outputs).workspace(from);
+            match saved {
+                Some(digest) => {
+                    source = None;
+                    restore.insert(
+                        0,
+                        CacheRestore {
+                            name: format!("workspace of {from}"),
+                            paths: vec![".".into()],
+                            digest: digest.to_string(),
+                        },
+                    );
+                }
+                None => {
+                    let text = format!(
+                        "the workspace of {from} is not available; starting from the source snapshot"
+                    );
+                    self.system_line(n, &text).await;
+                }
+            }
+        }
+        let mut save = cache_plan.save.clone();
+        if dag::workspace_wanted(&self.run.body, &self.plan.id) {
+            save.push(CacheSave {
+                name: WORKSPACE_CACHE.into(),
+                paths: vec![".".into()],
+            });
+        }
+        let artifacts = lock(&self.run.outputs).artifacts_for(&self.run.body, &self.plan.id);
+        let mut allowed: HashSet<Digest> = artifacts.values().copied().collect();
+        allowed.extend(source);
+        allowed.extend(
+            restore
+                .iter()
+                .filter_map(|c| c.digest.parse::<Digest>().ok()),
+        );
+        let mut job = self.job(n, self.plan.steps.clone(), workspace, &stage_secrets);
+        job.source = source.map(|d| SourceRef {
+            digest: d.to_string(),
+        });
+        job.artifacts = artifacts
+            .into_iter()
+            .map(|(name, digest)| (name, digest.to_string()))
+            .collect();
+        job.restore_caches = restore;
+        job.save_caches = save;
+        job.timeout_secs = self.plan.timeout.as_ref().map(|t| t.seconds);
+
+        let spec = AgentJob {
+            run: self.run.id,
+            stage: self.plan.id.clone(),
+            attempt: n,
+            job,
+            masker: stage_secrets.masker(),
+            allowed,
+            own_steps: true,
+        };
+        let end = agent::run(&self.sh, spec, &mut self.cancel).await;
+        let keys = cache_plan.keys;
+        self.end_attempt(n, Ok(end), Some(keys)).await
+    }
+
+    /// Records how attempt `n` ended. `Err` is a failure before the agent started.
+    async fn end_attempt(
+        &mut self,
+        n: u32,
+        end: Result<AgentEnd, String>,
+        keys: Option<Vec<(String, Option<Digest>)>>,
+    ) -> Result<Option<u32>, Trouble> {
+        let now = now_ms();
+        let (state, error, failed_step, exit_code) = match &end {
+            Err(text) => (AttemptState::Failed, Some(text.clone()), None, None),
+            Ok(end) if end.succeeded() => (AttemptState::Succeeded, None, None, None),
+            Ok(end) => {
+                let state = if end.stopped.is_some() {
+                    AttemptState::Cancelled
+                } else {
+                    AttemptState::Failed
+                };
+                let step = end.result.as_ref().and_then(|r| r.failed_step);
+                let step = step.and_then(|s| u32::try_from(s).ok());
+                (state, Some(end.error()), step, end.exit_code)
+            }
+        };
+        if state == AttemptState::Succeeded
+            && let Ok(end) = &end
+            && let Some(result) = &end.result
+        {
+            let mut records = Vec::new();
+            for artifact in &result.artifacts {
+                if let Ok(digest) = artifact.digest.parse() {
+                    records.push(Record::Artifact(
+                        artifact.name.clone(),
+                        digest,
+                        artifact.size,
+                    ));
+                }
+            }
+            let keys = keys.unwrap_or_default();
+            for saved in &result.caches_saved {
+                let Ok(digest) = saved.digest.parse::<Digest>() else {
+                    continue;
+                };
+                if saved.name == WORKSPACE_CACHE {
+                    records.push(Record::Workspace(digest, saved.size));
+                } else if let Some((_, key)) = keys.iter().find(|(name, _)| *name == saved.name) {
+                    let entry = CacheEntry {
+                        name: caches::index_name(&self.run.pipeline, &saved.name),
+                        key: *key,
+                        blob: digest,
+                        size: saved.size,
+                        saved_at: now,
+                    };
+                    let store = self.sh.store.clone();
+                    blocking(move || store.cache_put(&entry)).await?;
+                }
+            }
+            if !records.is_empty() {
+                let lines: Vec<NewLine> = records.iter().map(|r| system(now, r.line())).collect();
+                self.store_lines(n, lines).await?;
+                lock(&self.run.outputs).add(&self.plan.id, &records);
+            }
+        } else if let Some(text) = &error {
+            let line = format!("attempt {n} failed: {text}");
+            self.system_line(n, &line).await;
+        }
+        let stage_state = match state {
+            AttemptState::Succeeded if self.plan.gates.exit.is_empty() => StageState::Succeeded,
+            AttemptState::Succeeded => StageState::WaitingGate,
+            AttemptState::Cancelled => StageState::Cancelled,
+            _ => StageState::Failed,
+        };
+        let record = AttemptEnd {
+            state,
+            finished_at: now,
+            exit_code,
+            failed_step,
+            error: error.clone(),
+            log: None,
+        };
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        blocking(move || store.finish_attempt(&run, &id, n, record, stage_state)).await?;
+        let note = match (state, &end) {
+            (AttemptState::Cancelled, Ok(end)) => end.stopped.clone(),
+            _ => error,
+        };
+        if state == AttemptState::Cancelled {
+            self.set_state(StageState::Cancelled, note, Some(n)).await?;
+        } else {
+            self.publish_stage(stage_state, Some(n), note);
+            self.changed().await;
+        }
+        match state {
+            AttemptState::Succeeded => Ok(Some(n)),
+            AttemptState::Failed => {
+                self.notify(false, Some(n)).await;
+                Ok(None)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Passes one gate: returns [`Flow::Stop`] when the stage ended there.
+    async fn gate(
+        &mut self,
+        phase: GatePhase,
+        index: usize,
+        gate: &PlanGate,
+        attempt: Option<u32>,
+    ) -> Result<Flow, Trouble> {
+        let kind = match gate {
+            PlanGate::Condition { text, result } => {
+                return match dag::condition_failure(text, *result) {
+                    Some(note) => {
+                        self.system_line(record_attempt(attempt), &note).await;
+                        self.set_state(StageState::Failed, Some(note), attempt)
+                            .await?;
+                        Ok(Flow::Stop)
+                    }
+                    None => Ok(Flow::Go),
+                };
+            }
+            PlanGate::Input { .. } => GateKind::Input,
+            PlanGate::Webhook { .. } => GateKind::Webhook,
+            PlanGate::Poll { .. } => GateKind::Poll,
+        };
+        let at = GateRef::new(
+            self.run.id,
+            self.plan.id.clone(),
+            phase,
+            u32::try_from(index).unwrap_or(u32::MAX),
+        );
+        let store = self.sh.store.clone();
+        let key = at.clone();
+        let existing = blocking(move || store.gate(&key)).await?;
+        let recorded = match existing {
+            Some(gate) if gate.state == GateState::Passed => return Ok(Flow::Go),
+            Some(gate) if gate.state != GateState::Waiting => return Ok(Flow::Stop),
+            Some(gate) => gate,
+            None => self.open_gate(&at, kind, gate, attempt).await?,
+        };
+        match gate {
+            PlanGate::Poll {
+                command,
+                url,
+                every,
+                ..
+            } => {
+                let every = every.as_ref().map_or(DEFAULT_POLL_EVERY, |e| e.seconds);
+                let check = match (command, url) {
+                    (Some(command), _) => Check::Command(command.clone()),
+                    (None, Some(url)) => Check::Url(url.clone()),
+                    (None, None) => Check::Command("false".into()),
+                };
+                self.poll(&at, recorded, check, every.max(1), attempt).await
+            }
+            _ => self.wait(&at, kind, recorded, attempt).await,
+        }
+    }
+
+    async fn open_gate(
+        &mut self,
+        at: &GateRef,
+        kind: GateKind,
+        gate: &PlanGate,
+        attempt: Option<u32>,
+    ) -> Result<Gate, Trouble> {
+        let now = now_ms();
+        let mut record = Gate::waiting(at.clone(), kind, now);
+        let timeout = match gate {
+            PlanGate::Input { timeout, .. }
+            | PlanGate::Webhook { timeout, .. }
+            | PlanGate::Poll { timeout, .. } => timeout.as_ref().map(|t| t.seconds),
+            PlanGate::Condition { .. } => None,
+        };
+        record.deadline = timeout.map(|secs| now.saturating_add(secs.saturating_mul(1000)));
+        let mut shown = None;
+        let text = match gate {
+            PlanGate::Input {
+                message, approvers, ..
+            } => {
+                let who = if approvers.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (approvers: {})", approvers.join(", "))
+                };
+                format!(
+                    "waiting for approval: {message}{who}; approve with `otto approve {} {}`",
+                    self.run.id, self.plan.id
+                )
+            }
+            PlanGate::Webhook { description, .. } => {
+                let token = util::random_hex(32).map_err(|e| {
+                    store::Error::Encode(format!("no randomness for a webhook token: {e}"))
+                })?;
+                record.token_hash = Some(Digest::of(token.as_bytes()));
+                let url = gates::webhook_url(self.sh.webhook_base.as_deref(), &token);
+                shown = Some(url.clone());
+                match description {
+                    Some(d) => format!("waiting for a callback ({d}): POST {url}"),
+                    None => format!("waiting for a callback: POST {url}"),
+                }
+            }
+            PlanGate::Poll {
+                command,
+                url,
+                every,
+                ..
+            } => {
+                let every = every.as_ref().map_or(DEFAULT_POLL_EVERY, |e| e.seconds);
+                let what = command
+                    .as_ref()
+                    .map(|c| format!("`{c}`"))
+                    .or_else(|| url.clone())
+                    .unwrap_or_default();
+                format!("polling {what} every {}", util::human_secs(every))
+            }
+            PlanGate::Condition { .. } => String::new(),
+        };
+        let text = match timeout {
+            Some(secs) => format!("{text} (times out after {})", util::human_secs(secs)),
+            None => text,
+        };
+        let store = self.sh.store.clone();
+        let (record, _) = blocking(move || store.open_gate(record)).await?;
+        self.system_line(
+            record_attempt(attempt),
+            &format!("{} gate: {text}", phase_name(at.phase)),
+        )
+        .await;
+        self.sh.publish(EngineEvent::Gate {
+            at: at.clone(),
+            gate: kind,
+            state: GateState::Waiting,
+            note: shown.or(Some(text)),
+        });
+        self.publish_stage(StageState::WaitingGate, attempt, None);
+        self.changed().await;
+        Ok(record)
+    }
+
+    /// Waits for an input or webhook gate to close: by a person or a callback (through
+    /// [`Shared::resolve_gate`]), its deadline, or cancellation.
+    async fn wait(
+        &mut self,
+        at: &GateRef,
+        kind: GateKind,
+        mut gate: Gate,
+        attempt: Option<u32>,
+    ) -> Result<Flow, Trouble> {
+        loop {
+            let notify = self.sh.gate_notify(at);
+            let store = self.sh.store.clone();
+            let key = at.clone();
+            if let Some(current) = blocking(move || store.gate(&key)).await? {
+                gate = current;
+            }
+            match gate.state {
+                GateState::Passed => {
+                    self.sh.forget_gate(at);
+                    return Ok(Flow::Go);
+                }
+                GateState::Waiting => {}
+                _ => {
+                    self.sh.forget_gate(at);
+                    return Ok(Flow::Stop);
+                }
+            }
+            tokio::select! {
+                () = notify.notified() => {}
+                () = sleep_until_ms(gate.deadline) => {
+                    let note = self.timeout_note(&gate);
+                    self.close_gate(at, kind, GateState::TimedOut, note, StageState::Failed, attempt).await?;
+                }
+                reason = cancelled(&mut self.cancel) => {
+                    self.close_gate(at, kind, GateState::Failed, reason, StageState::Cancelled, attempt).await?;
+                }
+            }
+        }
+    }
+
+    /// Polls until the check succeeds, the deadline passes, or the stage is cancelled.
+    async fn poll(
+        &mut self,
+        at: &GateRef,
+        mut gate: Gate,
+        check: Check,
+        every: u64,
+        attempt: Option<u32>,
+    ) -> Result<Flow, Trouble> {
+        let kind = GateKind::Poll;
+        loop {
+            let store = self.sh.store.clone();
+            let key = at.clone();
+            if let Some(current) = blocking(move || store.gate(&key)).await? {
+                gate = current;
+            }
+            match gate.state {
+                GateState::Passed => return Ok(Flow::Go),
+                GateState::Waiting => {}
+                _ => return Ok(Flow::Stop),
+            }
+            if let Some(reason) = self.cancel_reason() {
+                self.close_gate(
+                    at,
+                    kind,
+                    GateState::Failed,
+                    reason,
+                    StageState::Cancelled,
+                    attempt,
+                )
+                .await?;
+                continue;
+            }
+            if gate.deadline.is_some_and(|d| now_ms() >= d) {
+                let note = self.timeout_note(&gate);
+                self.close_gate(
+                    at,
+                    kind,
+                    GateState::TimedOut,
+                    note,
+                    StageState::Failed,
+                    attempt,
+                )
+                .await?;
+                continue;
+            }
+            let passed = self.check(&check, attempt).await;
+            let store = self.sh.store.clone();
+            let key = at.clone();
+            match blocking(move || store.gate_polled(&key, now_ms())).await {
+                Ok(polled) => gate = polled,
+                Err(store::Error::GateClosed { .. }) => continue,
+                Err(error) => return Err(error.into()),
+            }
+            if passed {
+                let note = format!("the check passed after {} polls", gate.polls);
+                let next = next_state(at.phase);
+                match self
+                    .close_gate(at, kind, GateState::Passed, note, next, attempt)
+                    .await
+                {
+                    Ok(()) => return Ok(Flow::Go),
+                    Err(Trouble::Store(store::Error::GateClosed { .. })) => continue,
+                    Err(error) => return Err(error),
+                }
+            }
+            let pause = tokio::time::sleep(Duration::from_secs(every));
+            tokio::select! {
+                () = pause => {}
+                () = sleep_until_ms(gate.deadline) => {}
+                _ = cancelled(&mut self.cancel) => {}
+            }
+        }
+    }
+
+    /// Runs one poll: the command through a short-lived agent in the stage's workspace,
+    /// or a GET of the URL.
+    async fn check(&mut self, check: &Check, attempt: Option<u32>) -> bool {
+        let command = match check {
+            Check::Url(url) if url.starts_with("http://") => {
+                return match gates::http_get(url, URL_POLL_TIMEOUT).await {
+                    Ok(()) => true,
+                    Err(error) => {
+                        self.system_line(record_attempt(attempt), &format!("poll: {error}"))
+                            .await;
+                        false
+                    }
+                };
+            }
+            Check::Url(url) => gates::curl_command(url),
+            Check::Command(command) => command.clone(),
+        };
+        let stage_secrets = match secrets::for_stage(&self.sh.vault, &self.plan) {
+            Ok(found) => found,
+            Err(error) => {
+                self.system_line(record_attempt(attempt), &format!("poll: {error}"))
+                    .await;
+                return false;
+            }
+        };
+        let step = sh_step(&command);
+        let end = self
+            .helper(attempt, vec![step], &stage_secrets, false)
+            .await;
+        end.succeeded()
+    }
+
+    /// Runs `notify` steps for the stage's outcome, if it has any. What they do does not
+    /// change the stage's outcome.
+    async fn notify(&mut self, success: bool, attempt: Option<u32>) {
+        let notify = &self.plan.notify;
+        let mut steps = if success {
+            notify.success.clone()
+        } else {
+            notify.failure.clone()
+        };
+        steps.extend(notify.complete.iter().cloned());
+        if steps.is_empty() {
+            return;
+        }
+        let outcome = if success { "success" } else { "failure" };
+        let n = record_attempt(attempt);
+        self.system_line(n, &format!("notify: running the steps for {outcome}"))
+            .await;
+        let stage_secrets = match secrets::for_stage(&self.sh.vault, &self.plan) {
+            Ok(found) => found,
+            Err(error) => {
+                self.system_line(n, &format!("notify: {error}")).await;
+                return;
+            }
+        };
+        let end = self.helper(attempt, steps, &stage_secrets, true).await;
+        if !end.succeeded() {
+            self.system_line(n, &format!("notify failed: {}", end.error()))
+                .await;
+        }
+    }
+
+    /// Runs steps for a poll or `notify` in the stage's workspace (or a fresh one with
+    /// the source snapshot when no attempt ran). A notify job is never cancelled: it runs
+    /// because the stage ended.
+    async fn helper(
+        &mut self,
+        attempt: Option<u32>,
+        steps: Vec<Step>,
+        stage_secrets: &StageSecrets,
+        uncancellable: bool,
+    ) -> AgentEnd {
+        let n = record_attempt(attempt);
+        let workspace = self.workspace(attempt);
+        let fresh = attempt.is_none() || !workspace.exists();
+        let mut job = self.job(n, steps, workspace, stage_secrets);
+        let mut allowed = HashSet::new();
+        if fresh && let Some(source) = self.run.source {
+            job.source = Some(SourceRef {
+                digest: source.to_string(),
+            });
+            allowed.insert(source);
+        }
+        let spec = AgentJob {
+            run: self.run.id,
+            stage: self.plan.id.clone(),
+            attempt: n,
+            job,
+            masker: stage_secrets.masker(),
+            allowed,
+            own_steps: false,
+        };
+        if uncancellable {
+            let (_keep, mut never) = watch::channel(None);
+            agent::run(&self.sh, spec, &mut never).await
+        } else {
+            let mut cancel = self.cancel.clone();
+            agent::run(&self.sh, spec, &mut cancel).await
+        }
+    }
+
+    /// A job with the stage's settings and secrets; the caller fills in the rest.
+    fn job(
+        &self,
+        attempt: u32,
+        steps: Vec<Step>,
+        workspace: PathBuf,
+        stage_secrets: &StageSecrets,
+    ) -> Job {
+        let env = self
+            .plan
+            .environment
+            .as_ref()
+            .and_then(|e| self.run.body.environments.get(e))
+            .map(|e| e.settings.clone())
+            .unwrap_or_default();
+        Job {
+            run: self.run.id.to_string(),
+            stage: self.plan.id.clone(),
+            attempt,
+            steps,
+            workspace,
+            env,
+            secrets: stage_secrets.values.clone(),
+            secret_env: stage_secrets.env,
+            artifacts: Default::default(),
+            source: None,
+            restore_caches: Vec::new(),
+            save_caches: Vec::new(),
+            packages: self.sh.packages.clone(),
+            timeout_secs: None,
+            kill_grace_secs: otto_agent::protocol::DEFAULT_KILL_GRACE_SECS,
+        }
+    }
+
+    /// The workspace of an attempt: `<work>/<run>/<stage>-<n>`, or `<stage>-notify`
+    /// before any attempt.
+    fn workspace(&self, attempt: Option<u32>) -> PathBuf {
+        let suffix = attempt.map_or_else(|| "none".to_owned(), |n| n.to_string());
+        self.sh
+            .work_dir
+            .join(self.run.id.to_string())
+            .join(format!("{}-{suffix}", util::dir_name(&self.plan.id)))
+    }
+
+    async fn close_gate(
+        &self,
+        at: &GateRef,
+        kind: GateKind,
+        state: GateState,
+        note: String,
+        stage_state: StageState,
+        attempt: Option<u32>,
+    ) -> Result<(), Trouble> {
+        let resolution = GateResolution {
+            state,
+            approved_by: None,
+            note: Some(note.clone()),
+            at: now_ms(),
+        };
+        match self
+            .sh
+            .resolve_gate(at, kind, resolution, stage_state)
+            .await
+        {
+            Ok(()) => {}
+            // Someone else closed it first; the caller reads how.
+            Err(store::Error::GateClosed { .. }) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        }
+        if state != GateState::Passed {
+            self.system_line(record_attempt(attempt), &note).await;
+            self.publish_stage(stage_state, attempt, Some(note));
+        }
+        self.changed().await;
+        Ok(())
+    }
+
+    fn timeout_note(&self, gate: &Gate) -> String {
+        let secs = gate
+            .deadline
+            .unwrap_or_default()
+            .saturating_sub(gate.opened_at)
+            / 1000;
+        format!(
+            "{} gate timed out after {}",
+            phase_name(gate.at.phase),
+            util::human_secs(secs)
+        )
+    }
+
+    async fn load(&self) -> Result<Stage, Trouble> {
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        let found = blocking(move || store.stage(&run, &id)).await?;
+        found.ok_or_else(|| {
+            Trouble::Store(store::Error::UnknownStage {
+                run: self.run.id,
+                stage: self.plan.id.clone(),
+            })
+        })
+    }
+
+    async fn set_state(
+        &self,
+        state: StageState,
+        note: Option<String>,
+        attempt: Option<u32>,
+    ) -> Result<(), Trouble> {
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        let stored = note.clone();
+        blocking(move || store.set_stage_state(&run, &id, state, stored, now_ms())).await?;
+        self.publish_stage(state, attempt, note);
+        self.changed().await;
+        Ok(())
+    }
+
+    fn publish_stage(&self, state: StageState, attempt: Option<u32>, note: Option<String>) {
+        self.sh.publish(EngineEvent::Stage {
+            run: self.run.id,
+            stage: self.plan.id.clone(),
+            state,
+            attempt,
+            note,
+        });
+    }
+
+    async fn changed(&self) {
+        let _ = self.changed.send(self.run.id).await;
+    }
+
+    fn cancel_reason(&self) -> Option<String> {
+        self.cancel.borrow().clone()
+    }
+
+    /// Stores and publishes a line of the node's own.
+    async fn system_line(&self, attempt: u32, text: &str) {
+        if let Err(error) = self
+            .store_lines(attempt, vec![system(now_ms(), text.to_owned())])
+            .await
+        {
+            tracing::warn!(target: "otto_node::engine", %error, "cannot store a log line");
+        }
+    }
+
+    async fn store_lines(&self, attempt: u32, lines: Vec<NewLine>) -> Result<(), Trouble> {
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        let stored = lines.clone();
+        let last = blocking(move || store.append_log_lines(&run, &id, attempt, &stored)).await?;
+        let first = last + 1 - lines.len() as u64;
+        for (i, line) in lines.into_iter().enumerate() {
+            self.sh.publish(EngineEvent::Log {
+                run: self.run.id,
+                stage: self.plan.id.clone(),
+                line: store::LogLine {
+                    seq: first + i as u64,
+                    attempt,
+                    time: line.time,
+                    stream: line.stream,
+                    step: line.step,
+                    text: line.text,
+                },
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What a poll gate checks.
+enum Check {
+    Command(String),
+    Url(String),
+}
+
+/// Waits until a stage is cancelled and returns why.
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(reason) = cancel.borrow_and_update().clone() {
+            return reason;
+        }
+        if cancel.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Why a stage cannot run on this node, if it cannot.
+fn runtime_problem(stage: &plan::Stage) -> Option<String> {
+    let runtime = &stage.runtime;
+    match runtime.kind {
+        RuntimeKind::Local => None,
+        RuntimeKind::Docker => Some(format!(
+            "this node runs stages as local processes only; runtime docker (image {}) is not available",
+            runtime.image.as_deref().unwrap_or("?")
+        )),
+        RuntimeKind::Computer => Some(format!(
+            "this node runs stages as local processes only; runtime computer (label {}) is not available",
+            runtime.label.as_deref().unwrap_or("?")
+        )),
+    }
+}
+
+/// Where a gate that passed leaves its stage: pending before the steps, still waiting on
+/// the exit gates after them.
+pub(crate) fn next_state(phase: GatePhase) -> StageState {
+    match phase {
+        GatePhase::Enter => StageState::Pending,
+        GatePhase::Exit => StageState::WaitingGate,
+    }
+}
+
+/// The attempt number log lines go under when there may be no attempt yet.
+fn record_attempt(attempt: Option<u32>) -> u32 {
+    attempt.unwrap_or(0)
+}
+
+fn system(time: u64, text: String) -> NewLine {
+    NewLine {
+        time,
+        stream: Stream::System,
+        step: None,
+        text,
+    }
+}
+
+fn sh_step(script: &str) -> Step {
+    Step {
+        args: vec![serde_json::Value::String(script.to_owned())],
+        block: Vec::new(),
+        kwargs: Default::default(),
+        symbol: "sh".into(),
+    }
+}
+
+async fn sleep_until_ms(deadline: Option<u64>) {
+    match deadline {
+        Some(at) => {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+        None => std::future::pending().await,
+    }
+}

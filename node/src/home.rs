@@ -1,0 +1,857 @@
+//! The node's home directory: where everything a node keeps lives, its configuration
+//! file, and [`init`], which creates a new home.
+//!
+//! ```text
+//! <home>/                 mode 0700
+//!   config.toml           the configuration (see [`Config`]); every field written out
+//!   node.key              the node key, PKCS#8 PEM, 0600
+//!   org.key               the org key, only on the org's first node, 0600
+//!   node.cert             the node certificate signed by the org key (CBOR DSSE envelope)
+//!   trust.toml            the trust store
+//!   ca.pem, ca.key        the org CA that issues the HTTPS certificate of the webhook listener, 0600
+//!   api.token             the API's bearer token, 64 hex digits, 0600
+//!   api.addr              the API's address while the node runs ("127.0.0.1:PORT")
+//!   hooks.addr            the webhook listener's last address (reused after a restart)
+//!   store.redb            the store
+//!   blobs/                the blob store
+//!   work/                 workspaces of stage attempts
+//!   run/                  per-attempt unix sockets, 0700
+//! ```
+//!
+//! Randomness and the clock come in as arguments; the binary passes the operating
+//! system's generator and the current time.
+
+use std::fs;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use otto_trust::cert::{CertSpec, issue_cert, verify_presented_cert};
+use otto_trust::keys::{NodeKey, OrgKey};
+use otto_trust::persist::{self, PersistError};
+use otto_trust::x509::{OrgCa, X509Error};
+use otto_trust::{TrustStore, VerifiedCert};
+use rand_core::CryptoRng;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::blobs::{BlobError, BlobStore};
+use crate::store::{self, Store};
+
+/// How long a node certificate made by [`init`] is valid: one year.
+pub const NODE_CERT_SECS: u64 = 365 * 24 * 60 * 60;
+
+/// How long the org CA made by [`init`] is valid: ten years.
+pub const CA_SECS: u64 = 10 * 365 * 24 * 60 * 60;
+
+/// The largest configuration file read, in bytes.
+const MAX_CONFIG_LEN: u64 = 1024 * 1024;
+
+/// The default largest snapshot upload: 64 MiB.
+pub const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The default largest JSON request body: 1 MiB.
+pub const DEFAULT_MAX_JSON_BYTES: u64 = 1024 * 1024;
+
+/// A node's home directory. Only names paths; nothing is read until asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    root: PathBuf,
+}
+
+/// The node's configuration, `config.toml` in its home.
+///
+/// Unknown fields are refused, so a misspelt setting is an error rather than silently
+/// ignored. Every field except the node's name and org has a default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who the node is.
+    pub node: NodeConfig,
+    /// The local HTTP API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// The HTTPS listener for webhook callbacks.
+    #[serde(default)]
+    pub webhooks: WebhookConfig,
+    /// The agent processes that run stages.
+    #[serde(default)]
+    pub agent: AgentConfig,
+}
+
+/// `[node]`: who the node is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name within its org (also in its certificate).
+    pub name: String,
+    /// The org's name.
+    pub org: String,
+    /// The stage owners this node runs (e.g. `["ops"]`); stages without an owner always
+    /// run on the node that started the run.
+    #[serde(default)]
+    pub answers_to: Vec<String>,
+}
+
+/// `[api]`: the local HTTP API the `otto` CLI talks to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// The address to listen on; a loopback address only. Port 0 takes any free port.
+    pub listen: SocketAddr,
+    /// The largest snapshot upload, in bytes.
+    pub max_snapshot_bytes: u64,
+    /// The largest JSON request body, in bytes.
+    pub max_json_bytes: u64,
+}
+
+/// `[webhooks]`: the HTTPS listener external systems call back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// The address to listen on. Port 0 reuses the port of the previous start when it is
+    /// free, else takes any free port.
+    pub listen: SocketAddr,
+    /// The names (DNS names or IP addresses) in the listener's certificate.
+    pub names: Vec<String>,
+    /// The base URL shown in webhook URLs, when callers reach the node by another address
+    /// (a proxy, a public name); default `https://<listen address>`.
+    pub public_url: Option<String>,
+}
+
+/// `[agent]`: the processes that run stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The `otto-agent` executable; default: `$OTTO_AGENT`, else `otto-agent` next to
+    /// the `otto-node` executable.
+    pub path: Option<PathBuf>,
+    /// Step package directories (each a package, or a directory of packages); relative
+    /// paths are relative to the home.
+    pub packages: Vec<PathBuf>,
+}
+
+/// What [`init`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitOptions {
+    /// The org's name.
+    pub org: String,
+    /// The node's name.
+    pub name: String,
+    /// An existing org key file: the new node joins that org and the key is not copied
+    /// into the home. Without it a new org key is made and kept in the home.
+    pub org_key: Option<PathBuf>,
+    /// The stage owners this node runs.
+    pub answers_to: Vec<String>,
+}
+
+/// What [`init`] made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Initialized {
+    /// The home directory.
+    pub home: PathBuf,
+    /// The node's name.
+    pub node: String,
+    /// The org's name.
+    pub org: String,
+    /// The node's libp2p peer id.
+    pub peer_id: String,
+    /// The org key's id (`ed25519:<hex>`).
+    pub org_key: String,
+    /// Where the org key file is: in the home for a new org, else the file given.
+    pub org_key_file: PathBuf,
+}
+
+/// The node's identity as loaded from its home.
+pub struct Identity {
+    /// The node key.
+    pub key: NodeKey,
+    /// The node certificate, checked against the node key.
+    pub cert: VerifiedCert,
+}
+
+/// What went wrong with a home.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HomeError {
+    /// `init` was pointed at a directory that already has files.
+    #[error("{} already exists and is not empty; choose another --home", .0.display())]
+    NotEmpty(PathBuf),
+    /// The home has no configuration file.
+    #[error("{} is not an otto node home (no config.toml); create one with `otto-node init`", .0.display())]
+    NotAHome(PathBuf),
+    /// No home was given and none can be found.
+    #[error("no node home: pass --home or set OTTO_HOME")]
+    NoHome,
+    /// A name is not valid.
+    #[error("invalid {what} {name:?}: use 1 to 64 ascii letters, digits, '-', '_' or '.'")]
+    Name {
+        /// What the name is for.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// The configuration is not valid.
+    #[error("{}: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A file operation failed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A key, certificate or trust store file could not be read or written.
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+    /// The node certificate could not be made or does not fit the node key.
+    #[error("node certificate {}: {reason}", path.display())]
+    Cert {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The org CA could not be made or read.
+    #[error("org ca: {0}")]
+    Ca(#[from] X509Error),
+    /// The store could not be created.
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+    /// The blob store could not be created.
+    #[error("blob store: {0}")]
+    Blobs(#[from] BlobError),
+}
+
+/// Creates a new node home at `root` (mode 0700): configuration, node key, org key (or
+/// the given org's), node certificate valid for [`NODE_CERT_SECS`] from `now` (seconds
+/// since the Unix epoch), empty trust store, org CA, API token, store and blob store.
+///
+/// Refuses a `root` that exists and is not empty. When it fails after creating `root`,
+/// it removes what it created.
+pub fn init(
+    root: &Path,
+    options: &InitOptions,
+    rng: &mut impl CryptoRng,
+    now: u64,
+) -> Result<Initialized, HomeError> {
+    check_name("org name", &options.org)?;
+    check_name("node name", &options.name)?;
+    for owner in &options.answers_to {
+        check_name("owner name", owner)?;
+    }
+    // Read the org key before creating anything, so a bad key file leaves no trace.
+    let existing_org = options
+        .org_key
+        .as_deref()
+        .map(persist::load_org_key)
+        .transpose()?;
+    let created = match fs::read_dir(root) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(HomeError::NotEmpty(root.to_owned()));
+            }
+            false
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(root).map_err(io_err("create", root))?;
+            true
+        }
+        Err(e) => return Err(io_err("read", root)(e)),
+    };
+    let home = Home::new(root);
+    let result = home.fill(options, existing_org, rng, now);
+    if result.is_err() {
+        // Leave nothing half-made: remove what this call created.
+        if created {
+            let _ = fs::remove_dir_all(root);
+        } else if let Ok(entries) = fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                };
+            }
+        }
+    }
+    result
+}
+
+impl Home {
+    /// The home at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The home named by `flag` (from `--home` or `OTTO_HOME`), else `~/.otto`.
+    pub fn resolve(flag: Option<PathBuf>) -> Result<Self, HomeError> {
+        if let Some(root) = flag {
+            return Ok(Self::new(root));
+        }
+        match std::env::var_os("HOME") {
+            Some(home) if !home.is_empty() => Ok(Self::new(PathBuf::from(home).join(".otto"))),
+            _ => Err(HomeError::NoHome),
+        }
+    }
+
+    /// The home directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.toml`.
+    pub fn config_file(&self) -> PathBuf {
+        self.root.join("config.toml")
+    }
+
+    /// `node.key`.
+    pub fn node_key_file(&self) -> PathBuf {
+        self.root.join("node.key")
+    }
+
+    /// `org.key` (present only on an org's first node).
+    pub fn org_key_file(&self) -> PathBuf {
+        self.root.join("org.key")
+    }
+
+    /// `node.cert`.
+    pub fn node_cert_file(&self) -> PathBuf {
+        self.root.join("node.cert")
+    }
+
+    /// `trust.toml`.
+    pub fn trust_file(&self) -> PathBuf {
+        self.root.join("trust.toml")
+    }
+
+    /// `ca.pem`: the org CA's certificate, which webhook callers trust.
+    pub fn ca_cert_file(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+
+    /// `ca.key`: the org CA's private key.
+    pub fn ca_key_file(&self) -> PathBuf {
+        self.root.join("ca.key")
+    }
+
+    /// `api.token`.
+    pub fn api_token_file(&self) -> PathBuf {
+        self.root.join("api.token")
+    }
+
+    /// `api.addr`.
+    pub fn api_addr_file(&self) -> PathBuf {
+        self.root.join("api.addr")
+    }
+
+    /// `hooks.addr`.
+    pub fn hooks_addr_file(&self) -> PathBuf {
+        self.root.join("hooks.addr")
+    }
+
+    /// `store.redb`.
+    pub fn store_file(&self) -> PathBuf {
+        self.root.join(store::FILE_NAME)
+    }
+
+    /// `blobs/`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    /// `work/`.
+    pub fn work_dir(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// `run/`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// Reads and checks `config.toml`.
+    pub fn load_config(&self) -> Result<Config, HomeError> {
+        let path = self.config_file();
+        let text = match read_small(&path, MAX_CONFIG_LEN) {
+            Ok(text) => text,
+            Err(HomeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(HomeError::NotAHome(self.root.clone()));
+            }
+            Err(e) => return Err(e),
+        };
+        Config::from_toml(&text).map_err(|reason| HomeError::Config { path, reason })
+    }
+
+    /// Loads the node key and its certificate, and checks that the certificate is signed
+    /// by the org key it names, certifies this node key and is valid at `now`.
+    pub fn identity(&self, now: u64) -> Result<Identity, HomeError> {
+        let key = persist::load_node_key(&self.node_key_file())?;
+        let path = self.node_cert_file();
+        let bytes = fs::read(&path).map_err(io_err("read", &path))?;
+        let envelope = otto_protocol::decode_envelope(&bytes).map_err(|e| HomeError::Cert {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let cert = verify_presented_cert(&envelope, now).map_err(|e| HomeError::Cert {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if *cert.node_key() != key.public_key() {
+            return Err(HomeError::Cert {
+                path,
+                reason: "it certifies another node key than node.key".into(),
+            });
+        }
+        Ok(Identity { key, cert })
+    }
+
+    /// The API token, made (64 random hex digits, mode 0600) if the home has none yet.
+    pub fn ensure_api_token(
+        &self,
+        rng: &mut impl CryptoRng,
+    ) -> Result<Zeroizing<String>, HomeError> {
+        match self.read_api_token() {
+            Ok(token) => Ok(token),
+            Err(HomeError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                let mut bytes = Zeroizing::new([0u8; 32]);
+                rng.fill_bytes(bytes.as_mut_slice());
+                let token = Zeroizing::new(hex::encode(bytes.as_slice()));
+                persist::write_private_file(&self.api_token_file(), token.as_bytes())?;
+                Ok(token)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The API token from `api.token`, without surrounding whitespace.
+    pub fn read_api_token(&self) -> Result<Zeroizing<String>, HomeError> {
+        let path = self.api_token_file();
+        let text = Zeroizing::new(read_small(&path, 4096)?);
+        Ok(Zeroizing::new(text.trim().to_owned()))
+    }
+
+    /// The API address from `api.addr`, written by a running node.
+    pub fn read_api_addr(&self) -> Result<SocketAddr, HomeError> {
+        let path = self.api_addr_file();
+        let text = read_small(&path, 4096)?;
+        text.trim().parse().map_err(|_| HomeError::Config {
+            path,
+            reason: format!("{:?} is not an address", text.trim()),
+        })
+    }
+
+    /// Writes the whole home's contents; `init` cleans up when this fails.
+    fn fill(
+        &self,
+        options: &InitOptions,
+        existing_org: Option<OrgKey>,
+        rng: &mut impl CryptoRng,
+        now: u64,
+    ) -> Result<Initialized, HomeError> {
+        set_mode(&self.root, 0o700)?;
+        let config = Config::new(&options.name, &options.org, options.answers_to.clone());
+        persist::write_private_file(&self.config_file(), config.to_documented_toml().as_bytes())?;
+
+        let node_key = NodeKey::generate(rng);
+        persist::save_node_key(&self.node_key_file(), &node_key)?;
+        let (org_key, org_key_file) = match (existing_org, &options.org_key) {
+            (Some(key), Some(path)) => (key, path.clone()),
+            _ => {
+                let key = OrgKey::generate(rng);
+                persist::save_org_key(&self.org_key_file(), &key)?;
+                (key, self.org_key_file())
+            }
+        };
+        let spec = CertSpec {
+            node: options.name.clone(),
+            org: options.org.clone(),
+            node_key: node_key.public_key(),
+            roles: Vec::new(),
+            not_before: now,
+            not_after: now + NODE_CERT_SECS,
+        };
+        let envelope = issue_cert(&spec, &org_key).map_err(|e| HomeError::Cert {
+            path: self.node_cert_file(),
+            reason: e.to_string(),
+        })?;
+        persist::write_private_file(
+            &self.node_cert_file(),
+            &otto_protocol::encode_envelope(&envelope),
+        )?;
+        persist::save_trust_store(&self.trust_file(), &TrustStore::new())?;
+
+        let ca = OrgCa::generate(&options.org, rng, now, now + CA_SECS)?;
+        persist::write_private_file(&self.ca_cert_file(), ca.cert_pem().as_bytes())?;
+        persist::write_private_file(&self.ca_key_file(), ca.key_pem().as_bytes())?;
+
+        self.ensure_api_token(rng)?;
+        drop(Store::open(self.store_file())?);
+        BlobStore::open(self.blobs_dir())?;
+        for dir in [self.work_dir(), self.run_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            set_mode(&dir, 0o700)?;
+        }
+        Ok(Initialized {
+            home: self.root.clone(),
+            node: options.name.clone(),
+            org: options.org.clone(),
+            peer_id: node_key.peer_id().to_string(),
+            org_key: org_key.keyid().to_owned(),
+            org_key_file,
+        })
+    }
+}
+
+impl Config {
+    /// The configuration of a new node, with every default.
+    pub fn new(name: &str, org: &str, answers_to: Vec<String>) -> Self {
+        Self {
+            node: NodeConfig {
+                name: name.to_owned(),
+                org: org.to_owned(),
+                answers_to,
+            },
+            api: ApiConfig::default(),
+            webhooks: WebhookConfig::default(),
+            agent: AgentConfig::default(),
+        }
+    }
+
+    /// Parses and checks a configuration file's text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim().to_owned())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The configuration as TOML with a comment for every field, the way `init` writes it.
+    pub fn to_documented_toml(&self) -> String {
+        let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
+        let list = |vs: &[String]| {
+            let items: Vec<String> = vs.iter().map(|v| s(v)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let paths = |ps: &[PathBuf]| {
+            let items: Vec<String> = ps.iter().map(|p| s(&p.to_string_lossy())).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let optional = |key: &str, value: Option<String>, example: &str| match value {
+            Some(v) => format!("{key} = {}\n", s(&v)),
+            None => format!("# {key} = {}\n", s(example)),
+        };
+        let mut out = String::new();
+        out.push_str(
+            "# Otto node configuration. Every setting is written out with its default;\n\
+             # docs/operating.md describes them. Unknown settings are refused.\n\n",
+        );
+        out.push_str("[node]\n");
+        out.push_str("# The node's name within its org; it is also in the node certificate.\n");
+        out.push_str(&format!("name = {}\n", s(&self.node.name)));
+        out.push_str("# The org's name.\n");
+        out.push_str(&format!("org = {}\n", s(&self.node.org)));
+        out.push_str(
+            "# The stage owners this node runs (an Ottofile's `owner = '...'`). Stages\n\
+             # without an owner always run on the node that started the run.\n",
+        );
+        out.push_str(&format!("answers_to = {}\n\n", list(&self.node.answers_to)));
+        out.push_str("[api]\n");
+        out.push_str(
+            "# Where the local HTTP API listens: a loopback address only. Port 0 takes any\n\
+             # free port; the node writes the address it got to api.addr in the home.\n",
+        );
+        out.push_str(&format!("listen = {}\n", s(&self.api.listen.to_string())));
+        out.push_str("# The largest snapshot upload (`otto run`), in bytes.\n");
+        out.push_str(&format!(
+            "max_snapshot_bytes = {}\n",
+            self.api.max_snapshot_bytes
+        ));
+        out.push_str("# The largest JSON request body, in bytes.\n");
+        out.push_str(&format!("max_json_bytes = {}\n\n", self.api.max_json_bytes));
+        out.push_str("[webhooks]\n");
+        out.push_str(
+            "# Where the HTTPS listener for webhook gate callbacks listens. Port 0 reuses\n\
+             # the previous start's port when it is free (so webhook URLs survive a\n\
+             # restart), else takes any free port.\n",
+        );
+        out.push_str(&format!(
+            "listen = {}\n",
+            s(&self.webhooks.listen.to_string())
+        ));
+        out.push_str(
+            "# The DNS names and IP addresses in the listener's certificate, issued at\n\
+             # every start by the org CA in ca.pem/ca.key.\n",
+        );
+        out.push_str(&format!("names = {}\n", list(&self.webhooks.names)));
+        out.push_str(
+            "# The base of the webhook URLs the node hands out, when callers reach it by\n\
+             # another address (a proxy, a public name). Default: https://<listen>.\n",
+        );
+        out.push_str(&optional(
+            "public_url",
+            self.webhooks.public_url.clone(),
+            "https://otto.example.com:8443",
+        ));
+        out.push_str("\n[agent]\n");
+        out.push_str(
+            "# The otto-agent executable. Default: $OTTO_AGENT, else otto-agent next to\n\
+             # the otto-node executable.\n",
+        );
+        out.push_str(&optional(
+            "path",
+            self.agent
+                .path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            "/usr/local/bin/otto-agent",
+        ));
+        out.push_str(
+            "# Step package directories (a package, or a directory of packages); relative\n\
+             # paths are relative to this home.\n",
+        );
+        out.push_str(&format!("packages = {}\n", paths(&self.agent.packages)));
+        out
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (what, name) in [("node.name", &self.node.name), ("node.org", &self.node.org)] {
+            if !otto_trust::valid_name(name) {
+                return Err(format!(
+                    "{what} {name:?} is not a valid name (1 to 64 ascii letters, digits, '-', '_' or '.')"
+                ));
+            }
+        }
+        if !self.api.listen.ip().is_loopback() {
+            return Err(format!(
+                "api.listen {} is not a loopback address: the API listens on this machine only",
+                self.api.listen
+            ));
+        }
+        if self.webhooks.names.is_empty() {
+            return Err("webhooks.names needs at least one name".into());
+        }
+        if let Some(url) = &self.webhooks.public_url
+            && !url.starts_with("https://")
+        {
+            return Err(format!(
+                "webhooks.public_url {url:?} must start with https://"
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
+            max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+        }
+    }
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            names: vec!["127.0.0.1".into(), "localhost".into()],
+            public_url: None,
+        }
+    }
+}
+
+fn check_name(what: &'static str, name: &str) -> Result<(), HomeError> {
+    if otto_trust::valid_name(name) {
+        Ok(())
+    } else {
+        Err(HomeError::Name {
+            what,
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// Reads a small text file, refusing one larger than `max` bytes.
+fn read_small(path: &Path, max: u64) -> Result<String, HomeError> {
+    use std::io::Read as _;
+    let file = fs::File::open(path).map_err(io_err("read", path))?;
+    let mut text = String::new();
+    file.take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(io_err("read", path))?;
+    if text.len() as u64 > max {
+        return Err(HomeError::Config {
+            path: path.to_owned(),
+            reason: format!("larger than {max} bytes"),
+        });
+    }
+    Ok(text)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), HomeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(io_err("set the mode of", path))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HomeError + 'a {
+    move |source| HomeError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use rand::SeedableRng as _;
+
+    fn rng() -> impl CryptoRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    fn options() -> InitOptions {
+        InitOptions {
+            org: "acme".into(),
+            name: "ops-1".into(),
+            org_key: None,
+            answers_to: vec!["ops".into()],
+        }
+    }
+
+    const NOW: u64 = 1_700_000_000;
+
+    #[test]
+    fn init_makes_a_home_that_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("home");
+        let made = init(&root, &options(), &mut rng(), NOW).unwrap();
+        let home = Home::new(&root);
+        assert_eq!(made.node, "ops-1");
+        assert_eq!(made.org_key_file, home.org_key_file());
+        let config = home.load_config().unwrap();
+        assert_eq!(config, Config::new("ops-1", "acme", vec!["ops".into()]));
+        let id = home.identity(NOW + 10).unwrap();
+        assert_eq!(id.cert.node(), "ops-1");
+        assert_eq!(id.cert.org(), "acme");
+        assert_eq!(id.key.peer_id().to_string(), made.peer_id);
+        assert_eq!(home.read_api_token().unwrap().len(), 64);
+        for file in [home.ca_cert_file(), home.ca_key_file(), home.trust_file()] {
+            assert!(file.is_file(), "{}", file.display());
+        }
+        OrgCa::from_pem(
+            &fs::read_to_string(home.ca_cert_file()).unwrap(),
+            &fs::read_to_string(home.ca_key_file()).unwrap(),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&root), 0o700);
+            assert_eq!(mode(&home.api_token_file()), 0o600);
+            assert_eq!(mode(&home.ca_key_file()), 0o600);
+            assert_eq!(mode(&home.node_key_file()), 0o600);
+        }
+    }
+
+    #[test]
+    fn init_refuses_a_non_empty_home_and_leaves_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("keep"), "x").unwrap();
+        let err = init(dir.path(), &options(), &mut rng(), NOW).unwrap_err();
+        assert!(matches!(err, HomeError::NotEmpty(_)), "{err}");
+        assert_eq!(fs::read_to_string(dir.path().join("keep")).unwrap(), "x");
+    }
+
+    #[test]
+    fn a_second_node_reuses_the_org_key_without_copying_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = init(&dir.path().join("a"), &options(), &mut rng(), NOW).unwrap();
+        let mut second_options = options();
+        second_options.name = "ops-2".into();
+        second_options.org_key = Some(first.org_key_file.clone());
+        let mut other_rng = rand::rngs::StdRng::seed_from_u64(99);
+        let second = init(&dir.path().join("b"), &second_options, &mut other_rng, NOW).unwrap();
+        assert_eq!(second.org_key, first.org_key);
+        assert_ne!(second.peer_id, first.peer_id);
+        let b = Home::new(dir.path().join("b"));
+        assert!(!b.org_key_file().exists());
+        let cert = b.identity(NOW).unwrap().cert;
+        assert_eq!(cert.org_key().keyid(), first.org_key);
+    }
+
+    #[test]
+    fn bad_names_and_bad_org_keys_leave_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("home");
+        let mut bad = options();
+        bad.name = "no spaces".into();
+        assert!(matches!(
+            init(&root, &bad, &mut rng(), NOW),
+            Err(HomeError::Name { .. })
+        ));
+        let mut missing = options();
+        missing.org_key = Some(dir.path().join("nope.key"));
+        assert!(init(&root, &missing, &mut rng(), NOW).is_err());
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn config_refuses_unknown_fields_and_public_api_addresses() {
+        let text = Config::new("n", "o", vec![]).to_documented_toml();
+        assert!(Config::from_toml(&text).is_ok());
+        let typo = text.replace("answers_to", "answer_to");
+        assert!(Config::from_toml(&typo).unwrap_err().contains("answer_to"));
+        let public = text.replace(
+            "listen = \"127.0.0.1:0\"\n# The largest",
+            "listen = \"0.0.0.0:80\"\n# The largest",
+        );
+        assert!(Config::from_toml(&public).unwrap_err().contains("loopback"));
+        let minimal = "[node]\nname = 'n'\norg = 'o'\n";
+        assert_eq!(
+            Config::from_toml(minimal).unwrap(),
+            Config::new("n", "o", vec![])
+        );
+    }
+
+    #[test]
+    fn identity_refuses_a_certificate_for_another_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        let b = dir.path().join("b");
+        init(&a, &options(), &mut rng(), NOW).unwrap();
+        init(
+            &b,
+            &options(),
+            &mut rand::rngs::StdRng::seed_from_u64(8),
+            NOW,
+        )
+        .unwrap();
+        fs::copy(
+            Home::new(&b).node_cert_file(),
+            Home::new(&a).node_cert_file(),
+        )
+        .unwrap();
+        let err = Home::new(&a).identity(NOW).err().unwrap();
+        assert!(err.to_string().contains("another node key"), "{err}");
+    }
+}
