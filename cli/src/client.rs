@@ -28,10 +28,10 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) struct NodeArgs {
     /// The node's API address, HOST:PORT or http://HOST:PORT [default: api.addr in the
     /// home].
-    #[arg(long, value_name = "ADDR", env = "OTTO_NODE")]
+    #[arg(long, value_name = "ADDR", env = "OTTO_NODE", global = true)]
     node: Option<NodeAddr>,
     /// The node's home, holding api.token (and api.addr) [default: ~/.otto].
-    #[arg(long, value_name = "DIR", env = "OTTO_HOME")]
+    #[arg(long, value_name = "DIR", env = "OTTO_HOME", global = true)]
     home: Option<PathBuf>,
 }
 

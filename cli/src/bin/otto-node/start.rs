@@ -1,5 +1,6 @@
 //! `otto-node start`: run the node in the foreground.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -28,6 +29,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(true)
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
