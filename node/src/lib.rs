@@ -7,6 +7,7 @@ pub mod blobs;
 pub mod daemon;
 pub mod engine;
 pub mod home;
+pub mod mesh;
 pub mod secrets;
 pub mod snapshot;
 pub mod store;
