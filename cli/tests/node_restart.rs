@@ -65,6 +65,44 @@ stage('After') { steps { echo 'after' } }
 }
 
 #[test]
+fn a_run_survives_kill_9_while_a_gate_waits() {
+    let mut node = Node::start_new();
+    let dir = project(&[(
+        "Ottofile",
+        r#"
+stage('Build') { steps { echo 'built' } }
+stage('Ship') {
+  gates { enter { input 'Ship it?' } }
+  steps { echo 'shipped' }
+}
+"#,
+    )]);
+    let run = node.ok(&["run", dir.path().to_str().unwrap(), "--detach"]);
+    let run = run.trim().to_owned();
+    node.wait_stage(&run, "Ship", "waiting_gate");
+
+    node.kill9();
+    node.start();
+    // The gate still waits after the restart, and an approval given to the new process
+    // lets the run finish; nothing before the gate runs again.
+    node.wait_stage(&run, "Ship", "waiting_gate");
+    node.ok(&["approve", &run, "Ship"]);
+    let status = node.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        node.log()
+    );
+    for stage in ["Build", "Ship"] {
+        let s = stage_of(&status, stage).unwrap();
+        assert_eq!(s["attempts"].as_array().unwrap().len(), 1, "{s}");
+    }
+    let logs = node.ok(&["logs", &run, "Ship"]);
+    assert_eq!(logs.matches("shipped").count(), 1, "{logs}");
+}
+
+#[test]
 fn the_killed_nodes_agent_is_stopped_after_a_restart() {
     let mut node = Node::start_new();
     let dir = project(&[(
