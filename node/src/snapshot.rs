@@ -89,6 +89,7 @@ pub fn create(dir: &Path, out: impl Write) -> Result<Written, SnapshotError> {
     let ignore = Ignore::from_dir(dir)?;
     let mut builder = tar::Builder::new(out);
     builder.follow_symlinks(false);
+    builder.sparse(false);
     let mut written = Written::default();
     add_dir(&mut builder, dir, Path::new(""), &ignore, &mut written)?;
     builder
