@@ -100,14 +100,31 @@ pub(crate) struct Written {
     pub(crate) size: u64,
 }
 
+/// How much of each file's metadata an archive keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Times {
+    /// Times and owners are left out, so equal trees give equal archives (artifacts).
+    Drop,
+    /// Modification times are kept, so tools that compare them (cargo, make) find restored
+    /// outputs up to date (caches).
+    Keep,
+}
+
 /// Writes a tar of `items` (name in the archive, existing source path) to `dest`.
-/// Symbolic links are stored as links, never followed; modes keep only the executable bit,
-/// times and owners are left out, so equal trees give equal archives.
-pub(crate) fn write_tar(dest: &Path, items: &[(PathBuf, PathBuf)]) -> io::Result<Written> {
+/// Symbolic links are stored as links, never followed; sparse files are stored whole.
+pub(crate) fn write_tar(
+    dest: &Path,
+    items: &[(PathBuf, PathBuf)],
+    times: Times,
+) -> io::Result<Written> {
     let file = fs::File::create(dest)?;
     let mut builder = tar::Builder::new(Hashing::new(io::BufWriter::new(file)));
-    builder.mode(HeaderMode::Deterministic);
+    builder.mode(match times {
+        Times::Drop => HeaderMode::Deterministic,
+        Times::Keep => HeaderMode::Complete,
+    });
     builder.follow_symlinks(false);
+    builder.sparse(false);
     for (name, source) in items {
         let meta = fs::symlink_metadata(source)?;
         let name = if name.as_os_str().is_empty() {
@@ -153,7 +170,10 @@ pub(crate) fn extract_tar(archive: &Path, dest: &Path) -> Result<usize, String> 
         let shown = path.display().to_string();
         let rel = relative(&shown).map_err(|e| format!("refused archive entry: {e}"))?;
         match entry.header().entry_type() {
-            EntryType::Regular | EntryType::Continuous | EntryType::Directory => {}
+            EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::GNUSparse
+            | EntryType::Directory => {}
             EntryType::Symlink => {
                 let target = entry
                     .link_name()
@@ -276,6 +296,37 @@ mod tests {
     }
 
     #[test]
+    fn cache_archives_keep_times_and_store_sparse_files_whole() {
+        let ws = tempfile::tempdir().expect("tempdir");
+        let sparse = ws.path().join("sparse.bin");
+        let file = fs::File::create(&sparse).expect("create");
+        // A file with a hole, as linkers leave them: mostly unwritten, then a few bytes.
+        file.set_len(4 << 20).expect("extend");
+        std::os::unix::fs::FileExt::write_at(&file, b"end", (4 << 20) - 3).expect("write");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        file.set_modified(old).expect("set mtime");
+        drop(file);
+
+        let tar = ws.path().join("cache.tar");
+        let items = [(PathBuf::from("sparse.bin"), sparse.clone())];
+        write_tar(&tar, &items, Times::Keep).expect("tar");
+        let out = tempfile::tempdir().expect("tempdir");
+        extract_tar(&tar, out.path()).expect("extract");
+        let restored = out.path().join("sparse.bin");
+        assert_eq!(
+            fs::read(&restored).expect("read"),
+            fs::read(&sparse).expect("read")
+        );
+        let mtime = fs::metadata(&restored)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert_eq!(
+            mtime, old,
+            "restored outputs keep their times, so build tools see them as fresh"
+        );
+    }
+
+    #[test]
     fn a_tree_round_trips_and_equal_trees_give_equal_digests() {
         let ws = tempfile::tempdir().expect("tempdir");
         let root = fs::canonicalize(ws.path()).expect("canonical");
@@ -285,8 +336,8 @@ mod tests {
         symlink("a.txt", root.join("dist/link")).expect("symlink");
         let scratch = tempfile::tempdir().expect("tempdir");
         let items = vec![(PathBuf::from("dist"), root.join("dist"))];
-        let one = write_tar(&scratch.path().join("1.tar"), &items).expect("tar");
-        let two = write_tar(&scratch.path().join("2.tar"), &items).expect("tar");
+        let one = write_tar(&scratch.path().join("1.tar"), &items, Times::Drop).expect("tar");
+        let two = write_tar(&scratch.path().join("2.tar"), &items, Times::Drop).expect("tar");
         assert_eq!(one.digest, two.digest);
         assert_eq!(
             one.size,

@@ -299,7 +299,10 @@ impl Stage {
         let source = files::existing(&self.root, cwd, &rel)
             .map_err(fail)?
             .ok_or_else(|| fail(format!("nothing at '{path}' to archive")))?;
-        let (digest, size) = self.store_tar(vec![(rel, source)]).await.map_err(fail)?;
+        let (digest, size) = self
+            .store_tar(vec![(rel, source)], files::Times::Drop)
+            .await
+            .map_err(fail)?;
         self.say(
             Some(index),
             format!("archived '{name}': {size} bytes, {digest}"),
@@ -415,8 +418,14 @@ impl Stage {
                 ));
             }
         };
-        self.started(index, symbol, running.pgid()).await;
-        match running.wait(&self.stop, self.grace).await {
+        // The process is watched while its start is reported: a stop must reach it even when
+        // the event queue is full because the node does not take events.
+        let pgid = running.pgid();
+        let (_, ended) = tokio::join!(
+            self.started(index, symbol, pgid),
+            running.wait(&self.stop, self.grace)
+        );
+        match ended {
             Ok(Ended::Exited(status)) if status.success() => Ok(Some(0)),
             Ok(Ended::Exited(status)) => Err(match (status.code(), status.signal()) {
                 (Some(code), _) => Failure {
@@ -479,14 +488,18 @@ impl Stage {
         if items.is_empty() {
             return Ok(None);
         }
-        self.store_tar(items).await.map(Some)
+        self.store_tar(items, files::Times::Keep).await.map(Some)
     }
 
     /// Writes a tar of `items` in the scratch directory and stores it as a blob.
-    async fn store_tar(&mut self, items: Vec<(PathBuf, PathBuf)>) -> Result<(String, u64), String> {
+    async fn store_tar(
+        &mut self,
+        items: Vec<(PathBuf, PathBuf)>,
+        times: files::Times,
+    ) -> Result<(String, u64), String> {
         let file = self.scratch_file("archive", "tar")?;
         let target = file.clone();
-        let written = tokio::task::spawn_blocking(move || files::write_tar(&target, &items))
+        let written = tokio::task::spawn_blocking(move || files::write_tar(&target, &items, times))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("cannot write the archive: {e}"))?;
