@@ -33,6 +33,12 @@ const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
 /// The pause between two connection attempts.
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
 
+/// How long a small request (a batch of events, the result) may take, answer included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first pause before the result is sent again; each further pause doubles.
+const RESULT_RETRY: Duration = Duration::from_millis(100);
+
 /// The largest small answer (a [`BlobRef`], an error text) read, in bytes.
 const MAX_SMALL_BODY: usize = 64 * 1024;
 
@@ -90,9 +96,38 @@ impl Client {
         self.post_json(EVENTS_PATH, events).await
     }
 
-    /// `POST /result`.
-    pub(crate) async fn post_result(&self, result: &RunResult) -> Result<(), Error> {
-        self.post_json(RESULT_PATH, result).await
+    /// `POST /result`. While the node refuses the connection (so it cannot have taken the
+    /// result), tries again for up to `patience`.
+    pub(crate) async fn post_result(
+        &self,
+        result: &RunResult,
+        patience: Duration,
+    ) -> Result<(), Error> {
+        let deadline = tokio::time::Instant::now() + patience;
+        let mut pause = RESULT_RETRY;
+        loop {
+            match self.post_json(RESULT_PATH, result).await {
+                Err(error @ Error::Connect { .. })
+                    if tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::warn!(target: "otto_agent::client", %error, "the result is not taken; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                posted => return posted,
+            }
+        }
+    }
+
+    /// Checks that the node still accepts connections on its socket.
+    pub(crate) async fn probe(&self) -> Result<(), Error> {
+        UnixStream::connect(&self.socket)
+            .await
+            .map(drop)
+            .map_err(|source| Error::Connect {
+                path: self.socket.clone(),
+                source,
+            })
     }
 
     /// `PUT /blobs` with the contents of a file whose digest is known; checks that the
@@ -176,6 +211,8 @@ impl Client {
         Ok(size)
     }
 
+    /// Posts `value` as JSON; fails when the exchange takes longer than
+    /// [`REQUEST_TIMEOUT`].
     async fn post_json<T: Serialize + ?Sized>(&self, path: &str, value: &T) -> Result<(), Error> {
         let request = format!("POST {path}");
         let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
@@ -185,11 +222,22 @@ impl Client {
         let body = Full::new(Bytes::from(bytes))
             .map_err(|never| match never {})
             .boxed();
-        let response = self
-            .send(Method::POST, path, body, Some("application/json"))
-            .await?;
-        read_body(response, MAX_SMALL_BODY, &request).await?;
-        Ok(())
+        let exchange = async {
+            let response = self
+                .send(Method::POST, path, body, Some("application/json"))
+                .await?;
+            read_body(response, MAX_SMALL_BODY, &request).await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(answer) => answer.map(drop),
+            Err(_) => Err(Error::Body {
+                message: format!(
+                    "the node did not answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+                request,
+            }),
+        }
     }
 
     /// Sends one request on a new connection; an answer outside 2xx is an error.

@@ -1,5 +1,6 @@
 //! Batching events to the node: bounded buffering, a batch at most every
-//! [`FLUSH_INTERVAL_MS`] or every [`MAX_BATCH_EVENTS`] events.
+//! [`FLUSH_INTERVAL_MS`] or every [`MAX_BATCH_EVENTS`] events; and watching that the node is
+//! still there.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,8 +16,20 @@ use crate::stop::{Stop, StopReason};
 /// whose output pipes fill up).
 const BUFFER: usize = 4 * MAX_BATCH_EVENTS;
 
-/// How often a batch is tried before the node counts as lost.
-const ATTEMPTS: u32 = 3;
+/// How long the node may keep failing (not taking a batch, or refusing connections while
+/// there is nothing to send) before it counts as lost.
+const NODE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How long the forwarder waits for an event before it checks that the node still
+/// accepts connections.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The first pause before a batch is sent again; each further pause doubles, up to
+/// [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+
+/// The longest pause between two tries of a batch.
+const MAX_RETRY: Duration = Duration::from_secs(1);
 
 /// The producing side: cheap to clone.
 #[derive(Debug, Clone)]
@@ -46,16 +59,30 @@ impl Events {
 
 impl Forwarder {
     /// Sends batches until every [`Events`] handle is dropped; returns the number of events
-    /// sent. When the node does not take a batch after [`ATTEMPTS`] tries, fires `stop`
-    /// and returns the error.
+    /// sent. While there is nothing to send, checks every [`PROBE_INTERVAL`] that the node
+    /// still accepts connections. When the node has failed for [`NODE_PATIENCE`], fires
+    /// `stop` and returns the last error; the events still queued, and any sent later, are
+    /// dropped.
     pub(crate) async fn run(mut self, client: Client, stop: Stop) -> Result<u64, Error> {
         let mut seq = 0u64;
         let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH_EVENTS);
         let interval = Duration::from_millis(FLUSH_INTERVAL_MS);
+        let mut health = Health::default();
         let mut open = true;
         while open {
-            let Some(first) = self.rx.recv().await else {
-                break;
+            let first = match tokio::time::timeout(PROBE_INTERVAL, self.rx.recv()).await {
+                Ok(Some(first)) => first,
+                Ok(None) => break,
+                Err(_) => {
+                    match client.probe().await {
+                        Ok(()) => health.ok(),
+                        Err(error) if health.failed() => return Err(lost(&stop, error)),
+                        Err(error) => {
+                            tracing::debug!(target: "otto_agent::events", %error, "the node refuses connections");
+                        }
+                    }
+                    continue;
+                }
             };
             let deadline = Instant::now() + interval;
             push(&mut batch, &mut seq, first);
@@ -69,14 +96,41 @@ impl Forwarder {
                     Err(_) => break,
                 }
             }
-            if let Err(error) = deliver(&client, &batch).await {
-                stop.fire(StopReason::NodeLost);
-                return Err(error);
+            if let Err(error) = deliver(&client, &batch, &mut health).await {
+                return Err(lost(&stop, error));
             }
             batch.clear();
         }
         Ok(seq)
     }
+}
+
+/// Since when the node has been failing, if it is.
+#[derive(Debug, Default)]
+struct Health {
+    failing_since: Option<Instant>,
+}
+
+impl Health {
+    /// The node answered.
+    fn ok(&mut self) {
+        self.failing_since = None;
+    }
+
+    /// The node failed; returns whether it has been failing for [`NODE_PATIENCE`].
+    fn failed(&mut self) -> bool {
+        self.failing_since
+            .get_or_insert_with(Instant::now)
+            .elapsed()
+            >= NODE_PATIENCE
+    }
+}
+
+/// Gives up on the node: fires `stop`, so the running step is stopped.
+fn lost(stop: &Stop, error: Error) -> Error {
+    tracing::warn!(target: "otto_agent::events", %error, "the node is lost; stopping");
+    stop.fire(StopReason::NodeLost);
+    error
 }
 
 fn push(batch: &mut Vec<Event>, seq: &mut u64, (time, body): (u64, EventBody)) {
@@ -88,16 +142,21 @@ fn push(batch: &mut Vec<Event>, seq: &mut u64, (time, body): (u64, EventBody)) {
     *seq += 1;
 }
 
-async fn deliver(client: &Client, batch: &[Event]) -> Result<(), Error> {
-    let mut attempt = 1;
+/// Sends one batch, again and again until the node takes it or has failed for
+/// [`NODE_PATIENCE`].
+async fn deliver(client: &Client, batch: &[Event], health: &mut Health) -> Result<(), Error> {
+    let mut pause = FIRST_RETRY;
     loop {
         match client.post_events(batch).await {
-            Ok(()) => return Ok(()),
-            Err(error) if attempt >= ATTEMPTS => return Err(error),
+            Ok(()) => {
+                health.ok();
+                return Ok(());
+            }
+            Err(error) if health.failed() => return Err(error),
             Err(error) => {
-                tracing::warn!(target: "otto_agent::events", %error, attempt, "event batch not taken; retrying");
-                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                attempt += 1;
+                tracing::warn!(target: "otto_agent::events", %error, "event batch not taken; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY);
             }
         }
     }

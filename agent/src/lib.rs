@@ -18,7 +18,13 @@
 //!
 //! A stage timeout, or SIGTERM/SIGINT to the agent, stops the running step's whole process
 //! group: SIGTERM, then SIGKILL after the job's grace period. Processes a step leaves
-//! behind in its group are stopped the same way when the step ends.
+//! behind in its group are stopped the same way when the step ends. This does not depend
+//! on the node: when it is gone (killed, its socket refusing connections), a SIGTERM still
+//! stops the step, and the agent gives up sending what is left after a few seconds.
+//! Without a signal, the agent notices a lost node by itself: when the node takes no
+//! events, or refuses connections while there is nothing to send, for a few seconds, the
+//! agent stops its step the same way and exits with code 1, so no step outlives its node
+//! for long.
 //!
 //! The node uses this library too: [`protocol`] for the messages, [`mask::Masker`] to mask
 //! log lines again before it stores them, and [`packages`] to tell the planner which step
@@ -37,6 +43,7 @@ mod stage;
 mod stop;
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -45,6 +52,9 @@ pub use error::Error;
 use crate::client::Client;
 use crate::protocol::{Job, SecretValue};
 use crate::stop::{Stop, StopReason};
+
+/// How long the agent keeps trying to reach a node that refuses the result's connection.
+const RESULT_PATIENCE: Duration = Duration::from_secs(3);
 
 /// Runs the stage attempt served on `socket` to its end: fetches the job, runs it, reports
 /// events and the result. Returns an error only when the agent itself could not work (the
@@ -56,13 +66,18 @@ pub async fn run(socket: &Path) -> Result<(), Error> {
     let stop = Stop::new();
     let signals = watch_signals(stop.clone())?;
     let client = Client::connect(socket).await?;
-    let job: Job = client.job().await?;
+    let job: Job = tokio::select! {
+        job = client.job() => job?,
+        reason = stop.wait() => {
+            return Err(Error::Body { request: "GET /job".into(), message: reason.to_string() });
+        }
+    };
     tracing::info!(target: "otto_agent", run = %job.run, stage = %job.stage, attempt = job.attempt, "job received");
     let masker = mask::Masker::new(job.secrets.values().map(SecretValue::expose));
     let timer = job.timeout_secs.map(|secs| {
         let stop = stop.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+            tokio::time::sleep(Duration::from_secs(secs)).await;
             stop.fire(StopReason::Timeout(secs));
         })
     });
@@ -78,7 +93,13 @@ pub async fn run(socket: &Path) -> Result<(), Error> {
         message: e.to_string(),
     })?;
     tracing::info!(target: "otto_agent", outcome = result.outcome.as_str(), "stage finished");
-    let posted = client.post_result(&result).await;
+    // A node that did not take the events is lost: one try for the result, no more.
+    let patience = if forwarded.is_ok() {
+        RESULT_PATIENCE
+    } else {
+        Duration::ZERO
+    };
+    let posted = client.post_result(&result, patience).await;
     forwarded?;
     posted
 }
@@ -93,7 +114,8 @@ fn watch_signals(stop: Stop) -> Result<tokio::task::JoinHandle<()>, Error> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        tracing::info!(target: "otto_agent", "stop requested by signal");
+        // Stop first: nothing, not even logging, may come between the signal and the stop.
         stop.fire(StopReason::Cancelled);
+        tracing::info!(target: "otto_agent", "stop requested by signal");
     }))
 }

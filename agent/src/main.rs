@@ -3,6 +3,8 @@
 //! Exit code 0 means the agent did its work and reported the result (whatever the stage's
 //! outcome); 1 means the agent itself failed; 2 means bad arguments.
 
+use std::fmt::Display;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -19,22 +21,26 @@ fn main() -> ExitCode {
     let socket = match parse(std::env::args().skip(1)) {
         Ok(Parsed::Run(socket)) => socket,
         Ok(Parsed::Help) => {
-            eprintln!("{USAGE}");
+            say(USAGE);
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Version) => {
-            eprintln!("otto-agent {}", env!("CARGO_PKG_VERSION"));
+            say(format_args!("otto-agent {}", env!("CARGO_PKG_VERSION")));
             return ExitCode::SUCCESS;
         }
         Err(message) => {
-            eprintln!("otto-agent: {message}\n\n{USAGE}");
+            say(format_args!("otto-agent: {message}\n\n{USAGE}"));
             return ExitCode::from(2);
         }
     };
     let filter = EnvFilter::try_from_env("OTTO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Stderr is a pipe to the node. When the node dies, writing to it fails: the log line
+    // is lost, and nothing else may happen (by default a failed write is reported with
+    // `eprintln!`, which panics, and the task that logged would die with it).
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -42,17 +48,24 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("otto-agent: cannot start the runtime: {error}");
+            say(format_args!(
+                "otto-agent: cannot start the runtime: {error}"
+            ));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(otto_agent::run(&socket)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("otto-agent: {error}");
+            say(format_args!("otto-agent: {error}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a line to stderr; a stderr nobody reads any more (a dead node) is fine.
+fn say(text: impl Display) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 enum Parsed {

@@ -11,7 +11,7 @@ pub(crate) enum StopReason {
     Timeout(u64),
     /// The agent got SIGTERM or SIGINT.
     Cancelled,
-    /// Events could not be delivered to the node.
+    /// The node did not take events, or refused connections, for too long.
     NodeLost,
 }
 
@@ -65,7 +65,7 @@ impl fmt::Display for StopReason {
         match self {
             Self::Timeout(secs) => write!(f, "timed out after {secs} s"),
             Self::Cancelled => f.write_str("cancelled"),
-            Self::NodeLost => f.write_str("the node stopped taking events"),
+            Self::NodeLost => f.write_str("the node is lost"),
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct TestNode {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// How an agent run ended.
@@ -78,7 +78,16 @@ impl TestNode {
             dir,
             socket,
             shared,
-            server,
+            server: Some(server),
+        }
+    }
+
+    /// Stops serving, as a node killed with SIGKILL does: the listener is closed and the
+    /// socket file stays behind, so connecting to it is refused.
+    pub async fn stop_serving(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+            let _ = server.await;
         }
     }
 
@@ -146,7 +155,14 @@ impl TestNode {
 
     /// Starts the agent binary against this node.
     pub fn spawn_agent(&self) -> tokio::process::Child {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"))
+        self.agent_command().spawn().expect("spawn otto-agent")
+    }
+
+    /// The command that starts the agent binary against this node (log level `warn`,
+    /// stderr piped), to adjust before spawning it.
+    pub fn agent_command(&self) -> tokio::process::Command {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"));
+        command
             .arg("--socket")
             .arg(&self.socket)
             .env("OTTO_LOG", "warn")
@@ -154,9 +170,8 @@ impl TestNode {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn otto-agent")
+            .kill_on_drop(true);
+        command
     }
 
     /// Runs the agent to its end (bounded by [`AGENT_PATIENCE`]).
@@ -175,7 +190,9 @@ impl TestNode {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
     }
 }
 
@@ -263,6 +280,39 @@ pub async fn gone(pid: u32) -> bool {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     false
+}
+
+/// Waits up to `limit` for a process the test started to exit; returns how it ended, or
+/// `None` if it still runs.
+pub async fn exited_within(
+    child: &mut tokio::process::Child,
+    limit: Duration,
+) -> Option<ExitStatus> {
+    tokio::time::timeout(limit, child.wait())
+        .await
+        .ok()
+        .map(|status| status.expect("wait for the agent"))
+}
+
+/// Waits up to `limit` for `pid` to be gone; returns whether it went.
+pub async fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while alive(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// Sends a signal to a process.
+pub fn send_signal(pid: u32, signal: rustix::process::Signal) {
+    let pid = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .expect("a process id");
+    rustix::process::kill_process(pid, signal).expect("signal");
 }
 
 /// Waits up to `AGENT_PATIENCE` for a file to hold a process id, and returns it.
