@@ -64,6 +64,7 @@ const EXAMPLES: &[(&str, &str, &[&str])] = &[
         &["--branch", "feature/login"],
     ),
     ("webapp-nofacts", "examples/webapp", &[]),
+    ("local", "examples/local", &[]),
     (
         "matrix",
         "examples/matrix",

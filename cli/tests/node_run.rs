@@ -192,3 +192,22 @@ stage('Deploy') {
     assert!(rm.status.success());
     assert_eq!(node.ok(&["secrets", "list"]).trim(), "");
 }
+
+#[test]
+fn the_local_example_runs_green_after_an_approval() {
+    let node = Node::start_new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/local");
+    let run = node.ok(&["run", example, "--detach"]).trim().to_owned();
+    node.wait_stage(&run, "Publish", "waiting_gate");
+    node.ok(&["approve", &run, "Publish"]);
+    let status = node.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        node.log()
+    );
+    assert_eq!(status["run"]["pipeline"], "local-site");
+    let logs = node.ok(&["logs", &run, "Publish"]);
+    assert!(logs.contains("published"), "{logs}");
+}
