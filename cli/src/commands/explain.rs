@@ -3,10 +3,11 @@
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, anyhow};
 use otto_pipeline::source::{EntryKind, FsSource, Source};
 use otto_pipeline::{Facts, StepCatalog, conventions, explain, render};
 
+use super::facts::FactsArgs;
 use crate::Failure;
 
 /// Explain a pipeline: stages, owners, handoffs, gates, environments, caches and steps.
@@ -21,21 +22,8 @@ pub(crate) struct Args {
     /// repository's stack: Rails, Cargo, npm/pnpm/yarn, Go, Maven, Gradle, Python, Make).
     #[arg(default_value = ".")]
     path: PathBuf,
-    /// The branch being delivered.
-    #[arg(long, value_name = "B")]
-    branch: Option<String>,
-    /// The tag being delivered.
-    #[arg(long, value_name = "T")]
-    tag: Option<String>,
-    /// The target environment of the run.
-    #[arg(long = "env", value_name = "E")]
-    environment: Option<String>,
-    /// The commit being delivered.
-    #[arg(long, value_name = "C")]
-    commit: Option<String>,
-    /// A pipeline var, as NAME=VALUE (repeatable).
-    #[arg(long = "var", value_name = "K=V", value_parser = parse_var)]
-    vars: Vec<(String, String)>,
+    #[command(flatten)]
+    facts: FactsArgs,
     /// Print the plan as JSON (schema: docs/plan-format.md).
     #[arg(long, conflicts_with = "dot")]
     json: bool,
@@ -46,11 +34,11 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let facts = Facts {
-        branch: args.branch,
-        tag: args.tag,
-        environment: args.environment,
-        commit: args.commit,
-        vars: args.vars.into_iter().collect(),
+        vars: args.facts.var_map(),
+        branch: args.facts.branch,
+        tag: args.facts.tag,
+        environment: args.facts.environment,
+        commit: args.facts.commit,
     };
     let source = FsSource::default();
     let steps = StepCatalog::builtins();
@@ -116,19 +104,4 @@ fn no_stack(dir: &Path) -> Failure {
         "a Gemfile with rails, Cargo.toml, package.json, go.mod, pom.xml, build.gradle, \
          pyproject.toml, requirements.txt or a Makefile"
     ))
-}
-
-/// Parses `NAME=VALUE` for `--var`.
-pub(crate) fn parse_var(s: &str) -> anyhow::Result<(String, String)> {
-    let Some((k, v)) = s.split_once('=') else {
-        bail!("expected NAME=VALUE, got '{s}'");
-    };
-    if k.is_empty()
-        || !k
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        bail!("'{k}' is not a var name (letters, digits, '_' and '-')");
-    }
-    Ok((k.to_owned(), v.to_owned()))
 }

@@ -13,6 +13,7 @@ use otto_node::api::types::{
 };
 use otto_node::store::{RunId, RunState, Source, StageState, Stream};
 
+use super::facts::FactsArgs;
 use super::status::{describe_stage, stage_symbol};
 use crate::Failure;
 use crate::client::{ApiFailure, Client, NodeArgs, Polled, user_name};
@@ -39,21 +40,8 @@ pub(crate) struct Args {
     /// An Ottofile, or a directory holding one (or a known stack).
     #[arg(default_value = ".")]
     path: PathBuf,
-    /// The branch being delivered.
-    #[arg(long, value_name = "B")]
-    branch: Option<String>,
-    /// The tag being delivered.
-    #[arg(long, value_name = "T")]
-    tag: Option<String>,
-    /// The target environment of the run.
-    #[arg(long = "env", value_name = "E")]
-    environment: Option<String>,
-    /// The commit being delivered.
-    #[arg(long, value_name = "C")]
-    commit: Option<String>,
-    /// A pipeline var, as NAME=VALUE (repeatable).
-    #[arg(long = "var", value_name = "K=V", value_parser = super::explain::parse_var)]
-    vars: Vec<(String, String)>,
+    #[command(flatten)]
+    facts: FactsArgs,
     /// Print the run id and return at once instead of watching.
     #[arg(long)]
     detach: bool,
@@ -79,11 +67,11 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             .ok()
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
         facts: FactsInput {
-            branch: args.branch,
-            tag: args.tag,
-            environment: args.environment,
-            commit: args.commit,
-            vars: args.vars.into_iter().collect(),
+            vars: args.facts.var_map(),
+            branch: args.facts.branch,
+            tag: args.facts.tag,
+            environment: args.facts.environment,
+            commit: args.facts.commit,
         },
         started_by: Some(user_name()),
     };
