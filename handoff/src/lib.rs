@@ -4,11 +4,12 @@
 //!
 //! # Contract
 //!
-//! This crate is pure. It reads no clock, opens no file or socket, draws no randomness and
-//! keeps no state between calls: the caller passes the time as `now` (seconds since the
-//! Unix epoch), the trust store, and what it remembers (which handoff ids it has seen,
-//! which blueprints it publishes). Every function gives the same answer for the same
-//! inputs, so tests move time by passing another `now` and never sleep.
+//! This crate is pure. It reads no clock, opens no file or socket and draws no randomness:
+//! the caller passes the time as `now`, the trust store, and what it remembers (which
+//! handoff ids it has seen, which blueprints it publishes). The functions keep no state
+//! between calls and give the same answer for the same inputs; the state machine keeps
+//! only what its commands gave it and is seeded for its retry jitter. Tests move time by
+//! passing another `now` and never sleep.
 //!
 //! Bytes from peers enter as [`Unverified`](otto_trust::Unverified) envelopes. Nothing in
 //! them is acted on until a signature has been checked against a key the caller trusts;
@@ -23,10 +24,18 @@
 //!   each stage as verified, skipped, failed, missing or invalid (what `otto verify` shows).
 //! - [`attest`]: [`attest::export`] writes a receipt as an in-toto Statement v1 in a DSSE
 //!   envelope signed by the node key; [`attest::verify`] reads one back.
-//!
-//! The handoff state machine (offers waiting in the outbox, retries, accept and reject
-//! bookkeeping) will live here too, as a `handle(input) -> outputs` core the node drives;
-//! it calls [`verify_offer`] when an offer arrives.
+//! - [`machine`]: the handoff state machine of one node, [`machine::Machine`]. The node
+//!   feeds it commands (an offer to send, an answer, an offer received, a stage finished,
+//!   `Tick { now }`) and carries out the actions it queues (persist to the outbox or
+//!   inbox, send, reply, fetch, start the stage, wake up), in order: that order is the
+//!   durability contract. It calls [`verify_offer`] when an offer arrives, retries with
+//!   seeded, capped exponential backoff until an offer expires, answers a duplicate with
+//!   the first answer, and resumes from the durable records after a crash
+//!   (`docs/handoff.md`). Unlike the functions above it keeps state between calls, but
+//!   only what commands gave it: still no clock, no I/O, no ambient randomness.
+//! - `sim` (with the `sim` feature, and in this crate's tests): a deterministic
+//!   simulator of many nodes of several orgs passing real signed offers and receipts
+//!   through their machines over a faulty in-memory network, with a virtual clock.
 //!
 //! # Trust that the caller sets up
 //!
@@ -36,6 +45,9 @@
 
 pub mod attest;
 pub mod chain;
+pub mod machine;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod verify;
 
 mod dag;
