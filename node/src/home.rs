@@ -488,7 +488,16 @@ impl Home {
             &self.node_cert_file(),
             &otto_protocol::encode_envelope(&envelope),
         )?;
-        persist::save_trust_store(&self.trust_file(), &TrustStore::new())?;
+        // The node's own org is pinned from the start: its own receipts come back to it in
+        // later offers' chains and must verify like anyone else's.
+        let mut trust = TrustStore::new();
+        trust
+            .pin_org(&options.org, org_key.public_key(), now)
+            .map_err(|e| HomeError::Config {
+                path: self.trust_file(),
+                reason: e.to_string(),
+            })?;
+        persist::save_trust_store(&self.trust_file(), &trust)?;
 
         let ca = OrgCa::generate(&options.org, rng, now, now + CA_SECS)?;
         persist::write_private_file(&self.ca_cert_file(), ca.cert_pem().as_bytes())?;
@@ -754,6 +763,11 @@ mod tests {
         assert_eq!(id.cert.org(), "acme");
         assert_eq!(id.key.peer_id().to_string(), made.peer_id);
         assert_eq!(home.read_api_token().unwrap().len(), 64);
+        let trust = persist::load_trust_store(&home.trust_file()).unwrap();
+        let own = trust
+            .resolve_org("acme")
+            .expect("the node's own org is pinned");
+        assert_eq!(&own.key, id.cert.org_key());
         for file in [home.ca_cert_file(), home.ca_key_file(), home.trust_file()] {
             assert!(file.is_file(), "{}", file.display());
         }
