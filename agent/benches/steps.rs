@@ -1,7 +1,7 @@
 //! Orchestration overhead per step: a stage of 200 `sh 'true'` steps run by the real agent
 //! against a test node, against running `/bin/sh -e -c true` 200 times directly.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

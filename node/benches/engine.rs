@@ -8,7 +8,7 @@
 //! time from `submit` to the first step starting and from the last step ending to the
 //! run being recorded complete.
 
-#[path = "../tests/engine_support/mod.rs"]
+#[path = "../tests/it/engine_support/mod.rs"]
 mod engine_support;
 
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! p50 and p99 over 1,000 offers, and the median throughput of both transfers over a few
 //! runs with their ratio.
 
-#[path = "../tests/mesh_support/mod.rs"]
+#[path = "../tests/it/mesh_support/mod.rs"]
 mod mesh_support;
 
 use std::path::Path;

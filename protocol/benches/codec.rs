@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p otto-protocol -- --warm-up-time 1 --measurement-time 3`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::hint::black_box;

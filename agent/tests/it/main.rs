@@ -1,0 +1,8 @@
+//! Integration tests of this crate, as one test binary (one link, one binary on disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod agent;
+mod node_lost;

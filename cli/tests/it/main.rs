@@ -1,0 +1,11 @@
+//! Integration tests of this crate, as one test binary (one link, one binary on disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod node_support;
+
+mod explain;
+mod node_bad_input;
+mod node_gates;
+mod node_restart;
+mod node_run;

@@ -1,0 +1,130 @@
+//! Bad input through the CLI: one line on standard error and a non-zero exit, never a
+//! crash. Unknown runs, a wrong token, an Ottofile with errors, a node that is not
+//! running, an existing home.
+
+use std::process::Command;
+
+use crate::node_support::{Node, project, text};
+
+#[test]
+fn bad_input_gets_one_line_and_a_non_zero_exit() {
+    let node = Node::start_new();
+    let one_line = |args: &[&str], needle: &str| {
+        let out = node.otto(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    one_line(
+        &["status", "01J9ZQ3M5V8R2K4T6W8Y0A2C4E"],
+        "no run 01J9ZQ3M5V8R2K4T6W8Y0A2C4E",
+    );
+    one_line(&["status", "nope"], "no run");
+    one_line(&["logs", "01J9ZQ3M5V8R2K4T6W8Y0A2C4E"], "no run");
+    one_line(
+        &["approve", "01J9ZQ3M5V8R2K4T6W8Y0A2C4E", "Deploy"],
+        "no run",
+    );
+    one_line(&["secrets", "rm", "NOPE"], "no secret NOPE");
+    one_line(&["run", "/nonexistent/dir"], "no such file or directory");
+    let bad_name = node.otto_with_stdin(&["secrets", "set", "lower"], Some(b"v"));
+    assert_eq!(bad_name.status.code(), Some(1));
+    assert!(
+        text(&bad_name.stderr).contains("secret names"),
+        "{}",
+        text(&bad_name.stderr)
+    );
+
+    // An Ottofile with errors: the diagnostics with file:line:column, exit 1.
+    let dir = project(&[("Ottofile", "stage('Build') {\n  stpes { sh 'make' }\n}\n")]);
+    let out = node.otto(&["run", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("--> Ottofile:2:3"), "{err}");
+    assert!(err.contains("did you mean `steps`?"), "{err}");
+    assert!(text(&out.stdout).is_empty());
+
+    // A wrong token: a copy of the home with another api.token.
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("api.token"), "0".repeat(64)).unwrap();
+    std::fs::copy(node.home.join("api.addr"), other.path().join("api.addr")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_otto"))
+        .args(["status", "--home"])
+        .arg(other.path())
+        .env_remove("OTTO_NODE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("bearer token"), "{err}");
+
+    // --node with a home that has the right token works.
+    let addr = std::fs::read_to_string(node.home.join("api.addr")).unwrap();
+    let out = node.otto(&["status", "--node", addr.trim()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn commands_fail_cleanly_without_a_running_node_or_with_an_existing_home() {
+    let node = Node::init();
+    let out = node.otto(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("otto-node start"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+        .args(["init", "--org", "acme", "--name", "n2", "--home"])
+        .arg(&node.home)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("not empty"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+
+    // A second node of the same org, from the first one's org key.
+    let second = node.dir.path().join("second");
+    let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+        .args(["init", "--org", "acme", "--name", "n2", "--json", "--home"])
+        .arg(&second)
+        .arg("--org-key")
+        .arg(node.home.join("org.key"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["org"], "acme");
+    assert!(!second.join("org.key").exists());
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        &["run", "--help"][..],
+        &["status", "--help"],
+        &["logs", "--help"],
+        &["approve", "--help"],
+        &["secrets", "--help"],
+        &["explain", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_otto"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out.stdout).contains("Examples:"), "{args:?}");
+    }
+    for args in [&["init", "--help"][..], &["start", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(text(&out.stdout).contains("Examples:"), "{args:?}");
+    }
+}

@@ -1,0 +1,573 @@
+//! The sending side of the machine, one command at a time: feed a command, check the event
+//! and the exact list of actions.
+
+use std::sync::Arc;
+
+use crate::common::*;
+use crate::machine_support::*;
+use otto_handoff::machine::event::{self, Expired, Retry};
+use otto_handoff::machine::{Action, Command, Config, Event, Machine, OutgoingState, command};
+use otto_protocol::{HandoffId, Outcome, RejectCode};
+
+/// Dev's machine after handing off the world's offer at [`AT`], actions drained.
+fn sent(world: &World) -> (Machine, otto_protocol::Offer) {
+    let mut machine = machine();
+    let offer = world.offer();
+    hand_off(&mut machine, &offer, AT);
+    machine.drain_actions().for_each(drop);
+    (machine, offer)
+}
+
+fn retry_at(event: &Event) -> u64 {
+    match event {
+        Event::SendFailed(Retry::Retrying { retry_at, .. })
+        | Event::Answer(event::Answer::Busy { retry_at, .. }) => *retry_at,
+        other => panic!("no retry in {other:?}"),
+    }
+}
+
+#[test]
+fn hand_off_persists_the_offer_before_sending_it() {
+    let world = World::new();
+    let mut machine = machine();
+    let offer = world.offer();
+    let event = hand_off(&mut machine, &offer, AT);
+    assert_eq!(
+        event,
+        Event::HandOff(event::HandOff::Queued {
+            id: offer.id,
+            expires_at: EXPIRES
+        })
+    );
+    let envelope = offer_envelope(&world, &offer);
+    assert_eq!(
+        actions(&mut machine),
+        [
+            Action::PersistOutbox {
+                id: offer.id,
+                run: RUN.to_owned(),
+                stage: "Deploy".to_owned(),
+                peer: "ops-1".to_owned(),
+                envelope: Arc::clone(&envelope),
+                created_at: AT,
+                next_attempt_at: AT + 1_000,
+            },
+            Action::Send {
+                id: offer.id,
+                peer: "ops-1".to_owned(),
+                envelope,
+            },
+            Action::Wakeup { at: AT + 1_000 },
+        ]
+    );
+    assert_eq!(
+        machine.outgoing(&offer.id),
+        Some(OutgoingState::Awaiting {
+            deadline: AT + 1_000,
+            tries: 0
+        })
+    );
+    assert_eq!(machine.pending_offers(), 1);
+}
+
+#[test]
+fn hand_off_of_a_tracked_offer_changes_nothing() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let event = hand_off(&mut machine, &offer, AT + 10);
+    assert_eq!(
+        event,
+        Event::HandOff(event::HandOff::AlreadyKnown { id: offer.id })
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn hand_off_beyond_max_pending_is_refused_without_actions() {
+    let world = World::new();
+    let mut machine = Machine::new(
+        Config {
+            max_pending: 1,
+            ..config()
+        },
+        7,
+    );
+    hand_off(&mut machine, &world.offer(), AT);
+    machine.drain_actions().for_each(drop);
+    let second = otto_protocol::Offer {
+        id: HandoffId([0x43; 16]),
+        ..world.offer()
+    };
+    let event = hand_off(&mut machine, &second, AT);
+    assert_eq!(
+        event,
+        Event::HandOff(event::HandOff::Full {
+            id: second.id,
+            pending: 1
+        })
+    );
+    assert_eq!(actions(&mut machine), []);
+    assert_eq!(machine.outgoing(&second.id), None);
+}
+
+#[test]
+fn hand_off_of_an_expired_offer_sends_nothing() {
+    let world = World::new();
+    let mut machine = machine();
+    let offer = world.offer();
+    let event = hand_off(&mut machine, &offer, EXPIRES);
+    assert_eq!(
+        event,
+        Event::HandOff(event::HandOff::Expired { id: offer.id })
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn hand_off_of_something_else_is_invalid() {
+    let world = World::new();
+    let mut machine = machine();
+    let receipt = signed_receipt(&world, 1);
+    let event = machine.handle(Command::HandOff(command::HandOff {
+        peer: "ops-1".to_owned(),
+        envelope: receipt,
+        now: AT,
+    }));
+    assert!(
+        matches!(&event, Event::HandOff(event::HandOff::Invalid { reason }) if reason.contains("does not hold an offer")),
+        "{event:?}"
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn an_accept_acknowledges_the_outbox_and_ends_the_wait() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let event = answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &accept(&offer)),
+        AT + 5,
+    );
+    assert_eq!(
+        event,
+        Event::Answer(event::Answer::Accepted {
+            id: offer.id,
+            run: RUN.to_owned(),
+            stage: "Deploy".to_owned(),
+            peer: "ops-1".to_owned(),
+        })
+    );
+    assert_eq!(actions(&mut machine), [Action::AckOutbox { id: offer.id }]);
+    assert_eq!(machine.outgoing(&offer.id), Some(OutgoingState::Accepted));
+    assert_eq!(machine.pending_offers(), 0);
+    assert_eq!(machine.next_wakeup(), None);
+
+    // A late copy of the same answer changes nothing.
+    let again = answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &accept(&offer)),
+        AT + 6,
+    );
+    assert_eq!(
+        again,
+        Event::Answer(event::Answer::Unknown { id: offer.id })
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn a_reject_surfaces_its_reason_and_ends_the_offer() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let refusal = reject(
+        offer.id,
+        RejectCode::DefinitionNotApproved,
+        "stage definition not approved",
+    );
+    let event = answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &refusal),
+        AT + 5,
+    );
+    assert_eq!(
+        event,
+        Event::Answer(event::Answer::Rejected {
+            id: offer.id,
+            run: RUN.to_owned(),
+            stage: "Deploy".to_owned(),
+            peer: "ops-1".to_owned(),
+            code: RejectCode::DefinitionNotApproved,
+            message: "stage definition not approved".to_owned(),
+            hint: Some("do something".to_owned()),
+        })
+    );
+    assert_eq!(actions(&mut machine), [Action::AckOutbox { id: offer.id }]);
+    assert_eq!(machine.outgoing(&offer.id), None);
+}
+
+#[test]
+fn a_busy_reject_backs_off_and_sends_again() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let busy = reject(offer.id, RejectCode::Internal, "busy");
+    let event = answer(&mut machine, offer.id, verified(&world.ops, &busy), AT + 5);
+    let at = retry_at(&event);
+    assert!((AT + 5 + 200..=AT + 5 + 400).contains(&at), "{at}");
+    assert_eq!(
+        actions(&mut machine),
+        [
+            Action::RetryOutbox {
+                id: offer.id,
+                next_attempt_at: at,
+                tries: 1,
+                error: "busy".to_owned(),
+            },
+            Action::Wakeup { at },
+        ]
+    );
+    tick(&mut machine, at);
+    assert!(matches!(
+        actions(&mut machine).first(),
+        Some(Action::Send { .. })
+    ));
+}
+
+#[test]
+fn an_answer_for_another_offer_or_stage_is_invalid() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let other = accept(&otto_protocol::Offer {
+        id: HandoffId([9; 16]),
+        ..offer.clone()
+    });
+    let event = answer(&mut machine, offer.id, verified(&world.ops, &other), AT);
+    assert!(
+        matches!(event, Event::Answer(event::Answer::Invalid { .. })),
+        "{event:?}"
+    );
+    let wrong_stage = otto_protocol::Accept {
+        stage: "Smoke".to_owned(),
+        ..accept(&offer)
+    };
+    let event = answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &wrong_stage),
+        AT,
+    );
+    assert!(
+        matches!(event, Event::Answer(event::Answer::Invalid { .. })),
+        "{event:?}"
+    );
+    assert_eq!(actions(&mut machine), []);
+    assert!(machine.outgoing(&offer.id).is_some());
+}
+
+#[test]
+fn an_answer_for_an_unknown_offer_changes_nothing() {
+    let world = World::new();
+    let mut machine = machine();
+    let offer = world.offer();
+    let event = answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &accept(&offer)),
+        AT,
+    );
+    assert_eq!(
+        event,
+        Event::Answer(event::Answer::Unknown { id: offer.id })
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn a_failed_send_backs_off_then_sends_again() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let event = machine.handle(Command::SendFailed(command::SendFailed {
+        id: offer.id,
+        error: "connection refused".to_owned(),
+        now: AT + 20,
+    }));
+    let at = retry_at(&event);
+    assert!((AT + 20 + 200..=AT + 20 + 400).contains(&at), "{at}");
+    assert_eq!(
+        actions(&mut machine),
+        [
+            Action::RetryOutbox {
+                id: offer.id,
+                next_attempt_at: at,
+                tries: 1,
+                error: "connection refused".to_owned(),
+            },
+            Action::Wakeup { at },
+        ]
+    );
+
+    // A second failure report during the backoff (an older send) changes nothing.
+    let again = machine.handle(Command::SendFailed(command::SendFailed {
+        id: offer.id,
+        error: "connection refused".to_owned(),
+        now: AT + 30,
+    }));
+    assert_eq!(retry_at(&again), at);
+    assert_eq!(actions(&mut machine), []);
+
+    // Too early: nothing. On time: the offer goes again and its answer is awaited.
+    let early = tick(&mut machine, at - 1);
+    assert_eq!(early, Event::Tick(event::Tick::default()));
+    assert_eq!(actions(&mut machine), []);
+    tick(&mut machine, at);
+    assert_eq!(
+        actions(&mut machine),
+        [
+            Action::Send {
+                id: offer.id,
+                peer: "ops-1".to_owned(),
+                envelope: offer_envelope(&world, &offer),
+            },
+            Action::Wakeup { at: at + 1_000 },
+        ]
+    );
+}
+
+#[test]
+fn no_answer_in_time_counts_as_a_failed_send() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let event = tick(&mut machine, AT + 1_000);
+    assert_eq!(
+        event,
+        Event::Tick(event::Tick {
+            timed_out: 1,
+            ..event::Tick::default()
+        })
+    );
+    let actions = actions(&mut machine);
+    let [
+        Action::RetryOutbox {
+            id,
+            tries: 1,
+            next_attempt_at,
+            error,
+        },
+        Action::Wakeup { at },
+    ] = actions.as_slice()
+    else {
+        panic!("{actions:?}");
+    };
+    assert_eq!(*id, offer.id);
+    assert_eq!(next_attempt_at, at);
+    assert_eq!(error, "no answer within 1000 ms");
+    assert!((AT + 1_200..=AT + 1_400).contains(at), "{at}");
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap_with_jitter_from_the_seed() {
+    let world = World::new();
+    let delays = |seed: u64| -> Vec<u64> {
+        let mut machine = Machine::new(config(), seed);
+        let offer = world.offer();
+        hand_off(&mut machine, &offer, AT);
+        let mut now = AT;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let event = machine.handle(Command::SendFailed(command::SendFailed {
+                id: offer.id,
+                error: "down".to_owned(),
+                now,
+            }));
+            let at = retry_at(&event);
+            delays.push(at - now);
+            tick(&mut machine, at);
+            now = at;
+        }
+        delays
+    };
+    let first = delays(7);
+    for (n, delay) in first.iter().enumerate() {
+        let full = (400u64 << n).min(3_200);
+        assert!(
+            (full / 2..=full).contains(delay),
+            "try {}: {delay} of {full}",
+            n + 1
+        );
+    }
+    assert_eq!(delays(7), first, "the same seed gives the same delays");
+    assert_ne!(delays(8), first, "another seed gives other delays");
+}
+
+#[test]
+fn an_offer_without_an_answer_expires_and_leaves_the_outbox() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    assert_eq!(machine.next_wakeup(), Some(AT + 1_000));
+    let event = tick(&mut machine, EXPIRES);
+    assert_eq!(
+        event,
+        Event::Tick(event::Tick {
+            expired: vec![Expired {
+                id: offer.id,
+                run: RUN.to_owned(),
+                stage: "Deploy".to_owned(),
+                peer: "ops-1".to_owned(),
+            }],
+            ..event::Tick::default()
+        })
+    );
+    assert_eq!(actions(&mut machine), [Action::AckOutbox { id: offer.id }]);
+    assert_eq!(machine.outgoing(&offer.id), None);
+    assert_eq!(machine.next_wakeup(), None);
+}
+
+#[test]
+fn the_wakeup_never_lies_past_the_expiry() {
+    let world = World::new();
+    let mut machine = Machine::new(
+        Config {
+            answer_timeout: 10_000_000,
+            ..config()
+        },
+        7,
+    );
+    let offer = world.offer();
+    hand_off(&mut machine, &offer, AT);
+    assert_eq!(
+        actions(&mut machine).last(),
+        Some(&Action::Wakeup { at: EXPIRES })
+    );
+}
+
+#[test]
+fn a_receipt_is_stored_before_it_is_acknowledged() {
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &accept(&offer)),
+        AT + 5,
+    );
+    machine.drain_actions().for_each(drop);
+    let receipt = deploy_receipt(&world, 1);
+    let envelope = verified(&world.ops, &receipt);
+    let event = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope: envelope.clone(),
+        now: AT + 60_000,
+    }));
+    assert_eq!(
+        event,
+        Event::Receipt(event::Receipt::StageFinished {
+            handoff: Some(offer.id),
+            run: RUN.to_owned(),
+            stage: "Deploy".to_owned(),
+            attempt: 1,
+            outcome: Outcome::Success,
+        })
+    );
+    assert_eq!(
+        actions(&mut machine),
+        [
+            Action::PersistReceipt {
+                run: RUN.to_owned(),
+                stage: "Deploy".to_owned(),
+                attempt: 1,
+                receipt: Arc::new(envelope.get().clone()),
+            },
+            Action::AckReceipt {
+                peer: "ops-1".to_owned(),
+                run: RUN.to_owned(),
+                stage: "Deploy".to_owned(),
+                attempt: 1,
+            },
+        ]
+    );
+    assert_eq!(machine.outgoing(&offer.id), None);
+
+    // A copy is stored (the store ignores same bytes) and acknowledged again.
+    let again = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope,
+        now: AT + 60_001,
+    }));
+    assert!(matches!(
+        again,
+        Event::Receipt(event::Receipt::StageFinished { handoff: None, .. })
+    ));
+    assert_eq!(actions(&mut machine).len(), 2);
+}
+
+#[test]
+fn a_receipt_before_the_accept_ends_the_offer_too() {
+    // The accept was lost, but the stage ran: the receipt proves the offer was accepted.
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let envelope = verified(&world.ops, &deploy_receipt(&world, 2));
+    let event = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope,
+        now: AT + 60_000,
+    }));
+    assert!(
+        matches!(
+            event,
+            Event::Receipt(event::Receipt::StageFinished { handoff: Some(id), attempt: 2, .. }) if id == offer.id
+        ),
+        "{event:?}"
+    );
+    let actions = actions(&mut machine);
+    assert_eq!(actions.first(), Some(&Action::AckOutbox { id: offer.id }));
+    assert!(matches!(
+        actions.get(1),
+        Some(Action::PersistReceipt { .. })
+    ));
+    assert!(matches!(actions.get(2), Some(Action::AckReceipt { .. })));
+    assert_eq!(machine.pending_offers(), 0);
+}
+
+#[test]
+fn a_receipt_envelope_that_holds_something_else_is_invalid() {
+    let world = World::new();
+    let mut machine = machine();
+    let offer = world.offer();
+    let event = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope: verified(&world.dev, &offer),
+        now: AT,
+    }));
+    assert!(
+        matches!(event, Event::Receipt(event::Receipt::Invalid { .. })),
+        "{event:?}"
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn accepted_offers_awaiting_receipts_are_bounded() {
+    let world = World::new();
+    let mut machine = Machine::new(
+        Config {
+            max_awaiting: 2,
+            ..config()
+        },
+        7,
+    );
+    let ids: Vec<HandoffId> = (1..=3).map(|i| HandoffId([i; 16])).collect();
+    for id in &ids {
+        let offer = otto_protocol::Offer {
+            id: *id,
+            ..world.offer()
+        };
+        hand_off(&mut machine, &offer, AT);
+        answer(&mut machine, *id, verified(&world.ops, &accept(&offer)), AT);
+    }
+    assert_eq!(machine.outgoing(&ids[0]), None, "the oldest is forgotten");
+    assert_eq!(machine.outgoing(&ids[1]), Some(OutgoingState::Accepted));
+    assert_eq!(machine.outgoing(&ids[2]), Some(OutgoingState::Accepted));
+}

@@ -1,0 +1,17 @@
+//! Integration tests of this crate, as one test binary (one link, one binary on disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+mod machine_support;
+mod sim_support;
+
+mod attest;
+mod chain;
+mod machine_receiver;
+mod machine_restore;
+mod machine_sender;
+mod sim_faults;
+mod sim_properties;
+mod sim_rejects;
+mod verify;

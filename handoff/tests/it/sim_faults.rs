@@ -1,0 +1,208 @@
+//! Simulations with one fault each, placed where it hurts: a receiver down when the offer
+//! leaves, a receiver killed mid-stage, a sender killed while it waits for the receipt,
+//! every message duplicated, crashes between the actions of one command.
+//!
+//! ```text
+//!   dev-1 ──offer S1──▶ ops-1        S0 runs on dev (the origin), S1 on ops
+//!         ◀──receipt───
+//! ```
+
+use crate::sim_support::*;
+use otto_handoff::machine::Verdict;
+use otto_handoff::sim::{Crash, Faults, Partition, START, Sim, SimConfig};
+use otto_protocol::Receipt;
+
+/// Dev and ops, S0 on dev and S1 on ops, stages of exactly `stage_ms`.
+fn dev_ops(faults: Faults, stage_ms: u64) -> (Sim, String) {
+    let mut sim = Sim::new(SimConfig {
+        seed: 11,
+        orgs: orgs(2),
+        faults,
+        stage_time: (stage_ms, stage_ms),
+        fetch_time: (50, 50),
+        ..SimConfig::default()
+    });
+    let run = sim
+        .start_run("dev-1", &chain(&[None, Some("ops")]))
+        .unwrap();
+    (sim, run)
+}
+
+fn latency() -> Faults {
+    Faults {
+        latency: (5, 5),
+        ..Faults::default()
+    }
+}
+
+/// The attempts of `stage` that have a receipt, in signing order.
+fn receipt_attempts(sim: &Sim, run: &str, stage: &str) -> Vec<u32> {
+    sim.receipts(run)
+        .iter()
+        .map(|env| env.payload_as::<Receipt>().unwrap())
+        .filter(|r| r.stage == stage)
+        .map(|r| r.attempt)
+        .collect()
+}
+
+#[test]
+fn an_offer_to_a_node_that_is_down_is_delivered_once_it_starts() {
+    let (mut sim, run) = dev_ops(
+        Faults {
+            crashes: vec![Crash {
+                node: "ops-1".to_owned(),
+                at: START,
+                down_for: 30_000,
+            }],
+            ..latency()
+        },
+        1_000,
+    );
+    finish(&mut sim);
+    assert_exactly_once(&sim);
+    assert_runs_verify(&sim);
+    let starts = &sim.trace().starts;
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].epoch, 1, "started by the restarted ops");
+    assert!(sim.now() >= START + 30_000);
+    assert_eq!(receipt_attempts(&sim, &run, "S1"), [1]);
+}
+
+#[test]
+fn a_receiver_killed_mid_stage_runs_it_again_as_the_next_attempt() {
+    // S0 ends at +10 s, the offer is accepted at once and S1 starts at about +10.06 s; ops
+    // dies at +15 s, half-way through it, and comes back at +20 s.
+    let (mut sim, run) = dev_ops(
+        Faults {
+            crashes: vec![Crash {
+                node: "ops-1".to_owned(),
+                at: START + 15_000,
+                down_for: 5_000,
+            }],
+            ..latency()
+        },
+        10_000,
+    );
+    finish(&mut sim);
+    assert_exactly_once(&sim);
+    assert_runs_verify(&sim);
+    let starts: Vec<(u32, u32)> = sim
+        .trace()
+        .starts
+        .iter()
+        .map(|s| (s.epoch, s.attempt))
+        .collect();
+    assert_eq!(starts, [(0, 1), (1, 2)]);
+    assert_eq!(
+        receipt_attempts(&sim, &run, "S1"),
+        [2],
+        "attempt 1 never ended"
+    );
+    let decisions: Vec<&Verdict> = sim.trace().decisions.values().collect();
+    assert_eq!(decisions.len(), 1);
+}
+
+#[test]
+fn a_sender_killed_while_it_waits_for_the_receipt_still_gets_it() {
+    let (mut sim, run) = dev_ops(
+        Faults {
+            crashes: vec![Crash {
+                node: "dev-1".to_owned(),
+                at: START + 15_000,
+                down_for: 10_000,
+            }],
+            ..latency()
+        },
+        10_000,
+    );
+    finish(&mut sim);
+    assert_exactly_once(&sim);
+    assert_runs_verify(&sim);
+    assert_eq!(sim.trace().starts.len(), 1, "ops ran S1 once");
+    assert_eq!(receipt_attempts(&sim, &run, "S1"), [1]);
+    assert!(sim.now() >= START + 25_000, "the receipt waited for dev");
+}
+
+#[test]
+fn every_message_twice_starts_nothing_twice() {
+    let mut sim = sim(
+        3,
+        orgs(3),
+        Faults {
+            latency: (1, 2_000),
+            duplicate: 1_000,
+            heal_at: HEAL,
+            ..Faults::default()
+        },
+    );
+    for owners in [
+        [None, Some("ops"), Some("qa"), None],
+        [None, Some("qa"), Some("ops"), Some("qa")],
+    ] {
+        sim.start_run("dev-1", &chain(&owners)).unwrap();
+    }
+    finish(&mut sim);
+    assert_exactly_once(&sim);
+    assert_runs_verify(&sim);
+    let trace = sim.trace();
+    assert!(trace.messages.2 > 10, "{:?}", trace.messages);
+    assert_eq!(
+        trace.starts.len(),
+        trace.offers.len(),
+        "one start per handoff"
+    );
+    assert!(
+        trace.replies.values().any(|r| r.len() > 1),
+        "some offers were answered more than once"
+    );
+}
+
+#[test]
+fn crashes_between_the_actions_of_a_command_lose_nothing() {
+    for seed in 0..8 {
+        let mut sim = sim(
+            seed,
+            orgs(3),
+            Faults {
+                latency: (1, 200),
+                torn: 300,
+                max_torn: 12,
+                down_for: 2_000,
+                heal_at: START + 600_000,
+                ..Faults::default()
+            },
+        );
+        sim.start_run(
+            "dev-1",
+            &chain(&[None, Some("ops"), Some("qa"), Some("ops"), None]),
+        )
+        .unwrap();
+        finish(&mut sim);
+        assert_exactly_once(&sim);
+        assert_runs_verify(&sim);
+        assert!(
+            sim.trace().crashes.values().sum::<u32>() > 0,
+            "seed {seed}: no torn crash happened"
+        );
+    }
+}
+
+#[test]
+fn a_partition_that_heals_delays_the_run_only() {
+    let (mut sim, _) = dev_ops(
+        Faults {
+            partitions: vec![Partition {
+                a: "dev-1".to_owned(),
+                b: "ops-1".to_owned(),
+                from: START,
+                until: START + 40_000,
+            }],
+            ..latency()
+        },
+        1_000,
+    );
+    finish(&mut sim);
+    assert_exactly_once(&sim);
+    assert_runs_verify(&sim);
+    assert!(sim.now() >= START + 40_000);
+}

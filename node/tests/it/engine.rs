@@ -1,0 +1,315 @@
+//! The engine runs whole pipelines with real agents: DAG order, artifacts between stages,
+//! failures, conditions, secrets masked in the stored logs, caches between runs, stages
+//! owned elsewhere, timeouts and cancelling.
+
+use crate::engine_support::{TestNode, on_branch, states};
+use base64::Engine as _;
+use otto_node::engine::EngineEvent;
+use otto_node::store::{AttemptState, RunState, StageState, Stream};
+use otto_pipeline::Facts;
+
+const GREEN: &str = r#"
+stage('Build') {
+  steps {
+    sh 'mkdir -p out && echo "hello from build" > out/greeting.txt'
+    archive path: 'out/', name: 'site'
+  }
+}
+parallel {
+  stage('Unit') {
+    steps {
+      unarchive name: 'site'
+      sh 'cat out/greeting.txt && cat input.txt'
+    }
+  }
+  stage('Lint') { steps { echo 'lint ok' } }
+}
+stage('Package') {
+  steps {
+    dir 'pkg' { unarchive name: 'site' }
+    sh 'test -f pkg/out/greeting.txt && echo packaged'
+  }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_runs_green_end_to_end() {
+    let mut node = TestNode::start();
+    let run = node
+        .submit(GREEN, Facts::default(), &[("input.txt", "from the source")])
+        .await;
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+
+    let stages = node.store.stages(&run).expect("stages");
+    assert!(
+        stages.iter().all(|s| s.state == StageState::Succeeded),
+        "{:?}",
+        states(&stages)
+    );
+    for stage in &stages {
+        let attempts: Vec<AttemptState> = stage.attempts.iter().map(|a| a.state).collect();
+        assert_eq!(attempts, [AttemptState::Succeeded], "{}", stage.id);
+    }
+    let unit = node.log_text(run, "Unit");
+    assert!(unit.contains("hello from build"), "{unit}");
+    assert!(unit.contains("from the source"), "{unit}");
+    assert!(node.log_text(run, "Package").contains("packaged"));
+    assert!(
+        node.log_text(run, "Build")
+            .contains("artifact 'site' stored as sha256:")
+    );
+    // The parallel stages both started after Build ended and before Package started.
+    let build = &stages[0].attempts[0];
+    let package = &stages[3].attempts[0];
+    for stage in &stages[1..3] {
+        let attempt = &stage.attempts[0];
+        assert!(attempt.started_at >= build.finished_at.expect("ended"));
+        assert!(package.started_at >= attempt.finished_at.expect("ended"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_step_fails_the_run_with_its_output_in_the_log() {
+    let mut node = TestNode::start();
+    let text = r#"
+stage('Test') {
+  steps {
+    sh 'echo "checking things"; echo "something broke" >&2; exit 3'
+    sh 'echo never'
+  }
+  notify { failure { echo 'the tests failed' } }
+}
+stage('Deploy') { steps { sh 'echo deploying' } }
+"#;
+    let run = node.submit(text, Facts::default(), &[]).await;
+    assert_eq!(node.wait_run(run).await, RunState::Failed);
+
+    let test = node.stage(run, "Test");
+    assert_eq!(test.state, StageState::Failed);
+    let attempt = &test.attempts[0];
+    assert_eq!(attempt.state, AttemptState::Failed);
+    assert_eq!(attempt.exit_code, Some(3));
+    assert_eq!(attempt.failed_step, Some(0));
+    let log = node.log(run, "Test");
+    assert!(
+        log.iter()
+            .any(|l| l.text == "checking things" && l.stream == Stream::Stdout)
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.text == "something broke" && l.stream == Stream::Stderr)
+    );
+    assert!(!log.iter().any(|l| l.text == "never"));
+    assert!(
+        log.iter().any(|l| l.text == "the tests failed"),
+        "notify ran"
+    );
+
+    let deploy = node.stage(run, "Deploy");
+    assert_eq!(deploy.state, StageState::Cancelled);
+    assert!(deploy.attempts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_whose_when_fails_is_skipped_and_the_run_succeeds() {
+    let mut node = TestNode::start();
+    let text = "
+stage('Build') { steps { echo 'built' } }
+stage('Docs') { when { branch == 'main' } steps { echo 'docs' } }
+stage('Unknown') { when { tag == 'v1' } steps { echo 'tagged' } }
+stage('After') { steps { echo 'after' } }
+";
+    let run = node.submit(text, on_branch("dev"), &[]).await;
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+    let stages = states(&node.store.stages(&run).expect("stages"));
+    assert_eq!(stages["Build"], StageState::Succeeded);
+    assert_eq!(stages["Docs"], StageState::Skipped);
+    assert_eq!(stages["Unknown"], StageState::Skipped);
+    assert_eq!(stages["After"], StageState::Succeeded);
+    let unknown = node.stage(run, "Unknown");
+    assert!(
+        unknown
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("unknown")),
+        "{:?}",
+        unknown.note
+    );
+    assert!(node.stage(run, "Docs").attempts.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_enter_condition_stops_the_run() {
+    let mut node = TestNode::start();
+    let text = "
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') { gates { enter { branch == 'main' } } steps { echo 'deployed' } }
+stage('Announce') { steps { echo 'announced' } }
+";
+    let run = node.submit(text, on_branch("dev"), &[]).await;
+    assert_eq!(node.wait_run(run).await, RunState::Failed);
+    let deploy = node.stage(run, "Deploy");
+    assert_eq!(deploy.state, StageState::Failed);
+    assert_eq!(
+        deploy.note.as_deref(),
+        Some("enter gate failed: branch == 'main'")
+    );
+    assert!(deploy.attempts.is_empty());
+    assert_eq!(node.stage(run, "Announce").state, StageState::Cancelled);
+    assert_eq!(node.stage(run, "Build").state, StageState::Succeeded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_masked_in_the_stored_logs_in_every_form() {
+    let mut node = TestNode::start();
+    let secret = "s3cr3t/p@ss w0rd!";
+    node.set_secret("TOKEN", secret);
+    let text = r#"
+environments { prod { settings { REGION = 'eu-1' } secrets { TOKEN } } }
+stage('Deploy') {
+  environment -> prod
+  steps {
+    sh '''
+      echo "plain: $(cat "$OTTO_SECRETS_DIR/TOKEN")"
+      echo "base64: $(base64 < "$OTTO_SECRETS_DIR/TOKEN")"
+      echo "url: $(sed -e 's/%/%25/g' -e 's/ /%20/g' -e 's/@/%40/g' -e 's|/|%2F|g' -e 's/!/%21/g' "$OTTO_SECRETS_DIR/TOKEN")"
+      echo "region: $REGION"
+      '''
+  }
+}
+"#;
+    let run = node.submit(text, Facts::default(), &[]).await;
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+    let log = node.log_text(run, "Deploy");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+    let url = "s3cr3t%2Fp%40ss%20w0rd%21";
+    for form in [secret, b64.as_str(), url] {
+        assert!(!log.contains(form), "{form} leaked:\n{log}");
+    }
+    for line in ["plain: ***", "base64: ***", "url: ***", "region: eu-1"] {
+        assert!(log.contains(line), "no '{line}' in:\n{log}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_secret_fails_the_stage_and_names_it() {
+    let mut node = TestNode::start();
+    let text = "
+environments { prod { secrets { NOT_SET } } }
+stage('Deploy') { environment -> prod  steps { echo 'x' } }
+";
+    let run = node.submit(text, Facts::default(), &[]).await;
+    assert_eq!(node.wait_run(run).await, RunState::Failed);
+    let error = node.stage(run, "Deploy").attempts[0].error.clone();
+    assert!(error.is_some_and(|e| e.contains("NOT_SET")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_restores_the_cache_the_first_saved() {
+    let mut node = TestNode::start();
+    let text = "
+stage('Build') {
+  cache { deps { paths = ['deps/']  key = ['deps.lock'] } }
+  steps {
+    sh 'if [ -d deps ]; then echo reused; else mkdir deps && echo fetched > deps/lib; fi'
+    sh 'cat deps/lib'
+  }
+}
+";
+    let files = [("deps.lock", "lib 1.0")];
+    let first = node.submit(text, Facts::default(), &files).await;
+    assert_eq!(node.wait_run(first).await, RunState::Succeeded);
+    let attempt = node.stage(first, "Build").attempts[0].clone();
+    assert_eq!(attempt.cache_misses, ["deps"]);
+    assert!(attempt.cache_hits.is_empty());
+    assert!(node.log_text(first, "Build").contains("fetched"));
+
+    let second = node.submit(text, Facts::default(), &files).await;
+    assert_eq!(node.wait_run(second).await, RunState::Succeeded);
+    let attempt = node.stage(second, "Build").attempts[0].clone();
+    assert_eq!(attempt.cache_hits, ["deps"]);
+    assert!(attempt.cache_misses.is_empty());
+    assert!(node.log_text(second, "Build").contains("reused"));
+
+    // Other key files make another cache.
+    let third = node
+        .submit(text, Facts::default(), &[("deps.lock", "lib 2.0")])
+        .await;
+    assert_eq!(node.wait_run(third).await, RunState::Succeeded);
+    assert_eq!(
+        node.stage(third, "Build").attempts[0].cache_misses,
+        ["deps"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_owned_elsewhere_waits_for_the_mesh_and_does_not_run() {
+    let mut node = TestNode::start_with(vec!["dev".into()]);
+    let text = "
+stage('Build') { owner = 'dev'  steps { echo 'built' } }
+stage('Deploy') { owner = 'ops'  steps { sh 'touch should-not-exist' } }
+stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
+";
+    let run = node.submit(text, Facts::default(), &[]).await;
+    node.wait_for(
+        "the run to wait",
+        |e| matches!(e, EngineEvent::Run { run: r, state: RunState::Waiting } if *r == run),
+    )
+    .await;
+    assert_eq!(node.stage(run, "Build").state, StageState::Succeeded);
+    let deploy = node.stage(run, "Deploy");
+    assert_eq!(deploy.state, StageState::HandedOff);
+    assert_eq!(
+        deploy.note.as_deref(),
+        Some("waiting for the mesh (owner ops)")
+    );
+    assert!(deploy.attempts.is_empty());
+    assert_eq!(node.stage(run, "Verify").state, StageState::Pending);
+    let run_state = node.store.run(&run).expect("store").expect("run").state;
+    assert_eq!(run_state, RunState::Waiting);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stage_that_overstays_its_timeout_fails() {
+    let mut node = TestNode::start();
+    let text = "stage('Slow') { timeout = '1s'  steps { sh 'sleep 30' } }";
+    let run = node.submit(text, Facts::default(), &[]).await;
+    assert_eq!(node.wait_run(run).await, RunState::Failed);
+    let error = node.stage(run, "Slow").attempts[0].error.clone();
+    assert!(error.is_some_and(|e| e.contains("timed out")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_run_stops_its_attempt() {
+    let mut node = TestNode::start();
+    let text = "
+stage('Slow') { steps { sh 'echo started; sleep 30' } }
+stage('Later') { steps { echo 'later' } }
+";
+    let run = node.submit(text, Facts::default(), &[]).await;
+    node.wait_for(
+        "the step to start",
+        |e| matches!(e, EngineEvent::StepStarted { run: r, .. } if *r == run),
+    )
+    .await;
+    node.engine.cancel(run).await.expect("cancel");
+    assert_eq!(node.wait_run(run).await, RunState::Cancelled);
+    let slow = node.stage(run, "Slow");
+    assert_eq!(slow.state, StageState::Cancelled);
+    assert_eq!(slow.attempts[0].state, AttemptState::Cancelled);
+    assert_eq!(node.stage(run, "Later").state, StageState::Cancelled);
+    assert!(matches!(
+        node.engine.cancel(run).await,
+        Err(otto_node::engine::EngineError::Finished(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_runs_are_refused() {
+    let node = TestNode::start();
+    let id = otto_node::store::RunId::new(1, [0; 10]);
+    assert!(matches!(
+        node.engine.submit(id).await,
+        Err(otto_node::engine::EngineError::UnknownRun(_))
+    ));
+}

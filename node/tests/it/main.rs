@@ -1,0 +1,17 @@
+//! Integration tests of this crate, as one test binary (one link, one binary on disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod engine_support;
+mod mesh_support;
+
+mod blobs;
+mod engine;
+mod engine_gates;
+mod engine_recovery;
+mod mesh;
+mod mesh_artifact;
+mod mesh_gossip;
+mod store;
+mod store_crash;
+mod vault;

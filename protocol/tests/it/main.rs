@@ -1,0 +1,9 @@
+//! Integration tests of this crate, as one test binary (one link, one binary on disk).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+mod codec;
+mod props;
+mod vectors;
