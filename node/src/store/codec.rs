@@ -48,12 +48,14 @@ pub(crate) const INBOX: Bytes = TableDefinition::new("inbox");
 pub(crate) const INBOX_OPEN: Bytes = TableDefinition::new("inbox_open");
 /// cache name, key digest → [`CacheEntry`](super::CacheEntry).
 pub(crate) const CACHES: Bytes = TableDefinition::new("caches");
+/// Known nodes of other orgs (and of this one): node keyid → [`KnownNode`](super::KnownNode).
+pub(crate) const NODES: Bytes = TableDefinition::new("nodes");
 /// secret name → sealed value (the vault's own format).
 pub(crate) const SECRETS: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("secrets");
 
 /// Every byte table, created when the store is opened.
-pub(crate) const BYTE_TABLES: [Bytes; 14] = [
+pub(crate) const BYTE_TABLES: [Bytes; 15] = [
     RUNS,
     ACTIVE_RUNS,
     PLANS,
@@ -68,6 +70,7 @@ pub(crate) const BYTE_TABLES: [Bytes; 14] = [
     INBOX,
     INBOX_OPEN,
     CACHES,
+    NODES,
 ];
 
 /// The version byte in front of every CBOR record.

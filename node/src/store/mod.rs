@@ -34,6 +34,7 @@
 mod codec;
 mod ids;
 mod mesh;
+mod nodes;
 mod records;
 mod recovery;
 mod runs;
@@ -48,9 +49,9 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 pub use ids::{RunId, RunIdError};
 pub use records::{
     Attempt, AttemptEnd, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind,
-    GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState, LogLine,
-    NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Run, RunFilter, RunState,
-    Source, Stage, StageState, Stream,
+    GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState, KnownNode,
+    LogLine, NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Run, RunFilter,
+    RunState, Source, Stage, StageState, Stream,
 };
 
 /// The name of the database file in the node's home.

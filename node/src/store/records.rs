@@ -453,6 +453,36 @@ pub enum InboxState {
     Done,
 }
 
+/// A node this node knows: its certificate, checked when it was recorded, and how to
+/// reach it. Nodes become known by joining (either side of an invite) and by presenting
+/// their certificate in a verified offer, receipt or revocation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownNode {
+    /// The node key's keyid (the key id convention of `docs/protocol.md`).
+    pub keyid: String,
+    /// The node's libp2p peer id, base58.
+    pub peer_id: String,
+    /// The node's name within its org, from its certificate.
+    pub name: String,
+    /// The org name its certificate claims.
+    pub org: String,
+    /// The node certificate envelope (CBOR), opaque to the store.
+    #[serde(with = "serde_bytes")]
+    pub cert: Vec<u8>,
+    /// Multiaddrs where the node said it can be reached, newest first.
+    #[serde(default)]
+    pub addrs: Vec<String>,
+    /// Whether the node joined through an invite (either way), rather than being seen in
+    /// a certificate chain.
+    #[serde(default)]
+    pub joined: bool,
+    /// When it was first recorded.
+    pub added_at: u64,
+    /// When this node last had a connection with it.
+    #[serde(default)]
+    pub last_seen: Option<u64>,
+}
+
 /// A saved cache.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheEntry {
