@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, ApiParts, ApiState, Limits, types::NodeInfo};
 use crate::blobs::{BlobError, BlobStore};
-use crate::engine::{Context, Engine};
+use crate::engine::{Context, Engine, ReceiptSigner};
 use crate::home::{Config, Home, HomeError};
 use crate::store::{self, Store};
 use crate::vault::Vault;
@@ -149,6 +149,11 @@ pub async fn run_until(
         run_dir: home.run_dir(),
         packages: packages.clone(),
         webhook_base: Some(webhook_base.clone()),
+        signer: Some(ReceiptSigner {
+            key: home.identity(now)?.key,
+            name: config.node.name.clone(),
+            org: config.node.org.clone(),
+        }),
     });
     let state = ApiState::new(ApiParts {
         store,

@@ -53,6 +53,7 @@ async fn fixture_with(max_json_bytes: usize) -> Fixture {
         run_dir: home.run_dir(),
         packages: vec![],
         webhook_base: None,
+        signer: None,
     });
     let state = ApiState::new(ApiParts {
         store,

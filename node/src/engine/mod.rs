@@ -9,8 +9,9 @@
 //!
 //! 1. its `when` condition: a stage whose condition fails (or is unknown, because it reads
 //!    a fact the run was not given) is skipped;
-//! 2. its owner: a stage owned by someone this node does not answer for is left
-//!    `handed_off`, "waiting for the mesh", and nothing after it starts;
+//! 2. its owner and who moves it on: a stage another node owns, or that another node
+//!    moves on, is left `handed_off` (the node that moves it on offers it through the mesh
+//!    exchange; see `docs/engine.md`);
 //! 3. its enter gates: conditions (a failing one fails the stage and the run) and input
 //!    gates (a person approves);
 //! 4. an attempt: a workspace, a private unix socket serving the
@@ -45,11 +46,13 @@ mod dag;
 mod gates;
 mod orchestrator;
 mod outputs;
+mod receipts;
+mod remote;
 mod serve;
 mod stage;
 mod util;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +65,8 @@ use crate::store::{
     StageState, Store,
 };
 use crate::vault::Vault;
+
+pub use receipts::ReceiptSigner;
 
 /// How many events [`Engine::events`] receivers may fall behind before they miss some.
 pub const EVENT_BUFFER: usize = 4096;
@@ -94,6 +99,41 @@ pub struct Context {
     /// The base of webhook URLs, e.g. `https://127.0.0.1:8443`; a gate's URL is this
     /// followed by `/hooks/<token>`.
     pub webhook_base: Option<String>,
+    /// Signs a receipt for every attempt that ends here (`None`: no receipts, for a node
+    /// without an identity, as in some tests).
+    pub signer: Option<ReceiptSigner>,
+}
+
+/// What another node reported about a stage it runs, for [`Engine::remote_stage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStage {
+    /// The run.
+    pub run: RunId,
+    /// The stage id.
+    pub stage: String,
+    /// How it ended, for a receipt: the attempt, its outcome as a final stage state, when
+    /// it started and ended (milliseconds), and its artifacts. `None` while it is in
+    /// progress.
+    pub ended: Option<RemoteEnd>,
+    /// Where it stands, for people (e.g. "running on ops-1").
+    pub note: Option<String>,
+    /// Log lines it printed, as the owner shared them.
+    pub log: Vec<String>,
+    /// The attempt the log lines belong to.
+    pub attempt: u32,
+}
+
+/// How a stage run by another node ended, from its verified receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteEnd {
+    /// The final state.
+    pub state: StageState,
+    /// When the attempt started, milliseconds since the Unix epoch.
+    pub started_at: u64,
+    /// When it ended.
+    pub finished_at: u64,
+    /// The artifacts it archived: name, blob, size.
+    pub artifacts: Vec<(String, crate::blobs::Digest, u64)>,
 }
 
 /// A handle on the engine. Cheap to clone.
@@ -180,6 +220,28 @@ pub enum EngineEvent {
         /// When it finished, in milliseconds since the Unix epoch (the agent's clock).
         time: u64,
     },
+    /// A stage owned by another node is to be offered to its owner by this node (it
+    /// moves the stage on); the mesh exchange sends the offer.
+    HandOff {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The owner's name in the plan.
+        owner: String,
+    },
+    /// The receipt of an attempt that ended here is signed and stored.
+    Receipt {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// The signed receipt (CBOR envelope bytes).
+        #[serde(skip_serializing)]
+        envelope: Vec<u8>,
+    },
     /// A log line was stored.
     Log {
         /// The run.
@@ -252,6 +314,8 @@ impl Engine {
             run_dir: ctx.run_dir,
             packages: ctx.packages,
             webhook_base: ctx.webhook_base,
+            signer: ctx.signer,
+            offered: Mutex::new(HashSet::new()),
             events,
             gates: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
@@ -286,6 +350,39 @@ impl Engine {
     /// started are marked cancelled, and the run ends cancelled.
     pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
         self.ask(|reply| Command::Cancel { run, reply }).await
+    }
+
+    /// Lets this node run `stage` of `run`, a stage another node offered it and this node
+    /// accepted, and starts it when its needs allow (the run must be recorded: the mesh
+    /// exchange records the offered run first). Runs in progress move on at once.
+    pub async fn start_offered(&self, run: RunId, stage: String) -> Result<(), EngineError> {
+        util::lock(&self.shared.offered).insert((run, stage.clone()));
+        let store = self.shared.store.clone();
+        let id = stage.clone();
+        let record = util::blocking(move || store.stage(&run, &id)).await?;
+        if record.is_some_and(|r| r.state == StageState::HandedOff) {
+            let store = self.shared.store.clone();
+            util::blocking(move || {
+                store.set_stage_state(&run, &stage, StageState::Pending, None, util::now_ms())
+            })
+            .await?;
+        }
+        self.ask(|reply| Command::Poke { run, reply }).await
+    }
+
+    /// Records what another node reported about a stage it runs: log lines, where it
+    /// stands, and, from its verified receipt, how it ended (then the run moves on: later
+    /// stages start or are handed off, and a failure fails the run).
+    pub async fn remote_stage(&self, update: RemoteStage) -> Result<(), EngineError> {
+        let records = remote::record(&self.shared, &update).await?;
+        let (run, stage) = (update.run, update.stage);
+        self.ask(|reply| Command::Remote {
+            run,
+            stage,
+            records,
+            reply,
+        })
+        .await
     }
 
     /// A receiver of everything the engine publishes from now on. A receiver that falls
@@ -342,6 +439,18 @@ enum Command {
         run: RunId,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    /// Load the run if needed and move it on.
+    Poke {
+        run: RunId,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    /// A stage run elsewhere left these outputs; move the run on.
+    Remote {
+        run: RunId,
+        stage: String,
+        records: Vec<outputs::Record>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -359,6 +468,9 @@ pub(crate) struct Shared {
     pub(crate) run_dir: PathBuf,
     pub(crate) packages: Vec<PathBuf>,
     pub(crate) webhook_base: Option<String>,
+    pub(crate) signer: Option<ReceiptSigner>,
+    /// Stages other nodes offered this node and it accepted.
+    pub(crate) offered: Mutex<HashSet<(RunId, String)>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     /// Wakes the stage task waiting on a gate when someone closes it.
     gates: Mutex<HashMap<GateRef, Arc<Notify>>>,
@@ -400,9 +512,18 @@ impl Shared {
         util::lock(&self.agents).keys().copied().collect()
     }
 
-    /// Whether this node runs stages of `owner` (`None`: the node that started the run).
-    pub(crate) fn owns(&self, owner: Option<&str>) -> bool {
-        owner.is_none_or(|o| o == self.node_name || self.answers_to.iter().any(|a| a == o))
+    /// Whether this node runs stages of `owner` in a run it started (`started_here`) or
+    /// was offered a stage of. `None` is the node that started the run.
+    pub(crate) fn owns(&self, owner: Option<&str>, started_here: bool) -> bool {
+        match owner {
+            None => started_here,
+            Some(o) => o == self.node_name || self.answers_to.iter().any(|a| a == o),
+        }
+    }
+
+    /// Whether another node offered this node `stage` of `run` and it accepted.
+    pub(crate) fn was_offered(&self, run: &RunId, stage: &str) -> bool {
+        util::lock(&self.offered).contains(&(*run, stage.to_owned()))
     }
 
     /// Closes a gate in the store and publishes it.

@@ -12,9 +12,12 @@ use tokio::task::{Id, JoinSet};
 use super::agent;
 use super::outputs;
 use super::stage::{RunCtx, StageTask};
-use super::util::{blocking, now_ms};
+use super::util::{blocking, lock, now_ms};
 use super::{Command, EngineError, EngineEvent, Shared};
 use crate::store::{NewLine, RunId, RunState, Source, StageState, Stream};
+
+/// How `started_by` begins for a run another node offered a stage of (`node:<name>`).
+pub(crate) const OFFERED_BY: &str = "node:";
 
 /// How many stage state changes may wait for the engine task.
 const CHANGES_BUFFER: usize = 1024;
@@ -79,6 +82,15 @@ impl Orchestrator {
                     }
                     Some(Command::Cancel { run, reply }) => {
                         let _ = reply.send(self.cancel(run).await);
+                    }
+                    Some(Command::Poke { run, reply }) => {
+                        let _ = reply.send(self.poke(run).await);
+                    }
+                    Some(Command::Remote { run, stage, records, reply }) => {
+                        if let Some(active) = self.runs.get(&run) {
+                            lock(&active.ctx.outputs).add(&stage, &records);
+                        }
+                        let _ = reply.send(self.poke(run).await);
                     }
                     Some(Command::Shutdown { reply }) => {
                         self.shutdown().await;
@@ -168,6 +180,20 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Moves a run on, loading it first if it is not in progress here; a finished run
+    /// stays finished.
+    async fn poke(&mut self, run: RunId) -> Result<(), EngineError> {
+        if !self.runs.contains_key(&run) {
+            match self.load(run).await {
+                Ok(()) => {}
+                Err(EngineError::Finished(_)) => return Ok(()),
+                Err(error) => return Err(error),
+            }
+        }
+        self.advance(run).await;
+        Ok(())
+    }
+
     async fn cancel(&mut self, run: RunId) -> Result<(), EngineError> {
         if !self.runs.contains_key(&run) {
             self.load(run).await?;
@@ -220,6 +246,8 @@ impl Orchestrator {
             };
             let ctx = RunCtx {
                 id,
+                started_here: !run.started_by.starts_with(OFFERED_BY),
+                plan_digest: run.plan_digest.to_string(),
                 pipeline: run.pipeline.clone(),
                 body,
                 source,

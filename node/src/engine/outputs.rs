@@ -24,8 +24,8 @@ use crate::store::{self, AttemptState, Stage, Store, Stream};
 /// The outputs of a run's stages so far.
 #[derive(Debug, Default)]
 pub(crate) struct Outputs {
-    /// Artifacts by the stage that archived them, in the order archived.
-    artifacts: HashMap<String, Vec<(String, Digest)>>,
+    /// Artifacts by the stage that archived them, in the order archived: name, blob, size.
+    artifacts: HashMap<String, Vec<(String, Digest, u64)>>,
     /// Saved workspaces, by stage.
     workspaces: HashMap<String, Digest>,
 }
@@ -44,11 +44,11 @@ impl Outputs {
     pub(crate) fn add(&mut self, stage: &str, records: &[Record]) {
         for record in records {
             match record {
-                Record::Artifact(name, digest, _) => self
+                Record::Artifact(name, digest, size) => self
                     .artifacts
                     .entry(stage.to_owned())
                     .or_default()
-                    .push((name.clone(), *digest)),
+                    .push((name.clone(), *digest, *size)),
                 Record::Workspace(digest, _) => {
                     self.workspaces.insert(stage.to_owned(), *digest);
                 }
@@ -61,11 +61,16 @@ impl Outputs {
     pub(crate) fn artifacts_for(&self, body: &Body, stage: &str) -> BTreeMap<String, Digest> {
         let mut out = BTreeMap::new();
         for id in dag::upstream(body, stage) {
-            for (name, digest) in self.artifacts.get(&id).into_iter().flatten() {
+            for (name, digest, _) in self.artifacts.get(&id).into_iter().flatten() {
                 out.insert(name.clone(), *digest);
             }
         }
         out
+    }
+
+    /// The artifacts `stage` itself archived: name, blob and size, in the order archived.
+    pub(crate) fn of_stage(&self, stage: &str) -> &[(String, Digest, u64)] {
+        self.artifacts.get(stage).map_or(&[], Vec::as_slice)
     }
 
     /// The saved workspace of a stage.

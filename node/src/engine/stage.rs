@@ -20,6 +20,7 @@ use super::caches;
 use super::dag;
 use super::gates;
 use super::outputs::{Outputs, Record};
+use super::receipts::{self, Ended, Mover};
 use super::util::{self, blocking, lock, now_ms};
 use super::{EngineEvent, Shared, phase_name};
 use crate::blobs::Digest;
@@ -43,6 +44,10 @@ const URL_POLL_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) struct RunCtx {
     /// The run.
     pub(crate) id: RunId,
+    /// Whether this node started the run (rather than being offered a stage of it).
+    pub(crate) started_here: bool,
+    /// The plan's digest, `sha256:<hex>`.
+    pub(crate) plan_digest: String,
     /// The pipeline's name.
     pub(crate) pipeline: String,
     /// The plan.
@@ -96,11 +101,32 @@ impl StageTask {
                 .await?;
             return Ok(());
         }
-        if !self.sh.owns(self.plan.owner.as_deref()) {
-            let note = format!("waiting for the mesh (owner {})", self.plan.owner_name());
-            self.set_state(StageState::HandedOff, Some(note), None)
-                .await?;
-            return Ok(());
+        let owned = self
+            .sh
+            .owns(self.plan.owner.as_deref(), self.run.started_here);
+        if !owned || !self.sh.was_offered(&self.run.id, &self.plan.id) {
+            let mover = self.mover().await?;
+            let owner = self.plan.owner_name().to_owned();
+            let note = match (&mover, owned) {
+                (Mover::Me, true) => None,
+                (Mover::Me, false) => Some(format!("to be offered to {owner}")),
+                (Mover::Other(Some(node)), _) => Some(format!("{node} moves it on to {owner}")),
+                (Mover::Other(None), _) => Some(format!(
+                    "the node that started the run moves it on to {owner}"
+                )),
+            };
+            if let Some(note) = note {
+                self.set_state(StageState::HandedOff, Some(note), None)
+                    .await?;
+                if mover == Mover::Me {
+                    self.sh.publish(EngineEvent::HandOff {
+                        run: self.run.id,
+                        stage: self.plan.id.clone(),
+                        owner,
+                    });
+                }
+                return Ok(());
+            }
         }
         if let Some(reason) = self.cancel_reason() {
             self.set_state(StageState::Cancelled, Some(reason), None)
@@ -358,6 +384,7 @@ impl StageTask {
         if state == AttemptState::Cancelled {
             self.set_state(StageState::Cancelled, note, Some(n)).await?;
         } else {
+            self.sign_receipt(stage_state, n).await?;
             self.publish_stage(stage_state, Some(n), note);
             self.changed().await;
         }
@@ -837,8 +864,83 @@ impl StageTask {
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
         let stored = note.clone();
         blocking(move || store.set_stage_state(&run, &id, state, stored, now_ms())).await?;
+        if let Some(n) = attempt {
+            self.sign_receipt(state, n).await?;
+        }
         self.publish_stage(state, attempt, note);
         self.changed().await;
+        Ok(())
+    }
+
+    /// Who moves this stage on (see [`receipts`]).
+    async fn mover(&self) -> Result<Mover, Trouble> {
+        let Some(signer) = &self.sh.signer else {
+            return Ok(if self.run.started_here {
+                Mover::Me
+            } else {
+                Mover::Other(None)
+            });
+        };
+        let me = otto_protocol::KeyBytes(*signer.key.public_key().as_bytes());
+        let (store, run) = (self.sh.store.clone(), self.run.id);
+        let stored = blocking(move || receipts::stored(&store, &run)).await?;
+        Ok(receipts::mover(
+            &self.run.body,
+            &self.plan,
+            &stored,
+            &me,
+            self.run.started_here,
+        ))
+    }
+
+    /// Signs and stores the receipt of attempt `n`, which ended in `state`, and publishes
+    /// it. Does nothing when the node signs no receipts or `state` is not an ending.
+    async fn sign_receipt(&self, state: StageState, n: u32) -> Result<(), Trouble> {
+        if self.sh.signer.is_none() || !state.is_final() {
+            return Ok(());
+        }
+        let outputs = lock(&self.run.outputs)
+            .of_stage(&self.plan.id)
+            .iter()
+            .map(|(name, digest, size)| otto_protocol::Artifact {
+                name: name.clone(),
+                sha256: otto_protocol::Digest(*digest.as_bytes()),
+                size: *size,
+            })
+            .collect();
+        let (sh, ctx, stage) = (self.sh.clone(), self.run.clone(), self.plan.id.clone());
+        let signed = blocking(move || {
+            let Some(signer) = &sh.signer else {
+                return Ok(None);
+            };
+            let record = sh.store.stage(&ctx.id, &stage)?;
+            let attempt = record
+                .as_ref()
+                .and_then(|r| r.attempts.iter().find(|a| a.n == n));
+            let started = attempt.map_or_else(now_ms, |a| a.started_at);
+            let finished = attempt.and_then(|a| a.finished_at).unwrap_or_else(now_ms);
+            let ended = Ended {
+                run: ctx.id,
+                plan_digest: ctx.plan_digest.clone(),
+                body: &ctx.body,
+                stage: &stage,
+                attempt: n,
+                state,
+                started_at_ms: started,
+                finished_at_ms: finished,
+                outputs,
+            };
+            receipts::sign_and_store(&sh.store, signer, ended)
+        })
+        .await?;
+        if let Some(envelope) = signed {
+            self.sh.publish(EngineEvent::Receipt {
+                run: self.run.id,
+                stage: self.plan.id.clone(),
+                attempt: n,
+                envelope: otto_protocol::encode_envelope(&envelope),
+            });
+        }
         Ok(())
     }
 

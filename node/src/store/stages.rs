@@ -160,6 +160,39 @@ impl Store {
         })
     }
 
+    /// Records `attempt` of a stage that another node ran, as its receipt tells, and moves
+    /// the stage to `stage_state` with `note`, in one transaction. The attempt must be
+    /// finished (never running, so a restart of this node has nothing to recover);
+    /// recording the same attempt number again replaces it. Fails with
+    /// [`Error::StageFinished`] when the stage is already final in another state.
+    pub fn record_remote_attempt(
+        &self,
+        run: &RunId,
+        stage: &str,
+        attempt: Attempt,
+        stage_state: StageState,
+        note: Option<String>,
+    ) -> Result<Stage, Error> {
+        if attempt.state == AttemptState::Running {
+            return Err(Error::Invalid("a remote attempt is recorded finished"));
+        }
+        self.write(|txn| {
+            let mut table = txn.open_table(STAGES)?;
+            let mut record = load_stage(&table, run, stage)?;
+            if record.state.is_final() && record.state != stage_state {
+                return Err(finished(&record));
+            }
+            record.updated_at = attempt.finished_at.unwrap_or(attempt.started_at);
+            record.attempts.retain(|a| a.n != attempt.n);
+            record.attempts.push(attempt);
+            record.attempts.sort_by_key(|a| a.n);
+            record.state = stage_state;
+            record.note = note;
+            put_stage(&mut table, &record)?;
+            Ok(record)
+        })
+    }
+
     /// Records a gate that starts waiting and moves its stage to
     /// [`StageState::WaitingGate`], in one transaction. Opening a gate that is already
     /// recorded changes nothing and returns the recorded gate with `false`, so a resumed

@@ -4,9 +4,11 @@
 
 use crate::engine_support::{TestNode, on_branch, states};
 use base64::Engine as _;
-use otto_node::engine::EngineEvent;
-use otto_node::store::{AttemptState, RunState, StageState, Stream};
+use otto_node::engine::{EngineEvent, RemoteEnd, RemoteStage};
+use otto_node::store::{AttemptState, RunId, RunState, StageState, Stream};
 use otto_pipeline::Facts;
+use otto_protocol::{Envelope, KeyBytes, Kind, NodeIdentity, Outcome, Receipt};
+use otto_trust::{NodeKey, Unverified};
 
 const GREEN: &str = r#"
 stage('Build') {
@@ -243,14 +245,18 @@ stage('Build') {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stage_owned_elsewhere_waits_for_the_mesh_and_does_not_run() {
+async fn a_stage_owned_elsewhere_is_handed_off_and_its_receipt_moves_the_run_on() {
     let mut node = TestNode::start_with(vec!["dev".into()]);
     let text = "
-stage('Build') { owner = 'dev'  steps { echo 'built' } }
+stage('Build') { owner = 'dev'  steps { sh 'mkdir -p out && echo built > out/app' archive path: 'out/', name: 'app' } }
 stage('Deploy') { owner = 'ops'  steps { sh 'touch should-not-exist' } }
 stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
 ";
     let run = node.submit(text, Facts::default(), &[]).await;
+    node.wait_for("the hand-off of Deploy", |e| {
+        matches!(e, EngineEvent::HandOff { run: r, stage, owner } if *r == run && stage == "Deploy" && owner == "ops")
+    })
+    .await;
     node.wait_for(
         "the run to wait",
         |e| matches!(e, EngineEvent::Run { run: r, state: RunState::Waiting } if *r == run),
@@ -259,14 +265,108 @@ stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
     assert_eq!(node.stage(run, "Build").state, StageState::Succeeded);
     let deploy = node.stage(run, "Deploy");
     assert_eq!(deploy.state, StageState::HandedOff);
-    assert_eq!(
-        deploy.note.as_deref(),
-        Some("waiting for the mesh (owner ops)")
-    );
+    assert_eq!(deploy.note.as_deref(), Some("to be offered to ops"));
     assert!(deploy.attempts.is_empty());
+    assert!(!node.path("work").join("should-not-exist").exists());
     assert_eq!(node.stage(run, "Verify").state, StageState::Pending);
-    let run_state = node.store.run(&run).expect("store").expect("run").state;
-    assert_eq!(run_state, RunState::Waiting);
+
+    // The engine signed Build's receipt with the node key.
+    let build = receipt(&node, run, "Build");
+    assert_eq!(build.0.outcome, Outcome::Success);
+    assert_eq!(build.0.node.name, "test-1");
+    assert_eq!(build.0.outputs.len(), 1);
+    assert_eq!(build.0.outputs[0].name, "app");
+    assert!(build.0.upstream.is_empty());
+    let dev_key = NodeKey::from_seed(&[7; 32]).public_key();
+    assert!(Unverified::new(build.1.clone()).verify(&dev_key).is_ok());
+
+    // Ops runs Deploy and its receipt comes back: Deploy succeeds here, and Verify waits
+    // for ops, which ran the stage Verify needs, to offer it.
+    let ops = NodeKey::from_seed(&[9; 32]);
+    let deploy_receipt = Receipt {
+        run: run.to_string(),
+        plan_digest: node
+            .store
+            .run(&run)
+            .unwrap()
+            .unwrap()
+            .plan_digest
+            .to_string(),
+        stage: "Deploy".into(),
+        attempt: 1,
+        outcome: Outcome::Success,
+        outputs: vec![],
+        log_digest: otto_protocol::Digest([0; 32]),
+        started_at: 1,
+        finished_at: 2,
+        upstream: vec![],
+        node: NodeIdentity {
+            name: "ops-1".into(),
+            org: "acme-ops".into(),
+            key: KeyBytes(*ops.public_key().as_bytes()),
+        },
+    };
+    let envelope = otto_trust::dsse::sign(
+        Kind::Receipt.payload_type(),
+        otto_protocol::encode_payload(&deploy_receipt),
+        &ops,
+    )
+    .unwrap();
+    node.store
+        .put_receipt(
+            &run,
+            "Deploy",
+            1,
+            &otto_protocol::encode_envelope(&envelope),
+        )
+        .unwrap();
+    node.engine
+        .remote_stage(RemoteStage {
+            run,
+            stage: "Deploy".into(),
+            ended: Some(RemoteEnd {
+                state: StageState::Succeeded,
+                started_at: 1000,
+                finished_at: 2000,
+                artifacts: vec![],
+            }),
+            note: Some("ran on ops-1 (acme-ops)".into()),
+            log: vec!["deployed".into()],
+            attempt: 1,
+        })
+        .await
+        .unwrap();
+    let deploy = node.stage(run, "Deploy");
+    assert_eq!(deploy.state, StageState::Succeeded);
+    assert_eq!(deploy.attempts.len(), 1);
+    assert!(node.log_text(run, "Deploy").contains("deployed"));
+    node.wait_for("Verify to wait for ops", |e| {
+        matches!(e, EngineEvent::Stage { run: r, stage, state: StageState::HandedOff, .. } if *r == run && stage == "Verify")
+    })
+    .await;
+    assert_eq!(
+        node.stage(run, "Verify").note.as_deref(),
+        Some("ops-1 moves it on to dev")
+    );
+
+    // Ops offers Verify back; it runs here, and its receipt names both before it.
+    node.engine
+        .start_offered(run, "Verify".into())
+        .await
+        .unwrap();
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+    let verify = receipt(&node, run, "Verify");
+    assert_eq!(verify.0.upstream.len(), 2);
+}
+
+fn receipt(node: &TestNode, run: RunId, stage: &str) -> (Receipt, Envelope) {
+    let bytes = node
+        .store
+        .receipt(&run, stage, 1)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no receipt of {stage}"));
+    let envelope = otto_protocol::decode_envelope(&bytes).unwrap();
+    (envelope.payload_as::<Receipt>().unwrap(), envelope)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +407,7 @@ stage('Later') { steps { echo 'later' } }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_runs_are_refused() {
     let node = TestNode::start();
-    let id = otto_node::store::RunId::new(1, [0; 10]);
+    let id = RunId::new(1, [0; 10]);
     assert!(matches!(
         node.engine.submit(id).await,
         Err(otto_node::engine::EngineError::UnknownRun(_))

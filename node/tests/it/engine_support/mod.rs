@@ -316,6 +316,11 @@ fn context(
         run_dir: home.join("run"),
         packages: Vec::new(),
         webhook_base: Some("https://127.0.0.1:8443".into()),
+        signer: Some(otto_node::engine::ReceiptSigner {
+            key: otto_trust::NodeKey::from_seed(&[7; 32]),
+            name: "test-1".into(),
+            org: "test".into(),
+        }),
     }
 }
 

@@ -1,0 +1,202 @@
+//! Receipts of the stages this node runs, and who moves a stage on.
+//!
+//! When an attempt of a stage this node ran ends (succeeded, failed or cancelled), the
+//! engine signs a [`Receipt`] with the node key and stores it before it publishes the
+//! stage's final state, so a receipt exists for every attempt that ended here. Its fields:
+//!
+//! - `log_digest`: sha256 of the attempt's log lines as stored (masked), each followed by
+//!   a line feed, in order;
+//! - `upstream`: the sha256 of the canonical bytes of the latest receipt of every stage
+//!   the stage depends on, directly or not, in plan order (the order of an offer's chain);
+//! - `outputs`: the artifacts the attempt archived.
+//!
+//! **Who moves a stage on** (DESIGN §6, "the next handoff leaves from ops"): the node that
+//! ran the last stage, in plan order, of those a stage needs and that have a receipt; for a
+//! stage that needs none (or whose needs were all skipped by the plan), the node that
+//! started the run. That node runs the stage if it owns it and offers it to its owner if
+//! not; every other node leaves it to the mover.
+
+use otto_pipeline::plan::{Body, Stage as PlanStage};
+use otto_protocol::{
+    Artifact, Digest as WireDigest, Envelope, KeyBytes, NodeIdentity, Outcome, Payload, Receipt,
+};
+use otto_trust::NodeKey;
+use sha2::{Digest as _, Sha256};
+
+use super::dag;
+use crate::store::{self, RunId, StageState, Store};
+
+/// What the engine signs receipts with: the node key and the node's names.
+pub struct ReceiptSigner {
+    /// The node key.
+    pub key: NodeKey,
+    /// The node's name within its org.
+    pub name: String,
+    /// The node's org.
+    pub org: String,
+}
+
+impl std::fmt::Debug for ReceiptSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptSigner")
+            .field("key", &self.key.keyid())
+            .field("name", &self.name)
+            .field("org", &self.org)
+            .finish()
+    }
+}
+
+/// Who moves a stage on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Mover {
+    /// This node.
+    Me,
+    /// Another node, by name (`None`: the node that started the run, unknown here).
+    Other(Option<String>),
+}
+
+/// The receipts of a run in the store, decoded: (stage, attempt, receipt, envelope).
+/// Undecodable entries are skipped (the store only holds receipts checked on the way in).
+pub(crate) fn stored(store: &Store, run: &RunId) -> Result<Vec<(Receipt, Envelope)>, store::Error> {
+    Ok(store
+        .receipts(run)?
+        .into_iter()
+        .filter_map(|entry| {
+            let envelope = otto_protocol::decode_envelope(&entry.bytes).ok()?;
+            let receipt = envelope.payload_as::<Receipt>().ok()?;
+            Some((receipt, envelope))
+        })
+        .collect())
+}
+
+/// The latest receipt (highest attempt) of `stage` among `receipts`.
+pub(crate) fn latest<'a>(
+    receipts: &'a [(Receipt, Envelope)],
+    stage: &str,
+) -> Option<&'a (Receipt, Envelope)> {
+    receipts
+        .iter()
+        .filter(|(r, _)| r.stage == stage)
+        .max_by_key(|(r, _)| r.attempt)
+}
+
+/// The sha256 of an envelope's canonical bytes: how receipts name each other.
+pub(crate) fn digest_of(envelope: &Envelope) -> WireDigest {
+    WireDigest(Sha256::digest(envelope.canonical_bytes()).into())
+}
+
+/// Who moves `stage` on, given the run's receipts, this node's key, and whether this node
+/// started the run.
+pub(crate) fn mover(
+    body: &Body,
+    stage: &PlanStage,
+    receipts: &[(Receipt, Envelope)],
+    me: &KeyBytes,
+    started_here: bool,
+) -> Mover {
+    let last = body
+        .stages
+        .iter()
+        .filter(|s| stage.needs.contains(&s.id))
+        .filter_map(|s| latest(receipts, &s.id))
+        .next_back();
+    match last {
+        Some((receipt, _)) if receipt.node.key == *me => Mover::Me,
+        Some((receipt, _)) => Mover::Other(Some(receipt.node.name.clone())),
+        None if started_here => Mover::Me,
+        None => Mover::Other(None),
+    }
+}
+
+/// Everything a receipt says about one ended attempt, gathered by the stage task.
+pub(crate) struct Ended<'a> {
+    pub(crate) run: RunId,
+    pub(crate) plan_digest: String,
+    pub(crate) body: &'a Body,
+    pub(crate) stage: &'a str,
+    pub(crate) attempt: u32,
+    pub(crate) state: StageState,
+    pub(crate) started_at_ms: u64,
+    pub(crate) finished_at_ms: u64,
+    pub(crate) outputs: Vec<Artifact>,
+}
+
+/// Signs the receipt of an ended attempt and stores it. Blocks on the store. Returns the
+/// envelope, or `None` for a state that is not an ending.
+pub(crate) fn sign_and_store(
+    store: &Store,
+    signer: &ReceiptSigner,
+    ended: Ended<'_>,
+) -> Result<Option<Envelope>, store::Error> {
+    let outcome = match ended.state {
+        StageState::Succeeded => Outcome::Success,
+        StageState::Failed => Outcome::Failure,
+        StageState::Cancelled => Outcome::Cancelled,
+        StageState::Skipped => Outcome::Skipped,
+        _ => return Ok(None),
+    };
+    let receipts = stored(store, &ended.run)?;
+    let upstream = dag::upstream(ended.body, ended.stage)
+        .iter()
+        .filter_map(|id| latest(&receipts, id))
+        .map(|(_, envelope)| digest_of(envelope))
+        .collect();
+    let receipt = Receipt {
+        run: ended.run.to_string(),
+        plan_digest: ended.plan_digest,
+        stage: ended.stage.to_owned(),
+        attempt: ended.attempt,
+        outcome,
+        outputs: ended.outputs,
+        log_digest: log_digest(store, &ended.run, ended.stage, ended.attempt)?,
+        started_at: ended.started_at_ms / 1000,
+        finished_at: ended.finished_at_ms / 1000,
+        upstream,
+        node: NodeIdentity {
+            name: signer.name.clone(),
+            org: signer.org.clone(),
+            key: KeyBytes(*signer.key.public_key().as_bytes()),
+        },
+    };
+    let envelope = sign(&signer.key, &receipt)?;
+    let bytes = otto_protocol::encode_envelope(&envelope);
+    match store.put_receipt(&ended.run, ended.stage, ended.attempt, &bytes) {
+        Ok(_) => Ok(Some(envelope)),
+        // A receipt for this attempt already exists (signed before a restart): keep it.
+        Err(store::Error::ReceiptConflict { .. }) => Ok(store
+            .receipt(&ended.run, ended.stage, ended.attempt)?
+            .and_then(|bytes| otto_protocol::decode_envelope(&bytes).ok())),
+        Err(error) => Err(error),
+    }
+}
+
+/// Signs `message` with the node key as a DSSE envelope of its kind.
+pub(crate) fn sign<T: Payload>(key: &NodeKey, message: &T) -> Result<Envelope, store::Error> {
+    let payload = otto_protocol::encode_payload(message);
+    otto_trust::dsse::sign(T::KIND.payload_type(), payload, key)
+        .map_err(|error| store::Error::Encode(format!("cannot sign: {error}")))
+}
+
+/// The sha256 of attempt `attempt`'s log lines, each followed by a line feed.
+fn log_digest(
+    store: &Store,
+    run: &RunId,
+    stage: &str,
+    attempt: u32,
+) -> Result<WireDigest, store::Error> {
+    const PAGE: usize = 1000;
+    let mut hasher = Sha256::new();
+    let mut after = 0;
+    loop {
+        let lines = store.log_lines(run, stage, after, PAGE)?;
+        for line in lines.iter().filter(|l| l.attempt == attempt) {
+            hasher.update(line.text.as_bytes());
+            hasher.update(b"\n");
+        }
+        match lines.last() {
+            Some(last) if lines.len() == PAGE => after = last.seq,
+            _ => break,
+        }
+    }
+    Ok(WireDigest(hasher.finalize().into()))
+}
