@@ -24,6 +24,9 @@
 //!   each stage as verified, skipped, failed, missing or invalid (what `otto verify` shows).
 //! - [`attest`]: [`attest::export`] writes a receipt as an in-toto Statement v1 in a DSSE
 //!   envelope signed by the node key; [`attest::verify`] reads one back.
+//! - [`bundle`]: a run's plan, receipts, certificates and attestations as one JSON
+//!   document, and [`bundle::verify_bundle`], which checks it offline against the
+//!   caller's trust (what `otto verify --bundle` shows).
 //! - [`machine`]: the handoff state machine of one node, [`machine::Machine`]. The node
 //!   feeds it commands (an offer to send, an answer, an offer received, a stage finished,
 //!   `Tick { now }`) and carries out the actions it queues (persist to the outbox or
@@ -44,6 +47,7 @@
 //! offers, so a node pins its own org in its trust store.
 
 pub mod attest;
+pub mod bundle;
 pub mod chain;
 pub mod machine;
 #[cfg(any(test, feature = "sim"))]

@@ -7,6 +7,7 @@ mod machine_support;
 mod sim_support;
 
 mod attest;
+mod bundle;
 mod chain;
 mod machine_receiver;
 mod machine_restore;

@@ -1,0 +1,440 @@
+//! Delivery bundles: everything needed to check a run's receipt chain offline, in one
+//! JSON document.
+//!
+//! A [`Bundle`] holds a run's plan, the signed receipts of its stage attempts, the node
+//! certificates of the nodes that signed them, and in-toto attestations of receipts
+//! (see [`attest`](crate::attest)). A node writes one for `otto attest export`; anyone
+//! checks it with `otto verify --bundle`, which calls [`verify_bundle`] with a trust store
+//! made of the org keys they trust.
+//!
+//! **A bundle carries no trust.** Its certificates are only candidates: a receipt counts
+//! when its signer's certificate chains to an org pinned in the trust store the *caller*
+//! passes. A bundle made by anyone, with any keys, proves nothing until then.
+//!
+//! # Wire format
+//!
+//! ```json
+//! {
+//!   "format": "otto.bundle/v1",
+//!   "run": "01J9ZQ3M5V8R2K4T6W8Y0A2C4E",
+//!   "plan": { "config": {}, "environments": {}, "…": "the plan body" },
+//!   "plan_digest": "sha256:<64 hex>",
+//!   "receipts": [ <DSSE JSON envelope of a receipt>, … ],
+//!   "certificates": [ <DSSE JSON envelope of a node certificate>, … ],
+//!   "attestations": [ <DSSE JSON envelope of an in-toto statement>, … ]
+//! }
+//! ```
+//!
+//! - `plan` is the plan's body as its canonical JSON object (`docs/plan-format.md`);
+//!   `plan_digest` is its digest, which [`Bundle::from_json`] checks.
+//! - Envelopes are in the standard DSSE JSON form ([`Envelope::to_json`]); receipts and
+//!   certificates keep their CBOR payloads, base64 encoded.
+//! - `attestations` holds one attestation per receipt that the exporting node signed
+//!   itself (a node attests only its own receipts), signed by the same node key.
+//! - Readers ignore fields they do not know; an incompatible change gets a new `format`.
+#![warn(clippy::unwrap_used)]
+
+use std::collections::HashMap;
+
+use otto_pipeline::Plan;
+use otto_pipeline::plan::{Body, Provenance};
+use otto_protocol::{Digest, Envelope};
+use otto_trust::{TrustStore, Unverified};
+use serde::{Deserialize, Serialize};
+
+use crate::attest::{self, PAYLOAD_TYPE, Statement};
+use crate::chain::{ChainReport, SignedReceipt, authenticate, digest_of, quoted, verify_chain};
+
+/// The `format` of a bundle this crate writes and reads.
+pub const FORMAT: &str = "otto.bundle/v1";
+
+/// The largest bundle [`Bundle::from_json`] reads: 64 MiB.
+pub const MAX_BUNDLE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The most envelopes in each list of a bundle (receipts, certificates, attestations).
+pub const MAX_BUNDLE_ENVELOPES: usize = 4096;
+
+/// A run's plan with its receipts, the certificates of their signers and attestations of
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bundle {
+    /// The run id, as the receipts name it.
+    pub run: String,
+    /// The plan the run ran. Only its body travels; a bundle read back has an empty
+    /// provenance.
+    pub plan: Plan,
+    /// The signed receipts of the run's stage attempts, in any order.
+    pub receipts: Vec<Envelope>,
+    /// Node certificates of the receipts' signers (candidates; trust comes from the
+    /// caller).
+    pub certificates: Vec<Envelope>,
+    /// In-toto attestations of receipts, each signed by the node that signed its receipt.
+    pub attestations: Vec<Envelope>,
+}
+
+/// Why a text is not a bundle this crate reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The text is longer than [`MAX_BUNDLE_BYTES`].
+    #[error("the bundle is {len} bytes, more than the limit of {MAX_BUNDLE_BYTES}")]
+    TooLarge {
+        /// The text's length in bytes.
+        len: usize,
+    },
+    /// The text is not a JSON object with a `format` field.
+    #[error("not an otto bundle: {0}")]
+    NotABundle(String),
+    /// The `format` is not [`FORMAT`].
+    #[error("unsupported bundle format {0} (this otto reads {FORMAT})")]
+    Format(String),
+    /// The document has the right format but a field is missing or malformed.
+    #[error("malformed bundle: {0}")]
+    Malformed(String),
+    /// A list holds more than [`MAX_BUNDLE_ENVELOPES`] envelopes.
+    #[error("the bundle has {count} {what}, more than the limit of {MAX_BUNDLE_ENVELOPES}")]
+    TooMany {
+        /// Which list.
+        what: &'static str,
+        /// How many it holds.
+        count: usize,
+    },
+    /// `plan_digest` is not the digest of `plan`.
+    #[error("the bundle's plan_digest {claimed} is not the digest of its plan ({actual})")]
+    PlanDigest {
+        /// The digest the bundle states (quoted, shortened).
+        claimed: String,
+        /// The digest of the plan it holds.
+        actual: String,
+    },
+}
+
+/// The result of checking a bundle: the receipt chain stage by stage, and each
+/// attestation.
+///
+/// In JSON the chain report's `stages` and `stray` appear at the top level, next to
+/// `run`, `plan_digest`, `verified` and `attestations`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BundleReport {
+    /// The run id the bundle names.
+    pub run: String,
+    /// The digest of the bundle's plan.
+    pub plan_digest: String,
+    /// Whether the whole delivery is proven: the chain verifies
+    /// ([`ChainReport::is_verified`]) and so does every attestation.
+    pub verified: bool,
+    /// The receipt chain against the plan.
+    #[serde(flatten)]
+    pub chain: ChainReport,
+    /// Every attestation, in bundle order.
+    pub attestations: Vec<AttestationReport>,
+}
+
+/// What checking one attestation found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttestationReport {
+    /// Its position in the bundle's attestations.
+    pub index: usize,
+    /// The stage of the receipt it is about, when that receipt verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
+    /// The attempt of that receipt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    /// The digest of the receipt it claims to be about, if it names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Digest>,
+    /// Whether it is signed by the node that signed that receipt and states exactly
+    /// that receipt's facts.
+    pub verified: bool,
+    /// Why not, when it is not verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Bundle {
+    /// The bundle as pretty-printed JSON (see the module docs for the format).
+    pub fn to_json(&self) -> String {
+        let wire = WireOut {
+            format: FORMAT,
+            run: &self.run,
+            plan: &self.plan.body,
+            plan_digest: self.plan.digest(),
+            receipts: &self.receipts,
+            certificates: &self.certificates,
+            attestations: &self.attestations,
+        };
+        // SAFETY: the plan body and envelopes serialize with string keys only, which JSON
+        // always represents; the fallback is never taken.
+        serde_json::to_string_pretty(&wire).unwrap_or_default()
+    }
+
+    /// Reads a bundle written by [`Bundle::to_json`], at most [`MAX_BUNDLE_BYTES`] long.
+    /// Checks the format, the list sizes and that `plan_digest` is the plan's digest;
+    /// nothing is verified (see [`verify_bundle`]).
+    pub fn from_json(text: &str) -> Result<Self, BundleError> {
+        if text.len() > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge { len: text.len() });
+        }
+        let header: Header = serde_json::from_str(text)
+            .map_err(|err| BundleError::NotABundle(short(&err.to_string())))?;
+        match header.format {
+            None => {
+                return Err(BundleError::NotABundle(
+                    "the JSON object has no \"format\" field".to_owned(),
+                ));
+            }
+            Some(format) if format != FORMAT => return Err(BundleError::Format(quoted(&format))),
+            Some(_) => {}
+        }
+        let wire: WireIn = serde_json::from_str(text)
+            .map_err(|err| BundleError::Malformed(short(&err.to_string())))?;
+        for (what, count) in [
+            ("receipts", wire.receipts.len()),
+            ("certificates", wire.certificates.len()),
+            ("attestations", wire.attestations.len()),
+        ] {
+            if count > MAX_BUNDLE_ENVELOPES {
+                return Err(BundleError::TooMany { what, count });
+            }
+        }
+        let plan = Plan {
+            body: wire.plan,
+            provenance: Provenance::default(),
+        };
+        let actual = plan.digest();
+        if wire.plan_digest != actual {
+            return Err(BundleError::PlanDigest {
+                claimed: quoted(&wire.plan_digest),
+                actual,
+            });
+        }
+        Ok(Self {
+            run: wire.run,
+            plan,
+            receipts: wire.receipts,
+            certificates: wire.certificates,
+            attestations: wire.attestations,
+        })
+    }
+}
+
+/// Checks a bundle against `trust` at time `now`: its receipts with
+/// [`verify_chain`](crate::verify_chain) against its plan and certificates, and each
+/// attestation with [`attest::verify`], with the key of the node that signed the receipt
+/// it names. An attestation counts only if that receipt verifies, the attestation is
+/// signed by the same node key, and its statement is exactly the statement of that
+/// receipt ([`attest::statement`]).
+///
+/// Trust comes only from `trust`: the bundle's certificates count only when they chain to
+/// an org pinned there, valid at `now` and not revoked.
+pub fn verify_bundle(bundle: &Bundle, trust: &TrustStore, now: u64) -> BundleReport {
+    let chain = verify_chain(
+        &bundle.run,
+        &bundle.plan,
+        &bundle.receipts,
+        &bundle.certificates,
+        trust,
+        now,
+    );
+    let attestations = if bundle.attestations.is_empty() {
+        Vec::new()
+    } else {
+        let certificates: Vec<&Envelope> = bundle.certificates.iter().collect();
+        let mut receipts = Receipts::default();
+        for (result, env) in authenticate(&bundle.receipts, &certificates, trust, now)
+            .into_iter()
+            .zip(&bundle.receipts)
+        {
+            match result {
+                Ok(signed) => {
+                    receipts.signed.insert(signed.digest, signed);
+                }
+                Err(bad) => {
+                    receipts.bad.insert(digest_of(env), bad.stage);
+                }
+            }
+        }
+        bundle
+            .attestations
+            .iter()
+            .enumerate()
+            .map(|(index, env)| check_attestation(index, env, &receipts))
+            .collect()
+    };
+    let verified = chain.is_verified() && attestations.iter().all(|a| a.verified);
+    BundleReport {
+        run: bundle.run.clone(),
+        plan_digest: bundle.plan.digest(),
+        verified,
+        chain,
+        attestations,
+    }
+}
+
+impl BundleReport {
+    /// The attestations that did not verify.
+    pub fn failed_attestations(&self) -> impl Iterator<Item = &AttestationReport> {
+        self.attestations.iter().filter(|a| !a.verified)
+    }
+}
+
+/// The bundle's receipts by digest: those that verified, and the stage the others claim.
+#[derive(Default)]
+struct Receipts {
+    signed: HashMap<Digest, SignedReceipt>,
+    bad: HashMap<Digest, Option<String>>,
+}
+
+/// The part of an unverified statement that says which receipt it is about: read only to
+/// pick the key to verify with.
+#[derive(Deserialize)]
+struct Claim {
+    predicate: ClaimPredicate,
+}
+
+#[derive(Deserialize)]
+struct ClaimPredicate {
+    receipt: ClaimDigest,
+}
+
+#[derive(Deserialize)]
+struct ClaimDigest {
+    sha256: String,
+}
+
+fn check_attestation(index: usize, env: &Envelope, receipts: &Receipts) -> AttestationReport {
+    let failed = |receipt, reason: String| AttestationReport {
+        index,
+        stage: None,
+        attempt: None,
+        receipt,
+        verified: false,
+        reason: Some(reason),
+    };
+    if env.payload_type != PAYLOAD_TYPE {
+        return failed(
+            None,
+            format!(
+                "attestation {index} has payload type {}, not {PAYLOAD_TYPE}",
+                quoted(&env.payload_type)
+            ),
+        );
+    }
+    let digest = match serde_json::from_slice::<Claim>(&env.payload) {
+        Ok(claim) => claim.predicate.receipt.sha256.parse::<Digest>().ok(),
+        Err(_) => None,
+    };
+    let Some(digest) = digest else {
+        return failed(
+            None,
+            format!("attestation {index} does not name an otto receipt (predicate.receipt)"),
+        );
+    };
+    let Some(signed) = receipts.signed.get(&digest) else {
+        let reason = match receipts.bad.get(&digest) {
+            Some(Some(stage)) => format!(
+                "attestation {index} is about the receipt of stage {} ({digest}), which does \
+                 not verify",
+                quoted(stage)
+            ),
+            Some(None) => {
+                format!("attestation {index} is about receipt {digest}, which does not verify")
+            }
+            None => {
+                format!("attestation {index} is about receipt {digest}, which is not in the bundle")
+            }
+        };
+        return failed(Some(digest), reason);
+    };
+    let receipt = &signed.receipt;
+    let about = format!(
+        "attestation {index} (stage {} attempt {})",
+        quoted(&receipt.stage),
+        receipt.attempt
+    );
+    let problem = match attest::verify(Unverified::new(env.clone()), signed.signer.node_key()) {
+        Err(err) => Some(format!(
+            "{about} is not signed by node {}, which signed the receipt: {err}",
+            quoted(signed.signer.node())
+        )),
+        Ok(statement) => match attest::statement(receipt, &digest) {
+            Err(err) => Some(format!("{about}: the receipt cannot be attested: {err}")),
+            Ok(expected) => differs(&expected, &statement).map(|field| {
+                format!("{about} states a different {field} than the receipt it names")
+            }),
+        },
+    };
+    AttestationReport {
+        index,
+        stage: Some(receipt.stage.clone()),
+        attempt: Some(receipt.attempt),
+        receipt: Some(digest),
+        verified: problem.is_none(),
+        reason: problem,
+    }
+}
+
+/// The first field in which `got` differs from the statement `expected` of a receipt.
+fn differs(expected: &Statement, got: &Statement) -> Option<&'static str> {
+    let (e, g) = (&expected.predicate, &got.predicate);
+    [
+        ("subject", expected.subject == got.subject),
+        ("run", e.run == g.run),
+        ("stage", e.stage == g.stage),
+        ("attempt", e.attempt == g.attempt),
+        ("planDigest", e.plan_digest == g.plan_digest),
+        ("owner", e.owner == g.owner),
+        ("outcome", e.outcome == g.outcome),
+        ("startedAt", e.started_at == g.started_at),
+        ("finishedAt", e.finished_at == g.finished_at),
+        ("logDigest", e.log_digest == g.log_digest),
+        ("receipt", e.receipt == g.receipt),
+        ("upstream", e.upstream == g.upstream),
+    ]
+    .into_iter()
+    .find(|(_, same)| !same)
+    .map(|(field, _)| field)
+    .or_else(|| (expected != got).then_some("statement"))
+}
+
+/// A serde message, cut to a sane length (it may quote hostile input).
+fn short(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.chars().count() <= MAX {
+        text.to_owned()
+    } else {
+        let cut: String = text.chars().take(MAX).collect();
+        format!("{cut}…")
+    }
+}
+
+#[derive(Serialize)]
+struct WireOut<'a> {
+    format: &'static str,
+    run: &'a str,
+    plan: &'a Body,
+    plan_digest: String,
+    receipts: &'a [Envelope],
+    certificates: &'a [Envelope],
+    attestations: &'a [Envelope],
+}
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default)]
+    format: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireIn {
+    run: String,
+    plan: Body,
+    plan_digest: String,
+    #[serde(default)]
+    receipts: Vec<Envelope>,
+    #[serde(default)]
+    certificates: Vec<Envelope>,
+    #[serde(default)]
+    attestations: Vec<Envelope>,
+}
