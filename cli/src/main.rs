@@ -1,8 +1,9 @@
 //! `otto`: the user's command-line tool.
 //!
 //! Thin by design: it parses arguments, calls the libraries (or, for commands that need a
-//! node, the node's API through [`client`]) and prints. `explain` works offline; `run`,
-//! `status`, `logs`, `approve` and `secrets` talk to the local node.
+//! node, the node's API through [`client`]) and prints. `explain` and `verify --bundle`
+//! work offline; `run`, `status`, `logs`, `approve`, `secrets`, `verify RUN` and `attest
+//! export` talk to the local node.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     Logs(commands::logs::Args),
     Approve(commands::approve::Args),
     Secrets(commands::secrets::Args),
+    Verify(commands::verify::Args),
+    Attest(commands::attest::Args),
 }
 
 /// What a command ends with when it fails.
@@ -53,6 +56,8 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs::run(args),
         Command::Approve(args) => commands::approve::run(args),
         Command::Secrets(args) => commands::secrets::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Attest(args) => commands::attest::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -126,5 +131,46 @@ mod tests {
         assert!(parse(&["secrets", "set", "TOKEN", "value-on-argv"]).is_err());
         assert!(parse(&["secrets", "list", "--json"]).is_ok());
         assert!(parse(&["secrets", "rm", "TOKEN"]).is_ok());
+    }
+
+    #[test]
+    fn verify_and_attest_flags_parse() {
+        const KEY: &str =
+            "ed25519:3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+        assert!(parse(&["verify", "R"]).is_ok());
+        assert!(parse(&["verify", "R", "--json"]).is_ok());
+        assert!(parse(&["verify"]).is_err(), "a run or a bundle is needed");
+        let two = [
+            "verify",
+            "--bundle",
+            "b.json",
+            "--trust",
+            KEY,
+            &format!("ops={KEY}"),
+        ];
+        let Command::Verify(args) = parse(&two).unwrap().command else {
+            panic!("not verify")
+        };
+        let text = format!("{args:?}");
+        assert!(text.contains(&format!("\"ops={KEY}\"")), "{text}");
+        assert!(
+            parse(&[
+                "verify", "--bundle", "b.json", "--trust", KEY, "--trust", KEY
+            ])
+            .is_ok()
+        );
+        assert!(
+            parse(&["verify", "--bundle", "b.json"]).is_err(),
+            "--bundle needs --trust"
+        );
+        assert!(
+            parse(&["verify", "--trust", KEY]).is_err(),
+            "--trust needs --bundle"
+        );
+        assert!(parse(&["verify", "R", "--bundle", "b.json", "--trust", KEY]).is_err());
+        assert!(parse(&["attest", "export", "R", "-o", "out.json"]).is_ok());
+        assert!(parse(&["attest", "export", "R", "--output", "out.json"]).is_ok());
+        assert!(parse(&["attest", "export", "R"]).is_err(), "-o is required");
+        assert!(parse(&["attest", "R"]).is_err());
     }
 }

@@ -21,9 +21,13 @@ use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
 use crate::api::{self, ApiParts, ApiState, Limits, types::NodeInfo};
+use crate::artifacts::BlobArtifacts;
 use crate::blobs::{BlobError, BlobStore};
 use crate::engine::{Context, Engine, ReceiptSigner};
+use crate::exchange::{self, ExchangeParts};
 use crate::home::{Config, Home, HomeError};
+use crate::membership::{self, Membership, MembershipError};
+use crate::mesh::{self, MeshError};
 use crate::store::{self, Store};
 use crate::vault::Vault;
 
@@ -83,6 +87,12 @@ pub enum DaemonError {
     /// The engine stopped on its own.
     #[error("the engine stopped unexpectedly")]
     EngineStopped,
+    /// The mesh could not be set up or could not listen.
+    #[error("mesh: {0}")]
+    Mesh(#[from] MeshError),
+    /// The trust store or the known nodes could not be loaded.
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
 }
 
 /// Runs the node of `home` until SIGINT or SIGTERM, then stops cleanly: stops taking
@@ -116,6 +126,7 @@ pub async fn run_until(
     for dir in [home.work_dir(), home.run_dir()] {
         create_private_dir(&dir)?;
     }
+    let (node_mesh, exchange_rx) = start_mesh(&home, &config, &store, &blobs, now).await?;
 
     let api_listener = bind(config.api.listen).await?;
     let api_addr = local_addr(&api_listener)?;
@@ -155,6 +166,23 @@ pub async fn run_until(
             org: config.node.org.clone(),
         }),
     });
+    let exchange_task = exchange::start(
+        ExchangeParts {
+            store: store.clone(),
+            blobs: blobs.clone(),
+            engine: engine.clone(),
+            mesh: node_mesh.client.clone(),
+            membership: node_mesh.membership.clone(),
+            answers_to: answers_to(&config),
+            fetch_dir: home.root().join("fetch"),
+            offer_ttl: exchange::DEFAULT_OFFER_TTL,
+            machine: otto_handoff::machine::Config {
+                backoff_max: exchange::BACKOFF_MAX_MS,
+                ..otto_handoff::machine::Config::default()
+            },
+        },
+        exchange_rx,
+    );
     let state = ApiState::new(ApiParts {
         store,
         blobs,
@@ -178,6 +206,9 @@ pub async fn run_until(
             max_json_bytes: usize::try_from(config.api.max_json_bytes).unwrap_or(usize::MAX),
         },
         packages,
+        home: home.clone(),
+        mesh: node_mesh.client.clone(),
+        membership: node_mesh.membership.clone(),
     });
 
     let (stopping, stopped) = watch::channel(false);
@@ -220,6 +251,9 @@ pub async fn run_until(
     };
     tracing::info!(target: TARGET, "stopping");
     let _ = std::fs::remove_file(home.api_addr_file());
+    let _ = std::fs::remove_file(home.mesh_addrs_file());
+    node_mesh.stop().await;
+    exchange_task.abort();
     let _ = stopping.send(true);
     engine.shutdown().await;
     if tokio::time::timeout(STOP_GRACE, &mut api_task)
@@ -238,6 +272,141 @@ pub async fn run_until(
     }
     tracing::info!(target: TARGET, "stopped");
     outcome
+}
+
+/// The running mesh: its client, the membership it asks, and its tasks.
+struct NodeMesh {
+    client: mesh::Client,
+    membership: Membership,
+    event_loop: tokio::task::JoinHandle<()>,
+    dispatcher: tokio::task::JoinHandle<()>,
+}
+
+/// The capacity of the channel of mesh events to the handoff exchange.
+const EXCHANGE_EVENTS: usize = 1024;
+
+/// The file in the home that keeps the mesh addresses bound last, reused on the next
+/// start for ports left to the system.
+const MESH_LAST_FILE: &str = "mesh.last";
+
+/// The mesh addresses bound by the previous start, if it left them.
+fn last_mesh_addrs(home: &Home) -> Vec<mesh::Multiaddr> {
+    std::fs::read_to_string(home.root().join(MESH_LAST_FILE))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// `addr` with its TCP or UDP port set to 0.
+fn any_port(addr: &mesh::Multiaddr) -> mesh::Multiaddr {
+    use libp2p::multiaddr::Protocol;
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
+
+/// Starts the mesh with the node key, the membership as its policy and the blob store as
+/// its artifact source; listens on every `[mesh] listen` address, writes them to
+/// `mesh.addrs`, and starts the dispatcher of mesh events. Returns the mesh and the
+/// receiver of the events for the handoff exchange.
+async fn start_mesh(
+    home: &Home,
+    config: &Config,
+    store: &Store,
+    blobs: &BlobStore,
+    now: u64,
+) -> Result<(NodeMesh, tokio::sync::mpsc::Receiver<mesh::Event>), DaemonError> {
+    let membership =
+        Membership::open(home, home.identity(now)?, store.clone(), Arc::new(unix_now))?;
+    let (client, events, event_loop) = mesh::new(
+        mesh::Config::default(),
+        membership.node_key().to_libp2p_keypair(),
+        Arc::new(membership.clone()),
+        Arc::new(BlobArtifacts::new(blobs.clone())),
+    )?;
+    let event_loop = tokio::spawn(event_loop.run());
+    let peer = client.local_peer_id();
+    let mut addrs = Vec::new();
+    let last = last_mesh_addrs(home);
+    for listen in config.mesh.listen_addrs() {
+        // A port left to the system is the one bound last time, when it is free: peers
+        // that knew this node find it again after a restart.
+        let again = last.iter().find(|l| any_port(l) == listen && **l != listen);
+        let bound = match again {
+            Some(previous) => match client.listen(previous.clone()).await {
+                Ok(bound) => Ok(bound),
+                Err(_) => client.listen(listen).await,
+            },
+            None => client.listen(listen).await,
+        };
+        match bound {
+            Ok(bound) => addrs.push(bound),
+            Err(err) => {
+                let _ = client.shutdown().await;
+                return Err(err.into());
+            }
+        }
+    }
+    let last: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+    persist::write_private_file(&home.root().join(MESH_LAST_FILE), last.as_bytes())?;
+    let addrs: Vec<_> = addrs
+        .into_iter()
+        .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(peer)))
+        .collect();
+    let lines: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+    persist::write_private_file(&home.mesh_addrs_file(), lines.as_bytes())?;
+    tracing::info!(target: TARGET, %peer, addrs = ?addrs.iter().map(ToString::to_string).collect::<Vec<_>>(), "mesh listening");
+    membership.set_mesh(client.clone(), addrs);
+    let (exchange_events, exchange_rx) = tokio::sync::mpsc::channel(EXCHANGE_EVENTS);
+    let dispatcher = tokio::spawn(membership::dispatch(
+        membership.clone(),
+        events,
+        exchange_events,
+    ));
+    // Let the nodes this one joined with know where it is now.
+    let reconnecting = membership.clone();
+    tokio::spawn(async move { reconnecting.reconnect().await });
+    let node_mesh = NodeMesh {
+        client,
+        membership,
+        event_loop,
+        dispatcher,
+    };
+    Ok((node_mesh, exchange_rx))
+}
+
+impl NodeMesh {
+    /// Closes every connection and stops the mesh's tasks.
+    async fn stop(mut self) {
+        if tokio::time::timeout(STOP_GRACE, self.client.shutdown())
+            .await
+            .is_err()
+        {
+            self.event_loop.abort();
+        }
+        if tokio::time::timeout(STOP_GRACE, &mut self.event_loop)
+            .await
+            .is_err()
+        {
+            self.event_loop.abort();
+        }
+        self.dispatcher.abort();
+    }
+}
+
+/// The owner names this node answers to in offers: its configured names and its own node
+/// name.
+fn answers_to(config: &Config) -> Vec<String> {
+    let mut names = config.node.answers_to.clone();
+    if !names.contains(&config.node.name) {
+        names.push(config.node.name.clone());
+    }
+    names
 }
 
 /// The operating system's cryptographic random generator.

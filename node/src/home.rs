@@ -11,10 +11,13 @@
 //!   ca.pem, ca.key        the org CA that issues the HTTPS certificate of the webhook listener, 0600
 //!   api.token             the API's bearer token, 64 hex digits, 0600
 //!   api.addr              the API's address while the node runs ("127.0.0.1:PORT")
+//!   mesh.addrs            the mesh's listen addresses while the node runs, one multiaddr a line
+//!   mesh.last             the mesh addresses bound last; a restart binds the same ports again
 //!   hooks.addr            the webhook listener's last address (reused after a restart)
 //!   store.redb            the store
 //!   blobs/                the blob store
 //!   work/                 workspaces of stage attempts
+//!   fetch/                artifacts and snapshots being fetched from other nodes (resumable)
 //!   run/                  per-attempt unix sockets, 0700
 //! ```
 //!
@@ -77,6 +80,9 @@ pub struct Config {
     /// The agent processes that run stages.
     #[serde(default)]
     pub agent: AgentConfig,
+    /// The peer-to-peer mesh.
+    #[serde(default)]
+    pub mesh: MeshConfig,
 }
 
 /// `[node]`: who the node is.
@@ -129,6 +135,15 @@ pub struct AgentConfig {
     /// Step package directories (each a package, or a directory of packages); relative
     /// paths are relative to the home.
     pub packages: Vec<PathBuf>,
+}
+
+/// `[mesh]`: the libp2p mesh other nodes reach this one on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshConfig {
+    /// The multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/4001` or
+    /// `/ip4/127.0.0.1/udp/0/quic-v1`. Port 0 takes any free port.
+    pub listen: Vec<String>,
 }
 
 /// What [`init`] needs.
@@ -354,6 +369,11 @@ impl Home {
         self.root.join("api.addr")
     }
 
+    /// `mesh.addrs`.
+    pub fn mesh_addrs_file(&self) -> PathBuf {
+        self.root.join("mesh.addrs")
+    }
+
     /// `hooks.addr`.
     pub fn hooks_addr_file(&self) -> PathBuf {
         self.root.join("hooks.addr")
@@ -533,6 +553,7 @@ impl Config {
             api: ApiConfig::default(),
             webhooks: WebhookConfig::default(),
             agent: AgentConfig::default(),
+            mesh: MeshConfig::default(),
         }
     }
 
@@ -628,6 +649,13 @@ impl Config {
              # paths are relative to this home.\n",
         );
         out.push_str(&format!("packages = {}\n", paths(&self.agent.packages)));
+        out.push_str("\n[mesh]\n");
+        out.push_str(
+            "# The multiaddrs the mesh listens on for other nodes (TCP and QUIC). Port 0\n\
+             # takes any free port; the node writes what it got to mesh.addrs. Listen on a\n\
+             # reachable address (e.g. /ip4/0.0.0.0/tcp/4001) when other machines join.\n",
+        );
+        out.push_str(&format!("listen = {}\n", list(&self.mesh.listen)));
         out
     }
 
@@ -655,6 +683,13 @@ impl Config {
                 "webhooks.public_url {url:?} must start with https://"
             ));
         }
+        for addr in &self.mesh.listen {
+            if let Err(err) = addr.parse::<crate::mesh::Multiaddr>() {
+                return Err(format!(
+                    "mesh.listen {addr:?} is not a multiaddr ({err}); e.g. \"/ip4/127.0.0.1/tcp/0\""
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -665,6 +700,24 @@ impl Default for ApiConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             max_snapshot_bytes: DEFAULT_MAX_SNAPSHOT_BYTES,
             max_json_bytes: DEFAULT_MAX_JSON_BYTES,
+        }
+    }
+}
+
+impl MeshConfig {
+    /// The listen addresses, parsed (they were checked when the configuration was read).
+    pub fn listen_addrs(&self) -> Vec<crate::mesh::Multiaddr> {
+        self.listen.iter().filter_map(|a| a.parse().ok()).collect()
+    }
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".to_owned(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".to_owned(),
+            ],
         }
     }
 }
@@ -840,6 +893,12 @@ mod tests {
             "listen = \"0.0.0.0:80\"\n# The largest",
         );
         assert!(Config::from_toml(&public).unwrap_err().contains("loopback"));
+        let bad_mesh = text.replace("/ip4/127.0.0.1/tcp/0", "127.0.0.1:0");
+        assert!(
+            Config::from_toml(&bad_mesh)
+                .unwrap_err()
+                .contains("mesh.listen")
+        );
         let minimal = "[node]\nname = 'n'\norg = 'o'\n";
         assert_eq!(
             Config::from_toml(minimal).unwrap(),

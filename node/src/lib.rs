@@ -3,10 +3,13 @@
 //! Filled by the node and agent work; see `docs/architecture.md`.
 
 pub mod api;
+pub mod artifacts;
 pub mod blobs;
 pub mod daemon;
 pub mod engine;
+pub mod exchange;
 pub mod home;
+pub mod membership;
 pub mod mesh;
 pub mod secrets;
 pub mod snapshot;

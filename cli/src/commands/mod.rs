@@ -1,9 +1,11 @@
 //! One module per `otto` subcommand.
 
 pub(crate) mod approve;
+pub(crate) mod attest;
 pub(crate) mod explain;
 pub(crate) mod facts;
 pub(crate) mod logs;
 pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod status;
+pub(crate) mod verify;

@@ -7,5 +7,8 @@ mod node_support;
 mod explain;
 mod node_bad_input;
 mod node_gates;
+mod node_handoff;
+mod node_join;
 mod node_restart;
 mod node_run;
+mod verify;

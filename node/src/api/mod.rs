@@ -23,9 +23,11 @@ mod error;
 mod extract;
 mod hooks;
 mod logs;
+mod membership;
 mod runs;
 mod secrets;
 pub mod types;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -41,9 +43,13 @@ use zeroize::Zeroizing;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use extract::{Body, Json, Path, Query};
+pub use membership::{AliasRequest, ApproveRequest, Peers, RevokeRequest};
 
 use crate::blobs::BlobStore;
 use crate::engine::Engine;
+use crate::home::Home;
+use crate::membership::Membership;
+use crate::mesh;
 use crate::store::Store;
 use crate::vault::Vault;
 
@@ -76,6 +82,13 @@ pub struct ApiParts {
     /// Step package directories, loaded again for every run so that a changed package
     /// is seen without a restart.
     pub packages: Vec<PathBuf>,
+    /// The node's home: the verify and bundle endpoints read its certificate, key and
+    /// trust store from there at every request.
+    pub home: Home,
+    /// The mesh.
+    pub mesh: mesh::Client,
+    /// Who the node trusts: invites, joins, peers, the trust store.
+    pub membership: Membership,
 }
 
 /// Request body limits, in bytes.
@@ -114,6 +127,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/runs/{run}", get(runs::get))
         .route("/v1/runs/{run}/logs", get(logs::get))
         .route("/v1/runs/{run}/cancel", post(runs::cancel))
+        .route("/v1/runs/{run}/verify", get(verify::verify))
+        .route("/v1/runs/{run}/bundle", get(verify::bundle))
         .route("/v1/runs/{run}/gates/{stage}/approve", post(runs::approve))
         .route("/v1/secrets", get(secrets::list))
         .route(
@@ -124,6 +139,13 @@ pub fn router(state: ApiState) -> Router {
                 .layer(DefaultBodyLimit::max(crate::vault::MAX_VALUE)),
         )
         .route("/v1/node", get(node))
+        .route("/v1/invites", post(membership::invite))
+        .route("/v1/join", post(membership::join))
+        .route("/v1/peers", get(membership::peers))
+        .route("/v1/trust", get(membership::trust))
+        .route("/v1/trust/aliases", post(membership::alias))
+        .route("/v1/trust/revoke", post(membership::revoke))
+        .route("/v1/approvals", post(membership::approve))
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     v1.fallback(not_found)

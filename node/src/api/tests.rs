@@ -19,6 +19,8 @@ const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789a
 
 struct Fixture {
     _dir: tempfile::TempDir,
+    home: Home,
+    store: Store,
     api: Router,
     hooks: Router,
 }
@@ -55,7 +57,23 @@ async fn fixture_with(max_json_bytes: usize) -> Fixture {
         webhook_base: None,
         signer: None,
     });
+    let membership = Membership::open(
+        &home,
+        home.identity(1_700_000_000).unwrap(),
+        store.clone(),
+        Arc::new(|| 1_700_000_000),
+    )
+    .unwrap();
+    let (mesh, _, _) = mesh::new(
+        mesh::Config::default(),
+        membership.node_key().to_libp2p_keypair(),
+        Arc::new(membership.clone()),
+        Arc::new(crate::artifacts::BlobArtifacts::new(blobs.clone())),
+    )
+    .unwrap();
     let state = ApiState::new(ApiParts {
+        mesh,
+        membership,
         store,
         blobs,
         vault,
@@ -77,9 +95,12 @@ async fn fixture_with(max_json_bytes: usize) -> Fixture {
             max_json_bytes,
         },
         packages: vec![],
+        home: home.clone(),
     });
     Fixture {
         _dir: dir,
+        home: state.home.clone(),
+        store: state.store.clone(),
         api: router(state.clone()),
         hooks: hooks_router(state),
     }
@@ -488,4 +509,330 @@ async fn secrets_go_in_and_only_names_come_out() {
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let missing = f.call(Method::GET, "/v1/secrets/DEPLOY_TOKEN", None).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
+}
+
+/// `GET /v1/runs/{run}/verify` and `GET /v1/runs/{run}/bundle`: receipts put into the
+/// store directly, signed by this node and by a node of another org it knows.
+mod receipt_chains {
+    use otto_handoff::StageStatus;
+    use otto_handoff::bundle::{Bundle, verify_bundle};
+    use otto_pipeline::{Facts, MemSource, StepCatalog};
+    use otto_protocol::{Digest as Sha256Digest, Envelope, KeyBytes, NodeIdentity, Outcome};
+    use otto_protocol::{Payload as _, Receipt};
+    use otto_trust::cert::issue_cert;
+    use otto_trust::{CertSpec, NodeKey, OrgKey, PublicKey, TrustStore, dsse, persist};
+    use sha2::{Digest as _, Sha256};
+
+    use super::*;
+    use crate::blobs::Digest;
+    use crate::store::{KnownNode, NewRun, NewStage, RunId, Source, StageState};
+
+    const OTTOFILE: &str = "pipeline {
+  name = 'shop'
+  stages {
+    stage { name = 'Build'  steps { sh 'make' } }
+    stage { name = 'Deploy'  owner = 'ops'  steps { sh './deploy.sh' } }
+  }
+}
+";
+
+    /// A node and its certificate.
+    struct Signer {
+        name: &'static str,
+        org: &'static str,
+        key: NodeKey,
+        cert: Envelope,
+    }
+
+    /// The fixture's node `n1` of org `acme`, with a certificate valid now (the API checks
+    /// at the real time; the fixture's home was made in 2023).
+    fn this_node(home: &Home) -> Signer {
+        let org = persist::load_org_key(&home.org_key_file()).unwrap();
+        let key = persist::load_node_key(&home.node_key_file()).unwrap();
+        let cert = certificate(&org, "acme", "n1", &key);
+        std::fs::write(home.node_cert_file(), otto_protocol::encode_envelope(&cert)).unwrap();
+        Signer {
+            name: "n1",
+            org: "acme",
+            key,
+            cert,
+        }
+    }
+
+    /// `ops-1` of org `acme-ops`, whose org key is [`ops_org`].
+    fn ops_node() -> Signer {
+        let key = NodeKey::from_seed(&[0x1e; 32]);
+        let cert = certificate(&ops_org(), "acme-ops", "ops-1", &key);
+        Signer {
+            name: "ops-1",
+            org: "acme-ops",
+            key,
+            cert,
+        }
+    }
+
+    fn ops_org() -> OrgKey {
+        OrgKey::from_seed(&[0x0e; 32])
+    }
+
+    fn certificate(org: &OrgKey, org_name: &str, node: &str, key: &NodeKey) -> Envelope {
+        let now = now_secs();
+        let spec = CertSpec {
+            node: node.to_owned(),
+            org: org_name.to_owned(),
+            node_key: key.public_key(),
+            roles: vec![],
+            not_before: now - 3_600,
+            not_after: now + 86_400,
+        };
+        issue_cert(&spec, org).unwrap()
+    }
+
+    fn now_secs() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn plan() -> otto_pipeline::Plan {
+        let source = MemSource::new().with("shop/Ottofile", OTTOFILE);
+        otto_pipeline::plan(
+            &source,
+            std::path::Path::new("shop/Ottofile"),
+            &Facts::default(),
+            &StepCatalog::builtins(),
+        )
+        .map(|p| p.plan)
+        .unwrap_or_else(|f| panic!("plan: {f}"))
+    }
+
+    /// Records a run of [`plan`] in the store (the engine never sees it).
+    fn create_run(store: &Store, plan: &otto_pipeline::Plan) -> RunId {
+        let id = RunId::new(now_secs() * 1000, [7; 10]);
+        store
+            .create_run(NewRun {
+                id,
+                pipeline: plan.body.pipeline.clone(),
+                plan: plan.canonical_bytes(),
+                source: Source::Snapshot {
+                    digest: Digest::of(b"snapshot"),
+                },
+                facts: plan.body.facts.clone(),
+                created_at: now_secs() * 1000,
+                started_by: "test".into(),
+                stages: plan
+                    .body
+                    .stages
+                    .iter()
+                    .map(|s| NewStage {
+                        id: s.id.clone(),
+                        state: StageState::Pending,
+                    })
+                    .collect(),
+            })
+            .unwrap();
+        id
+    }
+
+    /// Signs a successful receipt of `stage` by `by` and puts it in the store.
+    fn put_receipt(
+        store: &Store,
+        run: RunId,
+        plan: &otto_pipeline::Plan,
+        by: &Signer,
+        stage: &str,
+        upstream: Vec<Sha256Digest>,
+    ) -> Envelope {
+        let receipt = Receipt {
+            run: run.to_string(),
+            plan_digest: plan.digest(),
+            stage: stage.to_owned(),
+            attempt: 1,
+            outcome: Outcome::Success,
+            outputs: vec![],
+            log_digest: Sha256Digest([3; 32]),
+            started_at: now_secs() - 60,
+            finished_at: now_secs() - 30,
+            upstream,
+            node: NodeIdentity {
+                name: by.name.to_owned(),
+                org: by.org.to_owned(),
+                key: KeyBytes(*by.key.public_key().as_bytes()),
+            },
+        };
+        let env = dsse::sign(
+            Receipt::KIND.payload_type(),
+            otto_protocol::encode_payload(&receipt),
+            &by.key,
+        )
+        .unwrap();
+        store
+            .put_receipt(&run, stage, 1, &otto_protocol::encode_envelope(&env))
+            .unwrap();
+        env
+    }
+
+    fn digest(env: &Envelope) -> Sha256Digest {
+        Sha256Digest(Sha256::digest(env.canonical_bytes()).into())
+    }
+
+    /// Records `node` as a known node, as the mesh does when it meets one.
+    fn know(store: &Store, node: &Signer) {
+        store
+            .put_node(&KnownNode {
+                keyid: node.key.keyid().to_owned(),
+                peer_id: node.key.peer_id().to_string(),
+                name: node.name.to_owned(),
+                org: node.org.to_owned(),
+                cert: otto_protocol::encode_envelope(&node.cert),
+                addrs: vec![],
+                joined: true,
+                added_at: 0,
+                last_seen: None,
+            })
+            .unwrap();
+    }
+
+    /// Pins the ops org in the node's `trust.toml`, as `otto-node join` would.
+    fn pin_ops(home: &Home) {
+        let path = home.trust_file();
+        let mut trust = persist::load_trust_store(&path).unwrap();
+        trust
+            .pin_org("acme-ops", ops_org().public_key(), now_secs())
+            .unwrap();
+        persist::save_trust_store(&path, &trust).unwrap();
+    }
+
+    fn statuses(report: &Value) -> Vec<(String, String)> {
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["stage"].as_str().unwrap().to_owned(),
+                    s["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    fn pair(stage: &str, status: &str) -> (String, String) {
+        (stage.to_owned(), status.to_owned())
+    }
+
+    #[tokio::test]
+    async fn verify_checks_the_runs_receipts_against_the_current_trust_store() {
+        let f = fixture().await;
+        let me = this_node(&f.home);
+        let ops = ops_node();
+        let plan = plan();
+        let run = create_run(&f.store, &plan);
+        let uri = format!("/v1/runs/{run}/verify");
+
+        // Only Build has run.
+        let build = put_receipt(&f.store, run, &plan, &me, "Build", vec![]);
+        let answer = f.call(Method::GET, &uri, None).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.json());
+        let report = answer.json();
+        assert_eq!(report["verified"], false);
+        assert_eq!(report["run"], run.to_string());
+        assert_eq!(report["plan_digest"], plan.digest());
+        assert_eq!(
+            statuses(&report),
+            [pair("Build", "verified"), pair("Deploy", "missing")]
+        );
+        assert_eq!(report["stages"][0]["receipt"]["node"], "n1");
+        assert_eq!(report["stages"][0]["receipt"]["org"], "acme");
+
+        // Deploy ran on ops-1, whose org this node has not pinned yet.
+        put_receipt(&f.store, run, &plan, &ops, "Deploy", vec![digest(&build)]);
+        know(&f.store, &ops);
+        let report = f.call(Method::GET, &uri, None).await.json();
+        assert_eq!(report["verified"], false);
+        assert_eq!(report["stages"][1]["status"], "invalid");
+        let reason = report["stages"][1]["reason"].as_str().unwrap();
+        assert!(reason.contains("not trusted"), "{reason}");
+
+        // Pinning the org in trust.toml counts at the next request, without a restart.
+        pin_ops(&f.home);
+        let report = f.call(Method::GET, &uri, None).await.json();
+        assert_eq!(report["verified"], true, "{report:#}");
+        assert_eq!(
+            statuses(&report),
+            [pair("Build", "verified"), pair("Deploy", "verified")]
+        );
+        assert_eq!(report["stages"][1]["receipt"]["node"], "ops-1");
+        assert_eq!(report["stages"][1]["receipt"]["org"], "acme-ops");
+        assert_eq!(report["attestations"], json!([]));
+    }
+
+    #[tokio::test]
+    async fn the_bundle_verifies_offline_with_only_the_org_keys() {
+        let f = fixture().await;
+        let me = this_node(&f.home);
+        let ops = ops_node();
+        let plan = plan();
+        let run = create_run(&f.store, &plan);
+        let build = put_receipt(&f.store, run, &plan, &me, "Build", vec![]);
+        let deploy = put_receipt(&f.store, run, &plan, &ops, "Deploy", vec![digest(&build)]);
+        know(&f.store, &ops);
+
+        let answer = f
+            .call(Method::GET, &format!("/v1/runs/{run}/bundle"), None)
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.headers[header::CONTENT_TYPE], "application/json");
+        let bundle = Bundle::from_json(std::str::from_utf8(&answer.body).unwrap()).unwrap();
+        assert_eq!(bundle.run, run.to_string());
+        assert_eq!(bundle.plan.digest(), plan.digest());
+        assert_eq!(bundle.receipts, [build, deploy]);
+        assert_eq!(bundle.certificates, [me.cert.clone(), ops.cert.clone()]);
+        // This node attests only the receipt it signed itself.
+        assert_eq!(bundle.attestations.len(), 1);
+        assert_eq!(bundle.attestations[0].signatures[0].keyid, me.key.keyid());
+
+        let org_keys = |orgs: &[(&str, PublicKey)]| {
+            let mut trust = TrustStore::new();
+            for (name, key) in orgs {
+                trust.pin_org(name, *key, 0).unwrap();
+            }
+            trust
+        };
+        let acme = persist::load_org_key(&f.home.org_key_file())
+            .unwrap()
+            .public_key();
+        let both = org_keys(&[("acme", acme), ("ops", ops_org().public_key())]);
+        let report = verify_bundle(&bundle, &both, now_secs());
+        assert!(report.verified, "{report:#?}");
+        assert!(report.attestations[0].verified);
+
+        let only_acme = org_keys(&[("acme", acme)]);
+        let report = verify_bundle(&bundle, &only_acme, now_secs());
+        assert!(!report.verified);
+        assert_eq!(
+            report.chain.stage("Deploy").unwrap().status,
+            StageStatus::Invalid
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_runs_get_404() {
+        let f = fixture().await;
+        this_node(&f.home);
+        let unknown = RunId::new(1, [1; 10]);
+        for uri in [
+            format!("/v1/runs/{unknown}/verify"),
+            format!("/v1/runs/{unknown}/bundle"),
+            "/v1/runs/not-a-run/verify".to_owned(),
+            "/v1/runs/not-a-run/bundle".to_owned(),
+        ] {
+            let answer = f.call(Method::GET, &uri, None).await;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{uri}");
+            let (code, message) = answer.error();
+            assert_eq!(code, "not_found");
+            assert!(message.starts_with("no run"), "{message}");
+        }
+    }
 }

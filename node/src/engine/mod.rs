@@ -42,11 +42,11 @@
 
 mod agent;
 mod caches;
-mod dag;
+pub(crate) mod dag;
 mod gates;
 mod orchestrator;
 mod outputs;
-mod receipts;
+pub(crate) mod receipts;
 mod remote;
 mod serve;
 mod stage;
@@ -66,6 +66,7 @@ use crate::store::{
 };
 use crate::vault::Vault;
 
+pub(crate) use orchestrator::OFFERED_BY;
 pub use receipts::ReceiptSigner;
 
 /// How many events [`Engine::events`] receivers may fall behind before they miss some.
@@ -356,17 +357,7 @@ impl Engine {
     /// accepted, and starts it when its needs allow (the run must be recorded: the mesh
     /// exchange records the offered run first). Runs in progress move on at once.
     pub async fn start_offered(&self, run: RunId, stage: String) -> Result<(), EngineError> {
-        util::lock(&self.shared.offered).insert((run, stage.clone()));
-        let store = self.shared.store.clone();
-        let id = stage.clone();
-        let record = util::blocking(move || store.stage(&run, &id)).await?;
-        if record.is_some_and(|r| r.state == StageState::HandedOff) {
-            let store = self.shared.store.clone();
-            util::blocking(move || {
-                store.set_stage_state(&run, &stage, StageState::Pending, None, util::now_ms())
-            })
-            .await?;
-        }
+        util::lock(&self.shared.offered).insert((run, stage));
         self.ask(|reply| Command::Poke { run, reply }).await
     }
 

@@ -281,7 +281,23 @@ impl Orchestrator {
             return Ok(());
         };
         let store = self.sh.store.clone();
-        let records = blocking(move || store.stages(&run)).await?;
+        let mut records = blocking(move || store.stages(&run)).await?;
+        // A stage another node offered this node and it accepted runs here, even if its
+        // task set it aside before the offer came (a task still in flight comes back here
+        // when it ends).
+        for record in &mut records {
+            if record.state == StageState::HandedOff
+                && !active.tasks.contains_key(&record.id)
+                && self.sh.was_offered(&run, &record.id)
+            {
+                let (store, id) = (self.sh.store.clone(), record.id.clone());
+                let note = Some("offered to this node".to_owned());
+                *record = blocking(move || {
+                    store.set_stage_state(&run, &id, StageState::Pending, note, now_ms())
+                })
+                .await?;
+            }
+        }
         let states: HashMap<String, StageState> =
             records.iter().map(|s| (s.id.clone(), s.state)).collect();
         let body = &active.ctx.body;

@@ -37,7 +37,12 @@ pub const MAX_ANSWER_BYTES: usize = max(
 ) + 64 * 1024;
 
 /// The payload types a request on `/otto/handoff/1` may carry.
-pub(crate) const REQUEST_KINDS: [Kind; 3] = [Kind::Offer, Kind::Receipt, Kind::JoinRequest];
+pub(crate) const REQUEST_KINDS: [Kind; 4] = [
+    Kind::Offer,
+    Kind::Receipt,
+    Kind::JoinRequest,
+    Kind::RevocationList,
+];
 
 /// The payload types an answer on `/otto/handoff/1` may carry.
 pub(crate) const ANSWER_KINDS: [Kind; 3] = [Kind::Accept, Kind::Reject, Kind::JoinResponse];

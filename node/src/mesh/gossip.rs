@@ -22,7 +22,7 @@ use libp2p::gossipsub::{
 };
 use libp2p::identity::Keypair;
 use otto_protocol::limits::MAX_STATUS_BYTES;
-use otto_protocol::{DecodeError, Envelope, Status};
+use otto_protocol::{DecodeError, Envelope, Receipt, Status};
 use sha2::{Digest as _, Sha256};
 
 use super::{Config, MeshError};
@@ -97,17 +97,19 @@ pub(crate) fn topic_params() -> TopicScoreParams {
     }
 }
 
-/// Decodes a gossip message as a status envelope of the run its topic names: the run id
-/// and the envelope, whose signatures are still unchecked.
+/// Decodes a gossip message as a status or receipt envelope of the run its topic names:
+/// the run id and the envelope, whose signatures are still unchecked.
 pub(crate) fn check(topic: &TopicHash, data: &[u8]) -> Result<(String, Envelope), DecodeError> {
     let run = run_of_topic(topic)
         .ok_or_else(|| DecodeError::Malformed(format!("`{topic}` is not a status topic")))?;
     let envelope = otto_protocol::decode_envelope(data)?;
-    let status: Status = envelope.payload_as()?;
-    if status.run != run {
+    let of = match envelope.payload_as::<Status>() {
+        Ok(status) => status.run,
+        Err(_) => envelope.payload_as::<Receipt>()?.run,
+    };
+    if of != run {
         return Err(DecodeError::Malformed(format!(
-            "a status of run `{}` on the topic of run `{run}`",
-            status.run
+            "a message of run `{of}` on the topic of run `{run}`"
         )));
     }
     Ok((run.to_owned(), envelope))

@@ -6,7 +6,7 @@
 //! | protocol | what | shape |
 //! |---|---|---|
 //! | `/ipfs/id/1.0.0`, `/ipfs/ping/1.0.0` | identify, ping | standard, open to every peer |
-//! | [`HANDOFF_PROTOCOL`] `/otto/handoff/1` | offers, receipts and join requests, each answered by one envelope | request-response (`codec.rs`) |
+//! | [`HANDOFF_PROTOCOL`] `/otto/handoff/1` | offers, receipts, join requests and revocation lists, each answered by one envelope | request-response (`codec.rs`) |
 //! | [`ARTIFACT_PROTOCOL`] `/otto/artifact/1` | artifact bytes, chunked and resumable | one stream per fetch (`artifact.rs`) |
 //! | gossipsub `otto/run/<run>/status` | signed status events of a run | gossip (`gossip.rs`) |
 //!
@@ -19,8 +19,9 @@
 //!
 //! - a [`Client`], cloneable, whose async methods send a command to the event loop over a
 //!   bounded channel and wait for its answer on a oneshot channel;
-//! - a bounded receiver of [`Event`]s: incoming offers, receipts and join requests (each with
-//!   a [`ResponseHandle`] to answer it later), verified status events, connections;
+//! - a bounded receiver of [`Event`]s: incoming offers, receipts, join requests and
+//!   revocation lists (each with a [`ResponseHandle`] to answer it later), verified status
+//!   events, connections;
 //! - the [`EventLoop`], which the caller spawns: it owns the swarm and `select!`s over it and
 //!   the commands, keeping the requests in flight in maps keyed by request id.
 //!
@@ -32,9 +33,9 @@
 //!
 //! A [`PeerPolicy`] says which peers may use the Otto protocols (trusted peers, and peers
 //! with an invite in hand). Every peer may identify and ping. A peer the policy does not
-//! allow gets a signed `unknown_org` reject to its offers and receipts, a closed stream to
-//! its artifact requests, and is shut out of gossip; only its join requests reach the node,
-//! which checks the invite they carry.
+//! allow gets a signed `unknown_org` reject to its offers, receipts and revocation lists, a
+//! closed stream to its artifact requests, and is shut out of gossip; only its join requests
+//! reach the node, which checks the invite they carry.
 
 mod artifact;
 mod behaviour;
@@ -70,7 +71,8 @@ pub use libp2p::{Multiaddr, PeerId};
 use behaviour::{Behaviour, BehaviourEvent};
 use codec::HandoffRequest;
 
-/// The request-response protocol that carries offers, receipts and join requests.
+/// The request-response protocol that carries offers, receipts, join requests and
+/// revocation lists.
 pub const HANDOFF_PROTOCOL: &str = "/otto/handoff/1";
 
 /// The stream protocol that carries artifact bytes.
@@ -173,6 +175,16 @@ pub enum Event {
         /// The join request envelope, its signatures not yet checked.
         envelope: Unverified<Envelope>,
         /// Where the join response goes.
+        reply: ResponseHandle,
+    },
+    /// A peer the policy allows delivers an org's revocation list; acknowledge it through
+    /// `reply` with an `accept` (all-zero id) or refuse it with a `reject`.
+    Revocation {
+        /// The delivering peer (not necessarily of the org that signed the list).
+        peer: PeerId,
+        /// The revocation list envelope, its signature (by the org key) not yet checked.
+        envelope: Unverified<Envelope>,
+        /// Where the answer goes.
         reply: ResponseHandle,
     },
     /// A status event of a run this node subscribed to, verified by
@@ -614,6 +626,17 @@ impl Client {
         join: Envelope,
     ) -> Result<Unverified<Envelope>, MeshError> {
         self.request(peer, Kind::JoinRequest, join).await
+    }
+
+    /// Delivers an org's signed revocation list to `peer` over `/otto/handoff/1` and
+    /// returns its answer: an `accept` once the peer holds the list (or a newer one), or a
+    /// `reject` saying why not.
+    pub async fn send_revocation(
+        &self,
+        peer: PeerId,
+        list: Envelope,
+    ) -> Result<Unverified<Envelope>, MeshError> {
+        self.request(peer, Kind::RevocationList, list).await
     }
 
     /// Fetches the artifact `sha256` from `peer` over `/otto/artifact/1` into the file at
@@ -1147,6 +1170,11 @@ impl EventLoop {
                 reply,
             },
             Some(Kind::JoinRequest) => Event::Join {
+                peer,
+                envelope: unverified,
+                reply,
+            },
+            Some(Kind::RevocationList) => Event::Revocation {
                 peer,
                 envelope: unverified,
                 reply,

@@ -12,6 +12,7 @@ mod engine_recovery;
 mod mesh;
 mod mesh_artifact;
 mod mesh_gossip;
+mod mesh_revocation;
 mod store;
 mod store_crash;
 mod vault;

@@ -1,13 +1,24 @@
 //! `otto-node`: the Otto node daemon. `init` creates a node's home, `start` runs the node
-//! in the foreground; both are thin over `otto_node::home` and `otto_node::daemon`.
+//! in the foreground; both are thin over `otto_node::home` and `otto_node::daemon`. `invite`,
+//! `join`, `peers`, `trust` and `approve` talk to the running node through its API.
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// The `otto` binary's client of the node API; this binary uses a part of it.
+#[allow(dead_code)]
+#[path = "../../client.rs"]
+mod client;
+
+mod approve;
 mod init;
+mod invite;
+mod join;
+mod peers;
 mod start;
+mod trust;
 
 /// The Otto node: runs pipelines, keeps secrets, waits on gates, survives restarts.
 #[derive(Debug, Parser)]
@@ -21,6 +32,11 @@ struct Cli {
 enum Command {
     Init(init::Args),
     Start(start::Args),
+    Invite(invite::Args),
+    Join(join::Args),
+    Peers(peers::Args),
+    Trust(trust::Args),
+    Approve(approve::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +44,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => init::run(args),
         Command::Start(args) => start::run(args),
+        Command::Invite(args) => invite::run(args),
+        Command::Join(args) => join::run(args),
+        Command::Peers(args) => peers::run(args),
+        Command::Trust(args) => trust::run(args),
+        Command::Approve(args) => approve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -26,10 +26,18 @@ pub struct Node {
 impl Node {
     /// A fresh home (`otto-node init`), not started.
     pub fn init() -> Self {
+        Self::init_as("acme", "n1", &[])
+    }
+
+    /// A fresh home of node `name` of org `org`, made with the `extra` init flags (e.g.
+    /// `--org-key FILE`), not started.
+    pub fn init_as(org: &str, name: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
-            .args(["init", "--org", "acme", "--name", "n1", "--json", "--home"])
+            .args(["init", "--org", org, "--name", name, "--json"])
+            .args(extra)
+            .arg("--home")
             .arg(&home)
             .env_remove("OTTO_HOME")
             .output()
@@ -40,7 +48,7 @@ impl Node {
             String::from_utf8_lossy(&out.stderr)
         );
         let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(made["node"], "n1");
+        assert_eq!(made["node"], name);
         Self {
             dir,
             home,
@@ -166,6 +174,20 @@ impl Node {
             self.log()
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `otto-node ARGS` with this node's home.
+    pub fn otto_node(&self, args: &[&str]) -> Output {
+        let child = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+            .args(args)
+            .env("OTTO_HOME", &self.home)
+            .env_remove("OTTO_NODE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_output(child)
     }
 
     /// `otto status RUN --json`.

@@ -1,0 +1,191 @@
+//! `otto-node trust`: list the trust store, set aliases, revoke a node of this org.
+
+use std::io::{self, Write as _};
+
+use otto_node::api::{AliasRequest, RevokeRequest};
+use otto_node::membership::{AliasView, Revoked, TrustView};
+
+use crate::client::NodeArgs;
+use crate::invite::{definitions_name, list_or_none};
+
+/// Manage the trust store: pinned orgs, aliases, revocations.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  otto-node trust list
+  otto-node trust list --json
+  otto-node trust alias ops acme-ops
+  otto-node trust revoke ops-2 --reason 'laptop stolen'
+  otto-node trust revoke ed25519:3fa1…
+
+`alias NAME TARGET` gives a pinned org (or a node: its key id or its name in
+`otto-node peers`) a second name, e.g. the owner name an Ottofile uses. `revoke NODE`
+needs the org key (org.key in the home): it signs the org's next revocation list, applies
+it here and delivers it to every known node, which then refuses the revoked node. A node
+that cannot be reached now gets the list at its next connection with a node of this org.")]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// List the pinned orgs with their policies and revocations, the aliases, the approved
+    /// definitions and the invites issued.
+    List {
+        /// Print the trust store as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give a pinned org or a node a second name.
+    Alias {
+        /// The alias, e.g. ops.
+        name: String,
+        /// A pinned org's name, a node key id (ed25519:…) or a known node's name.
+        target: String,
+    },
+    /// Revoke a node of this node's org (needs org.key in the home).
+    Revoke {
+        /// The node: its name in `otto-node peers`, or its key id (ed25519:…).
+        #[arg(value_name = "NODE")]
+        target: String,
+        /// Why, for people reading the revocation list.
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        reason: String,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let client = args.node.client()?;
+    let mut out = io::stdout().lock();
+    match args.command {
+        Command::List { json } => {
+            let trust: TrustView = client.get("/v1/trust")?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&trust)?)?;
+            } else {
+                print_trust(&mut out, &trust)?;
+            }
+        }
+        Command::Alias { name, target } => {
+            let alias: AliasView = client.post(
+                "/v1/trust/aliases",
+                &AliasRequest {
+                    alias: name,
+                    target,
+                },
+            )?;
+            writeln!(out, "{} = {}", alias.alias, alias_target(&alias))?;
+        }
+        Command::Revoke {
+            target,
+            reason,
+            json,
+        } => {
+            let request = RevokeRequest {
+                node: target,
+                reason,
+            };
+            let revoked: Revoked = client.post("/v1/trust/revoke", &request)?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string(&revoked)?)?;
+                return Ok(());
+            }
+            let name = revoked
+                .node
+                .as_ref()
+                .map(|name| format!("{name} ({})", revoked.node_key))
+                .unwrap_or_else(|| revoked.node_key.clone());
+            writeln!(
+                out,
+                "revoked {name}: revocation list {} of org {}",
+                revoked.seq, revoked.org
+            )?;
+            writeln!(out, "  delivered to: {}", list_or_none(&revoked.delivered))?;
+            let mut err = io::stderr().lock();
+            for (node, reason) in &revoked.failed {
+                writeln!(
+                    err,
+                    "warning: not delivered to {node}: {reason} (it gets the list at its next connection)"
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_trust(out: &mut impl io::Write, trust: &TrustView) -> io::Result<()> {
+    writeln!(out, "orgs:")?;
+    for org in &trust.orgs {
+        let own = if org.own { " (this node's org)" } else { "" };
+        writeln!(out, "  {}{own}  {}", org.name, org.key)?;
+        match &org.policy {
+            Some(policy) => writeln!(
+                out,
+                "    may hand this node: stages {}; pipelines {}; environments {}; definitions {}",
+                list_or_none(&policy.stages),
+                list_or_none(&policy.pipelines),
+                list_or_none(&policy.environments),
+                definitions_name(policy.definitions)
+            )?,
+            None if org.own => {}
+            None => writeln!(out, "    may hand this node: nothing")?,
+        }
+        if let Some(seq) = org.revocation_seq {
+            writeln!(out, "    revocation list {seq}:")?;
+            for key in &org.revoked {
+                let reason = if key.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", key.reason)
+                };
+                writeln!(out, "      revoked {}{reason}", key.node_key)?;
+            }
+        }
+    }
+    writeln!(out, "aliases:")?;
+    if trust.aliases.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for alias in &trust.aliases {
+        writeln!(out, "  {} = {}", alias.alias, alias_target(alias))?;
+    }
+    writeln!(out, "approved definitions:")?;
+    if trust.approvals.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for approval in &trust.approvals {
+        writeln!(out, "  {}", approval.digest)?;
+    }
+    writeln!(out, "invites:")?;
+    if trust.invites.is_empty() {
+        writeln!(out, "  none")?;
+    }
+    for invite in &trust.invites {
+        let state = match (&invite.used_at, &invite.used_by) {
+            (Some(_), Some(org)) => format!("used by {org}"),
+            (Some(_), None) => "used".to_owned(),
+            _ => format!("open until {}", invite.expires_at),
+        };
+        writeln!(
+            out,
+            "  {}  role {}  {state}",
+            invite.id,
+            invite.roles.join(",")
+        )?;
+    }
+    Ok(())
+}
+
+/// `org NAME` or `node KEYID`.
+fn alias_target(alias: &AliasView) -> String {
+    match (&alias.org, &alias.node) {
+        (Some(org), _) => format!("org {org}"),
+        (None, Some(node)) => format!("node {node}"),
+        (None, None) => "nothing".to_owned(),
+    }
+}

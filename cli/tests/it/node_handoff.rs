@@ -1,0 +1,286 @@
+//! Two organisations, two real `otto-node` processes on 127.0.0.1: dev builds, ops deploys.
+//! The handoff is refused until ops approves the stage's definition, with the reason and
+//! the command shown on dev; then ops runs the stage with the artifact dev built, behind
+//! an approval gate on ops, and both nodes see the whole run.
+
+use serde_json::Value;
+
+use crate::node_support::{Node, project, stage_of, text};
+
+const OTTOFILE: &str = "
+stage('Build') {
+  steps {
+    sh 'mkdir -p out && echo release-42 > out/version.txt'
+    archive path: 'out/', name: 'app'
+  }
+}
+stage('Deploy') {
+  owner = 'ops'
+  gates { enter { input 'Ship it?' } }
+  steps {
+    unarchive name: 'app'
+    sh 'echo deploying $(cat out/version.txt)'
+  }
+}
+";
+
+/// dev-1 of acme-dev and ops-1 of acme-ops, started, with dev joined to ops through an
+/// invite that lets acme-dev hand ops its `Deploy*` stages with approved definitions.
+fn two_orgs() -> (Node, Node) {
+    two_orgs_with(&[])
+}
+
+/// [`two_orgs`] with more invite flags.
+fn two_orgs_with(invite_flags: &[&str]) -> (Node, Node) {
+    let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
+    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    dev.start();
+    ops.start();
+    let invite = ops.otto_node(
+        &[
+            "invite",
+            "--role",
+            "deploy",
+            "--stages",
+            "Deploy*",
+            "--definitions",
+            "approved",
+        ]
+        .iter()
+        .chain(invite_flags)
+        .copied()
+        .collect::<Vec<_>>(),
+    );
+    assert!(invite.status.success(), "invite: {}", text(&invite.stderr));
+    let token = text(&invite.stdout).trim().to_owned();
+    let joined = dev.otto_node(&["join", &token, "--alias", "ops"]);
+    assert!(joined.status.success(), "join: {}", text(&joined.stderr));
+    (dev, ops)
+}
+
+fn start_run(dev: &Node, dir: &tempfile::TempDir) -> String {
+    dev.ok(&["run", dir.path().to_str().unwrap(), "--detach"])
+        .trim()
+        .to_owned()
+}
+
+fn note<'a>(status: &'a Value, stage: &str) -> &'a str {
+    stage_of(status, stage)
+        .and_then(|s| s["note"].as_str())
+        .unwrap_or_default()
+}
+
+#[test]
+fn dev_hands_deploy_to_ops_which_runs_it_with_the_artifact_after_approval() {
+    let (dev, ops) = two_orgs();
+    let dir = project(&[("Ottofile", OTTOFILE)]);
+
+    // First run: ops refuses the inline steps it has not approved; dev shows why and how.
+    let refused = start_run(&dev, &dir);
+    let status = dev.wait_final(&refused);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    let why = note(&status, "Deploy");
+    assert!(why.contains("ops-1 rejected Deploy"), "{why}");
+    assert!(why.contains("otto-node approve sha256:"), "{why}");
+    let digest = why
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '`' || c == ';')
+                .strip_prefix("sha256:")
+        })
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .expect("a digest in the note");
+    let approved = ops.otto_node(&["approve", &digest]);
+    assert!(
+        approved.status.success(),
+        "approve: {}",
+        text(&approved.stderr)
+    );
+
+    // Second run: accepted; ops waits for its own approval, then runs Deploy.
+    let run = start_run(&dev, &dir);
+    ops.wait_for("the run on ops", || {
+        ops.otto(&["status", &run]).status.success().then_some(())
+    });
+    ops.wait_stage(&run, "Deploy", "waiting_gate");
+    ops.ok(&["approve", &run, "Deploy"]);
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    assert!(note(&status, "Deploy").contains("ran on ops-1"), "{status}");
+
+    // The artifact dev built is what ran on ops, and dev sees ops's log lines.
+    let ops_log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(ops_log.contains("deploying release-42"), "{ops_log}");
+    let dev_view = dev.wait_for("ops's log lines on dev", || {
+        let log = dev.ok(&["logs", &run, "Deploy"]);
+        log.contains("deploying release-42").then_some(log)
+    });
+    assert!(dev_view.contains("deploying release-42"));
+
+    // Ops sees dev's stage too, from the receipt in the offer.
+    let on_ops = ops.status(&run);
+    assert_eq!(stage_of(&on_ops, "Build").unwrap()["state"], "succeeded");
+}
+
+/// Runs the project once on dev, which ops refuses for its unapproved steps, and approves
+/// the digest the refusal names on ops.
+fn approve_after_refusal(dev: &Node, ops: &Node, dir: &tempfile::TempDir, stage: &str) {
+    let refused = start_run(dev, dir);
+    let status = dev.wait_final(&refused);
+    let why = note(&status, stage).to_owned();
+    let digest = why
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '`' || c == ';')
+                .strip_prefix("sha256:")
+        })
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .unwrap_or_else(|| panic!("no digest in {why:?}"));
+    let approved = ops.otto_node(&["approve", &digest]);
+    assert!(
+        approved.status.success(),
+        "approve: {}",
+        text(&approved.stderr)
+    );
+}
+
+const WITH_SECRET: &str = r#"
+environments { production { secrets { DEPLOY_TOKEN } } }
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') {
+  owner = 'ops'
+  environment -> production
+  steps { sh 'echo "token: $(cat "$OTTO_SECRETS_DIR/DEPLOY_TOKEN")"' }
+}
+"#;
+
+const SECRET: &str = "hunter2-ops-only";
+
+#[test]
+fn an_offer_waits_for_a_stopped_owner_and_its_secret_stays_on_ops() {
+    let (mut dev, mut ops) = two_orgs_with(&["--envs", "production"]);
+    let set = ops.otto_with_stdin(&["secrets", "set", "DEPLOY_TOKEN"], Some(SECRET.as_bytes()));
+    assert!(set.status.success(), "secrets set: {}", text(&set.stderr));
+    let dir = project(&[("Ottofile", WITH_SECRET)]);
+    approve_after_refusal(&dev, &ops, &dir, "Deploy");
+
+    // Ops is down when dev offers Deploy: the offer waits in dev's outbox.
+    assert!(ops.terminate(), "ops stopped cleanly");
+    let run = start_run(&dev, &dir);
+    dev.wait_for("the offer to be waiting", || {
+        let status = dev.status(&run);
+        note(&status, "Deploy")
+            .starts_with("offered to ops-1")
+            .then_some(())
+    });
+    ops.start();
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+
+    // Ops used its secret, masked; nothing of it reached dev.
+    let ops_log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(ops_log.contains("token: ***"), "{ops_log}");
+    assert!(!ops_log.contains(SECRET));
+    let dev_log = dev.ok(&["logs", &run, "Deploy"]);
+    assert!(!dev_log.contains(SECRET), "{dev_log}");
+    assert!(!dev.ok(&["status", &run, "--json"]).contains(SECRET));
+    assert!(dev.terminate());
+    for entry in walk(&dev.home) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+            "the secret is in {}",
+            entry.display()
+        );
+    }
+}
+
+#[test]
+fn a_stage_outside_the_granted_scope_is_refused_with_the_reason_on_dev() {
+    let (dev, _ops) = two_orgs();
+    let dir = project(&[(
+        "Ottofile",
+        "stage('Build') { steps { echo 'built' } }\nstage('Migrate') { owner = 'ops'  steps { echo 'migrating' } }\n",
+    )]);
+    let run = start_run(&dev, &dir);
+    let status = dev.wait_final(&run);
+    assert_eq!(status["run"]["state"], "failed");
+    let why = note(&status, "Migrate");
+    assert!(why.starts_with("ops-1 rejected Migrate: "), "{why}");
+    assert!(why.contains("Migrate"), "{why}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path.is_file() {
+            out.push(path);
+        }
+    }
+    out
+}
+
+const SLOW_DEPLOY: &str = "
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') { owner = 'ops'  steps { sh 'echo starting; sleep 2; echo deployed' } }
+";
+
+#[test]
+fn killing_either_node_mid_handoff_loses_nothing() {
+    let (mut dev, mut ops) = two_orgs();
+    let dir = project(&[("Ottofile", SLOW_DEPLOY)]);
+    approve_after_refusal(&dev, &ops, &dir, "Deploy");
+
+    // Ops is killed while it runs Deploy: it runs it again as attempt 2 after its restart.
+    let run = start_run(&dev, &dir);
+    ops.wait_for("the run on ops", || {
+        ops.otto(&["status", &run]).status.success().then_some(())
+    });
+    ops.wait_stage(&run, "Deploy", "running");
+    ops.kill9();
+    ops.start();
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    let on_ops = ops.status(&run);
+    let attempts = stage_of(&on_ops, "Deploy").unwrap()["attempts"]
+        .as_array()
+        .map_or(0, Vec::len);
+    assert_eq!(attempts, 2, "{on_ops}");
+
+    // Dev is killed while it waits for the receipt: after its restart the receipt still
+    // arrives and the run ends.
+    let run = start_run(&dev, &dir);
+    ops.wait_for("the run on ops", || {
+        ops.otto(&["status", &run]).status.success().then_some(())
+    });
+    ops.wait_stage(&run, "Deploy", "running");
+    dev.kill9();
+    ops.wait_stage(&run, "Deploy", "succeeded");
+    dev.start();
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        dev.log()
+    );
+}

@@ -1,0 +1,387 @@
+//! `otto verify --bundle` as a user runs it: offline, no node, trust only from `--trust`.
+//! The bundle is built here: a two-stage run, `Build` by `n1` of org `acme` and `Deploy`
+//! by `ops-1` of org `acme-ops`, each receipt attested by the node that signed it.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use otto_handoff::attest;
+use otto_handoff::bundle::Bundle;
+use otto_pipeline::{Facts, MemSource, Plan, StepCatalog};
+use otto_protocol::{Digest, Envelope, KeyBytes, NodeIdentity, Outcome, Payload as _, Receipt};
+use otto_trust::cert::issue_cert;
+use otto_trust::{CertSpec, NodeKey, OrgKey, Unverified, dsse};
+use serde_json::Value;
+
+use crate::node_support::text;
+
+const OTTOFILE: &str = "pipeline {
+  name = 'shop'
+  stages {
+    stage { name = 'Build'  steps { sh 'make' } }
+    stage { name = 'Deploy'  owner = 'ops'  steps { sh './deploy.sh' } }
+  }
+}
+";
+
+const RUN: &str = "01J9ZQ3M5V8R2K4T6W8Y0A2C4E";
+
+struct Org {
+    name: &'static str,
+    key: OrgKey,
+}
+
+struct Signer {
+    name: &'static str,
+    org: &'static str,
+    key: NodeKey,
+    cert: Envelope,
+}
+
+fn acme() -> Org {
+    Org {
+        name: "acme",
+        key: OrgKey::from_seed(&[0x0a; 32]),
+    }
+}
+
+fn ops() -> Org {
+    Org {
+        name: "acme-ops",
+        key: OrgKey::from_seed(&[0x0e; 32]),
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn node(org: &Org, name: &'static str, seed: u8) -> Signer {
+    let key = NodeKey::from_seed(&[seed; 32]);
+    let spec = CertSpec {
+        node: name.to_owned(),
+        org: org.name.to_owned(),
+        node_key: key.public_key(),
+        roles: vec![],
+        not_before: now() - 3_600,
+        not_after: now() + 86_400,
+    };
+    let cert = issue_cert(&spec, &org.key).unwrap();
+    Signer {
+        name,
+        org: org.name,
+        key,
+        cert,
+    }
+}
+
+fn plan() -> Plan {
+    let source = MemSource::new().with("shop/Ottofile", OTTOFILE);
+    otto_pipeline::plan(
+        &source,
+        Path::new("shop/Ottofile"),
+        &Facts::default(),
+        &StepCatalog::builtins(),
+    )
+    .map(|p| p.plan)
+    .unwrap_or_else(|f| panic!("plan: {f}"))
+}
+
+fn receipt(plan: &Plan, by: &Signer, stage: &str, upstream: Vec<Digest>) -> Envelope {
+    let receipt = Receipt {
+        run: RUN.to_owned(),
+        plan_digest: plan.digest(),
+        stage: stage.to_owned(),
+        attempt: 1,
+        outcome: Outcome::Success,
+        outputs: vec![],
+        log_digest: Digest([3; 32]),
+        started_at: now() - 60,
+        finished_at: now() - 30,
+        upstream,
+        node: NodeIdentity {
+            name: by.name.to_owned(),
+            org: by.org.to_owned(),
+            key: KeyBytes(*by.key.public_key().as_bytes()),
+        },
+    };
+    dsse::sign(
+        Receipt::KIND.payload_type(),
+        otto_protocol::encode_payload(&receipt),
+        &by.key,
+    )
+    .unwrap()
+}
+
+fn attestation(by: &Signer, receipt: &Envelope) -> Envelope {
+    let verified = Unverified::new(receipt.clone())
+        .verify(&by.key.public_key())
+        .unwrap();
+    attest::export(&verified, &by.key).unwrap()
+}
+
+fn bundle() -> Bundle {
+    let plan = plan();
+    let n1 = node(&acme(), "n1", 0x1a);
+    let ops1 = node(&ops(), "ops-1", 0x1e);
+    let build = receipt(&plan, &n1, "Build", vec![]);
+    // Receipts name each other by the sha256 of their envelopes' canonical bytes.
+    let upstream = otto_pipeline::plan::sha256_digest(&build.canonical_bytes());
+    let upstream: Digest = upstream.trim_start_matches("sha256:").parse().unwrap();
+    let deploy = receipt(&plan, &ops1, "Deploy", vec![upstream]);
+    Bundle {
+        run: RUN.to_owned(),
+        plan,
+        attestations: vec![attestation(&n1, &build), attestation(&ops1, &deploy)],
+        receipts: vec![build, deploy],
+        certificates: vec![n1.cert.clone(), ops1.cert.clone()],
+    }
+}
+
+/// Writes `text` as `bundle.json` in a new directory.
+fn file(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bundle.json");
+    fs::write(&path, text).unwrap();
+    (dir, path.to_str().unwrap().to_owned())
+}
+
+/// Runs `otto` with no node home around, so nothing but the arguments can be used.
+fn otto(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_otto"))
+        .args(args)
+        .env_remove("OTTO_HOME")
+        .env_remove("OTTO_NODE")
+        .env_remove("RUST_LOG")
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap()
+}
+
+fn keyid(org: &Org) -> String {
+    org.key.public_key().keyid()
+}
+
+#[test]
+fn a_bundle_verifies_offline_with_the_org_keys() {
+    let (_dir, path) = file(&bundle().to_json());
+    let named = [
+        format!("acme={}", keyid(&acme())),
+        format!("ops={}", keyid(&ops())),
+    ];
+    let out = otto(&["verify", "--bundle", &path, "--trust", &named[0], &named[1]]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines[0].starts_with(&format!("run {RUN}  plan sha256:")),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("✓ Build")
+            && lines[1].contains("verified")
+            && lines[1].contains("attempt 1 success, signed by n1 of org acme"),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("✓ Deploy") && lines[2].contains("signed by ops-1 of org ops"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("attestations: 2 of 2 verified"), "{stdout}");
+    assert_eq!(
+        lines.last(),
+        Some(&"verified: all 2 stages proven by receipts of nodes of trusted orgs")
+    );
+
+    // Bare key ids, as separate --trust flags: orgs take the names their certificates
+    // give. The JSON report is the node's `GET /v1/runs/{run}/verify` shape.
+    let out = otto(&[
+        "verify",
+        "--bundle",
+        &path,
+        "--trust",
+        &keyid(&acme()),
+        "--trust",
+        &keyid(&ops()),
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["run"], RUN);
+    assert_eq!(report["stages"][1]["stage"], "Deploy");
+    assert_eq!(report["stages"][1]["status"], "verified");
+    assert_eq!(report["stages"][1]["receipt"]["org"], "acme-ops");
+    assert_eq!(report["attestations"][1]["verified"], true);
+}
+
+#[test]
+fn a_bundle_fails_without_the_trust_of_every_signer() {
+    let (_dir, path) = file(&bundle().to_json());
+    let out = otto(&["verify", "--bundle", &path, "--trust", &keyid(&acme())]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("✓ Build"), "{stdout}");
+    let deploy = stdout.lines().find(|l| l.contains("Deploy")).unwrap();
+    assert!(
+        deploy.contains("✗ Deploy") && deploy.contains("invalid") && deploy.contains("not trusted"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("NOT verified: 1 of 2 stages not proven, 1 attestations fail"),
+        "{stdout}"
+    );
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+
+    // A key that signed nothing in the bundle: the output says which orgs did.
+    let stranger = OrgKey::from_seed(&[0x55; 32]).public_key().keyid();
+    let out = otto(&["verify", "--bundle", &path, "--trust", &stranger]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("hint: none of the --trust keys signed a certificate")
+            && stderr.contains(&keyid(&ops())),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_tampered_bundle_fails() {
+    let mut bundle = bundle();
+    let mut deploy: Receipt = bundle.receipts[1].payload_as().unwrap();
+    deploy.outcome = Outcome::Failure;
+    bundle.receipts[1].payload = otto_protocol::encode_payload(&deploy);
+    let (_dir, path) = file(&bundle.to_json());
+    let trust = [keyid(&acme()), keyid(&ops())];
+    let out = otto(&["verify", "--bundle", &path, "--trust", &trust[0], &trust[1]]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("does not verify"), "{stdout}");
+    assert!(stdout.contains("NOT verified"), "{stdout}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_failure() {
+    let (dir, path) = file(&bundle().to_json());
+    let key = keyid(&acme());
+    let (_other, not_json) = file("{\"hello\": 1}");
+    let (_third, wrong) = file(
+        &bundle()
+            .to_json()
+            .replace("otto.bundle/v1", "otto.bundle/v9"),
+    );
+    let missing = dir.path().join("nope.json");
+    let cases: [(Vec<&str>, &str); 6] = [
+        (
+            vec!["--bundle", missing.to_str().unwrap(), "--trust", &key],
+            "error: cannot read",
+        ),
+        (
+            vec!["--bundle", &not_json, "--trust", &key],
+            "not an otto bundle: the JSON object has no \"format\" field",
+        ),
+        (
+            vec!["--bundle", &wrong, "--trust", &key],
+            "unsupported bundle format \"otto.bundle/v9\"",
+        ),
+        (
+            vec!["--bundle", &path, "--trust", "ed25519:abcd"],
+            "error: --trust \"ed25519:abcd\": expected NAME=KEYID or KEYID",
+        ),
+        (
+            vec!["--bundle", &path, "--trust", "not a key"],
+            "error: --trust \"not a key\"",
+        ),
+        (
+            vec!["--bundle", dir.path().to_str().unwrap(), "--trust", &key],
+            "error: cannot read",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = otto(&[&["verify"], args.as_slice()].concat());
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+
+    // Without a node, `otto verify RUN` says how to get one, on one line.
+    let out = otto(&["verify", RUN]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// `otto verify RUN` and `otto attest export` against a real node, then the exported
+/// bundle checked offline with the node's org key only.
+#[test]
+fn a_run_on_a_node_verifies_there_and_from_its_exported_bundle() {
+    let node = crate::node_support::Node::start_new();
+    let dir = crate::node_support::project(&[(
+        "Ottofile",
+        "pipeline {
+  name = 'local'
+  stage('Build') { steps { sh 'echo built' } }
+  stage('Test') { steps { sh 'echo tested' } }
+}
+",
+    )]);
+    let out = node.ok(&["run", dir.path().to_str().unwrap()]);
+    let run = out
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_owned();
+    node.wait_final(&run);
+
+    let out = node.otto(&["verify", &run]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("✓ Build") && stdout.contains("signed by n1 of org acme"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("verified: all 2 stages proven by receipts of nodes of trusted orgs\n")
+    );
+
+    let file = node.dir.path().join("delivery.json");
+    let out = node.ok(&["attest", "export", &run, "-o", file.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!(
+            "wrote {}: run {run}, 2 receipts, 2 attestations, 1 certificates\n",
+            file.display()
+        )
+    );
+    let org = otto_trust::persist::load_org_key(&node.home.join("org.key"))
+        .unwrap()
+        .public_key()
+        .keyid();
+    let out = otto(&[
+        "verify",
+        "--bundle",
+        file.to_str().unwrap(),
+        "--trust",
+        &org,
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("attestations: 2 of 2 verified"), "{stdout}");
+
+    let out = node.otto(&["verify", "01J9ZQ3M5V8R2K4T6W8Y0A2C4E"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr, "error: no run 01J9ZQ3M5V8R2K4T6W8Y0A2C4E\n");
+}

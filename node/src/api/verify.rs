@@ -1,0 +1,159 @@
+//! A run's receipt chain: `GET /v1/runs/{run}/verify` checks it, `GET
+//! /v1/runs/{run}/bundle` exports it for offline checks.
+//!
+//! Both gather the same evidence: the run's stored plan, every receipt the store holds
+//! for the run (this node's own and those other nodes sent), and the node certificates
+//! this node knows (its own, `node.cert` in the home, and every known node's). The check
+//! uses the node's trust store as it is in `trust.toml` at the time of the request, so a
+//! revocation or a newly pinned org counts at once. The bundle adds an in-toto
+//! attestation of each receipt this node signed, made at the time of the request with
+//! the node key.
+
+use std::fs;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use otto_handoff::attest;
+use otto_handoff::bundle::{Bundle, BundleReport, verify_bundle};
+use otto_pipeline::Plan;
+use otto_pipeline::plan::{Body, Provenance};
+use otto_protocol::{Envelope, Receipt};
+use otto_trust::{Unverified, persist};
+
+use super::runs::{no_run, parse_run};
+use super::{ApiError, ApiParts, ApiState, Json, Path, blocking};
+use crate::store::RunId;
+
+/// `GET /v1/runs/{run}/verify`: the run's receipt chain checked against its plan and the
+/// node's current trust store.
+pub(super) async fn verify(
+    State(state): State<ApiState>,
+    Path(run): Path<String>,
+) -> Result<Json<BundleReport>, ApiError> {
+    let run = parse_run(&run)?;
+    let report = blocking(move || {
+        let now = now_secs();
+        let certificates = with_own(own_certificate(&state)?, known_certificates(&state)?);
+        let bundle = evidence(&state, run, certificates)?;
+        let trust =
+            persist::load_trust_store(&state.home.trust_file()).map_err(ApiError::internal)?;
+        Ok(verify_bundle(&bundle, &trust, now))
+    })
+    .await?;
+    Ok(Json(report))
+}
+
+/// `GET /v1/runs/{run}/bundle`: the run's plan, receipts and certificates, with an
+/// attestation of each receipt this node signed, as an `otto.bundle/v1` document.
+pub(super) async fn bundle(
+    State(state): State<ApiState>,
+    Path(run): Path<String>,
+) -> Result<Response, ApiError> {
+    let run = parse_run(&run)?;
+    let json = blocking(move || {
+        let identity = state
+            .home
+            .identity(now_secs())
+            .map_err(ApiError::internal)?;
+        let certificates = with_own(
+            identity.cert.envelope().clone(),
+            known_certificates(&state)?,
+        );
+        let mut bundle = evidence(&state, run, certificates)?;
+        let own = identity.key.public_key();
+        for receipt in &bundle.receipts {
+            let Ok(verified) = Unverified::new(receipt.clone()).verify(&own) else {
+                continue;
+            };
+            match attest::export(&verified, &identity.key) {
+                Ok(attestation) => bundle.attestations.push(attestation),
+                Err(err) => {
+                    tracing::warn!(target: super::TARGET, %run, error = %err, "a receipt of this node cannot be attested");
+                }
+            }
+        }
+        Ok(bundle.to_json())
+    })
+    .await?;
+    Ok(([(CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// The run's plan and receipts with `certificates`, as a bundle without attestations.
+fn evidence(state: &ApiParts, run: RunId, certificates: Vec<Envelope>) -> Result<Bundle, ApiError> {
+    let record = state.store.run(&run)?.ok_or_else(|| no_run(&run))?;
+    let bytes = state.store.plan(&record.plan_digest)?.ok_or_else(|| {
+        ApiError::internal(format!(
+            "the plan {} of run {run} is not in the store",
+            record.plan_digest
+        ))
+    })?;
+    let body: Body = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::internal(format!("the stored plan of run {run} does not read: {e}"))
+    })?;
+    let mut receipts = Vec::new();
+    for entry in state.store.receipts(&run)? {
+        match otto_protocol::decode_envelope(&entry.bytes) {
+            Ok(env) => receipts.push(env),
+            Err(err) => tracing::warn!(
+                target: super::TARGET, %run, stage = %entry.stage, attempt = entry.attempt, error = %err,
+                "a stored receipt does not decode; left out"
+            ),
+        }
+    }
+    // Receipts in chain order reads best: by when the attempt finished.
+    receipts.sort_by_key(|env| {
+        env.payload_as::<Receipt>()
+            .map(|r| (r.finished_at, r.started_at))
+            .unwrap_or_default()
+    });
+    Ok(Bundle {
+        run: run.to_string(),
+        plan: Plan {
+            body,
+            provenance: Provenance::default(),
+        },
+        receipts,
+        certificates,
+        attestations: Vec::new(),
+    })
+}
+
+/// This node's certificate, `node.cert` in the home.
+fn own_certificate(state: &ApiParts) -> Result<Envelope, ApiError> {
+    let path = state.home.node_cert_file();
+    let bytes = fs::read(&path)
+        .map_err(|e| ApiError::internal(format!("reading {}: {e}", path.display())))?;
+    otto_protocol::decode_envelope(&bytes)
+        .map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))
+}
+
+/// The certificates of the nodes this node knows; one that does not decode is left out.
+fn known_certificates(state: &ApiParts) -> Result<Vec<Envelope>, ApiError> {
+    let mut out: Vec<Envelope> = Vec::new();
+    for node in state.store.nodes()? {
+        match otto_protocol::decode_envelope(&node.cert) {
+            Ok(env) if !out.contains(&env) => out.push(env),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(
+                target: super::TARGET, node = %node.keyid, error = %err,
+                "a known node's certificate does not decode; left out"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// This node's certificate first, then the others without it.
+fn with_own(own: Envelope, mut known: Vec<Envelope>) -> Vec<Envelope> {
+    known.retain(|c| *c != own);
+    known.insert(0, own);
+    known
+}
+
+/// Seconds since the Unix epoch: the time certificates are checked at.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

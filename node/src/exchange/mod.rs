@@ -1,0 +1,1089 @@
+//! The exchange: the task that hands stages to other nodes and runs the stages they hand
+//! to this one, by driving the handoff state machine ([`otto_handoff::machine`]) with the
+//! mesh, the store and the engine.
+//!
+//! # What flows where
+//!
+//! - **Sending.** The engine publishes [`EngineEvent::HandOff`] for a stage this node moves
+//!   on and does not own. The exchange resolves the owner's name to a known node
+//!   ([`Membership::resolve_owner`]), builds and signs the offer (`offers.rs`), and gives it
+//!   to the machine, whose actions persist it in the durable outbox and send it, retrying
+//!   with backoff until an answer comes or it expires. An accept is shown on the stage; a
+//!   reject fails the stage with the owner's reason and hint, in words.
+//! - **Receiving.** An offer from the mesh goes to the machine, which verifies it
+//!   ([`otto_handoff::verify_offer`] against the trust store) and persists it with its
+//!   answer in the durable inbox before the answer leaves. An accepted offer's run is
+//!   recorded here (same run id), its input artifacts and source snapshot are fetched and
+//!   checked, and the engine runs the stage ([`Engine::start_offered`]) with this node's
+//!   agent, environment and secrets. Its receipt goes back to the sender until
+//!   acknowledged.
+//! - **Watching.** Both sides subscribe to the run's gossip topic. Every node publishes a
+//!   signed status event for each change of a stage it runs (state, note, log lines) and
+//!   every receipt it signs; the others record them ([`Engine::remote_stage`]), so `otto
+//!   status` and `otto logs` show the whole run on every node.
+//!
+//! # Durability
+//!
+//! The machine's action order is the contract: every durable write queued before a
+//! message is committed before that message leaves (the exchange carries out actions in
+//! order and awaits each store write). After a restart the machine is restored from the
+//! outbox and the inbox, so offers are resent, accepted offers run again as the next
+//! attempt, and receipts are delivered again; `docs/handoff.md` has the whole story.
+
+mod offers;
+mod status;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use otto_handoff::machine::{self, Action, Command, Event, Verdict, command, event};
+use otto_handoff::{Definition, VerifyContext};
+use otto_protocol::{
+    Accept, Digest as WireDigest, Envelope, HandoffId, Message, Offer, Outcome, Receipt, RunSource,
+};
+use otto_trust::{PublicKey, Unverified, Verified};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::blobs::{BlobStore, Digest};
+use crate::engine::{Engine, EngineEvent, RemoteEnd, RemoteStage};
+use crate::membership::{Membership, peer_key};
+use crate::mesh::{self, PeerId, ResponseHandle};
+use crate::store::{self, InboxState as StoreInboxState, OutboxEntry, RunId, StageState, Store};
+
+const TARGET: &str = "otto_node::exchange";
+
+/// How long an offer stays valid by default: a day, so an owner that is down for hours
+/// still gets it when it comes back.
+pub const DEFAULT_OFFER_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The longest wait between two sends of an unanswered offer: short, so an owner that
+/// comes back is served within seconds (an offer is small).
+pub const BACKOFF_MAX_MS: u64 = 10_000;
+
+/// How often buffered status events (log lines) are published.
+const STATUS_FLUSH: Duration = Duration::from_millis(250);
+
+/// Everything the exchange works with, built by the daemon.
+pub struct ExchangeParts {
+    /// The store.
+    pub store: Store,
+    /// The blob store (artifacts and snapshots to serve and to fetch into).
+    pub blobs: BlobStore,
+    /// The engine.
+    pub engine: Engine,
+    /// The mesh.
+    pub mesh: mesh::Client,
+    /// Trust, known nodes and this node's identity.
+    pub membership: Membership,
+    /// The owner names this node answers to.
+    pub answers_to: Vec<String>,
+    /// Where fetches in progress are kept (a private directory of the home).
+    pub fetch_dir: PathBuf,
+    /// How long offers stay valid.
+    pub offer_ttl: Duration,
+    /// The machine's limits and timings.
+    pub machine: machine::Config,
+}
+
+/// Starts the exchange task: it restores the machine from the store, then serves mesh
+/// events and engine events until `mesh_events` closes.
+pub fn start(
+    parts: ExchangeParts,
+    mesh_events: mpsc::Receiver<mesh::Event>,
+) -> tokio::task::JoinHandle<()> {
+    let engine_events = parts.engine.events();
+    let (done_tx, done) = mpsc::channel(1024);
+    let mut seed = [0u8; 8];
+    crate::daemon::fill_random(&mut seed);
+    let exchange = Exchange {
+        machine: machine::Machine::new(parts.machine, u64::from_le_bytes(seed)),
+        parts: Arc::new(parts),
+        done_tx,
+        replies: HashMap::new(),
+        receipt_replies: HashMap::new(),
+        offers: HashMap::new(),
+        running: HashMap::new(),
+        shared: HashSet::new(),
+        wakeup: None,
+        status: status::Publisher::default(),
+    };
+    tokio::spawn(exchange.run(mesh_events, engine_events, done))
+}
+
+/// What an operation the exchange started in the background reports back.
+enum Done {
+    Answer(HandoffId, Result<Box<Verified<Envelope>>, String>),
+    Fetched(HandoffId, Result<(), String>),
+    ReceiptSent(HandoffId, Result<(), String>),
+}
+
+struct Exchange {
+    parts: Arc<ExchangeParts>,
+    machine: machine::Machine,
+    done_tx: mpsc::Sender<Done>,
+    /// The peers waiting for the answer to an offer, by handoff id.
+    replies: HashMap<HandoffId, ResponseHandle>,
+    /// The peers waiting for the acknowledgement of a receipt, by (run, stage, attempt).
+    receipt_replies: HashMap<(String, String, u32), ResponseHandle>,
+    /// Offers this node accepted, by handoff id.
+    offers: HashMap<HandoffId, Arc<Offer>>,
+    /// The handoff id of each offered stage this node runs, by (run, stage).
+    running: HashMap<(RunId, String), HandoffId>,
+    /// Runs other nodes take part in: their stages' status is published.
+    shared: HashSet<RunId>,
+    /// When the machine wants its next tick (milliseconds).
+    wakeup: Option<u64>,
+    status: status::Publisher,
+}
+
+impl Exchange {
+    async fn run(
+        mut self,
+        mut mesh_events: mpsc::Receiver<mesh::Event>,
+        mut engine_events: broadcast::Receiver<EngineEvent>,
+        mut done: mpsc::Receiver<Done>,
+    ) {
+        self.restore().await;
+        let mut flush = tokio::time::interval(STATUS_FLUSH);
+        loop {
+            let sleep = match self.wakeup {
+                Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                    event = mesh_events.recv() => match event {
+                        Some(event) => self.on_mesh(event).await,
+                        None => break,
+                    },
+                    event = engine_events.recv() => match event {
+                        Ok(event) => self.on_engine(event).await,
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(target: TARGET, missed, "fell behind the engine's events; some status events were not published");
+                        }
+                        Err(broadcast::error::RecvError::Closed) => break,
+                    },
+                    Some(report) = done.recv() => self.on_done(report).await,
+                    () = tokio::time::sleep(sleep) => {
+                        self.wakeup = None;
+                        {
+                let event = self.machine.handle(command::Tick { now: now_ms() }.into());
+                self.after(event).await;
+            };
+                    }
+                    _ = flush.tick() => self.flush_status().await,
+                }
+        }
+    }
+
+    /// Feeds the machine what the store holds after a restart.
+    async fn restore(&mut self) {
+        let store = self.parts.store.clone();
+        let loaded = blocking(move || -> Result<_, store::Error> {
+            let outbox = store.outbox_due(u64::MAX, usize::MAX)?;
+            let inbox = store.inbox_pending()?;
+            let mut records = Vec::new();
+            for entry in inbox {
+                let Ok(envelope) = otto_protocol::decode_envelope(&entry.offer) else {
+                    continue;
+                };
+                let Ok(offer) = envelope.payload_as::<Offer>() else {
+                    continue;
+                };
+                let peer = sender_peer(&offer).unwrap_or_default();
+                let (last_attempt, receipt) = match offer.run.parse::<RunId>() {
+                    Ok(run) => {
+                        let last = store
+                            .stage(&run, &offer.stage)?
+                            .and_then(|s| s.last_attempt().map(|a| a.n));
+                        let receipt = match last {
+                            Some(n) => store
+                                .receipt(&run, &offer.stage, n)?
+                                .and_then(|b| otto_protocol::decode_envelope(&b).ok()),
+                            None => None,
+                        };
+                        (last, receipt)
+                    }
+                    Err(_) => (None, None),
+                };
+                records.push(command::InboxRecord {
+                    peer,
+                    offer: envelope,
+                    received_at: entry.received_at,
+                    state: machine_state(entry.state),
+                    verdict: entry
+                        .answer
+                        .as_deref()
+                        .and_then(|a| otto_protocol::decode_envelope(a).ok())
+                        .and_then(|a| Verdict::from_envelope(&a).ok()),
+                    last_attempt,
+                    receipt,
+                });
+            }
+            Ok((outbox, records))
+        })
+        .await;
+        let (outbox, inbox) = match loaded {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::error!(target: TARGET, %error, "cannot read the outbox and inbox; handoffs in flight are not resumed");
+                return;
+            }
+        };
+        for entry in &outbox {
+            self.shared.insert(entry.run);
+            self.subscribe(entry.run).await;
+        }
+        for record in &inbox {
+            if let Ok(offer) = record.offer.payload_as::<Offer>() {
+                if let Ok(run) = offer.run.parse::<RunId>() {
+                    self.shared.insert(run);
+                    self.subscribe(run).await;
+                }
+                self.offers.insert(offer.id, Arc::new(offer));
+            }
+        }
+        let outbox = outbox
+            .into_iter()
+            .filter_map(|entry| {
+                Some(command::OutboxRecord {
+                    peer: entry.peer,
+                    envelope: otto_protocol::decode_envelope(&entry.message).ok()?,
+                    tries: entry.tries,
+                })
+            })
+            .collect();
+        {
+            let event = self.machine.handle(
+                command::Restore {
+                    outbox,
+                    inbox,
+                    now: now_ms(),
+                }
+                .into(),
+            );
+            self.after(event).await;
+        };
+    }
+
+    async fn on_mesh(&mut self, event: mesh::Event) {
+        match event {
+            mesh::Event::Offer {
+                peer,
+                envelope,
+                reply,
+            } => self.on_offer(peer, envelope, reply).await,
+            mesh::Event::Receipt {
+                peer,
+                envelope,
+                reply,
+            } => self.on_receipt(peer, envelope, reply).await,
+            mesh::Event::Status {
+                run,
+                author,
+                envelope,
+            } => self.on_gossip(&run, &author, envelope.into_inner()).await,
+            _ => {}
+        }
+    }
+
+    async fn on_offer(
+        &mut self,
+        peer: PeerId,
+        envelope: Unverified<Envelope>,
+        reply: ResponseHandle,
+    ) {
+        let id = machine::offer_id(envelope.peek());
+        let stored = match id {
+            Some(id) => {
+                let store = self.parts.store.clone();
+                blocking(move || store.inbox_get(&id.0))
+                    .await
+                    .ok()
+                    .flatten()
+            }
+            None => None,
+        };
+        let stored = stored.and_then(|entry| {
+            let offer = otto_protocol::decode_envelope(&entry.offer).ok()?;
+            Some(command::InboxRecord {
+                peer: peer.to_string(),
+                offer,
+                received_at: entry.received_at,
+                state: machine_state(entry.state),
+                verdict: entry
+                    .answer
+                    .as_deref()
+                    .and_then(|a| otto_protocol::decode_envelope(a).ok())
+                    .and_then(|a| Verdict::from_envelope(&a).ok()),
+                last_attempt: None,
+                receipt: None,
+            })
+        });
+        if let Some(id) = id {
+            self.replies.insert(id, reply);
+        }
+        let event = {
+            let trust = self.parts.membership.trust();
+            let store = self.parts.store.clone();
+            let seen = move |id: &HandoffId| store.inbox_get(&id.0).ok().flatten().is_some();
+            // This node publishes no blueprints yet: every foreign stage is approved by
+            // its definition digest.
+            let publishes = |_: &otto_pipeline::plan::Body, _: &otto_pipeline::plan::Stage| false;
+            let verify = VerifyContext {
+                trust: &trust,
+                answers_to: &self.parts.answers_to,
+                seen: &seen,
+                publishes: &publishes,
+            };
+            self.machine
+                .handle(Command::OfferReceived(command::OfferReceived {
+                    peer: peer.to_string(),
+                    envelope,
+                    stored,
+                    verify: &verify,
+                    now: now_ms(),
+                }))
+        };
+        self.after(event).await;
+    }
+
+    async fn on_receipt(
+        &mut self,
+        peer: PeerId,
+        envelope: Unverified<Envelope>,
+        reply: ResponseHandle,
+    ) {
+        let Some(key) = peer_key(&peer) else {
+            return;
+        };
+        let Ok(envelope) = envelope.verify(&key) else {
+            tracing::warn!(target: TARGET, %peer, "a receipt whose signature does not verify; dropped");
+            return;
+        };
+        if let Ok(receipt) = envelope.payload_as::<Receipt>() {
+            self.receipt_replies.insert(
+                (receipt.run.clone(), receipt.stage.clone(), receipt.attempt),
+                reply,
+            );
+        }
+        {
+            let event = self.machine.handle(
+                command::Receipt {
+                    peer: peer.to_string(),
+                    envelope,
+                    now: now_ms(),
+                }
+                .into(),
+            );
+            self.after(event).await;
+        };
+    }
+
+    async fn on_engine(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::HandOff { run, stage, owner } => self.hand_off(run, stage, owner).await,
+            EngineEvent::Receipt {
+                run,
+                stage,
+                attempt,
+                envelope,
+            } => {
+                let Ok(envelope) = otto_protocol::decode_envelope(&envelope) else {
+                    return;
+                };
+                if self.shared.contains(&run) {
+                    self.publish(run, &envelope).await;
+                }
+                if let Some(id) = self.running.get(&(run, stage.clone())).copied() {
+                    tracing::info!(target: TARGET, %run, %stage, attempt, "the offered stage ended; its receipt goes back");
+                    {
+                        let event = self.machine.handle(
+                            command::StageFinished {
+                                id,
+                                receipt: envelope,
+                                now: now_ms(),
+                            }
+                            .into(),
+                        );
+                        self.after(event).await;
+                    };
+                }
+            }
+            other => {
+                if let Some(run) = status::run_of(&other)
+                    && self.shared.contains(&run)
+                    && self.status.is_local(&other)
+                {
+                    self.status.record(&other);
+                }
+            }
+        }
+    }
+
+    async fn on_done(&mut self, report: Done) {
+        let now = now_ms();
+        let command = match report {
+            Done::Answer(id, Ok(envelope)) => command::Answer {
+                id,
+                envelope: *envelope,
+                now,
+            }
+            .into(),
+            Done::Answer(id, Err(error)) => command::SendFailed { id, error, now }.into(),
+            Done::Fetched(id, Ok(())) => command::ArtifactsReady { id, now }.into(),
+            Done::Fetched(id, Err(error)) => command::ArtifactsFailed { id, error, now }.into(),
+            Done::ReceiptSent(id, Ok(())) => command::ReceiptAcked { id, now }.into(),
+            Done::ReceiptSent(id, Err(error)) => command::ReceiptFailed { id, error, now }.into(),
+        };
+        {
+            let event = self.machine.handle(command);
+            self.after(event).await;
+        };
+    }
+
+    /// Reacts to a machine event, then carries out its queued actions in order.
+    async fn after(&mut self, event: Event) {
+        self.on_event(event).await;
+        let actions: Vec<Action> = self.machine.drain_actions().collect();
+        for action in actions {
+            if let Err(error) = self.act(action).await {
+                tracing::error!(target: TARGET, %error, "a handoff action failed");
+            }
+        }
+    }
+
+    /// Shows what the machine decided on the stages concerned.
+    async fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Answer(event::Answer::Accepted {
+                run, stage, peer, ..
+            }) => {
+                let who = self.node_name(&peer);
+                self.note(&run, &stage, format!("accepted by {who}; running there"))
+                    .await;
+            }
+            Event::Answer(event::Answer::Rejected {
+                run,
+                stage,
+                peer,
+                code,
+                message,
+                hint,
+                ..
+            }) => {
+                let who = self.node_name(&peer);
+                let mut note = format!("{who} rejected {stage}: {message}");
+                if let Some(hint) = hint {
+                    note.push_str(&format!("; {hint}"));
+                }
+                tracing::warn!(target: TARGET, %run, %stage, %code, %note, "offer rejected");
+                self.fail(&run, &stage, note).await;
+            }
+            Event::Tick(tick) => {
+                for expired in tick.expired {
+                    let who = self.node_name(&expired.peer);
+                    let note = format!(
+                        "the offer of {} to {who} expired without an answer",
+                        expired.stage
+                    );
+                    self.fail(&expired.run, &expired.stage, note).await;
+                }
+            }
+            Event::OfferReceived(event::OfferReceived::Accepted {
+                id,
+                run,
+                stage,
+                org,
+                node,
+                definition,
+                ..
+            }) => {
+                let how = match definition {
+                    Definition::Blueprint { library, name } => {
+                        format!("blueprint {name} of {library}")
+                    }
+                    Definition::Inline { digest } => format!("approved steps {digest}"),
+                };
+                tracing::info!(target: TARGET, %run, %stage, %org, %node, id = %id, %how, "offer accepted");
+            }
+            Event::OfferReceived(event::OfferReceived::Rejected { rejection, .. }) => {
+                tracing::warn!(target: TARGET, code = %rejection.code, message = %rejection.message, "offer rejected");
+            }
+            _ => {}
+        }
+    }
+
+    /// Carries out one action of the machine.
+    async fn act(&mut self, action: Action) -> Result<(), String> {
+        let store = self.parts.store.clone();
+        match action {
+            Action::PersistOutbox {
+                id,
+                run,
+                stage,
+                peer,
+                envelope,
+                created_at,
+                next_attempt_at,
+            } => {
+                let run: RunId = run.parse().map_err(|e| format!("run id: {e}"))?;
+                let entry = OutboxEntry {
+                    id: id.0,
+                    run,
+                    stage,
+                    peer,
+                    message: otto_protocol::encode_envelope(&envelope),
+                    created_at,
+                    next_attempt_at,
+                    tries: 0,
+                    last_error: None,
+                };
+                blocking(move || store.outbox_put(&entry))
+                    .await
+                    .map_err(err)?;
+            }
+            Action::Send { id, peer, envelope } => {
+                let parts = self.parts.clone();
+                let done = self.done_tx.clone();
+                tokio::spawn(async move {
+                    let result = send_offer(&parts, &peer, (*envelope).clone())
+                        .await
+                        .map(Box::new);
+                    let _ = done.send(Done::Answer(id, result)).await;
+                });
+            }
+            Action::RetryOutbox {
+                id,
+                next_attempt_at,
+                error,
+                ..
+            } => {
+                blocking(move || store.outbox_retry(&id.0, next_attempt_at, &error))
+                    .await
+                    .map_err(err)?;
+            }
+            Action::AckOutbox { id } => {
+                blocking(move || store.outbox_ack(&id.0))
+                    .await
+                    .map_err(err)?;
+            }
+            Action::PersistReceipt {
+                run,
+                stage,
+                attempt,
+                receipt,
+            } => {
+                let run_id: RunId = run.parse().map_err(|e| format!("run id: {e}"))?;
+                let bytes = otto_protocol::encode_envelope(&receipt);
+                let (s, st) = (store.clone(), stage.clone());
+                match blocking(move || s.put_receipt(&run_id, &st, attempt, &bytes)).await {
+                    Ok(_) | Err(store::Error::ReceiptConflict { .. }) => {}
+                    Err(error) => return Err(error.to_string()),
+                }
+                if let Ok(decoded) = receipt.payload_as::<Receipt>() {
+                    self.record_receipt(run_id, decoded).await;
+                }
+            }
+            Action::AckReceipt {
+                run,
+                stage,
+                attempt,
+                ..
+            } => {
+                if let Some(reply) = self.receipt_replies.remove(&(run, stage.clone(), attempt)) {
+                    // A receipt names no handoff id: the acknowledgement's is all zero.
+                    let ack = Message::Accept(Accept {
+                        id: HandoffId([0; 16]),
+                        stage,
+                        attempt,
+                    });
+                    let signed = self
+                        .parts
+                        .membership
+                        .sign(&ack)
+                        .map_err(|e| e.to_string())?;
+                    tokio::spawn(async move {
+                        let _ = reply.send(signed).await;
+                    });
+                }
+            }
+            Action::PersistInbox {
+                id,
+                peer,
+                offer,
+                received_at,
+                state,
+                verdict,
+            } => {
+                let answer = self.sign_verdict(&verdict)?;
+                let bytes = otto_protocol::encode_envelope(&offer);
+                let answer_bytes = otto_protocol::encode_envelope(&answer);
+                let store_state = match state {
+                    machine::InboxState::Accepted => StoreInboxState::Accepted,
+                    _ => StoreInboxState::Rejected,
+                };
+                let (s, now) = (store.clone(), now_ms());
+                blocking(move || {
+                    s.inbox_put(&id.0, &bytes, received_at)?;
+                    s.inbox_answer(&id.0, &answer_bytes, store_state, now)
+                })
+                .await
+                .map_err(err)?;
+                if state == machine::InboxState::Accepted
+                    && let Ok(decoded) = offer.payload_as::<Offer>()
+                {
+                    self.accepted(id, &peer, decoded).await?;
+                }
+            }
+            Action::Reply { id, verdict, .. } => {
+                let answer = self.sign_verdict(&verdict)?;
+                if let Some(reply) = self.replies.remove(&id) {
+                    tokio::spawn(async move {
+                        let _ = reply.send(answer).await;
+                    });
+                }
+            }
+            Action::FetchArtifacts { id, peer, inputs } => {
+                let parts = self.parts.clone();
+                let done = self.done_tx.clone();
+                let source = self.offers.get(&id).and_then(|o| match &o.source {
+                    RunSource::Snapshot { digest } => Some(*digest),
+                    RunSource::Git { .. } => None,
+                });
+                tokio::spawn(async move {
+                    let mut wanted: Vec<(WireDigest, String)> = inputs
+                        .iter()
+                        .map(|i| (i.sha256, i.provider.clone()))
+                        .collect();
+                    if let Some(digest) = source {
+                        wanted.push((digest, peer.clone()));
+                    }
+                    let result = fetch_all(&parts, &wanted).await;
+                    let _ = done.send(Done::Fetched(id, result)).await;
+                });
+            }
+            Action::StartStage { id, offer, .. } => {
+                let run: RunId = offer.run.parse().map_err(|e| format!("run id: {e}"))?;
+                self.running.insert((run, offer.stage.clone()), id);
+                self.parts
+                    .engine
+                    .start_offered(run, offer.stage.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Action::SendReceipt { id, peer, receipt } => {
+                let parts = self.parts.clone();
+                let done = self.done_tx.clone();
+                tokio::spawn(async move {
+                    let result = send_receipt(&parts, &peer, (*receipt).clone()).await;
+                    let _ = done.send(Done::ReceiptSent(id, result)).await;
+                });
+            }
+            Action::InboxDone { id } => {
+                blocking(move || store.inbox_done(&id.0))
+                    .await
+                    .map_err(err)?;
+            }
+            Action::Wakeup { at } => self.wakeup = Some(at),
+        }
+        Ok(())
+    }
+
+    /// An offer is accepted and persisted: record its run here (the upstream stages from
+    /// its receipts), learn its signers' certificates, and follow the run's status.
+    async fn accepted(&mut self, id: HandoffId, peer: &str, offer: Offer) -> Result<(), String> {
+        let now = now_ms();
+        let membership = &self.parts.membership;
+        for cert in std::iter::once(&offer.sender).chain(offer.certificates.iter()) {
+            if let Err(error) = membership.record_cert(cert, now / 1000) {
+                tracing::debug!(target: TARGET, %error, "a certificate in an offer was not recorded");
+            }
+        }
+        let offered_by = self.node_name(peer);
+        let store = self.parts.store.clone();
+        let copy = offer.clone();
+        blocking(move || offers::record_guest_run(&store, &copy, &offered_by, now))
+            .await
+            .map_err(|e| e.to_string())?;
+        let run: RunId = offer.run.parse().map_err(|e| format!("run id: {e}"))?;
+        for envelope in &offer.receipts {
+            if let Ok(receipt) = envelope.payload_as::<Receipt>() {
+                let bytes = otto_protocol::encode_envelope(envelope);
+                let store = self.parts.store.clone();
+                let (stage, attempt) = (receipt.stage.clone(), receipt.attempt);
+                let _ = blocking(move || store.put_receipt(&run, &stage, attempt, &bytes)).await;
+                self.record_receipt(run, receipt).await;
+            }
+        }
+        self.shared.insert(run);
+        self.subscribe(run).await;
+        self.offers.insert(id, Arc::new(offer));
+        Ok(())
+    }
+
+    /// Records a verified receipt of a stage another node ran on the stage here.
+    async fn record_receipt(&mut self, run: RunId, receipt: Receipt) {
+        if receipt.node.key.0 == *self.parts.membership.node_key().public_key().as_bytes() {
+            return;
+        }
+        self.status.remote(run, &receipt.stage);
+        let state = match receipt.outcome {
+            Outcome::Success => StageState::Succeeded,
+            Outcome::Skipped => StageState::Skipped,
+            Outcome::Cancelled => StageState::Cancelled,
+            Outcome::Failure => StageState::Failed,
+        };
+        let update = RemoteStage {
+            run,
+            stage: receipt.stage.clone(),
+            ended: Some(RemoteEnd {
+                state,
+                started_at: receipt.started_at * 1000,
+                finished_at: receipt.finished_at * 1000,
+                artifacts: receipt
+                    .outputs
+                    .iter()
+                    .map(|a| (a.name.clone(), Digest::from_bytes(a.sha256.0), a.size))
+                    .collect(),
+            }),
+            note: Some(format!(
+                "ran on {} ({}), receipt verified",
+                receipt.node.name, receipt.node.org
+            )),
+            log: Vec::new(),
+            attempt: receipt.attempt,
+        };
+        if let Err(error) = self.parts.engine.remote_stage(update).await {
+            tracing::warn!(target: TARGET, %run, stage = %receipt.stage, %error, "cannot record a receipt");
+        }
+    }
+
+    /// Builds, signs and hands to the machine the offer of a stage this node moves on.
+    async fn hand_off(&mut self, run: RunId, stage: String, owner: String) {
+        let Some(node) = self.parts.membership.resolve_owner(&owner) else {
+            let note = format!(
+                "no known node answers to {owner}: join its org first (otto-node join TOKEN)"
+            );
+            self.note(&run.to_string(), &stage, note).await;
+            return;
+        };
+        let membership = &self.parts.membership;
+        let mut id = [0u8; 16];
+        crate::daemon::fill_random(&mut id);
+        let spec = offers::OfferSpec {
+            run,
+            stage: stage.clone(),
+            id: HandoffId(id),
+            attempt: 1,
+            sender: membership.certificate().clone(),
+            me: membership.node_key().public_key(),
+            now: now_ms() / 1000,
+            ttl: self.parts.offer_ttl.as_secs(),
+        };
+        let store = self.parts.store.clone();
+        let offer = match blocking(move || offers::build(&store, &spec)).await {
+            Ok(offer) => offer,
+            Err(error) => {
+                self.fail(
+                    &run.to_string(),
+                    &stage,
+                    format!("cannot offer {stage}: {error}"),
+                )
+                .await;
+                return;
+            }
+        };
+        let envelope = match membership.sign(&Message::Offer(offer)) {
+            Ok(envelope) => envelope,
+            Err(error) => {
+                self.fail(
+                    &run.to_string(),
+                    &stage,
+                    format!("cannot sign the offer: {error}"),
+                )
+                .await;
+                return;
+            }
+        };
+        self.shared.insert(run);
+        self.subscribe(run).await;
+        tracing::info!(target: TARGET, %run, %stage, to = %node.name, org = %node.org, "offering the stage");
+        self.note(
+            &run.to_string(),
+            &stage,
+            format!("offered to {} ({})", node.name, node.org),
+        )
+        .await;
+        {
+            let event = self.machine.handle(
+                command::HandOff {
+                    peer: node.peer_id.clone(),
+                    envelope,
+                    now: now_ms(),
+                }
+                .into(),
+            );
+            self.after(event).await;
+        };
+    }
+
+    async fn on_gossip(&mut self, run: &str, author: &PeerId, envelope: Envelope) {
+        let Ok(run) = run.parse::<RunId>() else {
+            return;
+        };
+        if let Ok(receipt) = envelope.payload_as::<Receipt>() {
+            // Signed by the author (the mesh checked it); its signer must be the author.
+            let Some(key) = peer_key(author) else {
+                return;
+            };
+            if receipt.node.key.0 != *key.as_bytes() || receipt.run != run.to_string() {
+                return;
+            }
+            let bytes = otto_protocol::encode_envelope(&envelope);
+            let store = self.parts.store.clone();
+            let (stage, attempt) = (receipt.stage.clone(), receipt.attempt);
+            match blocking(move || store.put_receipt(&run, &stage, attempt, &bytes)).await {
+                Ok(_) | Err(store::Error::ReceiptConflict { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(target: TARGET, %error, "cannot store a gossiped receipt");
+                    return;
+                }
+            }
+            self.record_receipt(run, receipt).await;
+        } else if let Ok(status) = envelope.payload_as::<otto_protocol::Status>() {
+            let who = self
+                .parts
+                .membership
+                .node_by_peer(author)
+                .map_or_else(|| author.to_string(), |n| n.name);
+            self.status.remote(run, &status.stage);
+            let update = status::remote_update(run, &who, status);
+            if let Err(error) = self.parts.engine.remote_stage(update).await {
+                tracing::debug!(target: TARGET, %run, %error, "cannot record a status event");
+            }
+        }
+    }
+
+    async fn flush_status(&mut self) {
+        for (run, status) in self.status.take() {
+            match self.parts.membership.sign(&Message::Status(status)) {
+                Ok(envelope) => self.publish(run, &envelope).await,
+                Err(error) => tracing::warn!(target: TARGET, %error, "cannot sign a status event"),
+            }
+        }
+    }
+
+    async fn publish(&self, run: RunId, envelope: &Envelope) {
+        if let Err(error) = self
+            .parts
+            .mesh
+            .publish_status(&run.to_string(), envelope.clone())
+            .await
+        {
+            tracing::debug!(target: TARGET, %run, %error, "a status event was not published");
+        }
+    }
+
+    async fn subscribe(&self, run: RunId) {
+        if let Err(error) = self.parts.mesh.subscribe(&run.to_string()).await {
+            tracing::warn!(target: TARGET, %run, %error, "cannot follow the run's status");
+        }
+    }
+
+    /// Shows `note` on a stage this node does not run.
+    async fn note(&mut self, run: &str, stage: &str, note: String) {
+        let Ok(run) = run.parse::<RunId>() else {
+            return;
+        };
+        self.status.remote(run, stage);
+        let update = RemoteStage {
+            run,
+            stage: stage.to_owned(),
+            ended: None,
+            note: Some(note),
+            log: Vec::new(),
+            attempt: 1,
+        };
+        if let Err(error) = self.parts.engine.remote_stage(update).await {
+            tracing::debug!(target: TARGET, %run, %stage, %error, "cannot show a note");
+        }
+    }
+
+    /// Fails a stage this node handed off, with `note` as the reason.
+    async fn fail(&mut self, run: &str, stage: &str, note: String) {
+        let Ok(run) = run.parse::<RunId>() else {
+            return;
+        };
+        self.status.remote(run, stage);
+        let now = now_ms();
+        let update = RemoteStage {
+            run,
+            stage: stage.to_owned(),
+            ended: Some(RemoteEnd {
+                state: StageState::Failed,
+                started_at: now,
+                finished_at: now,
+                artifacts: Vec::new(),
+            }),
+            note: Some(note.clone()),
+            log: vec![note],
+            attempt: 1,
+        };
+        if let Err(error) = self.parts.engine.remote_stage(update).await {
+            tracing::warn!(target: TARGET, %run, %stage, %error, "cannot fail a handed-off stage");
+        }
+    }
+
+    fn sign_verdict(&self, verdict: &Verdict) -> Result<Envelope, String> {
+        let message = match verdict {
+            Verdict::Accept(accept) => Message::Accept(accept.clone()),
+            Verdict::Reject(reject) => Message::Reject(reject.clone()),
+        };
+        self.parts
+            .membership
+            .sign(&message)
+            .map_err(|e| e.to_string())
+    }
+
+    /// A peer's node name when it is known, else its peer id.
+    fn node_name(&self, peer: &str) -> String {
+        peer.parse::<PeerId>()
+            .ok()
+            .and_then(|p| self.parts.membership.node_by_peer(&p))
+            .map_or_else(|| peer.to_owned(), |n| n.name)
+    }
+}
+
+/// Sends an offer to `peer` (dialing its known addresses first when not connected) and
+/// checks the answer's signature against the peer's key.
+async fn send_offer(
+    parts: &ExchangeParts,
+    peer: &str,
+    envelope: Envelope,
+) -> Result<Verified<Envelope>, String> {
+    let (peer, key) = peer_and_key(peer)?;
+    connect(parts, peer).await?;
+    let answer = parts
+        .mesh
+        .send_offer(peer, envelope)
+        .await
+        .map_err(|e| e.to_string())?;
+    answer
+        .verify(&key)
+        .map_err(|e| format!("the answer's signature does not verify: {e}"))
+}
+
+/// Sends a receipt to `peer` and waits for its acknowledgement.
+async fn send_receipt(parts: &ExchangeParts, peer: &str, envelope: Envelope) -> Result<(), String> {
+    let (peer, key) = peer_and_key(peer)?;
+    connect(parts, peer).await?;
+    let ack = parts
+        .mesh
+        .send_receipt(peer, envelope)
+        .await
+        .map_err(|e| e.to_string())?;
+    let ack = ack
+        .verify(&key)
+        .map_err(|e| format!("the acknowledgement's signature does not verify: {e}"))?;
+    ack.payload_as::<Accept>()
+        .map(|_| ())
+        .map_err(|_| "the receipt was not acknowledged".to_owned())
+}
+
+/// Dials `peer` at its known addresses unless a connection is open.
+async fn connect(parts: &ExchangeParts, peer: PeerId) -> Result<(), String> {
+    if parts.membership.is_connected(&peer) {
+        return Ok(());
+    }
+    let addrs = parts
+        .membership
+        .node_by_peer(&peer)
+        .map(|n| n.addrs)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    parts
+        .mesh
+        .dial(peer, addrs)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn peer_and_key(peer: &str) -> Result<(PeerId, PublicKey), String> {
+    let peer: PeerId = peer.parse().map_err(|e| format!("peer id {peer:?}: {e}"))?;
+    let key = peer_key(&peer).ok_or_else(|| format!("peer {peer} has no Ed25519 key"))?;
+    Ok((peer, key))
+}
+
+/// Fetches every (digest, provider) not already in the blob store, checking digests.
+async fn fetch_all(parts: &ExchangeParts, wanted: &[(WireDigest, String)]) -> Result<(), String> {
+    for (digest, provider) in wanted {
+        let blob = Digest::from_bytes(digest.0);
+        if parts.blobs.has(&blob) {
+            continue;
+        }
+        let peer: PeerId = provider
+            .parse()
+            .map_err(|e| format!("provider {provider:?}: {e}"))?;
+        connect(parts, peer).await?;
+        std::fs::create_dir_all(&parts.fetch_dir).map_err(|e| e.to_string())?;
+        let path = parts.fetch_dir.join(blob.hex());
+        let resume = std::fs::metadata(&path).map_or(0, |m| m.len());
+        parts
+            .mesh
+            .fetch_artifact(peer, *digest, &path, resume)
+            .await
+            .map_err(|e| format!("fetching {blob} from {provider}: {e}"))?;
+        let blobs = parts.blobs.clone();
+        let file = path.clone();
+        blocking(move || {
+            let reader = std::fs::File::open(&file)?;
+            blobs
+                .put_expected(reader, &blob)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        })
+        .await
+        .map_err(|e| format!("storing {blob}: {e}"))?;
+        let _ = std::fs::remove_file(&path);
+    }
+    Ok(())
+}
+
+/// The peer id of an offer's sender, from its certificate.
+fn sender_peer(offer: &Offer) -> Option<String> {
+    let cert = otto_trust::cert::verify_presented_cert(&offer.sender, offer.created_at).ok()?;
+    Some(cert.node_key().peer_id().to_string())
+}
+
+fn machine_state(state: StoreInboxState) -> machine::InboxState {
+    match state {
+        StoreInboxState::Received => machine::InboxState::Received,
+        StoreInboxState::Accepted => machine::InboxState::Accepted,
+        StoreInboxState::Rejected => machine::InboxState::Rejected,
+        StoreInboxState::Done => machine::InboxState::Done,
+    }
+}
+
+fn err(error: store::Error) -> String {
+    error.to_string()
+}
+
+/// Runs blocking store or file work off the async threads.
+async fn blocking<T: Send + 'static, E: Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(error) => std::panic::resume_unwind(error.into_panic()),
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
