@@ -11,4 +11,5 @@ mod node_handoff;
 mod node_join;
 mod node_restart;
 mod node_run;
+mod tutorial;
 mod verify;

@@ -476,6 +476,8 @@ impl Exchange {
                 let who = self.node_name(&peer);
                 let mut note = format!("{who} rejected {stage}: {message}");
                 if let Some(hint) = hint {
+                    // The owner words its hint for itself; here it names the owner.
+                    let hint = hint.replace("on this node", &format!("on {who}"));
                     note.push_str(&format!("; {hint}"));
                 }
                 tracing::warn!(target: TARGET, %run, %stage, %code, %note, "offer rejected");

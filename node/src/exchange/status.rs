@@ -143,7 +143,8 @@ pub(crate) fn remote_update(run: RunId, who: &str, status: Status) -> RemoteStag
     };
     let note = match &status.detail {
         Some(detail) => format!("{who}: {state} ({detail})"),
-        None => format!("{who}: {state} (attempt {})", status.attempt),
+        None if status.attempt > 0 => format!("{who}: {state} (attempt {})", status.attempt),
+        None => format!("{who}: {state}"),
     };
     RemoteStage {
         run,
