@@ -628,8 +628,14 @@ impl Exchange {
                 };
                 let (s, now) = (store.clone(), now_ms());
                 blocking(move || {
-                    s.inbox_put(&id.0, &bytes, received_at)?;
-                    s.inbox_answer(&id.0, &answer_bytes, store_state, now)
+                    s.inbox_put_answered(
+                        &id.0,
+                        &bytes,
+                        received_at,
+                        &answer_bytes,
+                        store_state,
+                        now,
+                    )
                 })
                 .await
                 .map_err(err)?;

@@ -201,6 +201,40 @@ impl Store {
         })
     }
 
+    /// Persists a received offer together with its signed answer and state
+    /// ([`InboxState::Accepted`] or [`InboxState::Rejected`]) in one transaction: what the
+    /// handoff machine's `PersistInbox` asks for. The first answer wins: an offer already
+    /// answered keeps its stored entry, which comes back; an offer stored without an answer
+    /// takes this one.
+    pub fn inbox_put_answered(
+        &self,
+        id: &HandoffId,
+        offer: &[u8],
+        received_at: u64,
+        answer: &[u8],
+        state: InboxState,
+        now: u64,
+    ) -> Result<InboxEntry, Error> {
+        if !matches!(state, InboxState::Accepted | InboxState::Rejected) {
+            return Err(Error::Invalid("an answer accepts or rejects"));
+        }
+        self.write(|txn| {
+            let (mut entry, _) = put_inbox(txn, id, offer, received_at)?;
+            if entry.answer.is_some() {
+                return Ok(entry);
+            }
+            entry.answer = Some(answer.to_vec());
+            entry.answered_at = Some(now);
+            entry.state = state;
+            txn.open_table(INBOX)?
+                .insert(id.as_slice(), codec::encode(&entry)?.as_slice())?;
+            if state == InboxState::Rejected {
+                txn.open_table(INBOX_OPEN)?.remove(id.as_slice())?;
+            }
+            Ok(entry)
+        })
+    }
+
     /// Records the signed answer to a received offer and moves it to `state`
     /// ([`InboxState::Accepted`] or [`InboxState::Rejected`]). The first answer wins: if
     /// the offer was already answered, nothing changes and the stored entry comes back.

@@ -619,6 +619,33 @@ fn the_inbox_is_idempotent_and_keeps_the_first_answer() -> Result {
 }
 
 #[test]
+fn an_offer_and_its_answer_are_persisted_together_and_the_first_answer_stays() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let a = [0xa; 16];
+    let entry =
+        store.inbox_put_answered(&a, b"offer a", 10, b"accept a", InboxState::Accepted, 11)?;
+    assert_eq!(entry.state, InboxState::Accepted);
+    assert_eq!(entry.answer.as_deref(), Some(b"accept a".as_slice()));
+    assert_eq!(store.inbox_pending()?.len(), 1);
+    // A copy keeps the first offer and answer.
+    let again =
+        store.inbox_put_answered(&a, b"other", 20, b"reject a", InboxState::Rejected, 21)?;
+    assert_eq!(again.offer, b"offer a");
+    assert_eq!(again.state, InboxState::Accepted);
+    // A refusal is final at once: nothing left to run.
+    let b = [0xb; 16];
+    store.inbox_put_answered(&b, b"offer b", 30, b"reject b", InboxState::Rejected, 31)?;
+    let pending: Vec<_> = store.inbox_pending()?.iter().map(|e| e.id).collect();
+    assert_eq!(pending, [a]);
+    assert!(matches!(
+        store.inbox_put_answered(&[0xc; 16], b"x", 0, b"y", InboxState::Done, 0),
+        Err(Error::Invalid(_))
+    ));
+    Ok(())
+}
+
+#[test]
 fn the_cache_index_maps_name_and_key_to_a_blob() -> Result {
     let dir = tempfile::tempdir()?;
     let store = open(dir.path())?;
