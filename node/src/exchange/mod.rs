@@ -208,17 +208,9 @@ impl Exchange {
                     Err(_) => (None, None),
                 };
                 records.push(command::InboxRecord {
-                    peer,
-                    offer: envelope,
-                    received_at: entry.received_at,
-                    state: machine_state(entry.state),
-                    verdict: entry
-                        .answer
-                        .as_deref()
-                        .and_then(|a| otto_protocol::decode_envelope(a).ok())
-                        .and_then(|a| Verdict::from_envelope(&a).ok()),
                     last_attempt,
                     receipt,
+                    ..inbox_record(peer, envelope, &entry)
                 });
             }
             Ok((outbox, records))
@@ -307,19 +299,7 @@ impl Exchange {
         };
         let stored = stored.and_then(|entry| {
             let offer = otto_protocol::decode_envelope(&entry.offer).ok()?;
-            Some(command::InboxRecord {
-                peer: peer.to_string(),
-                offer,
-                received_at: entry.received_at,
-                state: machine_state(entry.state),
-                verdict: entry
-                    .answer
-                    .as_deref()
-                    .and_then(|a| otto_protocol::decode_envelope(a).ok())
-                    .and_then(|a| Verdict::from_envelope(&a).ok()),
-                last_attempt: None,
-                receipt: None,
-            })
+            Some(inbox_record(peer.to_string(), offer, &entry))
         });
         if let Some(id) = id {
             self.replies.insert(id, reply);
@@ -1064,6 +1044,23 @@ async fn fetch_all(parts: &ExchangeParts, wanted: &[(WireDigest, String)]) -> Re
 fn sender_peer(offer: &Offer) -> Option<String> {
     let cert = otto_trust::cert::verify_presented_cert(&offer.sender, offer.created_at).ok()?;
     Some(cert.node_key().peer_id().to_string())
+}
+
+/// A stored inbox entry as the machine takes it, without the stage's attempt and receipt.
+fn inbox_record(peer: String, offer: Envelope, entry: &store::InboxEntry) -> command::InboxRecord {
+    command::InboxRecord {
+        peer,
+        offer,
+        received_at: entry.received_at,
+        state: machine_state(entry.state),
+        verdict: entry
+            .answer
+            .as_deref()
+            .and_then(|a| otto_protocol::decode_envelope(a).ok())
+            .and_then(|a| Verdict::from_envelope(&a).ok()),
+        last_attempt: None,
+        receipt: None,
+    }
 }
 
 fn machine_state(state: StoreInboxState) -> machine::InboxState {
