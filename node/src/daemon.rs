@@ -165,6 +165,7 @@ pub async fn run_until(
             name: config.node.name.clone(),
             org: config.node.org.clone(),
         }),
+        definitions: Some(definition_check(node_mesh.membership.clone())),
     });
     let exchange_task = exchange::start(
         ExchangeParts {
@@ -397,6 +398,26 @@ impl NodeMesh {
         }
         self.dispatcher.abort();
     }
+}
+
+/// The check of a stage this node moves on itself in a run another org started: the same
+/// scope and definition rules as an offer of that stage from that org.
+fn definition_check(membership: Membership) -> crate::engine::DefinitionCheck {
+    crate::engine::DefinitionCheck(Arc::new(move |org, body, stage| {
+        let trust = membership.trust();
+        let digest = otto_handoff::definition_digest(stage);
+        trust
+            .check_scope(org, &body.pipeline, &stage.id, stage.environment.as_deref())
+            .map_err(|e| format!("not run here: {e}"))?;
+        trust
+            .check_definition(org, otto_trust::StageDefinition::Inline { digest: &digest })
+            .map_err(|e| {
+                format!(
+                    "not run here: stage {} of a run {org} started: {e}",
+                    stage.id
+                )
+            })
+    }))
 }
 
 /// The owner names this node answers to in offers: its configured names and its own node

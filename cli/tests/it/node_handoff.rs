@@ -284,3 +284,36 @@ fn killing_either_node_mid_handoff_loses_nothing() {
         dev.log()
     );
 }
+
+const TWO_DEPLOYS: &str = "
+stage('Build') { steps { echo 'built' } }
+stage('Deploy staging') { owner = 'ops'  steps { echo 'to staging' } }
+stage('Deploy production') { owner = 'ops'  steps { echo 'to production' } }
+";
+
+#[test]
+fn ops_moves_on_only_stages_it_approved() {
+    let (dev, ops) = two_orgs();
+    let dir = project(&[("Ottofile", TWO_DEPLOYS)]);
+    // Approves staging's steps only.
+    approve_after_refusal(&dev, &ops, &dir, "Deploy staging");
+    let run = start_run(&dev, &dir);
+    let status = dev.wait_final(&run);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    assert_eq!(
+        stage_of(&status, "Deploy staging").unwrap()["state"],
+        "succeeded"
+    );
+    assert_eq!(
+        stage_of(&status, "Deploy production").unwrap()["state"],
+        "failed"
+    );
+    assert!(
+        note(&status, "Deploy production").starts_with("failed on ops-1"),
+        "{status}"
+    );
+    let on_ops = ops.ok(&["logs", &run, "Deploy production"]);
+    assert!(on_ops.contains("definition not approved"), "{on_ops}");
+    assert!(on_ops.contains("otto-node approve sha256:"), "{on_ops}");
+    assert!(!on_ops.contains("to production"), "{on_ops}");
+}

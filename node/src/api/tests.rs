@@ -56,6 +56,7 @@ async fn fixture_with(max_json_bytes: usize) -> Fixture {
         packages: vec![],
         webhook_base: None,
         signer: None,
+        definitions: None,
     });
     let membership = Membership::open(
         &home,

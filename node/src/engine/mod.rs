@@ -103,6 +103,28 @@ pub struct Context {
     /// Signs a receipt for every attempt that ends here (`None`: no receipts, for a node
     /// without an identity, as in some tests).
     pub signer: Option<ReceiptSigner>,
+    /// Decides whether this node may run a stage of a run another org started when no offer
+    /// asked for it (this node moves it on itself, having run the stage before it): given
+    /// the org that started the run, the plan and the stage, `Err` says why not. The same
+    /// rules as for an offer (scope and approved definition). `None` refuses every such
+    /// stage.
+    pub definitions: Option<DefinitionCheck>,
+}
+
+/// See [`Context::definitions`]: given the org, the plan and the stage, `Err` says why
+/// this node does not run it.
+#[derive(Clone)]
+pub struct DefinitionCheck(pub Arc<DefinitionFn>);
+
+/// The function inside a [`DefinitionCheck`].
+pub type DefinitionFn = dyn Fn(&str, &otto_pipeline::plan::Body, &otto_pipeline::plan::Stage) -> Result<(), String>
+    + Send
+    + Sync;
+
+impl std::fmt::Debug for DefinitionCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DefinitionCheck")
+    }
 }
 
 /// What another node reported about a stage it runs, for [`Engine::remote_stage`].
@@ -316,6 +338,7 @@ impl Engine {
             packages: ctx.packages,
             webhook_base: ctx.webhook_base,
             signer: ctx.signer,
+            definitions: ctx.definitions,
             offered: Mutex::new(HashSet::new()),
             events,
             gates: Mutex::new(HashMap::new()),
@@ -460,6 +483,7 @@ pub(crate) struct Shared {
     pub(crate) packages: Vec<PathBuf>,
     pub(crate) webhook_base: Option<String>,
     pub(crate) signer: Option<ReceiptSigner>,
+    pub(crate) definitions: Option<DefinitionCheck>,
     /// Stages other nodes offered this node and it accepted.
     pub(crate) offered: Mutex<HashSet<(RunId, String)>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,

@@ -16,7 +16,8 @@ use super::util::{blocking, lock, now_ms};
 use super::{Command, EngineError, EngineEvent, Shared};
 use crate::store::{NewLine, RunId, RunState, Source, StageState, Stream};
 
-/// How `started_by` begins for a run another node offered a stage of (`node:<name>`).
+/// How `started_by` begins for a run another node offered a stage of
+/// (`node:<name>@<org>`).
 pub(crate) const OFFERED_BY: &str = "node:";
 
 /// How many stage state changes may wait for the engine task.
@@ -247,6 +248,11 @@ impl Orchestrator {
             let ctx = RunCtx {
                 id,
                 started_here: !run.started_by.starts_with(OFFERED_BY),
+                started_by_org: run
+                    .started_by
+                    .strip_prefix(OFFERED_BY)
+                    .and_then(|who| who.rsplit_once('@'))
+                    .map(|(_, org)| org.to_owned()),
                 plan_digest: run.plan_digest.to_string(),
                 pipeline: run.pipeline.clone(),
                 body,

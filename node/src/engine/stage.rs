@@ -46,6 +46,8 @@ pub(crate) struct RunCtx {
     pub(crate) id: RunId,
     /// Whether this node started the run (rather than being offered a stage of it).
     pub(crate) started_here: bool,
+    /// The org of the node that offered this node a stage of the run, when it did not start it.
+    pub(crate) started_by_org: Option<String>,
     /// The plan's digest, `sha256:<hex>`.
     pub(crate) plan_digest: String,
     /// The pipeline's name.
@@ -133,6 +135,9 @@ impl StageTask {
                 .await?;
             return Ok(());
         }
+        if let Some(refusal) = self.refusal() {
+            return self.fail_before_steps(refusal).await;
+        }
         let mut attempt = record.last_attempt().map(|a| a.n);
         let steps_done = record
             .last_attempt()
@@ -176,10 +181,13 @@ impl StageTask {
         Ok(())
     }
 
+    /// Fails the stage before its steps run, as an attempt that failed at once: the
+    /// attempt is recorded, so the failure has a receipt the other nodes of the run see.
     async fn fail_before_steps(&mut self, note: String) -> Result<(), Trouble> {
-        self.system_line(record_attempt(None), &note).await;
-        self.set_state(StageState::Failed, Some(note), None).await?;
-        self.notify(false, None).await;
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        let n = blocking(move || store.begin_attempt(&run, &id, now_ms())).await?;
+        self.system_line(n, &note).await;
+        self.end_attempt(n, Err(note), None).await?;
         Ok(())
     }
 
@@ -870,6 +878,20 @@ impl StageTask {
         self.publish_stage(state, attempt, note);
         self.changed().await;
         Ok(())
+    }
+
+    /// Why this node must not run this stage, when it is a stage of a run another org
+    /// started that no offer asked for (this node moves it on itself): the same scope and
+    /// definition rules an offer meets.
+    fn refusal(&self) -> Option<String> {
+        if self.run.started_here || self.sh.was_offered(&self.run.id, &self.plan.id) {
+            return None;
+        }
+        let org = self.run.started_by_org.as_deref().unwrap_or_default();
+        match &self.sh.definitions {
+            Some(check) => (check.0)(org, &self.run.body, &self.plan).err(),
+            None => Some("this node runs no stage of another org's run without an offer".into()),
+        }
     }
 
     /// Who moves this stage on (see [`receipts`]).

@@ -689,7 +689,11 @@ impl Exchange {
                 tracing::debug!(target: TARGET, %error, "a certificate in an offer was not recorded");
             }
         }
-        let offered_by = self.node_name(peer);
+        let offered_by = peer
+            .parse::<PeerId>()
+            .ok()
+            .and_then(|p| self.parts.membership.node_by_peer(&p))
+            .map_or_else(|| peer.to_owned(), |n| format!("{}@{}", n.name, n.org));
         let store = self.parts.store.clone();
         let copy = offer.clone();
         blocking(move || offers::record_guest_run(&store, &copy, &offered_by, now))
@@ -737,8 +741,15 @@ impl Exchange {
                     .collect(),
             }),
             note: Some(format!(
-                "ran on {} ({}), receipt verified",
-                receipt.node.name, receipt.node.org
+                "{} on {} ({}), receipt verified",
+                match receipt.outcome {
+                    Outcome::Success => "ran",
+                    Outcome::Failure => "failed",
+                    Outcome::Skipped => "skipped",
+                    Outcome::Cancelled => "cancelled",
+                },
+                receipt.node.name,
+                receipt.node.org
             )),
             log: Vec::new(),
             attempt: receipt.attempt,

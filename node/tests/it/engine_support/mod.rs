@@ -321,6 +321,7 @@ fn context(
             name: "test-1".into(),
             org: "test".into(),
         }),
+        definitions: None,
     }
 }
 
