@@ -1,0 +1,398 @@
+//! A local mesh of real Otto nodes: homes in one directory, `otto-node` processes started
+//! on them, and the `otto`/`otto-node` commands run against each, as an operator would.
+//!
+//! ```text
+//!   Net (a directory)
+//!    ├── dev-1/        home of node dev-1 (otto-node init)     dev-1.log  its stderr
+//!    └── ops-1/        home of node ops-1                       ops-1.log
+//! ```
+//!
+//! A [`NodeProc`] owns its process: [`NodeProc::stop`] sends SIGTERM and, after a grace
+//! period, SIGKILL; dropping it does the same, so an error or a panic in the code driving
+//! the net leaves no node behind.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::ops::{Index, IndexMut};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::process::{describe, output_within, tail, terminate};
+use crate::{Bins, Error};
+
+/// How long a node may take to write its API address after it was started.
+pub const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// How long one `otto` or `otto-node` command may take.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long a node has to exit after SIGTERM before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// A directory of node homes and the nodes made in it.
+#[derive(Debug)]
+pub struct Net {
+    dir: PathBuf,
+    bins: Bins,
+    nodes: Vec<NodeProc>,
+}
+
+/// A node of a [`Net`], as [`Net::add`] returned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId(usize);
+
+/// One node: its home and, while it runs, its `otto-node start` process.
+#[derive(Debug)]
+pub struct NodeProc {
+    /// The org it belongs to.
+    pub org: String,
+    /// Its name within the org.
+    pub name: String,
+    /// Its home directory.
+    pub home: PathBuf,
+    /// The file its process writes its log to (every start appends).
+    pub log: PathBuf,
+    /// The org key that `otto-node init` made, `ed25519:<hex>`.
+    pub org_key: String,
+    bins: Bins,
+    child: Option<Child>,
+}
+
+impl Net {
+    /// A net in `dir` (made if missing) that runs the executables in `bins`.
+    pub fn new(dir: &Path, bins: Bins) -> Result<Self, Error> {
+        fs::create_dir_all(dir).map_err(|source| Error::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            bins,
+            nodes: Vec::new(),
+        })
+    }
+
+    /// The net's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The executables it runs.
+    pub fn bins(&self) -> &Bins {
+        &self.bins
+    }
+
+    /// Makes the home of node `name` of org `org` (`otto-node init`), answering to the
+    /// stage owners `answers_to`; not started.
+    pub fn add(&mut self, org: &str, name: &str, answers_to: &[&str]) -> Result<NodeId, Error> {
+        let node = NodeProc::init(&self.bins, &self.dir, org, name, answers_to)?;
+        self.nodes.push(node);
+        Ok(NodeId(self.nodes.len() - 1))
+    }
+
+    /// Starts every node that does not run, each waiting for its API address.
+    pub fn start_all(&mut self) -> Result<(), Error> {
+        for node in &mut self.nodes {
+            node.start()?;
+        }
+        Ok(())
+    }
+
+    /// Lets `joiner`'s org hand stages to `inviter`: `inviter` issues an invite with
+    /// `invite_args` (e.g. `--role deploy --stages 'Deploy*'`) and `joiner` joins with it,
+    /// naming the inviter `alias`. Both must run.
+    pub fn connect(
+        &self,
+        inviter: NodeId,
+        joiner: NodeId,
+        invite_args: &[&str],
+        alias: &str,
+    ) -> Result<(), Error> {
+        let mut args = vec!["invite"];
+        args.extend_from_slice(invite_args);
+        let token = self[inviter].otto_node_ok(&args)?;
+        let token = token.trim();
+        self[joiner].otto_node_ok(&["join", token, "--alias", alias])?;
+        Ok(())
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after [`STOP_GRACE`]); the names of those
+    /// that did not exit cleanly.
+    pub fn stop_all(&mut self) -> Vec<String> {
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| (!n.stop()).then_some(n.name.clone()))
+            .collect()
+    }
+
+    /// Every node, in the order they were added.
+    pub fn nodes(&self) -> &[NodeProc] {
+        &self.nodes
+    }
+}
+
+impl Index<NodeId> for Net {
+    type Output = NodeProc;
+
+    fn index(&self, id: NodeId) -> &NodeProc {
+        &self.nodes[id.0]
+    }
+}
+
+impl IndexMut<NodeId> for Net {
+    fn index_mut(&mut self, id: NodeId) -> &mut NodeProc {
+        &mut self.nodes[id.0]
+    }
+}
+
+impl NodeProc {
+    /// Makes the home `dir/name` with `otto-node init` and names the log `dir/name.log`.
+    pub fn init(
+        bins: &Bins,
+        dir: &Path,
+        org: &str,
+        name: &str,
+        answers_to: &[&str],
+    ) -> Result<Self, Error> {
+        let home = dir.join(name);
+        let mut cmd = Command::new(&bins.otto_node);
+        cmd.args(["init", "--org", org, "--name", name, "--json", "--home"])
+            .arg(&home);
+        for owner in answers_to {
+            cmd.args(["--answers-to", owner]);
+        }
+        let stdout = ok(&mut cmd, None)?;
+        let made: Value = serde_json::from_str(&stdout).map_err(|e| Error::Output {
+            command: "otto-node init --json".into(),
+            problem: e.to_string(),
+        })?;
+        let org_key = made["org_key"]
+            .as_str()
+            .ok_or_else(|| Error::Output {
+                command: "otto-node init --json".into(),
+                problem: format!("no org_key in {made}"),
+            })?
+            .to_owned();
+        Ok(Self {
+            org: org.to_owned(),
+            name: name.to_owned(),
+            log: dir.join(format!("{name}.log")),
+            home,
+            org_key,
+            bins: bins.clone(),
+            child: None,
+        })
+    }
+
+    /// Starts `otto-node start` on the home, its log appended to [`Self::log`], and waits
+    /// (at most [`START_LIMIT`]) until it has written its API address.
+    pub fn start(&mut self) -> Result<(), Error> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let addr = self.home.join("api.addr");
+        // A node killed with SIGKILL leaves its api.addr behind: wait for the new one.
+        let _ = fs::remove_file(&addr);
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(|source| Error::Io {
+                what: format!("opening {}", self.log.display()),
+                source,
+            })?;
+        let _ = writeln!(log, "--- otto-testnet: starting {} ---", self.name);
+        let mut cmd = Command::new(&self.bins.otto_node);
+        cmd.arg("start")
+            .arg("--home")
+            .arg(&self.home)
+            .env("OTTO_AGENT", &self.bins.otto_agent)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env_remove("OTTO_HOME")
+            .env_remove("OTTO_NODE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().map_err(|source| Error::Spawn {
+            program: self.bins.otto_node.display().to_string(),
+            source,
+        })?;
+        self.child = Some(child);
+        let start = Instant::now();
+        while !addr.is_file() {
+            if let Some(status) = self.exited() {
+                return Err(self.exited_error(status));
+            }
+            if start.elapsed() > START_LIMIT {
+                self.stop();
+                return Err(Error::Timeout {
+                    what: format!("{} to write {}", self.name, addr.display()),
+                    limit: START_LIMIT,
+                });
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Whether its process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.exited().is_none() && self.child.is_some()
+    }
+
+    /// The PID of its process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The address of its HTTP API, while it runs.
+    pub fn api_addr(&self) -> Option<String> {
+        fs::read_to_string(self.home.join("api.addr"))
+            .ok()
+            .map(|a| a.trim().to_owned())
+    }
+
+    /// Fails with [`Error::NodeExited`] if its process has ended.
+    pub fn check_running(&mut self) -> Result<(), Error> {
+        match self.exited() {
+            Some(status) => Err(self.exited_error(status)),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops its process by PID: SIGTERM, then SIGKILL after [`STOP_GRACE`]. Returns
+    /// whether it exited cleanly (true as well when it did not run).
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let (status, killed) = terminate(&mut child, STOP_GRACE);
+        !killed && status.is_some_and(|s| s.success())
+    }
+
+    /// Runs `otto ARGS` with the node's home.
+    pub fn otto(&self, args: &[&str]) -> Result<Output, Error> {
+        self.otto_with_input(args, None)
+    }
+
+    /// Runs `otto ARGS` with the node's home and `input` on its standard input.
+    pub fn otto_with_input(&self, args: &[&str], input: Option<&[u8]>) -> Result<Output, Error> {
+        output_within(
+            &mut self.command(&self.bins.otto, args),
+            input,
+            COMMAND_LIMIT,
+        )
+    }
+
+    /// `otto ARGS`, which must succeed; its standard output.
+    pub fn otto_ok(&self, args: &[&str]) -> Result<String, Error> {
+        ok(&mut self.command(&self.bins.otto, args), None)
+    }
+
+    /// `otto ARGS --json`, which must succeed and print JSON.
+    pub fn otto_json(&self, args: &[&str]) -> Result<Value, Error> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let mut cmd = self.command(&self.bins.otto, &all);
+        let text = ok(&mut cmd, None)?;
+        serde_json::from_str(&text).map_err(|e| Error::Output {
+            command: describe(&cmd),
+            problem: e.to_string(),
+        })
+    }
+
+    /// Runs `otto-node ARGS` with the node's home.
+    pub fn otto_node(&self, args: &[&str]) -> Result<Output, Error> {
+        output_within(
+            &mut self.command(&self.bins.otto_node, args),
+            None,
+            COMMAND_LIMIT,
+        )
+    }
+
+    /// `otto-node ARGS`, which must succeed; its standard output.
+    pub fn otto_node_ok(&self, args: &[&str]) -> Result<String, Error> {
+        ok(&mut self.command(&self.bins.otto_node, args), None)
+    }
+
+    /// The CA certificate (PEM) that the node's webhook listener's certificate chains to.
+    pub fn ca_pem(&self) -> Result<String, Error> {
+        let path = self.home.join("ca.pem");
+        fs::read_to_string(&path).map_err(|source| Error::Io {
+            what: format!("reading {}", path.display()),
+            source,
+        })
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn command(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env("OTTO_HOME", &self.home)
+            .env_remove("OTTO_NODE");
+        cmd
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    fn exited_error(&mut self, status: ExitStatus) -> Error {
+        self.child = None;
+        Error::NodeExited {
+            node: self.name.clone(),
+            status,
+            log: tail(&self.log_text(), 20),
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Unwinding or an early return: no time for a long goodbye.
+            let _ = terminate(&mut child, Duration::from_secs(2));
+        }
+    }
+}
+
+/// Runs `cmd` (bounded by [`COMMAND_LIMIT`]); its standard output if it succeeded, else
+/// [`Error::Command`] with the end of its standard error.
+fn ok(cmd: &mut Command, input: Option<&[u8]>) -> Result<String, Error> {
+    let out = output_within(cmd, input, COMMAND_LIMIT)?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: describe(cmd),
+            status: out.status,
+            stderr: tail(&String::from_utf8_lossy(&out.stderr), 5),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Creates `path` with `text`, making its directory.
+pub fn write_file(path: &Path, text: &[u8]) -> Result<(), Error> {
+    let io = |source| Error::Io {
+        what: format!("writing {}", path.display()),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io)?;
+    }
+    File::create(path)
+        .and_then(|mut f| f.write_all(text))
+        .map_err(io)
+}
