@@ -317,3 +317,78 @@ fn ops_moves_on_only_stages_it_approved() {
     assert!(on_ops.contains("otto-node approve sha256:"), "{on_ops}");
     assert!(!on_ops.contains("to production"), "{on_ops}");
 }
+
+#[test]
+fn a_revoked_node_has_its_offers_refused_with_the_reason() {
+    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    let mut dev1 = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
+    let org_key = dev1.home.join("org.key");
+    let mut dev2 = Node::init_as(
+        "acme-dev",
+        "dev-2",
+        &[
+            "--answers-to",
+            "dev",
+            "--org-key",
+            org_key.to_str().unwrap(),
+        ],
+    );
+    ops.start();
+    dev1.start();
+    dev2.start();
+    for dev in [&dev1, &dev2] {
+        let invite = ops.otto_node(&[
+            "invite",
+            "--role",
+            "deploy",
+            "--stages",
+            "Deploy*",
+            "--definitions",
+            "approved",
+        ]);
+        assert!(invite.status.success(), "invite: {}", text(&invite.stderr));
+        let token = text(&invite.stdout).trim().to_owned();
+        let joined = dev.otto_node(&["join", &token, "--alias", "ops"]);
+        assert!(joined.status.success(), "join: {}", text(&joined.stderr));
+    }
+    let dir = project(&[("Ottofile", SLOW_DEPLOY)]);
+    approve_after_refusal(&dev2, &ops, &dir, "Deploy");
+
+    // acme-dev revokes dev-2 (its key was stolen): ops learns it from dev-1 and refuses
+    // dev-2's next offer, and dev-2 shows why.
+    let peers = ops.otto_node(&["peers", "--json"]);
+    assert!(peers.status.success(), "peers: {}", text(&peers.stderr));
+    let peers: Value = serde_json::from_slice(&peers.stdout).unwrap();
+    let node_key = peers["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["node"] == "dev-2")
+        .and_then(|p| p["node_key"].as_str())
+        .expect("ops knows dev-2")
+        .to_owned();
+    let revoked = dev1.otto_node(&["trust", "revoke", &node_key, "--reason", "key stolen"]);
+    assert!(
+        revoked.status.success(),
+        "revoke: {}",
+        text(&revoked.stderr)
+    );
+    ops.wait_for("ops to learn the revocation", || {
+        let out = ops.otto_node(&["peers", "--json"]);
+        let peers: Value = serde_json::from_slice(&out.stdout).ok()?;
+        peers["peers"]
+            .as_array()?
+            .iter()
+            .any(|p| p["node"] == "dev-2" && p["status"] == "revoked")
+            .then_some(())
+    });
+    let run = start_run(&dev2, &dir);
+    let status = dev2.wait_final(&run);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    let why = note(&status, "Deploy");
+    assert!(why.contains("ops-1 rejected Deploy"), "{why}");
+    assert!(
+        !ops.otto(&["status", &run]).status.success(),
+        "ops has no record of the revoked node's run"
+    );
+}
