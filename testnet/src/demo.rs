@@ -686,7 +686,7 @@ impl Log {
 /// The executables: from `--bin-dir`, else next to this program (built first when asked,
 /// this program runs from a cargo target directory and the workspace it was built from
 /// is still there).
-fn find_bins(options: &Options) -> anyhow::Result<Bins> {
+pub fn find_bins(options: &Options) -> anyhow::Result<Bins> {
     if let Some(dir) = &options.bin_dir {
         return Ok(Bins::in_dir(dir)?);
     }

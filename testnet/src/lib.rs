@@ -16,18 +16,21 @@
 //! - [`process`]: commands with bounded waits, and stopping a child by its PID.
 //! - [`sample`]: the sample application (`testnet/sample/`), built into the binary.
 //! - [`demo`]: the `demo` scenario: two orgs deliver the sample application together.
-//!
-//! `up`, `run SCENARIO` and `bench` will be more users of [`Net`]: a scenario is a function
-//! that adds nodes, connects them, and drives runs while a [`timeline::Watch`] reports.
+//! - [`up`]: `otto-testnet up`: a mesh of orgs that trust each other, until Ctrl-C.
+//! - [`scenario`]: the TOML scenario format of `otto-testnet run`, read and checked.
+//! - [`play`]: plays a scenario's timeline and checks its invariants.
 //!
 //! Every wait is bounded and says what it waited for when it runs out.
 
 pub mod bins;
 pub mod demo;
 pub mod net;
+pub mod play;
 pub mod process;
 pub mod sample;
+pub mod scenario;
 pub mod timeline;
+pub mod up;
 pub mod webhook;
 
 pub use bins::Bins;

@@ -11,6 +11,7 @@
 //! period, SIGKILL; dropping it does the same, so an error or a panic in the code driving
 //! the net leaves no node behind.
 
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::ops::{Index, IndexMut};
@@ -94,6 +95,28 @@ impl Net {
         Ok(NodeId(self.nodes.len() - 1))
     }
 
+    /// Makes the home of another node `name` of the org of `first`, whose home holds the
+    /// org key (`otto-node init --org-key FIRST/org.key`); not started.
+    pub fn add_to_org(
+        &mut self,
+        first: NodeId,
+        name: &str,
+        answers_to: &[&str],
+    ) -> Result<NodeId, Error> {
+        let org = self[first].org.clone();
+        let key = self[first].home.join("org.key");
+        let node = NodeProc::init_with(
+            &self.bins,
+            &self.dir,
+            &org,
+            name,
+            answers_to,
+            &[OsStr::new("--org-key"), key.as_os_str()],
+        )?;
+        self.nodes.push(node);
+        Ok(NodeId(self.nodes.len() - 1))
+    }
+
     /// Starts every node that does not run, each waiting for its API address.
     pub fn start_all(&mut self) -> Result<(), Error> {
         for node in &mut self.nodes {
@@ -158,6 +181,18 @@ impl NodeProc {
         name: &str,
         answers_to: &[&str],
     ) -> Result<Self, Error> {
+        Self::init_with(bins, dir, org, name, answers_to, &[])
+    }
+
+    /// [`Self::init`] with more `otto-node init` arguments (`--org-key PATH`).
+    pub fn init_with(
+        bins: &Bins,
+        dir: &Path,
+        org: &str,
+        name: &str,
+        answers_to: &[&str],
+        extra: &[&OsStr],
+    ) -> Result<Self, Error> {
         let home = dir.join(name);
         let mut cmd = Command::new(&bins.otto_node);
         cmd.args(["init", "--org", org, "--name", name, "--json", "--home"])
@@ -165,6 +200,7 @@ impl NodeProc {
         for owner in answers_to {
             cmd.args(["--answers-to", owner]);
         }
+        cmd.args(extra);
         let stdout = ok(&mut cmd, None)?;
         let made: Value = serde_json::from_str(&stdout).map_err(|e| Error::Output {
             command: "otto-node init --json".into(),
@@ -275,6 +311,17 @@ impl NodeProc {
         };
         let (status, killed) = terminate(&mut child, STOP_GRACE);
         !killed && status.is_some_and(|s| s.success())
+    }
+
+    /// Kills its process with SIGKILL by PID, as a crash or a pulled plug would, and
+    /// reaps it. Returns whether it was running.
+    pub fn kill9(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return false;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        true
     }
 
     /// Runs `otto ARGS` with the node's home.

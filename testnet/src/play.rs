@@ -1,0 +1,868 @@
+//! `otto-testnet run SCENARIO.toml`: makes the scenario's net, rehearses its pipelines
+//! until no refusal for unapproved steps is left (approving the digests refusals name),
+//! plays the timeline step by step, then checks the invariants and reports.
+//!
+//! The invariants (each a [`Check`]):
+//!
+//! - **outcome**: every named run ended as its `[[expect]]` says on the node that
+//!   started it, with `reason` in one of its stage notes when given, and ended the same
+//!   way on every other node that has a record of it (`otto status RUN` succeeds there);
+//! - **accepted once**: for every named run and stage, the nodes' logs show at most one
+//!   accepted offer (`offer accepted` with one offer id, across all nodes), and on every
+//!   node the stage's attempt numbers strictly increase (none repeats) and at most one
+//!   attempt succeeded;
+//! - **verify**: `otto verify RUN` passes on the starting node for each run expected to
+//!   succeed;
+//! - **secrets**: no secret value of an org appears in any file of another org's node
+//!   home or in that node's log (checked after every node stopped).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::scenario::{Outcome, Scenario, Step};
+use crate::{Bins, Error, Net, NodeId, human};
+
+/// How often a wait looks again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How many rehearsals of one pipeline may be refused before giving up.
+const MAX_REHEARSALS: usize = 6;
+
+/// What a scenario did and whether its invariants held.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The scenario's name (its file name without `.toml`).
+    pub scenario: String,
+    /// The work directory.
+    pub dir: PathBuf,
+    /// How long it took from the first node's init to the last check.
+    pub took: Duration,
+    /// The timeline steps that ran, with how long each took.
+    pub steps: Vec<(String, Duration)>,
+    /// The run ids of the named runs.
+    pub runs: BTreeMap<String, String>,
+    /// What stopped the scenario before its checks, if anything.
+    pub error: Option<String>,
+    /// The invariants and whether each held.
+    pub checks: Vec<Check>,
+}
+
+/// One invariant, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What it checks.
+    pub name: String,
+    /// Whether it held.
+    pub held: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+impl Report {
+    /// Whether the scenario got through its timeline and every check held.
+    pub fn held(&self) -> bool {
+        self.error.is_none() && !self.checks.is_empty() && self.checks.iter().all(|c| c.held)
+    }
+
+    /// The report as JSON.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "scenario": self.scenario,
+            "passed": self.held(),
+            "dir": self.dir,
+            "took_ms": u64::try_from(self.took.as_millis()).unwrap_or(u64::MAX),
+            "error": self.error,
+            "runs": self.runs,
+            "steps": self.steps.iter().map(|(s, d)| json!({
+                "step": s,
+                "took_ms": u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            })).collect::<Vec<_>>(),
+            "checks": self.checks.iter().map(|c| json!({
+                "check": c.name, "held": c.held, "detail": c.detail,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Plays `scenario` named `name` in the work directory `dir` with the executables `bins`,
+/// printing progress; every node it started is stopped when it returns.
+pub fn play(scenario: &Scenario, name: &str, bins: Bins, dir: &Path) -> Report {
+    let start = Instant::now();
+    let mut report = Report {
+        scenario: name.to_owned(),
+        dir: dir.to_owned(),
+        took: Duration::ZERO,
+        steps: Vec::new(),
+        runs: BTreeMap::new(),
+        error: None,
+        checks: Vec::new(),
+    };
+    let mut player = match Player::set_up(scenario, bins, dir, start) {
+        Ok(player) => player,
+        Err(e) => {
+            report.error = Some(format!("setting up: {e:#}"));
+            report.took = start.elapsed();
+            return report;
+        }
+    };
+    for (i, step) in scenario.steps.iter().enumerate() {
+        let text = &scenario.timeline.steps[i];
+        let began = Instant::now();
+        player.say(&format!("step {}: {text}", i + 1));
+        if let Err(e) = player.step(step) {
+            report.error = Some(format!("step {} {text:?}: {e:#}", i + 1));
+            break;
+        }
+        report.steps.push((text.clone(), began.elapsed()));
+    }
+    report.runs = player
+        .runs
+        .iter()
+        .map(|(n, (id, _))| (n.clone(), id.clone()))
+        .collect();
+    if report.error.is_none() {
+        player.say("checking the invariants");
+        report.checks = player.check();
+    }
+    player.net.stop_all();
+    if report.error.is_none() {
+        report.checks.push(player.secrets_stayed_home());
+    }
+    report.took = start.elapsed();
+    report
+}
+
+/// The net of a scenario while it plays.
+struct Player<'a> {
+    scenario: &'a Scenario,
+    net: Net,
+    ids: BTreeMap<String, NodeId>,
+    /// Run name → (run id, starting node).
+    runs: BTreeMap<String, (String, String)>,
+    limit: Duration,
+    start: Instant,
+}
+
+impl<'a> Player<'a> {
+    fn set_up(
+        scenario: &'a Scenario,
+        bins: Bins,
+        dir: &Path,
+        start: Instant,
+    ) -> anyhow::Result<Self> {
+        let mut net = Net::new(dir, bins)?;
+        let mut ids = BTreeMap::new();
+        for org in &scenario.orgs {
+            let answers: Vec<&str> = org.answers_to.iter().map(String::as_str).collect();
+            let mut first = None;
+            for node in &org.nodes {
+                let id = match first {
+                    None => net.add(&org.name, node, &answers)?,
+                    Some(first) => net.add_to_org(first, node, &answers)?,
+                };
+                first.get_or_insert(id);
+                ids.insert(node.clone(), id);
+            }
+        }
+        let mut player = Self {
+            scenario,
+            net,
+            ids,
+            runs: BTreeMap::new(),
+            limit: Duration::from_secs(scenario.wait_limit_s),
+            start,
+        };
+        player.net.start_all()?;
+        for node in player.net.nodes() {
+            player.say(&format!(
+                "{} ({}) started: pid {}, API {}",
+                node.name,
+                node.org,
+                node.pid().unwrap_or_default(),
+                node.api_addr().unwrap_or_default()
+            ));
+        }
+        for org in &scenario.orgs {
+            for node in &org.nodes {
+                for (name, value) in &org.secrets {
+                    let out = player
+                        .node(node)
+                        .otto_with_input(&["secrets", "set", name], Some(value.as_bytes()))?;
+                    anyhow::ensure!(
+                        out.status.success(),
+                        "otto secrets set {name} on {node}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+        }
+        for trust in &scenario.trust {
+            let envs = trust.envs.join(",");
+            let mut args = vec![
+                "--role",
+                &trust.role,
+                "--stages",
+                &trust.stages,
+                "--pipelines",
+                &trust.pipelines,
+                "--definitions",
+                &trust.definitions,
+            ];
+            if !envs.is_empty() {
+                args.extend(["--envs", &envs]);
+            }
+            let inviter_org = player.net[player.id(&trust.inviter)].org.clone();
+            let alias = trust.alias.clone().unwrap_or(inviter_org);
+            for joiner in &trust.joiners {
+                player
+                    .net
+                    .connect(player.id(&trust.inviter), player.id(joiner), &args, &alias)?;
+                player.say(&format!(
+                    "{} invited {joiner}, which joined as {alias:?} (stages {})",
+                    trust.inviter, trust.stages
+                ));
+            }
+        }
+        for pipeline in &scenario.pipelines {
+            crate::net::write_file(
+                &player.pipeline_dir(&pipeline.name).join("Ottofile"),
+                pipeline.ottofile.as_bytes(),
+            )?;
+        }
+        if scenario.approvals.auto {
+            let mut rehearsed = BTreeSet::new();
+            for step in &scenario.steps {
+                if let Step::Run { pipeline, node, .. } = step
+                    && rehearsed.insert((pipeline.clone(), node.clone()))
+                {
+                    player.rehearse(pipeline, node)?;
+                }
+            }
+        }
+        Ok(player)
+    }
+
+    /// Runs `pipeline` on `node` until a run is not refused for unapproved steps,
+    /// approving each digest a refusal names on the node it names.
+    fn rehearse(&mut self, pipeline: &str, node: &str) -> anyhow::Result<()> {
+        let mut last = String::new();
+        for _ in 0..MAX_REHEARSALS {
+            let run = self.start_run(pipeline, node)?;
+            let mut approved = false;
+            for (digest, on) in self.wait_rehearsal(node, &run)? {
+                let Some(&id) = self.ids.get(&on) else {
+                    anyhow::bail!("a refusal names the node {on:?}, which is not in the scenario");
+                };
+                self.net[id].otto_node_ok(&["approve", &digest])?;
+                self.say(&format!(
+                    "rehearsal of {pipeline} on {node}: refused; approved {digest} on {on}"
+                ));
+                approved = true;
+            }
+            if approved {
+                continue;
+            }
+            let i = self.index(node);
+            let status = self.status_on(i, &run).unwrap_or_default();
+            if status["run"]["state"] == "succeeded" {
+                self.say(&format!(
+                    "rehearsal of {pipeline} on {node}: succeeded, no refusal left"
+                ));
+                return Ok(());
+            }
+            // Ended otherwise without a refusal to answer: a node that has only just
+            // joined may not be reachable yet. Try again, and accept the end at last.
+            let why: Vec<String> = stages(&status)
+                .iter()
+                .filter(|s| s["state"] == "failed")
+                .map(|s| format!("{}: {}", s["id"], s["note"]))
+                .collect();
+            last = format!("{} ({})", status["run"]["state"], why.join("; "));
+            self.say(&format!("rehearsal of {pipeline} on {node}: {last}"));
+            thread::sleep(Duration::from_millis(500));
+        }
+        if last.is_empty() {
+            anyhow::bail!(
+                "{pipeline} on {node} was still refused after {MAX_REHEARSALS} rehearsals"
+            )
+        }
+        self.say(&format!(
+            "rehearsal of {pipeline} on {node}: no refusal left; it ends {last}"
+        ));
+        Ok(())
+    }
+
+    /// Waits until some node shows a refusal of `run` that names a digest to approve (its
+    /// refusals), or the run ended on `node` without one (none), passing input gates.
+    /// A refusal on a later node need not reach the starting node, so every node is read.
+    fn wait_rehearsal(
+        &mut self,
+        node: &str,
+        run: &str,
+    ) -> anyhow::Result<BTreeSet<(String, String)>> {
+        let began = Instant::now();
+        let i = self.index(node);
+        loop {
+            let refusals = self.refusals(run);
+            if !refusals.is_empty() {
+                return Ok(refusals);
+            }
+            if self.status_on(i, run).is_some_and(|s| is_final(&s)) {
+                // The refusal may have come with the end: read every view once more.
+                return Ok(self.refusals(run));
+            }
+            self.approve_waiting_gates(run);
+            if began.elapsed() > self.limit {
+                return Err(Error::Timeout {
+                    what: format!("rehearsal run {run} to end on {node} or be refused"),
+                    limit: self.limit,
+                }
+                .into());
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// The digests refusals of `run` name and the nodes they name, from every running
+    /// node's view.
+    fn refusals(&mut self, run: &str) -> BTreeSet<(String, String)> {
+        let mut out = BTreeSet::new();
+        for i in 0..self.net.nodes().len() {
+            let Some(status) = self.status_on(i, run) else {
+                continue;
+            };
+            for stage in stages(&status) {
+                let note = stage["note"].as_str().unwrap_or_default();
+                if let Some(found) = approval_hint(note) {
+                    out.insert(found);
+                }
+            }
+        }
+        out
+    }
+
+    fn step(&mut self, step: &Step) -> anyhow::Result<()> {
+        match step {
+            Step::Start(n) => {
+                let id = self.id(n);
+                self.net[id].start()?;
+                self.say(&format!(
+                    "{n} started: pid {}",
+                    self.net[id].pid().unwrap_or_default()
+                ));
+            }
+            Step::Stop(n) => {
+                let id = self.id(n);
+                let clean = self.net[id].stop();
+                self.say(&format!(
+                    "{n} stopped ({})",
+                    if clean { "cleanly" } else { "not cleanly" }
+                ));
+            }
+            Step::Kill9(n) => {
+                let id = self.id(n);
+                let pid = self.net[id].pid();
+                anyhow::ensure!(self.net[id].kill9(), "{n} does not run");
+                self.say(&format!("{n} killed: SIGKILL to pid {}", pid.unwrap_or(0)));
+            }
+            Step::Restart(n) => {
+                let id = self.id(n);
+                self.net[id].stop();
+                self.net[id].start()?;
+                self.say(&format!(
+                    "{n} restarted: pid {}",
+                    self.net[id].pid().unwrap_or_default()
+                ));
+            }
+            Step::Run {
+                pipeline,
+                node,
+                name,
+            } => {
+                let run = self.start_run(pipeline, node)?;
+                self.say(&format!("{name} is run {run}"));
+                self.runs.insert(name.clone(), (run, node.clone()));
+            }
+            Step::Wait {
+                run,
+                stage,
+                state,
+                node,
+            } => {
+                let id = self.run_id(run);
+                self.wait_stage(node, &id, stage, state)?;
+            }
+            Step::Approve { run, stage, node } => {
+                let id = self.run_id(run);
+                self.wait_stage(node, &id, stage, "waiting_gate")?;
+                self.node(node).otto_ok(&["approve", &id, stage])?;
+            }
+            Step::Revoke { node, by } => self.revoke(node, by)?,
+            Step::Sleep(ms) => thread::sleep(Duration::from_millis(*ms)),
+        }
+        Ok(())
+    }
+
+    /// `by` revokes `node`'s key; waits until every running node of another org that
+    /// knows `node` lists it as revoked.
+    fn revoke(&mut self, node: &str, by: &str) -> anyhow::Result<()> {
+        let org = self.net[self.id(node)].org.clone();
+        let others: Vec<NodeId> = self
+            .ids
+            .values()
+            .copied()
+            .filter(|&i| self.net[i].org != org && self.net[i].pid().is_some())
+            .collect();
+        let key = others
+            .iter()
+            .find_map(|&i| {
+                peers(&self.net, i)
+                    .into_iter()
+                    .find(|p| p["node"] == node)
+                    .and_then(|p| p["node_key"].as_str().map(str::to_owned))
+            })
+            .ok_or_else(|| anyhow::anyhow!("no running node of another org knows {node}"))?;
+        self.node(by).otto_node_ok(&[
+            "trust",
+            "revoke",
+            &key,
+            "--reason",
+            "revoked by the scenario",
+        ])?;
+        self.say(&format!("{by} revoked {node} ({key})"));
+        let limit = self.limit;
+        let began = Instant::now();
+        loop {
+            let pending: Vec<String> = others
+                .iter()
+                .filter(|&&i| {
+                    let list = peers(&self.net, i);
+                    list.iter()
+                        .any(|p| p["node"] == node && p["status"] != "revoked")
+                })
+                .map(|&i| self.net[i].name.clone())
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if began.elapsed() > limit {
+                return Err(Error::Timeout {
+                    what: format!("{} to learn that {node} is revoked", pending.join(", ")),
+                    limit,
+                }
+                .into());
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// The invariants, after every node was started again.
+    fn check(&mut self) -> Vec<Check> {
+        let mut checks = Vec::new();
+        for id in self.ids.values().copied().collect::<Vec<_>>() {
+            if let Err(e) = self.net[id].start() {
+                checks.push(Check {
+                    name: format!("{} starts again for the checks", self.net[id].name),
+                    held: false,
+                    detail: e.to_string(),
+                });
+            }
+        }
+        for expect in &self.scenario.expect {
+            checks.push(self.outcome(&expect.run, expect.outcome, expect.reason.as_deref()));
+        }
+        for name in self.scenario.expect.iter().map(|e| &e.run) {
+            checks.push(self.accepted_once(name));
+        }
+        for expect in &self.scenario.expect {
+            if expect.outcome == Outcome::Succeeded {
+                let (run, starter) = self.runs[&expect.run].clone();
+                let out = self.node(&starter).otto(&["verify", &run]);
+                let (held, detail) = match out {
+                    Ok(out) => (
+                        out.status.success(),
+                        crate::process::tail(
+                            &String::from_utf8_lossy(if out.status.success() {
+                                &out.stdout
+                            } else {
+                                &out.stderr
+                            }),
+                            1,
+                        ),
+                    ),
+                    Err(e) => (false, e.to_string()),
+                };
+                checks.push(Check {
+                    name: format!("otto verify {} on {starter}", expect.run),
+                    held,
+                    detail,
+                });
+            }
+        }
+        checks
+    }
+
+    fn outcome(&mut self, name: &str, outcome: Outcome, reason: Option<&str>) -> Check {
+        let (run, starter) = self.runs[name].clone();
+        let check = |held: bool, detail: String| Check {
+            name: format!("{name} {outcome} on every node that has it"),
+            held,
+            detail,
+        };
+        let status = match self.wait_final(&starter, &run) {
+            Ok(status) => status,
+            Err(e) => return check(false, e.to_string()),
+        };
+        let state = status["run"]["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if state != outcome.to_string() {
+            return check(false, format!("{state} on {starter}"));
+        }
+        if let Some(reason) = reason
+            && !stages(&status)
+                .iter()
+                .any(|s| s["note"].as_str().is_some_and(|n| n.contains(reason)))
+        {
+            return check(false, format!("no stage note on {starter} says {reason:?}"));
+        }
+        let mut seen = vec![starter.clone()];
+        for i in 0..self.net.nodes().len() {
+            let node = self.net.nodes()[i].name.clone();
+            if node == starter || self.status_on(i, &run).is_none() {
+                continue;
+            }
+            match self.wait_final(&node, &run) {
+                Ok(s) if s["run"]["state"] == outcome.to_string() => seen.push(node),
+                Ok(s) => return check(false, format!("{} on {node}", s["run"]["state"])),
+                Err(e) => return check(false, e.to_string()),
+            }
+        }
+        check(true, format!("{outcome} on {}", seen.join(", ")))
+    }
+
+    fn accepted_once(&mut self, name: &str) -> Check {
+        let (run, _) = self.runs[name].clone();
+        let mut accepted: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        let mut attempts = 0;
+        for i in 0..self.net.nodes().len() {
+            let node = self.net.nodes()[i].name.clone();
+            for (r, stage, id) in accepted_offers(&self.net.nodes()[i].log_text()) {
+                if r == run {
+                    accepted
+                        .entry(stage)
+                        .or_default()
+                        .insert((node.clone(), id));
+                }
+            }
+            let Some(status) = self.status_on(i, &run) else {
+                continue;
+            };
+            for stage in stages(&status) {
+                let list = stage["attempts"].as_array().map_or(&[][..], Vec::as_slice);
+                attempts += list.len();
+                let numbers: Vec<u64> = list.iter().filter_map(|a| a["n"].as_u64()).collect();
+                let succeeded = list.iter().filter(|a| a["state"] == "succeeded").count();
+                let id = stage["id"].as_str().unwrap_or_default();
+                // A node that mirrors another's stage keeps only the attempt of its
+                // receipt (`[2]`), so numbers need not start at 1; they never repeat.
+                if numbers.len() != list.len() || numbers.windows(2).any(|w| w[0] >= w[1]) {
+                    problems.push(format!("{id} on {node}: attempts numbered {numbers:?}"));
+                }
+                if succeeded > 1 {
+                    problems.push(format!("{id} on {node}: {succeeded} attempts succeeded"));
+                }
+            }
+        }
+        for (stage, by) in &accepted {
+            if by.len() > 1 {
+                let who: Vec<String> = by.iter().map(|(n, id)| format!("{n} ({id})")).collect();
+                problems.push(format!(
+                    "{stage}: {} offers accepted: {}",
+                    by.len(),
+                    who.join(", ")
+                ));
+            }
+        }
+        Check {
+            name: format!("{name}: no stage accepted twice"),
+            held: problems.is_empty(),
+            detail: if problems.is_empty() {
+                format!(
+                    "{} handed-off stage(s) accepted once each; {attempts} attempt(s) on all \
+                     nodes, numbered in order, at most one success per stage per node",
+                    accepted.len()
+                )
+            } else {
+                problems.join("; ")
+            },
+        }
+    }
+
+    /// No secret value of an org in any file of another org's homes or logs.
+    fn secrets_stayed_home(&self) -> Check {
+        let mut problems = Vec::new();
+        let mut scanned = 0;
+        for org in &self.scenario.orgs {
+            for (name, value) in &org.secrets {
+                for node in self.net.nodes().iter().filter(|n| n.org != org.name) {
+                    let mut files = files_under(&node.home);
+                    files.push(node.log.clone());
+                    for file in files {
+                        scanned += 1;
+                        let bytes = fs::read(&file).unwrap_or_default();
+                        if bytes.windows(value.len()).any(|w| w == value.as_bytes()) {
+                            problems.push(format!("{name} of {} in {}", org.name, file.display()));
+                        }
+                    }
+                }
+            }
+        }
+        Check {
+            name: "no secret in another org's home or log".into(),
+            held: problems.is_empty(),
+            detail: if problems.is_empty() {
+                format!("{scanned} file reads")
+            } else {
+                problems.join("; ")
+            },
+        }
+    }
+
+    fn start_run(&self, pipeline: &str, node: &str) -> anyhow::Result<String> {
+        let dir = self.pipeline_dir(pipeline);
+        let out = self
+            .node(node)
+            .otto_ok(&["run", &dir.to_string_lossy(), "--detach"])?;
+        Ok(out.trim().to_owned())
+    }
+
+    /// Waits until `run` is final on `node`; its status there.
+    fn wait_final(&mut self, node: &str, run: &str) -> anyhow::Result<Value> {
+        let began = Instant::now();
+        let i = self.index(node);
+        loop {
+            if let Some(status) = self.status_on(i, run)
+                && is_final(&status)
+            {
+                return Ok(status);
+            }
+            if began.elapsed() > self.limit {
+                return Err(Error::Timeout {
+                    what: format!("run {run} to end on {node}"),
+                    limit: self.limit,
+                }
+                .into());
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    fn approve_waiting_gates(&mut self, run: &str) {
+        for i in 0..self.net.nodes().len() {
+            let Some(status) = self.status_on(i, run) else {
+                continue;
+            };
+            for stage in stages(&status) {
+                let waiting_input = stage["gates"].as_array().is_some_and(|g| {
+                    g.iter()
+                        .any(|g| g["kind"] == "input" && g["state"] == "waiting")
+                });
+                if waiting_input && let Some(id) = stage["id"].as_str() {
+                    let _ = self.net.nodes()[i].otto(&["approve", run, id]);
+                }
+            }
+        }
+    }
+
+    fn wait_stage(
+        &mut self,
+        node: &str,
+        run: &str,
+        stage: &str,
+        state: &str,
+    ) -> anyhow::Result<()> {
+        let began = Instant::now();
+        let i = self.index(node);
+        let mut last = String::from("no record of the run");
+        loop {
+            if let Some(status) = self.status_on(i, run) {
+                match stages(&status).iter().find(|s| s["id"] == stage) {
+                    Some(s) if s["state"] == state => return Ok(()),
+                    Some(s) => {
+                        last = format!("{stage} is {}", s["state"]);
+                        if let Some(note) = s["note"].as_str() {
+                            last = format!("{last}: {note}");
+                        }
+                        // A stage that ended does not change any more.
+                        if is_final_stage(&s["state"]) {
+                            return Err(anyhow::anyhow!(
+                                "{stage} of run {run} on {node} ended before it was {state} ({last})"
+                            ));
+                        }
+                    }
+                    None => last = format!("the run has no stage {stage:?}"),
+                }
+            }
+            if began.elapsed() > self.limit {
+                return Err(Error::Timeout {
+                    what: format!("{stage} of run {run} to be {state} on {node} (last: {last})"),
+                    limit: self.limit,
+                }
+                .into());
+            }
+            thread::sleep(POLL);
+        }
+    }
+
+    /// `otto status RUN --json` on the `i`th node, if it runs and has the run.
+    fn status_on(&mut self, i: usize, run: &str) -> Option<Value> {
+        let node = &self.net.nodes()[i];
+        node.pid()?;
+        node.otto_json(&["status", run]).ok()
+    }
+
+    fn id(&self, node: &str) -> NodeId {
+        // The scenario was checked: every node a step names is in `ids`.
+        self.ids[node]
+    }
+
+    fn index(&self, node: &str) -> usize {
+        self.net
+            .nodes()
+            .iter()
+            .position(|n| n.name == node)
+            .unwrap_or_default()
+    }
+
+    fn node(&self, node: &str) -> &crate::NodeProc {
+        &self.net[self.id(node)]
+    }
+
+    fn run_id(&self, name: &str) -> String {
+        // The scenario was checked: a step names only runs started before it.
+        self.runs[name].0.clone()
+    }
+
+    fn pipeline_dir(&self, name: &str) -> PathBuf {
+        self.net.dir().join("pipelines").join(name)
+    }
+
+    fn say(&self, what: &str) {
+        println!("{:>7}  {what}", human(self.start.elapsed()));
+    }
+}
+
+/// Whether a `otto status --json` answer shows the run ended.
+fn is_final(status: &Value) -> bool {
+    ["succeeded", "failed", "cancelled"]
+        .contains(&status["run"]["state"].as_str().unwrap_or_default())
+}
+
+/// Whether a stage state is one it keeps.
+fn is_final_stage(state: &Value) -> bool {
+    ["succeeded", "failed", "skipped", "cancelled"].contains(&state.as_str().unwrap_or_default())
+}
+
+/// The stages of a `otto status --json` answer.
+fn stages(status: &Value) -> Vec<Value> {
+    status["stages"].as_array().cloned().unwrap_or_default()
+}
+
+/// The peers a node lists (`otto-node peers --json`), empty if it cannot tell.
+fn peers(net: &Net, id: NodeId) -> Vec<Value> {
+    net[id]
+        .otto_node(&["peers", "--json"])
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| v["peers"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// From a refusal's note, the digest it names and the node to approve it on:
+/// ``… run `otto-node approve sha256:HEX` on ops-1``.
+fn approval_hint(note: &str) -> Option<(String, String)> {
+    let at = note.find("otto-node approve sha256:")?;
+    let rest = &note[at + "otto-node approve ".len()..];
+    let hex = rest.get(7..7 + 64)?;
+    if !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let after = rest.get(7 + 64..)?;
+    let node = after
+        .strip_prefix("` on ")?
+        .split(|c: char| c.is_whitespace() || c == ';' || c == ',')
+        .next()?
+        .trim_end_matches('.');
+    Some((format!("sha256:{hex}"), node.to_owned()))
+}
+
+/// The accepted offers a node's log tells of: (run, stage, offer id).
+fn accepted_offers(log: &str) -> Vec<(String, String, String)> {
+    log.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find("offer accepted ")?..];
+            let run = rest.split(" run=").nth(1)?.split(' ').next()?;
+            let stage = rest.split(" stage=").nth(1)?.split(" org=").next()?;
+            let id = rest.split(" id=").nth(1)?.split(' ').next()?;
+            Some((run.to_owned(), stage.to_owned(), id.to_owned()))
+        })
+        .collect()
+}
+
+/// Every file under `dir`.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(t) if t.is_file() => out.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_digest_and_node_to_approve_are_read_from_a_refusal() {
+        let hex = "8c1209ac600db51cef72b14bc184167074f49e2dd32923581f9b56d5cc59389d";
+        let note = format!(
+            "ops-1 rejected Deploy: stage \"Deploy\" has inline steps; its definition \
+             sha256:{hex} is not approved here; run `otto-node approve sha256:{hex}` on ops-1"
+        );
+        assert_eq!(
+            approval_hint(&note),
+            Some((format!("sha256:{hex}"), "ops-1".into()))
+        );
+        assert_eq!(
+            approval_hint("ran on ops-1 (acme-ops), receipt verified"),
+            None
+        );
+    }
+
+    #[test]
+    fn accepted_offers_are_read_from_a_node_log() {
+        let log = "2026-11-25T01:21:46.543600Z  INFO otto_node::exchange: offer accepted \
+                   run=01M884 stage=Deploy staging org=acme-dev node=dev-1 id=3d17 how=approved steps sha256:8c\n\
+                   2026-11-25T01:21:47Z  INFO otto_node::exchange: offering the stage run=01M884";
+        assert_eq!(
+            accepted_offers(log),
+            vec![("01M884".into(), "Deploy staging".into(), "3d17".into())]
+        );
+    }
+}

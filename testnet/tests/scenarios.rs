@@ -1,0 +1,201 @@
+//! Every scenario in `testnet/scenarios/` played by `otto-testnet run` against the debug
+//! `otto`, `otto-node` and `otto-agent`, each of which must pass; and `otto-testnet up`
+//! started, used and stopped with SIGTERM.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use otto_testnet::bins;
+use otto_testnet::process::{output_within, terminate, wait_within};
+use rustix::process::{Pid, Signal, kill_process, test_kill_process};
+
+/// The directory cargo put `otto-testnet` in, with `otto`, `otto-node` and `otto-agent`
+/// built next to it (they belong to other packages, so cargo does not build them for
+/// this one's tests).
+fn bin_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_otto-testnet"))
+        .parent()
+        .expect("the binary is in a directory")
+        .to_owned();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut cargo = bins::cargo();
+    cargo
+        .args(
+            bins::build_command(&dir, &bins::BINARIES)
+                .get(1..)
+                .unwrap_or_default(),
+        )
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(workspace.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(
+            dir.parent()
+                .expect("a profile directory is in a target directory"),
+        );
+    let out = output_within(&mut cargo, None, Duration::from_secs(1800)).expect("cargo build runs");
+    assert!(
+        out.status.success(),
+        "building otto, otto-node and otto-agent: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+#[test]
+fn every_shipped_scenario_passes() {
+    let bin_dir = bin_dir();
+    let scenarios = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&scenarios)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "{files:?}");
+    let work = tempfile::tempdir().unwrap();
+    for file in files {
+        let name = file.file_stem().unwrap().to_string_lossy().into_owned();
+        let json = work.path().join(format!("{name}.json"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_otto-testnet"));
+        cmd.arg("run")
+            .arg(&file)
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .arg("--dir")
+            .arg(work.path().join(&name))
+            .arg("--json")
+            .arg(&json);
+        let out = output_within(&mut cmd, None, Duration::from_secs(300)).expect("it ends");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{name} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(&format!("{name} passed in ")), "{stdout}");
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+        assert_eq!(report["passed"], true, "{report}");
+        let checks = report["checks"].as_array().unwrap();
+        assert!(checks.iter().all(|c| c["held"] == true), "{report}");
+        assert!(
+            checks.iter().any(|c| c["check"]
+                .as_str()
+                .unwrap()
+                .ends_with("no stage accepted twice")),
+            "{report}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[[org]]\nname = \"a\"\nnodes = [\"a-1\"]\ncolour = \"red\"\n\n[timeline]\nsteps = []\n",
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otto-testnet"));
+    cmd.arg("run").arg(&file);
+    let out = output_within(&mut cmd, None, Duration::from_secs(60)).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: {}: line 4: unknown field `colour`, expected one of `name`, `nodes`, \
+             `answers_to`, `secrets`",
+            file.display()
+        )
+    );
+}
+
+#[test]
+fn up_starts_a_trusting_mesh_and_sigterm_stops_it() {
+    let bin_dir = bin_dir();
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("mesh");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otto-testnet"))
+        .args(["up", "--orgs", "2", "--nodes-per-org", "2", "--bin-dir"])
+        .arg(&bin_dir)
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("press Ctrl-C")) {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => seen.push(line),
+            Err(_) => {
+                terminate(&mut child, Duration::from_secs(10));
+                panic!("up did not come up:\n{}", seen.join("\n"));
+            }
+        }
+    }
+    let text = seen.join("\n");
+    for node in ["org-1-n1", "org-1-n2", "org-2-n1", "org-2-n2"] {
+        assert!(
+            text.contains(&format!("OTTO_HOME={}", dir.join(node).display())),
+            "{text}"
+        );
+    }
+    // Each org's first node invited both nodes of the other org.
+    assert!(text.contains("org-1-n1 invited org-2-n2, which joined naming it org-1"));
+    assert!(text.contains("org-2-n1 invited org-1-n1, which joined naming it org-2"));
+    let peers = Command::new(bin_dir.join("otto-node"))
+        .args(["peers", "--json"])
+        .env("OTTO_HOME", dir.join("org-1-n2"))
+        .output()
+        .unwrap();
+    let peers: serde_json::Value = serde_json::from_slice(&peers.stdout).unwrap();
+    assert!(
+        peers["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["node"] == "org-2-n1"),
+        "{peers}"
+    );
+
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap()).unwrap();
+    kill_process(pid, Signal::TERM).unwrap();
+    let status = wait_within(&mut child, Duration::from_secs(60)).expect("up exits");
+    assert!(status.success(), "{status}");
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.split(": pid ").nth(1)?.split(',').next()?.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 4, "{text}");
+    for pid in pids {
+        let gone = Pid::from_raw(pid).is_none_or(|p| test_kill_process(p).is_err());
+        assert!(gone, "node process {pid} still runs");
+    }
+}
+
+#[test]
+fn up_with_netns_says_it_is_not_built() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_otto-testnet"));
+    cmd.args(["up", "--netns", "--bin-dir", "/nonexistent"]);
+    let out = output_within(&mut cmd, None, Duration::from_secs(60)).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: --netns is not built yet"
+    );
+}
