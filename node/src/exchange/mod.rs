@@ -927,11 +927,27 @@ impl Exchange {
                 artifacts: Vec::new(),
             }),
             note: Some(note.clone()),
-            log: vec![note],
+            log: vec![note.clone()],
             attempt: 1,
         };
         if let Err(error) = self.parts.engine.remote_stage(update).await {
             tracing::warn!(target: TARGET, %run, %stage, %error, "cannot fail a handed-off stage");
+        }
+        // The other nodes of the run learn it from this node: no receipt will ever come for
+        // a stage that never ran.
+        let status = otto_protocol::Status {
+            run: run.to_string(),
+            stage: stage.to_owned(),
+            attempt: 1,
+            seq: 0,
+            state: otto_protocol::StageState::Failed,
+            at: now / 1000,
+            detail: Some(note.clone()),
+            log: Vec::new(),
+        };
+        match self.parts.membership.sign(&Message::Status(status)) {
+            Ok(envelope) => self.publish(run, &envelope).await,
+            Err(error) => tracing::warn!(target: TARGET, %error, "cannot sign a status event"),
         }
     }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use otto_protocol::{StageState as WireState, Status};
 
-use crate::engine::{EngineEvent, RemoteStage};
+use crate::engine::{EngineEvent, RemoteEnd, RemoteStage};
 use crate::store::{GateState, RunId, StageState};
 
 /// The most log lines in one status event (the protocol's limit is higher; smaller events
@@ -146,13 +146,28 @@ pub(crate) fn remote_update(run: RunId, who: &str, status: Status) -> RemoteStag
         None if status.attempt > 0 => format!("{who}: {state} (attempt {})", status.attempt),
         None => format!("{who}: {state}"),
     };
+    // A failure ends the stage here at once: the runner's receipt, when one comes, only
+    // confirms it; a stage refused before it ran has no receipt at all.
+    let ended = (status.state == WireState::Failed).then(|| {
+        let at = status.at * 1000;
+        RemoteEnd {
+            state: StageState::Failed,
+            started_at: at,
+            finished_at: at,
+            artifacts: Vec::new(),
+        }
+    });
+    let note = match (&ended, &status.detail) {
+        (Some(_), Some(detail)) => format!("{who}: {detail}"),
+        _ => note,
+    };
     RemoteStage {
         run,
         stage: status.stage,
-        ended: None,
+        ended,
         note: Some(note),
         log: status.log,
-        attempt: status.attempt,
+        attempt: status.attempt.max(1),
     }
 }
 
