@@ -219,19 +219,8 @@ impl Store {
             return Err(Error::Invalid("an answer accepts or rejects"));
         }
         self.write(|txn| {
-            let (mut entry, _) = put_inbox(txn, id, offer, received_at)?;
-            if entry.answer.is_some() {
-                return Ok(entry);
-            }
-            entry.answer = Some(answer.to_vec());
-            entry.answered_at = Some(now);
-            entry.state = state;
-            txn.open_table(INBOX)?
-                .insert(id.as_slice(), codec::encode(&entry)?.as_slice())?;
-            if state == InboxState::Rejected {
-                txn.open_table(INBOX_OPEN)?.remove(id.as_slice())?;
-            }
-            Ok(entry)
+            let (entry, _) = put_inbox(txn, id, offer, received_at)?;
+            answer_entry(txn, entry, answer, state, now)
         })
     }
 
@@ -249,20 +238,9 @@ impl Store {
             return Err(Error::Invalid("an answer accepts or rejects"));
         }
         self.write(|txn| {
-            let mut inbox = txn.open_table(INBOX)?;
-            let mut entry: InboxEntry =
-                codec::get(&inbox, "inbox", id)?.ok_or(Error::UnknownHandoff(*id))?;
-            if entry.answer.is_some() {
-                return Ok(entry);
-            }
-            entry.answer = Some(answer.to_vec());
-            entry.answered_at = Some(now);
-            entry.state = state;
-            inbox.insert(id.as_slice(), codec::encode(&entry)?.as_slice())?;
-            if state == InboxState::Rejected {
-                txn.open_table(INBOX_OPEN)?.remove(id.as_slice())?;
-            }
-            Ok(entry)
+            let entry: InboxEntry = codec::get(&txn.open_table(INBOX)?, "inbox", id)?
+                .ok_or(Error::UnknownHandoff(*id))?;
+            answer_entry(txn, entry, answer, state, now)
         })
     }
 
@@ -307,6 +285,28 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+/// Gives an unanswered inbox entry its answer and state; an answered one stays as it is.
+fn answer_entry(
+    txn: &WriteTransaction,
+    mut entry: InboxEntry,
+    answer: &[u8],
+    state: InboxState,
+    now: u64,
+) -> Result<InboxEntry, Error> {
+    if entry.answer.is_some() {
+        return Ok(entry);
+    }
+    entry.answer = Some(answer.to_vec());
+    entry.answered_at = Some(now);
+    entry.state = state;
+    txn.open_table(INBOX)?
+        .insert(entry.id.as_slice(), codec::encode(&entry)?.as_slice())?;
+    if state == InboxState::Rejected {
+        txn.open_table(INBOX_OPEN)?.remove(entry.id.as_slice())?;
+    }
+    Ok(entry)
 }
 
 fn put_inbox(
