@@ -10,6 +10,8 @@
 //!   process with its log in a file, commands with the node's home, stop by PID (SIGTERM,
 //!   then SIGKILL after a grace period). Dropping a node kills its process, so nothing is
 //!   left running after an error or a panic.
+//! - [`netns`]: network namespaces (Linux, root): hosts on a private switch, with pulled
+//!   cables, partitions and `tc netem` delay and loss; not yet used by [`Net`].
 //! - [`timeline`]: turns successive `otto status --json` answers of several nodes into
 //!   the facts that changed, once each, in order.
 //! - [`webhook`]: calls a node's webhook URL over HTTPS, trusting only the node's CA.
@@ -25,6 +27,7 @@
 pub mod bins;
 pub mod demo;
 pub mod net;
+pub mod netns;
 pub mod play;
 pub mod process;
 pub mod sample;
