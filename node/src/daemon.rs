@@ -95,21 +95,53 @@ pub enum DaemonError {
     Membership(#[from] MembershipError),
 }
 
+/// How the daemon runs, besides its home's configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Serve the testnet's control endpoints (`/v1/testnet/*`: partitions and the
+    /// intruder's learning), for nodes started by `otto-testnet` only. Off by default.
+    pub testnet_control: bool,
+}
+
+impl Options {
+    /// The default options with the testnet's control set to `on`.
+    pub fn with_testnet_control(on: bool) -> Self {
+        Self {
+            testnet_control: on,
+        }
+    }
+}
+
 /// Runs the node of `home` until SIGINT or SIGTERM, then stops cleanly: stops taking
 /// requests, shuts the engine down, removes `api.addr`.
 pub async fn run(home: Home) -> Result<(), DaemonError> {
+    run_with(home, Options::default()).await
+}
+
+/// [`run`] with `options`.
+pub async fn run_with(home: Home, options: Options) -> Result<(), DaemonError> {
     let stop = async {
         if let Err(e) = wait_for_signal().await {
             tracing::error!(target: TARGET, error = %e, "cannot listen for signals; stopping");
         }
     };
-    run_until(home, stop).await
+    run_until_with(home, options, stop).await
 }
 
 /// Runs the node of `home` until `stop` completes (the signal handling of [`run`] is one
 /// such future; tests pass their own).
 pub async fn run_until(
     home: Home,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), DaemonError> {
+    run_until_with(home, Options::default(), stop).await
+}
+
+/// [`run_until`] with `options`.
+pub async fn run_until_with(
+    home: Home,
+    options: Options,
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
     let config = home.load_config()?;
@@ -214,7 +246,11 @@ pub async fn run_until(
 
     let (stopping, stopped) = watch::channel(false);
     let mut api_stopped = stopped.clone();
-    let api_app = api::router(state.clone());
+    let mut api_app = api::router(state.clone());
+    if options.testnet_control {
+        tracing::warn!(target: TARGET, "the testnet's control is on (--testnet-control): /v1/testnet/* can partition this node; never use it outside otto-testnet");
+        api_app = api_app.merge(api::testnet_router(state.clone()));
+    }
     let mut api_task = tokio::spawn(async move {
         axum::serve(api_listener, api_app)
             .with_graceful_shutdown(async move {

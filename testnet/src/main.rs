@@ -62,6 +62,9 @@ struct RunArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
+    /// Network namespaces per node, which latency and loss steps need (not built yet).
+    #[arg(long)]
+    netns: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -172,13 +175,17 @@ fn up_command(args: &UpArgs) -> ExitCode {
 }
 
 fn run_command(args: &RunArgs) -> ExitCode {
-    let scenario = match Scenario::load(&args.scenario) {
+    let scenario = match Scenario::load_with(&args.scenario, args.netns) {
         Ok(scenario) => scenario,
         Err(error) => {
             eprintln!("error: {error}");
             return ExitCode::from(2);
         }
     };
+    if args.netns {
+        eprintln!("error: --netns is not built yet");
+        return ExitCode::from(2);
+    }
     let name = args
         .scenario
         .file_stem()

@@ -13,7 +13,8 @@
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::ops::{Index, IndexMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -43,7 +44,7 @@ pub struct Net {
 }
 
 /// A node of a [`Net`], as [`Net::add`] returned it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct NodeId(usize);
 
 /// One node: its home and, while it runs, its `otto-node start` process.
@@ -59,6 +60,11 @@ pub struct NodeProc {
     pub log: PathBuf,
     /// The org key that `otto-node init` made, `ed25519:<hex>`.
     pub org_key: String,
+    /// Its libp2p peer id, as `otto-node init` printed it.
+    pub peer_id: String,
+    /// Start it with the testnet's control on (`otto-node start --testnet-control`, for
+    /// partitions and the intruder's learning), which only a node started here may have.
+    pub testnet_control: bool,
     bins: Bins,
     child: Option<Child>,
 }
@@ -213,12 +219,15 @@ impl NodeProc {
                 problem: format!("no org_key in {made}"),
             })?
             .to_owned();
+        let peer_id = made["peer_id"].as_str().unwrap_or_default().to_owned();
         Ok(Self {
             org: org.to_owned(),
             name: name.to_owned(),
             log: dir.join(format!("{name}.log")),
             home,
             org_key,
+            peer_id,
+            testnet_control: false,
             bins: bins.clone(),
             child: None,
         })
@@ -243,10 +252,11 @@ impl NodeProc {
             })?;
         let _ = writeln!(log, "--- otto-testnet: starting {} ---", self.name);
         let mut cmd = Command::new(&self.bins.otto_node);
-        cmd.arg("start")
-            .arg("--home")
-            .arg(&self.home)
-            .env("OTTO_AGENT", &self.bins.otto_agent)
+        cmd.arg("start").arg("--home").arg(&self.home);
+        if self.testnet_control {
+            cmd.arg("--testnet-control");
+        }
+        cmd.env("OTTO_AGENT", &self.bins.otto_agent)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -367,6 +377,71 @@ impl NodeProc {
     /// `otto-node ARGS`, which must succeed; its standard output.
     pub fn otto_node_ok(&self, args: &[&str]) -> Result<String, Error> {
         ok(&mut self.command(&self.bins.otto_node, args), None)
+    }
+
+    /// Calls the node's HTTP API: `METHOD PATH` with the bearer token of its home and `body`
+    /// as JSON; the status code and the body of the answer. The node must run.
+    pub fn api(&self, method: &str, path: &str, body: &Value) -> Result<(u16, String), Error> {
+        let fail = |problem: String| Error::Output {
+            command: format!("{method} {path} on {}", self.name),
+            problem,
+        };
+        let addr = self
+            .api_addr()
+            .ok_or_else(|| fail("the node does not run (no api.addr)".into()))?;
+        let token =
+            fs::read_to_string(self.home.join("api.token")).map_err(|source| Error::Io {
+                what: format!("reading {}", self.home.join("api.token").display()),
+                source,
+            })?;
+        let socket = addr
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| fail(format!("api.addr {addr:?}: {e}")))?;
+        let mut tcp = TcpStream::connect_timeout(&socket, COMMAND_LIMIT)
+            .map_err(|e| fail(format!("connecting to {addr}: {e}")))?;
+        tcp.set_read_timeout(Some(COMMAND_LIMIT))
+            .and_then(|()| tcp.set_write_timeout(Some(COMMAND_LIMIT)))
+            .map_err(|e| fail(e.to_string()))?;
+        let body = body.to_string();
+        write!(
+            tcp,
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            token.trim(),
+            body.len()
+        )
+        .map_err(|e| fail(e.to_string()))?;
+        let mut raw = Vec::new();
+        tcp.take(1 << 20)
+            .read_to_end(&mut raw)
+            .map_err(|e| fail(e.to_string()))?;
+        let text = String::from_utf8_lossy(&raw);
+        let (head, rest) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| fail("the answer is not HTTP".into()))?;
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| fail(format!("no status in {head:?}")))?;
+        Ok((status, rest.to_owned()))
+    }
+
+    /// [`Self::api`], which must answer 2xx; the answer's body as JSON.
+    pub fn api_ok(&self, method: &str, path: &str, body: &Value) -> Result<Value, Error> {
+        let (status, text) = self.api(method, path, body)?;
+        let problem = if (200..300).contains(&status) {
+            match serde_json::from_str(&text) {
+                Ok(value) => return Ok(value),
+                Err(e) => format!("{e}: {text}"),
+            }
+        } else {
+            format!("{status}: {}", text.trim())
+        };
+        Err(Error::Output {
+            command: format!("{method} {path} on {}", self.name),
+            problem,
+        })
     }
 
     /// The CA certificate (PEM) that the node's webhook listener's certificate chains to.

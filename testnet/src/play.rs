@@ -14,7 +14,18 @@
 //! - **verify**: `otto verify RUN` passes on the starting node for each run expected to
 //!   succeed;
 //! - **secrets**: no secret value of an org appears in any file of another org's node
-//!   home or in that node's log (checked after every node stopped).
+//!   home or in that node's log (checked after every node stopped);
+//! - **intruder turned away** (for each `intruder` step): the victim has no record of the
+//!   intruder's run, its log accepted no offer of it, and its log shows that it refused a
+//!   request from the intruder's peer id (`request refused: peer not allowed`).
+//!
+//! # Faults
+//!
+//! `partition`, `heal`, `latency` and `loss` steps go to a [`Faults`]: how the network is
+//! cut. [`Loopback`], the default, has every node on 127.0.0.1 and partitions with each
+//! node's block list (the testnet's control, `PUT /v1/testnet/blocked`): both ends refuse
+//! connections with each other. It cannot delay or drop packets; network namespaces can
+//! (`crate::netns`), through another [`Faults`] given to [`play_with`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -24,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::scenario::{Outcome, Scenario, Step};
+use crate::scenario::{Link, Outcome, Scenario, Step};
 use crate::{Bins, Error, Net, NodeId, human};
 
 /// How often a wait looks again.
@@ -89,9 +100,45 @@ impl Report {
     }
 }
 
+/// How a scenario's network faults are made. Each method gets the net and the nodes
+/// concerned; an error stops the timeline.
+pub trait Faults {
+    /// Whether the nodes must be started with the testnet's control on.
+    fn needs_control(&self) -> bool;
+    /// Cuts `a` from `b`, both ways, until [`Self::heal`].
+    fn partition(&mut self, net: &Net, a: NodeId, b: NodeId) -> anyhow::Result<()>;
+    /// Undoes [`Self::partition`] of `a` and `b`.
+    fn heal(&mut self, net: &Net, a: NodeId, b: NodeId) -> anyhow::Result<()>;
+    /// Delays packets between `a` and `b` by `delay`.
+    fn latency(&mut self, net: &Net, a: NodeId, b: NodeId, delay: Duration) -> anyhow::Result<()>;
+    /// Drops `percent` of the packets between `a` and `b`.
+    fn loss(&mut self, net: &Net, a: NodeId, b: NodeId, percent: u8) -> anyhow::Result<()>;
+    /// `node` was started (again): applies what it lost with its process.
+    fn started(&mut self, net: &Net, node: NodeId) -> anyhow::Result<()>;
+}
+
+/// The faults of nodes on loopback: partitions by each node's block list, kept here and
+/// set again when a node restarts; no latency or loss.
+#[derive(Debug, Default)]
+pub struct Loopback {
+    blocked: BTreeMap<NodeId, BTreeSet<NodeId>>,
+}
+
 /// Plays `scenario` named `name` in the work directory `dir` with the executables `bins`,
-/// printing progress; every node it started is stopped when it returns.
+/// printing progress; every node it started is stopped when it returns. Faults are made
+/// on loopback ([`Loopback`]).
 pub fn play(scenario: &Scenario, name: &str, bins: Bins, dir: &Path) -> Report {
+    play_with(scenario, name, bins, dir, &mut Loopback::default())
+}
+
+/// [`play`] with the network faults made by `faults`.
+pub fn play_with(
+    scenario: &Scenario,
+    name: &str,
+    bins: Bins,
+    dir: &Path,
+    faults: &mut dyn Faults,
+) -> Report {
     let start = Instant::now();
     let mut report = Report {
         scenario: name.to_owned(),
@@ -102,7 +149,7 @@ pub fn play(scenario: &Scenario, name: &str, bins: Bins, dir: &Path) -> Report {
         error: None,
         checks: Vec::new(),
     };
-    let mut player = match Player::set_up(scenario, bins, dir, start) {
+    let mut player = match Player::set_up(scenario, bins, dir, start, faults) {
         Ok(player) => player,
         Err(e) => {
             report.error = Some(format!("setting up: {e:#}"));
@@ -142,10 +189,27 @@ struct Player<'a> {
     scenario: &'a Scenario,
     net: Net,
     ids: BTreeMap<String, NodeId>,
-    /// Run name → (run id, starting node).
+    /// Run name → (run id, starting node); a `run … xN` adds `NAME-1` … `NAME-N`.
     runs: BTreeMap<String, (String, String)>,
+    /// The name of a `run … xN` → the names of its runs.
+    groups: BTreeMap<String, Vec<String>>,
+    /// The intruders, as their steps made them.
+    intruders: Vec<Intrusion>,
+    faults: &'a mut dyn Faults,
     limit: Duration,
     start: Instant,
+}
+
+/// What an `intruder` step did.
+struct Intrusion {
+    /// The intruder node.
+    node: String,
+    /// Its peer id.
+    peer_id: String,
+    /// The node it offered the stage to.
+    victim: String,
+    /// Its run's name.
+    run: String,
 }
 
 impl<'a> Player<'a> {
@@ -154,6 +218,7 @@ impl<'a> Player<'a> {
         bins: Bins,
         dir: &Path,
         start: Instant,
+        faults: &'a mut dyn Faults,
     ) -> anyhow::Result<Self> {
         let mut net = Net::new(dir, bins)?;
         let mut ids = BTreeMap::new();
@@ -167,6 +232,7 @@ impl<'a> Player<'a> {
                 };
                 first.get_or_insert(id);
                 ids.insert(node.clone(), id);
+                net[id].testnet_control = faults.needs_control();
             }
         }
         let mut player = Self {
@@ -174,6 +240,9 @@ impl<'a> Player<'a> {
             net,
             ids,
             runs: BTreeMap::new(),
+            groups: BTreeMap::new(),
+            intruders: Vec::new(),
+            faults,
             limit: Duration::from_secs(scenario.wait_limit_s),
             start,
         };
@@ -351,6 +420,7 @@ impl<'a> Player<'a> {
             Step::Start(n) => {
                 let id = self.id(n);
                 self.net[id].start()?;
+                self.faults.started(&self.net, id)?;
                 self.say(&format!(
                     "{n} started: pid {}",
                     self.net[id].pid().unwrap_or_default()
@@ -374,6 +444,7 @@ impl<'a> Player<'a> {
                 let id = self.id(n);
                 self.net[id].stop();
                 self.net[id].start()?;
+                self.faults.started(&self.net, id)?;
                 self.say(&format!(
                     "{n} restarted: pid {}",
                     self.net[id].pid().unwrap_or_default()
@@ -383,10 +454,31 @@ impl<'a> Player<'a> {
                 pipeline,
                 node,
                 name,
+                count: 1,
             } => {
                 let run = self.start_run(pipeline, node)?;
                 self.say(&format!("{name} is run {run}"));
                 self.runs.insert(name.clone(), (run, node.clone()));
+            }
+            Step::Run {
+                pipeline,
+                node,
+                name,
+                count,
+            } => {
+                let mut members = Vec::new();
+                for i in 1..=*count {
+                    let member = format!("{name}-{i}");
+                    let run = self.start_run(pipeline, node)?;
+                    self.runs.insert(member.clone(), (run, node.clone()));
+                    members.push(member);
+                }
+                self.say(&format!(
+                    "{name}: {count} runs started on {node} ({} … {})",
+                    self.runs[&members[0]].0,
+                    self.runs[&members[members.len() - 1]].0
+                ));
+                self.groups.insert(name.clone(), members);
             }
             Step::Wait {
                 run,
@@ -394,18 +486,197 @@ impl<'a> Player<'a> {
                 state,
                 node,
             } => {
-                let id = self.run_id(run);
-                self.wait_stage(node, &id, stage, state)?;
+                for member in self.members(run) {
+                    let id = self.run_id(&member);
+                    self.wait_stage(node, &id, stage, state)?;
+                }
             }
             Step::Approve { run, stage, node } => {
-                let id = self.run_id(run);
-                self.wait_stage(node, &id, stage, "waiting_gate")?;
-                self.node(node).otto_ok(&["approve", &id, stage])?;
+                for member in self.members(run) {
+                    let id = self.run_id(&member);
+                    self.wait_stage(node, &id, stage, "waiting_gate")?;
+                    self.node(node).otto_ok(&["approve", &id, stage])?;
+                }
             }
             Step::Revoke { node, by } => self.revoke(node, by)?,
             Step::Sleep(ms) => thread::sleep(Duration::from_millis(*ms)),
+            Step::Partition(link) => {
+                for (a, b) in self.pairs(link) {
+                    self.faults.partition(&self.net, a, b)?;
+                }
+                self.say(&format!("partitioned {}", self.link_text(link)));
+            }
+            Step::Heal(link) => {
+                for (a, b) in self.pairs(link) {
+                    self.faults.heal(&self.net, a, b)?;
+                }
+                self.say(&format!("healed {}", self.link_text(link)));
+            }
+            Step::Latency { link, ms } => {
+                for (a, b) in self.pairs(link) {
+                    self.faults
+                        .latency(&self.net, a, b, Duration::from_millis(*ms))?;
+                }
+            }
+            Step::Loss { link, percent } => {
+                for (a, b) in self.pairs(link) {
+                    self.faults.loss(&self.net, a, b, *percent)?;
+                }
+            }
+            Step::Intruder {
+                node,
+                stage,
+                pipeline,
+                victim,
+                name,
+            } => self.intrude(node, stage, pipeline, victim, name)?,
         }
         Ok(())
+    }
+
+    /// The runs a run name stands for: itself, or the runs of a `run … xN`.
+    fn members(&self, name: &str) -> Vec<String> {
+        self.groups
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| vec![name.to_owned()])
+    }
+
+    /// The node pairs a fault step cuts.
+    fn pairs(&self, link: &Link) -> Vec<(NodeId, NodeId)> {
+        match link {
+            Link::Nodes(a, b) => vec![(self.id(a), self.id(b))],
+            Link::Orgs(x, y) => {
+                let of = |org: &str| -> Vec<NodeId> {
+                    self.scenario
+                        .orgs
+                        .iter()
+                        .filter(|o| o.name == org)
+                        .flat_map(|o| o.nodes.iter().map(|n| self.id(n)))
+                        .collect()
+                };
+                let ys = of(y);
+                of(x)
+                    .into_iter()
+                    .flat_map(|a| ys.iter().map(move |&b| (a, b)))
+                    .collect()
+            }
+        }
+    }
+
+    fn link_text(&self, link: &Link) -> String {
+        match link {
+            Link::Nodes(a, b) => format!("{a} and {b}"),
+            Link::Orgs(x, y) => format!("org {x} from org {y}"),
+        }
+    }
+
+    /// The `intruder` step: a node of a new org, uninvited, learns `victim`'s certificate
+    /// and addresses, pins its org one-sidedly under the owner name of `stage`, and runs
+    /// `pipeline`, so that it offers `stage` to `victim`.
+    fn intrude(
+        &mut self,
+        evil: &str,
+        stage: &str,
+        pipeline: &str,
+        victim: &str,
+        name: &str,
+    ) -> anyhow::Result<()> {
+        let org = format!("{evil}-org");
+        let id = self.net.add(&org, evil, &[])?;
+        self.net[id].testnet_control = true;
+        self.net[id].start()?;
+        self.ids.insert(evil.to_owned(), id);
+        let peer_id = self.net[id].peer_id.clone();
+        self.say(&format!(
+            "intruder {evil} ({org}, nobody invited it) started: peer {peer_id}"
+        ));
+        let dir = self.pipeline_dir(pipeline);
+        let plan = self.net[id].otto_json(&["explain", &dir.to_string_lossy()])?;
+        let owner = plan["plan"]["stages"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["id"] == stage))
+            .ok_or_else(|| anyhow::anyhow!("{pipeline} has no stage {stage:?}"))?["owner"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("{stage} of {pipeline} has no owner to offer it to"))?
+            .to_owned();
+        let v = &self.net[self.id(victim)];
+        let cert = fs::read(v.home.join("node.cert"))
+            .map_err(|e| anyhow::anyhow!("reading {}: {e}", v.home.join("node.cert").display()))?;
+        let addrs: Vec<String> = fs::read_to_string(v.home.join("mesh.addrs"))
+            .or_else(|_| fs::read_to_string(v.home.join("mesh.last")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let learnt = self.net[id].api_ok(
+            "POST",
+            "/v1/testnet/learn",
+            &json!({ "cert": hex(&cert), "addrs": addrs, "alias": owner }),
+        )?;
+        self.say(&format!(
+            "{evil} learnt {victim}'s certificate and address, pinned {} as {owner:?} \
+             (one-sided; connected: {})",
+            learnt["org"].as_str().unwrap_or_default(),
+            learnt["connected"]
+        ));
+        let run = self.start_run(pipeline, evil)?;
+        self.say(&format!(
+            "{name} is run {run}: {evil} offers {stage} to {victim}"
+        ));
+        self.runs.insert(name.to_owned(), (run, evil.to_owned()));
+        self.intruders.push(Intrusion {
+            node: evil.to_owned(),
+            peer_id,
+            victim: victim.to_owned(),
+            run: name.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// The victim of an intruder kept no trace of its run and logged that it refused it.
+    fn turned_away(&mut self, intrusion: &Intrusion) -> Check {
+        let (run, _) = self.runs[&intrusion.run].clone();
+        let i = self.index(&intrusion.victim);
+        let mut problems = Vec::new();
+        if self.status_on(i, &run).is_some() {
+            problems.push(format!("{} has a record of run {run}", intrusion.victim));
+        }
+        let log = self.net.nodes()[i].log_text();
+        if accepted_offers(&log).iter().any(|(r, _, _)| *r == run) {
+            problems.push(format!(
+                "{} accepted an offer of run {run}",
+                intrusion.victim
+            ));
+        }
+        let refused = log.lines().any(|l| {
+            l.contains("request refused: peer not allowed")
+                && l.contains(&format!("peer={}", intrusion.peer_id))
+        });
+        if !refused {
+            problems.push(format!(
+                "{}'s log shows no refused request from {} ({})",
+                intrusion.victim, intrusion.node, intrusion.peer_id
+            ));
+        }
+        Check {
+            name: format!(
+                "{} turned the intruder {} away",
+                intrusion.victim, intrusion.node
+            ),
+            held: problems.is_empty(),
+            detail: if problems.is_empty() {
+                format!(
+                    "no record of run {run}, no offer accepted, and its log shows the \
+                     refusal of {}",
+                    intrusion.peer_id
+                )
+            } else {
+                problems.join("; ")
+            },
+        }
     }
 
     /// `by` revokes `node`'s key; waits until every running node of another org that
@@ -465,7 +736,8 @@ impl<'a> Player<'a> {
     fn check(&mut self) -> Vec<Check> {
         let mut checks = Vec::new();
         for id in self.ids.values().copied().collect::<Vec<_>>() {
-            if let Err(e) = self.net[id].start() {
+            let started = self.net[id].start().map_err(anyhow::Error::from);
+            if let Err(e) = started.and_then(|()| self.faults.started(&self.net, id)) {
                 checks.push(Check {
                     name: format!("{} starts again for the checks", self.net[id].name),
                     held: false,
@@ -474,14 +746,21 @@ impl<'a> Player<'a> {
             }
         }
         for expect in &self.scenario.expect {
-            checks.push(self.outcome(&expect.run, expect.outcome, expect.reason.as_deref()));
+            for run in self.members(&expect.run) {
+                checks.push(self.outcome(&run, expect.outcome, expect.reason.as_deref()));
+            }
         }
         for name in self.scenario.expect.iter().map(|e| &e.run) {
-            checks.push(self.accepted_once(name));
+            for run in self.members(name) {
+                checks.push(self.accepted_once(&run));
+            }
         }
         for expect in &self.scenario.expect {
-            if expect.outcome == Outcome::Succeeded {
-                let (run, starter) = self.runs[&expect.run].clone();
+            for name in self.members(&expect.run) {
+                if expect.outcome != Outcome::Succeeded {
+                    continue;
+                }
+                let (run, starter) = self.runs[&name].clone();
                 let out = self.node(&starter).otto(&["verify", &run]);
                 let (held, detail) = match out {
                     Ok(out) => (
@@ -498,11 +777,16 @@ impl<'a> Player<'a> {
                     Err(e) => (false, e.to_string()),
                 };
                 checks.push(Check {
-                    name: format!("otto verify {} on {starter}", expect.run),
+                    name: format!("otto verify {name} on {starter}"),
                     held,
                     detail,
                 });
             }
+        }
+        for intrusion in std::mem::take(&mut self.intruders) {
+            let check = self.turned_away(&intrusion);
+            checks.push(check);
+            self.intruders.push(intrusion);
         }
         checks
     }
@@ -785,6 +1069,76 @@ fn peers(net: &Net, id: NodeId) -> Vec<Value> {
         .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
         .and_then(|v| v["peers"].as_array().cloned())
         .unwrap_or_default()
+}
+
+impl Loopback {
+    /// Sends `node` its whole block list.
+    fn send(&self, net: &Net, node: NodeId) -> anyhow::Result<()> {
+        let peers: Vec<&str> = self
+            .blocked
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .map(|&other| net[other].peer_id.as_str())
+            .collect();
+        if net[node].pid().is_none() {
+            // Not running: it gets the list when it starts.
+            return Ok(());
+        }
+        net[node].api_ok("PUT", "/v1/testnet/blocked", &json!({ "peers": peers }))?;
+        Ok(())
+    }
+
+    fn set(&mut self, net: &Net, a: NodeId, b: NodeId, cut: bool) -> anyhow::Result<()> {
+        for (x, y) in [(a, b), (b, a)] {
+            let list = self.blocked.entry(x).or_default();
+            if cut {
+                list.insert(y);
+            } else {
+                list.remove(&y);
+            }
+            self.send(net, x)?;
+        }
+        Ok(())
+    }
+}
+
+impl Faults for Loopback {
+    fn needs_control(&self) -> bool {
+        true
+    }
+
+    fn partition(&mut self, net: &Net, a: NodeId, b: NodeId) -> anyhow::Result<()> {
+        self.set(net, a, b, true)
+    }
+
+    fn heal(&mut self, net: &Net, a: NodeId, b: NodeId) -> anyhow::Result<()> {
+        self.set(net, a, b, false)
+    }
+
+    fn latency(&mut self, _: &Net, _: NodeId, _: NodeId, _: Duration) -> anyhow::Result<()> {
+        anyhow::bail!("latency needs --netns (not available in loopback mode)")
+    }
+
+    fn loss(&mut self, _: &Net, _: NodeId, _: NodeId, _: u8) -> anyhow::Result<()> {
+        anyhow::bail!("loss needs --netns (not available in loopback mode)")
+    }
+
+    fn started(&mut self, net: &Net, node: NodeId) -> anyhow::Result<()> {
+        if self.blocked.get(&node).is_some_and(|b| !b.is_empty()) {
+            self.send(net, node)?;
+        }
+        Ok(())
+    }
+}
+
+/// Lowercase hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// From a refusal's note, the digest it names and the node to approve it on:

@@ -51,6 +51,12 @@ pub const MAX_WAIT_LIMIT_S: u64 = 120;
 /// The longest `sleep` step, in milliseconds.
 pub const MAX_SLEEP_MS: u64 = 10_000;
 
+/// The most runs one `run … xN` step starts.
+pub const MAX_RUNS: u32 = 100;
+
+/// The longest `latency` a step adds, in milliseconds.
+pub const MAX_LATENCY_MS: u64 = 10_000;
+
 /// The stage states a `wait` step may wait for (docs/api.md).
 pub const STAGE_STATES: [&str; 8] = [
     "pending",
@@ -203,7 +209,9 @@ pub enum Step {
     Kill9(String),
     /// `restart NODE`: stop, then start.
     Restart(String),
-    /// `run PIPELINE on NODE as NAME`: `otto run --detach` on the node.
+    /// `run PIPELINE on NODE as NAME [xN]`: `otto run --detach` on the node, N times in a
+    /// row without waiting (runs `NAME-1` … `NAME-N`); later steps and `[[expect]]` name
+    /// them all by `NAME`.
     Run {
         /// The pipeline.
         pipeline: String,
@@ -211,6 +219,8 @@ pub enum Step {
         node: String,
         /// The name later steps and `[[expect]]` use.
         name: String,
+        /// How many runs, 1 to [`MAX_RUNS`].
+        count: u32,
     },
     /// `wait NAME stage STAGE state STATE on NODE`: until the node shows it.
     Wait {
@@ -241,6 +251,50 @@ pub enum Step {
     },
     /// `sleep MS`: at most [`MAX_SLEEP_MS`].
     Sleep(u64),
+    /// `partition A B` (two nodes) or `partition org X from org Y` (every node of each):
+    /// no connection between them, either way, until healed.
+    Partition(Link),
+    /// `heal A B` or `heal org X from org Y`: undoes a partition.
+    Heal(Link),
+    /// `latency A B 200ms`: packets between them are delayed (needs `--netns`).
+    Latency {
+        /// The nodes.
+        link: Link,
+        /// The delay, in milliseconds, at most [`MAX_LATENCY_MS`].
+        ms: u64,
+    },
+    /// `loss A B 10%`: that share of packets between them is lost (needs `--netns`).
+    Loss {
+        /// The nodes.
+        link: Link,
+        /// The share lost, 0 to 100.
+        percent: u8,
+    },
+    /// `intruder EVIL offers STAGE of PIPELINE to NODE [as NAME]`: a node `EVIL` of a new
+    /// org that nobody invited learns `NODE`'s certificate and address, pins its org on its
+    /// own, and runs `PIPELINE`, whose `STAGE` it hands to `NODE`. The run is named `NAME`
+    /// (default `EVIL`); `NODE` must never record or run it.
+    Intruder {
+        /// The intruder's node name (its org is `EVIL-org`).
+        node: String,
+        /// The stage it offers.
+        stage: String,
+        /// The pipeline it runs.
+        pipeline: String,
+        /// The node it offers the stage to.
+        victim: String,
+        /// The run's name.
+        name: String,
+    },
+}
+
+/// The two ends of a fault: two nodes, or every node of two orgs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// `A B`.
+    Nodes(String, String),
+    /// `org X from org Y`.
+    Orgs(String, String),
 }
 
 /// A scenario file that cannot be used, with the file and what is wrong, on one line.
@@ -254,17 +308,28 @@ pub struct ScenarioError {
 }
 
 impl Scenario {
-    /// Reads and checks the scenario in `path`.
+    /// Reads and checks the scenario in `path`, for the default loopback mode.
     pub fn load(path: &Path) -> Result<Self, ScenarioError> {
+        Self::load_with(path, false)
+    }
+
+    /// Reads and checks the scenario in `path`, for network namespaces when `netns` (the
+    /// only mode with `latency` and `loss`).
+    pub fn load_with(path: &Path, netns: bool) -> Result<Self, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: path.display().to_string(),
             problem: format!("cannot read it: {e}"),
         })?;
-        Self::parse(&path.display().to_string(), &text)
+        Self::parse_with(&path.display().to_string(), &text, netns)
     }
 
-    /// Parses and checks `text`, read from `file`.
+    /// Parses and checks `text`, read from `file`, for the default loopback mode.
     pub fn parse(file: &str, text: &str) -> Result<Self, ScenarioError> {
+        Self::parse_with(file, text, false)
+    }
+
+    /// Parses and checks `text`, read from `file`, for network namespaces when `netns`.
+    pub fn parse_with(file: &str, text: &str, netns: bool) -> Result<Self, ScenarioError> {
         let error = |problem: String| ScenarioError {
             file: file.to_owned(),
             problem,
@@ -291,7 +356,7 @@ impl Scenario {
                 Step::parse(text).map_err(|p| error(format!("timeline[{i}] {text:?}: {p}")))
             })
             .collect::<Result<_, _>>()?;
-        scenario.check().map_err(error)?;
+        scenario.check(netns).map_err(error)?;
         Ok(scenario)
     }
 
@@ -305,8 +370,35 @@ impl Scenario {
         self.pipelines.iter().find(|p| p.name == name)
     }
 
-    /// Checks the names the parts use against each other.
-    fn check(&self) -> Result<(), String> {
+    /// Checks the two ends of a fault: known nodes or orgs, not the same.
+    fn link_ok(&self, link: &Link) -> Result<(), String> {
+        let (a, b) = match link {
+            Link::Nodes(a, b) => {
+                for n in [a, b] {
+                    if self.org_of(n).is_none() {
+                        return Err(format!("no node {n:?} in any [[org]]"));
+                    }
+                }
+                (a, b)
+            }
+            Link::Orgs(a, b) => {
+                for o in [a, b] {
+                    if !self.orgs.iter().any(|org| org.name == *o) {
+                        return Err(format!("no [[org]] named {o:?}"));
+                    }
+                }
+                (a, b)
+            }
+        };
+        if a == b {
+            return Err(format!("{a:?} cannot be cut from itself"));
+        }
+        Ok(())
+    }
+
+    /// Checks the names the parts use against each other; `latency` and `loss` steps only
+    /// when the scenario runs with `--netns`.
+    fn check(&self, netns: bool) -> Result<(), String> {
         if self.wait_limit_s == 0 || self.wait_limit_s > MAX_WAIT_LIMIT_S {
             return Err(format!(
                 "wait_limit_s: {} is not between 1 and {MAX_WAIT_LIMIT_S}",
@@ -378,6 +470,7 @@ impl Scenario {
             }
         }
         let mut runs = BTreeSet::new();
+        let mut intruders = BTreeSet::new();
         for (i, step) in self.steps.iter().enumerate() {
             let at = |what: String| format!("timeline[{i}] {:?}: {what}", self.timeline.steps[i]);
             let known_run = |run: &str| {
@@ -395,6 +488,7 @@ impl Scenario {
                     pipeline,
                     node: n,
                     name,
+                    ..
                 } => {
                     if !pipelines.contains(pipeline.as_str()) {
                         return Err(at(format!("no [[pipeline]] named {pipeline:?}")));
@@ -431,6 +525,43 @@ impl Scenario {
                     }
                 }
                 Step::Sleep(_) => {}
+                Step::Partition(link) | Step::Heal(link) => self.link_ok(link).map_err(at)?,
+                Step::Latency { link, .. } | Step::Loss { link, .. } => {
+                    self.link_ok(link).map_err(at)?;
+                    if !netns {
+                        let what = if matches!(step, Step::Latency { .. }) {
+                            "latency"
+                        } else {
+                            "loss"
+                        };
+                        return Err(at(format!(
+                            "{what} needs --netns (not available in loopback mode)"
+                        )));
+                    }
+                }
+                Step::Intruder {
+                    node: evil,
+                    pipeline,
+                    victim,
+                    name,
+                    ..
+                } => {
+                    name_ok("intruder name", evil).map_err(at)?;
+                    if nodes.contains(evil.as_str()) || intruders.contains(evil.as_str()) {
+                        return Err(at(format!("the node name {evil:?} is already used")));
+                    }
+                    if self.orgs.iter().any(|o| o.name == format!("{evil}-org")) {
+                        return Err(at(format!("the org {evil}-org is already declared")));
+                    }
+                    intruders.insert(evil.as_str());
+                    if !pipelines.contains(pipeline.as_str()) {
+                        return Err(at(format!("no [[pipeline]] named {pipeline:?}")));
+                    }
+                    node("", victim).map_err(at)?;
+                    if !runs.insert(name.as_str()) {
+                        return Err(at(format!("the run name {name:?} is used twice")));
+                    }
+                }
             }
         }
         let mut expected = BTreeSet::new();
@@ -472,14 +603,101 @@ impl Step {
             Some("stop") => one("stop NODE").map(Self::Stop),
             Some("kill9") => one("kill9 NODE").map(Self::Kill9),
             Some("restart") => one("restart NODE").map(Self::Restart),
-            Some("run") => match w.as_slice() {
-                ["run", pipeline, "on", node, "as", name] => Ok(Self::Run {
+            Some("run") => {
+                let (pipeline, node, name, count) = match w.as_slice() {
+                    ["run", pipeline, "on", node, "as", name] => (pipeline, node, name, 1),
+                    ["run", pipeline, "on", node, "as", name, times] => {
+                        (pipeline, node, name, repeat(times)?)
+                    }
+                    _ => return usage("run PIPELINE on NODE as NAME [xN]"),
+                };
+                Ok(Self::Run {
                     pipeline: (*pipeline).to_owned(),
                     node: (*node).to_owned(),
                     name: (*name).to_owned(),
-                }),
-                _ => usage("run PIPELINE on NODE as NAME"),
+                    count,
+                })
+            }
+            Some(verb @ ("partition" | "heal")) => {
+                let link = match w.as_slice() {
+                    [_, "org", x, "from", "org", y] => Link::Orgs((*x).to_owned(), (*y).to_owned()),
+                    [_, a, b] if *a != "org" => Link::Nodes((*a).to_owned(), (*b).to_owned()),
+                    _ => {
+                        return usage(&format!(
+                            "{verb} NODE NODE` or `{verb} org ORG from org ORG"
+                        ));
+                    }
+                };
+                Ok(if verb == "partition" {
+                    Self::Partition(link)
+                } else {
+                    Self::Heal(link)
+                })
+            }
+            Some("latency") => match w.as_slice() {
+                ["latency", a, b, delay] => {
+                    let ms = delay
+                        .strip_suffix("ms")
+                        .and_then(|n| n.parse::<u64>().ok())
+                        .ok_or_else(|| format!("{delay:?} is not a delay like 200ms"))?;
+                    if ms > MAX_LATENCY_MS {
+                        return Err(format!("latency {ms}ms: at most {MAX_LATENCY_MS}ms"));
+                    }
+                    Ok(Self::Latency {
+                        link: Link::Nodes((*a).to_owned(), (*b).to_owned()),
+                        ms,
+                    })
+                }
+                _ => usage("latency NODE NODE MSms"),
             },
+            Some("loss") => match w.as_slice() {
+                ["loss", a, b, share] => {
+                    let percent = share
+                        .strip_suffix('%')
+                        .and_then(|n| n.parse::<u8>().ok())
+                        .filter(|p| *p <= 100)
+                        .ok_or_else(|| format!("{share:?} is not a share like 10%"))?;
+                    Ok(Self::Loss {
+                        link: Link::Nodes((*a).to_owned(), (*b).to_owned()),
+                        percent,
+                    })
+                }
+                _ => usage("loss NODE NODE N%"),
+            },
+            Some("intruder") => {
+                let (node, stage, pipeline, victim, name) = match w.as_slice() {
+                    [
+                        "intruder",
+                        evil,
+                        "offers",
+                        stage,
+                        "of",
+                        pipeline,
+                        "to",
+                        victim,
+                    ] => (evil, stage, pipeline, victim, evil),
+                    [
+                        "intruder",
+                        evil,
+                        "offers",
+                        stage,
+                        "of",
+                        pipeline,
+                        "to",
+                        victim,
+                        "as",
+                        name,
+                    ] => (evil, stage, pipeline, victim, name),
+                    _ => return usage("intruder NAME offers STAGE of PIPELINE to NODE [as RUN]"),
+                };
+                Ok(Self::Intruder {
+                    node: (*node).to_owned(),
+                    stage: (*stage).to_owned(),
+                    pipeline: (*pipeline).to_owned(),
+                    victim: (*victim).to_owned(),
+                    name: (*name).to_owned(),
+                })
+            }
             Some("wait") => match w.as_slice() {
                 ["wait", run, "stage", stage, "state", state, "on", node] => Ok(Self::Wait {
                     run: (*run).to_owned(),
@@ -518,7 +736,7 @@ impl Step {
             }
             Some(other) => Err(format!(
                 "unknown step `{other}`; expected start, stop, kill9, restart, run, wait, \
-                 approve, revoke or sleep"
+                 approve, revoke, sleep, partition, heal, latency, loss or intruder"
             )),
             None => Err("empty step".into()),
         }
@@ -572,6 +790,15 @@ fn words(text: &str) -> Result<Vec<String>, String> {
         }
     }
     Ok(out)
+}
+
+/// The count of `xN` in `run … as NAME xN`.
+fn repeat(times: &str) -> Result<u32, String> {
+    times
+        .strip_prefix('x')
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|n| (1..=MAX_RUNS).contains(n))
+        .ok_or_else(|| format!("{times:?} is not a count like x50 (x1 to x{MAX_RUNS})"))
 }
 
 /// Names become directory names and command arguments: letters, digits, `-`, `_`, `.`.
@@ -705,7 +932,8 @@ steps = [
         assert_eq!(
             err,
             "s.toml: timeline[2] \"kil9 ops-1\": unknown step `kil9`; expected start, stop, \
-             kill9, restart, run, wait, approve, revoke or sleep"
+             kill9, restart, run, wait, approve, revoke, sleep, partition, heal, latency, loss \
+             or intruder"
         );
         let err = error(&GOOD.replace("sleep 200", "sleep 20000"));
         assert!(err.ends_with("sleep 20000: at most 10000 ms"), "{err}");
@@ -742,6 +970,101 @@ steps = [
         assert_eq!(
             err,
             "s.toml: trust[0].inviter: no node \"qa-1\" in any [[org]]"
+        );
+    }
+
+    #[test]
+    fn fault_steps_read_with_their_ends() {
+        let s = Scenario::parse(
+            "s.toml",
+            &GOOD.replace(
+                "\"sleep 200\",",
+                "\"partition dev-1 ops-1\", \"heal org acme-dev from org acme-ops\", \
+                 \"run app on dev-1 as many x50\", \"intruder evil offers Deploy of app to ops-1\",",
+            )
+            .replace(
+                "[[expect]]",
+                "[[expect]]\nrun = \"many\"\noutcome = \"succeeded\"\n\n\
+                 [[expect]]\nrun = \"evil\"\noutcome = \"failed\"\n\n[[expect]]",
+            ),
+        )
+        .expect("the scenario is good");
+        assert_eq!(
+            s.steps[3],
+            Step::Partition(Link::Nodes("dev-1".into(), "ops-1".into()))
+        );
+        assert_eq!(
+            s.steps[4],
+            Step::Heal(Link::Orgs("acme-dev".into(), "acme-ops".into()))
+        );
+        assert!(matches!(&s.steps[5], Step::Run { name, count: 50, .. } if name == "many"));
+        assert_eq!(
+            s.steps[6],
+            Step::Intruder {
+                node: "evil".into(),
+                stage: "Deploy".into(),
+                pipeline: "app".into(),
+                victim: "ops-1".into(),
+                name: "evil".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_bad_fault_step_is_one_line_naming_the_step() {
+        let with = |step: &str| error(&GOOD.replace("sleep 200", step));
+        assert_eq!(
+            with("latency dev-1 ops-1 200ms"),
+            "s.toml: timeline[3] \"latency dev-1 ops-1 200ms\": latency needs --netns \
+             (not available in loopback mode)"
+        );
+        assert!(
+            with("loss dev-1 ops-1 10%")
+                .ends_with("loss needs --netns (not available in loopback mode)")
+        );
+        let netns = Scenario::parse_with(
+            "s.toml",
+            &GOOD.replace("sleep 200", "loss dev-1 ops-1 10%"),
+            true,
+        )
+        .expect("with --netns, loss is allowed");
+        assert!(matches!(netns.steps[3], Step::Loss { percent: 10, .. }));
+        assert!(with("latency dev-1 ops-1 fast").ends_with("\"fast\" is not a delay like 200ms"));
+        assert!(with("loss dev-1 ops-1 110%").ends_with("\"110%\" is not a share like 10%"));
+        assert!(
+            with("partition dev-1")
+                .ends_with("expected `partition NODE NODE` or `partition org ORG from org ORG`")
+        );
+        assert!(with("partition dev-1 qa-1").ends_with("no node \"qa-1\" in any [[org]]"));
+        assert!(
+            with("heal org acme-dev from org acme-qa").ends_with("no [[org]] named \"acme-qa\"")
+        );
+        assert!(with("partition dev-1 dev-1").ends_with("\"dev-1\" cannot be cut from itself"));
+        assert!(
+            with("run app on dev-1 as r x0")
+                .ends_with("\"x0\" is not a count like x50 (x1 to x100)")
+        );
+        assert!(
+            with("intruder ops-1 offers Deploy of app to ops-1")
+                .ends_with("the node name \"ops-1\" is already used")
+        );
+        assert!(
+            with("intruder evil offers Deploy of app to ops-9")
+                .ends_with("no node \"ops-9\" in any [[org]]")
+        );
+        assert!(
+            with("intruder evil offers Deploy to ops-1").contains("expected `intruder NAME offers")
+        );
+        for err in [
+            with("latency dev-1 ops-1 200ms"),
+            with("intruder evil offers Deploy of nope to ops-1"),
+        ] {
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // The intruder's run needs an [[expect]] like any other.
+        assert!(
+            with("intruder evil offers Deploy of app to ops-1")
+                .ends_with("the run \"evil\" has no [[expect]]: say how it must end")
         );
     }
 

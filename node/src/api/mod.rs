@@ -26,6 +26,7 @@ mod logs;
 mod membership;
 mod runs;
 mod secrets;
+mod testnet;
 pub mod types;
 mod verify;
 
@@ -44,6 +45,7 @@ use zeroize::Zeroizing;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use extract::{Body, Json, Path, Query};
 pub use membership::{AliasRequest, ApproveRequest, Peers, RevokeRequest};
+pub use testnet::{Blocked, Learn, Learned, router as testnet_router};
 
 use crate::blobs::BlobStore;
 use crate::engine::Engine;

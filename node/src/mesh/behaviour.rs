@@ -1,7 +1,8 @@
 //! The composed libp2p behaviour of an Otto node and the swarm that runs it.
 //!
-//! One behaviour per protocol, in the order the swarm consults them: connection limits
-//! first (so a connection over a limit is denied before any other behaviour sees it), then
+//! One behaviour per protocol, in the order the swarm consults them: the block list first
+//! (empty unless the testnet's control partitions this node from some peers), connection
+//! limits (so a connection over a limit is denied before any other behaviour sees it), then
 //! the standard `identify` and `ping`, then Otto's three protocols.
 
 use std::time::Duration;
@@ -9,8 +10,8 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
-    StreamProtocol, Swarm, SwarmBuilder, connection_limits, gossipsub, identify, noise, ping,
-    request_response, tcp, yamux,
+    StreamProtocol, Swarm, SwarmBuilder, allow_block_list, connection_limits, gossipsub, identify,
+    noise, ping, request_response, tcp, yamux,
 };
 
 use super::codec::HandoffCodec;
@@ -19,6 +20,9 @@ use super::{Config, HANDOFF_PROTOCOL, IDENTIFY_PROTOCOL_VERSION, MeshError, goss
 /// Everything an Otto node speaks on a connection.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Peers no connection is made with, either way: set only by the testnet's control
+    /// (`otto-node start --testnet-control`) to partition nodes.
+    pub(crate) blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
     /// Caps on pending and established connections, in total and per peer.
     pub(crate) limits: connection_limits::Behaviour,
     /// The standard `/ipfs/id/1.0.0` exchange of keys, addresses and protocols.
@@ -82,6 +86,7 @@ fn behaviour(config: &Config, key: &Keypair) -> Result<Behaviour, MeshError> {
             .with_max_concurrent_streams(config.max_handoff_streams),
     );
     Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
         limits: connection_limits::Behaviour::new(limits),
         identify: identify::Behaviour::new(identify),
         ping: ping::Behaviour::new(ping),

@@ -36,6 +36,10 @@
 //! allow gets a signed `unknown_org` reject to its offers, receipts and revocation lists, a
 //! closed stream to its artifact requests, and is shut out of gossip; only its join requests
 //! reach the node, which checks the invite they carry.
+//!
+//! A node started by `otto-testnet` (with `--testnet-control`) may also be told to block
+//! peers outright ([`Client::set_blocked`]): no connection with them either way, as a
+//! network partition would do. Nothing else sets the block list.
 
 mod artifact;
 mod behaviour;
@@ -510,6 +514,10 @@ enum Command {
         peer: PeerId,
         reply: Reply<()>,
     },
+    SetBlocked {
+        peers: Vec<PeerId>,
+        reply: Reply<()>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -698,6 +706,15 @@ impl Client {
         self.call(|reply| Command::Disconnect { peer, reply }).await
     }
 
+    /// Makes `peers` the whole set of blocked peers, for the testnet's partitions only:
+    /// connections with a newly blocked peer close at once and no new one is made or
+    /// accepted; a peer no longer blocked can connect again (the exchange redials it when
+    /// it next sends). The node calls this only when started with `--testnet-control`.
+    pub async fn set_blocked(&self, peers: Vec<PeerId>) -> Result<(), MeshError> {
+        self.call(|reply| Command::SetBlocked { peers, reply })
+            .await
+    }
+
     /// Stops the event loop, closing every connection; returns once it has stopped.
     pub async fn shutdown(&self) -> Result<(), MeshError> {
         self.call(|reply| Command::Shutdown { reply }).await
@@ -838,6 +855,18 @@ impl EventLoop {
             }
             Command::Disconnect { peer, reply } => {
                 let _ = self.swarm.disconnect_peer_id(peer);
+                let _ = reply.send(Ok(()));
+            }
+            Command::SetBlocked { peers, reply } => {
+                let blocked = &mut self.swarm.behaviour_mut().blocked;
+                let before: Vec<PeerId> = blocked.blocked_peers().iter().copied().collect();
+                for peer in before.iter().filter(|p| !peers.contains(p)) {
+                    blocked.unblock_peer(*peer);
+                }
+                for peer in &peers {
+                    blocked.block_peer(*peer);
+                }
+                tracing::info!(target: "otto::mesh", blocked = ?peers.iter().map(ToString::to_string).collect::<Vec<_>>(), "testnet control: blocked peers set");
                 let _ = reply.send(Ok(()));
             }
             Command::Shutdown { reply } => {
@@ -1138,7 +1167,9 @@ impl EventLoop {
         };
         let kind = Kind::parse(&envelope.payload_type);
         if kind != Some(Kind::JoinRequest) && !self.policy.allowed(&peer) {
-            tracing::debug!(target: "otto::mesh", %peer, "request refused: peer not allowed");
+            // Info, not debug: an operator (and the testnet's intruder check) sees who was
+            // turned away.
+            tracing::info!(target: "otto::mesh", %peer, kind = %envelope.payload_type, "request refused: peer not allowed");
             self.refuse(
                 channel,
                 offer_id(&envelope),

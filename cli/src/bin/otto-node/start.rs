@@ -21,6 +21,10 @@ pub(crate) struct Args {
     /// The node's home [default: ~/.otto].
     #[arg(long, value_name = "DIR", env = "OTTO_HOME")]
     home: Option<PathBuf>,
+    /// Serve the testnet's control endpoints (partitions, the intruder): for nodes that
+    /// otto-testnet starts, never for a real node. Hidden from --help.
+    #[arg(long, hide = true)]
+    testnet_control: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -38,7 +42,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime
-        .block_on(otto_node::daemon::run(home.clone()))
+        .block_on(otto_node::daemon::run_with(
+            home.clone(),
+            otto_node::daemon::Options::with_testnet_control(args.testnet_control),
+        ))
         .with_context(|| format!("node of {}", home.root().display()))?;
     Ok(())
 }
