@@ -40,6 +40,10 @@ pub struct Options {
     /// Whether to run cargo to build the binaries next to this program first, when it
     /// runs from this workspace's target directory and no `bin_dir` is given.
     pub build: bool,
+    /// Whether to keep both nodes running once every check held, until SIGINT or
+    /// SIGTERM: the login URLs of their web UI are printed and `nodes.json` is written
+    /// to the work directory.
+    pub keep: bool,
 }
 
 /// How the demo ended.
@@ -91,7 +95,14 @@ pub fn run(options: &Options) -> anyhow::Result<Outcome> {
     println!("otto-testnet demo: two orgs deliver one application across their own nodes");
     println!("  work dir  {}", dir.display());
     println!("  binaries  {}", bins.dir.display());
-    let result = Demo::set_up(&dir, bins.clone()).and_then(|mut demo| demo.deliver());
+    let result = Demo::set_up(&dir, bins.clone()).and_then(|mut demo| {
+        demo.keep = options.keep;
+        let mut checks = demo.deliver()?;
+        if demo.keep && checks.iter().all(|(_, held)| *held) {
+            checks.push(demo.keep_running()?);
+        }
+        Ok(checks)
+    });
     if result.is_err() {
         eprintln!(
             "the nodes' logs are in {} (dev-1.log, ops-1.log)",
@@ -111,6 +122,8 @@ struct Demo {
     secret: String,
     /// The node each stage owner name stands for.
     owners: BTreeMap<String, NodeId>,
+    /// Whether the nodes keep running after the checks held (`--keep`).
+    keep: bool,
 }
 
 /// What one run came to.
@@ -203,6 +216,7 @@ impl Demo {
             app,
             secret,
             owners,
+            keep: false,
         })
     }
 
@@ -572,6 +586,9 @@ impl Demo {
             kept,
         ));
 
+        if self.keep && checks.iter().all(|(_, held)| *held) {
+            return Ok(checks);
+        }
         self.tl.heading("stopping");
         let pids: Vec<String> = self
             .net
@@ -621,6 +638,56 @@ impl Demo {
             true,
             "is nowhere on dev-1 (logs, status, every file of its home)".into(),
         ))
+    }
+
+    /// Keeps both nodes running after the checks held: prints how to open each node's
+    /// web UI, writes `nodes.json` to the work directory, waits for SIGINT or SIGTERM,
+    /// then stops the nodes by PID. The check that they stopped cleanly.
+    fn keep_running(&mut self) -> anyhow::Result<(String, bool)> {
+        self.tl.heading("the nodes keep running (--keep)");
+        let mut listed = Vec::new();
+        for node in self.net.nodes() {
+            let api = node.api_addr().unwrap_or_default();
+            let home = node.home.display().to_string();
+            let login = node
+                .otto(&["ui", "--json"])
+                .ok()
+                .filter(|out| out.status.success())
+                .and_then(|out| serde_json::from_slice::<Value>(&out.stdout).ok())
+                .and_then(|answer| answer["url"].as_str().map(str::to_owned));
+            let otto = self.net.bins().otto.display();
+            let how = login.map_or_else(
+                || format!("the URL OTTO_HOME={home} {otto} ui prints (one-time)"),
+                |url| format!("{url}   (one-time; a new one: OTTO_HOME={home} {otto} ui)"),
+            );
+            println!("  {} of {}: open {how}", node.name, node.org);
+            println!("    home {home}, API {api}");
+            listed.push(serde_json::json!({
+                "name": node.name,
+                "org": node.org,
+                "home": home,
+                "api": api,
+            }));
+        }
+        let file = self.net.dir().join("nodes.json");
+        let text = serde_json::to_string_pretty(&serde_json::json!({ "nodes": listed }))?;
+        fs::write(&file, text + "\n").with_context(|| format!("writing {}", file.display()))?;
+        println!("  the nodes are listed in {}", file.display());
+        println!("  press Ctrl-C to stop both nodes");
+        let signal = crate::up::wait_for_signal();
+        let unclean = self.net.stop_all();
+        if let Ok(name) = signal {
+            println!("\n{name}: stopping both nodes");
+        }
+        signal?;
+        Ok(if unclean.is_empty() {
+            ("both nodes stopped cleanly when asked to".to_owned(), true)
+        } else {
+            (
+                format!("{} did not stop cleanly", unclean.join(", ")),
+                false,
+            )
+        })
     }
 
     fn node_named(&self, name: &str) -> anyhow::Result<NodeId> {

@@ -11,7 +11,8 @@
 //!   then SIGKILL after a grace period). Dropping a node kills its process, so nothing is
 //!   left running after an error or a panic.
 //! - [`netns`]: network namespaces (Linux, root): hosts on a private switch, with pulled
-//!   cables, partitions and `tc netem` delay and loss; not yet used by [`Net`].
+//!   cables, partitions and `tc netem` delay and loss. [`Net::with_namespaces`] runs
+//!   each node in one (`up --netns`, `run --netns`).
 //! - [`timeline`]: turns successive `otto status --json` answers of several nodes into
 //!   the facts that changed, once each, in order.
 //! - [`webhook`]: calls a node's webhook URL over HTTPS, trusting only the node's CA.
@@ -21,9 +22,12 @@
 //! - [`up`]: `otto-testnet up`: a mesh of orgs that trust each other, until Ctrl-C.
 //! - [`scenario`]: the TOML scenario format of `otto-testnet run`, read and checked.
 //! - [`play`]: plays a scenario's timeline and checks its invariants.
+//! - [`bench`](mod@bench): `otto-testnet bench`: performance figures, each next to a baseline
+//!   measured in the same run.
 //!
 //! Every wait is bounded and says what it waited for when it runs out.
 
+pub mod bench;
 pub mod bins;
 pub mod demo;
 pub mod net;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use otto_testnet::scenario::Scenario;
-use otto_testnet::{demo, play, up};
+use otto_testnet::{Net, bench, demo, netns, play, up};
 
 /// Start real Otto nodes of several orgs on this machine and drive them.
 #[derive(Debug, Parser)]
@@ -20,6 +20,7 @@ enum Command {
     Demo(DemoArgs),
     Up(UpArgs),
     Run(RunArgs),
+    Bench(BenchArgs),
 }
 
 /// Start a mesh of orgs whose nodes trust each other, and keep it running until Ctrl-C.
@@ -40,7 +41,7 @@ struct UpArgs {
     /// How many nodes each org runs.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=10))]
     nodes_per_org: u16,
-    /// Network namespaces per node (not built yet).
+    /// Run each node in a network namespace of its own (Linux, root, iproute2).
     #[arg(long)]
     netns: bool,
     #[command(flatten)]
@@ -62,9 +63,52 @@ struct RunArgs {
     /// Also write the report as JSON to this file.
     #[arg(long, value_name = "OUT")]
     json: Option<PathBuf>,
-    /// Network namespaces per node, which latency and loss steps need (not built yet).
+    /// Run each node in a network namespace of its own (Linux, root, iproute2): partitions
+    /// drop packets, and latency and loss steps work (with tc netem in the kernel).
     #[arg(long)]
     netns: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Measure handoff latency and rate, status propagation, artifact throughput and idle
+/// memory on real nodes, each next to a baseline measured in the same run.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  cargo run --release --bin otto-testnet -- bench
+  otto-testnet bench --quick --json bench.json --svg bench.svg
+
+Prints a table (figure, value, baseline, ratio) and writes it as JSON and as an SVG
+chart. The figures and the JSON are described in docs/performance.md. Exit status: 0
+when every figure was measured, 1 otherwise.")]
+struct BenchArgs {
+    /// Write the figures as JSON here [default: DIR/bench.json].
+    #[arg(long, value_name = "OUT")]
+    json: Option<PathBuf>,
+    /// Write the chart as SVG here [default: DIR/bench.svg].
+    #[arg(long, value_name = "OUT")]
+    svg: Option<PathBuf>,
+    /// Small counts and a mesh of 2 orgs x 2 nodes, to check that everything works.
+    #[arg(long)]
+    quick: bool,
+    /// Runs of each kind for the handoff latency [default: 30, quick: 3].
+    #[arg(long, value_name = "N")]
+    handoffs: Option<usize>,
+    /// Runs started at once for handoffs per second [default: 20, quick: 3].
+    #[arg(long, value_name = "N")]
+    concurrent: Option<usize>,
+    /// The artifact's size in MiB [default: 64, quick: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    artifact_mib: Option<u64>,
+    /// Orgs of the large mesh [default: 4, quick: 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(2..=20))]
+    orgs: Option<u16>,
+    /// Nodes per org of the large mesh [default: 5, quick: 2].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=10))]
+    nodes_per_org: Option<u16>,
+    /// Seconds the nodes idle before their memory is read [default: 10, quick: 1].
+    #[arg(long, value_name = "S")]
+    idle_secs: Option<u64>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -91,6 +135,7 @@ struct CommonArgs {
   cargo run --release --bin otto-testnet -- demo
   otto-testnet demo --dir /tmp/otto-demo      # keep everything in a directory you name
   otto-testnet demo --bin-dir ~/otto/bin      # use otto, otto-node, otto-agent from there
+  otto-testnet demo --keep                    # then keep the nodes up to look at in the browser
 
 Makes two node homes (acme-dev/dev-1 and acme-ops/ops-1), starts both nodes, joins
 them with an invite, runs the sample pipeline until ops accepts the handoff (the first
@@ -111,6 +156,10 @@ struct DemoArgs {
     /// Do not run cargo to build the binaries next to otto-testnet.
     #[arg(long)]
     no_build: bool,
+    /// Once every check held, keep both nodes running until Ctrl-C: print each node's web
+    /// UI login URL and write nodes.json (name, org, home, api) to the work directory.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn main() -> ExitCode {
@@ -119,12 +168,15 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo_command(&args),
         Command::Up(args) => up_command(&args),
         Command::Run(args) => run_command(&args),
+        Command::Bench(args) => bench_command(&args),
     }
 }
 
 fn up_command(args: &UpArgs) -> ExitCode {
-    if args.netns {
-        eprintln!("error: --netns is not built yet");
+    if args.netns
+        && let Err(reason) = netns::available()
+    {
+        eprintln!("error: {reason}");
         return ExitCode::from(2);
     }
     let (bins, dir) = match prepare(&args.common, "otto-up-") {
@@ -135,13 +187,19 @@ fn up_command(args: &UpArgs) -> ExitCode {
         }
     };
     let mut say = |line: &str| println!("  {line}");
-    let mut net = match up::build(
-        &dir,
-        bins,
-        usize::from(args.orgs),
-        usize::from(args.nodes_per_org),
-        &mut say,
-    ) {
+    let made = if args.netns {
+        Net::with_namespaces(&dir, bins).map_err(anyhow::Error::from)
+    } else {
+        Net::new(&dir, bins).map_err(anyhow::Error::from)
+    };
+    let mut net = match made.and_then(|net| {
+        up::build_on(
+            net,
+            usize::from(args.orgs),
+            usize::from(args.nodes_per_org),
+            &mut say,
+        )
+    }) {
         Ok(net) => net,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -151,8 +209,12 @@ fn up_command(args: &UpArgs) -> ExitCode {
     };
     println!("\nthe mesh is up; point otto at a node:");
     for node in net.nodes() {
+        // In a namespace, the node's API is on the namespace's own loopback.
+        let within = node
+            .host()
+            .map_or_else(String::new, |h| format!("ip netns exec {} ", h.namespace()));
         println!(
-            "  OTTO_HOME={} {} status      # {} of {}",
+            "  OTTO_HOME={} {within}{} status      # {} of {}",
             node.home.display(),
             net.bins().otto.display(),
             node.name,
@@ -163,6 +225,8 @@ fn up_command(args: &UpArgs) -> ExitCode {
     println!("press Ctrl-C to stop every node");
     let signal = up::wait_for_signal();
     let unclean = net.stop_all();
+    // With --netns, this deletes the namespaces, now that no node runs in them.
+    drop(net);
     match signal {
         Ok(name) => println!("\n{name}: stopped every node"),
         Err(error) => eprintln!("error: waiting for a signal: {error:#}"),
@@ -182,8 +246,10 @@ fn run_command(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if args.netns {
-        eprintln!("error: --netns is not built yet");
+    if args.netns
+        && let Err(reason) = netns::available()
+    {
+        eprintln!("error: {reason}");
         return ExitCode::from(2);
     }
     let name = args
@@ -198,7 +264,12 @@ fn run_command(args: &RunArgs) -> ExitCode {
         }
     };
     println!("scenario {name}: {}", scenario.description);
-    let report = play::play(&scenario, &name, bins, &dir);
+    let report = if args.netns {
+        println!("each node runs in a network namespace of its own");
+        play::play_with(&scenario, &name, bins, &dir, &mut play::Netns::default())
+    } else {
+        play::play(&scenario, &name, bins, &dir)
+    };
     println!("\nresult");
     if let Some(error) = &report.error {
         println!("  ✗ the timeline did not finish: {error}");
@@ -235,6 +306,7 @@ fn prepare(common: &CommonArgs, prefix: &str) -> anyhow::Result<(otto_testnet::B
         bin_dir: common.bin_dir.clone(),
         dir: None,
         build: !common.no_build,
+        keep: false,
     })?;
     let dir = match &common.dir {
         Some(dir) => {
@@ -257,6 +329,7 @@ fn demo_command(args: &DemoArgs) -> ExitCode {
         bin_dir: args.bin_dir.clone(),
         dir: args.dir.clone(),
         build: !args.no_build,
+        keep: args.keep,
     };
     let outcome = match demo::run(&options) {
         Ok(outcome) => outcome,
@@ -279,6 +352,12 @@ fn demo_command(args: &DemoArgs) -> ExitCode {
     println!("  attestations.json       the run's plan, receipts and in-toto attestations");
     println!("  shop/                   the sample application and its Ottofile");
     println!("remove it with: rm -rf {dir}");
+    if !args.keep {
+        println!(
+            "to follow the delivery in the browser, run it again with --keep: the nodes stay up \
+             and print their web UI's login URLs"
+        );
+    }
     if outcome.held() {
         println!("\neverything held");
         ExitCode::SUCCESS
@@ -286,4 +365,64 @@ fn demo_command(args: &DemoArgs) -> ExitCode {
         println!("\nnot everything held (✗ above)");
         ExitCode::FAILURE
     }
+}
+
+fn bench_command(args: &BenchArgs) -> ExitCode {
+    let mut options = if args.quick {
+        bench::Options::quick()
+    } else {
+        bench::Options::full()
+    };
+    options.handoffs = args.handoffs.unwrap_or(options.handoffs);
+    options.concurrent = args.concurrent.unwrap_or(options.concurrent);
+    options.artifact_mib = args.artifact_mib.unwrap_or(options.artifact_mib);
+    options.orgs = args.orgs.map_or(options.orgs, usize::from);
+    options.nodes_per_org = args
+        .nodes_per_org
+        .map_or(options.nodes_per_org, usize::from);
+    if let Some(secs) = args.idle_secs {
+        options.idle = std::time::Duration::from_secs(secs);
+    }
+    let (bins, dir) = match prepare(&args.common, "otto-bench-") {
+        Ok(found) => found,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "otto-testnet bench: real nodes on this machine, each figure next to a same-run baseline"
+    );
+    println!("  work dir  {}", dir.display());
+    let mut say = |line: &str| println!("  {line}");
+    let report = match bench::run(&options, bins, &dir, &mut say) {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            eprintln!("the work directory is {}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("\n{}", report.table());
+    let command = std::env::args()
+        .enumerate()
+        .map(|(i, a)| if i == 0 { "otto-testnet".to_owned() } else { a })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let json = args.json.clone().unwrap_or_else(|| dir.join("bench.json"));
+    let svg = args.svg.clone().unwrap_or_else(|| dir.join("bench.svg"));
+    let text = serde_json::to_string_pretty(&report.to_json(&command)).unwrap_or_default();
+    for (path, text) in [(&json, text + "\n"), (&svg, report.svg())] {
+        if let Err(error) = std::fs::write(path, text) {
+            eprintln!("error: writing {}: {error}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    println!("wrote {} and {}", json.display(), svg.display());
+    println!(
+        "took {}; the work directory is kept: {}",
+        otto_testnet::human(report.took),
+        dir.display()
+    );
+    ExitCode::SUCCESS
 }

@@ -10,11 +10,19 @@
 //! A [`NodeProc`] owns its process: [`NodeProc::stop`] sends SIGTERM and, after a grace
 //! period, SIGKILL; dropping it does the same, so an error or a panic in the code driving
 //! the net leaves no node behind.
+//!
+//! A net made with [`Net::with_namespaces`] gives each node a network namespace of its
+//! own ([`crate::netns`]): a host named after the node, on a switch only the net can see.
+//! Before its first start the node's `[mesh] listen` is set to the host's address, and
+//! the node and every `otto`/`otto-node` command for it run inside the namespace (`ip
+//! netns exec`, which execs in place, so stopping by PID still reaches the node). Its API
+//! listens on the namespace's own 127.0.0.1. The namespaces go when the net is dropped,
+//! after its nodes.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::ops::{Index, IndexMut};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -23,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::netns::{Host, Topology};
 use crate::process::{describe, output_within, tail, terminate};
 use crate::{Bins, Error};
 
@@ -35,12 +44,21 @@ pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 /// How long a node has to exit after SIGTERM before it gets SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// The prefix of the network namespaces a net makes (`otto-PID-SEQ-…`).
+pub const NETNS_PREFIX: &str = "otto";
+
+/// The /24 the hosts of a net's namespaces have their addresses in.
+pub const NETNS_SUBNET: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 0);
+
 /// A directory of node homes and the nodes made in it.
 #[derive(Debug)]
 pub struct Net {
     dir: PathBuf,
     bins: Bins,
     nodes: Vec<NodeProc>,
+    /// The nodes' namespaces, if any. Declared after `nodes`, so the nodes are stopped
+    /// (dropped) before their namespaces are deleted.
+    topology: Option<Topology>,
 }
 
 /// A node of a [`Net`], as [`Net::add`] returned it.
@@ -66,6 +84,7 @@ pub struct NodeProc {
     /// partitions and the intruder's learning), which only a node started here may have.
     pub testnet_control: bool,
     bins: Bins,
+    host: Option<Host>,
     child: Option<Child>,
 }
 
@@ -80,7 +99,23 @@ impl Net {
             dir: dir.to_owned(),
             bins,
             nodes: Vec::new(),
+            topology: None,
         })
+    }
+
+    /// [`Self::new`] with a network namespace for each node it adds (see the module docs).
+    /// Deletes the namespaces that dead processes left behind first. Needs what
+    /// [`crate::netns::available`] checks.
+    pub fn with_namespaces(dir: &Path, bins: Bins) -> Result<Self, Error> {
+        let mut net = Self::new(dir, bins)?;
+        crate::netns::cleanup_stale(NETNS_PREFIX)?;
+        net.topology = Some(Topology::create(NETNS_PREFIX, NETNS_SUBNET)?);
+        Ok(net)
+    }
+
+    /// The nodes' namespaces, for a net made with [`Self::with_namespaces`].
+    pub fn topology(&self) -> Option<&Topology> {
+        self.topology.as_ref()
     }
 
     /// The net's directory.
@@ -96,7 +131,8 @@ impl Net {
     /// Makes the home of node `name` of org `org` (`otto-node init`), answering to the
     /// stage owners `answers_to`; not started.
     pub fn add(&mut self, org: &str, name: &str, answers_to: &[&str]) -> Result<NodeId, Error> {
-        let node = NodeProc::init(&self.bins, &self.dir, org, name, answers_to)?;
+        let host = self.new_host(name)?;
+        let node = NodeProc::init_on(&self.bins, &self.dir, org, name, answers_to, &[], host)?;
         self.nodes.push(node);
         Ok(NodeId(self.nodes.len() - 1))
     }
@@ -111,13 +147,15 @@ impl Net {
     ) -> Result<NodeId, Error> {
         let org = self[first].org.clone();
         let key = self[first].home.join("org.key");
-        let node = NodeProc::init_with(
+        let host = self.new_host(name)?;
+        let node = NodeProc::init_on(
             &self.bins,
             &self.dir,
             &org,
             name,
             answers_to,
             &[OsStr::new("--org-key"), key.as_os_str()],
+            host,
         )?;
         self.nodes.push(node);
         Ok(NodeId(self.nodes.len() - 1))
@@ -162,6 +200,11 @@ impl Net {
     pub fn nodes(&self) -> &[NodeProc] {
         &self.nodes
     }
+
+    /// A new host named `name` when the net has namespaces.
+    fn new_host(&mut self, name: &str) -> Result<Option<Host>, Error> {
+        self.topology.as_mut().map(|t| t.add_host(name)).transpose()
+    }
 }
 
 impl Index<NodeId> for Net {
@@ -199,8 +242,22 @@ impl NodeProc {
         answers_to: &[&str],
         extra: &[&OsStr],
     ) -> Result<Self, Error> {
+        Self::init_on(bins, dir, org, name, answers_to, extra, None)
+    }
+
+    /// [`Self::init_with`], inside `host`'s namespace when there is one, with the node's
+    /// `[mesh] listen` set to the host's address.
+    fn init_on(
+        bins: &Bins,
+        dir: &Path,
+        org: &str,
+        name: &str,
+        answers_to: &[&str],
+        extra: &[&OsStr],
+        host: Option<Host>,
+    ) -> Result<Self, Error> {
         let home = dir.join(name);
-        let mut cmd = Command::new(&bins.otto_node);
+        let mut cmd = program(host.as_ref(), &bins.otto_node);
         cmd.args(["init", "--org", org, "--name", name, "--json", "--home"])
             .arg(&home);
         for owner in answers_to {
@@ -220,6 +277,9 @@ impl NodeProc {
             })?
             .to_owned();
         let peer_id = made["peer_id"].as_str().unwrap_or_default().to_owned();
+        if let Some(host) = &host {
+            listen_on(&home.join("config.toml"), host.ip())?;
+        }
         Ok(Self {
             org: org.to_owned(),
             name: name.to_owned(),
@@ -229,6 +289,7 @@ impl NodeProc {
             peer_id,
             testnet_control: false,
             bins: bins.clone(),
+            host,
             child: None,
         })
     }
@@ -251,7 +312,7 @@ impl NodeProc {
                 source,
             })?;
         let _ = writeln!(log, "--- otto-testnet: starting {} ---", self.name);
-        let mut cmd = Command::new(&self.bins.otto_node);
+        let mut cmd = program(self.host.as_ref(), &self.bins.otto_node);
         cmd.arg("start").arg("--home").arg(&self.home);
         if self.testnet_control {
             cmd.arg("--testnet-control");
@@ -291,6 +352,12 @@ impl NodeProc {
     /// Whether its process runs.
     pub fn is_running(&mut self) -> bool {
         self.exited().is_none() && self.child.is_some()
+    }
+
+    /// Its host, when its net has namespaces: its process and commands run in the host's
+    /// namespace.
+    pub fn host(&self) -> Option<&Host> {
+        self.host.as_ref()
     }
 
     /// The PID of its process, while it runs.
@@ -397,8 +464,13 @@ impl NodeProc {
         let socket = addr
             .parse::<std::net::SocketAddr>()
             .map_err(|e| fail(format!("api.addr {addr:?}: {e}")))?;
-        let mut tcp = TcpStream::connect_timeout(&socket, COMMAND_LIMIT)
-            .map_err(|e| fail(format!("connecting to {addr}: {e}")))?;
+        // The API listens on the loopback of the node's namespace, if it has one.
+        let connect = move || TcpStream::connect_timeout(&socket, COMMAND_LIMIT);
+        let mut tcp = match &self.host {
+            Some(host) => host.within(connect)?,
+            None => connect(),
+        }
+        .map_err(|e| fail(format!("connecting to {addr}: {e}")))?;
         tcp.set_read_timeout(Some(COMMAND_LIMIT))
             .and_then(|()| tcp.set_write_timeout(Some(COMMAND_LIMIT)))
             .map_err(|e| fail(e.to_string()))?;
@@ -458,8 +530,8 @@ impl NodeProc {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn command(&self, program: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(program);
+    fn command(&self, exe: &Path, args: &[&str]) -> Command {
+        let mut cmd = program(self.host.as_ref(), exe);
         cmd.args(args)
             .env("OTTO_HOME", &self.home)
             .env_remove("OTTO_NODE");
@@ -489,6 +561,65 @@ impl Drop for NodeProc {
             let _ = terminate(&mut child, Duration::from_secs(2));
         }
     }
+}
+
+/// A command running `exe`, inside `host`'s namespace when there is one.
+fn program(host: Option<&Host>, exe: &Path) -> Command {
+    host.map_or_else(|| Command::new(exe), |h| h.command(exe))
+}
+
+/// Sets `[mesh] listen` of the node configuration `config` to TCP and QUIC on `ip`, any
+/// port, keeping the rest of the file (comments included) as it is.
+fn listen_on(config: &Path, ip: Ipv4Addr) -> Result<(), Error> {
+    let io = |what: &str, source| Error::Io {
+        what: format!("{what} {}", config.display()),
+        source,
+    };
+    let bad = |problem: String| Error::Output {
+        command: format!("editing {}", config.display()),
+        problem,
+    };
+    let text = fs::read_to_string(config).map_err(|e| io("reading", e))?;
+    let addrs = [
+        format!("/ip4/{ip}/tcp/0"),
+        format!("/ip4/{ip}/udp/0/quic-v1"),
+    ];
+    let line = format!("listen = [\"{}\", \"{}\"]", addrs[0], addrs[1]);
+    let mut in_mesh = false;
+    let mut done = false;
+    let mut out = String::with_capacity(text.len() + line.len());
+    for l in text.lines() {
+        let trimmed = l.trim();
+        if trimmed.starts_with('[') {
+            in_mesh = trimmed == "[mesh]";
+        }
+        if in_mesh && !done && trimmed.starts_with("listen") && trimmed.contains('=') {
+            out.push_str(&line);
+            done = true;
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    if !done {
+        return Err(bad("no `listen` in its [mesh] table".into()));
+    }
+    let parsed: toml::Table = toml::from_str(&out).map_err(|e| bad(e.to_string()))?;
+    let listen = parsed
+        .get("mesh")
+        .and_then(|m| m.get("listen"))
+        .and_then(toml::Value::as_array);
+    let written: Vec<&str> = listen
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_str)
+        .collect();
+    if written != addrs {
+        return Err(bad(format!(
+            "[mesh] listen reads {written:?} after the edit"
+        )));
+    }
+    fs::write(config, out).map_err(|e| io("writing", e))
 }
 
 /// Runs `cmd` (bounded by [`COMMAND_LIMIT`]); its standard output if it succeeded, else

@@ -36,26 +36,25 @@
 //!   the delay. It needs a kernel with netem (`CONFIG_NET_SCH_NETEM`); [`netem_available`]
 //!   says whether it has it.
 //!
-//! # How a [`Net`](crate::Net) will use it (not wired yet)
+//! # How a [`Net`](crate::Net) uses it
 //!
-//! 1. `up --netns` or a scenario asking for namespaces calls [`available`] and, if it
-//!    fails, skips with the reason (`up --netns` exits 2 saying it). Then
+//! 1. `up --netns` and `run --netns` call [`available`] and, if it fails, exit 2 with
+//!    the reason; [`Net::with_namespaces`](crate::Net::with_namespaces) then calls
 //!    [`cleanup_stale`]`("otto")` and [`Topology::create`]`("otto", 10.77.0.0)`, held by
 //!    the `Net` and declared after its nodes so the nodes are stopped before it drops.
-//! 2. For each node, [`Topology::add_host`]`(node name)`, and before the first start the
-//!    node's `config.toml` gets `[mesh] listen = ["/ip4/<host ip>/tcp/0",
+//! 2. For each node, [`Topology::add_host`]`(node name)`, and after `otto-node init` (run
+//!    in the host's namespace) the node's `config.toml` gets `[mesh] listen = ["/ip4/<host ip>/tcp/0",
 //!    "/ip4/<host ip>/udp/0/quic-v1"]`, so `mesh.addrs` (and the invites made from them)
 //!    carry addresses the other namespaces reach across the bridge.
-//! 3. `NodeProc::command` and `NodeProc::start` build their `Command` with
-//!    [`Host::command`] instead of `Command::new`. `ip netns exec` execs the program in
+//! 3. The node's process and its commands are built with [`Host::command`]. `ip netns exec` execs the program in
 //!    place, so the PID the net stops is the node's own. The API stays on 127.0.0.1, which
 //!    is the namespace's loopback: `otto` commands for a node run in its namespace too.
 //!    Files (homes, logs, `api.addr`) are shared, since only the network is separate.
-//! 4. The webhook listener also listens inside the namespace: the testnet calls it from a
-//!    thread moved into the node's namespace ([`Host::within`]).
-//! 5. Scenario steps map onto the faults above: partition/heal between two nodes,
-//!    latency/loss on a node (failing with the reason when the kernel has no netem), and a
-//!    pulled cable for a node cut from everyone.
+//!    The testnet's own calls to a node's API connect from a thread in the node's
+//!    namespace ([`Host::within`]); so would a webhook call, which no scenario makes yet.
+//! 4. `play::Netns` maps scenario steps onto the faults above: partition/heal between
+//!    two nodes, latency/loss on both nodes' links (failing with the reason when the
+//!    kernel has no netem). No step pulls a cable yet.
 
 use std::ffi::OsStr;
 use std::fs::File;

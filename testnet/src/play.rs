@@ -24,8 +24,10 @@
 //! `partition`, `heal`, `latency` and `loss` steps go to a [`Faults`]: how the network is
 //! cut. [`Loopback`], the default, has every node on 127.0.0.1 and partitions with each
 //! node's block list (the testnet's control, `PUT /v1/testnet/blocked`): both ends refuse
-//! connections with each other. It cannot delay or drop packets; network namespaces can
-//! (`crate::netns`), through another [`Faults`] given to [`play_with`].
+//! connections with each other. It cannot delay or drop packets. [`Netns`] (`run
+//! --netns`) runs each node in a network namespace of its own ([`Net::with_namespaces`]):
+//! a partition makes the packets between two nodes vanish silently, and latency and loss
+//! are `tc netem` on the nodes' links (on a kernel that has netem).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -103,6 +105,10 @@ impl Report {
 /// How a scenario's network faults are made. Each method gets the net and the nodes
 /// concerned; an error stops the timeline.
 pub trait Faults {
+    /// Makes the scenario's (empty) net in `dir`; by default [`Net::new`].
+    fn net(&mut self, dir: &Path, bins: Bins) -> Result<Net, Error> {
+        Net::new(dir, bins)
+    }
     /// Whether the nodes must be started with the testnet's control on.
     fn needs_control(&self) -> bool;
     /// Cuts `a` from `b`, both ways, until [`Self::heal`].
@@ -122,6 +128,16 @@ pub trait Faults {
 #[derive(Debug, Default)]
 pub struct Loopback {
     blocked: BTreeMap<NodeId, BTreeSet<NodeId>>,
+}
+
+/// The faults of nodes in network namespaces ([`Net::with_namespaces`]): a partition
+/// drops the packets between two nodes' hosts ([`crate::netns::Topology::partition`]);
+/// latency and loss are `tc netem` on both nodes' links, so they apply to everything the
+/// two nodes send, to any node. The network keeps all of it across restarts.
+#[derive(Debug, Default)]
+pub struct Netns {
+    /// The delay and loss (percent) set on each node's link.
+    impaired: BTreeMap<NodeId, (Duration, u8)>,
 }
 
 /// Plays `scenario` named `name` in the work directory `dir` with the executables `bins`,
@@ -220,7 +236,7 @@ impl<'a> Player<'a> {
         start: Instant,
         faults: &'a mut dyn Faults,
     ) -> anyhow::Result<Self> {
-        let mut net = Net::new(dir, bins)?;
+        let mut net = faults.net(dir, bins)?;
         let mut ids = BTreeMap::new();
         for org in &scenario.orgs {
             let answers: Vec<&str> = org.answers_to.iter().map(String::as_str).collect();
@@ -1128,6 +1144,78 @@ impl Faults for Loopback {
         if self.blocked.get(&node).is_some_and(|b| !b.is_empty()) {
             self.send(net, node)?;
         }
+        Ok(())
+    }
+}
+
+impl Netns {
+    /// The net's namespaces and the hosts of `a` and `b`.
+    fn hosts(
+        net: &Net,
+        a: NodeId,
+        b: NodeId,
+    ) -> anyhow::Result<(&crate::netns::Topology, [&crate::netns::Host; 2])> {
+        let host = |id: NodeId| {
+            net[id]
+                .host()
+                .ok_or_else(|| anyhow::anyhow!("{} has no network namespace", net[id].name))
+        };
+        let topology = net
+            .topology()
+            .ok_or_else(|| anyhow::anyhow!("the net has no network namespaces"))?;
+        Ok((topology, [host(a)?, host(b)?]))
+    }
+
+    /// Sets `change` on the links of `a` and `b`, each keeping the rest of what it had.
+    fn impair(
+        &mut self,
+        net: &Net,
+        a: NodeId,
+        b: NodeId,
+        change: impl Fn(&mut (Duration, u8)),
+    ) -> anyhow::Result<()> {
+        let (topology, hosts) = Self::hosts(net, a, b)?;
+        for (id, host) in [a, b].into_iter().zip(hosts) {
+            let mut now = self.impaired.get(&id).copied().unwrap_or_default();
+            change(&mut now);
+            topology
+                .impair(host, now.0, f32::from(now.1))
+                // One line, whatever tc printed.
+                .map_err(|e| anyhow::anyhow!("{}", e.to_string().replace('\n', " ")))?;
+            self.impaired.insert(id, now);
+        }
+        Ok(())
+    }
+}
+
+impl Faults for Netns {
+    fn net(&mut self, dir: &Path, bins: Bins) -> Result<Net, Error> {
+        Net::with_namespaces(dir, bins)
+    }
+
+    fn needs_control(&self) -> bool {
+        false
+    }
+
+    fn partition(&mut self, net: &Net, a: NodeId, b: NodeId) -> anyhow::Result<()> {
+        let (topology, [x, y]) = Self::hosts(net, a, b)?;
+        Ok(topology.partition(x, y)?)
+    }
+
+    fn heal(&mut self, net: &Net, a: NodeId, b: NodeId) -> anyhow::Result<()> {
+        let (topology, [x, y]) = Self::hosts(net, a, b)?;
+        Ok(topology.heal(x, y)?)
+    }
+
+    fn latency(&mut self, net: &Net, a: NodeId, b: NodeId, delay: Duration) -> anyhow::Result<()> {
+        self.impair(net, a, b, |now| now.0 = delay)
+    }
+
+    fn loss(&mut self, net: &Net, a: NodeId, b: NodeId, percent: u8) -> anyhow::Result<()> {
+        self.impair(net, a, b, |now| now.1 = percent)
+    }
+
+    fn started(&mut self, _: &Net, _: NodeId) -> anyhow::Result<()> {
         Ok(())
     }
 }

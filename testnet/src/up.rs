@@ -17,7 +17,17 @@ pub fn build(
     nodes_per_org: usize,
     say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<Net> {
-    let mut net = Net::new(dir, bins)?;
+    build_on(Net::new(dir, bins)?, orgs, nodes_per_org, say)
+}
+
+/// [`build`] on `net`, which has no nodes yet: made with [`Net::with_namespaces`], each
+/// node runs in a network namespace of its own (`up --netns`).
+pub fn build_on(
+    mut net: Net,
+    orgs: usize,
+    nodes_per_org: usize,
+    say: &mut dyn FnMut(&str),
+) -> anyhow::Result<Net> {
     let mut firsts: Vec<(String, NodeId)> = Vec::new();
     let mut members: Vec<Vec<NodeId>> = Vec::new();
     for o in 1..=orgs {
@@ -32,8 +42,11 @@ pub fn build(
     }
     net.start_all()?;
     for node in net.nodes() {
+        let host = node.host().map_or_else(String::new, |h| {
+            format!(", host {} (namespace {})", h.ip(), h.namespace())
+        });
         say(&format!(
-            "{} ({}) started: pid {}, API {}",
+            "{} ({}) started: pid {}, API {}{host}",
             node.name,
             node.org,
             node.pid().unwrap_or_default(),

@@ -334,7 +334,11 @@ async fn unknown_runs_and_endpoints_get_404() {
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     // The testnet's control is routed only by a node started with --testnet-control.
     let answer = f
-        .call(Method::PUT, "/v1/testnet/blocked", Some(json!({"peers": []})))
+        .call(
+            Method::PUT,
+            "/v1/testnet/blocked",
+            Some(json!({"peers": []})),
+        )
         .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
     let answer = f.call(Method::DELETE, "/v1/runs", None).await;
