@@ -31,6 +31,7 @@ enum Command {
     Secrets(commands::secrets::Args),
     Verify(commands::verify::Args),
     Attest(commands::attest::Args),
+    Ui(commands::ui::Args),
 }
 
 /// What a command ends with when it fails.
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
         Command::Secrets(args) => commands::secrets::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Attest(args) => commands::attest::run(args),
+        Command::Ui(args) => commands::ui::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -246,7 +246,7 @@ pub async fn run_until_with(
 
     let (stopping, stopped) = watch::channel(false);
     let mut api_stopped = stopped.clone();
-    let mut api_app = api::router(state.clone());
+    let mut api_app = api::router(state.clone()).merge(crate::ui::router(state.clone(), api_addr));
     if options.testnet_control {
         tracing::warn!(target: TARGET, "the testnet's control is on (--testnet-control): /v1/testnet/* can partition this node; never use it outside otto-testnet");
         api_app = api_app.merge(api::testnet_router(state.clone()));

@@ -14,4 +14,5 @@ pub mod mesh;
 pub mod secrets;
 pub mod snapshot;
 pub mod store;
+pub mod ui;
 pub mod vault;

@@ -8,4 +8,5 @@ pub(crate) mod logs;
 pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod status;
+pub(crate) mod ui;
 pub(crate) mod verify;

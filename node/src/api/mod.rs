@@ -28,7 +28,7 @@ mod runs;
 mod secrets;
 mod testnet;
 pub mod types;
-mod verify;
+pub(crate) mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -173,7 +173,7 @@ async fn node(State(state): State<ApiState>) -> Json<types::NodeInfo> {
     Json(state.node.clone())
 }
 
-async fn authenticate(
+pub(crate) async fn authenticate(
     State(state): State<ApiState>,
     request: Request,
     next: Next,

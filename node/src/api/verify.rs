@@ -80,7 +80,11 @@ pub(super) async fn bundle(
 }
 
 /// The run's plan and receipts with `certificates`, as a bundle without attestations.
-fn evidence(state: &ApiParts, run: RunId, certificates: Vec<Envelope>) -> Result<Bundle, ApiError> {
+pub(crate) fn evidence(
+    state: &ApiParts,
+    run: RunId,
+    certificates: Vec<Envelope>,
+) -> Result<Bundle, ApiError> {
     let record = state.store.run(&run)?.ok_or_else(|| no_run(&run))?;
     let bytes = state.store.plan(&record.plan_digest)?.ok_or_else(|| {
         ApiError::internal(format!(
@@ -120,7 +124,7 @@ fn evidence(state: &ApiParts, run: RunId, certificates: Vec<Envelope>) -> Result
 }
 
 /// This node's certificate, `node.cert` in the home.
-fn own_certificate(state: &ApiParts) -> Result<Envelope, ApiError> {
+pub(crate) fn own_certificate(state: &ApiParts) -> Result<Envelope, ApiError> {
     let path = state.home.node_cert_file();
     let bytes = fs::read(&path)
         .map_err(|e| ApiError::internal(format!("reading {}: {e}", path.display())))?;
@@ -129,7 +133,7 @@ fn own_certificate(state: &ApiParts) -> Result<Envelope, ApiError> {
 }
 
 /// The certificates of the nodes this node knows; one that does not decode is left out.
-fn known_certificates(state: &ApiParts) -> Result<Vec<Envelope>, ApiError> {
+pub(crate) fn known_certificates(state: &ApiParts) -> Result<Vec<Envelope>, ApiError> {
     let mut out: Vec<Envelope> = Vec::new();
     for node in state.store.nodes()? {
         match otto_protocol::decode_envelope(&node.cert) {
@@ -145,14 +149,14 @@ fn known_certificates(state: &ApiParts) -> Result<Vec<Envelope>, ApiError> {
 }
 
 /// This node's certificate first, then the others without it.
-fn with_own(own: Envelope, mut known: Vec<Envelope>) -> Vec<Envelope> {
+pub(crate) fn with_own(own: Envelope, mut known: Vec<Envelope>) -> Vec<Envelope> {
     known.retain(|c| *c != own);
     known.insert(0, own);
     known
 }
 
 /// Seconds since the Unix epoch: the time certificates are checked at.
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

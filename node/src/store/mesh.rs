@@ -285,6 +285,22 @@ impl Store {
             Ok(out)
         })
     }
+
+    /// The `limit` most recently received offers, answered or not, newest first (for
+    /// people: the UI shows the ones rejected for want of an approval).
+    pub fn inbox_recent(&self, limit: usize) -> Result<Vec<InboxEntry>, Error> {
+        self.read(|txn| {
+            let inbox = txn.open_table(INBOX)?;
+            let mut out: Vec<InboxEntry> = Vec::new();
+            for entry in inbox.iter()? {
+                let (_, value) = entry?;
+                out.push(codec::decode("inbox", value.value())?);
+            }
+            out.sort_by_key(|e| std::cmp::Reverse(e.received_at));
+            out.truncate(limit);
+            Ok(out)
+        })
+    }
 }
 
 /// Gives an unanswered inbox entry its answer and state; an answered one stays as it is.

@@ -15,4 +15,5 @@ mod mesh_gossip;
 mod mesh_revocation;
 mod store;
 mod store_crash;
+mod ui;
 mod vault;
