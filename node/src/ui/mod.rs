@@ -21,7 +21,7 @@
 //!   `X-Otto-CSRF`), else 403; a POST whose `Origin` is present and not the node's own is
 //!   refused as well.
 //! - Every response carries a Content-Security-Policy without inline scripts or styles,
-//!   `X-Frame-Options: DENY`, `Referrer-Policy: no-referrer` and `nosniff`; pages are
+//!   `X-Frame-Options: DENY`, `Referrer-Policy: same-origin` and `nosniff`; pages are
 //!   `Cache-Control: no-store`.
 //! - Everything shown is escaped, and nothing shown holds a secret value: pages read the
 //!   same store records as the API (log lines are masked before they are stored).
@@ -447,7 +447,7 @@ async fn headers(request: Request, next: Next) -> Response {
     let h = response.headers_mut();
     h.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     if !is_asset {
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -321,7 +321,7 @@ async fn pages_carry_the_security_headers() {
         assert!(csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"));
         assert!(!csp.contains("unsafe-inline"));
         assert_eq!(answer.headers[X_FRAME_OPTIONS], "DENY");
-        assert_eq!(answer.headers[REFERRER_POLICY], "no-referrer");
+        assert_eq!(answer.headers[REFERRER_POLICY], "same-origin");
         assert_eq!(answer.headers[CACHE_CONTROL], "no-store");
     }
     let js = f.get("/ui/assets/otto.js", None).await;
