@@ -358,7 +358,7 @@ fn run_body(ui: &Ui, view: &RunView, current: &Current) -> String {
             badge = badge(icon, word),
             on = esc(&ran_on(ui, view, s)),
             att = s.stage.attempts.len(),
-            dur = stage_duration(&s.stage, now).map_or_else(String::new, html::duration),
+            dur = shown_duration(ui, s, now).unwrap_or_default(),
             cache = cache_text(&s.stage),
             gates = gates_text(&s.gates, now),
             note = esc(s.stage.note.as_deref().unwrap_or("")),
@@ -381,8 +381,8 @@ fn graph_of(ui: &Ui, view: &RunView) -> String {
             if s.stage.attempts.len() > 1 {
                 detail.push(format!("attempt {}", s.stage.attempts.len()));
             }
-            if let Some(ms) = stage_duration(&s.stage, now) {
-                detail.push(html::duration(ms));
+            if let Some(d) = shown_duration(ui, s, now) {
+                detail.push(d);
             }
             graph::Node {
                 id: s.stage.id.clone(),
@@ -544,6 +544,23 @@ pub(crate) fn stage_duration(stage: &Stage, now: u64) -> Option<u64> {
             .unwrap_or(now)
             .saturating_sub(first.started_at),
     )
+}
+
+/// A stage's duration for people. Another node's receipt gives whole seconds (its times
+/// travel in seconds), so its stages show `< 1s` or `Ns` rather than a precise-looking
+/// `0ms`.
+fn shown_duration(ui: &Ui, s: &StageView, now: u64) -> Option<String> {
+    let ms = stage_duration(&s.stage, now)?;
+    let remote = s
+        .receipt
+        .as_ref()
+        .is_some_and(|r| (&r.node.name, &r.node.org) != (&ui.api.node.name, &ui.api.node.org));
+    Some(match (remote, ms / 1000) {
+        (false, _) => html::duration(ms),
+        (true, 0) => "< 1s".to_owned(),
+        (true, secs) if secs < 60 => format!("{secs}s"),
+        (true, _) => html::duration(ms),
+    })
 }
 
 fn cache_text(stage: &Stage) -> String {
