@@ -241,7 +241,7 @@ pub(crate) fn svg(
              <text class=\"name\" x=\"{tx}\" y=\"{ty1}\"><tspan class=\"icon\">{i}</tspan> {name}</text>\
              <text class=\"sub\" x=\"{tx}\" y=\"{ty2}\">{s}{sep}{d}</text>",
             id = esc(&n.id),
-            s = esc(n.state),
+            s = esc(&n.state.replace('_', " ")),
             sep = if n.detail.is_empty() { "" } else { " · " },
             d = esc(&n.detail),
             tx = x + 10,

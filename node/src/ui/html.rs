@@ -154,7 +154,7 @@ pub(crate) fn run_state(state: RunState) -> (&'static str, &'static str) {
     match state {
         RunState::Queued => ("◌", "queued"),
         RunState::Running => ("●", "running"),
-        RunState::Waiting => ("‖", "waiting"),
+        RunState::Waiting => ("◔", "waiting"),
         RunState::Succeeded => ("✓", "succeeded"),
         RunState::Failed => ("✗", "failed"),
         RunState::Cancelled => ("⊘", "cancelled"),
@@ -165,7 +165,7 @@ pub(crate) fn run_state(state: RunState) -> (&'static str, &'static str) {
 pub(crate) fn stage_state(state: StageState) -> (&'static str, &'static str) {
     match state {
         StageState::Pending => ("◌", "pending"),
-        StageState::WaitingGate => ("‖", "waiting_gate"),
+        StageState::WaitingGate => ("◔", "waiting_gate"),
         StageState::Running => ("●", "running"),
         StageState::Succeeded => ("✓", "succeeded"),
         StageState::Failed => ("✗", "failed"),
@@ -178,8 +178,9 @@ pub(crate) fn stage_state(state: StageState) -> (&'static str, &'static str) {
 /// A state badge: icon and word, the colour only an extra (class `s-<word>`).
 pub(crate) fn badge(icon: &str, word: &str) -> String {
     format!(
-        "<span class=\"state s-{w}\"><span class=\"icon\" aria-hidden=\"true\">{i}</span> {w}</span>",
+        "<span class=\"state s-{w}\"><span class=\"icon\" aria-hidden=\"true\">{i}</span> {shown}</span>",
         w = esc(word),
+        shown = esc(&word.replace('_', " ")),
         i = esc(icon)
     )
 }

@@ -290,10 +290,16 @@ fn run_body(ui: &Ui, view: &RunView, current: &Current) -> String {
         digest = esc(&run.plan_digest.to_string()),
         vclass = if view.report.as_ref().is_ok_and(|r| r.verified) {
             "verified"
+        } else if run.finished_at.is_none() {
+            "incomplete"
         } else {
             "unverified"
         },
-        verify = verify_text(&view.report),
+        verify = if run.finished_at.is_none() && !view.report.as_ref().is_ok_and(|r| r.verified) {
+            "not verified yet: the run has not ended".to_owned()
+        } else {
+            verify_text(&view.report)
+        },
     );
     // Approvals first: they are what a person came for.
     let mut forms = String::new();
@@ -587,7 +593,7 @@ pub(crate) fn gates_text(gates: &[Gate], now: u64) -> String {
                 GateKind::Poll => "poll",
             };
             let (icon, state) = match g.state {
-                GateState::Waiting => ("‖", "waiting"),
+                GateState::Waiting => ("◔", "waiting"),
                 GateState::Passed => ("✓", "passed"),
                 GateState::Failed => ("✗", "failed"),
                 GateState::TimedOut => ("◷", "timed out"),

@@ -152,16 +152,14 @@
   }
 
   var source = null;
-  var broken = false;
 
   function connect() {
     var url = "/ui/events" + (run ? "?run=" + encodeURIComponent(run) : "");
     source = new EventSource(url);
     source.addEventListener("open", function () {
-      if (broken) {
-        broken = false;
-        refresh();
-      }
+      // Whatever changed between rendering this page and (re)connecting was announced to
+      // nobody: fetch the page once on every open, not only after an error.
+      refresh();
     });
     source.addEventListener("change", function (e) {
       try {
@@ -175,7 +173,6 @@
       refresh();
     });
     source.addEventListener("error", function () {
-      broken = true;
       // The browser retries by itself; find out whether the session survived.
       fetch(window.location.href, { method: "HEAD", credentials: "same-origin" })
         .then(function (response) {
