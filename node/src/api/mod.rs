@@ -24,7 +24,7 @@ mod extract;
 mod hooks;
 mod logs;
 mod membership;
-mod runs;
+pub(crate) mod runs;
 mod secrets;
 mod testnet;
 pub mod types;

@@ -200,6 +200,12 @@ pub(super) fn no_run(run: &RunId) -> ApiError {
     ApiError::not_found(format!("no run {run}"))
 }
 
+/// The tag of the run's detail now (the `ETag` of `GET /v1/runs/{run}`): the web UI
+/// compares it with the one its page was drawn at.
+pub(crate) async fn run_etag(state: &ApiState, run: RunId) -> Result<String, ApiError> {
+    detail_with_etag(state, run).await.map(|(_, etag)| etag)
+}
+
 /// The run's detail and a tag that changes whenever the detail does.
 async fn detail_with_etag(state: &ApiState, run: RunId) -> Result<(RunDetail, String), ApiError> {
     let store = state.store.clone();

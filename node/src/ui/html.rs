@@ -63,6 +63,9 @@ pub(crate) struct Frame<'a> {
     pub(crate) csrf: Option<&'a str>,
     /// The run the page shows, for live updates (`data-run` on `<main>`).
     pub(crate) run: Option<&'a str>,
+    /// The run's tag when the page was drawn (`data-etag` on `<main>`): the event stream
+    /// announces a change at once when the run no longer has it.
+    pub(crate) etag: Option<&'a str>,
     /// Whether the page updates itself on changes.
     pub(crate) live: bool,
 }
@@ -120,6 +123,9 @@ pub(crate) fn page(frame: &Frame<'_>, body: &str) -> String {
     }
     if let Some(run) = frame.run {
         let _ = write!(out, " data-run=\"{}\"", esc(run));
+    }
+    if let Some(etag) = frame.etag {
+        let _ = write!(out, " data-etag=\"{}\"", esc(etag));
     }
     out.push('>');
     out.push_str(body);

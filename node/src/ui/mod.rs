@@ -288,6 +288,7 @@ impl Ui {
             org: &self.api.node.org,
             csrf: Some(&current.csrf),
             run: None,
+            etag: None,
             live: false,
         }
     }

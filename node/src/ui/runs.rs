@@ -158,6 +158,8 @@ pub(crate) async fn show(
     Path(run): Path<String>,
 ) -> Result<Response, UiError> {
     let id = parse_run(&run)?;
+    // The tag first: a change after it makes the page's tag stale, never the reverse.
+    let etag = crate::api::runs::run_etag(&ui.api, id).await.ok();
     let view = load(&ui, id).await?;
     let body = run_body(&ui, &view, &current);
     let id = view.run.id.to_string();
@@ -165,6 +167,7 @@ pub(crate) async fn show(
     let mut frame = ui.frame(&title, "runs", &current);
     frame.live = true;
     frame.run = Some(&id);
+    frame.etag = etag.as_deref();
     Ok(html_response(StatusCode::OK, html::page(&frame, &body)))
 }
 

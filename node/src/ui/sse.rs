@@ -32,6 +32,9 @@ pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub(crate) struct EventsQuery {
     /// Only changes of this run.
     run: Option<String>,
+    /// The run's tag when the page was drawn: when the run has changed since, a change is
+    /// sent at once, so nothing between drawing the page and connecting is missed.
+    etag: Option<String>,
 }
 
 /// `GET /ui/events?run=<id>`.
@@ -44,6 +47,17 @@ pub(crate) async fn events(
     let first = Event::default()
         .retry(Duration::from_secs(1))
         .comment("otto");
+    // Subscribed first, then compared: a change after the comparison is in the receiver.
+    let stale = match (only, query.etag) {
+        (Some(run), Some(seen)) => crate::api::runs::run_etag(&ui.api, run)
+            .await
+            .is_ok_and(|now| now != seen),
+        _ => false,
+    };
+    let missed = stale.then(|| {
+        let data = serde_json::json!({ "run": only.map(|r| r.to_string()) });
+        Ok(Event::default().event("change").data(data.to_string()))
+    });
     let changes = futures::stream::unfold((receiver, only), |(mut rx, only)| async move {
         // Wait for the first change that concerns the page.
         let mut last = loop {
@@ -82,7 +96,8 @@ pub(crate) async fn events(
         let event = Event::default().event("change").data(data.to_string());
         Some((Ok(event), (rx, only)))
     });
-    let stream = futures::StreamExt::chain(futures::stream::once(async { Ok(first) }), changes);
+    let opening = futures::stream::iter(std::iter::once(Ok(first)).chain(missed));
+    let stream = futures::StreamExt::chain(opening, changes);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
 }
 

@@ -26,6 +26,7 @@ pub(crate) async fn show(
     Path((run, stage)): Path<(String, String)>,
 ) -> Result<Response, UiError> {
     let id = parse_run(&run)?;
+    let etag = crate::api::runs::run_etag(&ui.api, id).await.ok();
     let view = runs::load(&ui, id).await?;
     let Some(s) = view.stages.iter().find(|s| s.stage.id == stage) else {
         return Err(UiError::not_found(format!(
@@ -61,6 +62,7 @@ pub(crate) async fn show(
     let mut frame = ui.frame(&title, "runs", &current);
     frame.live = true;
     frame.run = Some(&run_id);
+    frame.etag = etag.as_deref();
     Ok(html_response(StatusCode::OK, html::page(&frame, &body)))
 }
 

@@ -456,6 +456,44 @@ async fn a_run_has_its_pages() {
     ] {
         assert!(page.body.contains(needle), "the run page lacks {needle}");
     }
+    // The page carries the run's tag; a stream opened with an older tag starts with a
+    // change, so a page drawn just before a change still hears of it. The run has ended
+    // first, so no later change of the engine can be what the stream sends.
+    for _ in 0..200 {
+        let detail = f.api(Method::GET, &format!("/v1/runs/{run}"), None).await;
+        let v: Value = serde_json::from_str(&detail.body).unwrap();
+        if v["run"]["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let etag = page
+        .body
+        .split("data-etag=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the run page carries the run's tag")
+        .to_owned();
+    assert!(!etag.is_empty());
+    let request = Request::builder()
+        .uri(format!("/ui/events?run={run}&etag=%22stale%22"))
+        .header(COOKIE, &cookie)
+        .body(HttpBody::empty())
+        .unwrap();
+    let response = f.app.clone().oneshot(request).await.unwrap();
+    let mut body = response.into_body();
+    let mut seen = String::new();
+    while !seen.contains("event: change") {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("the stream answers at once")
+            .expect("the stream stays open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(seen.contains(&format!("\"run\":\"{run}\"")), "{seen}");
     let stage = f
         .get(&format!("/ui/runs/{run}/stages/Build"), Some(&cookie))
         .await;

@@ -152,14 +152,20 @@
   }
 
   var source = null;
+  var broken = false;
 
   function connect() {
-    var url = "/ui/events" + (run ? "?run=" + encodeURIComponent(run) : "");
+    // The run's tag when the page was drawn: the node answers with a change at once if the
+    // run has moved on since (say, between drawing the page and this connection).
+    var etag = main.getAttribute("data-etag");
+    var url = "/ui/events" + (run ? "?run=" + encodeURIComponent(run) : "") +
+      (run && etag ? "&etag=" + encodeURIComponent(etag) : "");
     source = new EventSource(url);
     source.addEventListener("open", function () {
-      // Whatever changed between rendering this page and (re)connecting was announced to
-      // nobody: fetch the page once on every open, not only after an error.
-      refresh();
+      if (broken) {
+        broken = false;
+        refresh();
+      }
     });
     source.addEventListener("change", function (e) {
       try {
@@ -173,6 +179,7 @@
       refresh();
     });
     source.addEventListener("error", function () {
+      broken = true;
       // The browser retries by itself; find out whether the session survived.
       fetch(window.location.href, { method: "HEAD", credentials: "same-origin" })
         .then(function (response) {
