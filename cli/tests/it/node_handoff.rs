@@ -440,3 +440,47 @@ fn a_refusal_two_handoffs_away_reaches_the_node_that_started_the_run() {
     let why = note(&status, "Deploy");
     assert!(why.contains("ops-1 rejected Deploy"), "{why}");
 }
+
+#[test]
+fn the_end_of_a_stage_two_orgs_away_reaches_the_node_that_started_the_run() {
+    // Dev-1 knows qa-1 only: it never heard of acme-ops, so it drops ops-1's gossip. Ops-1
+    // pins acme-dev (through dev-2, of the same org) to verify Build's receipt in the chain.
+    let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
+    let org_key = dev.home.join("org.key");
+    let mut dev2 = Node::init_as(
+        "acme-dev",
+        "dev-2",
+        &["--org-key", org_key.to_str().unwrap()],
+    );
+    let mut qa = Node::init_as("acme-qa", "qa-1", &["--answers-to", "qa"]);
+    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    for node in [&mut dev, &mut dev2, &mut qa, &mut ops] {
+        node.start();
+    }
+    join(&dev, &qa, "Test*", "qa");
+    join(&qa, &ops, "Deploy*", "ops");
+    join(&dev2, &ops, "Deploy*", "ops");
+    let dir = project(&[("Ottofile", THREE_ORGS)]);
+    approve_after_refusal(&dev, &qa, &dir, "Test");
+    approve_after_refusal(&dev, &ops, &dir, "Deploy");
+
+    let run = start_run(&dev, &dir);
+    let status = dev.wait_final(&run);
+    assert_eq!(status["run"]["state"], "succeeded", "{status}");
+    assert_eq!(stage_of(&status, "Test").unwrap()["state"], "succeeded");
+    assert_eq!(stage_of(&status, "Deploy").unwrap()["state"], "succeeded");
+    // Dev took qa's word for it; qa, which handed Deploy to ops, verified its receipt.
+    let why = note(&status, "Deploy");
+    assert!(why.contains("ran on ops-1 (acme-ops)"), "{why}");
+    assert!(why.contains("relayed by qa-1"), "{why}");
+    let on_qa = qa.wait_stage(&run, "Deploy", "succeeded");
+    assert!(
+        note(&on_qa, "Deploy").contains("receipt verified"),
+        "{on_qa}"
+    );
+    let trust = dev.otto_node(&["trust", "list", "--json"]);
+    assert!(
+        !text(&trust.stdout).contains("acme-ops"),
+        "dev pins acme-ops"
+    );
+}

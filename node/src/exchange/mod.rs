@@ -20,7 +20,11 @@
 //! - **Watching.** Both sides subscribe to the run's gossip topic. Every node publishes a
 //!   signed status event for each change of a stage it runs (state, note, log lines) and
 //!   every receipt it signs; the others record them ([`Engine::remote_stage`]), so `otto
-//!   status` and `otto logs` show the whole run on every node.
+//!   status` and `otto logs` show the whole run on every node. A node records such events
+//!   only from nodes it trusts, so it vouches for every end of another node's stage it
+//!   learns, once, with a status event of its own ("relayed by"): the end reaches the
+//!   nodes of orgs that do not trust the runner's org, org by org (`status.rs`). No other
+//!   node's word changes a stage this node runs or ran.
 //!
 //! # Durability
 //!
@@ -108,6 +112,8 @@ pub fn start(
         shared: HashSet::new(),
         wakeup: None,
         status: status::Publisher::default(),
+        views: HashMap::new(),
+        deferred: Vec::new(),
     };
     tokio::spawn(exchange.run(mesh_events, engine_events, done))
 }
@@ -136,6 +142,32 @@ struct Exchange {
     /// When the machine wants its next tick (milliseconds).
     wakeup: Option<u64>,
     status: status::Publisher,
+    /// What this node knows of each run's plan, read once per run.
+    views: HashMap<RunId, Arc<status::RunView>>,
+    /// Relayed ends waiting for the stages that need them to end here.
+    deferred: Vec<RemoteStage>,
+}
+
+/// Where a stage of another node's report stands here.
+struct Here {
+    view: Arc<status::RunView>,
+    stage: Option<store::Stage>,
+    /// Whether the stage is this node's (see [`status::RunView::runs_here`]).
+    mine: bool,
+}
+
+impl Here {
+    /// Whether the stage already ended here.
+    fn ended(&self) -> bool {
+        self.stage.as_ref().is_some_and(|s| s.state.is_final())
+    }
+
+    /// Whether attempt `n` already ended here.
+    fn attempt_ended(&self, n: u32) -> bool {
+        self.stage
+            .as_ref()
+            .is_some_and(|s| s.state.is_final() && s.attempts.iter().any(|a| a.n == n))
+    }
 }
 
 impl Exchange {
@@ -720,6 +752,13 @@ impl Exchange {
         if receipt.node.key.0 == *self.parts.membership.node_key().public_key().as_bytes() {
             return;
         }
+        let here = self.here(run, &receipt.stage).await;
+        if here.as_ref().is_some_and(|h| h.mine) {
+            return;
+        }
+        let known = here
+            .as_ref()
+            .is_some_and(|h| h.attempt_ended(receipt.attempt));
         self.status.remote(run, &receipt.stage);
         let state = match receipt.outcome {
             Outcome::Success => StageState::Succeeded,
@@ -740,23 +779,163 @@ impl Exchange {
                     .map(|a| (a.name.clone(), Digest::from_bytes(a.sha256.0), a.size))
                     .collect(),
             }),
-            note: Some(format!(
-                "{} on {} ({}), receipt verified",
-                match receipt.outcome {
-                    Outcome::Success => "ran",
-                    Outcome::Failure => "failed",
-                    Outcome::Skipped => "skipped",
-                    Outcome::Cancelled => "cancelled",
-                },
-                receipt.node.name,
-                receipt.node.org
-            )),
+            note: None,
             log: Vec::new(),
             attempt: receipt.attempt,
         };
+        let origin = format!(
+            "{} on {} ({})",
+            match receipt.outcome {
+                Outcome::Success => "ran",
+                Outcome::Failure => "failed",
+                Outcome::Skipped => "skipped",
+                Outcome::Cancelled => "cancelled",
+            },
+            receipt.node.name,
+            receipt.node.org
+        );
+        let update = RemoteStage {
+            note: Some(format!("{origin}, receipt verified")),
+            ..update
+        };
         if let Err(error) = self.parts.engine.remote_stage(update).await {
             tracing::warn!(target: TARGET, %run, stage = %receipt.stage, %error, "cannot record a receipt");
+            return;
         }
+        let end = status::LearntEnd {
+            run,
+            stage: receipt.stage,
+            attempt: receipt.attempt,
+            state,
+            origin,
+        };
+        self.ended_elsewhere(&end, known).await;
+    }
+
+    /// After the end of another node's stage was recorded here: records the relayed ends
+    /// it unblocks and vouches for it on the run's topic the first time (`known`: the end
+    /// was recorded here before).
+    async fn ended_elsewhere(&mut self, end: &status::LearntEnd, known: bool) {
+        self.record_deferred(end.run).await;
+        let me = self
+            .parts
+            .membership
+            .verified_certificate()
+            .node()
+            .to_owned();
+        let Some(relay) = self.status.relay(end, false, known, &me, now_ms() / 1000) else {
+            return;
+        };
+        match self.parts.membership.sign(&Message::Status(relay)) {
+            Ok(envelope) => self.publish(end.run, &envelope).await,
+            Err(error) => tracing::warn!(target: TARGET, %error, "cannot sign a status event"),
+        }
+    }
+
+    /// Records the deferred relayed ends of `run` that may be recorded now.
+    async fn record_deferred(&mut self, run: RunId) {
+        loop {
+            if !self.deferred.iter().any(|d| d.run == run) {
+                return;
+            }
+            let Some(view) = self.views.get(&run).cloned() else {
+                return;
+            };
+            let ended = self.ended_stages(run).await;
+            let Some(i) = self.deferred.iter().position(|d| {
+                d.run == run
+                    && (ended.contains(&d.stage)
+                        || d.ended
+                            .as_ref()
+                            .is_none_or(|e| view.may_record(&d.stage, e.state, &ended)))
+            }) else {
+                return;
+            };
+            let update = self.deferred.swap_remove(i);
+            if ended.contains(&update.stage) {
+                continue;
+            }
+            let stage = update.stage.clone();
+            if let Err(error) = self.parts.engine.remote_stage(update).await {
+                tracing::debug!(target: TARGET, %run, %stage, %error, "cannot record a relayed end");
+            }
+        }
+    }
+
+    /// The stages of `run` that ended here.
+    async fn ended_stages(&self, run: RunId) -> HashSet<String> {
+        let store = self.parts.store.clone();
+        blocking(move || store.stages(&run))
+            .await
+            .map(|stages| {
+                stages
+                    .into_iter()
+                    .filter(|s| s.state.is_final())
+                    .map(|s| s.id)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Where `stage` of `run` stands here, or `None` when the run or its plan is not here.
+    async fn here(&mut self, run: RunId, stage: &str) -> Option<Here> {
+        let view = match self.views.get(&run) {
+            Some(view) => view.clone(),
+            None => {
+                let store = self.parts.store.clone();
+                let answers_to = self.parts.answers_to.clone();
+                let view = blocking(move || {
+                    let Some(record) = store.run(&run)? else {
+                        return Ok(None);
+                    };
+                    let Some(plan) = store.plan(&record.plan_digest)? else {
+                        return Ok(None);
+                    };
+                    let Ok(body) = serde_json::from_slice::<otto_pipeline::plan::Body>(&plan)
+                    else {
+                        return Ok(None);
+                    };
+                    let started_here = !record.started_by.starts_with(crate::engine::OFFERED_BY);
+                    Ok::<_, store::Error>(Some(status::RunView::new(
+                        &body,
+                        started_here,
+                        &answers_to,
+                    )))
+                })
+                .await
+                .ok()
+                .flatten()?;
+                let view = Arc::new(view);
+                self.views.insert(run, view.clone());
+                view
+            }
+        };
+        let store = self.parts.store.clone();
+        let id = stage.to_owned();
+        let me = *self.parts.membership.node_key().public_key().as_bytes();
+        let (record, signed_here) = blocking(move || {
+            let record = store.stage(&run, &id)?;
+            // Only a stage that ended here can have a receipt of this node.
+            let signed_here = record.as_ref().is_some_and(|s| s.state.is_final())
+                && crate::engine::receipts::stored(&store, &run)?
+                    .iter()
+                    .any(|(r, _)| r.stage == id && r.node.key.0 == me);
+            Ok::<_, store::Error>((record, signed_here))
+        })
+        .await
+        .ok()?;
+        let offered_here = self.running.contains_key(&(run, stage.to_owned()));
+        let mine = view.runs_here(
+            stage,
+            record.as_ref().map(|s| s.state),
+            offered_here,
+            signed_here,
+        );
+        Some(Here {
+            view,
+            stage: record,
+            mine,
+        })
     }
 
     /// Builds, signs and hands to the machine the offer of a stage this node moves on.
@@ -852,17 +1031,70 @@ impl Exchange {
             }
             self.record_receipt(run, receipt).await;
         } else if let Ok(status) = envelope.payload_as::<otto_protocol::Status>() {
+            let here = self.here(run, &status.stage).await;
+            if here.as_ref().is_some_and(|h| h.mine) {
+                // Another node's word never changes a stage this node runs or ran.
+                return;
+            }
             let who = self
                 .parts
                 .membership
                 .node_by_peer(author)
                 .map_or_else(|| author.to_string(), |n| n.name);
+            if let Some((update, end)) = status::relayed_end(run, &who, &status) {
+                self.on_relayed(here, update, end).await;
+                return;
+            }
             self.status.remote(run, &status.stage);
+            let (stage, attempt) = (status.stage.clone(), status.attempt.max(1));
+            let known = here.as_ref().is_some_and(|h| h.attempt_ended(attempt));
             let update = status::remote_update(run, &who, status);
+            let end = update.ended.as_ref().map(|e| status::LearntEnd {
+                run,
+                stage,
+                attempt,
+                state: e.state,
+                origin: update.note.clone().unwrap_or_default(),
+            });
             if let Err(error) = self.parts.engine.remote_stage(update).await {
                 tracing::debug!(target: TARGET, %run, %error, "cannot record a status event");
+                return;
+            }
+            if let Some(end) = end {
+                self.ended_elsewhere(&end, known).await;
             }
         }
+    }
+
+    /// Records an end a trusted node relays (unless it already ended here: a relay never
+    /// overwrites a receipt), deferring a success until the stages that need it ended
+    /// here, and relays it on.
+    async fn on_relayed(
+        &mut self,
+        here: Option<Here>,
+        update: RemoteStage,
+        end: status::LearntEnd,
+    ) {
+        let Some(here) = here else {
+            return;
+        };
+        if here.ended() {
+            return;
+        }
+        let run = end.run;
+        self.status.remote(run, &end.stage);
+        let ended = self.ended_stages(run).await;
+        if here.view.may_record(&end.stage, end.state, &ended) {
+            if let Err(error) = self.parts.engine.remote_stage(update).await {
+                tracing::debug!(target: TARGET, %run, %error, "cannot record a relayed end");
+                return;
+            }
+        } else {
+            self.deferred
+                .retain(|d| d.run != run || d.stage != end.stage);
+            self.deferred.push(update);
+        }
+        self.ended_elsewhere(&end, false).await;
     }
 
     async fn flush_status(&mut self) {

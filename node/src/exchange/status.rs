@@ -5,9 +5,22 @@
 //! run's gossip topic: one per change of state, gate or note, and log lines gathered into
 //! one event per stage every flush (a stage that prints a lot sends a few large events, not
 //! many small ones). `seq` counts the events of one attempt from 0.
+//!
+//! # Relayed ends
+//!
+//! Trust is pairwise: a node records gossip only from nodes it trusts, so in a run that
+//! crosses orgs which do not all trust each other, the end of a stage would never reach
+//! the nodes two orgs away. So a node vouches for every end it learns of a stage it does
+//! not run (a verified receipt, a trusted node's failure event, a trusted node's relay):
+//! the first time, it publishes one status event of its own with the final state, the
+//! stage's attempt, `seq` [`RELAY_SEQ`] and a `detail` saying who ran the stage and who
+//! relays it ([`Publisher::relay`]). Nodes that trust it record the end
+//! ([`relayed_end`]) and relay it once in turn, so the end spreads org by org; "the first
+//! time" stops the echo.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use otto_pipeline::plan::Body;
 use otto_protocol::{StageState as WireState, Status};
 
 use crate::engine::{EngineEvent, RemoteEnd, RemoteStage};
@@ -16,6 +29,13 @@ use crate::store::{GateState, RunId, StageState};
 /// The most log lines in one status event (the protocol's limit is higher; smaller events
 /// spread better).
 const MAX_LINES: usize = 256;
+
+/// The `seq` of a status event that relays the end of a stage the author did not run: a
+/// runner numbers its own events from 0 and never reaches it.
+pub(crate) const RELAY_SEQ: u64 = u64::MAX;
+
+/// The most characters kept of a relayed account of who ran a stage.
+const MAX_ORIGIN: usize = 1024;
 
 /// Status events waiting to be published.
 #[derive(Debug, Default)]
@@ -26,6 +46,96 @@ pub(crate) struct Publisher {
     seqs: BTreeMap<(RunId, String, u32), u64>,
     /// Stages of other nodes (recorded here from their events): never published.
     remote: HashSet<(RunId, String)>,
+    /// Per (run, stage, attempt): ends of other nodes' stages this node already vouched
+    /// for (or found already recorded).
+    relayed: HashSet<(RunId, String, u32)>,
+}
+
+/// The end of a stage another node ran, as this node learnt it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LearntEnd {
+    /// The run.
+    pub(crate) run: RunId,
+    /// The stage.
+    pub(crate) stage: String,
+    /// The attempt that ended.
+    pub(crate) attempt: u32,
+    /// How it ended.
+    pub(crate) state: StageState,
+    /// Who ran it and how it ended, for people (e.g. "ran on ops-4 (acme-ops4)").
+    pub(crate) origin: String,
+}
+
+/// What this node knows of a run's plan: the stages the plan gives to this node and, per
+/// stage, the stages that need it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct RunView {
+    owned: HashSet<String>,
+    needed_by: HashMap<String, Vec<String>>,
+}
+
+impl RunView {
+    /// The view of `body` for a node answering to `answers_to` (its own name included);
+    /// `started_here` says whether this node started the run (it runs the stages without
+    /// an owner).
+    pub(crate) fn new(body: &Body, started_here: bool, answers_to: &[String]) -> Self {
+        let mut view = Self::default();
+        for stage in &body.stages {
+            let owned = match &stage.owner {
+                None => started_here,
+                Some(owner) => answers_to.contains(owner),
+            };
+            if owned {
+                view.owned.insert(stage.id.clone());
+            }
+            for need in &stage.needs {
+                view.needed_by
+                    .entry(need.clone())
+                    .or_default()
+                    .push(stage.id.clone());
+            }
+        }
+        view
+    }
+
+    /// Whether `stage` is this node's: it runs here now (`state` running or waiting for a
+    /// gate, or an offer of it runs here), it ended here (this node signed a receipt of
+    /// it), or it has not started and the plan gives it to this node. Another node's word
+    /// never changes such a stage.
+    pub(crate) fn runs_here(
+        &self,
+        stage: &str,
+        state: Option<StageState>,
+        offered_here: bool,
+        signed_here: bool,
+    ) -> bool {
+        offered_here
+            || signed_here
+            || match state {
+                Some(StageState::Running | StageState::WaitingGate) => true,
+                None | Some(StageState::Pending) => self.owned.contains(stage),
+                Some(_) => false,
+            }
+    }
+
+    /// Whether a relayed end of `stage` may be recorded now, given the stages that ended
+    /// here (`ended`). A success or a skip waits until every stage that needs it ended
+    /// here: which node moves a stage on is read from its needs' receipts, and a relayed
+    /// end has none, so recording it early could make this node move on a stage that is
+    /// not its to move. A failure or a cancellation moves nothing on.
+    pub(crate) fn may_record(
+        &self,
+        stage: &str,
+        state: StageState,
+        ended: &HashSet<String>,
+    ) -> bool {
+        if !matches!(state, StageState::Succeeded | StageState::Skipped) {
+            return true;
+        }
+        self.needed_by
+            .get(stage)
+            .is_none_or(|later| later.iter().all(|s| ended.contains(s)))
+    }
 }
 
 impl Publisher {
@@ -108,6 +218,40 @@ impl Publisher {
             })
     }
 
+    /// Decides whether this node vouches for `end`, which it just learnt: the first time
+    /// it learns the end of an attempt of a stage it does not run (`runs_here`), and had
+    /// not recorded it before (`known`), it returns the status event to publish, signed by
+    /// this node (named `me`) at `now` (seconds). Never for a state that is not final.
+    pub(crate) fn relay(
+        &mut self,
+        end: &LearntEnd,
+        runs_here: bool,
+        known: bool,
+        me: &str,
+        now: u64,
+    ) -> Option<Status> {
+        let state = wire_state(end.state).filter(|_| end.state.is_final())?;
+        if runs_here {
+            return None;
+        }
+        let first = self
+            .relayed
+            .insert((end.run, end.stage.clone(), end.attempt));
+        if !first || known {
+            return None;
+        }
+        Some(Status {
+            run: end.run.to_string(),
+            stage: end.stage.clone(),
+            attempt: end.attempt,
+            seq: RELAY_SEQ,
+            state,
+            at: now,
+            detail: Some(format!("{}; relayed by {me}", end.origin)),
+            log: Vec::new(),
+        })
+    }
+
     /// Whether `event` concerns a stage this node runs, in a run shared with others.
     pub(crate) fn is_local(&self, event: &EngineEvent) -> bool {
         let key = match event {
@@ -171,6 +315,55 @@ pub(crate) fn remote_update(run: RunId, who: &str, status: Status) -> RemoteStag
     }
 }
 
+/// The end a relayed status event (`seq` [`RELAY_SEQ`], a final state) vouches for, as
+/// recorded here on the word of its author `who`, with what this node learnt; `None` for
+/// any other event.
+pub(crate) fn relayed_end(
+    run: RunId,
+    who: &str,
+    status: &Status,
+) -> Option<(RemoteStage, LearntEnd)> {
+    if status.seq != RELAY_SEQ {
+        return None;
+    }
+    let state = match status.state {
+        WireState::Succeeded => StageState::Succeeded,
+        WireState::Failed => StageState::Failed,
+        WireState::Skipped => StageState::Skipped,
+        WireState::Cancelled => StageState::Cancelled,
+        _ => return None,
+    };
+    // The account up to the last relayer's name, which is replaced by the author's.
+    let detail = status.detail.as_deref().unwrap_or("ended on another node");
+    let origin = detail
+        .rsplit_once("; relayed by ")
+        .map_or(detail, |(origin, _)| origin);
+    let origin: String = origin.chars().take(MAX_ORIGIN).collect();
+    let at = status.at.saturating_mul(1000);
+    let attempt = status.attempt.max(1);
+    let update = RemoteStage {
+        run,
+        stage: status.stage.clone(),
+        ended: Some(RemoteEnd {
+            state,
+            started_at: at,
+            finished_at: at,
+            artifacts: Vec::new(),
+        }),
+        note: Some(format!("{origin}; relayed by {who}")),
+        log: Vec::new(),
+        attempt,
+    };
+    let end = LearntEnd {
+        run,
+        stage: status.stage.clone(),
+        attempt,
+        state,
+        origin,
+    };
+    Some((update, end))
+}
+
 fn wire_state(state: StageState) -> Option<WireState> {
     Some(match state {
         StageState::Pending => WireState::Queued,
@@ -188,4 +381,169 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use otto_pipeline::{Facts, MemSource, StepCatalog};
+
+    use super::*;
+
+    const CHAIN: &str = "
+stage('Build') { steps { sh 'b' } }
+stage('Test') { owner = 'qa'  steps { sh 't' } }
+stage('Deploy') { owner = 'ops'  steps { sh 'd' } }
+";
+
+    fn body(text: &str) -> Body {
+        let source = MemSource::new().with("p/Ottofile", text);
+        otto_pipeline::plan(
+            &source,
+            std::path::Path::new("p/Ottofile"),
+            &Facts::default(),
+            &StepCatalog::builtins(),
+        )
+        .map(|p| p.plan.body)
+        .unwrap_or_else(|f| panic!("plan: {f}"))
+    }
+
+    fn run() -> RunId {
+        RunId::new(1_700_000_000_000, [7; 10])
+    }
+
+    fn end(stage: &str, state: StageState) -> LearntEnd {
+        LearntEnd {
+            run: run(),
+            stage: stage.to_owned(),
+            attempt: 1,
+            state,
+            origin: "ran on ops-1 (acme-ops)".to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_first_end_learnt_is_relayed_once_with_who_ran_it_and_who_vouches() {
+        let mut publisher = Publisher::default();
+        let deploy = end("Deploy", StageState::Succeeded);
+        let status = publisher
+            .relay(&deploy, false, false, "qa-1", 42)
+            .expect("relayed");
+        assert_eq!(status.state, WireState::Succeeded);
+        assert_eq!(status.seq, RELAY_SEQ);
+        assert_eq!((status.attempt, status.at), (1, 42));
+        assert_eq!(
+            status.detail.as_deref(),
+            Some("ran on ops-1 (acme-ops); relayed by qa-1")
+        );
+        assert!(status.log.is_empty());
+        // The same end again (its receipt after its relay, or a relay echoed back): silence.
+        assert_eq!(publisher.relay(&deploy, false, false, "qa-1", 43), None);
+        // The next attempt is news.
+        let again = LearntEnd {
+            attempt: 2,
+            ..deploy
+        };
+        assert!(publisher.relay(&again, false, false, "qa-1", 44).is_some());
+    }
+
+    #[test]
+    fn own_stages_ends_known_before_and_unfinished_states_are_never_relayed() {
+        let mut publisher = Publisher::default();
+        let failed = end("Build", StageState::Failed);
+        assert_eq!(publisher.relay(&failed, true, false, "dev-1", 1), None);
+        let known = end("Test", StageState::Succeeded);
+        assert_eq!(publisher.relay(&known, false, true, "dev-1", 1), None);
+        for state in [
+            StageState::Running,
+            StageState::HandedOff,
+            StageState::Pending,
+        ] {
+            assert_eq!(
+                publisher.relay(&end("Deploy", state), false, false, "dev-1", 1),
+                None
+            );
+        }
+        // A skip and a cancellation are ends too.
+        for (stage, state) in [("A", StageState::Skipped), ("B", StageState::Cancelled)] {
+            assert!(
+                publisher
+                    .relay(&end(stage, state), false, false, "dev-1", 1)
+                    .is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn a_relay_is_recorded_as_the_end_in_the_relaying_nodes_words() {
+        let mut publisher = Publisher::default();
+        let status = publisher
+            .relay(
+                &end("Deploy", StageState::Succeeded),
+                false,
+                false,
+                "qa-1",
+                42,
+            )
+            .expect("relayed");
+        let (update, learnt) = relayed_end(run(), "qa-1", &status).expect("an end");
+        let ended = update.ended.expect("ended");
+        assert_eq!(ended.state, StageState::Succeeded);
+        assert_eq!((ended.started_at, ended.finished_at), (42_000, 42_000));
+        assert!(ended.artifacts.is_empty());
+        assert_eq!(
+            update.note.as_deref(),
+            Some("ran on ops-1 (acme-ops); relayed by qa-1")
+        );
+        assert_eq!(learnt.origin, "ran on ops-1 (acme-ops)");
+        // Relayed on by dev, it still names the node that ran it, and dev as the voucher.
+        let mut dev = Publisher::default();
+        let again = dev
+            .relay(&learnt, false, false, "dev-1", 43)
+            .expect("relayed");
+        assert_eq!(
+            again.detail.as_deref(),
+            Some("ran on ops-1 (acme-ops); relayed by dev-1")
+        );
+        // The runner's own events are not relays, whatever their state.
+        let own = Status { seq: 3, ..status };
+        assert_eq!(relayed_end(run(), "ops-1", &own), None);
+        let running = Status {
+            state: WireState::Running,
+            ..again
+        };
+        assert_eq!(relayed_end(run(), "dev-1", &running), None);
+    }
+
+    #[test]
+    fn only_the_stages_the_plan_gives_this_node_are_its_own() {
+        let plan = body(CHAIN);
+        let names = ["qa".to_owned(), "qa-1".to_owned()];
+        let qa = RunView::new(&plan, false, &names);
+        assert!(qa.runs_here("Test", Some(StageState::Pending), false, false));
+        assert!(qa.runs_here("Test", None, false, false));
+        assert!(qa.runs_here("Deploy", Some(StageState::Running), false, false));
+        assert!(qa.runs_here("Deploy", Some(StageState::WaitingGate), false, false));
+        assert!(qa.runs_here("Build", Some(StageState::Succeeded), false, true));
+        assert!(qa.runs_here("Deploy", Some(StageState::HandedOff), true, false));
+        assert!(!qa.runs_here("Build", Some(StageState::Pending), false, false));
+        assert!(!qa.runs_here("Deploy", Some(StageState::HandedOff), false, false));
+        assert!(!qa.runs_here("Deploy", Some(StageState::Succeeded), false, false));
+        // The node that started the run owns the stages without an owner.
+        let dev = RunView::new(&plan, true, &["dev".to_owned()]);
+        assert!(dev.runs_here("Build", Some(StageState::Pending), false, false));
+        assert!(!dev.runs_here("Test", Some(StageState::Pending), false, false));
+    }
+
+    #[test]
+    fn a_relayed_success_waits_for_the_stages_that_need_it() {
+        let view = RunView::new(&body(CHAIN), true, &["dev".to_owned()]);
+        let mut ended = HashSet::new();
+        assert!(view.may_record("Deploy", StageState::Succeeded, &ended));
+        assert!(!view.may_record("Test", StageState::Succeeded, &ended));
+        assert!(!view.may_record("Test", StageState::Skipped, &ended));
+        assert!(view.may_record("Test", StageState::Failed, &ended));
+        assert!(view.may_record("Test", StageState::Cancelled, &ended));
+        ended.insert("Deploy".to_owned());
+        assert!(view.may_record("Test", StageState::Succeeded, &ended));
+    }
 }

@@ -550,6 +550,10 @@ impl PeerPolicy for Membership {
             .is_some_and(|entry| allowed_at(entry, now))
     }
 
+    fn knows_author(&self, author: &PeerId) -> bool {
+        self.allowed(author)
+    }
+
     fn verify_status(
         &self,
         author: &PeerId,

@@ -145,6 +145,14 @@ pub trait PeerPolicy: Send + Sync + 'static {
         author: &PeerId,
         envelope: Unverified<Envelope>,
     ) -> Option<Verified<Envelope>>;
+
+    /// Whether this node knows and allows `author`, so its status events can be judged. A
+    /// message of any other author (another org's node, further along the run) is ignored,
+    /// not rejected: the peer that forwarded it did nothing wrong. Every author by default.
+    fn knows_author(&self, author: &PeerId) -> bool {
+        let _ = author;
+        true
+    }
 }
 
 /// What the mesh tells the node.
@@ -1285,6 +1293,11 @@ impl EventLoop {
             MessageAcceptance::Ignore
         } else {
             match (gossip::check(&message.topic, &message.data), message.source) {
+                // A node this one does not know (another org's, two hops away): not the
+                // forwarder's fault, so no penalty, and not forwarded from here.
+                (Ok(_), Some(author)) if !self.policy.knows_author(&author) => {
+                    MessageAcceptance::Ignore
+                }
                 (Ok((run, envelope)), Some(author)) => {
                     match self
                         .policy
