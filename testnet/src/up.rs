@@ -53,23 +53,13 @@ pub fn build_on(
             node.api_addr().unwrap_or_default()
         ));
     }
-    let invite = [
-        "--role",
-        "deliver",
-        "--stages",
-        "*",
-        "--pipelines",
-        "*",
-        "--definitions",
-        "approved",
-    ];
     for (i, (org, inviter)) in firsts.iter().enumerate() {
         for (j, joiners) in members.iter().enumerate() {
             if i == j {
                 continue;
             }
             for &joiner in joiners {
-                net.connect(*inviter, joiner, &invite, org)?;
+                net.connect(*inviter, joiner, &TRUST_ALL, org)?;
                 say(&format!(
                     "{} invited {}, which joined naming it {org}",
                     net[*inviter].name, net[joiner].name
@@ -79,6 +69,19 @@ pub fn build_on(
     }
     Ok(net)
 }
+
+/// The invite every org of an `up` mesh gives every node of the others: any stage of any
+/// pipeline, definitions approved.
+pub const TRUST_ALL: [&str; 8] = [
+    "--role",
+    "deliver",
+    "--stages",
+    "*",
+    "--pipelines",
+    "*",
+    "--definitions",
+    "approved",
+];
 
 /// Waits for SIGINT or SIGTERM; the signal's name.
 pub fn wait_for_signal() -> anyhow::Result<&'static str> {

@@ -214,10 +214,10 @@ impl From<ApiError> for UiError {
     }
 }
 
-impl From<crate::store::Error> for UiError {
-    fn from(e: crate::store::Error) -> Self {
-        let message = e.to_string();
-        let status = ApiError::from(e).status();
+impl UiError {
+    /// `message` with the status the API gives the same error: a server error is logged
+    /// and shown as the generic internal page.
+    fn like_api(message: String, status: StatusCode) -> Self {
         if status.is_server_error() {
             Self::internal(message)
         } else {
@@ -226,15 +226,17 @@ impl From<crate::store::Error> for UiError {
     }
 }
 
+impl From<crate::store::Error> for UiError {
+    fn from(e: crate::store::Error) -> Self {
+        let message = e.to_string();
+        Self::like_api(message, ApiError::from(e).status())
+    }
+}
+
 impl From<crate::engine::EngineError> for UiError {
     fn from(e: crate::engine::EngineError) -> Self {
         let message = e.to_string();
-        let status = ApiError::from(e).status();
-        if status.is_server_error() {
-            Self::internal(message)
-        } else {
-            Self::new(status, message)
-        }
+        Self::like_api(message, ApiError::from(e).status())
     }
 }
 

@@ -640,17 +640,9 @@ fn open_every_node(net: &Net) -> anyhow::Result<usize> {
                 continue;
             }
             orgs_done.push(&other.org);
-            let token = node.otto_node_ok(&[
-                "invite",
-                "--role",
-                "deliver",
-                "--stages",
-                "*",
-                "--pipelines",
-                "*",
-                "--definitions",
-                "approved",
-            ])?;
+            let mut args = vec!["invite"];
+            args.extend_from_slice(&up::TRUST_ALL);
+            let token = node.otto_node_ok(&args)?;
             other.otto_node_ok(&["join", token.trim(), "--alias", &node.org])?;
             made += 1;
         }
