@@ -32,7 +32,8 @@ enum Command {
 Makes orgs org-1..N with nodes org-I-n1..nM (the first node of each org holds its org
 key), starts every node, and lets every org hand every other org any stage: each org's
 first node invites every node of the other orgs (--stages '*' --pipelines '*'
---definitions approved). Prints how to point otto at each node, then waits for Ctrl-C
+--definitions approved), and each other node invites the first node of every other org,
+so any node takes any other org's stages. Prints how to point otto at each node, then waits for Ctrl-C
 (SIGINT or SIGTERM) and stops every node by PID. The work directory is kept.")]
 struct UpArgs {
     /// How many orgs.

@@ -3,13 +3,14 @@
 
 use std::path::Path;
 
-use crate::{Bins, Net, NodeId};
+use crate::{Bins, Error, Net, NodeId};
 
 /// Makes and starts the mesh in `dir`: orgs `org-1…org-N`, nodes `org-I-nJ` (the first
 /// of each org holds its org key), each answering to its org's name; every org's first
 /// node invites every node of every other org (`--stages '*' --pipelines '*'
-/// --definitions approved`), which joins naming the inviter's org. `say` is told each
-/// step.
+/// --definitions approved`), which joins naming the inviter's org; with several nodes per
+/// org, each other node of an org then invites the first node of every other org, so any
+/// node takes any other org's stages. `say` is told each step.
 pub fn build(
     dir: &Path,
     bins: Bins,
@@ -67,7 +68,41 @@ pub fn build_on(
             }
         }
     }
+    if nodes_per_org > 1 {
+        let more = open_every_node(&net)?;
+        say(&format!(
+            "the other nodes of each org invited the first node of every other org ({more} invites), so every node takes other orgs' stages"
+        ));
+    }
     Ok(net)
+}
+
+/// Lets every node of the mesh take stages from every other org, not only each org's
+/// first node (a run's owner may resolve to any node of the org, and each node keeps its
+/// own policy): each other node invites the first node of every other org, which joins
+/// naming the inviter's org. How many invites that took.
+fn open_every_node(net: &Net) -> Result<usize, Error> {
+    let nodes = net.nodes();
+    let mut made = 0;
+    for node in nodes {
+        let first_of_org = nodes.iter().find(|n| n.org == node.org);
+        if first_of_org.is_some_and(|f| std::ptr::eq(f, node)) {
+            continue;
+        }
+        let mut orgs_done: Vec<&str> = Vec::new();
+        for other in nodes.iter().filter(|n| n.org != node.org) {
+            if orgs_done.contains(&other.org.as_str()) {
+                continue;
+            }
+            orgs_done.push(&other.org);
+            let mut args = vec!["invite"];
+            args.extend_from_slice(&TRUST_ALL);
+            let token = node.otto_node_ok(&args)?;
+            other.otto_node_ok(&["join", token.trim(), "--alias", &node.org])?;
+            made += 1;
+        }
+    }
+    Ok(made)
 }
 
 /// The invite every org of an `up` mesh gives every node of the others: any stage of any

@@ -432,10 +432,8 @@ impl Mesh {
         ));
         let began = Instant::now();
         let net = up::build(dir, bins, orgs, nodes_per_org, &mut |_| {})?;
-        let more = open_every_node(&net)?;
         say(&format!(
-            "  {size} nodes up and joined in {} ({more} more invites, so that every node \
-             takes other orgs' stages)",
+            "  {size} nodes up and joined in {}",
             crate::human(began.elapsed())
         ));
         // S1 on org-1's node, then S2 … SN each on a node of org-2 … org-N; the last one
@@ -619,35 +617,6 @@ struct Sample {
     runner_org: String,
     watched: usize,
     missed: Vec<String>,
-}
-
-/// Lets every node of the mesh take stages from every other org, not only each org's
-/// first node: in the mesh `up` makes, only the first node of an org invited the other
-/// orgs, so only it has a policy for them, while a run's owner may resolve to any node
-/// of the org. Each other node invites the first node of every other org, which joins
-/// naming the inviter's org as before. How many invites that took.
-fn open_every_node(net: &Net) -> anyhow::Result<usize> {
-    let nodes = net.nodes();
-    let mut made = 0;
-    for node in nodes {
-        let first_of_org = nodes.iter().find(|n| n.org == node.org);
-        if first_of_org.is_some_and(|f| std::ptr::eq(f, node)) {
-            continue;
-        }
-        let mut orgs_done: Vec<&str> = Vec::new();
-        for other in nodes.iter().filter(|n| n.org != node.org) {
-            if orgs_done.contains(&other.org.as_str()) {
-                continue;
-            }
-            orgs_done.push(&other.org);
-            let mut args = vec!["invite"];
-            args.extend_from_slice(&up::TRUST_ALL);
-            let token = node.otto_node_ok(&args)?;
-            other.otto_node_ok(&["join", token.trim(), "--alias", &node.org])?;
-            made += 1;
-        }
-    }
-    Ok(made)
 }
 
 /// Writes `ottofile` as `DIR/pipelines/NAME/Ottofile`; the pipeline's directory.
