@@ -276,6 +276,22 @@ pub enum EngineEvent {
     },
 }
 
+impl EngineEvent {
+    /// The run the event is about.
+    pub fn run(&self) -> RunId {
+        match self {
+            Self::Run { run, .. }
+            | Self::Stage { run, .. }
+            | Self::StepStarted { run, .. }
+            | Self::StepFinished { run, .. }
+            | Self::HandOff { run, .. }
+            | Self::Receipt { run, .. }
+            | Self::Log { run, .. } => *run,
+            Self::Gate { at, .. } => at.run,
+        }
+    }
+}
+
 /// Why the engine refused a request.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -424,10 +424,7 @@ impl Exchange {
                 }
             }
             other => {
-                if let Some(run) = status::run_of(&other)
-                    && self.shared.contains(&run)
-                    && self.status.is_local(&other)
-                {
+                if self.shared.contains(&other.run()) && self.status.is_local(&other) {
                     self.status.record(&other);
                 }
             }

@@ -265,15 +265,6 @@ impl Publisher {
     }
 }
 
-/// The run an engine event is about.
-pub(crate) fn run_of(event: &EngineEvent) -> Option<RunId> {
-    match event {
-        EngineEvent::Stage { run, .. } | EngineEvent::Log { run, .. } => Some(*run),
-        EngineEvent::Gate { at, .. } => Some(at.run),
-        _ => None,
-    }
-}
-
 /// What a status event of another node's stage changes here: its note and log lines.
 pub(crate) fn remote_update(run: RunId, who: &str, status: Status) -> RemoteStage {
     let state = match status.state {

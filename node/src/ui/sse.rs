@@ -18,7 +18,6 @@ use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Ui;
-use crate::engine::EngineEvent;
 use crate::store::RunId;
 
 /// How long changes are gathered into one event.
@@ -63,9 +62,8 @@ pub(crate) async fn events(
         let mut last = loop {
             match rx.recv().await {
                 Ok(event) => {
-                    if let Some(run) = run_of(&event)
-                        && only.is_none_or(|o| o == run)
-                    {
+                    let run = event.run();
+                    if only.is_none_or(|o| o == run) {
                         break Some(run);
                     }
                 }
@@ -79,9 +77,8 @@ pub(crate) async fn events(
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Err(_) => break,
                 Ok(Ok(event)) => {
-                    if let Some(run) = run_of(&event)
-                        && only.is_none_or(|o| o == run)
-                    {
+                    let run = event.run();
+                    if only.is_none_or(|o| o == run) {
                         last = Some(run);
                     }
                 }
@@ -99,10 +96,4 @@ pub(crate) async fn events(
     let opening = futures::stream::iter(std::iter::once(Ok(first)).chain(missed));
     let stream = futures::StreamExt::chain(opening, changes);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
-}
-
-/// The run an engine event is about.
-fn run_of(event: &EngineEvent) -> Option<RunId> {
-    let value = serde_json::to_value(event).ok()?;
-    value.get("run")?.as_str()?.parse().ok()
 }
