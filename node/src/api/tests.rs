@@ -15,7 +15,7 @@ use super::*;
 use crate::engine::Context;
 use crate::home::{self, Home, InitOptions};
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+pub(crate) const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -25,13 +25,10 @@ struct Fixture {
     hooks: Router,
 }
 
-async fn fixture() -> Fixture {
-    fixture_with(1024 * 1024).await
-}
-
-async fn fixture_with(max_json_bytes: usize) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("home");
+/// A node's API state on a fresh home under `dir` (org acme, node n1, bearer [`TOKEN`]),
+/// with an engine whose agent does not exist: for tests that drive routers with `oneshot`.
+pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiState {
+    let root = dir.join("home");
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let options = InitOptions {
         org: "acme".into(),
@@ -72,7 +69,7 @@ async fn fixture_with(max_json_bytes: usize) -> Fixture {
         Arc::new(crate::artifacts::BlobArtifacts::new(blobs.clone())),
     )
     .unwrap();
-    let state = ApiState::new(ApiParts {
+    ApiState::new(ApiParts {
         mesh,
         membership,
         store,
@@ -96,8 +93,17 @@ async fn fixture_with(max_json_bytes: usize) -> Fixture {
             max_json_bytes,
         },
         packages: vec![],
-        home: home.clone(),
-    });
+        home,
+    })
+}
+
+async fn fixture() -> Fixture {
+    fixture_with(1024 * 1024).await
+}
+
+async fn fixture_with(max_json_bytes: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path(), max_json_bytes).await;
     Fixture {
         _dir: dir,
         home: state.home.clone(),

@@ -1,28 +1,16 @@
 //! The UI driven with `oneshot`, no socket: sign-in, sessions, CSRF, security headers,
 //! and the pages of a run.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use axum::body::Body as HttpBody;
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::{Method, Request};
 use http_body_util::BodyExt as _;
-use rand::SeedableRng as _;
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
-use zeroize::Zeroizing;
 
 use super::*;
-use crate::api::{ApiParts, Limits, types};
-use crate::blobs::BlobStore;
-use crate::engine::{Context, Engine};
-use crate::home::{self, Home, InitOptions};
-use crate::membership::Membership;
-use crate::store::Store;
-use crate::vault::Vault;
+use crate::api::tests::TOKEN;
 
-const TOKEN: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const ADDR: &str = "127.0.0.1:7777";
 
 struct Fixture {
@@ -38,73 +26,7 @@ struct Answer {
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("home");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-    let options = InitOptions {
-        org: "acme".into(),
-        name: "n1".into(),
-        org_key: None,
-        answers_to: vec![],
-    };
-    home::init(&root, &options, &mut rng, 1_700_000_000).unwrap();
-    let home = Home::new(&root);
-    let store = Store::open(home.store_file()).unwrap();
-    let blobs = BlobStore::open(home.blobs_dir()).unwrap();
-    let vault = Vault::new(store.clone(), &[7; 32]);
-    let (engine, _task) = Engine::start(Context {
-        store: store.clone(),
-        blobs: blobs.clone(),
-        vault: vault.clone(),
-        node_name: "n1".into(),
-        answers_to: vec![],
-        agent_path: PathBuf::from("/nonexistent/otto-agent"),
-        work_dir: home.work_dir(),
-        run_dir: home.run_dir(),
-        packages: vec![],
-        webhook_base: None,
-        signer: None,
-        definitions: None,
-    });
-    let membership = Membership::open(
-        &home,
-        home.identity(1_700_000_000).unwrap(),
-        store.clone(),
-        Arc::new(|| 1_700_000_000),
-    )
-    .unwrap();
-    let (mesh, _, _) = crate::mesh::new(
-        crate::mesh::Config::default(),
-        membership.node_key().to_libp2p_keypair(),
-        Arc::new(membership.clone()),
-        Arc::new(crate::artifacts::BlobArtifacts::new(blobs.clone())),
-    )
-    .unwrap();
-    let state = ApiState::new(ApiParts {
-        mesh,
-        membership,
-        store,
-        blobs,
-        vault,
-        engine,
-        token: Zeroizing::new(TOKEN.into()),
-        node: types::NodeInfo {
-            name: "n1".into(),
-            org: "acme".into(),
-            peer_id: "peer".into(),
-            node_key: "ed25519:00".into(),
-            org_key: "ed25519:11".into(),
-            answers_to: vec![],
-            cert_not_after: 0,
-            webhook_base: None,
-            version: "test".into(),
-        },
-        limits: Limits {
-            max_snapshot_bytes: 64 * 1024,
-            max_json_bytes: 1024 * 1024,
-        },
-        packages: vec![],
-        home,
-    });
+    let state = crate::api::tests::state(dir.path(), 1024 * 1024).await;
     let app = crate::api::router(state.clone()).merge(router(state, ADDR.parse().unwrap()));
     Fixture { _dir: dir, app }
 }
