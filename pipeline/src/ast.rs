@@ -29,6 +29,8 @@ pub struct File {
     pub vars: Vec<VarDecl>,
     /// `blueprint { ... }` blocks defined in this file.
     pub blueprints: Vec<Blueprint>,
+    /// `step { ... }` blocks: steps defined in this file, used like built-in steps.
+    pub step_defs: Vec<StepDef>,
     /// The pipeline: `pipeline { ... }`, or stage items / `steps { }` written at top level.
     /// `None` when the file defines no stages (a library of blueprints, say).
     pub pipeline: Option<Pipeline>,
@@ -42,6 +44,10 @@ pub enum Use {
     /// `'./path'` or `'../path'`: an in-repository `.otto` file (extension optional) or a
     /// directory of them, relative to the file that names it.
     Path(Str),
+    /// An unpinned path without `./`, as in `'blueprints/rubygem'`: a path in the
+    /// repository relative to the naming file when it exists there; otherwise the planner
+    /// reports it as an external library that must be pinned.
+    Bare(Str),
     /// An external library pinned by content digest:
     /// `'https://example.com/libs/rails.git' sha256 '0123…'` (64 lowercase hex digits).
     External {
@@ -127,6 +133,22 @@ pub struct Blueprint {
     pub span: Span,
 }
 
+/// `step { name = 'slack'  vars { text { } }  steps { sh ... } }`: a step a library
+/// defines. `slack 'hi'` expands to its steps with its vars bound: positional arguments in
+/// the order the vars are declared, keyword arguments by name, then `configure { slack {
+/// var = ... } }` of the pipeline, then defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepDef {
+    /// `name = '...'`; when absent the step is named after its file.
+    pub name: Option<Str>,
+    /// Its parameters.
+    pub vars: Vec<VarDecl>,
+    /// What it runs.
+    pub steps: Vec<Step>,
+    /// Where the block was written.
+    pub span: Span,
+}
+
 /// The pipeline of a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pipeline {
@@ -171,6 +193,8 @@ pub struct Stage {
     pub environment: Option<Ident>,
     /// `when { condition }`; several lines must all hold.
     pub when: Vec<Cond>,
+    /// `when { from 'Stage' }`: that stage's conditions hold here too.
+    pub when_from: Vec<Str>,
     /// `runtime { }`.
     pub runtime: Option<Runtime>,
     /// `cache { }` entries.

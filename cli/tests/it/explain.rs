@@ -71,6 +71,8 @@ const EXAMPLES: &[(&str, &str, &[&str])] = &[
         &["--branch", "main", "--var", "channel=stable"],
     ),
     ("blueprint", "examples/blueprint", &["--tag", "v1.2.0"]),
+    ("classic", "examples/classic", &["--branch", "main"]),
+    ("rubygem", "examples/rubygem", &[]),
     ("conv-rails", "examples/conventions/rails", &[]),
     ("conv-cargo", "examples/conventions/cargo", &[]),
     ("conv-npm", "examples/conventions/npm", &[]),

@@ -38,7 +38,6 @@ pub fn human(plan: &Plan) -> String {
     };
     for (i, stage) in stages.iter().enumerate() {
         let prev = i.checked_sub(1).and_then(|p| stages.get(p));
-        let next = stages.get(i + 1);
         if !stage.group.is_empty() && prev.is_none_or(|p| p.group != stage.group) {
             let _ = writeln!(out, "    group {}:", stage.group.join(" › "));
         }
@@ -52,16 +51,40 @@ pub fn human(plan: &Plan) -> String {
             };
             let _ = writeln!(out, "    {kind}:");
         }
-        let tree = match &stage.parallel {
-            None => "",
-            Some(p) if next.is_some_and(|n| n.parallel.as_ref() == Some(p)) => "├ ",
-            Some(_) => "└ ",
-        };
+        let tree = tree_marker(stages, i);
         stage_line(i + 1, tree, stage, &columns, &mut out);
         details(plan, stage, &mut out);
     }
     footer(plan, &mut out);
     out
+}
+
+/// The tree mark before a stage's name in a run of side-by-side stages. Each member of a
+/// `parallel` or `each` may be a sequence: a stage that needs no other stage of the run
+/// starts a branch (`├ `, or `└ ` for the last branch); the stages after it in its branch
+/// are indented under it (`│ ` while more branches follow).
+fn tree_marker(stages: &[Stage], i: usize) -> &'static str {
+    let Some(id) = stages.get(i).and_then(|s| s.parallel.as_ref()) else {
+        return "";
+    };
+    let in_run = |s: &Stage| s.parallel.as_ref() == Some(id);
+    let start = stages[..i]
+        .iter()
+        .rposition(|s| !in_run(s))
+        .map_or(0, |p| p + 1);
+    let end = stages[i..]
+        .iter()
+        .position(|s| !in_run(s))
+        .map_or(stages.len(), |p| i + p);
+    let run = &stages[start..end];
+    let starts_branch = |s: &Stage| !s.needs.iter().any(|n| run.iter().any(|r| &r.id == n));
+    let later_branch = stages[i + 1..end].iter().any(starts_branch);
+    match (starts_branch(&stages[i]), later_branch) {
+        (true, true) => "├ ",
+        (true, false) => "└ ",
+        (false, true) => "│ ",
+        (false, false) => "  ",
+    }
 }
 
 fn header(plan: &Plan, out: &mut String) {

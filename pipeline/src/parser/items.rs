@@ -4,8 +4,8 @@
 use super::stage::item_span;
 use super::{Items, PResult, Parser};
 use crate::ast::{
-    Blueprint, ConfigEntry, Environment, ExprKind, File, Pipeline, StageItem, Str, Use, VarDecl,
-    VarType,
+    Blueprint, ConfigEntry, Environment, ExprKind, File, Pipeline, StageItem, StepDef, Str, Use,
+    VarDecl, VarType,
 };
 use crate::diagnostic::Diagnostic;
 use crate::lexer::TokenKind;
@@ -18,6 +18,7 @@ pub(crate) const FILE_KEYWORDS: &[&str] = &[
     "environments",
     "vars",
     "blueprint",
+    "step",
     "pipeline",
     "stage",
     "parallel",
@@ -103,6 +104,10 @@ impl Parser<'_> {
             "blueprint" => {
                 let blueprint = self.blueprint()?;
                 top.file.blueprints.push(blueprint);
+            }
+            "step" => {
+                let def = self.step_def()?;
+                top.file.step_defs.push(def);
             }
             "pipeline" => self.pipeline(top)?,
             "steps" => {
@@ -228,6 +233,48 @@ impl Parser<'_> {
         Ok(blueprint)
     }
 
+    /// `step { name = '...'  vars { }  steps { } }`.
+    fn step_def(&mut self) -> PResult<StepDef> {
+        const KNOWN: &[&str] = &["name", "vars", "steps"];
+        let start = self.bump().span;
+        let mut def = StepDef {
+            name: None,
+            vars: Vec::new(),
+            steps: Vec::new(),
+            span: start,
+        };
+        self.block("after `step`", Items::Keywords(KNOWN), |p| {
+            match p.peek_ident() {
+                Some("name") => {
+                    let key = p.bump().span;
+                    p.expect(&TokenKind::Eq, "after `name`")?;
+                    let value = p.string("after `name =`")?;
+                    match &def.name {
+                        Some(first) => {
+                            let first = first.span;
+                            p.duplicate("name =", "this step", key, first);
+                        }
+                        None => def.name = Some(value),
+                    }
+                }
+                Some("vars") => {
+                    p.bump();
+                    let declared = p.vars()?;
+                    def.vars.extend(declared);
+                }
+                Some("steps") => {
+                    p.bump();
+                    let steps = p.steps_block("after `steps`")?;
+                    def.steps.extend(steps);
+                }
+                _ => return Err(p.unknown_keyword("a step definition", KNOWN)),
+            }
+            Ok(())
+        })?;
+        def.span = self.span_from(start);
+        Ok(def)
+    }
+
     /// The body of `pipeline { }` or `blueprint { }` (which also takes `vars`).
     fn stages_container(
         &mut self,
@@ -308,6 +355,10 @@ impl Parser<'_> {
                                 sha256: digest,
                             });
                         }
+                    } else if could_be_in_repo(&location.value) {
+                        // `'blueprints/rubygem'`: in the repository when it exists there
+                        // (the planner checks), else an unpinned external library.
+                        uses.push(Use::Bare(location));
                     } else {
                         p.report(
                             Diagnostic::new(
@@ -502,7 +553,8 @@ impl Parser<'_> {
                 let ty = match ty.kind {
                     TokenKind::Ident("string") => VarType::String,
                     TokenKind::Ident("number") => VarType::Number,
-                    TokenKind::Ident("bool") => VarType::Bool,
+                    // `boolean` is how the original Otto examples spell it.
+                    TokenKind::Ident("bool" | "boolean") => VarType::Bool,
                     TokenKind::Ident("list") => VarType::List,
                     TokenKind::Ident(other) => {
                         let mut diagnostic =
@@ -559,6 +611,15 @@ impl Parser<'_> {
 /// Whether a `use` location names a path in the repository.
 fn is_relative(location: &str) -> bool {
     location.starts_with("./") || location.starts_with("../") || location == "." || location == ".."
+}
+
+/// Whether an unpinned `use` location that is not `./`-relative may still name a path in
+/// the repository: no URL scheme, not absolute, no `:` (as in `git@host:lib`), no `\\`.
+pub(crate) fn could_be_in_repo(location: &str) -> bool {
+    !location.is_empty()
+        && !location.starts_with('/')
+        && !location.contains(':')
+        && !location.contains('\\')
 }
 
 /// The pipeline formed by stage items written at top level.

@@ -15,6 +15,7 @@
 
 mod expr;
 mod items;
+pub(crate) use items::could_be_in_repo;
 mod stage;
 
 use std::collections::VecDeque;

@@ -19,6 +19,8 @@ pub(crate) const BODY_KEYWORDS: &[&str] = &[
     "gates",
     "steps",
     "notify",
+    "before",
+    "feedback",
     "stage",
     "parallel",
     "each",
@@ -244,9 +246,15 @@ impl Parser<'_> {
             }
             "when" => {
                 self.bump();
-                let when = &mut stage.when;
+                let (when, when_from) = (&mut stage.when, &mut stage.when_from);
                 self.block("after `when`", Items::AnyIdent, |p| {
-                    when.push(p.cond()?);
+                    // `from 'Stage'`: reuse that stage's conditions.
+                    if p.at_ident("from") && matches!(p.peek_at(1).kind, TokenKind::Str(_)) {
+                        p.bump();
+                        when_from.push(p.string("after `from`")?);
+                    } else {
+                        when.push(p.cond()?);
+                    }
                     Ok(())
                 })?;
             }
@@ -266,6 +274,18 @@ impl Parser<'_> {
             "gates" => {
                 self.bump();
                 self.gates(&mut stage.enter, &mut stage.exit)?;
+            }
+            // The original Otto examples' spellings: `before { }` is an enter gate and
+            // `feedback { }` an exit gate.
+            "before" => {
+                self.bump();
+                let items = self.gate_items(GateBlock::Before)?;
+                stage.enter.extend(items);
+            }
+            "feedback" => {
+                self.bump();
+                let items = self.gate_items(GateBlock::Feedback)?;
+                stage.exit.extend(items);
             }
             "steps" => {
                 self.bump();
@@ -367,6 +387,16 @@ impl Parser<'_> {
                 let hint = Some("define a cache with NAME = ['path'] or reuse one with use NAME".to_owned());
                 return Err(p.error_expected("a cache name", "in `cache`", hint));
             }
+            // `from 'gems'`, as the original Otto examples write `use gems`.
+            if p.at_ident("from") && matches!(p.peek_at(1).kind, TokenKind::Str(_)) {
+                p.bump();
+                let name = p.string("after `from`")?;
+                caches.push(CacheEntry::Use(Ident {
+                    name: name.value,
+                    span: name.span,
+                }));
+                return Ok(());
+            }
             if p.at_ident("use") && p.peek_ident_at(1).is_some() {
                 p.bump();
                 let name = p.ident("a cache name", "after `use`")?;
@@ -426,12 +456,12 @@ impl Parser<'_> {
             match p.peek_ident() {
                 Some("enter") => {
                     p.bump();
-                    let items = p.gate_items(true)?;
+                    let items = p.gate_items(GateBlock::Enter)?;
                     enter.extend(items);
                 }
                 Some("exit") => {
                     p.bump();
-                    let items = p.gate_items(false)?;
+                    let items = p.gate_items(GateBlock::Exit)?;
                     exit.extend(items);
                 }
                 _ => return Err(p.unknown_keyword("`gates`", &["enter", "exit"])),
@@ -441,14 +471,12 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// The items of `enter { }` (`is_enter`) or `exit { }`.
-    fn gate_items(&mut self, is_enter: bool) -> PResult<Vec<GateItem>> {
+    /// The items of a gate block: `enter { }` / `before { }` or `exit { }` / `feedback { }`.
+    fn gate_items(&mut self, block: GateBlock) -> PResult<Vec<GateItem>> {
         let mut items = Vec::new();
-        let after = if is_enter {
-            "after `enter`"
-        } else {
-            "after `exit`"
-        };
+        let is_enter = matches!(block, GateBlock::Enter | GateBlock::Before);
+        let after = format!("after `{}`", block.keyword());
+        let after = after.as_str();
         self.block(after, Items::Keywords(GATE_STARTS), |p| {
             let next_is_call = p.peek_at(1).kind == TokenKind::LParen;
             match p.peek_ident() {
@@ -577,6 +605,28 @@ impl Parser<'_> {
             Ok(())
         })?;
         Ok(())
+    }
+}
+
+/// Which block gate items are read from.
+#[derive(Clone, Copy)]
+enum GateBlock {
+    Enter,
+    Exit,
+    /// `before { }` in a stage body: the same as `gates { enter { } }`.
+    Before,
+    /// `feedback { }` in a stage body: the same as `gates { exit { } }`.
+    Feedback,
+}
+
+impl GateBlock {
+    fn keyword(self) -> &'static str {
+        match self {
+            Self::Enter => "enter",
+            Self::Exit => "exit",
+            Self::Before => "before",
+            Self::Feedback => "feedback",
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use crate::plan::{self, ORIGIN};
 use crate::span::{SourceMap, Span};
 use crate::steps::closest;
 
+use super::eval::{Evaluated, all};
 use super::expand::{Node, normalise};
 
 /// Resolves names across stages and returns the final stages and the environments they use.
@@ -19,6 +20,7 @@ pub(crate) fn finish(
 ) -> (Vec<plan::Stage>, BTreeMap<String, plan::Environment>) {
     let index = unique_names(&nodes, sources, diags);
     runtime_from(&mut nodes, &index, diags);
+    when_from(&mut nodes, &index, diags);
     caches(&mut nodes, diags);
     let used = assign_environments(&mut nodes, environments, diags);
 
@@ -131,6 +133,86 @@ fn runtime_from(nodes: &mut [Node], index: &HashMap<String, usize>, diags: &mut 
             .with_hint("a stage can only start from a stage defined before it"),
         };
         diags.push(d);
+    }
+}
+
+/// Resolves `when { from 'X' }`: X's conditions (its own and those it reuses) are ANDed
+/// into the stage's; the stage is skipped when they fail. Reuse may not go round in a circle.
+/// Depth-first without recursion, since a hostile file may chain 50 000 stages.
+fn when_from(nodes: &mut [Node], index: &HashMap<String, usize>, diags: &mut Vec<Diagnostic>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Todo,
+        /// Its reused stages are being resolved: it is on the current path.
+        Busy,
+        Done,
+    }
+    let mut state = vec![State::Todo; nodes.len()];
+    for start in 0..nodes.len() {
+        let mut stack = vec![start];
+        while let Some(&i) = stack.last() {
+            match state[i] {
+                State::Done => {
+                    stack.pop();
+                }
+                State::Todo => {
+                    state[i] = State::Busy;
+                    for from in &nodes[i].when_from {
+                        if let Some(&j) = index.get(&from.value)
+                            && state[j] == State::Todo
+                        {
+                            stack.push(j);
+                        }
+                    }
+                }
+                State::Busy => {
+                    stack.pop();
+                    let mut conds: Vec<Evaluated> =
+                        nodes[i].stage.when.iter().map(evaluated).collect();
+                    for from in std::mem::take(&mut nodes[i].when_from) {
+                        match index.get(&from.value) {
+                            Some(&j) if state[j] == State::Done => {
+                                conds.extend(nodes[j].stage.when.iter().map(evaluated));
+                            }
+                            Some(_) => diags.push(
+                                Diagnostic::new(
+                                    format!("when from '{}' goes round in a circle", from.value),
+                                    from.span,
+                                )
+                                .with_hint("a stage cannot reuse conditions that reuse its own"),
+                            ),
+                            None => {
+                                let mut d = Diagnostic::new(
+                                    format!("unknown stage '{}' in when from", from.value),
+                                    from.span,
+                                )
+                                .with_label("no stage has this name");
+                                let names = index.keys().map(String::as_str);
+                                if let Some(best) = closest(&from.value, names) {
+                                    d = d.with_hint(format!("did you mean '{best}'?"));
+                                }
+                                diags.push(d);
+                            }
+                        }
+                    }
+                    if let Some(all) = all(&conds) {
+                        nodes[i].stage.skipped = all.outcome == plan::Outcome::Fail;
+                        nodes[i].stage.when = Some(plan::Condition {
+                            text: all.text,
+                            result: all.outcome,
+                        });
+                    }
+                    state[i] = State::Done;
+                }
+            }
+        }
+    }
+}
+
+fn evaluated(c: &plan::Condition) -> Evaluated {
+    Evaluated {
+        text: c.text.clone(),
+        outcome: c.result,
     }
 }
 

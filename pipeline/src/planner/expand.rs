@@ -28,7 +28,11 @@ pub(crate) const MAX_STAGES: usize = 50_000;
 const MAX_WORK: usize = 1_000_000;
 
 /// At most this many nested groups, `each`, `parallel` and `from` levels.
-const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
+
+/// At most this many steps come out of library steps in one plan, so that steps which use
+/// each other many times over cannot multiply out without bound.
+pub(crate) const MAX_LIBRARY_STEPS: usize = 100_000;
 
 /// A stage as expansion produces it, before names are resolved.
 #[derive(Debug)]
@@ -42,6 +46,8 @@ pub(crate) struct Node {
     pub(crate) cache_defs: Vec<(plan::Cache, Span)>,
     pub(crate) cache_uses: Vec<Ident>,
     pub(crate) environment: Option<Ident>,
+    /// `when { from 'Stage' }`, resolved after expansion.
+    pub(crate) when_from: Vec<Str>,
 }
 
 /// A runtime as written, inherited by sub-stages; `from` is resolved after expansion.
@@ -65,9 +71,12 @@ pub(crate) struct Ctx {
     pub(crate) environment: Option<Ident>,
     pub(crate) runtime: Option<RuntimeSpec>,
     pub(crate) when: Vec<Evaluated>,
+    pub(crate) when_from: Vec<Str>,
     pub(crate) blueprint: Option<BlueprintRef>,
     /// Blueprints being expanded, outermost first, to catch cycles.
     pub(crate) chain: Vec<(FileId, usize)>,
+    /// Library steps being expanded, outermost first, to catch cycles.
+    pub(crate) step_chain: Vec<(FileId, usize)>,
     pub(crate) depth: usize,
 }
 
@@ -76,11 +85,16 @@ pub(crate) struct Expander<'a> {
     pub(crate) loaded: &'a Loaded,
     pub(crate) facts: &'a Facts,
     pub(crate) catalog: &'a StepCatalog,
+    /// The pipeline's `configure { }`: `configure { slack { channel = '#x' } }` sets the
+    /// `channel` var of the library step `slack`.
+    pub(crate) config: &'a serde_json::Value,
     pub(crate) nodes: Vec<Node>,
     pub(crate) diags: Vec<Diagnostic>,
     groups: usize,
     work: usize,
     too_many: bool,
+    /// Steps made by expanding library steps so far (bounded by `MAX_LIBRARY_STEPS`).
+    pub(crate) library_steps: usize,
 }
 
 impl Ctx {
@@ -96,8 +110,10 @@ impl Ctx {
             environment: None,
             runtime: None,
             when: Vec::new(),
+            when_from: Vec::new(),
             blueprint: None,
             chain: Vec::new(),
+            step_chain: Vec::new(),
             depth: 0,
         }
     }
@@ -111,11 +127,18 @@ impl Ctx {
 }
 
 impl<'a> Expander<'a> {
-    pub(crate) fn new(loaded: &'a Loaded, facts: &'a Facts, catalog: &'a StepCatalog) -> Self {
+    pub(crate) fn new(
+        loaded: &'a Loaded,
+        facts: &'a Facts,
+        catalog: &'a StepCatalog,
+        config: &'a serde_json::Value,
+    ) -> Self {
         Self {
             loaded,
             facts,
             catalog,
+            config,
+            library_steps: 0,
             nodes: Vec::new(),
             diags: Vec::new(),
             groups: 0,
@@ -275,6 +298,7 @@ impl<'a> Expander<'a> {
             inner.runtime = self.runtime(runtime, ctx);
         }
         inner.when.extend(self.conditions(&stage.when, ctx));
+        inner.when_from.extend(stage.when_from.iter().cloned());
         let enter = self.gates(&stage.enter, ctx, true);
         let exit = self.gates(&stage.exit, ctx, false);
 
@@ -408,9 +432,10 @@ impl<'a> Expander<'a> {
     /// or in a library it uses. Returns (file, index in that file, library name).
     fn find_blueprint(&mut self, file: FileId, target: &Str) -> Option<(FileId, usize, String)> {
         let unit = self.loaded.unit(file)?;
-        if is_relative(&target.value) {
+        let path_key = (file, target.value.clone());
+        if is_relative(&target.value) || self.loaded.from_paths.contains_key(&path_key) {
             // Load problems were reported when the path was loaded.
-            let files = self.loaded.from_paths.get(&(file, target.value.clone()))?;
+            let files = self.loaded.from_paths.get(&path_key)?;
             let found: Vec<(FileId, usize)> = files
                 .iter()
                 .filter_map(|f| self.loaded.unit(*f).map(|u| (*f, u)))

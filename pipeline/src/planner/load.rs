@@ -245,6 +245,7 @@ impl Loader<'_> {
             let lib = match u {
                 Use::Stdlib(span) => self.stdlib_lib(*span),
                 Use::Path(target) => self.path_lib(id, target),
+                Use::Bare(target) => self.bare_lib(id, target),
                 Use::External { location, sha256 } => self.external_lib(location, sha256),
             };
             if let Some(lib) = lib {
@@ -311,6 +312,43 @@ impl Loader<'_> {
         }
         let digest = self.files_digest(&ids, &base);
         Some(self.add_lib(key, name, digest, ids))
+    }
+
+    /// `'blueprints/rubygem'`: the in-repository path `./blueprints/rubygem` when it exists,
+    /// else an external library that was not pinned.
+    fn bare_lib(&mut self, id: FileId, target: &Str) -> Option<LibId> {
+        let relative = Str {
+            value: format!("./{}", target.value),
+            span: target.span,
+        };
+        if self.exists_relative(id, &relative.value) {
+            return self.path_lib(id, &relative);
+        }
+        self.diags.push(
+            Diagnostic::new(
+                "external library must be pinned: add sha256 '<digest>'",
+                target.span,
+            )
+            .with_label("not pinned, and not a path in the repository")
+            .with_hint(format!(
+                "'./{}' is no .otto file or directory here; anything else is external and needs its sha256 content digest",
+                target.value
+            )),
+        );
+        None
+    }
+
+    /// Whether a relative path written in file `id` names a file, `.otto` file or directory
+    /// of `.otto` files inside the file's boundary.
+    fn exists_relative(&self, id: FileId, target: &str) -> bool {
+        let unit = self.unit(id);
+        let dir = unit.rel.parent().map(Path::to_path_buf).unwrap_or_default();
+        resolve_relative(&dir, target).is_some_and(|rel| {
+            matches!(
+                self.lookup(unit.origin, &unit.boundary, &rel),
+                Target::Files(..)
+            )
+        })
     }
 
     fn external_lib(&mut self, location: &Str, sha256: &Str) -> Option<LibId> {
@@ -542,14 +580,24 @@ impl Loader<'_> {
             let dir = unit.rel.parent().map(Path::to_path_buf).unwrap_or_default();
             (unit.origin, unit.boundary.clone(), dir)
         };
-        for target in targets {
-            if self
-                .loaded
-                .from_paths
-                .contains_key(&(id, target.value.clone()))
-            {
+        for written in targets {
+            let key = (id, written.value.clone());
+            if self.loaded.from_paths.contains_key(&key) {
                 continue;
             }
+            let target = if is_relative(&written.value) {
+                written
+            } else {
+                // `from 'blueprints/rubygem'`: a path when it exists, else a blueprint name.
+                let relative = format!("./{}", written.value);
+                if !self.exists_relative(id, &relative) {
+                    continue;
+                }
+                Str {
+                    value: relative,
+                    span: written.span,
+                }
+            };
             let Some(rel) = self.resolve(&dir, &target) else {
                 continue;
             };
@@ -560,9 +608,7 @@ impl Loader<'_> {
             for f in &files {
                 ids.extend(self.file(origin, &boundary, f, None, target.span));
             }
-            self.loaded
-                .from_paths
-                .insert((id, target.value.clone()), ids);
+            self.loaded.from_paths.insert(key, ids);
         }
     }
 }
@@ -575,7 +621,9 @@ fn collect_from_targets<'a>(items: impl Iterator<Item = &'a StageItem>, out: &mu
                 collect_from_targets(items.iter(), out);
             }
             StageItem::From { target, .. } => {
-                if is_relative(&target.value) {
+                let bare_path =
+                    target.value.contains('/') && crate::parser::could_be_in_repo(&target.value);
+                if is_relative(&target.value) || bare_path {
                     out.push(target.clone());
                 }
             }

@@ -229,7 +229,7 @@ impl Planner<'_> {
             );
             return Err(failed(sources, diags));
         };
-        let mut expander = Expander::new(&loaded, self.facts, self.catalog);
+        let mut expander = Expander::new(&loaded, self.facts, self.catalog, &config);
         expander.sequence(&pipeline.items, &Ctx::root(root, vars.clone()), Vec::new());
         diags.append(&mut expander.diags);
         let (stages, environments) =

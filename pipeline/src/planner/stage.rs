@@ -1,15 +1,17 @@
 //! One stage: evaluating its name, owner, conditions, gates, caches, steps and notify.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use crate::ast::{self, CacheEntry, GateItem, Ident};
 use crate::diagnostic::Diagnostic;
 use crate::plan::{self, Gate, Gates, Outcome};
-use crate::span::Span;
+use crate::span::{FileId, Span};
 use crate::steps::{StepCall, closest};
 
 use super::eval::{all, eval_cond};
-use super::expand::{Ctx, Expander, Node, RuntimeSpec};
+use super::expand::{Ctx, Expander, MAX_DEPTH, MAX_LIBRARY_STEPS, Node, RuntimeSpec};
+use super::values::{Val, bind_vars};
 
 impl Expander<'_> {
     /// A stage with steps (or nothing): one node that waits for `entry`.
@@ -98,6 +100,12 @@ impl Expander<'_> {
                 .environment
                 .clone()
                 .or_else(|| ctx.environment.clone()),
+            when_from: ctx
+                .when_from
+                .iter()
+                .chain(&stage.when_from)
+                .cloned()
+                .collect(),
         };
         match self.push(node, stage.span) {
             Some(index) => vec![index],
@@ -271,9 +279,180 @@ impl Expander<'_> {
         (defs, uses)
     }
 
-    /// Evaluates and checks steps.
+    /// Evaluates and checks steps; a library step becomes the steps it defines.
     pub(crate) fn steps(&mut self, steps: &[ast::Step], ctx: &Ctx) -> Vec<plan::Step> {
-        steps.iter().filter_map(|s| self.step(s, ctx)).collect()
+        let mut out = Vec::new();
+        for step in steps {
+            if self.library_steps >= MAX_LIBRARY_STEPS {
+                break;
+            }
+            if self.catalog.get(&step.symbol.name).is_none()
+                && let Some(found) = self.find_step_def(ctx.file, &step.symbol)
+            {
+                self.library_step(step, ctx, found, &mut out);
+            } else {
+                out.extend(self.step(step, ctx));
+            }
+        }
+        out
+    }
+
+    /// The `step { }` definition a step's symbol names: in this file or in a library it
+    /// uses (or belongs to). `None` (nothing reported) when there is none; reported when
+    /// there are several.
+    fn find_step_def(&mut self, file: FileId, symbol: &Ident) -> Option<(FileId, usize)> {
+        let unit = self.loaded.unit(file)?;
+        let mut files = vec![file];
+        for &lib in unit.member_of.iter().chain(&unit.uses) {
+            if let Some(lib) = self.loaded.libraries.get(lib) {
+                files.extend(&lib.files);
+            }
+        }
+        let mut found: Vec<(FileId, usize)> = Vec::new();
+        for f in files {
+            let Some(u) = self.loaded.unit(f) else {
+                continue;
+            };
+            for (i, def) in u.ast.step_defs.iter().enumerate() {
+                if step_def_name(def, &u.rel) == symbol.name && !found.contains(&(f, i)) {
+                    found.push((f, i));
+                }
+            }
+        }
+        if found.len() > 1 {
+            let places: Vec<&str> = found
+                .iter()
+                .filter_map(|(f, _)| self.loaded.unit(*f).map(|u| u.display.as_str()))
+                .collect();
+            let message = format!(
+                "step '{}' is defined in more than one place: {}",
+                symbol.name,
+                places.join(", ")
+            );
+            self.diags.push(Diagnostic::new(message, symbol.span));
+            return None;
+        }
+        found.pop()
+    }
+
+    /// Expands `slack 'text'` into the steps of the library's `step { }`, its vars bound
+    /// from positional arguments (in declaration order), keyword arguments, the pipeline's
+    /// `configure { slack { ... } }` and defaults.
+    fn library_step(
+        &mut self,
+        step: &ast::Step,
+        ctx: &Ctx,
+        (file, index): (FileId, usize),
+        out: &mut Vec<plan::Step>,
+    ) {
+        let loaded = self.loaded;
+        let Some(def) = loaded.unit(file).and_then(|u| u.ast.step_defs.get(index)) else {
+            return;
+        };
+        let name = &step.symbol.name;
+        if ctx.step_chain.contains(&(file, index)) || ctx.depth >= MAX_DEPTH {
+            self.diags.push(
+                Diagnostic::new(format!("step '{name}' uses itself"), step.symbol.span)
+                    .with_label("a library step that is already being expanded"),
+            );
+            return;
+        }
+        if self.library_steps >= MAX_LIBRARY_STEPS {
+            return;
+        }
+        let before = self.diags.len();
+        if step.block.is_some() {
+            self.diags.push(Diagnostic::new(
+                format!("'{name}' takes no block of steps"),
+                step.span,
+            ));
+        }
+        let scope = ctx.scope();
+        let mut given: BTreeMap<String, (Val, Option<Span>)> = BTreeMap::new();
+        if step.args.len() > def.vars.len() {
+            let n = def.vars.len();
+            let span = step.args.get(n).map_or(step.span, |a| a.span);
+            self.diags.push(Diagnostic::new(
+                format!(
+                    "'{name}' takes {n} positional argument{}, got {}",
+                    if n == 1 { "" } else { "s" },
+                    step.args.len()
+                ),
+                span,
+            ));
+        }
+        for (expr, decl) in step.args.iter().zip(&def.vars) {
+            if let Some(value) = scope.eval(expr, &mut self.diags) {
+                given.insert(decl.name.name.clone(), (value, Some(expr.span)));
+            }
+        }
+        for (key, expr) in &step.kwargs {
+            if !def.vars.iter().any(|v| v.name.name == key.name) {
+                let mut d =
+                    Diagnostic::new(format!("step '{name}' has no var '{}'", key.name), key.span);
+                let names = def.vars.iter().map(|v| v.name.name.as_str());
+                if let Some(best) = closest(&key.name, names) {
+                    d = d.with_hint(format!("did you mean '{best}'?"));
+                }
+                self.diags.push(d);
+            } else if given.contains_key(&key.name) {
+                self.diags.push(Diagnostic::new(
+                    format!("var '{}' is given twice", key.name),
+                    key.span,
+                ));
+            } else if let Some(value) = scope.eval(expr, &mut self.diags) {
+                given.insert(key.name.clone(), (value, Some(expr.span)));
+            }
+        }
+        if let Some(serde_json::Value::Object(configured)) = self.config.get(name.as_str()) {
+            for decl in &def.vars {
+                let var = &decl.name.name;
+                if given.contains_key(var) {
+                    continue;
+                }
+                if let Some(value) = configured.get(var).and_then(Val::from_json) {
+                    given.insert(var.clone(), (value, None));
+                }
+            }
+        }
+        let hint = |var: &str| {
+            format!(
+                "pass it ({name} {var}: ...) or configure it: configure {{ {name} {{ {var} = ... }} }}"
+            )
+        };
+        let vars = bind_vars(
+            format!("step '{name}'"),
+            &def.vars,
+            given,
+            hint,
+            Some(step.span),
+            &mut self.diags,
+        );
+        if self.diags.len() > before {
+            return;
+        }
+        let mut inner = ctx.clone();
+        inner.file = file;
+        inner.vars = Rc::new(vars);
+        inner.it = None;
+        inner.step_chain.push((file, index));
+        inner.depth += 1;
+        let steps = self.steps(&def.steps, &inner);
+        self.library_steps += steps.len().max(1);
+        if self.library_steps >= MAX_LIBRARY_STEPS {
+            if !self
+                .diags
+                .iter()
+                .any(|d| d.message.starts_with("library steps expand"))
+            {
+                self.diags.push(Diagnostic::new(
+                    format!("library steps expand to more than {MAX_LIBRARY_STEPS} steps"),
+                    step.span,
+                ));
+            }
+            return;
+        }
+        out.extend(steps);
     }
 
     fn step(&mut self, step: &ast::Step, ctx: &Ctx) -> Option<plan::Step> {
@@ -322,5 +501,16 @@ impl Expander<'_> {
                 .collect(),
             block: block.unwrap_or_default(),
         })
+    }
+}
+
+/// The name of a library step: `name = '...'`, or its file's name without `.otto`.
+fn step_def_name(def: &ast::StepDef, rel: &std::path::Path) -> String {
+    match &def.name {
+        Some(name) => name.value.clone(),
+        None => rel
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     }
 }

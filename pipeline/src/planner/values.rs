@@ -48,6 +48,20 @@ impl Val {
         }
     }
 
+    /// A value of the `configure { }` tree (which holds only values of this kind); `None`
+    /// for a nested block.
+    pub(crate) fn from_json(json: &Json) -> Option<Self> {
+        Some(match json {
+            Json::String(s) => Self::Str(s.clone()),
+            Json::Number(n) => Self::Int(n.as_i64()?),
+            Json::Bool(b) => Self::Bool(*b),
+            Json::Array(items) => {
+                Self::List(items.iter().map(Self::from_json).collect::<Option<_>>()?)
+            }
+            Json::Null | Json::Object(_) => return None,
+        })
+    }
+
     /// "a string", "a number", ... for messages.
     pub(crate) fn kind(&self) -> &'static str {
         match self {

@@ -7,6 +7,7 @@ mod plan_support;
 mod parse;
 mod parse_errors;
 mod parse_props;
+mod plan_classic;
 mod plan_diagnostics;
 mod plan_digest;
 mod plan_examples;

@@ -108,6 +108,28 @@ fn the_examples_plan() {
     let services = run("blueprint", &Facts::default());
     assert!(stage(&services, "Test worker").skipped);
     assert_eq!(stage(&services, "Release").handoffs_from, ["origin"]);
+    // Each member of the `parallel` is a sequence: `Test api` is shown under `Build api`,
+    // not as a third stage side by side.
+    let text = explain::human(&services);
+    let names: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [" 1 ", " 2 ", " 3 ", " 4 "]
+                .iter()
+                .any(|n| l.starts_with(n))
+        })
+        .map(|l| l.split("origin").next().unwrap().trim_end())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            " 1  ├ Build api",
+            " 2  │ Test api",
+            " 3  └ Build worker",
+            " 4    Test worker"
+        ],
+        "{text}"
+    );
 }
 
 #[test]
