@@ -13,6 +13,7 @@
 //! workspace itself, with its own checks; the node never extracts a snapshot to disk.
 #![warn(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -64,6 +65,17 @@ pub struct Ignore {
 pub struct SnapshotSource {
     files: MemSource,
     root_name: Option<String>,
+    /// Files the planner cannot read as text, and why.
+    unreadable: BTreeMap<PathBuf, Unreadable>,
+}
+
+/// Why a file of a snapshot is not given to the planner as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// It is not UTF-8.
+    NotUtf8,
+    /// It is larger than [`MAX_TEXT_FILE`].
+    TooLarge,
 }
 
 /// Why a snapshot could not be made or read.
@@ -107,6 +119,16 @@ pub fn create(dir: &Path, out: impl Write) -> Result<Written, SnapshotError> {
 /// given with their text; other files are present with empty text, so the planner sees
 /// that they exist. Directories and symbolic links are left out.
 pub fn read(tar_bytes: &[u8]) -> Result<MemSource, SnapshotError> {
+    read_noting_unreadable(tar_bytes).map(|(files, _)| files)
+}
+
+/// [`read`], also saying which files are present only as empty text and why, so that
+/// planning one of them reports it ("Ottofile is not UTF-8 text") instead of reading it as
+/// an empty file.
+pub fn read_noting_unreadable(
+    tar_bytes: &[u8],
+) -> Result<(MemSource, BTreeMap<PathBuf, Unreadable>), SnapshotError> {
+    let mut unreadable = BTreeMap::new();
     let invalid = |e: io::Error| SnapshotError::Invalid(e.to_string());
     if tar_bytes.is_empty() || !tar_bytes.len().is_multiple_of(512) {
         return Err(SnapshotError::Invalid(
@@ -139,17 +161,35 @@ pub fn read(tar_bytes: &[u8]) -> Result<MemSource, SnapshotError> {
         if size <= MAX_TEXT_FILE {
             let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             entry.read_to_end(&mut bytes).map_err(invalid)?;
-            text = String::from_utf8(bytes).unwrap_or_default();
+            match String::from_utf8(bytes) {
+                Ok(t) => text = t,
+                Err(_) => {
+                    unreadable.insert(path.clone(), Unreadable::NotUtf8);
+                }
+            }
+        } else {
+            unreadable.insert(path.clone(), Unreadable::TooLarge);
         }
         source.insert(path, text);
     }
-    Ok(source)
+    Ok((source, unreadable))
 }
 
 impl SnapshotSource {
     /// The files of a snapshot made from a directory called `root_name`.
     pub fn new(files: MemSource, root_name: Option<String>) -> Self {
-        Self { files, root_name }
+        Self {
+            files,
+            root_name,
+            unreadable: BTreeMap::new(),
+        }
+    }
+
+    /// The same, with the files [`read_noting_unreadable`] found unreadable: reading one
+    /// is an error saying why.
+    pub fn with_unreadable(mut self, unreadable: BTreeMap<PathBuf, Unreadable>) -> Self {
+        self.unreadable = unreadable;
+        self
     }
 
     /// The files.
@@ -160,7 +200,14 @@ impl SnapshotSource {
 
 impl Source for SnapshotSource {
     fn read(&self, path: &Path) -> Result<String, otto_pipeline::SourceError> {
-        self.files.read(path)
+        match self.unreadable.get(path) {
+            Some(Unreadable::NotUtf8) => Err(otto_pipeline::SourceError::NotUtf8(path.into())),
+            Some(Unreadable::TooLarge) => Err(otto_pipeline::SourceError::TooLarge {
+                path: path.into(),
+                limit: MAX_TEXT_FILE,
+            }),
+            None => self.files.read(path),
+        }
     }
 
     fn kind(&self, path: &Path) -> Option<EntryKind> {

@@ -17,13 +17,25 @@ use std::fmt::Write as _;
 use crate::diagnostic::Diagnostic;
 use crate::span::SourceMap;
 
+/// At most this many characters of the offending line are echoed: a window around the
+/// span, with `…` where the line was cut.
+pub const MAX_ECHO: usize = 120;
+
+/// At most this many characters of a message, label or hint are shown (they may quote
+/// names taken from the file, which can be as long as the file).
+pub const MAX_TEXT: usize = 300;
+
+/// At most this many problems are rendered in full by [`render_all`]; the count line
+/// says how many there were.
+pub const MAX_RENDERED: usize = 20;
+
 /// Renders one diagnostic over several lines (each ending in a line break): the message,
 /// the location, the source line with the span underlined by `^` and the label after the
 /// underline, and the hint. A span over several lines is underlined to the end of its
 /// first line. A diagnostic without a span (or whose file is not in `sources`) renders as
 /// its message and hint.
 pub fn render(diag: &Diagnostic, sources: &SourceMap) -> String {
-    let mut out = format!("error: {}\n", diag.message);
+    let mut out = format!("error: {}\n", capped(&diag.message));
     let located = diag
         .span
         .and_then(|span| sources.get(span.file).map(|file| (span, file)));
@@ -45,6 +57,7 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap) -> String {
                 shown.chars().count()
             };
             let width = end_col.saturating_sub(start_col).max(1);
+            let (shown, start_col, width) = window(&shown, start_col, width);
             let shown = if diag.redact {
                 let hidden = start_col..start_col + width;
                 shown
@@ -59,7 +72,7 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap) -> String {
             let mut underline = format!("{pad} | {}{}", " ".repeat(start_col), "^".repeat(width));
             if let Some(label) = &diag.label {
                 underline.push(' ');
-                underline.push_str(label);
+                underline.push_str(&capped(label));
             }
             out.push_str(underline.trim_end());
             out.push('\n');
@@ -68,29 +81,71 @@ pub fn render(diag: &Diagnostic, sources: &SourceMap) -> String {
         None => {
             if let (Some(label), Some(_)) = (&diag.label, diag.span) {
                 // The file is unknown: keep the label so nothing is lost.
-                let _ = writeln!(out, "  = note: {label}");
+                let _ = writeln!(out, "  = note: {}", capped(label));
             }
             1
         }
     };
     if let Some(hint) = &diag.hint {
-        let _ = writeln!(out, "{} = hint: {hint}", " ".repeat(gutter));
+        let _ = writeln!(out, "{} = hint: {}", " ".repeat(gutter), capped(hint));
     }
     out
 }
 
 /// Renders several diagnostics with a blank line between them and, when there is more
 /// than one, a last line `error: N problems found`.
+/// At most [`MAX_RENDERED`] are rendered; the last line then says how many were left out.
 pub fn render_all(diags: &[Diagnostic], sources: &SourceMap) -> String {
     let mut out = diags
         .iter()
+        .take(MAX_RENDERED)
         .map(|diag| render(diag, sources))
         .collect::<Vec<_>>()
         .join("\n");
-    if diags.len() > 1 {
+    if diags.len() > MAX_RENDERED {
+        let _ = write!(
+            out,
+            "\nerror: {} problems found (the first {MAX_RENDERED} are shown)\n",
+            diags.len()
+        );
+    } else if diags.len() > 1 {
         let _ = write!(out, "\nerror: {} problems found\n", diags.len());
     }
     out
+}
+
+/// `text`, cut to [`MAX_TEXT`] characters with `…` when longer.
+pub fn capped(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(MAX_TEXT) {
+        Some((cut, _)) => format!("{}…", &text[..cut]).into(),
+        None => text.into(),
+    }
+}
+
+/// At most [`MAX_ECHO`] characters of `line` around the underlined columns
+/// `start..start + width`: the window, and the start and width of the underline in it.
+fn window(line: &str, start: usize, width: usize) -> (String, usize, usize) {
+    let len = line.chars().count();
+    if len <= MAX_ECHO {
+        return (line.to_owned(), start, width);
+    }
+    // Keep some text before the span for context, and as much of the span as fits.
+    let from = start
+        .saturating_sub(MAX_ECHO / 3)
+        .min(len.saturating_sub(MAX_ECHO));
+    let to = (from + MAX_ECHO).min(len);
+    let mut shown = String::new();
+    if from > 0 {
+        shown.push('…');
+    }
+    shown.extend(line.chars().skip(from).take(to - from));
+    if to < len {
+        shown.push('…');
+    }
+    let lead = usize::from(from > 0);
+    let start_in = start.saturating_sub(from) + lead;
+    let room = (to - from + lead).saturating_sub(start_in).max(1);
+    (shown, start_in, width.min(room))
 }
 
 /// Renders a diagnostic on one line: `path:LINE:COL: MESSAGE`, or just the message when
@@ -102,9 +157,13 @@ pub fn one_line(diag: &Diagnostic, sources: &SourceMap) -> String {
     match located {
         Some((span, file)) => {
             let (line, column) = file.line_col(span.start);
-            format!("{}:{line}:{column}: {}", file.path.display(), diag.message)
+            format!(
+                "{}:{line}:{column}: {}",
+                file.path.display(),
+                capped(&diag.message)
+            )
         }
-        None => diag.message.clone(),
+        None => capped(&diag.message).into_owned(),
     }
 }
 
@@ -203,6 +262,66 @@ mod tests {
         let map = sources("a\n  b\n");
         let diag = Diagnostic::new("bad b", Span::new(FileId(0), 4, 5));
         assert_eq!(one_line(&diag, &map), "Ottofile:2:3: bad b");
+    }
+
+    #[test]
+    fn a_long_line_is_echoed_as_a_window_around_the_span() {
+        let line = format!("{}stpes {}", "a".repeat(5000), "b".repeat(5000));
+        let map = sources(&format!("{line}\n"));
+        let diag = Diagnostic::new("unknown keyword `stpes`", Span::new(FileId(0), 5000, 5005))
+            .with_label("unknown keyword");
+        let text = render(&diag, &map);
+        assert!(text.len() < 600, "{} bytes:\n{text}", text.len());
+        let lines: Vec<&str> = text.lines().collect();
+        let echoed = lines[3].strip_prefix("1 | ").unwrap();
+        assert!(echoed.starts_with('…') && echoed.ends_with('…'), "{echoed}");
+        assert_eq!(echoed.chars().count(), MAX_ECHO + 2);
+        // The underline still sits under `stpes`.
+        let underline = lines[4].strip_prefix("  | ").unwrap();
+        let at = underline.find('^').unwrap();
+        let under: String = echoed.chars().skip(at).take(5).collect();
+        assert_eq!(under, "stpes");
+        assert!(underline.ends_with("^^^^^ unknown keyword"), "{underline}");
+    }
+
+    #[test]
+    fn a_span_at_the_end_of_a_long_line_keeps_its_caret() {
+        let line = "x".repeat(1000);
+        let map = sources(&line);
+        let diag = Diagnostic::new("unexpected end of file", Span::new(FileId(0), 1000, 1000));
+        let text = render(&diag, &map);
+        let lines: Vec<&str> = text.lines().collect();
+        let echoed = lines[3].strip_prefix("1 | ").unwrap();
+        assert!(
+            echoed.starts_with('…') && !echoed.ends_with('…'),
+            "{echoed}"
+        );
+        let caret = lines[4].strip_prefix("  | ").unwrap().find('^').unwrap();
+        assert_eq!(
+            caret,
+            echoed.chars().count(),
+            "just after the last character"
+        );
+    }
+
+    #[test]
+    fn long_messages_and_many_problems_are_capped() {
+        let map = sources("x\n");
+        let long = Diagnostic::new(
+            format!("unknown stage '{}'", "n".repeat(100_000)),
+            Span::new(FileId(0), 0, 1),
+        )
+        .with_hint("h".repeat(100_000));
+        let text = render(&long, &map);
+        assert!(text.len() < 1000, "{}", text.len());
+        assert!(text.contains("nnn…\n"), "{text}");
+        let many = vec![Diagnostic::new("m", Span::new(FileId(0), 0, 1)); 70];
+        let text = render_all(&many, &map);
+        assert_eq!(text.matches("error: m\n").count(), MAX_RENDERED);
+        assert!(
+            text.ends_with("error: 70 problems found (the first 20 are shown)\n"),
+            "{text}"
+        );
     }
 
     #[test]

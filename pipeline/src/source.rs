@@ -44,6 +44,9 @@ pub enum SourceError {
         /// "file" or "directory".
         expected: &'static str,
     },
+    /// The path resolves (through a symbolic link) to a place outside the repository.
+    #[error("{} leads outside the repository (a symbolic link?): only files inside it are read", .0.display())]
+    Outside(PathBuf),
     /// Any other I/O failure.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -79,6 +82,8 @@ pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct FsSource {
     max_file_bytes: u64,
+    /// When set (canonical), files that resolve outside this directory are refused.
+    root: Option<PathBuf>,
 }
 
 impl FsSource {
@@ -89,7 +94,18 @@ impl FsSource {
 
     /// A filesystem source that refuses files larger than `max_file_bytes`.
     pub fn with_max_file_bytes(max_file_bytes: u64) -> Self {
-        Self { max_file_bytes }
+        Self {
+            max_file_bytes,
+            root: None,
+        }
+    }
+
+    /// The same source, refusing to read files that resolve (through symbolic links)
+    /// outside the directory `root`, as a node does for a snapshot (which holds no links
+    /// it follows). Fails when `root` cannot be resolved.
+    pub fn confined_to(mut self, root: &Path) -> std::io::Result<Self> {
+        self.root = Some(fs::canonicalize(root)?);
+        Ok(self)
     }
 }
 
@@ -115,6 +131,16 @@ impl Source for FsSource {
             path: path.to_path_buf(),
             source,
         };
+        if let Some(root) = &self.root {
+            match fs::canonicalize(path) {
+                Ok(real) if real.starts_with(root) => {}
+                Ok(_) => return Err(SourceError::Outside(path.to_path_buf())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(SourceError::NotFound(path.to_path_buf()));
+                }
+                Err(e) => return Err(io(e)),
+            }
+        }
         let file = match fs::File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

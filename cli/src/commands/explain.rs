@@ -40,7 +40,18 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         environment: args.facts.environment,
         commit: args.facts.commit,
     };
-    let source = FsSource::default();
+    // Like a node reading a snapshot, read nothing outside the repository: the directory
+    // given, or the one holding the file given.
+    let repo = match source_kind(&args.path) {
+        Some(EntryKind::File) => args.path.parent().unwrap_or(Path::new("")).to_path_buf(),
+        _ => args.path.clone(),
+    };
+    let repo = if repo.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        repo
+    };
+    let source = FsSource::default().confined_to(&repo).unwrap_or_default();
     let steps = StepCatalog::builtins();
     let planned = match source.kind(&args.path) {
         None => bail_failure(anyhow!(
@@ -91,6 +102,10 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         .write_all(out.as_bytes())
         .context("writing the explanation")?;
     Ok(())
+}
+
+fn source_kind(path: &Path) -> Option<EntryKind> {
+    FsSource::default().kind(path)
 }
 
 fn bail_failure<T>(e: anyhow::Error) -> Result<T, Failure> {

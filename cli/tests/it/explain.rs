@@ -239,3 +239,79 @@ fn a_bad_var_flag_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("expected NAME=VALUE"));
 }
+
+#[test]
+fn a_symlink_leading_outside_the_repository_is_refused() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = outside.path().join("node.key");
+    fs::write(&secret, "SECRET-KEY-MATERIAL\n").expect("write");
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::create_dir(dir.path().join("lib")).expect("mkdir");
+    std::os::unix::fs::symlink(&secret, dir.path().join("lib/evil.otto")).expect("symlink");
+    fs::write(
+        dir.path().join("Ottofile"),
+        "use { './lib' }\nstage('S') { steps { sh 'x' } }\n",
+    )
+    .expect("write");
+    let out = otto(&["explain", dir.path().to_str().expect("utf-8 path")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("leads outside the repository"), "{err}");
+    assert!(
+        !err.contains("SECRET"),
+        "the file's text is not shown: {err}"
+    );
+    // The Ottofile itself as a link to a file outside.
+    let linked = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(&secret, linked.path().join("Ottofile")).expect("symlink");
+    let out = otto(&["explain", linked.path().to_str().expect("utf-8 path")]);
+    fails_with_one_line(&out, "leads outside the repository");
+    assert!(!stderr(&out).contains("SECRET"));
+    // A link inside the repository is read as before.
+    let inside = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        inside.path().join("real.otto"),
+        "stage('S') { steps { sh 'x' } }\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink("real.otto", inside.path().join("Ottofile")).expect("symlink");
+    let out = otto(&["explain", inside.path().to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn long_lines_and_many_problems_give_a_bounded_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("Ottofile");
+    // One 3 MB line with a problem every few characters.
+    let line = format!(
+        "stage {{ stpes {{ sh 'x' }} {} }}\n",
+        "name = 'a' ".repeat(300_000)
+    );
+    fs::write(&file, line).expect("write");
+    let out = otto(&["explain", file.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.len() < 16 * 1024, "{} bytes of errors", err.len());
+    assert!(err.contains("did you mean `steps`?"), "{err}");
+    assert!(
+        err.ends_with("problems found (the first 20 are shown)\n"),
+        "{err}"
+    );
+
+    // A matrix of 1000 x 1000 x 1000 copies of one stage name.
+    let values = (0..1000)
+        .map(|i| format!("'{i}'"))
+        .collect::<Vec<_>>()
+        .join(",");
+    fs::write(
+        &file,
+        format!("each({values}) {{ each({values}) {{ each({values}) {{ stage {{ name = 'x' steps {{ sh 'y' }} }} }} }} }}\n"),
+    )
+    .expect("write");
+    let out = otto(&["explain", file.to_str().expect("utf-8 path")]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.len() < 4 * 1024, "{} bytes of errors", err.len());
+    assert!(err.contains("expands to more than"), "{err}");
+}

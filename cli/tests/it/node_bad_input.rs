@@ -46,6 +46,30 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     assert!(err.contains("did you mean `steps`?"), "{err}");
     assert!(text(&out.stdout).is_empty());
 
+    // An Ottofile that is not UTF-8 is reported as such by the node, not as a file
+    // without stages.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Ottofile"),
+        b"stage('B') { steps { sh '\xff\xfe' } }\n",
+    )
+    .unwrap();
+    let out = node.otto(&["run", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("Ottofile is not UTF-8 text"), "{err}");
+
+    // An empty directory: the snapshot is empty, said as such.
+    let empty = tempfile::tempdir().unwrap();
+    let out = node.otto(&["run", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("the snapshot is empty: no Ottofile and no known stack"),
+        "{err}"
+    );
+    assert!(!err.contains("no such file or directory"), "{err}");
+
     // A wrong token: a copy of the home with another api.token.
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("api.token"), "0".repeat(64)).unwrap();

@@ -269,11 +269,12 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
         ),
         other => ApiError::internal(other),
     })?;
-    let files = snapshot::read(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let (files, unreadable) =
+        snapshot::read_noting_unreadable(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?;
     let root_name = request
         .root_name
         .filter(|n| !n.is_empty() && n.len() <= 128 && !n.contains(['/', '\\']));
-    let source = SnapshotSource::new(files, root_name);
+    let source = SnapshotSource::new(files, root_name).with_unreadable(unreadable);
     let path = relative_path(request.path.as_deref().unwrap_or(""))?;
     let facts = Facts {
         branch: request.facts.branch,
@@ -364,6 +365,12 @@ fn plan_in(
                 }),
             )
         }
+        // An empty snapshot has no entries, not even its root directory.
+        None if path.as_os_str().is_empty() => Err(global(
+            "the snapshot is empty: no Ottofile and no known stack (otto run sends the \
+             directory it is given, less what .gitignore and .ottoignore leave out)"
+                .to_owned(),
+        )),
         None => Err(global(format!(
             "{}: no such file or directory in the snapshot",
             shown(path)

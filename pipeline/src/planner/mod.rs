@@ -161,14 +161,23 @@ impl Failed {
 }
 
 impl fmt::Display for Failed {
-    /// One line per problem: `path:line:column: message (hint)`.
+    /// One line per problem: `path:line:column: message (hint)`; at most
+    /// [`crate::render::MAX_RENDERED`] of them, then how many there were.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for d in &self.diagnostics {
+        let shown = crate::render::MAX_RENDERED;
+        for d in self.diagnostics.iter().take(shown) {
             write!(f, "{}", crate::render::one_line(d, &self.sources))?;
             if let Some(hint) = &d.hint {
-                write!(f, " ({hint})")?;
+                write!(f, " ({})", crate::render::capped(hint))?;
             }
             writeln!(f)?;
+        }
+        if self.diagnostics.len() > shown {
+            writeln!(
+                f,
+                "{} problems found (the first {shown} are shown)",
+                self.diagnostics.len()
+            )?;
         }
         Ok(())
     }
