@@ -2,8 +2,8 @@
 //!
 //! Thin by design: it parses arguments, calls the libraries (or, for commands that need a
 //! node, the node's API through [`client`]) and prints. `explain` and `verify --bundle`
-//! work offline; `run`, `status`, `logs`, `approve`, `secrets`, `verify RUN` and `attest
-//! export` talk to the local node.
+//! work offline; `run`, `status`, `logs`, `approve`, `cancel`, `secrets`, `verify RUN` and
+//! `attest export` talk to the local node.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -28,6 +28,7 @@ enum Command {
     Status(commands::status::Args),
     Logs(commands::logs::Args),
     Approve(commands::approve::Args),
+    Cancel(commands::cancel::Args),
     Secrets(commands::secrets::Args),
     Verify(commands::verify::Args),
     Attest(commands::attest::Args),
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(args),
         Command::Logs(args) => commands::logs::run(args),
         Command::Approve(args) => commands::approve::run(args),
+        Command::Cancel(args) => commands::cancel::run(args),
         Command::Secrets(args) => commands::secrets::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Attest(args) => commands::attest::run(args),
@@ -129,6 +131,8 @@ mod tests {
         assert!(parse(&["logs"]).is_err());
         assert!(parse(&["approve", "R", "Deploy", "--as", "alice"]).is_ok());
         assert!(parse(&["approve", "R"]).is_err());
+        assert!(parse(&["cancel", "R", "--as", "alice"]).is_ok());
+        assert!(parse(&["cancel"]).is_err());
         assert!(parse(&["secrets", "set", "TOKEN"]).is_ok());
         assert!(parse(&["secrets", "set", "TOKEN", "value-on-argv"]).is_err());
         assert!(parse(&["secrets", "list", "--json"]).is_ok());

@@ -425,8 +425,18 @@ impl NodeProc {
         let mut all = args.to_vec();
         all.push("--json");
         let mut cmd = self.command(&self.bins.otto, &all);
-        let text = ok(&mut cmd, None)?;
-        serde_json::from_str(&text).map_err(|e| Error::Output {
+        let out = output_within(&mut cmd, None, COMMAND_LIMIT)?;
+        // `otto status RUN` of a failed or cancelled run answers in full and exits 1.
+        let answered =
+            out.status.success() || (out.status.code() == Some(1) && !out.stdout.is_empty());
+        if !answered {
+            return Err(Error::Command {
+                command: describe(&cmd),
+                status: out.status,
+                stderr: tail(&String::from_utf8_lossy(&out.stderr), 5),
+            });
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| Error::Output {
             command: describe(&cmd),
             problem: e.to_string(),
         })

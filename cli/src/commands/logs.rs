@@ -58,7 +58,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print_stage(
+/// Prints a stage's log (with `[stage] ` before each line when `prefix`), and with
+/// `follow` goes on until the stage is over.
+pub(crate) fn print_stage(
     client: &Client,
     run: &str,
     stage: &str,

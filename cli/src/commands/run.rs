@@ -21,6 +21,9 @@ use crate::client::{ApiFailure, Client, NodeArgs, Polled, user_name};
 /// How long one watch request waits on the node for a change, in seconds.
 const WATCH_WAIT: u64 = 30;
 
+/// How long `otto run` waits, once the run is over, for the last log lines to be printed.
+const FOLLOW_GRACE: Duration = Duration::from_secs(10);
+
 /// How many log lines of a failed stage `otto run` shows.
 const FAILED_TAIL: usize = 20;
 
@@ -34,8 +37,10 @@ const FAILED_TAIL: usize = 20;
 
 The directory is uploaded as a snapshot. Left out: .git/, target/ and node_modules/
 anywhere, and what the directory's .gitignore and .ottoignore list (see docs/operating.md).
-Exit status: 0 when the run succeeds, 1 when it fails or is cancelled. Ctrl-C stops
-watching; the run goes on (see it with `otto status RUN`).")]
+While it watches, the steps' output is shown as it comes, each line after its stage's
+name (`--quiet` shows only the stages' progress). Exit status: 0 when the run succeeds, 1
+when it fails or is cancelled. Ctrl-C stops watching (exit status 130); the run goes on:
+follow it with `otto status RUN` or `otto logs RUN -f`, stop it with `otto cancel RUN`.")]
 pub(crate) struct Args {
     /// An Ottofile, or a directory holding one (or a known stack).
     #[arg(default_value = ".")]
@@ -45,6 +50,9 @@ pub(crate) struct Args {
     /// Print the run id and return at once instead of watching.
     #[arg(long)]
     detach: bool,
+    /// While watching, show only the stages' progress, not their steps' output.
+    #[arg(long, short, conflicts_with = "detach")]
+    quiet: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -83,7 +91,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         writeln!(io::stdout(), "{}", created.run).context("writing the run id")?;
         return Ok(());
     }
-    let outcome = watch(&client, &created)?;
+    on_interrupt(created.run);
+    let logs = (!args.quiet).then(|| args.node.clone());
+    let outcome = watch(&client, &created, logs)?;
     match outcome {
         RunState::Succeeded => Ok(()),
         _ => Err(Failure::Reported),
@@ -124,8 +134,29 @@ fn split_path(path: &Path) -> anyhow::Result<(PathBuf, String)> {
     Ok((dir, name))
 }
 
-/// Shows the run's stages until it ends; returns how it ended.
-fn watch(client: &Client, created: &RunCreated) -> anyhow::Result<RunState> {
+/// On Ctrl-C, says that the run goes on and how to follow or stop it, then exits 130
+/// (the status a shell gives a command SIGINT ended).
+fn on_interrupt(run: RunId) {
+    let handler = move || {
+        let _ = writeln!(
+            io::stderr(),
+            "\nstopped watching; run {run} goes on on the node. Follow it: otto status {run} \
+             (or otto logs {run} -f); stop it: otto cancel {run}"
+        );
+        std::process::exit(130);
+    };
+    if let Err(error) = ctrlc::set_handler(handler) {
+        tracing::debug!(%error, "no Ctrl-C handler");
+    }
+}
+
+/// Shows the run's stages until it ends, and with `logs` (the node to read them from) the
+/// steps' output as it comes; returns how the run ended.
+fn watch(
+    client: &Client,
+    created: &RunCreated,
+    logs: Option<NodeArgs>,
+) -> anyhow::Result<RunState> {
     let tty = io::stdout().is_terminal();
     let mut view = if tty {
         View::bars(created)
@@ -137,6 +168,10 @@ fn watch(client: &Client, created: &RunCreated) -> anyhow::Result<RunState> {
     if !tty {
         writeln!(io::stdout(), "run {} ({})", created.run, created.pipeline)?;
     }
+    let follower = match logs {
+        Some(node) => Some(follow_logs(node, created, view.multi())?),
+        None => None,
+    };
     let path = format!("/v1/runs/{}", created.run);
     let mut etag: Option<String> = None;
     let detail = loop {
@@ -152,6 +187,21 @@ fn watch(client: &Client, created: &RunCreated) -> anyhow::Result<RunState> {
             break detail;
         }
     };
+    let streamed = follower.is_some();
+    if let Some(follower) = follower {
+        // Every stage is over, so the follower reads what is left and returns; it is given
+        // a bounded time, so that a stage the node still reports as going cannot hang us.
+        let deadline = std::time::Instant::now() + FOLLOW_GRACE;
+        while !follower.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if follower.is_finished() {
+            match follower.join() {
+                Ok(result) => result?,
+                Err(_) => return Err(anyhow!("the log follower failed")),
+            }
+        }
+    }
     view.finish();
     let mut out = io::stdout().lock();
     for stage in detail
@@ -159,7 +209,7 @@ fn watch(client: &Client, created: &RunCreated) -> anyhow::Result<RunState> {
         .iter()
         .filter(|s| s.stage.state == StageState::Failed)
     {
-        show_tail(client, detail.run.id, stage, &mut out)?;
+        show_tail(client, detail.run.id, stage, streamed, &mut out)?;
     }
     let elapsed = detail
         .run
@@ -175,10 +225,62 @@ fn watch(client: &Client, created: &RunCreated) -> anyhow::Result<RunState> {
     Ok(detail.run.state)
 }
 
+/// Follows every stage's log in plan order on a thread of its own, printing each line
+/// after its stage's name: above the bars on a terminal, else to stdout. Stages that run
+/// side by side are shown one after the other: a later stage's lines come once the earlier
+/// stage is over. Returns when every stage is over.
+fn follow_logs(
+    node: NodeArgs,
+    created: &RunCreated,
+    multi: Option<MultiProgress>,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let client = node.client()?;
+    let run = created.run.to_string();
+    let stages = created.stages.clone();
+    Ok(std::thread::spawn(move || {
+        let mut sink = LineSink {
+            multi,
+            pending: Vec::new(),
+        };
+        for stage in &stages {
+            super::logs::print_stage(&client, &run, stage, true, true, &mut sink)?;
+        }
+        Ok(())
+    }))
+}
+
+/// Where followed log lines go: whole lines above the progress bars, or stdout.
+struct LineSink {
+    multi: Option<MultiProgress>,
+    /// Bytes of a line not yet ended.
+    pending: Vec<u8>,
+}
+
+impl io::Write for LineSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let Some(multi) = &self.multi else {
+            return io::stdout().write(buf);
+        };
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            multi.println(String::from_utf8_lossy(&line[..end]))?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.multi {
+            Some(_) => Ok(()),
+            None => io::stdout().flush(),
+        }
+    }
+}
+
 /// How progress is shown: bars on a terminal, plain lines otherwise.
 enum View {
     Bars {
-        _multi: MultiProgress,
+        multi: MultiProgress,
         bars: BTreeMap<String, ProgressBar>,
         /// The width of the longest stage id, to align the lines.
         width: usize,
@@ -189,6 +291,14 @@ enum View {
 }
 
 impl View {
+    /// The bars' handle, to print lines above them.
+    fn multi(&self) -> Option<MultiProgress> {
+        match self {
+            Self::Bars { multi, .. } => Some(multi.clone()),
+            Self::Lines { .. } => None,
+        }
+    }
+
     fn bars(created: &RunCreated) -> Self {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let header = multi.add(ProgressBar::new_spinner());
@@ -211,11 +321,7 @@ impl View {
             bar.enable_steady_tick(Duration::from_millis(120));
             bars.insert(id.clone(), bar);
         }
-        Self::Bars {
-            _multi: multi,
-            bars,
-            width,
-        }
+        Self::Bars { multi, bars, width }
     }
 
     fn update(&mut self, client: &Client, detail: &RunDetail) -> anyhow::Result<()> {
@@ -295,13 +401,24 @@ fn last_system_line(
     }
 }
 
-/// Prints the last lines of a failed stage's log.
+/// Prints the last lines of a failed stage's log, unless they were `streamed` already, and
+/// how to see the whole log.
 fn show_tail(
     client: &Client,
     run: RunId,
     stage: &StageDetail,
+    streamed: bool,
     out: &mut impl io::Write,
 ) -> anyhow::Result<()> {
+    if streamed {
+        writeln!(
+            out,
+            "--- {} failed; its log: otto logs {run} {}",
+            stage.stage.id,
+            shell_word(&stage.stage.id)
+        )?;
+        return Ok(());
+    }
     let mut lines = Vec::new();
     let mut after = 0;
     loop {

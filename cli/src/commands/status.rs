@@ -4,7 +4,7 @@ use std::io::{self, Write as _};
 
 use anyhow::Context as _;
 use otto_node::api::types::{RunDetail, RunList, StageDetail};
-use otto_node::store::{AttemptState, GateKind, GateState, StageState};
+use otto_node::store::{AttemptState, GateKind, GateState, RunState, StageState};
 
 use super::run::{human_ms, path_segment, state_word};
 use crate::Failure;
@@ -15,7 +15,10 @@ use crate::client::NodeArgs;
 #[command(after_help = "Examples:
   otto status                           # the 20 most recent runs
   otto status 01J9ZQ3M5V8R2K4T6W8Y0A2C4E
-  otto status 01J9ZQ3M5V8R2K4T6W8Y0A2C4E --json | jq '.stages[].state'")]
+  otto status 01J9ZQ3M5V8R2K4T6W8Y0A2C4E --json | jq '.stages[].state'
+
+Exit status of `otto status RUN`: 1 when the run failed or was cancelled, 0 when it
+succeeded or is still going (queued, running, waiting), so a script can test it.")]
 pub(crate) struct Args {
     /// The run; without it, the recent runs.
     run: Option<String>,
@@ -40,6 +43,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
                 writeln!(out).context("writing json")?;
             } else {
                 print_detail(&detail, &mut out).context("writing the status")?;
+            }
+            if matches!(detail.run.state, RunState::Failed | RunState::Cancelled) {
+                return Err(Failure::Reported);
             }
         }
         None => {

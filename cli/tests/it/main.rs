@@ -6,6 +6,7 @@ mod node_support;
 
 mod explain;
 mod node_bad_input;
+mod node_cancel;
 mod node_gates;
 mod node_handoff;
 mod node_join;

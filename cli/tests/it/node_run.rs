@@ -209,3 +209,59 @@ fn the_local_example_runs_green_after_an_approval() {
     let logs = node.ok(&["logs", &run, "Publish"]);
     assert!(logs.contains("published"), "{logs}");
 }
+
+#[test]
+fn otto_run_streams_step_output_and_status_exits_1_for_a_failed_run() {
+    let node = Node::start_new();
+    let dir = project(&[(
+        "Ottofile",
+        "stage('Build') { steps { sh 'echo compiling the thing' } }\n\
+         stage('Test') { steps { sh 'echo testing; exit 4' } }\n",
+    )]);
+    let out = node.otto(&["run", dir.path().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&out.stderr)
+    );
+    // Each step's output, after its stage's name, while the run goes on.
+    assert!(stdout.contains("[Build] compiling the thing"), "{stdout}");
+    assert!(stdout.contains("[Test] testing"), "{stdout}");
+    assert!(
+        stdout.contains("--- Test failed; its log: otto logs"),
+        "{stdout}"
+    );
+    let run = stdout
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap();
+
+    // `otto status RUN` of a failed run prints it whole and exits 1, with --json too.
+    let human = node.otto(&["status", run]);
+    assert_eq!(human.status.code(), Some(1));
+    assert!(
+        text(&human.stdout).contains("failed"),
+        "{}",
+        text(&human.stdout)
+    );
+    assert_eq!(node.status(run)["run"]["state"], "failed");
+
+    // --quiet shows the stages' progress, not the steps' output; the failed stage's tail
+    // is shown at the end.
+    let quiet = text(
+        &node
+            .otto(&["run", dir.path().to_str().unwrap(), "--quiet"])
+            .stdout,
+    );
+    assert!(!quiet.contains("[Build] compiling"), "{quiet}");
+    assert!(
+        quiet.contains("--- Test failed; last lines of its log:"),
+        "{quiet}"
+    );
+    assert!(quiet.contains("  testing"), "{quiet}");
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::types::{
-    Approve, Approved, Cancelled, ConditionView, CreateRun, RunCreated, RunDetail, RunList,
+    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, RunCreated, RunDetail, RunList,
     SnapshotCreated, StageDetail,
 };
 use super::{
@@ -154,12 +154,7 @@ pub(super) async fn approve(
     Json(body): Json<Approve>,
 ) -> Result<Json<Approved>, ApiError> {
     let run = parse_run(&run)?;
-    let who = body.who.unwrap_or_else(|| "local".to_owned());
-    if who.is_empty() || who.len() > 128 || who.chars().any(char::is_control) {
-        return Err(ApiError::invalid(
-            "who must be 1 to 128 characters without control characters",
-        ));
-    }
+    let who = who_or_local(body.who)?;
     let store = state.store.clone();
     let check = stage.clone();
     blocking(move || {
@@ -178,16 +173,30 @@ pub(super) async fn approve(
     Ok(Json(Approved { run, stage, who }))
 }
 
-/// `POST /v1/runs/{run}/cancel`: cancels a run.
+/// `POST /v1/runs/{run}/cancel`: cancels a run; the body, if any, names who cancels.
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(run): Path<String>,
+    body: Option<Json<Cancel>>,
 ) -> Result<Json<Cancelled>, ApiError> {
     let run = parse_run(&run)?;
+    let who = who_or_local(body.and_then(|Json(b)| b.who))?;
     let store = state.store.clone();
     blocking(move || store.run(&run)?.map(|_| ()).ok_or_else(|| no_run(&run))).await?;
-    state.engine.cancel(run).await?;
-    Ok(Json(Cancelled { run }))
+    state.engine.cancel(run, who.clone()).await?;
+    tracing::info!(target: super::TARGET, %run, %who, "run cancelled");
+    Ok(Json(Cancelled { run, who }))
+}
+
+/// The name a person gave for an approval or a cancel, or `local` when none was given.
+fn who_or_local(who: Option<String>) -> Result<String, ApiError> {
+    let who = who.unwrap_or_else(|| "local".to_owned());
+    if who.is_empty() || who.len() > 128 || who.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "who must be 1 to 128 characters without control characters",
+        ));
+    }
+    Ok(who)
 }
 
 /// Parses a run id from a URL; text that is no run id names no run, so it is a 404.

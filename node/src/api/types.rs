@@ -158,11 +158,21 @@ pub struct Approved {
     pub who: String,
 }
 
+/// `POST /v1/runs/{run}/cancel` takes this body (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// Who cancels, recorded in the notes of the stages the cancel stopped; default `local`.
+    #[serde(default)]
+    pub who: Option<String>,
+}
+
 /// `POST /v1/runs/{run}/cancel` answers this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cancelled {
     /// The run.
     pub run: RunId,
+    /// Who cancelled it.
+    pub who: String,
 }
 
 /// `GET /v1/secrets` answers this: names, never values.

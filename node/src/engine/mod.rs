@@ -387,9 +387,10 @@ impl Engine {
     }
 
     /// Cancels a run: running attempts are stopped, waiting gates closed, stages not
-    /// started are marked cancelled, and the run ends cancelled.
-    pub async fn cancel(&self, run: RunId) -> Result<(), EngineError> {
-        self.ask(|reply| Command::Cancel { run, reply }).await
+    /// started are marked cancelled, and the run ends cancelled. `who` is recorded in the
+    /// notes of the stages it stopped.
+    pub async fn cancel(&self, run: RunId, who: String) -> Result<(), EngineError> {
+        self.ask(|reply| Command::Cancel { run, who, reply }).await
     }
 
     /// Lets this node run `stage` of `run`, a stage another node offered it and this node
@@ -467,6 +468,7 @@ enum Command {
     },
     Cancel {
         run: RunId,
+        who: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     /// Load the run if needed and move it on.

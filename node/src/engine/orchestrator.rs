@@ -49,8 +49,8 @@ struct Active {
 enum Ending {
     /// A stage failed: the rest is cancelled and the run fails.
     Failed(String),
-    /// Someone cancelled the run.
-    Cancelled,
+    /// Someone cancelled the run; who.
+    Cancelled(String),
 }
 
 impl Orchestrator {
@@ -81,8 +81,8 @@ impl Orchestrator {
                     Some(Command::Submit { run, reply }) => {
                         let _ = reply.send(self.submit(run).await);
                     }
-                    Some(Command::Cancel { run, reply }) => {
-                        let _ = reply.send(self.cancel(run).await);
+                    Some(Command::Cancel { run, who, reply }) => {
+                        let _ = reply.send(self.cancel(run, who).await);
                     }
                     Some(Command::Poke { run, reply }) => {
                         let _ = reply.send(self.poke(run).await);
@@ -195,14 +195,15 @@ impl Orchestrator {
         Ok(())
     }
 
-    async fn cancel(&mut self, run: RunId) -> Result<(), EngineError> {
+    async fn cancel(&mut self, run: RunId, who: String) -> Result<(), EngineError> {
         if !self.runs.contains_key(&run) {
             self.load(run).await?;
         }
         if let Some(active) = self.runs.get_mut(&run) {
-            active.ending = Some(Ending::Cancelled);
+            let reason = format!("cancelled by {who}");
+            active.ending = Some(Ending::Cancelled(who));
             for cancel in active.tasks.values() {
-                let _ = cancel.send(Some("cancelled".into()));
+                let _ = cancel.send(Some(reason.clone()));
             }
         }
         self.advance(run).await;
@@ -342,8 +343,8 @@ impl Orchestrator {
                 Ending::Failed(stage) => {
                     (format!("not run: stage {stage} failed"), RunState::Failed)
                 }
-                Ending::Cancelled => (
-                    "not run: the run was cancelled".to_owned(),
+                Ending::Cancelled(who) => (
+                    format!("not run: the run was cancelled by {who}"),
                     RunState::Cancelled,
                 ),
             };

@@ -392,14 +392,23 @@ stage('Later') { steps { echo 'later' } }
         |e| matches!(e, EngineEvent::StepStarted { run: r, .. } if *r == run),
     )
     .await;
-    node.engine.cancel(run).await.expect("cancel");
+    node.engine
+        .cancel(run, "alice".into())
+        .await
+        .expect("cancel");
     assert_eq!(node.wait_run(run).await, RunState::Cancelled);
     let slow = node.stage(run, "Slow");
     assert_eq!(slow.state, StageState::Cancelled);
     assert_eq!(slow.attempts[0].state, AttemptState::Cancelled);
-    assert_eq!(node.stage(run, "Later").state, StageState::Cancelled);
+    let later = node.stage(run, "Later");
+    assert_eq!(later.state, StageState::Cancelled);
+    assert_eq!(
+        later.note.as_deref(),
+        Some("not run: the run was cancelled by alice"),
+        "who cancelled is recorded"
+    );
     assert!(matches!(
-        node.engine.cancel(run).await,
+        node.engine.cancel(run, "alice".into()).await,
         Err(otto_node::engine::EngineError::Finished(_))
     ));
 }

@@ -190,9 +190,24 @@ impl Node {
         wait_output(child)
     }
 
-    /// `otto status RUN --json`.
+    /// `otto status RUN --json` (which exits 1, with the whole answer, for a run that
+    /// failed or was cancelled).
     pub fn status(&self, run: &str) -> Value {
-        serde_json::from_str(&self.ok(&["status", run, "--json"])).unwrap()
+        let out = self.otto(&["status", run, "--json"]);
+        let value: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "otto status {run} --json: {e}: {}\nnode log:\n{}",
+                text(&out.stderr),
+                self.log()
+            )
+        });
+        let failed = matches!(value["run"]["state"].as_str(), Some("failed" | "cancelled"));
+        assert_eq!(
+            out.status.code(),
+            Some(if failed { 1 } else { 0 }),
+            "{value}"
+        );
+        value
     }
 
     /// Waits until the run is in a final state; returns its status.
