@@ -112,13 +112,19 @@ pub(crate) enum Times {
 
 /// Writes a tar of `items` (name in the archive, existing source path) to `dest`.
 /// Symbolic links are stored as links, never followed; sparse files are stored whole.
+///
+/// Stops with an error of kind [`io::ErrorKind::FileTooLarge`] as soon as the tar would
+/// exceed `max_bytes`, so no more than that is written to disk.
 pub(crate) fn write_tar(
     dest: &Path,
     items: &[(PathBuf, PathBuf)],
     times: Times,
+    max_bytes: u64,
 ) -> io::Result<Written> {
     let file = fs::File::create(dest)?;
-    let mut builder = tar::Builder::new(Hashing::new(io::BufWriter::new(file)));
+    let mut hashing = Hashing::new(io::BufWriter::new(file));
+    hashing.limit = max_bytes;
+    let mut builder = tar::Builder::new(hashing);
     builder.mode(match times {
         Times::Drop => HeaderMode::Deterministic,
         Times::Keep => HeaderMode::Complete,
@@ -228,6 +234,8 @@ struct Hashing<W> {
     inner: W,
     hasher: Sha256,
     size: u64,
+    /// Writing past this many bytes fails.
+    limit: u64,
 }
 
 impl<W> Hashing<W> {
@@ -236,12 +244,19 @@ impl<W> Hashing<W> {
             inner,
             hasher: Sha256::new(),
             size: 0,
+            limit: u64::MAX,
         }
     }
 }
 
 impl<W: Write> Write for Hashing<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.size.saturating_add(buf.len() as u64) > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                format!("more than {} bytes", self.limit),
+            ));
+        }
         let n = self.inner.write(buf)?;
         let written = buf.get(..n).unwrap_or(buf);
         self.hasher.update(written);
@@ -309,7 +324,7 @@ mod tests {
 
         let tar = ws.path().join("cache.tar");
         let items = [(PathBuf::from("sparse.bin"), sparse.clone())];
-        write_tar(&tar, &items, Times::Keep).expect("tar");
+        write_tar(&tar, &items, Times::Keep, u64::MAX).expect("tar");
         let out = tempfile::tempdir().expect("tempdir");
         extract_tar(&tar, out.path()).expect("extract");
         let restored = out.path().join("sparse.bin");
@@ -336,8 +351,10 @@ mod tests {
         symlink("a.txt", root.join("dist/link")).expect("symlink");
         let scratch = tempfile::tempdir().expect("tempdir");
         let items = vec![(PathBuf::from("dist"), root.join("dist"))];
-        let one = write_tar(&scratch.path().join("1.tar"), &items, Times::Drop).expect("tar");
-        let two = write_tar(&scratch.path().join("2.tar"), &items, Times::Drop).expect("tar");
+        let one =
+            write_tar(&scratch.path().join("1.tar"), &items, Times::Drop, u64::MAX).expect("tar");
+        let two =
+            write_tar(&scratch.path().join("2.tar"), &items, Times::Drop, u64::MAX).expect("tar");
         assert_eq!(one.digest, two.digest);
         assert_eq!(
             one.size,

@@ -189,7 +189,14 @@ pub struct Job {
     /// Seconds between SIGTERM and SIGKILL when a step is stopped.
     #[serde(default = "default_kill_grace")]
     pub kill_grace_secs: u64,
+    /// The largest artifact `archive` may store, in bytes of its tar; when absent,
+    /// [`DEFAULT_MAX_ARTIFACT_BYTES`].
+    #[serde(default)]
+    pub max_artifact_bytes: Option<u64>,
 }
+
+/// The largest artifact by default: 2 GiB.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 
 /// A secret's value. Its `Debug` form hides the value, so a job can be logged.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -299,10 +299,20 @@ impl Stage {
         let source = files::existing(&self.root, cwd, &rel)
             .map_err(fail)?
             .ok_or_else(|| fail(format!("nothing at '{path}' to archive")))?;
+        let limit = self
+            .job
+            .max_artifact_bytes
+            .unwrap_or(crate::protocol::DEFAULT_MAX_ARTIFACT_BYTES);
         let (digest, size) = self
-            .store_tar(vec![(rel, source)], files::Times::Drop)
+            .store_tar(vec![(rel, source)], files::Times::Drop, limit)
             .await
-            .map_err(fail)?;
+            .map_err(|e| match e {
+                StoreError::TooLarge => fail(format!(
+                    "artifact '{name}' is larger than the limit of {limit} bytes ({}); the node sets it with [agent] max_artifact_bytes",
+                    human_bytes(limit)
+                )),
+                StoreError::Other(message) => fail(message),
+            })?;
         self.say(
             Some(index),
             format!("archived '{name}': {size} bytes, {digest}"),
@@ -488,7 +498,11 @@ impl Stage {
         if items.is_empty() {
             return Ok(None);
         }
-        self.store_tar(items, files::Times::Keep).await.map(Some)
+        match self.store_tar(items, files::Times::Keep, u64::MAX).await {
+            Ok(stored) => Ok(Some(stored)),
+            Err(StoreError::TooLarge) => Err("the cache is too large".to_owned()),
+            Err(StoreError::Other(message)) => Err(message),
+        }
     }
 
     /// Writes a tar of `items` in the scratch directory and stores it as a blob.
@@ -496,23 +510,37 @@ impl Stage {
         &mut self,
         items: Vec<(PathBuf, PathBuf)>,
         times: files::Times,
-    ) -> Result<(String, u64), String> {
+        max_bytes: u64,
+    ) -> Result<(String, u64), StoreError> {
         let file = self.scratch_file("archive", "tar")?;
         let target = file.clone();
-        let written = tokio::task::spawn_blocking(move || files::write_tar(&target, &items, times))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot write the archive: {e}"))?;
+        let written = tokio::task::spawn_blocking(move || {
+            files::write_tar(&target, &items, times, max_bytes)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                // What was written so far goes at once, not with the workspace.
+                let _ = fs::remove_file(&file);
+                return Err(if e.kind() == std::io::ErrorKind::FileTooLarge {
+                    StoreError::TooLarge
+                } else {
+                    StoreError::Other(format!("cannot write the archive: {e}"))
+                });
+            }
+        };
         let stored = self
             .interruptible(self.client.put_blob(&file, &written.digest))
             .await;
         let _ = fs::remove_file(&file);
         let blob = stored?;
         if blob.size != written.size {
-            return Err(format!(
+            return Err(StoreError::Other(format!(
                 "the node stored {} bytes of a {}-byte archive",
                 blob.size, written.size
-            ));
+            )));
         }
         Ok((blob.digest, blob.size))
     }
@@ -725,4 +753,28 @@ mod tests {
         assert!(is_env_name("DEPLOY_TOKEN") && is_env_name("_x1"));
         assert!(!is_env_name("1X") && !is_env_name("A-B") && !is_env_name(""));
     }
+}
+
+/// Why [`Stage::store_tar`] stored nothing.
+#[derive(Debug)]
+enum StoreError {
+    /// The tar would be larger than its limit.
+    TooLarge,
+    Other(String),
+}
+
+impl From<String> for StoreError {
+    fn from(message: String) -> Self {
+        Self::Other(message)
+    }
+}
+
+/// `2147483648` as `2 GiB`, for messages: the largest whole unit.
+fn human_bytes(bytes: u64) -> String {
+    for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
 }

@@ -191,6 +191,7 @@ pub async fn run_until_with(
         work_dir: home.work_dir(),
         run_dir: home.run_dir(),
         packages: packages.clone(),
+        max_artifact_bytes: config.agent.max_artifact_bytes,
         webhook_base: Some(webhook_base.clone()),
         signer: Some(ReceiptSigner {
             key: home.identity(now)?.key,

@@ -135,6 +135,8 @@ pub struct AgentConfig {
     /// Step package directories (each a package, or a directory of packages); relative
     /// paths are relative to the home.
     pub packages: Vec<PathBuf>,
+    /// The largest artifact a stage may `archive`, in bytes of its tar; default 2 GiB.
+    pub max_artifact_bytes: Option<u64>,
 }
 
 /// `[mesh]`: the libp2p mesh other nodes reach this one on.
@@ -649,6 +651,13 @@ impl Config {
              # paths are relative to this home.\n",
         );
         out.push_str(&format!("packages = {}\n", paths(&self.agent.packages)));
+        out.push_str(
+            "# The largest artifact a stage may archive, in bytes (its tar). Default: 2 GiB.\n",
+        );
+        out.push_str(&match self.agent.max_artifact_bytes {
+            Some(n) => format!("max_artifact_bytes = {n}\n"),
+            None => "# max_artifact_bytes = 2147483648\n".to_owned(),
+        });
         out.push_str("\n[mesh]\n");
         out.push_str(
             "# The multiaddrs the mesh listens on for other nodes (TCP and QUIC). Port 0\n\

@@ -689,3 +689,38 @@ async fn a_bad_manifest_fails_the_stage_with_the_file_and_the_problem() {
     );
     assert!(node.output().is_empty());
 }
+
+#[tokio::test]
+async fn an_artifact_over_the_size_limit_fails_the_step_without_filling_the_disk() {
+    // A 1 GiB sparse file: a few KiB on disk, 1 GiB in a tar.
+    let node = TestNode::start_with(
+        vec![
+            sh("mkdir out && truncate -s 1G out/big && echo small > out/small"),
+            archive("out/", "big"),
+        ],
+        |job| job.max_artifact_bytes = Some(1 << 20),
+    )
+    .await;
+    let result = node.run().await;
+    assert_eq!(result.failed_step, Some(1), "{}", node.all_text());
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.contains("artifact 'big' is larger than the limit of 1048576 bytes (1 MiB)"),
+        "{error}"
+    );
+    assert!(error.contains("[agent] max_artifact_bytes"), "{error}");
+    assert!(result.artifacts.is_empty());
+    assert!(node.seen().blobs.is_empty(), "nothing was stored");
+
+    // Under the limit the same step works.
+    let node = TestNode::start_with(
+        vec![
+            sh("mkdir out && echo small > out/small"),
+            archive("out/", "small"),
+        ],
+        |job| job.max_artifact_bytes = Some(1 << 20),
+    )
+    .await;
+    let result = node.run().await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", node.all_text());
+}

@@ -51,6 +51,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         work_dir: home.work_dir(),
         run_dir: home.run_dir(),
         packages: vec![],
+        max_artifact_bytes: None,
         webhook_base: None,
         signer: None,
         definitions: None,

@@ -97,6 +97,8 @@ pub struct Context {
     pub run_dir: PathBuf,
     /// Directories of step packages, handed to every agent.
     pub packages: Vec<PathBuf>,
+    /// The largest artifact a stage may archive, in bytes; the agent's default when `None`.
+    pub max_artifact_bytes: Option<u64>,
     /// The base of webhook URLs, e.g. `https://127.0.0.1:8443`; a gate's URL is this
     /// followed by `/hooks/<token>`.
     pub webhook_base: Option<String>,
@@ -352,6 +354,7 @@ impl Engine {
             work_dir: ctx.work_dir,
             run_dir: ctx.run_dir,
             packages: ctx.packages,
+            max_artifact_bytes: ctx.max_artifact_bytes,
             webhook_base: ctx.webhook_base,
             signer: ctx.signer,
             definitions: ctx.definitions,
@@ -499,6 +502,7 @@ pub(crate) struct Shared {
     pub(crate) work_dir: PathBuf,
     pub(crate) run_dir: PathBuf,
     pub(crate) packages: Vec<PathBuf>,
+    pub(crate) max_artifact_bytes: Option<u64>,
     pub(crate) webhook_base: Option<String>,
     pub(crate) signer: Option<ReceiptSigner>,
     pub(crate) definitions: Option<DefinitionCheck>,

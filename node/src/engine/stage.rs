@@ -793,6 +793,7 @@ impl StageTask {
             packages: self.sh.packages.clone(),
             timeout_secs: None,
             kill_grace_secs: otto_agent::protocol::DEFAULT_KILL_GRACE_SECS,
+            max_artifact_bytes: self.sh.max_artifact_bytes,
         }
     }
 

@@ -315,6 +315,7 @@ fn context(
         work_dir: home.join("work"),
         run_dir: home.join("run"),
         packages: Vec::new(),
+        max_artifact_bytes: None,
         webhook_base: Some("https://127.0.0.1:8443".into()),
         signer: Some(otto_node::engine::ReceiptSigner {
             key: otto_trust::NodeKey::from_seed(&[7; 32]),
