@@ -1,10 +1,11 @@
 //! Source snapshots: the tar of a directory that `otto run` uploads, and the view of one
 //! that the planner reads.
 //!
-//! [`create`] writes a deterministic tar of a directory: entries sorted by path, times,
-//! owners and permissions left out except the executable bit, symbolic links stored as
-//! links, other special files skipped. The same tree gives the same bytes, so the same
-//! digest. It skips what [`Ignore`] says: `.git/`, `target/` and `node_modules/` anywhere,
+//! [`create`] writes a deterministic tar of a directory: entries sorted by path, each
+//! entry's modification time kept (in whole seconds: tools such as `pip wheel` refuse files
+//! dated 1970), owners and permissions left out except the executable bit, symbolic links
+//! stored as links, other special files skipped. The same tree with the same times gives
+//! the same bytes, so the same digest. It skips what [`Ignore`] says: `.git/`, `target/` and `node_modules/` anywhere,
 //! and the patterns of the root's `.gitignore` and `.ottoignore` (a subset of gitignore,
 //! see [`Ignore`]).
 //!
@@ -382,7 +383,7 @@ fn add_dir<W: Write>(
             continue;
         }
         let mut header = tar::Header::new_gnu();
-        header.set_mtime(0);
+        header.set_mtime(mtime_secs(&meta));
         header.set_uid(0);
         header.set_gid(0);
         let add = |r: io::Result<()>| r.map_err(io_err(&full));
@@ -414,6 +415,14 @@ fn add_dir<W: Write>(
         }
     }
     Ok(())
+}
+
+/// A file's modification time in whole seconds since 1970; 0 when it is earlier or unknown.
+fn mtime_secs(meta: &fs::Metadata) -> u64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(unix)]
@@ -492,14 +501,36 @@ mod tests {
     }
 
     #[test]
-    fn the_same_tree_gives_the_same_bytes() {
+    fn the_same_tree_with_the_same_times_gives_the_same_bytes() {
         let dir = tree();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let ottofile = dir.path().join("Ottofile");
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let set_time = |t| {
+            fs::File::options()
+                .write(true)
+                .open(&ottofile)
+                .unwrap()
+                .set_modified(t)
+                .unwrap()
+        };
+        set_time(when);
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         create(dir.path(), &mut a).unwrap();
-        // Changing times and reading again changes nothing.
-        fs::write(dir.path().join("Ottofile"), "steps { sh 'make' }\n").unwrap();
         create(dir.path(), &mut b).unwrap();
         assert_eq!(a, b);
+        // The time is part of the snapshot: a file touched is a different snapshot...
+        set_time(when + std::time::Duration::from_secs(1));
+        create(dir.path(), &mut c).unwrap();
+        assert_ne!(a, c);
+        // ...and the time is what the archive says.
+        let mut archive = tar::Archive::new(&a[..]);
+        let entry = archive
+            .entries()
+            .unwrap()
+            .map(Result::unwrap)
+            .find(|e| e.path().unwrap() == Path::new("Ottofile"))
+            .unwrap();
+        assert_eq!(entry.header().mtime().unwrap(), 1_700_000_000);
     }
 
     #[test]

@@ -13,6 +13,12 @@ pipeline {
         mkdir -p out
         echo "payload from build" > out/result.txt
       '''
+      // The snapshot keeps file times: a zip (as `pip wheel` makes) of a source file works,
+      // which it does not for a file dated 1970.
+      sh '''
+        test "$(stat -c %Y Ottofile)" -gt 315532800
+        python3 -c 'import zipfile; zipfile.ZipFile("out/src.zip", "w").write("Ottofile")'
+      '''
       archive path: 'out', name: 'result'
     }
   }
