@@ -242,12 +242,12 @@ pub fn verify(envelope: Unverified<Envelope>, key: &PublicKey) -> Result<Stateme
     Ok(statement)
 }
 
-fn sha256_set(hex: &str) -> DigestSet {
+pub(crate) fn sha256_set(hex: &str) -> DigestSet {
     BTreeMap::from([("sha256".to_owned(), hex.to_owned())])
 }
 
 /// Seconds since the Unix epoch as RFC 3339 in UTC, e.g. `2025-01-01T00:00:10Z`.
-fn rfc3339(secs: u64) -> String {
+pub(crate) fn rfc3339(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let rem = secs % 86_400;
     let (year, month, day) = civil_from_days(days);

@@ -21,7 +21,8 @@
 //!   "plan_digest": "sha256:<64 hex>",
 //!   "receipts": [ <DSSE JSON envelope of a receipt>, … ],
 //!   "certificates": [ <DSSE JSON envelope of a node certificate>, … ],
-//!   "attestations": [ <DSSE JSON envelope of an in-toto statement>, … ]
+//!   "attestations": [ <DSSE JSON envelope of an in-toto statement>, … ],
+//!   "verification_summary": <DSSE JSON envelope of a SLSA verification summary>
 //! }
 //! ```
 //!
@@ -31,6 +32,8 @@
 //!   certificates keep their CBOR payloads, base64 encoded.
 //! - `attestations` holds one attestation per receipt that the exporting node signed
 //!   itself (a node attests only its own receipts), signed by the same node key.
+//! - `verification_summary` (optional) is the exporting node's verdict on the chain as a
+//!   SLSA verification summary ([`vsa`](crate::vsa)), signed by its node key.
 //! - Readers ignore fields they do not know; an incompatible change gets a new `format`.
 #![warn(clippy::unwrap_used)]
 
@@ -38,8 +41,8 @@ use std::collections::HashMap;
 
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{Body, Provenance};
-use otto_protocol::{Digest, Envelope};
-use otto_trust::{TrustStore, Unverified};
+use otto_protocol::{Digest, Envelope, NodeCertificate};
+use otto_trust::{PublicKey, TrustStore, Unverified};
 use serde::{Deserialize, Serialize};
 
 use crate::attest::{self, PAYLOAD_TYPE, Statement};
@@ -70,6 +73,10 @@ pub struct Bundle {
     pub certificates: Vec<Envelope>,
     /// In-toto attestations of receipts, each signed by the node that signed its receipt.
     pub attestations: Vec<Envelope>,
+    /// The exporting node's SLSA verification summary of the chain
+    /// ([`vsa`](crate::vsa)), signed by that node; a claim, not checked by
+    /// [`verify_bundle`].
+    pub verification_summary: Option<Envelope>,
 }
 
 /// Why a text is not a bundle this crate reads.
@@ -163,6 +170,7 @@ impl Bundle {
             receipts: &self.receipts,
             certificates: &self.certificates,
             attestations: &self.attestations,
+            verification_summary: self.verification_summary.as_ref(),
         };
         // SAFETY: the plan body and envelopes serialize with string keys only, which JSON
         // always represents; the fallback is never taken.
@@ -215,7 +223,77 @@ impl Bundle {
             receipts: wire.receipts,
             certificates: wire.certificates,
             attestations: wire.attestations,
+            verification_summary: wire.verification_summary,
         })
+    }
+}
+
+/// A key that signed something in a bundle, with what the bundle's certificates claim
+/// about it. Nothing here is verified: the certificates are the bundle's, not the
+/// reader's, so a reader decides for themselves which of these keys to trust.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerKey {
+    /// The key.
+    pub key: PublicKey,
+    /// `node` when a certificate in the bundle certifies it as a node key, `org` when
+    /// one is signed by it, `unknown` otherwise.
+    pub kind: &'static str,
+    /// The node's name, for a node key, as its certificate claims.
+    pub node: Option<String>,
+    /// The org's name, as the certificates claim.
+    pub org: Option<String>,
+    /// What it signed: `receipt`, `attestation`, `certificate`, `verification_summary`.
+    pub roles: Vec<&'static str>,
+}
+
+impl Bundle {
+    /// Every key that signed an envelope of the bundle, in order of first appearance:
+    /// the receipts' and attestations' node keys, the certificates' org keys and the key
+    /// of the verification summary. A signature whose key id is not a valid key is
+    /// left out.
+    pub fn signer_keys(&self) -> Vec<SignerKey> {
+        let certs: Vec<NodeCertificate> = self
+            .certificates
+            .iter()
+            .filter_map(|c| c.payload_as::<NodeCertificate>().ok())
+            .collect();
+        let lists: [(&'static str, &[Envelope]); 4] = [
+            ("receipt", &self.receipts),
+            ("attestation", &self.attestations),
+            ("certificate", &self.certificates),
+            ("verification_summary", self.verification_summary.as_slice()),
+        ];
+        let mut out: Vec<SignerKey> = Vec::new();
+        for (role, envelopes) in lists {
+            for signature in envelopes.iter().flat_map(|e| &e.signatures) {
+                let Ok(key) = PublicKey::from_keyid(&signature.keyid) else {
+                    continue;
+                };
+                if let Some(known) = out.iter_mut().find(|k| k.key == key) {
+                    if !known.roles.contains(&role) {
+                        known.roles.push(role);
+                    }
+                    continue;
+                }
+                let bytes = key.as_bytes().as_slice();
+                let (kind, node, org) = if let Some(c) = certs.iter().find(|c| c.node_key == bytes)
+                {
+                    ("node", Some(c.node.clone()), Some(c.org.clone()))
+                } else if let Some(c) = certs.iter().find(|c| c.org_key == bytes) {
+                    ("org", None, Some(c.org.clone()))
+                } else {
+                    ("unknown", None, None)
+                };
+                out.push(SignerKey {
+                    key,
+                    kind,
+                    node,
+                    org,
+                    roles: vec![role],
+                });
+            }
+        }
+        out
     }
 }
 
@@ -418,6 +496,8 @@ struct WireOut<'a> {
     receipts: &'a [Envelope],
     certificates: &'a [Envelope],
     attestations: &'a [Envelope],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verification_summary: Option<&'a Envelope>,
 }
 
 #[derive(Deserialize)]
@@ -437,4 +517,6 @@ struct WireIn {
     certificates: Vec<Envelope>,
     #[serde(default)]
     attestations: Vec<Envelope>,
+    #[serde(default)]
+    verification_summary: Option<Envelope>,
 }

@@ -32,7 +32,7 @@ use otto_pipeline::plan::Stage;
 use otto_protocol::{Digest, Envelope, NodeCertificate, Outcome, Receipt};
 use otto_trust::dsse::{self, Unverified};
 use otto_trust::{PublicKey, TrustStore, VerifiedCert};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::dag::Dag;
@@ -64,7 +64,7 @@ pub struct StageReport {
 }
 
 /// The verdict on one stage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StageStatus {
     /// A valid receipt shows the stage succeeded.

@@ -53,6 +53,7 @@ pub mod machine;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod verify;
+pub mod vsa;
 
 mod dag;
 

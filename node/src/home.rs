@@ -437,6 +437,30 @@ impl Home {
         Ok(Identity { key, cert })
     }
 
+    /// Rewrites the home's key files (`node.key`, `org.key` when present, `ca.key`) that
+    /// are still PKCS#8 v2 documents, as older Otto wrote them, in the v1 form (RFC 8410)
+    /// that OpenSSL and Python `cryptography` read. The keys do not change. Returns the
+    /// files rewritten; the others are left untouched.
+    pub fn migrate_keys(&self) -> Result<Vec<PathBuf>, HomeError> {
+        if !self.config_file().exists() {
+            return Err(HomeError::NotAHome(self.root.clone()));
+        }
+        let mut rewritten = Vec::new();
+        for path in [
+            self.node_key_file(),
+            self.org_key_file(),
+            self.ca_key_file(),
+        ] {
+            if path == self.org_key_file() && !path.exists() {
+                continue;
+            }
+            if persist::migrate_key_file(&path)? {
+                rewritten.push(path);
+            }
+        }
+        Ok(rewritten)
+    }
+
     /// The API token, made (64 random hex digits, mode 0600) if the home has none yet.
     pub fn ensure_api_token(
         &self,
@@ -847,6 +871,71 @@ mod tests {
             assert_eq!(mode(&home.ca_key_file()), 0o600);
             assert_eq!(mode(&home.node_key_file()), 0o600);
         }
+    }
+
+    #[test]
+    fn a_home_with_pkcs8_v2_keys_still_opens_and_signs_and_migrates_once() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("home");
+        init(&root, &options(), &mut rng(), NOW).unwrap();
+        let home = Home::new(&root);
+        let node = home.identity(NOW + 10).unwrap().key.public_key();
+        assert_eq!(
+            home.migrate_keys().unwrap(),
+            Vec::<PathBuf>::new(),
+            "a new home"
+        );
+        // The key files as older Otto wrote them: PKCS#8 v2, the public key attached.
+        let as_v2 = |path: &Path| {
+            use base64::Engine as _;
+            let text = fs::read_to_string(path).unwrap();
+            let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .unwrap();
+            // A v1 document ends with the 32-byte seed.
+            let seed: [u8; 32] = der[der.len() - 32..].try_into().unwrap();
+            let v2 = ed25519_dalek::SigningKey::from_bytes(&seed)
+                .to_pkcs8_pem(LineEnding::LF)
+                .unwrap();
+            persist::write_private_file(path, v2.as_bytes()).unwrap();
+        };
+        let files = [
+            home.node_key_file(),
+            home.org_key_file(),
+            home.ca_key_file(),
+        ];
+        for file in &files {
+            as_v2(file);
+        }
+        let id = home.identity(NOW + 10).unwrap();
+        assert_eq!(id.key.public_key(), node);
+        let sig = otto_trust::Signer::try_sign(&id.key, b"still signs").unwrap();
+        node.verify(b"still signs", &sig.sig).unwrap();
+        let ca = || {
+            OrgCa::from_pem(
+                &fs::read_to_string(home.ca_cert_file()).unwrap(),
+                &fs::read_to_string(home.ca_key_file()).unwrap(),
+            )
+            .unwrap()
+        };
+        ca();
+        assert_eq!(home.migrate_keys().unwrap(), files);
+        assert_eq!(home.migrate_keys().unwrap(), Vec::<PathBuf>::new());
+        for file in &files {
+            let text = fs::read_to_string(file).unwrap();
+            // A v1 Ed25519 document is 48 bytes: 64 base64 characters on one line.
+            assert_eq!(text.lines().nth(1).unwrap().len(), 64, "{}", file.display());
+        }
+        assert_eq!(home.identity(NOW + 10).unwrap().key.public_key(), node);
+        ca();
+        let elsewhere = Home::new(dir.path().join("nothing"));
+        assert!(matches!(
+            elsewhere.migrate_keys(),
+            Err(HomeError::NotAHome(_))
+        ));
     }
 
     #[test]

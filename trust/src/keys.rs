@@ -11,7 +11,7 @@ use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, KeypairBytes};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use libp2p_identity::PeerId;
 use otto_protocol::Signature;
@@ -120,6 +120,11 @@ impl PublicKey {
         self.0.as_bytes()
     }
 
+    /// The 32 key bytes in lowercase hex.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.as_bytes())
+    }
+
     /// The key id: `ed25519:` followed by the key bytes in lowercase hex.
     pub fn keyid(&self) -> String {
         let mut id = String::with_capacity(KEYID_PREFIX.len() + 2 * PUBLIC_KEY_LEN);
@@ -149,6 +154,82 @@ impl PublicKey {
     pub(crate) fn dalek(&self) -> &VerifyingKey {
         &self.0
     }
+
+    /// The key as an X.509 SubjectPublicKeyInfo PEM document (`-----BEGIN PUBLIC
+    /// KEY-----`, RFC 8410): what `openssl pkey -pubin` and most libraries read.
+    pub fn to_spki_pem(&self) -> String {
+        // SAFETY: encoding a 32-byte Ed25519 key as SPKI only fails on allocation failure.
+        #[allow(clippy::expect_used)]
+        self.0
+            .to_public_key_pem(LineEnding::LF)
+            .expect("an ed25519 key always encodes as spki")
+    }
+
+    /// The key as one OpenSSH public key line (`ssh-ed25519 <base64> <comment>`), the
+    /// form of `authorized_keys` and `allowed_signers` files. `comment` is left out when
+    /// empty; whitespace and control characters in it become `_`.
+    pub fn to_openssh(&self, comment: &str) -> String {
+        use base64::Engine as _;
+        const ALGORITHM: &[u8] = b"ssh-ed25519";
+        let mut blob = Vec::with_capacity(4 + ALGORITHM.len() + 4 + PUBLIC_KEY_LEN);
+        for part in [ALGORITHM, self.as_bytes().as_slice()] {
+            // SAFETY: both parts are far shorter than 2^32 bytes.
+            #[allow(clippy::cast_possible_truncation)]
+            blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            blob.extend_from_slice(part);
+        }
+        let mut line = format!(
+            "ssh-ed25519 {}",
+            base64::engine::general_purpose::STANDARD.encode(&blob)
+        );
+        if !comment.is_empty() {
+            line.push(' ');
+            line.extend(comment.chars().map(|c| {
+                if c.is_whitespace() || c.is_control() {
+                    '_'
+                } else {
+                    c
+                }
+            }));
+        }
+        line
+    }
+
+    /// The key as a securesystemslib / in-toto key object: `keytype` and `scheme`
+    /// `ed25519`, `keyval.public` the key in lowercase hex, and `keyid` Otto's key id,
+    /// the one Otto writes in the `keyid` of every signature it makes. In Python,
+    /// `SSlibKey.from_dict(obj.pop("keyid"), obj)` builds the verifier.
+    pub fn to_sslib(&self) -> SslibKey {
+        SslibKey {
+            keyid: self.keyid(),
+            keytype: "ed25519".to_owned(),
+            scheme: "ed25519".to_owned(),
+            keyval: SslibKeyVal {
+                public: self.to_hex(),
+            },
+        }
+    }
+}
+
+/// A public key as securesystemslib and in-toto describe one (see
+/// [`PublicKey::to_sslib`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SslibKey {
+    /// Otto's key id, `ed25519:<64 hex>`.
+    pub keyid: String,
+    /// Always `ed25519`.
+    pub keytype: String,
+    /// Always `ed25519`.
+    pub scheme: String,
+    /// The key material.
+    pub keyval: SslibKeyVal,
+}
+
+/// The `keyval` of an [`SslibKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SslibKeyVal {
+    /// The 32 key bytes in lowercase hex.
+    pub public: String,
 }
 
 impl NodeKey {
@@ -186,12 +267,14 @@ impl NodeKey {
             .expect("32 bytes are a valid ed25519 secret")
     }
 
-    /// The key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), zeroed when dropped.
+    /// The key as PKCS#8 v1 PEM (`-----BEGIN PRIVATE KEY-----`, RFC 8410: the seed only,
+    /// the form OpenSSL, Python `cryptography`, Go and Java read), zeroed when dropped.
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
         self.0.to_pem()
     }
 
-    /// Parses a PKCS#8 PEM Ed25519 private key.
+    /// Parses a PKCS#8 PEM Ed25519 private key, v1 or v2 (v2 carries the public key too,
+    /// which must then match the secret key).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
         Keypair::from_pem(pem).map(Self)
     }
@@ -218,12 +301,14 @@ impl OrgKey {
         &self.0.keyid
     }
 
-    /// The key as PKCS#8 PEM (`-----BEGIN PRIVATE KEY-----`), zeroed when dropped.
+    /// The key as PKCS#8 v1 PEM (`-----BEGIN PRIVATE KEY-----`, RFC 8410: the seed only,
+    /// the form OpenSSL, Python `cryptography`, Go and Java read), zeroed when dropped.
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
         self.0.to_pem()
     }
 
-    /// Parses a PKCS#8 PEM Ed25519 private key.
+    /// Parses a PKCS#8 PEM Ed25519 private key, v1 or v2 (v2 carries the public key too,
+    /// which must then match the secret key).
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, KeyError> {
         Keypair::from_pem(pem).map(Self)
     }
@@ -255,12 +340,22 @@ impl Keypair {
         }
     }
 
+    /// The seed only, without the public key: PKCS#8 v1 (RFC 8410). ed25519-dalek on
+    /// its own writes v2 (with the public key), which OpenSSL 3.0 and Python
+    /// `cryptography` refuse.
+    fn v1(&self) -> KeypairBytes {
+        KeypairBytes {
+            secret_key: self.signing.to_bytes(),
+            public_key: None,
+        }
+    }
+
     pub(crate) fn to_pem(&self) -> Zeroizing<String> {
         // SAFETY: encoding an in-memory Ed25519 key as PKCS#8 only fails on allocation
         // failure in the DER writer, which aborts anyway.
         #[allow(clippy::expect_used)]
         let pem = self
-            .signing
+            .v1()
             .to_pkcs8_pem(LineEnding::LF)
             .expect("an ed25519 key always encodes as pkcs#8");
         Zeroizing::new(pem.as_str().to_owned())
@@ -275,7 +370,7 @@ impl Keypair {
         // SAFETY: as in `to_pem`.
         #[allow(clippy::expect_used)]
         let der = self
-            .signing
+            .v1()
             .to_pkcs8_der()
             .expect("an ed25519 key always encodes as pkcs#8");
         Zeroizing::new(der.as_bytes().to_vec())
@@ -457,6 +552,59 @@ mod tests {
             OrgKey::from_pkcs8_pem("hello"),
             Err(KeyError::Pem(_))
         ));
+    }
+
+    #[test]
+    fn key_files_are_pkcs8_v1_and_v2_files_still_load() {
+        use base64::Engine as _;
+        let key = node();
+        let pem = key.to_pkcs8_pem();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        // RFC 8410 section 10.3: SEQUENCE { INTEGER 0, AlgorithmIdentifier { 1.3.101.112 },
+        // OCTET STRING { OCTET STRING seed } }, 48 bytes, no public key attached.
+        let mut expected = hex::decode("302e020100300506032b657004220420").unwrap();
+        expected.extend_from_slice(&[7; 32]);
+        assert_eq!(der, expected);
+        // A v2 document (what Otto wrote before, and what ed25519-dalek writes) loads.
+        let v2 = SigningKey::from_bytes(&[7; 32])
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap();
+        assert!(v2.len() > pem.len(), "v2 carries the public key");
+        let back = NodeKey::from_pkcs8_pem(&v2).unwrap();
+        assert_eq!(back.public_key(), key.public_key());
+        assert_eq!(*back.to_pkcs8_pem(), *pem);
+    }
+
+    #[test]
+    fn public_key_formats() {
+        let key = node().public_key();
+        let pem = key.to_spki_pem();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "{pem}");
+        use ed25519_dalek::pkcs8::DecodePublicKey as _;
+        assert_eq!(
+            VerifyingKey::from_public_key_pem(&pem).unwrap(),
+            *key.dalek()
+        );
+        let ssh = key.to_openssh("ops-1 of acme");
+        let mut parts = ssh.split(' ');
+        assert_eq!(parts.next(), Some("ssh-ed25519"));
+        use base64::Engine as _;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(parts.next().unwrap())
+            .unwrap();
+        assert_eq!(&blob[..15], b"\0\0\0\x0bssh-ed25519");
+        assert_eq!(&blob[15..19], &[0, 0, 0, 32]);
+        assert_eq!(&blob[19..], key.as_bytes());
+        assert_eq!(parts.next(), Some("ops-1_of_acme"));
+        assert_eq!(parts.next(), None);
+        assert_eq!(key.to_openssh("").split(' ').count(), 2);
+        let sslib = key.to_sslib();
+        assert_eq!(sslib.keyid, key.keyid());
+        assert_eq!(sslib.keyval.public, hex::encode(key.as_bytes()));
+        assert_eq!((&*sslib.keytype, &*sslib.scheme), ("ed25519", "ed25519"));
     }
 
     #[test]

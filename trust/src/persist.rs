@@ -111,6 +111,25 @@ pub fn load_org_key(path: &Path) -> Result<OrgKey, PersistError> {
     })
 }
 
+/// Rewrites the Ed25519 PKCS#8 key file at `path` (a node, org or CA key) in the form
+/// Otto writes now, PKCS#8 v1 (RFC 8410), if it is in another form (the v2 documents with
+/// the public key attached that Otto wrote before). Returns whether it rewrote the file.
+/// The file keeps mode 0600 and is replaced atomically; a file that does not hold an
+/// Ed25519 key is left alone and reported.
+pub fn migrate_key_file(path: &Path) -> Result<bool, PersistError> {
+    let pem = read_key_pem(path)?;
+    let key = crate::keys::Keypair::from_pem(&pem).map_err(|source| PersistError::Key {
+        path: path.to_owned(),
+        source,
+    })?;
+    let v1 = key.to_pem();
+    if pem.trim() == v1.trim() {
+        return Ok(false);
+    }
+    write_private_file(path, v1.as_bytes())?;
+    Ok(true)
+}
+
 /// Writes the trust store as TOML to `path`, atomically, with mode 0600.
 pub fn save_trust_store(path: &Path, store: &TrustStore) -> Result<(), PersistError> {
     write_private_file(path, store.to_toml().as_bytes())
@@ -257,6 +276,34 @@ mod tests {
         assert_eq!(mode(&path), 0o600);
         assert_eq!(load_node_key(&path).unwrap().public_key(), key.public_key());
         assert!(!dir.path().join(".node.key.tmp").exists());
+    }
+
+    #[test]
+    fn migrate_rewrites_a_v2_key_file_as_v1_once() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let v2 = ed25519_dalek::SigningKey::from_bytes(&[3; 32])
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap();
+        write_private_file(&path, v2.as_bytes()).unwrap();
+        let before = load_node_key(&path).unwrap().public_key();
+        assert!(migrate_key_file(&path).unwrap(), "a v2 file is rewritten");
+        let text = fs::read_to_string(&path).unwrap();
+        assert_eq!(text, *NodeKey::from_seed(&[3; 32]).to_pkcs8_pem());
+        assert_eq!(load_node_key(&path).unwrap().public_key(), before);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            !migrate_key_file(&path).unwrap(),
+            "a v1 file is left as it is"
+        );
+        let junk = dir.path().join("junk.key");
+        write_private_file(&junk, b"not a key").unwrap();
+        let err = migrate_key_file(&junk).unwrap_err().to_string();
+        assert!(err.contains("junk.key"), "{err}");
+        assert_eq!(fs::read(&junk).unwrap(), b"not a key");
     }
 
     #[test]

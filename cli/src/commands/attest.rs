@@ -1,5 +1,6 @@
-//! `otto attest export`: writes a run's bundle (plan, receipts, certificates and in-toto
-//! attestations) from the node to a file.
+//! `otto attest export`: writes a run's bundle (plan, receipts, certificates, in-toto
+//! attestations and the node's verification summary) from the node to a file, and beside
+//! it the signers' public keys, the statements one a line, and the summary alone.
 
 use std::fs::{self, File, Permissions};
 use std::io::{self, Write as _};
@@ -22,9 +23,13 @@ use crate::client::NodeArgs;
   jq '.attestations[0]' delivery.json > deploy.intoto.json
 
 The bundle (format otto.bundle/v1, see docs/attestations.md) holds the run's plan,
-every receipt the node has for it, the node certificates of their signers, and an
-in-toto attestation (DSSE JSON) of each receipt this node signed. It carries no trust:
-whoever checks it names the org keys they trust.")]
+every receipt the node has for it, the node certificates of their signers, an in-toto
+attestation (DSSE JSON) of each receipt this node signed, and this node's SLSA
+verification summary of the chain. Beside it (delivery.json -> delivery.*):
+  delivery.keys.json     every signer's public key as PEM, hex, sslib and ssh
+  delivery.intoto.jsonl  the attestations and the summary, one DSSE envelope a line
+  delivery.vsa.json      the verification summary (PASSED or FAILED) alone
+None of it carries trust: whoever checks it names the keys they trust.")]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
@@ -50,19 +55,129 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let answer: Value = client.get(&format!("/v1/runs/{}/bundle", path_segment(&run)))?;
     let bundle = Bundle::from_json(&answer.to_string())
         .context("the node's answer is not an otto bundle")?;
-    write_atomically(&output, bundle.to_json().as_bytes())
-        .with_context(|| format!("cannot write {}", output.display()))?;
-    writeln!(
-        io::stdout(),
-        "wrote {}: run {}, {} receipts, {} attestations, {} certificates",
+    let files = Beside::new(&output)?;
+    let keys = keys_document(&bundle);
+    let mut lines = String::new();
+    for envelope in bundle
+        .attestations
+        .iter()
+        .chain(&bundle.verification_summary)
+    {
+        lines.push_str(&envelope.to_json());
+        lines.push('\n');
+    }
+    let mut written = vec![
+        (output.clone(), bundle.to_json()),
+        (files.keys.clone(), format!("{keys:#}\n")),
+        (files.statements.clone(), lines),
+    ];
+    if let Some(summary) = &bundle.verification_summary {
+        written.push((files.summary.clone(), format!("{}\n", summary.to_json())));
+    } else {
+        // A summary from an earlier export must not pass for this one's.
+        match fs::remove_file(&files.summary) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                return Err(anyhow!("cannot remove {}: {e}", files.summary.display()).into());
+            }
+            _ => {}
+        }
+    }
+    for (path, text) in &written {
+        write_atomically(path, text.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let mut report = format!(
+        "wrote {}: run {}, {} receipts, {} attestations, {} certificates\n",
         output.display(),
         bundle.run,
         bundle.receipts.len(),
         bundle.attestations.len(),
         bundle.certificates.len()
-    )
-    .context("writing the answer")?;
+    );
+    report.push_str(&format!(
+        "wrote {}: {} signer keys (pem, hex, sslib, ssh)\n",
+        files.keys.display(),
+        keys["keys"].as_array().map_or(0, Vec::len)
+    ));
+    report.push_str(&format!(
+        "wrote {}: the in-toto statements as DSSE envelopes, one a line\n",
+        files.statements.display()
+    ));
+    report.push_str(&match summary_result(&bundle) {
+        Some(result) => format!(
+            "wrote {}: verification summary {result}, signed by this node\n",
+            files.summary.display()
+        ),
+        None => "the node sent no verification summary\n".to_owned(),
+    });
+    io::stdout()
+        .write_all(report.as_bytes())
+        .context("writing the answer")?;
     Ok(())
+}
+
+/// The files written beside the bundle `delivery.json`: `delivery.keys.json`,
+/// `delivery.intoto.jsonl` and `delivery.vsa.json`.
+struct Beside {
+    keys: PathBuf,
+    statements: PathBuf,
+    summary: PathBuf,
+}
+
+impl Beside {
+    fn new(output: &Path) -> anyhow::Result<Self> {
+        let name = output
+            .file_name()
+            .ok_or_else(|| anyhow!("{} is not a file name", output.display()))?
+            .to_string_lossy();
+        let stem = name.strip_suffix(".json").unwrap_or(&name);
+        let with = |suffix: &str| output.with_file_name(format!("{stem}{suffix}"));
+        Ok(Self {
+            keys: with(".keys.json"),
+            statements: with(".intoto.jsonl"),
+            summary: with(".vsa.json"),
+        })
+    }
+}
+
+/// `{"keys": [...]}`: every key that signed something in the bundle, in every format
+/// `otto-node key show` prints, with what the bundle's certificates claim about it.
+fn keys_document(bundle: &Bundle) -> Value {
+    let keys: Vec<Value> = bundle
+        .signer_keys()
+        .into_iter()
+        .map(|signer| {
+            let comment = match (&signer.node, &signer.org) {
+                (Some(node), Some(org)) => format!("{node}@{org}"),
+                (None, Some(org)) => format!("org {org}"),
+                _ => String::new(),
+            };
+            serde_json::json!({
+                "keyid": signer.key.keyid(),
+                "kind": signer.kind,
+                "node": signer.node,
+                "org": signer.org,
+                "roles": signer.roles,
+                "pem": signer.key.to_spki_pem(),
+                "hex": signer.key.to_hex(),
+                "sslib": signer.key.to_sslib(),
+                "ssh": signer.key.to_openssh(&comment),
+            })
+        })
+        .collect();
+    serde_json::json!({ "run": bundle.run, "keys": keys })
+}
+
+/// `PASSED` or `FAILED`, from the summary's statement (as the node sent it).
+fn summary_result(bundle: &Bundle) -> Option<String> {
+    let envelope = bundle.verification_summary.as_ref()?;
+    let statement: Value = serde_json::from_slice(&envelope.payload).ok()?;
+    Some(
+        statement["predicate"]["verificationResult"]
+            .as_str()
+            .unwrap_or("of unknown result")
+            .to_owned(),
+    )
 }
 
 /// Writes `bytes` to `path` with mode 0644: to a temporary file next to it, then renamed

@@ -140,6 +140,7 @@ fn bundle() -> Bundle {
         attestations: vec![attestation(&n1, &build), attestation(&ops1, &deploy)],
         receipts: vec![build, deploy],
         certificates: vec![n1.cert.clone(), ops1.cert.clone()],
+        verification_summary: None,
     }
 }
 
@@ -358,13 +359,44 @@ fn a_run_on_a_node_verifies_there_and_from_its_exported_bundle() {
 
     let file = node.dir.path().join("delivery.json");
     let out = node.ok(&["attest", "export", &run, "-o", file.to_str().unwrap()]);
+    let beside = |suffix: &str| node.dir.path().join(format!("delivery{suffix}"));
     assert_eq!(
         out,
         format!(
-            "wrote {}: run {run}, 2 receipts, 2 attestations, 1 certificates\n",
-            file.display()
+            "wrote {}: run {run}, 2 receipts, 2 attestations, 1 certificates\n\
+             wrote {}: 2 signer keys (pem, hex, sslib, ssh)\n\
+             wrote {}: the in-toto statements as DSSE envelopes, one a line\n\
+             wrote {}: verification summary PASSED, signed by this node\n",
+            file.display(),
+            beside(".keys.json").display(),
+            beside(".intoto.jsonl").display(),
+            beside(".vsa.json").display(),
         )
     );
+    // The signers' keys are the ones `otto-node key show` prints: the node's (receipts,
+    // attestations, summary) and the org's (the certificate).
+    let keys: Value =
+        serde_json::from_str(&fs::read_to_string(beside(".keys.json")).unwrap()).unwrap();
+    let shown = |extra: &[&str]| -> Value {
+        let out = node.otto_node(&[&["key", "show", "--json"], extra].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (own, org) = (shown(&[]), shown(&["--org"]));
+    assert_eq!(keys["keys"][0]["keyid"], own["keyid"]);
+    assert_eq!(keys["keys"][0]["sslib"], own["sslib"]);
+    assert_eq!(keys["keys"][0]["pem"], own["pem"]);
+    assert_eq!(
+        keys["keys"][0]["roles"],
+        serde_json::json!(["receipt", "attestation", "verification_summary"])
+    );
+    assert_eq!(keys["keys"][1]["keyid"], org["keyid"]);
+    assert_eq!(keys["keys"][1]["kind"], "org");
+    let lines = fs::read_to_string(beside(".intoto.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3, "two attestations and the summary");
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(beside(".vsa.json")).unwrap()).unwrap();
+    assert_eq!(summary["signatures"][0]["keyid"], own["keyid"]);
     let org = otto_trust::persist::load_org_key(&node.home.join("org.key"))
         .unwrap()
         .public_key()
@@ -384,4 +416,63 @@ fn a_run_on_a_node_verifies_there_and_from_its_exported_bundle() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert_eq!(stderr, "error: no run 01J9ZQ3M5V8R2K4T6W8Y0A2C4E\n");
+}
+
+/// `otto-node key show` prints the node's and the org's public keys in every format, and
+/// `otto-node key migrate` finds nothing to do in a new home.
+#[test]
+fn key_show_prints_the_keys_of_the_home_in_every_format() {
+    let node = crate::node_support::Node::init();
+    let show = |args: &[&str]| {
+        let out = node.otto_node(&[&["key", "show"], args].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let node_key = otto_trust::persist::load_node_key(&node.home.join("node.key"))
+        .unwrap()
+        .public_key();
+    let org_key = otto_trust::persist::load_org_key(&node.home.join("org.key"))
+        .unwrap()
+        .public_key();
+    assert_eq!(show(&[]), node_key.to_spki_pem());
+    assert_eq!(show(&["--format", "pem"]), node_key.to_spki_pem());
+    assert_eq!(
+        show(&["--format", "hex"]),
+        format!("{}\n", node_key.to_hex())
+    );
+    assert_eq!(
+        show(&["--format", "ssh"]),
+        format!("{}\n", node_key.to_openssh("n1@acme"))
+    );
+    let sslib: Value = serde_json::from_str(&show(&["--org", "--format", "sslib"])).unwrap();
+    assert_eq!(sslib["keyid"], org_key.keyid());
+    assert_eq!(sslib["keyval"]["public"], org_key.to_hex());
+    assert_eq!(
+        (&sslib["keytype"], &sslib["scheme"]),
+        (&"ed25519".into(), &"ed25519".into())
+    );
+    let json: Value = serde_json::from_str(&show(&["--org", "--json"])).unwrap();
+    assert_eq!(json["key"], "org");
+    assert_eq!(
+        (&json["node"], &json["org"]),
+        (&"n1".into(), &"acme".into())
+    );
+    assert_eq!(json["keyid"], org_key.keyid());
+
+    let out = node.otto_node(&["key", "migrate"]);
+    assert_eq!(
+        text(&out.stdout),
+        "all key files are already PKCS#8 v1; nothing rewritten\n"
+    );
+    let out = node.otto_node(&["key", "show", "--format", "der"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = node.otto_node(&["key", "show", "--home", "/nonexistent/otto"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains("/nonexistent/otto")
+            && stderr.lines().count() == 1,
+        "{stderr}"
+    );
 }

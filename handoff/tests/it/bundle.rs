@@ -64,6 +64,7 @@ fn bundle(world: &World) -> Bundle {
             .map(|n| n.cert.clone())
             .collect(),
         attestations,
+        verification_summary: None,
     }
 }
 
@@ -385,4 +386,118 @@ proptest! {
             let _ = verify_bundle(&bundle, &trust(&world), NOW);
         }
     }
+}
+
+fn context() -> otto_handoff::vsa::Context {
+    otto_handoff::vsa::Context {
+        node: "ops-1".to_owned(),
+        org: "ops".to_owned(),
+        resource_uri: "git+https://example.com/webapp.git@0123abcd".to_owned(),
+        approvals: vec![(
+            "Deploy".to_owned(),
+            "enter".to_owned(),
+            "alice".to_owned(),
+            T0 + 15,
+        )],
+        now: NOW,
+    }
+}
+
+#[test]
+fn a_verification_summary_states_the_verdict_and_its_inputs_and_verifies() {
+    use otto_handoff::vsa;
+    let world = World::new();
+    let bundle = received(&bundle(&world));
+    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    let statement = vsa::summary(&bundle, &report, &context());
+    let envelope = vsa::sign(&statement, &world.ops.key).unwrap();
+    // It verifies with the exporting node's key only, and reads back as it was made.
+    let verified = Unverified::new(envelope.clone())
+        .verify(&world.ops.key.public_key())
+        .unwrap();
+    assert!(
+        Unverified::new(envelope.clone())
+            .verify(&world.qa.key.public_key())
+            .is_err()
+    );
+    assert_eq!(verified.payload_type(), attest::PAYLOAD_TYPE);
+    let value: Value = serde_json::from_slice(verified.payload()).unwrap();
+    assert_eq!(value["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(
+        value["predicateType"],
+        "https://slsa.dev/verification_summary/v1"
+    );
+    let p = &value["predicate"];
+    assert_eq!(p["verificationResult"], "PASSED");
+    assert_eq!(p["verifiedLevels"][0], vsa::VERIFIED_LEVEL);
+    assert_eq!(p["verifier"]["id"], "otto:node/ops/ops-1");
+    assert_eq!(
+        p["resourceUri"],
+        "git+https://example.com/webapp.git@0123abcd"
+    );
+    assert_eq!(p["slsaVersion"], "1.0");
+    assert_eq!(p["timeVerified"].as_str().unwrap().len(), 20);
+    // Every receipt is an input, by the digest other receipts name it with.
+    let inputs: Vec<String> = p["inputAttestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["digest"]["sha256"].as_str().unwrap().to_owned())
+        .collect();
+    let receipts: Vec<String> = bundle.receipts.iter().map(|r| digest(r).to_hex()).collect();
+    assert_eq!(inputs, receipts);
+    assert_eq!(
+        p["inputAttestations"][3]["uri"],
+        format!("otto:receipt/{RUN}/Deploy/1")
+    );
+    // The subjects are the verified stages' outputs; the policy is the plan with who
+    // signed each stage and the approvals.
+    let subjects: Vec<&str> = value["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        subjects,
+        [
+            "build.tar",
+            "test.tar",
+            "lint.tar",
+            "deploy.tar",
+            "smoke.tar"
+        ]
+    );
+    let plan_hex = world.plan.digest().trim_start_matches("sha256:").to_owned();
+    assert_eq!(p["policy"]["digest"]["sha256"], plan_hex);
+    let owners = &p["policy"]["annotations"]["owners"];
+    assert_eq!(owners[4]["stage"], "Deploy");
+    assert_eq!(owners[4]["status"], "verified");
+    assert_eq!(owners[4]["node"], "ops-1");
+    assert_eq!(owners[3]["status"], "skipped");
+    assert_eq!(
+        p["policy"]["annotations"]["approvals"][0]["approvedBy"],
+        "alice"
+    );
+
+    // It travels in the bundle and comes back the same.
+    let mut with = bundle.clone();
+    with.verification_summary = Some(envelope.clone());
+    assert_eq!(received(&with).verification_summary, Some(envelope));
+    assert!(!bundle.to_json().contains("verification_summary"));
+}
+
+#[test]
+fn a_chain_that_does_not_verify_is_summarised_as_failed() {
+    use otto_handoff::vsa;
+    let world = World::new();
+    let mut bundle = bundle(&world);
+    bundle.receipts.remove(3);
+    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    assert!(!report.verified);
+    let statement = vsa::summary(&bundle, &report, &context());
+    assert_eq!(statement.predicate.verification_result, vsa::FAILED);
+    assert_eq!(statement.predicate.verified_levels, [vsa::FAILED]);
+    assert_eq!(statement.predicate.input_attestations.len(), 4);
+    assert!(statement.subject.iter().all(|s| s.name != "deploy.tar"));
 }

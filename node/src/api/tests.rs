@@ -804,11 +804,49 @@ mod receipt_chains {
         let bundle = Bundle::from_json(std::str::from_utf8(&answer.body).unwrap()).unwrap();
         assert_eq!(bundle.run, run.to_string());
         assert_eq!(bundle.plan.digest(), plan.digest());
+        let receipt_digests = [digest(&build).to_hex(), digest(&deploy).to_hex()];
         assert_eq!(bundle.receipts, [build, deploy]);
         assert_eq!(bundle.certificates, [me.cert.clone(), ops.cert.clone()]);
         // This node attests only the receipt it signed itself.
         assert_eq!(bundle.attestations.len(), 1);
         assert_eq!(bundle.attestations[0].signatures[0].keyid, me.key.keyid());
+        // The node's verification summary: FAILED while it has not pinned ops' org,
+        // signed by this node's key either way.
+        let summary = |bundle: &Bundle| {
+            let envelope = bundle.verification_summary.clone().unwrap();
+            let verified = dsse::Unverified::new(envelope)
+                .verify(&me.key.public_key())
+                .unwrap();
+            serde_json::from_slice::<Value>(verified.payload()).unwrap()
+        };
+        let vsa = summary(&bundle);
+        assert_eq!(
+            vsa["predicateType"],
+            "https://slsa.dev/verification_summary/v1"
+        );
+        assert_eq!(vsa["predicate"]["verificationResult"], "FAILED");
+        assert_eq!(vsa["predicate"]["verifier"]["id"], "otto:node/acme/n1");
+        assert!(
+            vsa["predicate"]["resourceUri"]
+                .as_str()
+                .unwrap()
+                .starts_with("otto:snapshot/sha256:"),
+            "{vsa:#}"
+        );
+        pin_ops(&f.home);
+        let answer = f
+            .call(Method::GET, &format!("/v1/runs/{run}/bundle"), None)
+            .await;
+        let again = Bundle::from_json(std::str::from_utf8(&answer.body).unwrap()).unwrap();
+        let vsa = summary(&again);
+        assert_eq!(vsa["predicate"]["verificationResult"], "PASSED", "{vsa:#}");
+        let inputs: Vec<&str> = vsa["predicate"]["inputAttestations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["digest"]["sha256"].as_str().unwrap())
+            .collect();
+        assert_eq!(inputs, receipt_digests);
 
         let org_keys = |orgs: &[(&str, PublicKey)]| {
             let mut trust = TrustStore::new();

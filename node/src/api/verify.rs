@@ -7,15 +7,16 @@
 //! uses the node's trust store as it is in `trust.toml` at the time of the request, so a
 //! revocation or a newly pinned org counts at once. The bundle adds an in-toto
 //! attestation of each receipt this node signed, made at the time of the request with
-//! the node key.
+//! the node key, and the node's SLSA verification summary of the whole chain (checked
+//! against its trust store at that moment), signed with the node key.
 
 use std::fs;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use otto_handoff::attest;
 use otto_handoff::bundle::{Bundle, BundleReport, verify_bundle};
+use otto_handoff::{attest, vsa};
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{Body, Provenance};
 use otto_protocol::{Envelope, Receipt};
@@ -23,7 +24,7 @@ use otto_trust::{Unverified, persist};
 
 use super::runs::{no_run, parse_run};
 use super::{ApiError, ApiParts, ApiState, Json, Path, blocking};
-use crate::store::RunId;
+use crate::store::{GateKind, GatePhase, GateState, RunId, Source};
 
 /// `GET /v1/runs/{run}/verify`: the run's receipt chain checked against its plan and the
 /// node's current trust store.
@@ -45,7 +46,8 @@ pub(super) async fn verify(
 }
 
 /// `GET /v1/runs/{run}/bundle`: the run's plan, receipts and certificates, with an
-/// attestation of each receipt this node signed, as an `otto.bundle/v1` document.
+/// attestation of each receipt this node signed and this node's verification summary
+/// of the chain, as an `otto.bundle/v1` document.
 pub(super) async fn bundle(
     State(state): State<ApiState>,
     Path(run): Path<String>,
@@ -61,6 +63,10 @@ pub(super) async fn bundle(
             known_certificates(&state)?,
         );
         let mut bundle = evidence(&state, run, certificates)?;
+        let trust =
+            persist::load_trust_store(&state.home.trust_file()).map_err(ApiError::internal)?;
+        let now = now_secs();
+        let report = verify_bundle(&bundle, &trust, now);
         let own = identity.key.public_key();
         for receipt in &bundle.receipts {
             let Ok(verified) = Unverified::new(receipt.clone()).verify(&own) else {
@@ -73,10 +79,54 @@ pub(super) async fn bundle(
                 }
             }
         }
+        let context = summary_context(&state, run, &identity.cert, now)?;
+        let statement = vsa::summary(&bundle, &report, &context);
+        bundle.verification_summary =
+            Some(vsa::sign(&statement, &identity.key).map_err(ApiError::internal)?);
         Ok(bundle.to_json())
     })
     .await?;
     Ok(([(CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+/// What the verification summary of `run` says beyond the bundle: this node, the run's
+/// source and the approvals of its input gates.
+fn summary_context(
+    state: &ApiParts,
+    run: RunId,
+    cert: &otto_trust::VerifiedCert,
+    now: u64,
+) -> Result<vsa::Context, ApiError> {
+    let record = state.store.run(&run)?.ok_or_else(|| no_run(&run))?;
+    let resource_uri = match &record.source {
+        Source::Git { url, commit } => format!("git+{url}@{commit}"),
+        Source::Snapshot { digest } => format!("otto:snapshot/{digest}"),
+    };
+    let approvals = state
+        .store
+        .gates(&run)?
+        .into_iter()
+        .filter(|g| g.kind == GateKind::Input && g.state == GateState::Passed)
+        .filter_map(|g| {
+            let phase = match g.at.phase {
+                GatePhase::Enter => "enter",
+                GatePhase::Exit => "exit",
+            };
+            Some((
+                g.at.stage,
+                phase.to_owned(),
+                g.approved_by?,
+                g.closed_at.unwrap_or(g.opened_at),
+            ))
+        })
+        .collect();
+    Ok(vsa::Context {
+        node: cert.node().to_owned(),
+        org: cert.org().to_owned(),
+        resource_uri,
+        approvals,
+        now,
+    })
 }
 
 /// The run's plan and receipts with `certificates`, as a bundle without attestations.
@@ -120,6 +170,7 @@ pub(crate) fn evidence(
         receipts,
         certificates,
         attestations: Vec::new(),
+        verification_summary: None,
     })
 }
 

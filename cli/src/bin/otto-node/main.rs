@@ -1,6 +1,7 @@
 //! `otto-node`: the Otto node daemon. `init` creates a node's home, `start` runs the node
 //! in the foreground; both are thin over `otto_node::home` and `otto_node::daemon`. `invite`,
-//! `join`, `peers`, `trust` and `approve` talk to the running node through its API.
+//! `join`, `peers`, `trust` and `approve` talk to the running node through its API; `key`
+//! shows the node's and org's public keys and migrates old key files.
 
 use std::io::{self, Write as _};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ mod approve;
 mod init;
 mod invite;
 mod join;
+mod key;
 mod peers;
 mod start;
 mod trust;
@@ -37,6 +39,7 @@ enum Command {
     Peers(peers::Args),
     Trust(trust::Args),
     Approve(approve::Args),
+    Key(key::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Peers(args) => peers::run(args),
         Command::Trust(args) => trust::run(args),
         Command::Approve(args) => approve::run(args),
+        Command::Key(args) => key::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
