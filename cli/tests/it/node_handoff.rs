@@ -103,6 +103,16 @@ fn dev_hands_deploy_to_ops_which_runs_it_with_the_artifact_after_approval() {
         ops.otto(&["status", &run]).status.success().then_some(())
     });
     ops.wait_stage(&run, "Deploy", "waiting_gate");
+    // Approving on dev says where the gate waits instead of "not waiting".
+    let elsewhere = dev.otto(&["approve", &run, "Deploy"]);
+    assert_eq!(elsewhere.status.code(), Some(1));
+    let err = text(&elsewhere.stderr);
+    assert!(
+        err.contains(
+            "the gates of Deploy wait on the node that answers to \"ops\", not on this node"
+        ),
+        "{err}"
+    );
     ops.ok(&["approve", &run, "Deploy"]);
     let status = dev.wait_final(&run);
     assert_eq!(

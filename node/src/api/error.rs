@@ -130,7 +130,9 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::UnknownRun(_) | EngineError::UnknownGate => Self::not_found(e.to_string()),
-            EngineError::GateNotWaiting | EngineError::Finished(_) => Self::conflict(e.to_string()),
+            EngineError::GateNotWaiting
+            | EngineError::GateElsewhere { .. }
+            | EngineError::Finished(_) => Self::conflict(e.to_string()),
             EngineError::NotApprover { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }

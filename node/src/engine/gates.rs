@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::stage::next_state;
 use super::util::{blocking, now_ms};
-use super::{EngineError, Shared};
+use super::{EngineError, OFFERED_BY, Shared};
 use crate::blobs::Digest;
 use crate::store::{self, Gate, GateKind, GatePhase, GateResolution, GateState, RunId};
 
@@ -41,6 +41,7 @@ pub(crate) async fn approve(
     let store = sh.store.clone();
     let (gate, approvers) = {
         let stage = stage.clone();
+        let sh = Arc::clone(sh);
         blocking(move || -> Result<(Gate, Vec<String>), EngineError> {
             let record = store.run(&run)?.ok_or(EngineError::UnknownRun(run))?;
             let inputs: Vec<Gate> = store
@@ -53,9 +54,22 @@ pub(crate) async fn approve(
                 .find(|g| g.state == GateState::Waiting)
                 .cloned();
             let Some(gate) = waiting else {
-                let planned = planned_inputs(&store, &record.plan_digest, &stage)?;
+                let (planned, owner) = planned_inputs(&store, &record.plan_digest, &stage)?;
+                let started_here = !record.started_by.starts_with(OFFERED_BY);
                 return Err(if inputs.is_empty() && planned == 0 {
                     EngineError::UnknownGate
+                } else if !sh.owns(owner.as_deref(), started_here) {
+                    // Its gates open on the node that runs it.
+                    EngineError::GateElsewhere {
+                        stage,
+                        runs_on: match owner {
+                            Some(owner) => format!("the node that answers to {owner:?}"),
+                            None => format!(
+                                "the node that started the run ({})",
+                                record.started_by.trim_start_matches(OFFERED_BY)
+                            ),
+                        },
+                    }
                 } else {
                     EngineError::GateNotWaiting
                 });
@@ -201,24 +215,29 @@ async fn get(url: &str) -> Result<(), String> {
 }
 
 /// How many input gates the plan gives a stage.
+/// How many input gates the plan gives the stage, and the stage's owner.
 fn planned_inputs(
     store: &store::Store,
     digest: &Digest,
     stage: &str,
-) -> Result<usize, store::Error> {
+) -> Result<(usize, Option<String>), store::Error> {
     let Some(bytes) = store.plan(digest)? else {
-        return Ok(0);
+        return Ok((0, None));
     };
     let Ok(body) = serde_json::from_slice::<Body>(&bytes) else {
-        return Ok(0);
+        return Ok((0, None));
     };
-    Ok(body
-        .stages
+    let Some(planned) = body.stages.iter().find(|s| s.id == stage) else {
+        return Ok((0, None));
+    };
+    let inputs = planned
+        .gates
+        .enter
         .iter()
-        .filter(|s| s.id == stage)
-        .flat_map(|s| s.gates.enter.iter().chain(&s.gates.exit))
+        .chain(&planned.gates.exit)
         .filter(|g| matches!(g, PlanGate::Input { .. }))
-        .count())
+        .count();
+    Ok((inputs, planned.owner.clone()))
 }
 
 /// A gate that closed in the meantime was not waiting any more.

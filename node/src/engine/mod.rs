@@ -308,6 +308,17 @@ pub enum EngineError {
     /// has not opened yet.
     #[error("the gate is not waiting")]
     GateNotWaiting,
+    /// The stage runs on another node, so its gates wait there.
+    #[error(
+        "the gates of {stage} wait on {runs_on}, not on this node: approve it there, with \
+         `otto approve RUN {stage:?}` and that node's --home"
+    )]
+    GateElsewhere {
+        /// The stage.
+        stage: String,
+        /// Which node runs it, for people.
+        runs_on: String,
+    },
     /// The gate names its approvers and this person is not one of them.
     #[error("{who} may not approve this gate (approvers: {})", .approvers.join(", "))]
     NotApprover {
