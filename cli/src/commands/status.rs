@@ -4,7 +4,7 @@ use std::io::{self, Write as _};
 
 use anyhow::Context as _;
 use otto_node::api::types::{RunDetail, RunList, StageDetail};
-use otto_node::store::{AttemptState, GateKind, GateState, RunState, StageState};
+use otto_node::store::{AttemptState, GateKind, GatePhase, GateState, RunState, StageState};
 
 use super::run::{human_ms, path_segment, state_word};
 use crate::Failure;
@@ -115,11 +115,7 @@ fn print_detail(detail: &RunDetail, out: &mut impl io::Write) -> io::Result<()> 
             )?;
         }
         for gate in &stage.gates {
-            let kind = match gate.kind {
-                GateKind::Input => "input",
-                GateKind::Webhook => "webhook",
-                GateKind::Poll => "poll",
-            };
+            let kind = gate_kind(gate.kind);
             let state = match gate.state {
                 GateState::Waiting => "waiting",
                 GateState::Passed => "passed",
@@ -175,9 +171,20 @@ fn print_list(list: &RunList, out: &mut impl io::Write) -> io::Result<()> {
 pub(crate) fn describe_stage(stage: &StageDetail) -> String {
     let s = &stage.stage;
     let last = s.last_attempt();
+    let waiting = stage.gates.iter().find(|g| g.state == GateState::Waiting);
     let mut text = match s.state {
         StageState::Pending => "pending".to_owned(),
-        StageState::WaitingGate => "waiting for a gate".to_owned(),
+        StageState::WaitingGate => match waiting {
+            Some(gate) => format!(
+                "waiting for its {} {} gate",
+                match gate.at.phase {
+                    GatePhase::Enter => "enter",
+                    GatePhase::Exit => "exit",
+                },
+                gate_kind(gate.kind)
+            ),
+            None => "waiting for a gate".to_owned(),
+        },
         StageState::Running => "running".to_owned(),
         StageState::Succeeded => "succeeded".to_owned(),
         StageState::Failed => "failed".to_owned(),
@@ -208,6 +215,8 @@ pub(crate) fn describe_stage(stage: &StageDetail) -> String {
         }
     }
     match &s.note {
+        // A waiting gate is described above; the note may be of an earlier gate.
+        Some(_) if s.state == StageState::WaitingGate => {}
         // The attempt's error is shown already.
         Some(note)
             if s.state == StageState::Failed
@@ -225,6 +234,14 @@ pub(crate) fn describe_stage(stage: &StageDetail) -> String {
         }
     }
     text
+}
+
+fn gate_kind(kind: GateKind) -> &'static str {
+    match kind {
+        GateKind::Input => "input",
+        GateKind::Webhook => "webhook",
+        GateKind::Poll => "poll",
+    }
 }
 
 /// A mark for a stage's state.

@@ -57,6 +57,41 @@ fn an_input_gate_waits_for_otto_approve() {
 }
 
 #[test]
+fn a_stage_waiting_at_its_input_gate_is_not_described_by_the_poll_that_passed() {
+    let node = Node::start_new();
+    let dir = project(&[(
+        "Ottofile",
+        "stage('Deploy') {\n\
+           gates {\n\
+             exit {\n\
+               poll { command = 'test -f ready || { touch ready; exit 1; }'  every = '1s'  timeout = '1m' }\n\
+               input 'Healthy?'\n\
+             }\n\
+           }\n\
+           steps { echo 'shipped' }\n\
+         }\n",
+    )]);
+    let run = node.ok(&["run", dir.path().to_str().unwrap(), "--detach"]);
+    let run = run.trim();
+    node.wait_for("the exit gate to wait", || {
+        let status = node.status(run);
+        let gates = stage_of(&status, "Deploy").unwrap()["gates"]
+            .as_array()?
+            .clone();
+        (gates.len() == 2 && gates[1]["state"] == "waiting").then_some(())
+    });
+    let human = node.ok(&["status", run]);
+    let line = human.lines().find(|l| l.contains("Deploy")).unwrap();
+    assert!(line.contains("waiting for its exit input gate"), "{human}");
+    assert!(
+        !line.contains("passed"),
+        "a gate that passed does not describe the wait: {human}"
+    );
+    node.ok(&["approve", run, "Deploy"]);
+    assert_eq!(node.wait_final(run)["run"]["state"], "succeeded");
+}
+
+#[test]
 fn a_webhook_gate_passes_with_an_https_callback_once() {
     let node = Node::start_new();
     let dir = project(&[(
