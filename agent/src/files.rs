@@ -269,6 +269,21 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// Gives `dir` and everything under it to `uid`:`gid`, symbolic links themselves rather
+/// than what they point to.
+pub(crate) fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(path) = todo.pop() {
+        std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
+        if fs::symlink_metadata(&path)?.is_dir() {
+            for entry in fs::read_dir(&path)? {
+                todo.push(entry?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::symlink;

@@ -7,7 +7,7 @@
 //!
 //! 1. asks for the job (`GET /job`): the steps, the workspace, settings, secrets, the source
 //!    snapshot, artifacts, caches and step packages;
-//! 2. writes the secrets as files (mode 0600) in a private directory (mode 0700) outside
+//! 2. writes the secrets as files (mode 0600) in a private directory (mode 0700) next to
 //!    the workspace, named by `OTTO_SECRETS_DIR`, and exports them as variables only when
 //!    the job says `secret_env`;
 //! 3. restores the source snapshot and the caches into the workspace;
@@ -15,6 +15,12 @@
 //!    output line by line with every secret masked ([`mask`]);
 //! 5. saves the caches when every step succeeded, posts the result, removes its private
 //!    directory and exits with code 0, whatever the stage's outcome.
+//!
+//! Each step process runs inside the job's wall ([`wall`]): Landlock keeps it to its
+//! workspace and private directory and away from the node's home and every other stage;
+//! it runs as the job's step user when there is one, with the job's limits. The agent is
+//! a child subreaper, so every process a step starts, in its process group or not, is
+//! killed when the step ends.
 //!
 //! A stage timeout, or SIGTERM/SIGINT to the agent, stops the running step's whole process
 //! group: SIGTERM, then SIGKILL after the job's grace period. Processes a step leaves
@@ -41,6 +47,7 @@ mod files;
 mod process;
 mod stage;
 mod stop;
+pub mod wall;
 
 use std::path::Path;
 use std::time::Duration;

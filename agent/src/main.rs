@@ -3,6 +3,7 @@
 //! Exit code 0 means the agent did its work and reported the result (whatever the stage's
 //! outcome); 1 means the agent itself failed; 2 means bad arguments.
 
+use std::ffi::OsString;
 use std::fmt::Display;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -18,6 +19,13 @@ The node starts this program; there is no reason to run it by hand.
 Log level: OTTO_LOG (e.g. OTTO_LOG=debug), default 'info'; logs go to stderr.";
 
 fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if args
+        .first()
+        .is_some_and(|a| a == otto_agent::wall::WALL_ARG)
+    {
+        return wall(&args[1..]);
+    }
     let socket = match parse(std::env::args().skip(1)) {
         Ok(Parsed::Run(socket)) => socket,
         Ok(Parsed::Help) => {
@@ -33,6 +41,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Nobody may read this process's memory through /proc or ptrace it (it holds the
+    // job's secrets); and every process a step leaves behind is re-parented here, so
+    // that it is found and killed when the step ends.
+    if let Err(error) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+            .and_then(|()| rustix::process::set_child_subreaper(Some(rustix::process::getpid())))
+    {
+        say(format_args!(
+            "otto-agent: cannot protect the agent: {error}"
+        ));
+        return ExitCode::FAILURE;
+    }
     let filter = EnvFilter::try_from_env("OTTO_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     // Stderr is a pipe to the node. When the node dies, writing to it fails: the log line
     // is lost, and nothing else may happen (by default a failed write is reported with
@@ -61,6 +81,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `otto-agent --wall SPEC -- PROGRAM ARGS…`, which the agent runs for each step: exits
+/// with 126 and a line on stderr (the step's log) when the wall cannot be built.
+fn wall(args: &[OsString]) -> ExitCode {
+    let (Some(spec), Some(dashes), Some(program)) = (args.first(), args.get(1), args.get(2)) else {
+        say("otto-agent: --wall needs SPEC -- PROGRAM [ARGS…]");
+        return ExitCode::from(2);
+    };
+    if dashes != "--" {
+        say("otto-agent: --wall needs SPEC -- PROGRAM [ARGS…]");
+        return ExitCode::from(2);
+    }
+    let error = otto_agent::wall::enter(
+        std::path::Path::new(spec),
+        program,
+        args.get(3..).unwrap_or_default(),
+    );
+    say(format_args!(
+        "otto-agent: cannot run {} inside the wall: {error}",
+        std::path::Path::new(program).display()
+    ));
+    ExitCode::from(126)
 }
 
 /// Writes a line to stderr; a stderr nobody reads any more (a dead node) is fine.

@@ -1,7 +1,14 @@
 //! Step processes: each in its own process group, output read line by line, the whole
 //! group stopped on timeout or cancel, and whatever is left of it after the step.
+//!
+//! The agent is a child subreaper (set in `main`): a process a step leaves behind, even in
+//! another session or double-forked, is re-parented to the agent, and [`sweep`] kills every
+//! descendant of the agent when the step ends. Output beyond the stage's budget is read and
+//! dropped, with one line saying so.
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal, kill_process_group};
@@ -35,6 +42,49 @@ pub(crate) struct Running {
     readers: Vec<JoinHandle<()>>,
 }
 
+/// How many rounds [`sweep`] makes at most: each kills every descendant it finds.
+const SWEEP_ROUNDS: usize = 200;
+
+/// The output bytes a stage's steps may still log, shared by every step and stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    left: Arc<AtomicU64>,
+    limit: u64,
+    told: Arc<AtomicBool>,
+}
+
+impl Budget {
+    /// A budget of `limit` bytes.
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            left: Arc::new(AtomicU64::new(limit)),
+            limit,
+            told: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Takes `bytes` from the budget; false when it does not hold them (then nothing is
+    /// taken, and later lines are refused too).
+    fn take(&self, bytes: u64) -> bool {
+        self.left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+
+    /// The line that says output was dropped, the first time only.
+    fn notice(&self) -> Option<String> {
+        (!self.told.swap(true, Ordering::Relaxed)).then(|| {
+            format!(
+                "output truncated after {} MiB: the stage's output limit ([agent] limits.output_bytes = {})",
+                self.limit >> 20,
+                self.limit
+            )
+        })
+    }
+}
+
 /// Starts `command` as the leader of a new process group, stdin closed, stdout and stderr
 /// streamed as masked log lines of step `index`.
 pub(crate) fn spawn(
@@ -42,6 +92,7 @@ pub(crate) fn spawn(
     index: usize,
     events: &Events,
     masker: &Masker,
+    budget: &Budget,
 ) -> std::io::Result<Running> {
     command
         .stdin(Stdio::null())
@@ -59,6 +110,7 @@ pub(crate) fn spawn(
             Stream::Stdout,
             events.clone(),
             masker.clone(),
+            budget.clone(),
         )));
     }
     if let Some(err) = child.stderr.take() {
@@ -68,6 +120,7 @@ pub(crate) fn spawn(
             Stream::Stderr,
             events.clone(),
             masker.clone(),
+            budget.clone(),
         )));
     }
     Ok(Running {
@@ -94,12 +147,14 @@ impl Running {
                 Ended::Stopped(reason)
             }
         };
-        // Background processes of the step end with it.
+        // Background processes of the step end with it, in its group or not.
         self.signal(Signal::TERM);
+        signal_descendants(Signal::TERM);
         let mut readers = std::mem::take(&mut self.readers);
         let drained = tokio::time::timeout(grace.max(DRAIN), join_all(&mut readers)).await;
         if drained.is_err() {
             self.signal(Signal::KILL);
+            sweep().await;
             if tokio::time::timeout(DRAIN, join_all(&mut readers))
                 .await
                 .is_err()
@@ -110,6 +165,7 @@ impl Running {
             }
         }
         self.signal(Signal::KILL);
+        sweep().await;
         Ok(ended)
     }
 
@@ -140,6 +196,69 @@ impl Running {
     }
 }
 
+/// Kills every descendant of the agent, round after round until none is left (a process
+/// may fork while the last round runs), at most [`SWEEP_ROUNDS`] rounds; reaps them.
+pub(crate) async fn sweep() {
+    for _ in 0..SWEEP_ROUNDS {
+        if signal_descendants(Signal::KILL) == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tracing::warn!(target: "otto_agent::process", "step processes were still forking after {SWEEP_ROUNDS} rounds of killing");
+}
+
+/// Sends `signal` to every descendant of the agent and reaps those that are its children
+/// and have exited; returns how many descendants there were.
+fn signal_descendants(signal: Signal) -> usize {
+    let me = rustix::process::getpid();
+    let table = processes();
+    let mut found = 0;
+    let mut parents = vec![me.as_raw_nonzero().get()];
+    while let Some(parent) = parents.pop() {
+        for &(pid, ppid) in &table {
+            if ppid != parent {
+                continue;
+            }
+            found += 1;
+            parents.push(pid);
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, signal);
+                if parent == me.as_raw_nonzero().get() {
+                    let _ =
+                        rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// Every process's id and parent id, from `/proc`.
+fn processes() -> Vec<(i32, i32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut table = Vec::new();
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold anything, so parse after its last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<i32>().ok());
+        if let Some(ppid) = ppid {
+            table.push((pid, ppid));
+        }
+    }
+    table
+}
+
 /// Waits for every reader in turn; finished ones are removed, so this can be called again
 /// after a timeout.
 async fn join_all(readers: &mut Vec<JoinHandle<()>>) {
@@ -156,6 +275,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     stream: Stream,
     events: Events,
     masker: Masker,
+    budget: Budget,
 ) {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line: Vec<u8> = Vec::new();
@@ -182,12 +302,38 @@ async fn read_lines<R: AsyncRead + Unpin>(
         };
         reader.consume(taken);
         if complete || line.len() >= MAX_LINE_BYTES {
-            send_line(&line, index, stream, &events, &masker).await;
+            send_within(&line, index, stream, &events, &masker, &budget).await;
             line.clear();
         }
     }
     if !line.is_empty() {
-        send_line(&line, index, stream, &events, &masker).await;
+        send_within(&line, index, stream, &events, &masker, &budget).await;
+    }
+}
+
+/// Sends a line if the budget holds it (its bytes and a newline); else says once that
+/// output is dropped from here on.
+async fn send_within(
+    raw: &[u8],
+    index: usize,
+    stream: Stream,
+    events: &Events,
+    masker: &Masker,
+    budget: &Budget,
+) {
+    let bytes = u64::try_from(raw.len())
+        .unwrap_or(u64::MAX)
+        .saturating_add(1);
+    if budget.take(bytes) {
+        send_line(raw, index, stream, events, masker).await;
+    } else if let Some(notice) = budget.notice() {
+        events
+            .send(EventBody::Log(LogLine {
+                step: Some(index),
+                stream: Stream::Agent,
+                line: notice,
+            }))
+            .await;
     }
 }
 

@@ -193,6 +193,73 @@ pub struct Job {
     /// [`DEFAULT_MAX_ARTIFACT_BYTES`].
     #[serde(default)]
     pub max_artifact_bytes: Option<u64>,
+    /// What a stage may use: processes, memory, output.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The wall every step process runs inside; without it steps run unwalled, with the
+    /// agent's own rights.
+    #[serde(default)]
+    pub wall: Option<Wall>,
+}
+
+/// What one stage may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Limits {
+    /// The most processes (and threads) a step's user may have beyond those it had when
+    /// the stage started (`RLIMIT_NPROC`).
+    pub processes: u64,
+    /// The most data memory one step process may map, in bytes (`RLIMIT_DATA`).
+    pub memory_bytes: u64,
+    /// The most output bytes the stage's steps may log; what comes after is dropped and
+    /// one line says so.
+    pub output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            processes: 1024,
+            memory_bytes: 8 << 30,
+            output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The wall around each step process: Landlock rules, the user it runs as, and whether a
+/// kernel without Landlock refuses to run it.
+///
+/// A walled step may write only its workspace and its private directory (secrets,
+/// scratch files, `TMPDIR`), and read everything else except the `hidden` directories
+/// (the node's home and its work directory: other stages' workspaces and secrets). It
+/// cannot signal or trace processes outside the wall, nor read their `/proc` files.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Wall {
+    /// Directories no step may read, absolute.
+    #[serde(default)]
+    pub hidden: Vec<PathBuf>,
+    /// Directories steps may read even under a hidden one (step packages).
+    #[serde(default)]
+    pub readable: Vec<PathBuf>,
+    /// Directories steps may write besides their workspace (the operator's choice, e.g. a
+    /// directory a deploy step publishes to).
+    #[serde(default)]
+    pub writable: Vec<PathBuf>,
+    /// The user steps run as, when the agent may switch (it runs as root).
+    #[serde(default)]
+    pub user: Option<StepUser>,
+    /// Whether a kernel without Landlock fails the stage instead of running it unwalled.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A user id and group id to run steps as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepUser {
+    /// The user id.
+    pub uid: u32,
+    /// The group id.
+    pub gid: u32,
 }
 
 /// The largest artifact by default: 2 GiB.

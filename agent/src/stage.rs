@@ -1,6 +1,7 @@
 //! One stage attempt: prepare the workspace, run the steps, save caches, build the result.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fs;
 use std::future::Future;
 use std::io::Write as _;
@@ -12,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use otto_pipeline::plan::Step;
 use serde_json::Value;
-use tokio::process::Command;
 
 use crate::client::Client;
 use crate::error::Error;
@@ -20,12 +20,13 @@ use crate::events::Events;
 use crate::files;
 use crate::mask::Masker;
 use crate::packages::{self, Invocation, Package};
-use crate::process::{self, Ended};
+use crate::process::{self, Budget, Ended};
 use crate::protocol::{
     Artifact, EventBody, Job, LogLine, Outcome, RunResult, SavedCache, StepResult, StepStarted,
     Stream,
 };
 use crate::stop::Stop;
+use crate::wall::{self, StepWall};
 
 /// The environment variable naming the secrets directory.
 pub(crate) const SECRETS_DIR_VAR: &str = "OTTO_SECRETS_DIR";
@@ -44,11 +45,13 @@ pub(crate) async fn run(
 ) -> RunResult {
     let mut stage = Stage {
         grace: Duration::from_secs(job.kill_grace_secs),
+        budget: Budget::new(job.limits.output_bytes),
         job,
         client,
         events,
         masker,
         stop,
+        wall_file: PathBuf::new(),
         root: PathBuf::new(),
         private: None,
         env: Vec::new(),
@@ -102,6 +105,10 @@ struct Stage {
     masker: Masker,
     stop: Stop,
     grace: Duration,
+    /// The output the steps may still log.
+    budget: Budget,
+    /// The wall around each step process, saved once the directories exist.
+    wall_file: PathBuf,
     /// The canonical workspace.
     root: PathBuf,
     /// The private directory: `secrets/` and `scratch/`; removed when dropped.
@@ -138,7 +145,27 @@ impl Stage {
         let private = private_dir(&self.root)?;
         let secrets_dir = private.path().join("secrets");
         write_secrets(&secrets_dir, &self.job)?;
-        self.env = step_env(&self.job, &self.root, &secrets_dir)?;
+        let user = self.job.wall.as_ref().and_then(|w| w.user);
+        self.env = step_env(&self.job, &self.root, private.path(), user.is_some())?;
+        if let Some(user) = user {
+            files::chown_tree(&self.root, user.uid, user.gid)
+                .and_then(|()| files::chown_tree(private.path(), user.uid, user.gid))
+                .map_err(|e| format!("cannot hand the workspace to the step user: {e}"))?;
+        }
+        let wall = StepWall::new(
+            self.job.wall.as_ref(),
+            &[&self.root, private.path()],
+            &self.job.limits,
+        )?;
+        if self.job.wall.is_some() && !wall.is_landlocked() {
+            self.say(
+                None,
+                "warning: this kernel has no Landlock; the steps run without a wall".into(),
+            )
+            .await;
+        }
+        self.wall_file = private.path().join("scratch").join("wall.json");
+        wall.save(&self.wall_file)?;
         self.private = Some(private);
 
         for dir in &self.job.packages {
@@ -158,6 +185,7 @@ impl Stage {
         if let Some(source) = self.job.source.clone() {
             let root = self.root.clone();
             let entries = self.restore(&source.digest, &root).await?;
+            self.hand_over(&root)?;
             self.say(
                 None,
                 format!("restored the source snapshot ({entries} entries)"),
@@ -168,6 +196,7 @@ impl Stage {
             let root = self.root.clone();
             match self.restore(&cache.digest, &root).await {
                 Ok(entries) => {
+                    self.hand_over(&root)?;
                     self.say(
                         None,
                         format!("restored cache '{}' ({entries} entries)", cache.name),
@@ -244,9 +273,9 @@ impl Stage {
                 return Err(Failure::new(Some(index), message));
             }
         };
-        let mut command = Command::new("/bin/sh");
-        command.arg("-e").arg("-c").arg(script);
-        self.run_process(index, "sh", command, cwd).await
+        let args = ["-e".into(), "-c".into(), script.into()];
+        self.run_process(index, "sh", Path::new("/bin/sh"), &args, None, cwd)
+            .await
     }
 
     /// `echo 'text'`: the text as output lines.
@@ -360,6 +389,7 @@ impl Stage {
                 })
             })?;
         let entries = self.restore(&digest, cwd).await.map_err(fail)?;
+        self.hand_over(cwd).map_err(fail)?;
         self.say(
             Some(index),
             format!("restored '{name}' ({entries} entries)"),
@@ -384,9 +414,9 @@ impl Stage {
                 return Err(Failure::new(Some(index), message));
             }
         };
-        let mut command = Command::new(package.entrypoint());
-        command.env(INVOCATION_VAR, &file);
-        self.run_process(index, symbol, command, cwd).await
+        let entrypoint = package.entrypoint();
+        self.run_process(index, symbol, &entrypoint, &[], Some(&file), cwd)
+            .await
     }
 
     fn prepare_package(&mut self, step: &Step) -> Result<(Package, PathBuf), String> {
@@ -407,18 +437,35 @@ impl Stage {
         Ok((package, file))
     }
 
-    /// Runs a step process to its end and turns how it ended into the step's result.
+    /// Runs `program` with `args` (and the invocation file, for a step package) inside
+    /// the stage's wall to its end, and turns how it ended into the step's result.
     async fn run_process(
         &mut self,
         index: usize,
         symbol: &str,
-        mut command: Command,
+        program: &Path,
+        args: &[OsString],
+        invocation: Option<&Path>,
         cwd: &Path,
     ) -> Result<Option<i32>, Failure> {
+        let mut command = match wall::command(&self.wall_file, program, args) {
+            Ok(command) => command,
+            Err(e) => {
+                self.started(index, symbol, None).await;
+                return Err(Failure::new(
+                    Some(index),
+                    format!("cannot start '{symbol}': {e}"),
+                ));
+            }
+        };
         command
             .current_dir(cwd)
             .envs(self.env.iter().map(|(k, v)| (k, v)));
-        let running = match process::spawn(command, index, &self.events, &self.masker) {
+        if let Some(file) = invocation {
+            command.env(INVOCATION_VAR, file);
+        }
+        let spawned = process::spawn(command, index, &self.events, &self.masker, &self.budget);
+        let running = match spawned {
             Ok(running) => running,
             Err(e) => {
                 self.started(index, symbol, None).await;
@@ -564,6 +611,15 @@ impl Stage {
         extracted?
     }
 
+    /// Gives what the agent wrote under `dir` to the step user, if steps run as another.
+    fn hand_over(&self, dir: &Path) -> Result<(), String> {
+        match self.job.wall.as_ref().and_then(|w| w.user) {
+            Some(user) => files::chown_tree(dir, user.uid, user.gid)
+                .map_err(|e| format!("cannot hand {} to the step user: {e}", dir.display())),
+            None => Ok(()),
+        }
+    }
+
     /// Runs `future` unless the stage is stopped first.
     async fn interruptible<T>(
         &self,
@@ -648,12 +704,16 @@ fn string_arg(step: &Step, position: usize, name: Option<&str>) -> Result<String
     }
 }
 
-/// Creates the private directory (mode 0700) with `secrets/` and `scratch/`, outside the
-/// workspace.
+/// Creates the private directory (mode 0700) with `secrets/`, `scratch/` and `tmp/` (the
+/// steps' `TMPDIR`), next to the workspace: under the node's work directory, where no
+/// other stage's wall lets it in.
 fn private_dir(root: &Path) -> Result<tempfile::TempDir, String> {
+    let parent = root
+        .parent()
+        .ok_or("the workspace cannot be the root directory")?;
     let dir = tempfile::Builder::new()
-        .prefix("otto-agent-")
-        .tempdir()
+        .prefix(".otto-private-")
+        .tempdir_in(parent)
         .map_err(|e| format!("cannot create a private directory: {e}"))?;
     let path = fs::canonicalize(dir.path()).map_err(|e| e.to_string())?;
     if path.starts_with(root) || root.starts_with(&path) {
@@ -664,7 +724,7 @@ fn private_dir(root: &Path) -> Result<tempfile::TempDir, String> {
     }
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
         .map_err(|e| e.to_string())?;
-    for sub in ["secrets", "scratch"] {
+    for sub in ["secrets", "scratch", "tmp", "home"] {
         fs::DirBuilder::new()
             .mode(0o700)
             .create(dir.path().join(sub))
@@ -698,8 +758,15 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// The variables every step gets: the settings, the secrets when `secret_env`, and
-/// `OTTO_RUN`, `OTTO_STAGE`, `OTTO_ATTEMPT`, `OTTO_WORKSPACE`, `OTTO_SECRETS_DIR`.
-fn step_env(job: &Job, root: &Path, secrets_dir: &Path) -> Result<Vec<(String, String)>, String> {
+/// `OTTO_RUN`, `OTTO_STAGE`, `OTTO_ATTEMPT`, `OTTO_WORKSPACE`, `OTTO_SECRETS_DIR`, `TMPDIR`
+/// (in the private directory) and, for a step user of its own, `HOME` there too.
+fn step_env(
+    job: &Job,
+    root: &Path,
+    private: &Path,
+    own_user: bool,
+) -> Result<Vec<(String, String)>, String> {
+    let secrets_dir = private.join("secrets");
     let mut env = Vec::new();
     for (name, value) in &job.env {
         if !is_env_name(name) || value.contains('\0') {
@@ -722,6 +789,10 @@ fn step_env(job: &Job, root: &Path, secrets_dir: &Path) -> Result<Vec<(String, S
     env.push(("OTTO_ATTEMPT".into(), job.attempt.to_string()));
     env.push(("OTTO_WORKSPACE".into(), root.display().to_string()));
     env.push((SECRETS_DIR_VAR.into(), secrets_dir.display().to_string()));
+    env.push(("TMPDIR".into(), private.join("tmp").display().to_string()));
+    if own_user {
+        env.push(("HOME".into(), private.join("home").display().to_string()));
+    }
     Ok(env)
 }
 

@@ -20,10 +20,11 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
-use crate::api::{self, ApiParts, ApiState, Limits, types::NodeInfo};
+use crate::api::types::{NodeInfo, WallInfo};
+use crate::api::{self, ApiParts, ApiState, Limits};
 use crate::artifacts::BlobArtifacts;
 use crate::blobs::{BlobError, BlobStore};
-use crate::engine::{Context, Engine, ReceiptSigner};
+use crate::engine::{Context, Engine, ReceiptSigner, WallSettings};
 use crate::exchange::{self, ExchangeParts};
 use crate::home::{Config, Home, HomeError};
 use crate::membership::{self, Membership, MembershipError};
@@ -155,9 +156,8 @@ pub async fn run_until_with(
     let blobs = BlobStore::open(home.blobs_dir())?;
     let vault = Vault::new(store.clone(), &*node_secret(&identity.key)?);
     let token = home.ensure_api_token(&mut system_rng())?;
-    for dir in [home.work_dir(), home.run_dir()] {
-        create_private_dir(&dir)?;
-    }
+    create_private_dir(&home.run_dir())?;
+    let (wall, wall_info, work_dir) = wall_settings(&home, &config)?;
     let (node_mesh, exchange_rx) = start_mesh(&home, &config, &store, &blobs, now).await?;
 
     let api_listener = bind(config.api.listen).await?;
@@ -188,10 +188,11 @@ pub async fn run_until_with(
         node_name: config.node.name.clone(),
         answers_to: config.node.answers_to.clone(),
         agent_path: agent_path.clone(),
-        work_dir: home.work_dir(),
+        work_dir,
         run_dir: home.run_dir(),
         packages: packages.clone(),
         max_artifact_bytes: config.agent.max_artifact_bytes,
+        wall,
         webhook_base: Some(webhook_base.clone()),
         signer: Some(ReceiptSigner {
             key: home.identity(now)?.key,
@@ -233,6 +234,7 @@ pub async fn run_until_with(
             cert_not_after: identity.cert.not_after(),
             webhook_base: Some(webhook_base.clone()),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            wall: wall_info,
         },
         limits: Limits {
             max_snapshot_bytes: usize::try_from(config.api.max_snapshot_bytes)
@@ -624,6 +626,138 @@ async fn serve_hooks(
         });
     }
     connections.shutdown().await;
+}
+
+/// The wall around the steps this node runs: the work directory (made here, mode 0711
+/// so that a step user can reach its own workspace, owned by the node), the step user, the
+/// limits, and what the kernel offers. Says at start what is missing.
+fn wall_settings(
+    home: &Home,
+    config: &Config,
+) -> Result<(WallSettings, WallInfo, PathBuf), DaemonError> {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let io = |what: String| move |source| DaemonError::Io { what, source };
+    let root = std::fs::canonicalize(home.root())
+        .map_err(io(format!("reading {}", home.root().display())))?;
+    let work_dir = config
+        .agent
+        .work_dir
+        .clone()
+        .unwrap_or_else(|| Home::new(&root).work_dir());
+    std::fs::create_dir_all(&work_dir)
+        .and_then(|()| std::fs::set_permissions(&work_dir, std::fs::Permissions::from_mode(0o711)))
+        .map_err(io(format!("creating {}", work_dir.display())))?;
+    let work_dir =
+        std::fs::canonicalize(&work_dir).map_err(io(format!("reading {}", work_dir.display())))?;
+    let bad = |reason: String| DaemonError::Io {
+        what: format!("agent.work_dir {}", work_dir.display()),
+        source: std::io::Error::other(reason),
+    };
+    if work_dir.starts_with(&root) || root.starts_with(&work_dir) {
+        return Err(bad(format!(
+            "must be outside the home {} (a step's wall hides the home)",
+            root.display()
+        )));
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let owner = std::fs::metadata(&work_dir)
+        .map_err(io(format!("reading {}", work_dir.display())))?
+        .uid();
+    if owner != me {
+        return Err(bad(format!(
+            "is owned by uid {owner}, not by the node's user (uid {me})"
+        )));
+    }
+    let user = match &config.agent.run_as {
+        Some(name) if me != 0 => {
+            return Err(DaemonError::Io {
+                what: format!("agent.run_as {name:?}"),
+                source: std::io::Error::other(
+                    "only a node running as root can run steps as another user; remove the setting",
+                ),
+            });
+        }
+        Some(name) => {
+            let user = step_user(name)?;
+            reachable(&work_dir, user).map_err(|reason| bad(format!(
+                "cannot be reached by the step user {name:?}: {reason}; make it searchable (chmod o+x) or set [agent] work_dir elsewhere"
+            )))?;
+            Some(user)
+        }
+        None => None,
+    };
+    let wall = WallSettings {
+        hidden: vec![root, work_dir.clone()],
+        writable: config.agent.writable.clone(),
+        user,
+        limits: config.agent.limits.into(),
+        refuse_foreign_unwalled: config.agent.refuse_foreign_unwalled,
+        ..WallSettings::default()
+    };
+    let missing = wall.missing();
+    match &missing {
+        Some(reason) => {
+            tracing::warn!(target: TARGET, "steps run without a wall: {reason}; other orgs' stages are {}", if wall.refuse_foreign_unwalled { "refused" } else { "run anyway ([agent] refuse_foreign_unwalled = false)" })
+        }
+        None => {
+            tracing::info!(target: TARGET, landlock_abi = wall.landlock_abi, work_dir = %work_dir.display(), run_as = config.agent.run_as.as_deref().unwrap_or("(the node's user)"), "steps run walled in")
+        }
+    }
+    if me == 0 && user.is_none() {
+        tracing::warn!(target: TARGET, "the node runs as root and steps run as root too: set [agent] run_as to an unprivileged user");
+    }
+    let info = WallInfo {
+        walled: missing.is_none(),
+        landlock_abi: wall.landlock_abi,
+        missing,
+        run_as: config.agent.run_as.clone(),
+        work_dir: work_dir.display().to_string(),
+        refuse_foreign_unwalled: wall.refuse_foreign_unwalled,
+    };
+    Ok((wall, info, work_dir))
+}
+
+/// Whether `user` may pass through every directory from `/` down to `dir`.
+fn reachable(dir: &Path, user: otto_agent::protocol::StepUser) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    for ancestor in dir.ancestors() {
+        let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
+        let bit = if meta.uid() == user.uid {
+            0o100
+        } else if meta.gid() == user.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if meta.mode() & bit == 0 {
+            return Err(format!(
+                "{} is mode {:o}",
+                ancestor.display(),
+                meta.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The user and group ids of user `name`, which must exist and not be root.
+fn step_user(name: &str) -> Result<otto_agent::protocol::StepUser, DaemonError> {
+    let bad = |reason: &str| DaemonError::Io {
+        what: format!("agent.run_as {name:?}"),
+        source: std::io::Error::other(reason.to_owned()),
+    };
+    let entry = nix::unistd::User::from_name(name)
+        .map_err(|e| bad(&format!("cannot look the user up: {e}")))?
+        .ok_or_else(|| {
+            bad("no such user; create it (otto-node init does as root) or change the setting")
+        })?;
+    if entry.uid.is_root() {
+        return Err(bad("is root; steps need an unprivileged user"));
+    }
+    Ok(otto_agent::protocol::StepUser {
+        uid: entry.uid.as_raw(),
+        gid: entry.gid.as_raw(),
+    })
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), DaemonError> {

@@ -16,10 +16,13 @@
 //!   hooks.addr            the webhook listener's last address (reused after a restart)
 //!   store.redb            the store
 //!   blobs/                the blob store
-//!   work/                 workspaces of stage attempts
 //!   fetch/                artifacts and snapshots being fetched from other nodes (resumable)
 //!   run/                  per-attempt unix sockets, 0700
 //! ```
+//!
+//!
+//! Stage workspaces live outside the home, in `[agent] work_dir` (default: `<home>-work`
+//! next to it), so that the wall around a step can hide the whole home from it.
 //!
 //! Randomness and the clock come in as arguments; the binary passes the operating
 //! system's generator and the current time.
@@ -126,7 +129,7 @@ pub struct WebhookConfig {
 }
 
 /// `[agent]`: the processes that run stages.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// The `otto-agent` executable; default: `$OTTO_AGENT`, else `otto-agent` next to
@@ -137,6 +140,68 @@ pub struct AgentConfig {
     pub packages: Vec<PathBuf>,
     /// The largest artifact a stage may `archive`, in bytes of its tar; default 2 GiB.
     pub max_artifact_bytes: Option<u64>,
+    /// Where stage workspaces (and their private directories) live, an absolute path
+    /// outside the home; default `<home>-work` next to the home.
+    pub work_dir: Option<PathBuf>,
+    /// Directories every step may write besides its workspace (e.g. where a deploy step
+    /// publishes); absolute paths.
+    pub writable: Vec<PathBuf>,
+    /// The user steps run as when the node runs as root.
+    pub run_as: Option<String>,
+    /// Whether a node that cannot wall steps in (a kernel without Landlock) refuses the
+    /// stages of other orgs' runs.
+    pub refuse_foreign_unwalled: bool,
+    /// What one stage may use.
+    pub limits: LimitsConfig,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            path: None,
+            packages: Vec::new(),
+            max_artifact_bytes: None,
+            work_dir: None,
+            writable: Vec::new(),
+            run_as: None,
+            refuse_foreign_unwalled: true,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// `[agent.limits]`: what one stage may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The most processes and threads a stage's steps may add to their user's
+    /// (`RLIMIT_NPROC`).
+    pub processes: u64,
+    /// The most data memory one step process may map, in bytes (`RLIMIT_DATA`).
+    pub memory_bytes: u64,
+    /// The most bytes of output a stage may log; the rest is dropped, and one line says so.
+    pub output_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = otto_agent::protocol::Limits::default();
+        Self {
+            processes: limits.processes,
+            memory_bytes: limits.memory_bytes,
+            output_bytes: limits.output_bytes,
+        }
+    }
+}
+
+impl From<LimitsConfig> for otto_agent::protocol::Limits {
+    fn from(limits: LimitsConfig) -> Self {
+        Self {
+            processes: limits.processes,
+            memory_bytes: limits.memory_bytes,
+            output_bytes: limits.output_bytes,
+        }
+    }
 }
 
 /// `[mesh]`: the libp2p mesh other nodes reach this one on.
@@ -391,9 +456,14 @@ impl Home {
         self.root.join("blobs")
     }
 
-    /// `work/`.
+    /// The default work directory: `<home>-work`, next to the home and outside it.
     pub fn work_dir(&self) -> PathBuf {
-        self.root.join("work")
+        let mut name = self
+            .root
+            .file_name()
+            .map_or_else(|| std::ffi::OsString::from("otto"), ToOwned::to_owned);
+        name.push("-work");
+        self.root.with_file_name(name)
     }
 
     /// `run/`.
@@ -552,10 +622,9 @@ impl Home {
         self.ensure_api_token(rng)?;
         drop(Store::open(self.store_file())?);
         BlobStore::open(self.blobs_dir())?;
-        for dir in [self.work_dir(), self.run_dir()] {
-            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-            set_mode(&dir, 0o700)?;
-        }
+        let dir = self.run_dir();
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        set_mode(&dir, 0o700)?;
         Ok(Initialized {
             home: self.root.clone(),
             node: options.name.clone(),
@@ -682,6 +751,49 @@ impl Config {
             Some(n) => format!("max_artifact_bytes = {n}\n"),
             None => "# max_artifact_bytes = 2147483648\n".to_owned(),
         });
+        out.push_str(
+            "# Where stage workspaces live: an absolute path outside this home, made by\n\
+             # the node at start. Default: <home>-work next to the home.\n",
+        );
+        out.push_str(&optional(
+            "work_dir",
+            self.agent
+                .work_dir
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+            "/var/lib/otto/work",
+        ));
+        out.push_str(
+            "# Directories every step may write besides its workspace (e.g. where a\n\
+             # deploy step publishes); steps can write nothing else.\n",
+        );
+        out.push_str(&format!("writable = {}\n", paths(&self.agent.writable)));
+        out.push_str(
+            "# The user steps run as when the node runs as root; it needs no home, no\n\
+             # login and no group of the node's (see docs/operating.md, The wall).\n",
+        );
+        out.push_str(&optional("run_as", self.agent.run_as.clone(), "otto-step"));
+        out.push_str(
+            "# Whether a node that cannot wall steps in (a kernel without Landlock)\n\
+             # refuses the stages of other orgs' runs.\n",
+        );
+        out.push_str(&format!(
+            "refuse_foreign_unwalled = {}\n",
+            self.agent.refuse_foreign_unwalled
+        ));
+        out.push_str("\n[agent.limits]\n");
+        out.push_str("# Processes and threads a stage may add to its user's (RLIMIT_NPROC).\n");
+        out.push_str(&format!("processes = {}\n", self.agent.limits.processes));
+        out.push_str("# Data memory of one step process, in bytes (RLIMIT_DATA).\n");
+        out.push_str(&format!(
+            "memory_bytes = {}\n",
+            self.agent.limits.memory_bytes
+        ));
+        out.push_str("# Output a stage may log, in bytes; the rest is dropped with a note.\n");
+        out.push_str(&format!(
+            "output_bytes = {}\n",
+            self.agent.limits.output_bytes
+        ));
         out.push_str("\n[mesh]\n");
         out.push_str(
             "# The multiaddrs the mesh listens on for other nodes (TCP and QUIC). Port 0\n\
@@ -708,6 +820,25 @@ impl Config {
         }
         if self.webhooks.names.is_empty() {
             return Err("webhooks.names needs at least one name".into());
+        }
+        if let Some(dir) = &self.agent.work_dir
+            && !dir.is_absolute()
+        {
+            return Err(format!(
+                "agent.work_dir {} must be an absolute path",
+                dir.display()
+            ));
+        }
+        if let Some(dir) = self.agent.writable.iter().find(|d| !d.is_absolute()) {
+            return Err(format!(
+                "agent.writable {} must be an absolute path",
+                dir.display()
+            ));
+        }
+        if let Some(user) = &self.agent.run_as
+            && !otto_trust::valid_name(user)
+        {
+            return Err(format!("agent.run_as {user:?} is not a valid user name"));
         }
         if let Some(url) = &self.webhooks.public_url
             && !url.starts_with("https://")

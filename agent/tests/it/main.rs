@@ -6,3 +6,4 @@ mod common;
 
 mod agent;
 mod node_lost;
+mod wall;

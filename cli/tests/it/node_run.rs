@@ -1,6 +1,8 @@
 //! `otto run` against a real node: a pipeline green end to end, a failing step, a skipped
 //! stage, secrets masked in the logs.
 
+use std::fs;
+
 use crate::node_support::{Node, project, stage_of, text};
 
 const GREEN: &str = r#"
@@ -199,7 +201,15 @@ stage('Deploy') {
 
 #[test]
 fn the_local_example_runs_green_after_an_approval() {
-    let node = Node::start_new();
+    // Its Publish step writes to /tmp/otto-local-site, which the operator lets steps
+    // write, as docs/operating.md says.
+    let mut node = Node::init();
+    let config = node.home.join("config.toml");
+    let text = fs::read_to_string(&config)
+        .unwrap()
+        .replace("writable = []", "writable = [\"/tmp/otto-local-site\"]");
+    fs::write(&config, text).unwrap();
+    node.start();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/local");
     let run = node.ok(&["run", example, "--detach"]).trim().to_owned();
     node.wait_stage(&run, "Publish", "waiting_gate");

@@ -52,6 +52,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         run_dir: home.run_dir(),
         packages: vec![],
         max_artifact_bytes: None,
+        wall: crate::engine::WallSettings::default(),
         webhook_base: None,
         signer: None,
         definitions: None,
@@ -88,6 +89,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
             cert_not_after: 0,
             webhook_base: None,
             version: "test".into(),
+            wall: types::WallInfo::default(),
         },
         limits: Limits {
             max_snapshot_bytes: 64 * 1024,

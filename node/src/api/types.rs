@@ -217,4 +217,24 @@ pub struct NodeInfo {
     pub webhook_base: Option<String>,
     /// The Otto version it runs.
     pub version: String,
+    /// The wall around the steps it runs.
+    #[serde(default)]
+    pub wall: WallInfo,
+}
+
+/// How a node walls in the steps it runs, as `GET /v1/node` says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WallInfo {
+    /// Whether steps run inside Landlock.
+    pub walled: bool,
+    /// The kernel's Landlock ABI version; 0 when it has none.
+    pub landlock_abi: i32,
+    /// Why the node cannot wall steps in, when it cannot.
+    pub missing: Option<String>,
+    /// The user steps run as, when not the node's own.
+    pub run_as: Option<String>,
+    /// Where workspaces live.
+    pub work_dir: String,
+    /// Whether other orgs' stages are refused when the node cannot wall them in.
+    pub refuse_foreign_unwalled: bool,
 }

@@ -6,6 +6,10 @@
 //! and `TMPDIR`, `OTTO_LOG` when set): nothing else of the node's environment reaches
 //! user code. The agent leads its own process group; each step leads another.
 //!
+//! The socket serves the agent only: a connection from any other process (a step, which
+//! runs as a child of the agent, or anything else on the machine) is closed unread, by
+//! the peer's process id as the kernel reports it (`SO_PEERCRED`).
+//!
 //! The job ends when the agent exits. Without a result, it failed ("the agent exited
 //! without a result"), and the process group of its last step is killed, since no agent is
 //! left to stop it. Cancelling sends the agent SIGTERM (it stops its step's group and
@@ -155,6 +159,11 @@ async fn run_in(
         result_tx,
     ));
     let app = serve::router(served.clone());
+    let (agent_pid, agent_pid_rx) = watch::channel(None);
+    let listener = AgentOnly {
+        inner: listener,
+        pid: agent_pid_rx,
+    };
     let server = AbortOnDrop(tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::warn!(target: "otto_node::engine", %error, "agent socket server failed");
@@ -173,6 +182,7 @@ async fn run_in(
     let Some(pid) = child.id() else {
         return fail("the agent exited at once".into());
     };
+    agent_pid.send_replace(Some(pid));
     sh.agent_started(pid);
     if spec.own_steps {
         let store = sh.store.clone();
@@ -349,6 +359,44 @@ pub(crate) fn stop_stale_agent(pid: u32, run_dir: &std::path::Path) {
     if is_agent && ours {
         tracing::info!(target: "otto_node::engine", pid, "stopping an agent left by the previous node process");
         signal(pid, Signal::TERM);
+    }
+}
+
+/// The agent socket's listener: hands on the connections of the agent process only.
+struct AgentOnly {
+    inner: UnixListener,
+    /// The agent's pid, once it is started.
+    pid: watch::Receiver<Option<u32>>,
+}
+
+impl axum::serve::Listener for AgentOnly {
+    type Io = tokio::net::UnixStream;
+    type Addr = tokio::net::unix::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, addr) = match self.inner.accept().await {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(target: "otto_node::engine", %error, "agent socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let peer = stream.peer_cred().ok().and_then(|c| c.pid());
+            let agent = match self.pid.wait_for(Option::is_some).await {
+                Ok(pid) => *pid,
+                Err(_) => None,
+            };
+            if peer.is_some() && peer.and_then(|p| u32::try_from(p).ok()) == agent {
+                return (stream, addr);
+            }
+            tracing::warn!(target: "otto_node::engine", ?peer, ?agent, "refused a connection to an agent socket from another process than the agent");
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
     }
 }
 

@@ -99,6 +99,8 @@ pub struct Context {
     pub packages: Vec<PathBuf>,
     /// The largest artifact a stage may archive, in bytes; the agent's default when `None`.
     pub max_artifact_bytes: Option<u64>,
+    /// How steps are walled in.
+    pub wall: WallSettings,
     /// The base of webhook URLs, e.g. `https://127.0.0.1:8443`; a gate's URL is this
     /// followed by `/hooks/<token>`.
     pub webhook_base: Option<String>,
@@ -346,6 +348,51 @@ pub enum EngineError {
     Store(#[from] store::Error),
 }
 
+/// How the node walls in the steps it runs (see docs/security.md): what every job's
+/// [`otto_agent::protocol::Wall`] and limits say.
+#[derive(Debug, Clone)]
+pub struct WallSettings {
+    /// Directories no step may read: the node's home and the work directory.
+    pub hidden: Vec<PathBuf>,
+    /// Directories steps may write besides their workspace.
+    pub writable: Vec<PathBuf>,
+    /// The user steps run as, when not the node's own.
+    pub user: Option<otto_agent::protocol::StepUser>,
+    /// What one stage may use.
+    pub limits: otto_agent::protocol::Limits,
+    /// The highest Landlock ABI version the wall uses that the kernel offers; 0 when
+    /// it has none.
+    pub landlock_abi: i32,
+    /// Whether the stages of other orgs' runs are refused when the kernel has no Landlock.
+    pub refuse_foreign_unwalled: bool,
+}
+
+impl Default for WallSettings {
+    /// Nothing hidden, steps as the node's user, default limits, foreign stages refused
+    /// without Landlock.
+    fn default() -> Self {
+        Self {
+            hidden: Vec::new(),
+            writable: Vec::new(),
+            user: None,
+            limits: otto_agent::protocol::Limits::default(),
+            landlock_abi: otto_agent::wall::landlock_abi(),
+            refuse_foreign_unwalled: true,
+        }
+    }
+}
+
+impl WallSettings {
+    /// Why this node cannot wall steps in, if it cannot.
+    pub fn missing(&self) -> Option<String> {
+        (self.landlock_abi == 0).then(|| {
+            "the kernel has no Landlock (not built in, or not enabled at boot: add \
+             `lsm=landlock,…` to the kernel command line)"
+                .to_owned()
+        })
+    }
+}
+
 impl Engine {
     /// Starts the engine task and returns a handle on it with the task's join handle.
     /// Before it takes any command, the task recovers: it calls [`Store::recover`], stops
@@ -366,6 +413,7 @@ impl Engine {
             run_dir: ctx.run_dir,
             packages: ctx.packages,
             max_artifact_bytes: ctx.max_artifact_bytes,
+            wall: ctx.wall,
             webhook_base: ctx.webhook_base,
             signer: ctx.signer,
             definitions: ctx.definitions,
@@ -514,6 +562,7 @@ pub(crate) struct Shared {
     pub(crate) run_dir: PathBuf,
     pub(crate) packages: Vec<PathBuf>,
     pub(crate) max_artifact_bytes: Option<u64>,
+    pub(crate) wall: WallSettings,
     pub(crate) webhook_base: Option<String>,
     pub(crate) signer: Option<ReceiptSigner>,
     pub(crate) definitions: Option<DefinitionCheck>,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef};
+use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
 use otto_pipeline::plan::{self, Body, Gate as PlanGate, RuntimeKind, Step};
 use tokio::sync::{mpsc, watch};
 
@@ -135,7 +135,7 @@ impl StageTask {
                 .await?;
             return Ok(());
         }
-        if let Some(refusal) = self.refusal() {
+        if let Some(refusal) = self.refusal().or_else(|| self.unwalled()) {
             return self.fail_before_steps(refusal).await;
         }
         let mut attempt = record.last_attempt().map(|a| a.n);
@@ -794,6 +794,14 @@ impl StageTask {
             timeout_secs: None,
             kill_grace_secs: otto_agent::protocol::DEFAULT_KILL_GRACE_SECS,
             max_artifact_bytes: self.sh.max_artifact_bytes,
+            limits: self.sh.wall.limits,
+            wall: Some(Wall {
+                hidden: self.sh.wall.hidden.clone(),
+                readable: self.sh.packages.clone(),
+                writable: self.sh.wall.writable.clone(),
+                user: self.sh.wall.user,
+                required: self.is_foreign() && self.sh.wall.refuse_foreign_unwalled,
+            }),
         }
     }
 
@@ -893,6 +901,23 @@ impl StageTask {
             Some(check) => (check.0)(org, &self.run.body, &self.plan).err(),
             None => Some("this node runs no stage of another org's run without an offer".into()),
         }
+    }
+
+    /// Whether this is a stage of another org's run.
+    fn is_foreign(&self) -> bool {
+        let mine = self.sh.signer.as_ref().map(|s| s.org.as_str());
+        !self.run.started_here && (mine.is_none() || self.run.started_by_org.as_deref() != mine)
+    }
+
+    /// Why this node must not run this stage unwalled: it is another org's, the kernel
+    /// cannot build the wall and the node is set to refuse such stages.
+    fn unwalled(&self) -> Option<String> {
+        let missing = self.sh.wall.missing()?;
+        (self.is_foreign() && self.sh.wall.refuse_foreign_unwalled).then(|| {
+            format!(
+                "this node cannot wall steps in ({missing}) and refuses other orgs' stages without a wall ([agent] refuse_foreign_unwalled)"
+            )
+        })
     }
 
     /// Who moves this stage on (see [`receipts`]).

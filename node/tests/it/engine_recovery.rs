@@ -12,12 +12,15 @@ use rustix::process::{Pid, Signal, kill_process_group};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_attempt_is_retried_after_a_restart() {
     let mut node = TestNode::start();
-    let marker = node.path("marker");
+    // Outside the home, which steps cannot see; the test makes it once the first attempt
+    // waits, so the second attempt does not wait.
+    let outside = tempfile::tempdir().expect("tempdir");
+    let marker = outside.path().join("marker");
     let text = format!(
         "
 stage('Build') {{ steps {{ echo 'built' }} }}
 stage('Slow') {{
-  steps {{ sh 'test -f {m} || {{ touch {m}; sleep 30; }}'  echo 'second time lucky' }}
+  steps {{ sh 'test -f {m} || {{ echo waiting; sleep 30; }}'  echo 'second time lucky' }}
 }}
 stage('After') {{ steps {{ echo 'after' }} }}
 ",
@@ -34,6 +37,14 @@ stage('After') {{ steps {{ echo 'after' }} }}
         _ => unreachable!(),
     };
     let agent = agent_pid(&node, run).await;
+    for _ in 0..600 {
+        if node.log_text(run, "Slow").contains("waiting") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(node.log_text(run, "Slow").contains("waiting"));
+    std::fs::write(&marker, "").expect("marker");
 
     // The node dies: its task stops without recording anything, and the agent and the
     // step's processes die with the machine.

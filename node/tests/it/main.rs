@@ -9,6 +9,7 @@ mod blobs;
 mod engine;
 mod engine_gates;
 mod engine_recovery;
+mod engine_wall;
 mod mesh;
 mod mesh_artifact;
 mod mesh_gossip;

@@ -28,6 +28,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    // No other process of the node's user may read this one's memory or environment
+    // through /proc or ptrace it: it holds the node key, the vault key and the API token.
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+        .context("cannot make the node process undumpable")?;
     let home = Home::resolve(args.home)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

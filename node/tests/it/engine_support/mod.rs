@@ -58,12 +58,28 @@ impl TestNode {
 
     /// A new home with an engine that also runs the stages of these owners.
     pub fn start_with(answers_to: Vec<String>) -> Self {
+        Self::start_as(answers_to, None)
+    }
+
+    /// A new home with an engine whose steps run as `user` (the test must run as root).
+    /// The home and its work directory can be passed through (mode 0711), as a node's
+    /// work directory is.
+    pub fn start_as(answers_to: Vec<String>, user: Option<otto_agent::protocol::StepUser>) -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("store.redb")).expect("store");
         let blobs = BlobStore::open(dir.path().join("blobs")).expect("blobs");
         let vault = Vault::new(store.clone(), &NODE_SECRET);
-        let (engine, task) =
-            Engine::start(context(dir.path(), &store, &blobs, &vault, &answers_to));
+        let mut ctx = context(dir.path(), &store, &blobs, &vault, &answers_to);
+        if user.is_some() {
+            std::fs::create_dir_all(&ctx.work_dir).expect("work dir");
+            for path in [dir.path(), ctx.work_dir.as_path()] {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+                    .expect("chmod");
+            }
+            ctx.wall.user = user;
+        }
+        let (engine, task) = Engine::start(ctx);
         let events = engine.events();
         Self {
             dir,
@@ -316,6 +332,10 @@ fn context(
         run_dir: home.join("run"),
         packages: Vec::new(),
         max_artifact_bytes: None,
+        wall: otto_node::engine::WallSettings {
+            hidden: vec![home.to_path_buf()],
+            ..otto_node::engine::WallSettings::default()
+        },
         webhook_base: Some("https://127.0.0.1:8443".into()),
         signer: Some(otto_node::engine::ReceiptSigner {
             key: otto_trust::NodeKey::from_seed(&[7; 32]),

@@ -1,0 +1,327 @@
+//! The wall around each step process.
+//!
+//! The agent does not start a step's program directly: it starts itself as
+//! `otto-agent --wall SPEC -- PROGRAM ARGS…`, a fresh single-threaded process that builds
+//! the wall around itself ([`enter`]) and then replaces itself with the program (same
+//! process id, same process group). The wall is:
+//!
+//! - Landlock: the step may write only its workspace, its private directory (secrets,
+//!   scratch files, `TMPDIR`) and a few devices (`/dev/null`…), and may read everything
+//!   else except the job's hidden directories (the node's home and its work directory,
+//!   which holds every other stage's workspace and secrets). Landlock rules only allow, so
+//!   "everything but these" is computed once per stage as a list of read roots: walking
+//!   down from `/` towards each hidden directory, every sibling on the way is a root.
+//!   Landlock's scopes also keep the step from signalling processes outside its wall, and
+//!   its ptrace rule keeps it from tracing them or reading their `/proc/<pid>/{environ,mem}`.
+//! - The step's user (when the agent runs as root and the job names one).
+//! - Limits: `RLIMIT_NPROC` (processes of the step's user, counted from how many it has
+//!   when the stage starts), `RLIMIT_DATA` (memory per process), `RLIMIT_CORE` 0.
+//! - `PR_SET_PDEATHSIG`: a step whose agent dies is killed (unless it changes user).
+
+use std::ffi::OsString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+
+use landlock::{
+    ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreated, RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use rustix::process::{Resource, Rlimit};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Limits, StepUser, Wall};
+
+/// The argument that makes `otto-agent` build a wall and run a program in it.
+pub const WALL_ARG: &str = "--wall";
+
+/// The Landlock ABI whose file system rights the wall handles (5: up to `IOCTL_DEV`).
+const FS_ABI: ABI = ABI::V5;
+
+/// Devices every step may write.
+const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+
+/// The highest Landlock ABI version the running kernel offers that the wall uses (1 to
+/// 6); 0 when it has none (not built in, or not enabled at boot).
+pub fn landlock_abi() -> i32 {
+    let fs = [ABI::V5, ABI::V4, ABI::V3, ABI::V2, ABI::V1];
+    let strict = || Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+    let with_scopes = strict()
+        .handle_access(AccessFs::from_all(FS_ABI))
+        .and_then(|r| r.scope(Scope::from_all(ABI::V6)))
+        .and_then(Ruleset::create);
+    if with_scopes.is_ok() {
+        return 6;
+    }
+    for (n, abi) in (1..=5).rev().zip(fs) {
+        if strict()
+            .handle_access(AccessFs::from_all(abi))
+            .and_then(Ruleset::create)
+            .is_ok()
+        {
+            return n;
+        }
+    }
+    0
+}
+
+/// What every step of a stage is walled by; made once per stage, handed to each step's
+/// `otto-agent --wall` as a file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StepWall {
+    /// The directories steps may read (and execute from).
+    read: Vec<PathBuf>,
+    /// The directories steps may write.
+    write: Vec<PathBuf>,
+    /// Whether Landlock is used at all (the job asked for a wall and the kernel has it).
+    landlock: bool,
+    user: Option<StepUser>,
+    /// `RLIMIT_NPROC` for the step's user.
+    nproc: Option<u64>,
+    memory: u64,
+}
+
+impl StepWall {
+    /// The wall for a stage whose steps write `writable` (the workspace and private
+    /// directory), or no Landlock when `wall` is `None`. Fails when the job requires a
+    /// wall the kernel cannot build.
+    pub(crate) fn new(
+        wall: Option<&Wall>,
+        writable: &[&Path],
+        limits: &Limits,
+    ) -> Result<Self, String> {
+        let abi = landlock_abi();
+        let landlock = match wall {
+            Some(wall) if abi == 0 && wall.required => {
+                return Err(
+                    "this kernel has no Landlock, and the node requires a wall around steps".into(),
+                );
+            }
+            Some(_) => abi > 0,
+            None => false,
+        };
+        let mut hidden = Vec::new();
+        let mut read = Vec::new();
+        if let Some(wall) = wall {
+            for path in &wall.hidden {
+                // A hidden directory that does not exist hides nothing.
+                if let Ok(path) = fs::canonicalize(path) {
+                    hidden.push(path);
+                }
+            }
+            read = read_roots(Path::new("/"), &hidden);
+            read.extend(
+                wall.readable
+                    .iter()
+                    .filter_map(|p| fs::canonicalize(p).ok()),
+            );
+        }
+        let write = writable
+            .iter()
+            .map(|p| p.to_path_buf())
+            .chain(DEVICES.iter().map(PathBuf::from))
+            .chain(wall.iter().flat_map(|w| w.writable.iter().cloned()))
+            .collect();
+        let user = wall.and_then(|w| w.user);
+        let uid = user.map_or_else(|| rustix::process::getuid().as_raw(), |u| u.uid);
+        // Root ignores RLIMIT_NPROC; for anyone else it counts every task of the user, so
+        // the limit starts from what the user runs now.
+        let nproc = (uid != 0).then(|| tasks_of(uid).saturating_add(limits.processes));
+        Ok(Self {
+            read,
+            write,
+            landlock,
+            user,
+            nproc,
+            memory: limits.memory_bytes,
+        })
+    }
+
+    /// Whether steps run inside Landlock.
+    pub(crate) fn is_landlocked(&self) -> bool {
+        self.landlock
+    }
+
+    /// Writes the wall to `file` for the steps' `otto-agent --wall`.
+    pub(crate) fn save(&self, file: &Path) -> Result<(), String> {
+        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        fs::write(file, json).map_err(|e| format!("cannot write {}: {e}", file.display()))
+    }
+}
+
+/// The command that runs `program` with `args` inside the wall saved in `spec`.
+pub(crate) fn command(
+    spec: &Path,
+    program: &Path,
+    args: &[OsString],
+) -> io::Result<tokio::process::Command> {
+    let me = std::env::current_exe()?;
+    let mut command = tokio::process::Command::new(me);
+    command
+        .arg(WALL_ARG)
+        .arg(spec)
+        .arg("--")
+        .arg(program)
+        .args(args);
+    Ok(command)
+}
+
+/// `otto-agent --wall SPEC -- PROGRAM ARGS…`: builds the wall saved in `spec` around this
+/// process and replaces it with `program`. Returns only on failure.
+pub fn enter(spec: &Path, program: &OsString, args: &[OsString]) -> io::Error {
+    match build(spec) {
+        Ok(user) => {
+            let mut command = std::process::Command::new(program);
+            command.args(args);
+            if let Some(user) = user {
+                command.uid(user.uid).gid(user.gid);
+            }
+            command.exec()
+        }
+        Err(error) => error,
+    }
+}
+
+/// Applies the wall in `spec` to this process, all but the user switch, which comes with
+/// `exec`; returns the user.
+fn build(spec: &Path) -> io::Result<Option<StepUser>> {
+    let json = fs::read(spec)?;
+    let wall: StepWall = serde_json::from_slice(&json).map_err(io::Error::other)?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    let limit = |resource, value| {
+        rustix::process::setrlimit(
+            resource,
+            Rlimit {
+                current: Some(value),
+                maximum: Some(value),
+            },
+        )
+    };
+    limit(Resource::Core, 0)?;
+    limit(Resource::Data, wall.memory)?;
+    if let Some(nproc) = wall.nproc {
+        limit(Resource::Nproc, nproc)?;
+    }
+    if wall.landlock {
+        let status = ruleset(&wall)
+            .and_then(RulesetCreated::restrict_self)
+            .map_err(|e| io::Error::other(format!("landlock: {e}")))?;
+        if status.ruleset == RulesetStatus::NotEnforced {
+            return Err(io::Error::other(
+                "landlock: the kernel enforces none of the rules",
+            ));
+        }
+    }
+    Ok(wall.user)
+}
+
+/// The Landlock ruleset: read roots, writable directories, scopes.
+fn ruleset(wall: &StepWall) -> Result<RulesetCreated, landlock::RulesetError> {
+    let all = AccessFs::from_all(FS_ABI);
+    let read = AccessFs::from_read(FS_ABI);
+    let mut ruleset = Ruleset::default()
+        .set_compatibility(CompatLevel::BestEffort)
+        .handle_access(all)?
+        .scope(Scope::from_all(ABI::V6))?
+        .create()?;
+    ruleset = add_paths(ruleset, &wall.read, read)?;
+    ruleset = add_paths(ruleset, &wall.write, all)?;
+    Ok(ruleset)
+}
+
+/// Adds a rule for each path that can be opened; a file gets only file rights.
+fn add_paths(
+    mut ruleset: RulesetCreated,
+    paths: &[PathBuf],
+    access: BitFlags<AccessFs>,
+) -> Result<RulesetCreated, landlock::RulesetError> {
+    let file_rights = AccessFs::from_file(FS_ABI);
+    for path in paths {
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        let Ok(fd) = PathFd::new(path) else {
+            continue;
+        };
+        let access = if meta.is_dir() {
+            access
+        } else {
+            access & file_rights
+        };
+        ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
+    }
+    Ok(ruleset)
+}
+
+/// Every path under `dir` that holds none of `hidden`: `dir` itself when no hidden path is
+/// under it, else its entries' roots, recursively. Symbolic links are left out: what they
+/// point to is reached, and checked, under its own path.
+pub(crate) fn read_roots(dir: &Path, hidden: &[PathBuf]) -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    collect_roots(dir, hidden, &mut roots, 0);
+    roots
+}
+
+fn collect_roots(dir: &Path, hidden: &[PathBuf], roots: &mut Vec<PathBuf>, depth: usize) {
+    if hidden.iter().any(|h| h == dir) {
+        return;
+    }
+    if !hidden.iter().any(|h| h.starts_with(dir)) || depth > 64 {
+        roots.push(dir.to_path_buf());
+        return;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_symlink()) {
+            continue;
+        }
+        collect_roots(&entry.path(), hidden, roots, depth + 1);
+    }
+}
+
+/// How many tasks (threads included) user `uid` runs now, from `/proc`.
+fn tasks_of(uid: u32) -> u64 {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut count = 0u64;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let path = entry.path();
+        if fs::metadata(&path).is_ok_and(|m| m.uid() == uid) {
+            let threads = fs::read_dir(path.join("task")).map_or(1, |t| t.count());
+            count += u64::try_from(threads).unwrap_or(1);
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_roots_leave_out_hidden_directories_and_keep_their_siblings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = fs::canonicalize(dir.path()).expect("canonical");
+        for sub in ["a/home", "a/other", "b", "c/x"] {
+            fs::create_dir_all(root.join(sub)).expect("mkdir");
+        }
+        fs::write(root.join("a/file"), "x").expect("write");
+        std::os::unix::fs::symlink(root.join("a/home"), root.join("a/link")).expect("link");
+        let hidden = [root.join("a/home"), root.join("c")];
+        let mut roots = read_roots(&root, &hidden);
+        roots.sort();
+        assert_eq!(
+            roots,
+            [root.join("a/file"), root.join("a/other"), root.join("b")]
+        );
+    }
+}

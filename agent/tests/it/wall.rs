@@ -1,0 +1,387 @@
+//! Hostile steps against the wall: the real `otto-agent` runs real steps that try to get
+//! out, and each attempt must fail, while ordinary builds still work inside.
+//!
+//! The layout is the node's: a home holding `node.key` and `api.token`, and a work
+//! directory outside it with this stage's workspace next to another stage's workspace and
+//! private directory. Tests that need Landlock print `skipped: REASON` without it; the
+//! ones that switch users need root and run as the node's own user otherwise.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use otto_agent::protocol::{EventBody, Job, Limits, Outcome, SecretValue, StepUser, Stream, Wall};
+
+/// The unprivileged user the root-only tests run steps as.
+const NOBODY: StepUser = StepUser {
+    uid: 65534,
+    gid: 65534,
+};
+
+/// A node's directories for one walled stage.
+struct Layout {
+    _dir: tempfile::TempDir,
+    home: PathBuf,
+    work: PathBuf,
+    workspace: PathBuf,
+    /// Another stage's secret file, in its private directory.
+    other_secret: PathBuf,
+}
+
+impl Layout {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = fs::canonicalize(dir.path()).expect("canonical");
+        // A step user must reach its workspace: the directories on the way are 0711, as
+        // the node makes its work directory.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o711)).expect("chmod");
+        let home = root.join("home");
+        let work = root.join("home-work");
+        let run = work.join("run-1");
+        fs::create_dir_all(home.join("blobs")).expect("home");
+        fs::set_permissions(&home, fs::Permissions::from_mode(0o700)).expect("chmod");
+        fs::write(home.join("node.key"), "NODE-KEY-BYTES").expect("key");
+        fs::write(home.join("api.token"), "API-TOKEN-BYTES").expect("token");
+        let other = run.join(".otto-private-other").join("secrets");
+        fs::create_dir_all(&other).expect("other stage");
+        fs::write(other.join("PROD_DB_PASSWORD"), "OTHER-STAGE-SECRET").expect("secret");
+        fs::create_dir_all(run.join("deploy-1")).expect("other workspace");
+        for dir in [&work, &run] {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).expect("chmod");
+        }
+        Self {
+            workspace: run.join("build-1"),
+            other_secret: other.join("PROD_DB_PASSWORD"),
+            home,
+            work,
+            _dir: dir,
+        }
+    }
+
+    /// Sets up `job` to run walled in this layout.
+    fn wall(&self, job: &mut Job, user: Option<StepUser>) {
+        job.workspace = self.workspace.clone();
+        job.wall = Some(Wall {
+            hidden: vec![self.home.clone(), self.work.clone()],
+            readable: Vec::new(),
+            writable: Vec::new(),
+            user,
+            required: true,
+        });
+        job.env
+            .insert("NODE_HOME".into(), self.home.display().to_string());
+        job.env.insert(
+            "OTHER_SECRET".into(),
+            self.other_secret.display().to_string(),
+        );
+        job.env
+            .insert("TEST_PID".into(), std::process::id().to_string());
+    }
+}
+
+/// Why the wall's tests cannot run here, if they cannot.
+fn no_landlock() -> Option<String> {
+    (otto_agent::wall::landlock_abi() == 0)
+        .then(|| "skipped: the kernel has no Landlock (not built in or not enabled)".to_owned())
+}
+
+/// The user to run steps as: nobody when the test runs as root (which ignores process
+/// limits), else the test's own.
+fn step_user() -> Option<StepUser> {
+    rustix::process::geteuid().is_root().then_some(NOBODY)
+}
+
+/// Runs `script` walled in a fresh layout; returns the node and the layout.
+async fn run_walled(script: &str, edit: impl FnOnce(&mut Job)) -> (TestNode, Layout) {
+    let layout = Layout::new();
+    let node = TestNode::start_with(vec![sh(script)], |job| {
+        layout.wall(job, step_user());
+        job.secrets
+            .insert("MY_TOKEN".into(), SecretValue::new("MY-OWN-SECRET"));
+        job.timeout_secs = Some(120);
+        edit(job);
+    })
+    .await;
+    node.run().await;
+    (node, layout)
+}
+
+#[tokio::test]
+async fn a_step_cannot_read_the_node_home_walking_up_or_by_name() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        d="$PWD"
+        while [ "$d" != / ]; do
+          d=$(dirname "$d")
+          for f in node.key api.token; do
+            if cat "$d/$f" 2>/dev/null; then echo "LEAK $d/$f"; fi
+          done
+        done
+        if cat "$NODE_HOME/api.token"; then echo LEAK-BY-NAME; fi
+        if ls "$NODE_HOME"; then echo LEAK-LISTING; fi
+        if ls "$NODE_HOME/blobs"; then echo LEAK-BLOBS; fi
+        echo done
+    "#;
+    let (node, _layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    assert!(text.contains("done"), "{text}");
+    for leak in ["LEAK", "NODE-KEY-BYTES", "API-TOKEN-BYTES"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    assert!(text.contains("Permission denied"), "{text}");
+}
+
+#[tokio::test]
+async fn a_step_cannot_read_another_stages_secrets_or_workspace() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        if cat "$OTHER_SECRET"; then echo LEAK-SECRET; fi
+        if ls "$(dirname "$OTTO_WORKSPACE")"; then echo LEAK-LISTING; fi
+        if ls "$(dirname "$OTTO_WORKSPACE")/deploy-1"; then echo LEAK-WORKSPACE; fi
+        cat "$OTTO_SECRETS_DIR/MY_TOKEN" > /dev/null && echo own-secret-readable
+    "#;
+    let (node, _layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    assert!(!text.contains("LEAK"), "{text}");
+    assert!(!text.contains("OTHER-STAGE-SECRET"), "{text}");
+    assert!(text.contains("own-secret-readable"), "{text}");
+}
+
+#[tokio::test]
+async fn a_step_cannot_read_or_trace_processes_outside_its_wall() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    // The agent (its parent) and the process that started it, which stands for the node.
+    let script = r#"
+        for pid in "$PPID" "$TEST_PID" 1; do
+          if cat "/proc/$pid/environ" > /dev/null; then echo "LEAK-ENVIRON $pid"; fi
+          if head -c 1 "/proc/$pid/mem" > /dev/null; then echo "LEAK-MEM $pid"; fi
+          if kill -0 "$pid"; then echo "SIGNALLED $pid"; fi
+          python3 -c '
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PTRACE_ATTACH = 16
+if libc.ptrace(PTRACE_ATTACH, int(sys.argv[1]), 0, 0) == 0:
+    print("TRACED", sys.argv[1])
+' "$pid"
+        done
+        echo done
+    "#;
+    let (node, _layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    assert!(text.contains("done"), "{text}");
+    for leak in ["LEAK", "SIGNALLED", "TRACED"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_step_writes_only_its_workspace_and_temporary_directory() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        probe="otto-wall-probe-$$"
+        for dir in /tmp /var/tmp "$NODE_HOME" "$(dirname "$OTTO_WORKSPACE")" /dev/shm; do
+          if echo x > "$dir/$probe"; then echo "WROTE $dir"; rm -f "$dir/$probe"; fi
+        done
+        echo ok > "$OTTO_WORKSPACE/inside" && echo wrote-workspace
+        echo ok > "$TMPDIR/scratch" && echo wrote-tmpdir
+        echo ok > /dev/null && echo wrote-dev-null
+    "#;
+    let (node, layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    assert!(!text.contains("WROTE"), "{text}");
+    for ok in ["wrote-workspace", "wrote-tmpdir", "wrote-dev-null"] {
+        assert!(text.contains(ok), "{ok} missing from {text}");
+    }
+    assert!(layout.workspace.join("inside").is_file());
+}
+
+#[tokio::test]
+async fn an_escaped_setsid_child_does_not_outlive_its_step() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        setsid sh -c 'sleep 600; echo outlived > "$OTTO_WORKSPACE/late"' > /dev/null 2>&1 < /dev/null &
+        sh -c 'sh -c "sleep 600" & echo $! > "$OTTO_WORKSPACE/grandchild"' > /dev/null 2>&1
+        echo $! > "$OTTO_WORKSPACE/escaped"
+    "#;
+    let (node, layout) = run_walled(script, |_| {}).await;
+    assert_eq!(
+        node.result().outcome,
+        Outcome::Success,
+        "{}",
+        node.all_text()
+    );
+    for file in ["escaped", "grandchild"] {
+        let pid: u32 = fs::read_to_string(layout.workspace.join(file))
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("pid");
+        assert!(
+            !alive(pid),
+            "the step's background process {pid} ({file}) outlived it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fork_bomb_fails_within_the_process_limit_and_leaves_nothing() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        echo $$ > "$OTTO_WORKSPACE/bomb"
+        bomb() { bomb & bomb & wait; }
+        bomb
+    "#;
+    let (node, layout) = run_walled(script, |job| {
+        job.limits = Limits {
+            processes: 64,
+            ..Limits::default()
+        };
+        job.timeout_secs = Some(20);
+    })
+    .await;
+    let text = node.all_text();
+    // The bomb hit the limit and collapsed (how its first shell exits does not matter);
+    // the machine still starts processes.
+    assert!(text.contains("Cannot fork"), "{text}");
+    assert!(
+        std::process::Command::new("true")
+            .status()
+            .expect("start a process")
+            .success()
+    );
+    // Nothing of the stage is left: no process has its cwd in the workspace.
+    let workspace = fs::canonicalize(&layout.workspace).expect("workspace");
+    let left: Vec<String> = fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter(|e| {
+            fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&workspace))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "processes left: {left:?}");
+}
+
+#[tokio::test]
+async fn output_beyond_the_limit_is_dropped_with_one_line_saying_so() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    // 16 MiB of output against a 1 MiB limit; the step itself succeeds.
+    let script = "head -c 16777216 /dev/zero | tr '\\0' 'x' | fold -w 1000";
+    let (node, _layout) = run_walled(script, |job| {
+        job.limits = Limits {
+            output_bytes: 1 << 20,
+            ..Limits::default()
+        };
+    })
+    .await;
+    assert_eq!(node.result().outcome, Outcome::Success);
+    let seen = node.seen();
+    let mut bytes = 0;
+    let mut notices = Vec::new();
+    for event in &seen.events {
+        if let EventBody::Log(line) = &event.body {
+            match line.stream {
+                Stream::Agent if line.line.contains("truncated") => {
+                    notices.push(line.line.clone());
+                }
+                Stream::Stdout | Stream::Stderr => bytes += line.line.len() + 1,
+                Stream::Agent => {}
+            }
+        }
+    }
+    assert!(bytes <= 1 << 20, "{bytes} bytes logged");
+    assert!(bytes > (1 << 20) - 2000, "only {bytes} bytes logged");
+    assert_eq!(
+        notices,
+        [
+            "output truncated after 1 MiB: the stage's output limit ([agent] limits.output_bytes = 1048576)"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn ordinary_builds_work_inside_the_wall() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        git init -q repo
+        cd repo
+        echo hello > README
+        git add README
+        git -c user.email=ci@example.com -c user.name=ci commit -q -m first
+        git log --oneline | wc -l
+        cd ..
+        python3 -m venv --without-pip venv
+        venv/bin/python -c 'import sys, tempfile; f = tempfile.NamedTemporaryFile(); print("venv", sys.prefix != sys.base_prefix)'
+        mkdir -p out && sh -c 'echo built > out/result' && cat out/result
+    "#;
+    let (node, layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    assert_eq!(node.output(), ["1", "venv True", "built"], "{text}");
+    assert!(layout.workspace.join("repo/.git").is_dir());
+}
+
+#[tokio::test]
+async fn a_required_wall_runs_as_the_step_user_and_hands_it_the_workspace() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: switching the step's user needs root");
+        return;
+    }
+    let script = r#"
+        id -u
+        touch "$OTTO_WORKSPACE/mine" && stat -c %u "$OTTO_WORKSPACE/mine"
+        cat "$OTTO_SECRETS_DIR/MY_TOKEN" > /dev/null && echo secret-readable
+        echo "$HOME" | grep -q otto-private && echo home-private
+    "#;
+    let (node, _layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    assert_eq!(
+        node.output(),
+        ["65534", "65534", "secret-readable", "home-private"],
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_and_the_temporary_directory_live_next_to_the_workspace_not_in_tmp() {
+    let (node, layout) = run_walled("echo \"$OTTO_SECRETS_DIR\"; echo \"$TMPDIR\"", |_| {}).await;
+    let output = node.output();
+    assert_eq!(output.len(), 2, "{}", node.all_text());
+    let run = layout.workspace.parent().expect("run directory");
+    for dir in &output {
+        assert!(
+            Path::new(dir).starts_with(run) && dir.contains("/.otto-private-"),
+            "{dir} is not a private directory next to the workspace"
+        );
+    }
+}
