@@ -31,6 +31,9 @@ pub struct File {
     pub blueprints: Vec<Blueprint>,
     /// `step { ... }` blocks: steps defined in this file, used like built-in steps.
     pub step_defs: Vec<StepDef>,
+    /// `triggers { push { ... } tag { ... } ... }` entries, in order: the events that start
+    /// the pipeline (checked by the planner).
+    pub triggers: Vec<ConfigEntry>,
     /// The pipeline: `pipeline { ... }`, or stage items / `steps { }` written at top level.
     /// `None` when the file defines no stages (a library of blueprints, say).
     pub pipeline: Option<Pipeline>,

@@ -57,6 +57,152 @@ pub struct Body {
     pub schema: String,
     /// The stages in a topological order that follows the file.
     pub stages: Vec<Stage>,
+    /// The events that start the pipeline (`triggers { }`); left out when none are
+    /// written, which means a push to any branch (see [`Body::started_by`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+}
+
+/// What kind of event may start a pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A pull (merge) request opened or updated; its branch is the target branch.
+    PullRequest,
+    /// Commits pushed to a branch.
+    Push,
+    /// A cron schedule came due.
+    Schedule,
+    /// A tag pushed.
+    Tag,
+}
+
+impl EventKind {
+    /// The event's name as written in `triggers { }` and given to `--event`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PullRequest => "pull_request",
+            Self::Push => "push",
+            Self::Schedule => "schedule",
+            Self::Tag => "tag",
+        }
+    }
+}
+
+/// One `triggers { }` entry. Fields are sorted (see the module docs); only the fields of
+/// its event are set: `branches` for push and pull_request (empty: any branch), `pattern`
+/// for tag (none: any tag), `cron` and `timezone` for schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// Branch patterns (`*` within a path segment, `**` across, `?` one character).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<String>,
+    /// A five-field cron expression (minute hour day-of-month month day-of-week).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// The event.
+    pub event: EventKind,
+    /// A tag pattern.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// The time zone the cron expression is read in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+/// An event to test against a plan's triggers: what happened, on which branch or tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// The branch pushed to, or a pull request's target branch.
+    pub branch: Option<String>,
+    /// The tag pushed.
+    pub tag: Option<String>,
+}
+
+/// Whether an event starts a pipeline, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started<'a> {
+    /// This trigger matches the event.
+    By(&'a Trigger),
+    /// The pipeline has no `triggers { }` and the event is a push: every push starts it.
+    ByDefault,
+    /// No trigger matches.
+    No,
+}
+
+impl Trigger {
+    /// Whether this trigger matches `event`. A pattern that is not a valid glob matches
+    /// nothing (the planner refuses such patterns, so a plan it made has none).
+    pub fn matches(&self, event: &Event) -> bool {
+        if self.event != event.kind {
+            return false;
+        }
+        let any = |patterns: &[String], name: Option<&str>| match name {
+            None => false,
+            Some(name) => patterns.is_empty() || patterns.iter().any(|p| glob_matches(p, name)),
+        };
+        match self.event {
+            EventKind::Push | EventKind::PullRequest => {
+                any(&self.branches, event.branch.as_deref())
+            }
+            EventKind::Tag => any(self.pattern.as_slice(), event.tag.as_deref()),
+            EventKind::Schedule => true,
+        }
+    }
+}
+
+impl Trigger {
+    /// The trigger for people: `push to main, release/*`, `tag v*`,
+    /// `schedule '0 3 * * *' (UTC)`.
+    pub fn describe(&self) -> String {
+        let branches = || match self.branches.as_slice() {
+            [] => "any branch".to_owned(),
+            list => list.join(", "),
+        };
+        match self.event {
+            EventKind::Push => format!("push to {}", branches()),
+            EventKind::PullRequest => format!("pull_request to {}", branches()),
+            EventKind::Tag => format!("tag {}", self.pattern.as_deref().unwrap_or("(any)")),
+            EventKind::Schedule => format!(
+                "schedule '{}' ({})",
+                self.cron.as_deref().unwrap_or_default(),
+                self.timezone.as_deref().unwrap_or("UTC")
+            ),
+        }
+    }
+}
+
+impl Body {
+    /// Whether `event` starts this pipeline: the first trigger that matches it; without
+    /// any `triggers { }`, every push does (and nothing else).
+    pub fn started_by(&self, event: &Event) -> Started<'_> {
+        if self.triggers.is_empty() {
+            return if event.kind == EventKind::Push {
+                Started::ByDefault
+            } else {
+                Started::No
+            };
+        }
+        self.triggers
+            .iter()
+            .find(|t| t.matches(event))
+            .map_or(Started::No, Started::By)
+    }
+}
+
+/// A branch or tag pattern as a matcher: `*` and `?` stay within a `/`-separated segment,
+/// `**` crosses segments; an error when the pattern is not a valid glob.
+pub fn glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+}
+
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    glob(pattern).is_ok_and(|m| m.is_match(name))
 }
 
 /// The facts a plan was made with.

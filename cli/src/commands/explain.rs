@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
+use otto_pipeline::plan::{Event, EventKind, Started};
 use otto_pipeline::source::{EntryKind, FsSource, Source};
 use otto_pipeline::{Facts, StepCatalog, conventions, explain, render};
 
@@ -16,7 +17,9 @@ use crate::Failure;
   otto explain                          # the Ottofile (or the inferred stack) in this directory
   otto explain examples/webapp --branch main
   otto explain Ottofile --var channel=stable --json
-  otto explain . --dot | dot -Tsvg > plan.svg")]
+  otto explain . --dot | dot -Tsvg > plan.svg
+  otto explain --event push --branch main      # does a push to main start it?
+  otto explain --event tag --tag v1.2.0")]
 pub(crate) struct Args {
     /// An Ottofile, or a directory holding one (without one, Otto infers the plan from the
     /// repository's stack: Rails, Cargo, npm/pnpm/yarn, Go, Maven, Gradle, Python, Make).
@@ -30,9 +33,38 @@ pub(crate) struct Args {
     /// Print the plan as a Graphviz graph, stages clustered by owner.
     #[arg(long)]
     dot: bool,
+    /// Instead of the plan, say whether this event starts the pipeline (with `--branch`
+    /// for push and pull_request, `--tag` for tag), by the Ottofile's `triggers { }`.
+    #[arg(long, value_enum, conflicts_with = "dot")]
+    event: Option<EventArg>,
+}
+
+/// An event `--event` names.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum EventArg {
+    Push,
+    Tag,
+    PullRequest,
+    Schedule,
+}
+
+impl From<EventArg> for EventKind {
+    fn from(arg: EventArg) -> Self {
+        match arg {
+            EventArg::Push => Self::Push,
+            EventArg::Tag => Self::Tag,
+            EventArg::PullRequest => Self::PullRequest,
+            EventArg::Schedule => Self::Schedule,
+        }
+    }
 }
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
+    let event = match args.event {
+        Some(kind) => Some(event(kind.into(), &args.facts)?),
+        None => None,
+    };
     let facts = Facts {
         vars: args.facts.var_map(),
         branch: args.facts.branch,
@@ -90,7 +122,9 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             return Err(Failure::Reported);
         }
     };
-    let out = if args.json {
+    let out = if let Some(event) = &event {
+        verdict(&planned.plan, event, args.json)
+    } else if args.json {
         explain::json(&planned.plan)
     } else if args.dot {
         explain::dot(&planned.plan)
@@ -102,6 +136,70 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         .write_all(out.as_bytes())
         .context("writing the explanation")?;
     Ok(())
+}
+
+/// The event `--event` describes, with the branch or tag it needs.
+fn event(kind: EventKind, facts: &FactsArgs) -> anyhow::Result<Event> {
+    let needs = match kind {
+        EventKind::Push | EventKind::PullRequest if facts.branch.is_none() => Some("--branch"),
+        EventKind::Tag if facts.tag.is_none() => Some("--tag"),
+        _ => None,
+    };
+    if let Some(flag) = needs {
+        return Err(anyhow!("--event {} needs {flag}", kind.name()));
+    }
+    Ok(Event {
+        kind,
+        branch: facts.branch.clone(),
+        tag: facts.tag.clone(),
+    })
+}
+
+/// Whether the event starts the plan's pipeline, for people or as JSON.
+fn verdict(plan: &otto_pipeline::Plan, event: &Event, json: bool) -> String {
+    let started = plan.body.started_by(event);
+    let what = match (event.kind, &event.branch, &event.tag) {
+        (EventKind::Tag, _, Some(tag)) => format!("tag {tag}"),
+        (EventKind::Schedule, ..) => "a schedule".to_owned(),
+        (kind, Some(branch), _) => format!("{} to {branch}", kind.name()),
+        (kind, ..) => kind.name().to_owned(),
+    };
+    let pipeline = &plan.body.pipeline;
+    if json {
+        let trigger = match started {
+            Started::By(t) => serde_json::to_value(t).unwrap_or_default(),
+            _ => serde_json::Value::Null,
+        };
+        let doc = serde_json::json!({
+            "event": event.kind,
+            "branch": event.branch,
+            "tag": event.tag,
+            "pipeline": pipeline,
+            "starts": !matches!(started, Started::No),
+            "trigger": trigger,
+        });
+        return format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        );
+    }
+    let all: Vec<String> = plan.body.triggers.iter().map(|t| t.describe()).collect();
+    match started {
+        Started::By(t) => format!(
+            "{what} starts pipeline {pipeline} (trigger: {})\n",
+            t.describe()
+        ),
+        Started::ByDefault => {
+            format!("{what} starts pipeline {pipeline} (it has no triggers, so every push does)\n")
+        }
+        Started::No if all.is_empty() => format!(
+            "{what} does not start pipeline {pipeline} (it has no triggers: only pushes start it)\n"
+        ),
+        Started::No => format!(
+            "{what} does not start pipeline {pipeline} (its triggers: {})\n",
+            all.join("; ")
+        ),
+    }
 }
 
 fn source_kind(path: &Path) -> Option<EntryKind> {

@@ -315,3 +315,40 @@ fn long_lines_and_many_problems_give_a_bounded_error() {
     assert!(err.len() < 4 * 1024, "{} bytes of errors", err.len());
     assert!(err.contains("expands to more than"), "{err}");
 }
+
+#[test]
+fn explain_event_says_whether_the_event_starts_the_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("Ottofile"),
+        "pipeline {\n  name = 'app'\n  stage('Build') { steps { sh 'make' } }\n}\n\
+         triggers {\n  push { branches = ['main', 'release/*'] }\n  tag { pattern = 'v*' }\n}\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = otto(&["explain", path, "--event", "push", "--branch", "release/2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "push to release/2 starts pipeline app (trigger: push to main, release/*)\n"
+    );
+    let out = otto(&["explain", path, "--event", "push", "--branch", "dev"]);
+    assert_eq!(
+        stdout(&out),
+        "push to dev does not start pipeline app (its triggers: push to main, release/*; tag v*)\n"
+    );
+    let out = otto(&["explain", path, "--event", "tag", "--tag", "v1.0", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["starts"], true);
+    assert_eq!(json["trigger"]["pattern"], "v*");
+    // The plan itself lists its triggers.
+    let plan = stdout(&otto(&["explain", path]));
+    assert!(
+        plan.contains("triggers: push to main, release/*; tag v*"),
+        "{plan}"
+    );
+    // An event without what it is about is refused in one line.
+    let out = otto(&["explain", path, "--event", "push"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: --event push needs --branch\n");
+}

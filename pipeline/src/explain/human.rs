@@ -128,6 +128,10 @@ fn header(plan: &Plan, out: &mut String) {
         let _ = write!(out, "; vars: {}", vars.join(", "));
     }
     out.push('\n');
+    if !body.triggers.is_empty() {
+        let triggers: Vec<String> = body.triggers.iter().map(|t| t.describe()).collect();
+        let _ = writeln!(out, "triggers: {}", triggers.join("; "));
+    }
     if !body.libraries.is_empty() {
         let libs: Vec<String> = body
             .libraries

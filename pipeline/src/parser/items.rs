@@ -1,4 +1,4 @@
-//! Top-level items: `use`, `configure`, `environments`, `vars`, `blueprint`, `pipeline`,
+//! Top-level items: `use`, `configure`, `environments`, `triggers`, `vars`, `blueprint`, `pipeline`,
 //! and stage items written at top level.
 
 use super::stage::item_span;
@@ -16,6 +16,7 @@ pub(crate) const FILE_KEYWORDS: &[&str] = &[
     "use",
     "configure",
     "environments",
+    "triggers",
     "vars",
     "blueprint",
     "step",
@@ -95,6 +96,11 @@ impl Parser<'_> {
             "environments" => {
                 self.bump();
                 self.environments(&mut top.file.environments)?;
+            }
+            "triggers" => {
+                self.bump();
+                let entries = self.config_entries("after `triggers`")?;
+                top.file.triggers.extend(entries);
             }
             "vars" => {
                 self.bump();

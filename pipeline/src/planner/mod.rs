@@ -25,6 +25,7 @@ mod expand;
 mod load;
 mod stage;
 mod stdlib;
+mod triggers;
 pub(crate) mod values;
 
 use std::collections::BTreeMap;
@@ -230,6 +231,7 @@ impl Planner<'_> {
         };
         let config = configure(&ast.configure, &scope, &mut diags);
         let environments = environments(ast, &scope, &sources, &mut diags);
+        let triggers = triggers::triggers(&ast.triggers, &scope, &mut diags);
 
         let Some(pipeline) = &ast.pipeline else {
             diags.push(
@@ -272,6 +274,7 @@ impl Planner<'_> {
             environments,
             libraries: libraries(&loaded),
             stages,
+            triggers,
         };
         let provenance = Provenance {
             root: self.root.display().to_string(),

@@ -14,3 +14,4 @@ mod plan_examples;
 mod plan_expand;
 mod plan_gates;
 mod plan_props;
+mod plan_triggers;
