@@ -115,6 +115,7 @@ fn fixture() -> Fixture {
             pipeline: "bench".to_owned(),
             schema: SCHEMA.to_owned(),
             stages: (0..=CHAIN).map(stage).collect(),
+            triggers: Vec::new(),
         },
         provenance: Provenance::default(),
     };

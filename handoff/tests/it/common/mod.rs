@@ -154,6 +154,7 @@ pub(crate) fn plan() -> Plan {
                 deploy,
                 smoke,
             ],
+            triggers: Vec::new(),
         },
         provenance: Provenance::default(),
     }
