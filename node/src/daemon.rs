@@ -44,6 +44,13 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long a TLS handshake on the webhook listener may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long an API client may take to send a request's headers, or stay idle between
+/// requests.
+const API_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most API connections served at once; a new one beyond closes the oldest.
+const MAX_API_CONNECTIONS: usize = 256;
+
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -248,18 +255,15 @@ pub async fn run_until_with(
     });
 
     let (stopping, stopped) = watch::channel(false);
-    let mut api_stopped = stopped.clone();
+    let api_stopped = stopped.clone();
     let mut api_app = api::router(state.clone()).merge(crate::ui::router(state.clone(), api_addr));
     if options.testnet_control {
         tracing::warn!(target: TARGET, "the testnet's control is on (--testnet-control): /v1/testnet/* can partition this node; never use it outside otto-testnet");
         api_app = api_app.merge(api::testnet_router(state.clone()));
     }
     let mut api_task = tokio::spawn(async move {
-        axum::serve(api_listener, api_app)
-            .with_graceful_shutdown(async move {
-                let _ = api_stopped.wait_for(|s| *s).await;
-            })
-            .await
+        serve_api(api_listener, api_app, api_stopped).await;
+        Ok::<(), std::io::Error>(())
     });
     let hooks_task = tokio::spawn(serve_hooks(
         hooks_listener,
@@ -584,6 +588,67 @@ fn tls_acceptor(home: &Home, config: &Config) -> Result<TlsAcceptor, DaemonError
 }
 
 /// Accepts TLS connections and serves the webhook router on each until `stopped`.
+/// Serves the local API: each connection must send a request's headers within
+/// [`API_HEADER_TIMEOUT`] (waiting between requests included), and at most
+/// [`MAX_API_CONNECTIONS`] are served at once: a new connection beyond closes the oldest,
+/// so idle or half-sent connections cannot lock the node's users out (nor use up its file
+/// descriptors). The token is checked before a request's body is read.
+async fn serve_api(listener: TcpListener, app: axum::Router, mut stopped: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    let mut open: std::collections::VecDeque<tokio::sync::oneshot::Sender<()>> =
+        std::collections::VecDeque::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(target: TARGET, error = %e, "api listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        open.retain(|evict| !evict.is_closed());
+        if open.len() >= MAX_API_CONNECTIONS
+            && let Some(oldest) = open.pop_front()
+        {
+            tracing::debug!(target: TARGET, "api listener: too many connections, closing the oldest");
+            let _ = oldest.send(());
+        }
+        let (evict, evicted) = tokio::sync::oneshot::channel();
+        open.push_back(evict);
+        let app = app.clone();
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let service = TowerToHyperService::new(app);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(API_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), service);
+            let mut connection = std::pin::pin!(connection);
+            let stopping = tokio::select! {
+                served = connection.as_mut() => Err(served),
+                _ = evicted => return,
+                stop = stopped.wait_for(|s| *s) => Ok(stop.is_ok()),
+            };
+            let served = match stopping {
+                Err(served) => served,
+                Ok(_) => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(target: TARGET, %peer, error = %e, "api connection ended with an error");
+            }
+        });
+    }
+    while connections.join_next().await.is_some() {}
+}
+
 async fn serve_hooks(
     listener: TcpListener,
     tls: TlsAcceptor,

@@ -152,3 +152,45 @@ fn every_command_has_help_with_examples() {
         assert!(text(&out.stdout).contains("Examples:"), "{args:?}");
     }
 }
+
+#[test]
+fn status_answers_while_1100_idle_or_half_sent_connections_are_open() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    use std::io::Write as _;
+    // The test itself holds 1,100 sockets: lift its descriptor limit to the hard one.
+    let limit = getrlimit(Resource::Nofile);
+    if limit.maximum.is_some_and(|max| max < 1_200) {
+        println!("skipped: the hard limit on open files is below 1200");
+        return;
+    }
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    let node = Node::start_new();
+    let addr = std::fs::read_to_string(node.home.join("api.addr")).unwrap();
+    let mut held = Vec::new();
+    for i in 0..1_100 {
+        let mut stream = std::net::TcpStream::connect(addr.trim()).unwrap();
+        if i % 2 == 1 {
+            // Half a request: headers that never end.
+            stream
+                .write_all(b"GET /v1/runs HTTP/1.1\r\nhost: x\r\n")
+                .unwrap();
+        }
+        held.push(stream);
+    }
+    // Answers in the patience of every CLI call in these tests, with a token; without one,
+    // 401 before anything else.
+    node.ok(&["status"]);
+    let unauthorized = reqwest::blocking::Client::new()
+        .get(format!("http://{}/v1/runs", addr.trim()))
+        .send()
+        .unwrap();
+    assert_eq!(unauthorized.status().as_u16(), 401);
+    drop(held);
+}
