@@ -143,7 +143,32 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
 }
 
 fn query_rejection(rejection: &QueryRejection) -> ApiError {
-    ApiError::bad_request(lowercase_first(&rejection.body_text()))
+    let text = rejection.body_text();
+    let reason = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(&text);
+    ApiError::bad_request(format!("bad query: {reason}"))
+}
+
+/// An integer query parameter `name` from `min` to `max`, or `None` when it is absent.
+/// Anything else answers 400 saying which parameter and what it takes, so a request
+/// outside the documented range is refused, never clamped or misread.
+pub fn query_int(
+    name: &str,
+    value: Option<&str>,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(ApiError::bad_request(format!(
+            "{name} must be an integer from {min} to {max}, got {:?}",
+            text.chars().take(40).collect::<String>()
+        ))),
+    }
 }
 
 /// axum's messages start with a capital; Otto's error messages do not.

@@ -7,10 +7,13 @@ use serde::Deserialize;
 
 use super::runs::{no_run, parse_run};
 use super::types::LogPage;
-use super::{ApiError, ApiState, Json, MAX_WAIT_SECS, Path, Query, blocking};
+use super::{ApiError, ApiState, Json, MAX_WAIT_SECS, Path, Query, blocking, query_int};
 
 /// The most lines one request returns.
 pub(super) const MAX_LINES: usize = 5000;
+
+/// The largest `after`: 2^53 - 1, the largest integer every JSON reader keeps exact.
+pub(super) const MAX_AFTER: u64 = (1 << 53) - 1;
 
 /// How often a waiting request looks again even without an engine event.
 const RECHECK: Duration = Duration::from_millis(500);
@@ -21,14 +24,13 @@ const RECHECK: Duration = Duration::from_millis(500);
 pub(super) struct LogQuery {
     /// The stage (required).
     stage: Option<String>,
-    /// Lines after this number (default 0: from the start).
-    #[serde(default)]
-    after: u64,
+    /// Lines after this number (default 0: from the start; at most [`MAX_AFTER`]).
+    after: Option<String>,
     /// At most this many lines (default and maximum 5000).
-    limit: Option<usize>,
+    limit: Option<String>,
     /// When no line is there yet and the stage is not over, wait up to this many seconds
     /// for one (long-polling; at most 60).
-    wait: Option<u64>,
+    wait: Option<String>,
 }
 
 /// `GET /v1/runs/{run}/logs?stage=S&after=N&limit=L&wait=W`.
@@ -41,14 +43,16 @@ pub(super) async fn get(
     let stage = query
         .stage
         .ok_or_else(|| ApiError::bad_request("the query parameter stage is required"))?;
-    let limit = query.limit.unwrap_or(MAX_LINES).clamp(1, MAX_LINES);
-    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let after = query_int("after", query.after.as_deref(), 0, MAX_AFTER)?.unwrap_or(0);
+    let limit = query_int("limit", query.limit.as_deref(), 1, MAX_LINES as u64)?;
+    let limit = limit.map_or(MAX_LINES, |n| n as usize);
+    let wait = query_int("wait", query.wait.as_deref(), 0, MAX_WAIT_SECS)?;
+    let wait = Duration::from_secs(wait.unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     let mut events = state.engine.events();
     loop {
         let store = state.store.clone();
         let id = stage.clone();
-        let after = query.after;
         let page = blocking(move || {
             store.run(&run)?.ok_or_else(|| no_run(&run))?;
             // The state is read before the lines: when it is final, every line was

@@ -50,7 +50,9 @@ pub struct Peers {
 }
 
 /// The longest revocation reason accepted, in bytes.
-const MAX_REASON_LEN: usize = 256;
+/// The longest revocation reason, in characters: 64 characters of UTF-8 stay within the
+/// protocol's 256-byte bound for a reason.
+const MAX_REASON_LEN: usize = 64;
 
 /// `POST /v1/invites`.
 pub(super) async fn invite(
@@ -101,9 +103,11 @@ pub(super) async fn revoke(
     State(state): State<ApiState>,
     Json(request): Json<RevokeRequest>,
 ) -> Result<Json<Revoked>, ApiError> {
-    if request.reason.len() > MAX_REASON_LEN || request.reason.chars().any(char::is_control) {
+    if request.reason.chars().count() > MAX_REASON_LEN
+        || request.reason.chars().any(char::is_control)
+    {
         return Err(ApiError::invalid(format!(
-            "reason must be one line of at most {MAX_REASON_LEN} bytes"
+            "reason must be one line of at most {MAX_REASON_LEN} characters"
         )));
     }
     Ok(Json(

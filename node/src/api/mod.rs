@@ -43,7 +43,7 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
-pub use extract::{Body, Json, Path, Query};
+pub use extract::{Body, Json, Path, Query, query_int};
 pub use membership::{AliasRequest, ApproveRequest, Peers, RevokeRequest};
 pub use testnet::{Blocked, Learn, Learned, router as testnet_router};
 

@@ -18,6 +18,7 @@ use super::types::{
 };
 use super::{
     ApiError, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking, now_ms,
+    query_int,
 };
 use crate::blobs::Digest;
 use crate::snapshot::{self, SnapshotSource};
@@ -72,8 +73,8 @@ pub(super) async fn create(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListQuery {
-    /// At most this many runs (default 20).
-    limit: Option<usize>,
+    /// At most this many runs (default 20, at most [`MAX_LIST`]).
+    limit: Option<String>,
     /// Runs older than this one.
     before: Option<String>,
     /// Only runs in this state.
@@ -87,12 +88,24 @@ pub(super) async fn list(
     State(state): State<ApiState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<RunList>, ApiError> {
-    let before = query.before.as_deref().map(parse_run).transpose()?;
+    let before = query
+        .before
+        .as_deref()
+        .map(|text| {
+            text.parse::<RunId>().map_err(|e| {
+                ApiError::bad_request(format!(
+                    "before must be a run id: {e}, got {:?}",
+                    text.chars().take(40).collect::<String>()
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = query_int("limit", query.limit.as_deref(), 0, MAX_LIST as u64)?;
     let filter = RunFilter {
         state: query.state,
         pipeline: query.pipeline,
         before,
-        limit: query.limit.unwrap_or(20).min(MAX_LIST),
+        limit: limit.map_or(20, |n| n as usize),
     };
     let store = state.store.clone();
     let runs = blocking(move || Ok(store.list_runs(&filter)?)).await?;
@@ -103,8 +116,9 @@ pub(super) async fn list(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GetQuery {
-    /// With `If-None-Match`: wait up to this many seconds for the run to change.
-    wait: Option<u64>,
+    /// With `If-None-Match`: wait up to this many seconds for the run to change (at
+    /// most [`MAX_WAIT_SECS`](super::MAX_WAIT_SECS)).
+    wait: Option<String>,
 }
 
 /// `GET /v1/runs/{run}`: the run with its stages. With `If-None-Match: <etag>` and
@@ -120,7 +134,8 @@ pub(super) async fn get(
         .get(IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let wait = Duration::from_secs(query.wait.unwrap_or(0).min(MAX_WAIT_SECS));
+    let wait = query_int("wait", query.wait.as_deref(), 0, MAX_WAIT_SECS)?;
+    let wait = Duration::from_secs(wait.unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribe before reading, so a change between the read and the wait is not missed.
     let mut events = state.engine.events();
@@ -191,7 +206,7 @@ pub(super) async fn cancel(
 /// The name a person gave for an approval or a cancel, or `local` when none was given.
 fn who_or_local(who: Option<String>) -> Result<String, ApiError> {
     let who = who.unwrap_or_else(|| "local".to_owned());
-    if who.is_empty() || who.len() > 128 || who.chars().any(char::is_control) {
+    if who.is_empty() || who.chars().count() > 128 || who.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "who must be 1 to 128 characters without control characters",
         ));

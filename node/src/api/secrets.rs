@@ -13,6 +13,12 @@ pub(super) async fn set(
     Path(name): Path<String>,
     Body(value): Body,
 ) -> Result<StatusCode, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::invalid(format!(
+            "the value of secret {:?} is empty; send the value as the request body",
+            name.chars().take(130).collect::<String>()
+        )));
+    }
     let vault = state.vault.clone();
     let shown = name.clone();
     blocking(move || {

@@ -893,3 +893,392 @@ mod receipt_chains {
         }
     }
 }
+
+/// docs/openapi.yaml against the node: every `/v1` and `/hooks` route of the routers is in
+/// the spec and every path of the spec is a route; every query parameter a handler reads
+/// is documented for its operation; every status the node answers to a set of good and
+/// bad requests is listed for its operation. (CI also drives a real node from the spec
+/// with schemathesis, `.ci/api-check.py`.)
+mod contract {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    fn spec() -> Value {
+        let text = include_str!("../../../docs/openapi.yaml");
+        yaml_serde::from_str(text).expect("docs/openapi.yaml parses")
+    }
+
+    const METHODS: [&str; 4] = ["get", "post", "put", "delete"];
+
+    /// `(METHOD, path)` of every `.route(PATH, METHOD(..)...)` in `source`, for the API's
+    /// paths (`/v1/…`, `/hooks/…`; the HTML pages under `/ui` are docs/ui.md's).
+    fn routes_in(source: &str, out: &mut BTreeSet<(String, String)>) {
+        for (at, _) in source.match_indices(".route(") {
+            let rest = &source[at + ".route(".len()..];
+            let Some(open) = rest.find('"') else { continue };
+            let Some(len) = rest[open + 1..].find('"') else {
+                continue;
+            };
+            let path = &rest[open + 1..open + 1 + len];
+            if !(path.starts_with("/v1/") || path.starts_with("/hooks/"))
+                || path.starts_with("/v1/testnet/")
+            {
+                continue;
+            }
+            // The route's expression ends where its parentheses close.
+            let mut depth = 1;
+            let mut end = 0;
+            for (i, c) in rest.char_indices() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                if depth == 0 {
+                    end = i;
+                    break;
+                }
+            }
+            let expression = &rest[..end];
+            for method in METHODS {
+                let call = format!("{method}(");
+                if expression
+                    .match_indices(&call)
+                    .any(|(i, _)| i == 0 || !expression.as_bytes()[i - 1].is_ascii_alphanumeric())
+                {
+                    out.insert((method.to_uppercase(), path.to_owned()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_route_is_in_the_spec_and_every_spec_path_is_a_route() {
+        let mut code = BTreeSet::new();
+        routes_in(include_str!("mod.rs"), &mut code);
+        routes_in(include_str!("../ui/mod.rs"), &mut code);
+        assert!(
+            code.len() > 20,
+            "the route parser finds the routes: {code:?}"
+        );
+        let spec = spec();
+        let mut documented = BTreeSet::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for method in METHODS {
+                if item.get(method).is_some() {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let undocumented: Vec<_> = code.difference(&documented).collect();
+        let unserved: Vec<_> = documented.difference(&code).collect();
+        assert!(
+            undocumented.is_empty() && unserved.is_empty(),
+            "routes missing from docs/openapi.yaml: {undocumented:?}; \
+             paths of docs/openapi.yaml the node does not serve: {unserved:?}"
+        );
+    }
+
+    /// The query parameters the spec documents for `method path`.
+    fn documented_parameters(spec: &Value, method: &str, path: &str) -> BTreeSet<String> {
+        let op = &spec["paths"][path][method];
+        let mut out = BTreeSet::new();
+        for list in [&spec["paths"][path]["parameters"], &op["parameters"]] {
+            for p in list.as_array().into_iter().flatten() {
+                if p["in"] == "query" {
+                    out.insert(p["name"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+        out
+    }
+
+    /// The field names of `struct NAME { ... }` in `source`.
+    fn fields(source: &str, name: &str) -> BTreeSet<String> {
+        let start = source
+            .find(&format!("struct {name} {{"))
+            .unwrap_or_else(|| panic!("struct {name} is where the table says"));
+        let body = &source[start..];
+        let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+        body.lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("//") && !l.starts_with('#') && l.contains(':'))
+            .map(|l| {
+                l.trim_start_matches("pub ")
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_query_parameter_a_handler_reads_is_documented() {
+        let spec = spec();
+        // Every query struct of the API, with the operation that reads it.
+        let table = [
+            (include_str!("runs.rs"), "ListQuery", "get", "/v1/runs"),
+            (include_str!("runs.rs"), "GetQuery", "get", "/v1/runs/{run}"),
+            (
+                include_str!("logs.rs"),
+                "LogQuery",
+                "get",
+                "/v1/runs/{run}/logs",
+            ),
+        ];
+        let mut structs = 0;
+        for source in [
+            include_str!("runs.rs"),
+            include_str!("logs.rs"),
+            include_str!("membership.rs"),
+            include_str!("secrets.rs"),
+            include_str!("verify.rs"),
+            include_str!("mod.rs"),
+        ] {
+            structs += source.matches("Query<").count();
+        }
+        assert_eq!(
+            structs,
+            table.len(),
+            "a handler reads a query struct this table does not name"
+        );
+        for (source, name, method, path) in table {
+            let read = fields(source, name);
+            let documented = documented_parameters(&spec, method, path);
+            assert_eq!(
+                read, documented,
+                "{method} {path}: the handler reads {read:?}, docs/openapi.yaml documents {documented:?}"
+            );
+        }
+    }
+
+    /// The statuses the spec lists for `method path`.
+    fn statuses(spec: &Value, method: &str, path: &str) -> Vec<String> {
+        spec["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("docs/openapi.yaml has no {method} {path}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_status_the_node_answers_is_documented() {
+        let f = fixture_with(4096).await;
+        let spec = spec();
+        let run = f.snapshot(&[("Ottofile", OTTOFILE_WITH_GATE)]).await;
+        let created = f
+            .call(
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"source": {"kind": "snapshot", "digest": run}})),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.json());
+        let run = created.json()["run"].as_str().unwrap().to_owned();
+        let unknown = "01J9ZQ3M5V8R2K4T6W8Y0A2C4E";
+        let big = vec![b'x'; 8192];
+        let json_ops: [(&str, String, Value); 6] = [
+            (
+                "/v1/runs/{run}/gates/{stage}/approve",
+                format!("/v1/runs/{run}/gates/Deploy/approve"),
+                json!({"who": "\u{7}"}),
+            ),
+            (
+                "/v1/invites",
+                "/v1/invites".into(),
+                json!({"roles": [""], "stages": ["x"], "expires_in_secs": 60}),
+            ),
+            ("/v1/join", "/v1/join".into(), json!({"token": "otto1nope"})),
+            (
+                "/v1/trust/aliases",
+                "/v1/trust/aliases".into(),
+                json!({"alias": "ops", "target": "nobody"}),
+            ),
+            (
+                "/v1/trust/revoke",
+                "/v1/trust/revoke".into(),
+                json!({"node": "nobody"}),
+            ),
+            (
+                "/v1/approvals",
+                "/v1/approvals".into(),
+                json!({"digest": "sha256:00"}),
+            ),
+        ];
+        let mut seen: Vec<(String, String, u16)> = Vec::new();
+        let mut note = |method: &Method, template: &str, answer: &Answer| {
+            seen.push((
+                method.as_str().to_lowercase(),
+                template.to_owned(),
+                answer.status.as_u16(),
+            ));
+        };
+        for (template, uri, wrong) in &json_ops {
+            let m = Method::POST;
+            note(
+                &m,
+                template,
+                &f.raw(m.clone(), uri, "text/plain", b"{}".to_vec()).await,
+            );
+            note(
+                &m,
+                template,
+                &f.raw(m.clone(), uri, "application/json", b"{".to_vec())
+                    .await,
+            );
+            note(
+                &m,
+                template,
+                &f.raw(m.clone(), uri, "application/json", big.clone()).await,
+            );
+            note(
+                &m,
+                template,
+                &f.call(m.clone(), uri, Some(json!({"nope": 1}))).await,
+            );
+            note(
+                &m,
+                template,
+                &f.call(m.clone(), uri, Some(wrong.clone())).await,
+            );
+            let unauthenticated = Request::builder()
+                .method(m.clone())
+                .uri(uri.as_str())
+                .body(HttpBody::empty())
+                .unwrap();
+            note(&m, template, &f.send(unauthenticated).await);
+        }
+        let gets = [
+            ("/v1/runs", "/v1/runs?limit=501".to_owned()),
+            ("/v1/runs", "/v1/runs?before=x".to_owned()),
+            ("/v1/runs", "/v1/runs?state=nope".to_owned()),
+            ("/v1/runs", "/v1/runs?limit=2".to_owned()),
+            ("/v1/runs/{run}", format!("/v1/runs/{run}")),
+            ("/v1/runs/{run}", format!("/v1/runs/{unknown}")),
+            ("/v1/runs/{run}", format!("/v1/runs/{run}?wait=61")),
+            (
+                "/v1/runs/{run}/logs",
+                format!("/v1/runs/{run}/logs?stage=Deploy"),
+            ),
+            ("/v1/runs/{run}/logs", format!("/v1/runs/{run}/logs")),
+            (
+                "/v1/runs/{run}/logs",
+                format!("/v1/runs/{run}/logs?stage=Deploy&after=9007199254740992"),
+            ),
+            (
+                "/v1/runs/{run}/logs",
+                format!("/v1/runs/{run}/logs?stage=Nope"),
+            ),
+            (
+                "/v1/runs/{run}/verify",
+                format!("/v1/runs/{unknown}/verify"),
+            ),
+            (
+                "/v1/runs/{run}/bundle",
+                format!("/v1/runs/{unknown}/bundle"),
+            ),
+            ("/v1/secrets", "/v1/secrets".to_owned()),
+            ("/v1/secrets/{name}", "/v1/secrets/NOPE".to_owned()),
+            ("/v1/secrets/{name}", "/v1/secrets/bad-name".to_owned()),
+            ("/v1/node", "/v1/node".to_owned()),
+            ("/v1/peers", "/v1/peers".to_owned()),
+            ("/v1/trust", "/v1/trust".to_owned()),
+        ];
+        for (template, uri) in &gets {
+            note(
+                &Method::GET,
+                template,
+                &f.call(Method::GET, uri, None).await,
+            );
+        }
+        let secret = "/v1/secrets/{name}";
+        for (method, uri, body) in [
+            (Method::PUT, "/v1/secrets/TOKEN", b"value".to_vec()),
+            (Method::PUT, "/v1/secrets/TOKEN", Vec::new()),
+            (Method::PUT, "/v1/secrets/bad-name", b"value".to_vec()),
+            (Method::PUT, "/v1/secrets/TOKEN", vec![b'x'; 70_000]),
+            (Method::DELETE, "/v1/secrets/TOKEN", Vec::new()),
+            (Method::DELETE, "/v1/secrets/TOKEN", Vec::new()),
+        ] {
+            note(
+                &method,
+                secret,
+                &f.raw(method.clone(), uri, "application/octet-stream", body)
+                    .await,
+            );
+        }
+        for (method, template, uri) in [
+            (
+                Method::POST,
+                "/v1/runs/{run}/cancel",
+                format!("/v1/runs/{unknown}/cancel"),
+            ),
+            (
+                Method::POST,
+                "/v1/runs/{run}/cancel",
+                format!("/v1/runs/{run}/cancel"),
+            ),
+            (
+                Method::POST,
+                "/v1/runs/{run}/cancel",
+                format!("/v1/runs/{run}/cancel"),
+            ),
+            (Method::POST, "/v1/snapshots", "/v1/snapshots".to_owned()),
+        ] {
+            note(
+                &method,
+                template,
+                &f.raw(
+                    method.clone(),
+                    &uri,
+                    "application/x-tar",
+                    b"not a tar".to_vec(),
+                )
+                .await,
+            );
+        }
+        note(
+            &Method::POST,
+            "/hooks/{token}",
+            &f.raw(
+                Method::POST,
+                &format!("/hooks/{}", "0".repeat(64)),
+                "application/json",
+                b"{}".to_vec(),
+            )
+            .await,
+        );
+
+        let missing: Vec<String> = seen
+            .iter()
+            .filter(|(method, template, status)| {
+                !statuses(&spec, method, template).contains(&status.to_string())
+            })
+            .map(|(method, template, status)| {
+                format!("{} {template} -> {status}", method.to_uppercase())
+            })
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "statuses the node answers that docs/openapi.yaml does not list: {missing:#?}"
+        );
+        // The table reaches every operation of the spec but the UI login and the
+        // snapshot upload's success.
+        let reached: BTreeSet<(String, String)> = seen
+            .iter()
+            .map(|(m, t, _)| (m.clone(), t.clone()))
+            .collect();
+        assert!(reached.len() >= 20, "{reached:?}");
+    }
+
+    const OTTOFILE_WITH_GATE: &str = "pipeline {
+  name = 'contract'
+  stages {
+    stage { name = 'Deploy'  gates { enter { input 'Ship it?' } }  steps { sh 'true' } }
+  }
+}
+";
+}

@@ -160,6 +160,7 @@ pub struct Approved {
 
 /// `POST /v1/runs/{run}/cancel` takes this body (optional).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Cancel {
     /// Who cancels, recorded in the notes of the stages the cancel stopped; default `local`.
     #[serde(default)]

@@ -54,6 +54,8 @@ pub(super) async fn bundle(
 ) -> Result<Response, ApiError> {
     let run = parse_run(&run)?;
     let json = blocking(move || {
+        // An unknown run is a 404 whatever the state of the node's identity.
+        state.store.run(&run)?.ok_or_else(|| no_run(&run))?;
         let identity = state
             .home
             .identity(now_secs())

@@ -281,6 +281,10 @@ pub(crate) fn reject(
 }
 
 /// Checks what an invite offers; the scope it grants.
+/// The longest scope pattern of an invite, in characters: 64 characters of UTF-8 stay
+/// within the protocol's 256-byte bound for a glob.
+const MAX_PATTERN_CHARS: usize = 64;
+
 fn check_invite(request: &InviteRequest) -> Result<Scope, MembershipError> {
     let invalid = |message: String| Err(MembershipError::Invalid(message));
     if request.roles.is_empty() {
@@ -324,10 +328,12 @@ fn check_invite(request: &InviteRequest) -> Result<Scope, MembershipError> {
         }
         if let Some(bad) = list.iter().find(|glob| {
             glob.is_empty()
-                || glob.len() > otto_protocol::limits::MAX_NAME_LEN
+                || glob.chars().count() > MAX_PATTERN_CHARS
                 || glob.chars().any(char::is_control)
         }) {
-            return invalid(format!("invalid {what} pattern {bad:?}"));
+            return invalid(format!(
+                "invalid {what} pattern {bad:?}: use 1 to {MAX_PATTERN_CHARS} characters, no control characters"
+            ));
         }
     }
     Ok(Scope {

@@ -29,8 +29,26 @@ pub struct InviteRequest {
     /// blueprints, the default) or `approved` (also inline steps approved by digest).
     #[serde(default)]
     pub definitions: Definitions,
-    /// How long the invite stays valid, in seconds (1 to 30 days' worth).
+    /// How long the invite stays valid, in seconds (1 to 30 days' worth). JSON has one
+    /// number type, so `3600.0` is read as 3600; a fraction is refused.
+    #[serde(deserialize_with = "whole_seconds")]
     pub expires_in_secs: u64,
+}
+
+/// A JSON number that is a whole, non-negative number of seconds: `60` or `60.0`.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_u64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        // SAFETY of the cast: the value is whole and within u64 range, checked first.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "expires_in_secs must be a whole number of seconds, got {number}"
+        ))),
+    }
 }
 
 /// `POST /v1/invites` answers this (201).
