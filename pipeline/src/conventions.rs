@@ -27,6 +27,9 @@ pub const CONVENTIONS: &[&str] = &[
     "rails", "cargo", "npm", "go", "maven", "gradle", "python", "make",
 ];
 
+/// What to write when no convention matches: the smallest Ottofile, on one line.
+pub const MINIMAL_OTTOFILE: &str = "stage('Build') { steps { sh './build.sh' } }";
+
 /// Finds the convention for `dir`, if any.
 pub fn detect(source: &dyn Source, dir: &Path) -> Option<Detected> {
     let probe = Probe { source, dir };
@@ -120,18 +123,36 @@ fn cargo(p: &Probe<'_>) -> Option<Detected> {
 
 fn node(p: &Probe<'_>) -> Option<Detected> {
     let manifest = p.read("package.json")?;
-    let (tool, lockfile, install) = if p.has("pnpm-lock.yaml") {
+    // The tool's own download cache, kept in the workspace so it can be cached; never
+    // node_modules, which `npm ci` deletes first.
+    let (tool, lockfile, install, cache_dir) = if p.has("pnpm-lock.yaml") {
         (
             "pnpm",
             Some("pnpm-lock.yaml"),
-            "pnpm install --frozen-lockfile",
+            "pnpm install --frozen-lockfile --store-dir .pnpm-store",
+            ".pnpm-store/",
         )
     } else if p.has("yarn.lock") {
-        ("yarn", Some("yarn.lock"), "yarn install --frozen-lockfile")
+        (
+            "yarn",
+            Some("yarn.lock"),
+            "yarn install --frozen-lockfile --cache-folder .yarn-cache",
+            ".yarn-cache/",
+        )
     } else if p.has("package-lock.json") {
-        ("npm", Some("package-lock.json"), "npm ci")
+        (
+            "npm",
+            Some("package-lock.json"),
+            "npm ci --cache .npm --prefer-offline --no-audit --no-fund",
+            ".npm/",
+        )
     } else {
-        ("npm", None, "npm install")
+        (
+            "npm",
+            None,
+            "npm install --cache .npm --prefer-offline --no-audit --no-fund",
+            ".npm/",
+        )
     };
     let scripts: Vec<String> = serde_json::from_str::<serde_json::Value>(&manifest)
         .ok()
@@ -141,35 +162,38 @@ fn node(p: &Probe<'_>) -> Option<Detected> {
                 .map(|s| s.keys().cloned().collect())
         })
         .unwrap_or_default();
-    let run = |script: &str| {
-        if tool == "npm" {
-            format!("npm run {script}")
-        } else {
-            format!("{tool} run {script}")
-        }
-    };
-    let key = lockfile
-        .map(|l| format!("  key = ['{l}']"))
-        .unwrap_or_default();
+    // Without a lockfile the manifest decides what is installed, so it keys the cache.
+    let key = lockfile.unwrap_or("package.json");
     let mut ottofile = format!(
         "// Inferred by the npm convention ({tool}).\n\
          stage('Install') {{\n\
-         \x20 cache {{ node_modules {{ paths = ['node_modules/']{key} }} }}\n\
+         \x20 cache {{ {tool} {{ paths = ['{cache_dir}']  key = ['{key}'] }} }}\n\
          \x20 steps {{ sh '{install}' }}\n\
          }}\n"
     );
+    // Each script runs in the workspace of the stage before it, node_modules included.
+    let mut previous = "Install";
+    let mut ran = Vec::new();
     for (stage, script) in [("Build", "build"), ("Lint", "lint"), ("Test", "test")] {
         if scripts.iter().any(|s| s == script) {
             ottofile.push_str(&format!(
-                "stage('{stage}') {{\n  cache {{ use node_modules }}\n  steps {{ sh '{}' }}\n}}\n",
-                run(script)
+                "stage('{stage}') {{\n  runtime {{ from '{previous}' }}\n  steps {{ sh '{tool} run {script}' }}\n}}\n"
             ));
+            previous = stage;
+            ran.push(script);
         }
     }
-    let reason = match lockfile {
-        Some(l) => format!("found package.json and {l}"),
-        None => "found package.json (no lockfile, so npm)".into(),
+    let mut reason = match lockfile {
+        Some(l) => format!("found package.json and {l}; the {tool} cache is keyed by {l}"),
+        None => {
+            "found package.json without a lockfile, so npm, its cache keyed by package.json".into()
+        }
     };
+    if ran.is_empty() {
+        reason.push_str("; no build, lint or test script");
+    } else {
+        reason.push_str(&format!("; scripts {}", ran.join(", ")));
+    }
     Some(Detected {
         name: "npm",
         reason,
@@ -230,41 +254,155 @@ fn gradle(p: &Probe<'_>) -> Option<Detected> {
     })
 }
 
+/// The names of test extras and dependency groups, in the order they are looked for.
+const PYTHON_TEST_GROUPS: [&str; 4] = ["test", "tests", "testing", "dev"];
+
+/// Requirements files installed besides `requirements.txt`, when present.
+const PYTHON_REQUIREMENTS: [&str; 6] = [
+    "requirements.txt",
+    "requirements-test.txt",
+    "requirements-dev.txt",
+    "test-requirements.txt",
+    "dev-requirements.txt",
+    "requirements/test.txt",
+];
+
 fn python(p: &Probe<'_>) -> Option<Detected> {
-    let (install, key, reason) = if p.has("pyproject.toml") {
-        (
-            "python3 -m pip install -e .",
-            "['pyproject.toml']",
-            "found pyproject.toml",
-        )
-    } else if p.has("requirements.txt") {
-        (
-            "python3 -m pip install -r requirements.txt",
-            "['requirements.txt']",
-            "found requirements.txt",
-        )
-    } else {
+    let pyproject_text = p.read("pyproject.toml");
+    let requirements: Vec<&str> = PYTHON_REQUIREMENTS
+        .into_iter()
+        .filter(|f| p.has(f))
+        .collect();
+    if pyproject_text.is_none() && requirements.is_empty() {
         return None;
+    }
+    let pyproject: Option<toml::Table> = pyproject_text.as_deref().and_then(|t| t.parse().ok());
+    let section = |name: &str| pyproject.as_ref().and_then(|t| t.get(name));
+    // A pyproject.toml that only configures tools is not a package to install.
+    let installable = section("project").is_some() || section("build-system").is_some();
+    let extra = section("project")
+        .and_then(|p| p.get("optional-dependencies"))
+        .and_then(toml::Value::as_table)
+        .and_then(|extras| {
+            PYTHON_TEST_GROUPS
+                .into_iter()
+                .find(|g| extras.contains_key(*g))
+        });
+    // PEP 735 groups: their plain requirement strings (pip before 25.1 has no --group).
+    let group = section("dependency-groups")
+        .and_then(toml::Value::as_table)
+        .and_then(|groups| {
+            PYTHON_TEST_GROUPS.into_iter().find_map(|g| {
+                groups
+                    .get(g)
+                    .and_then(toml::Value::as_array)
+                    .map(|a| (g, a))
+            })
+        })
+        .map(|(name, items)| {
+            let reqs: Vec<String> = items
+                .iter()
+                .filter_map(toml::Value::as_str)
+                .filter(|r| is_plain_requirement(r))
+                .map(str::to_owned)
+                .collect();
+            (name, reqs)
+        });
+
+    let mut packages: Vec<String> = Vec::new();
+    let mut why: Vec<String> = Vec::new();
+    if installable {
+        match extra {
+            Some(extra) => {
+                packages.push(format!("\".[{extra}]\""));
+                why.push(format!("pyproject.toml with test extras `{extra}`"));
+            }
+            None => {
+                packages.push(".".into());
+                why.push("pyproject.toml".into());
+            }
+        }
+    }
+    if let Some((name, reqs)) = &group {
+        packages.extend(reqs.iter().map(|r| format!("\"{r}\"")));
+        why.push(format!("dependency group `{name}`"));
+    }
+    for file in &requirements {
+        packages.push(format!("-r {file}"));
+    }
+    if !requirements.is_empty() {
+        why.push(requirements.join(", "));
+    }
+
+    // pytest when the project names it anywhere, else unittest's discovery.
+    let mentions_pytest = pyproject_text
+        .as_deref()
+        .is_some_and(|t| t.contains("pytest"))
+        || requirements
+            .iter()
+            .any(|f| p.read(f).is_some_and(|t| t.contains("pytest")))
+        || ["pytest.ini", "conftest.py", "tests/conftest.py"]
+            .into_iter()
+            .any(|f| p.has(f))
+        || p.read("setup.cfg")
+            .is_some_and(|t| t.contains("[tool:pytest]"))
+        || p.read("tox.ini").is_some_and(|t| t.contains("[pytest]"));
+    let test = if mentions_pytest {
+        packages.push("pytest".into());
+        why.push("tests with pytest".into());
+        "python -m pytest"
+    } else if p.has("tests/__init__.py") {
+        why.push("tests with unittest (pytest is not named)".into());
+        "python -m unittest discover -s tests -t ."
+    } else if p.source.kind(&p.dir.join("tests")) == Some(EntryKind::Dir) {
+        why.push("tests with unittest (pytest is not named)".into());
+        "python -m unittest discover -s tests"
+    } else {
+        why.push("tests with unittest (pytest is not named)".into());
+        "python -m unittest discover"
+    };
+    let mut key: Vec<String> = Vec::new();
+    if pyproject_text.is_some() {
+        key.push("'pyproject.toml'".into());
+    }
+    key.extend(requirements.iter().map(|f| format!("'{f}'")));
+    // One stage: a virtualenv holds absolute paths, so it is built where it is used,
+    // from pip's download and wheel cache (kept in the workspace so it can be cached).
+    let install = if packages.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\x20   sh '.venv/bin/python -m pip install --cache-dir .cache/pip --disable-pip-version-check {}'\n",
+            packages.join(" ")
+        )
     };
     let ottofile = format!(
         "// Inferred by the python convention.\n\
-         stage('Install') {{\n\
-         \x20 cache {{ venv {{ paths = ['.venv/']  key = {key} }} }}\n\
+         stage('Test') {{\n\
+         \x20 cache {{ pip {{ paths = ['.cache/pip/']  key = [{}] }} }}\n\
          \x20 steps {{\n\
          \x20   sh 'python3 -m venv .venv'\n\
-         \x20   sh '. .venv/bin/activate && {install}'\n\
+         {install}\
+         \x20   sh '.venv/bin/{test}'\n\
          \x20 }}\n\
-         }}\n\
-         stage('Test') {{\n\
-         \x20 cache {{ use venv }}\n\
-         \x20 steps {{ sh '. .venv/bin/activate && python3 -m pytest' }}\n\
-         }}\n"
+         }}\n",
+        key.join(", ")
     );
     Some(Detected {
         name: "python",
-        reason: reason.into(),
+        reason: format!("found {}", why.join("; ")),
         ottofile,
     })
+}
+
+/// A requirement string safe to pass to pip on a shell line in single quotes: a name,
+/// extras, version specifiers and markers, without quotes, backslashes or `$`.
+fn is_plain_requirement(req: &str) -> bool {
+    !req.is_empty()
+        && req.len() <= 200
+        && req
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " ._-[],<>=!~;:().*+@/".contains(c))
 }
 
 fn make(p: &Probe<'_>) -> Option<Detected> {

@@ -212,9 +212,10 @@ fn bail_failure<T>(e: anyhow::Error) -> Result<T, Failure> {
 
 fn no_stack(dir: &Path) -> Failure {
     Failure::Error(anyhow!(
-        "{}: no Ottofile and no known stack (looked for {})",
+        "{}: no Ottofile and no known stack (looked for {}); write an Ottofile with what a person runs, e.g. {}",
         dir.display(),
         "a Gemfile with rails, Cargo.toml, package.json, go.mod, pom.xml, build.gradle, \
-         pyproject.toml, requirements.txt or a Makefile"
+         pyproject.toml, requirements.txt or a Makefile",
+        conventions::MINIMAL_OTTOFILE
     ))
 }

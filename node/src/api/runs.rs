@@ -373,8 +373,9 @@ fn plan_in(
             }
             let Some(detected) = conventions::detect(source, path) else {
                 return Err(global(format!(
-                    "{}: no Ottofile and no known stack in the snapshot",
-                    shown(path)
+                    "{}: no Ottofile and no known stack in the snapshot; write an Ottofile with what a person runs, e.g. {}",
+                    shown(path),
+                    conventions::MINIMAL_OTTOFILE
                 )));
             };
             otto_pipeline::plan_text(
@@ -390,11 +391,12 @@ fn plan_in(
             )
         }
         // An empty snapshot has no entries, not even its root directory.
-        None if path.as_os_str().is_empty() => Err(global(
+        None if path.as_os_str().is_empty() => Err(global(format!(
             "the snapshot is empty: no Ottofile and no known stack (otto run sends the \
-             directory it is given, less what .gitignore and .ottoignore leave out)"
-                .to_owned(),
-        )),
+             directory it is given, less what .gitignore and .ottoignore leave out); write an \
+             Ottofile, e.g. {}",
+            conventions::MINIMAL_OTTOFILE
+        ))),
         None => Err(global(format!(
             "{}: no such file or directory in the snapshot",
             shown(path)

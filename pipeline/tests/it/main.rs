@@ -4,6 +4,7 @@
 
 mod plan_support;
 
+mod conventions;
 mod parse;
 mod parse_errors;
 mod parse_props;
