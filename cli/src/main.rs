@@ -33,6 +33,7 @@ enum Command {
     Verify(commands::verify::Args),
     Attest(commands::attest::Args),
     Ui(commands::ui::Args),
+    Completions(commands::completions::Args),
 }
 
 /// What a command ends with when it fails.
@@ -62,17 +63,33 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args),
         Command::Attest(args) => commands::attest::run(args),
         Command::Ui(args) => commands::ui::run(args),
+        Command::Completions(args) => commands::completions::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::FAILURE,
         Err(Failure::Error(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(Failure::Error(e)) => {
-            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-            let _ = writeln!(io::stderr(), "error: {}", chain.join(": "));
+            let _ = writeln!(io::stderr(), "error: {}", chain_text(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text the line
+/// already holds (a context that repeats its source's message) is left out.
+fn chain_text(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if line.contains(&cause) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&cause);
+    }
+    line
 }
 
 /// A closed stdout (`otto explain | head`) is not a failure.
@@ -88,6 +105,38 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("otto").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let inner = anyhow::anyhow!("/h/store is open in another process");
+        let e = inner.context("/h/store is open in another process");
+        assert_eq!(chain_text(&e), "/h/store is open in another process");
+        let e = anyhow::anyhow!("permission denied").context("cannot open /h/store");
+        assert_eq!(chain_text(&e), "cannot open /h/store: permission denied");
+    }
+
+    #[test]
+    fn completions_are_generated_for_each_shell() {
+        for (shell, needle) in [
+            ("bash", "_otto()"),
+            ("zsh", "#compdef otto"),
+            ("fish", "complete -c otto"),
+        ] {
+            let cli = parse(&["completions", shell]).unwrap();
+            let Command::Completions(args) = cli.command else {
+                panic!("not completions")
+            };
+            let mut out = Vec::new();
+            commands::completions::write(&args, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(needle), "{shell}: {text}");
+            assert!(
+                text.contains("explain") && text.contains("branch"),
+                "{shell}"
+            );
+        }
+        assert!(parse(&["completions", "tcsh"]).is_err());
     }
 
     #[test]

@@ -232,6 +232,25 @@ impl Planner<'_> {
         let config = configure(&ast.configure, &scope, &mut diags);
         let environments = environments(ast, &scope, &sources, &mut diags);
         let triggers = triggers::triggers(&ast.triggers, &scope, &mut diags);
+        if let Some(given) = &self.facts.environment
+            && !environments.contains_key(given)
+        {
+            let mut d =
+                Diagnostic::global(format!("unknown environment '{given}' given with --env"));
+            d.hint = Some(
+                match closest(given, environments.keys().map(String::as_str)) {
+                    Some(best) => format!("did you mean '{best}'?"),
+                    None if environments.is_empty() => {
+                        "the Ottofile defines no environments".to_owned()
+                    }
+                    None => format!(
+                        "the Ottofile defines: {}",
+                        environments.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                },
+            );
+            diags.push(d);
+        }
 
         let Some(pipeline) = &ast.pipeline else {
             diags.push(

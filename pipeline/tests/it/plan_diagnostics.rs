@@ -391,3 +391,25 @@ fn a_file_with_no_stages() {
     let failed = fail_one("configure { a = 1 }\n");
     assert_diag(&failed, "Ottofile:1:1", "the Ottofile defines no stages");
 }
+
+#[test]
+fn an_unknown_environment_given_with_env_is_an_error() {
+    let file = "environments { staging { } production { } }\nstage('S') { environment -> staging  steps { sh 'x' } }\n";
+    let facts = |env: &str| Facts {
+        environment: Some(env.into()),
+        ..Facts::default()
+    };
+    let failed = fail_with(&[("Ottofile", file)], &facts("prodution"));
+    let d = diag(&failed, "unknown environment 'prodution' given with --env");
+    assert_eq!(d.hint.as_deref(), Some("did you mean 'production'?"));
+    let failed = fail_with(
+        &[("Ottofile", "stage('S') { steps { sh 'x' } }\n")],
+        &facts("staging"),
+    );
+    let d = diag(&failed, "unknown environment 'staging' given with --env");
+    assert_eq!(
+        d.hint.as_deref(),
+        Some("the Ottofile defines no environments")
+    );
+    plan_with(&[("Ottofile", file)], &facts("production"));
+}
