@@ -50,6 +50,7 @@ pub mod attest;
 pub mod bundle;
 pub mod chain;
 pub mod machine;
+pub mod outputs;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod verify;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::attest::{self, DigestSet, STATEMENT_TYPE, Subject, rfc3339, sha256_set};
 use crate::bundle::{Bundle, BundleReport};
 use crate::chain::{StageStatus, digest_of};
+use crate::outputs;
 
 /// The predicate type of a SLSA verification summary v1.
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/verification_summary/v1";
@@ -46,7 +47,8 @@ pub struct SummaryStatement {
     /// `_type`: always [`STATEMENT_TYPE`].
     #[serde(rename = "_type")]
     pub statement_type: String,
-    /// `subject`: the artifacts the verified stages produced, or the plan.
+    /// `subject`: the artifacts the verified stages produced that the plan archives in
+    /// those stages, or the plan.
     pub subject: Vec<Subject>,
     /// `predicateType`: always [`PREDICATE_TYPE`].
     #[serde(rename = "predicateType")]
@@ -114,6 +116,10 @@ pub struct PolicyDetails {
     pub owners: Vec<OwnerBinding>,
     /// The input gates people approved, as the verifying node recorded them.
     pub approvals: Vec<Approval>,
+    /// Why a chain that verified is still [`FAILED`]: each output a verified receipt
+    /// lists that the plan does not archive in that stage. Absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// A stage's owner binding and the verdict on it.
@@ -157,7 +163,8 @@ pub struct Context {
     /// The run's source as a URI: the commit for a git source, the snapshot's digest
     /// otherwise.
     pub resource_uri: String,
-    /// The approvals of the run's input gates: `(stage, phase, approved_by, at)`.
+    /// The approvals of the run's input gates: `(stage, phase, approved_by, at)`, `at`
+    /// in milliseconds since the Unix epoch, as the node's gate records keep it.
     pub approvals: Vec<(String, String, String, u64)>,
     /// When the chain was checked, seconds since the Unix epoch.
     pub now: u64,
@@ -174,6 +181,7 @@ pub fn summary(bundle: &Bundle, report: &BundleReport, context: &Context) -> Sum
     let mut subject: Vec<Subject> = Vec::new();
     let mut inputs = Vec::new();
     let mut owners = Vec::new();
+    let mut problems = Vec::new();
     for stage in &report.chain.stages {
         let owner = bundle
             .plan
@@ -195,7 +203,9 @@ pub fn summary(bundle: &Bundle, report: &BundleReport, context: &Context) -> Sum
         inputs.push(Resource {
             uri: format!(
                 "otto:receipt/{}/{}/{}",
-                report.run, stage.stage, summary.attempt
+                uri_segment(&report.run),
+                uri_segment(&stage.stage),
+                summary.attempt
             ),
             digest: sha256_set(&summary.digest.to_hex()),
         });
@@ -207,7 +217,17 @@ pub fn summary(bundle: &Bundle, report: &BundleReport, context: &Context) -> Sum
             .iter()
             .find(|env| digest_of(env) == summary.digest)
             .and_then(|env| env.payload_as::<Receipt>().ok());
-        for artifact in receipt.iter().flat_map(|r| &r.outputs) {
+        let (Some(receipt), Some(planned)) = (receipt, bundle.plan.stage(&stage.stage)) else {
+            continue;
+        };
+        let (declared, undeclared) = outputs::split(planned, &receipt.outputs);
+        for name in undeclared {
+            problems.push(format!(
+                "stage '{}' output '{name}' is not an artifact the plan archives in that stage",
+                stage.stage
+            ));
+        }
+        for artifact in declared {
             let item = Subject {
                 name: artifact.name.clone(),
                 digest: sha256_set(&artifact.sha256.to_hex()),
@@ -223,7 +243,7 @@ pub fn summary(bundle: &Bundle, report: &BundleReport, context: &Context) -> Sum
             digest: sha256_set(&plan_hex),
         });
     }
-    let passed = report.verified;
+    let passed = report.verified && problems.is_empty();
     SummaryStatement {
         statement_type: STATEMENT_TYPE.to_owned(),
         subject,
@@ -247,9 +267,10 @@ pub fn summary(bundle: &Bundle, report: &BundleReport, context: &Context) -> Sum
                             stage: stage.clone(),
                             phase: phase.clone(),
                             approved_by: by.clone(),
-                            at: rfc3339(*at),
+                            at: rfc3339(*at / 1000),
                         })
                         .collect(),
+                    problems,
                 },
             },
             input_attestations: inputs,
@@ -258,6 +279,20 @@ pub fn summary(bundle: &Bundle, report: &BundleReport, context: &Context) -> Sum
             slsa_version: "1.0".to_owned(),
         },
     }
+}
+
+/// `text` with every byte but ASCII letters, digits and `-._~` percent-encoded, for one
+/// segment of a URI.
+fn uri_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Signs `statement` as a DSSE envelope (payload type `application/vnd.in-toto+json`,
@@ -270,4 +305,16 @@ pub fn sign<S: Signer + ?Sized>(
     #[allow(clippy::expect_used)]
     let payload = serde_json::to_vec(statement).expect("a statement always serializes");
     dsse::sign(attest::PAYLOAD_TYPE, payload, signer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::uri_segment;
+
+    #[test]
+    fn a_uri_segment_has_no_space_or_slash() {
+        assert_eq!(uri_segment("Deploy staging/eu"), "Deploy%20staging%2Feu");
+        assert_eq!(uri_segment("01J9Z-a_b.c~"), "01J9Z-a_b.c~");
+        assert_eq!(uri_segment("é"), "%C3%A9");
+    }
 }

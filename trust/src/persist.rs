@@ -23,14 +23,16 @@ pub const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 #[non_exhaustive]
 pub enum PersistError {
     /// The operating system refused an operation.
-    #[error("cannot {op} {}: {source}", path.display())]
+    // The cause is in the message and is not a `source`, so that error chains (anyhow's
+    // `{:#}`) print it once.
+    #[error("cannot {op} {}: {error}", path.display())]
     Io {
         /// What was being done, e.g. `read`.
         op: &'static str,
         /// The file.
         path: PathBuf,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
     /// A key file can be read or written by the group or others.
     #[error(
@@ -64,21 +66,41 @@ pub enum PersistError {
         /// What it should hold.
         what: &'static str,
     },
+    /// The key file is empty (or only whitespace).
+    #[error("key file {} is empty", path.display())]
+    EmptyKeyFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A key file to rewrite is a symbolic link: rewriting would replace the link with a
+    /// copy of the key and leave the file it points to as it was.
+    #[error(
+        "{} is a symbolic link to {}; it is left alone so the key stays where the link points: migrate {} itself",
+        path.display(),
+        target.display(),
+        target.display()
+    )]
+    KeyFileLink {
+        /// The link.
+        path: PathBuf,
+        /// What it points to.
+        target: PathBuf,
+    },
     /// The key file does not hold an Ed25519 PKCS#8 PEM key.
-    #[error("key file {}: {source}", path.display())]
+    #[error("key file {}: {error}", path.display())]
     Key {
         /// The file.
         path: PathBuf,
         /// What is wrong with the key.
-        source: KeyError,
+        error: KeyError,
     },
     /// The trust store file is not a valid trust store.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Store {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
-        source: FormatError,
+        error: FormatError,
     },
 }
 
@@ -93,7 +115,7 @@ pub fn load_node_key(path: &Path) -> Result<NodeKey, PersistError> {
     let pem = read_key_pem(path)?;
     NodeKey::from_pkcs8_pem(&pem).map_err(|source| PersistError::Key {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -107,7 +129,7 @@ pub fn load_org_key(path: &Path) -> Result<OrgKey, PersistError> {
     let pem = read_key_pem(path)?;
     OrgKey::from_pkcs8_pem(&pem).map_err(|source| PersistError::Key {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -115,16 +137,29 @@ pub fn load_org_key(path: &Path) -> Result<OrgKey, PersistError> {
 /// Otto writes now, PKCS#8 v1 (RFC 8410), if it is in another form (the v2 documents with
 /// the public key attached that Otto wrote before). Returns whether it rewrote the file.
 /// The file keeps mode 0600 and is replaced atomically; a file that does not hold an
-/// Ed25519 key is left alone and reported.
+/// Ed25519 key is left alone and reported, and so is a symbolic link to a file that needs
+/// rewriting ([`PersistError::KeyFileLink`]).
 pub fn migrate_key_file(path: &Path) -> Result<bool, PersistError> {
     let pem = read_key_pem(path)?;
     let key = crate::keys::Keypair::from_pem(&pem).map_err(|source| PersistError::Key {
         path: path.to_owned(),
-        source,
+        error: source,
     })?;
     let v1 = key.to_pem();
     if pem.trim() == v1.trim() {
         return Ok(false);
+    }
+    let meta = fs::symlink_metadata(path).map_err(|e| io_error("inspect", path, e))?;
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path).map_err(|e| io_error("read the link", path, e))?;
+        // A relative target is relative to the link's directory.
+        let target = path
+            .parent()
+            .map_or(target.clone(), |dir| dir.join(&target));
+        return Err(PersistError::KeyFileLink {
+            path: path.to_owned(),
+            target,
+        });
     }
     write_private_file(path, v1.as_bytes())?;
     Ok(true)
@@ -161,7 +196,7 @@ pub fn load_trust_store(path: &Path) -> Result<TrustStore, PersistError> {
         .map_err(|e| io_error("read", path, e))?;
     TrustStore::from_toml(&text).map_err(|source| PersistError::Store {
         path: path.to_owned(),
-        source,
+        error: source,
     })
 }
 
@@ -231,6 +266,11 @@ fn read_key_pem(path: &Path) -> Result<Zeroizing<String>, PersistError> {
         .take(MAX_KEY_FILE_LEN)
         .read_to_string(&mut text)
         .map_err(|e| io_error("read", path, e))?;
+    if text.trim().is_empty() {
+        return Err(PersistError::EmptyKeyFile {
+            path: path.to_owned(),
+        });
+    }
     Ok(text)
 }
 
@@ -252,7 +292,7 @@ fn io_error(op: &'static str, path: &Path, source: io::Error) -> PersistError {
     PersistError::Io {
         op,
         path: path.to_owned(),
-        source,
+        error: source,
     }
 }
 
@@ -307,6 +347,63 @@ mod tests {
     }
 
     #[test]
+    fn migrate_leaves_a_symlinked_key_file_and_its_target_alone() {
+        use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+        use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+        let dir = tempfile::tempdir().unwrap();
+        let offline = dir.path().join("offline");
+        fs::create_dir(&offline).unwrap();
+        let target = offline.join("acme-org.key");
+        let v2 = ed25519_dalek::SigningKey::from_bytes(&[4; 32])
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap();
+        write_private_file(&target, v2.as_bytes()).unwrap();
+        let link = dir.path().join("org.key");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = migrate_key_file(&link).unwrap_err();
+        assert!(matches!(err, PersistError::KeyFileLink { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("org.key is a symbolic link to"), "{text}");
+        assert!(
+            text.contains(&format!("migrate {}", target.display())),
+            "{text}"
+        );
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_to_string(&target).unwrap(), *v2);
+        // The target itself migrates in place, and then the link is fine as it is.
+        assert!(migrate_key_file(&target).unwrap());
+        assert!(!migrate_key_file(&link).unwrap());
+        assert!(
+            fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            load_org_key(&link).unwrap().public_key(),
+            OrgKey::from_seed(&[4; 32]).public_key()
+        );
+    }
+
+    #[test]
+    fn an_empty_key_file_is_reported_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        write_private_file(&path, b"\n").unwrap();
+        let err = load_node_key(&path).unwrap_err().to_string();
+        assert!(err.ends_with("node.key is empty"), "{err}");
+        // An I/O error's cause is in the message, not repeated as a source.
+        let err = load_node_key(&dir.path().join("missing")).unwrap_err();
+        assert!(std::error::Error::source(&err).is_none());
+        assert!(err.to_string().contains("No such file"), "{err}");
+    }
+
+    #[test]
     fn overwrite_keeps_mode_and_replaces_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("org.key");
@@ -354,7 +451,7 @@ mod tests {
         assert!(matches!(
             load_org_key(&garbage),
             Err(PersistError::Key {
-                source: KeyError::Pem(_),
+                error: KeyError::Pem(_),
                 ..
             })
         ));
@@ -406,7 +503,7 @@ mod tests {
         assert!(matches!(
             load_trust_store(&path),
             Err(PersistError::Store {
-                source: FormatError::Version(7),
+                error: FormatError::Version(7),
                 ..
             })
         ));

@@ -2,10 +2,11 @@
 //! attestations and the node's verification summary) from the node to a file, and beside
 //! it the signers' public keys, the statements one a line, and the summary alone.
 
-use std::fs::{self, File, Permissions};
+use std::fs::{self, OpenOptions, Permissions};
 use std::io::{self, Write as _};
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow};
 use otto_handoff::bundle::Bundle;
@@ -180,16 +181,39 @@ fn summary_result(bundle: &Bundle) -> Option<String> {
     )
 }
 
-/// Writes `bytes` to `path` with mode 0644: to a temporary file next to it, then renamed
-/// over it, so a reader never sees half a file.
+/// Writes `bytes` to `path` with mode 0644: to a new temporary file next to it, then
+/// renamed over it, so a reader never sees half a file. The temporary file is made with
+/// `O_CREAT|O_EXCL` under a name not used before, so a file or symbolic link another user
+/// planted in the directory is never opened, written or chmod-ed.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("not a file name"))?
         .to_string_lossy();
-    let temp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut created = None;
+    for attempt in 0..16u32 {
+        let temp = path.with_file_name(format!(
+            ".{name}.tmp-{}-{nanos:08x}-{attempt}",
+            std::process::id()
+        ));
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true).mode(0o644);
+        match options.open(&temp) {
+            Ok(file) => {
+                created = Some((temp, file));
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let (temp, mut file) =
+        created.ok_or_else(|| anyhow!("cannot make a temporary file: every name is taken"))?;
     let written = (|| -> io::Result<()> {
-        let mut file = File::create(&temp)?;
+        // The umask may have taken bits away; the file is ours alone, by its descriptor.
         file.set_permissions(Permissions::from_mode(0o644))?;
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -217,5 +241,39 @@ mod tests {
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "no temporary file is left behind");
         assert!(write_atomically(&dir.path().join("missing/b.json"), b"x").is_err());
+    }
+
+    #[test]
+    fn a_symlink_planted_where_the_temporary_file_goes_is_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "secret").unwrap();
+        fs::set_permissions(&victim, Permissions::from_mode(0o600)).unwrap();
+        let path = dir.path().join("bundle.json");
+        // Links at the names a temporary file of this process could get, as another
+        // user of a shared directory would plant them.
+        let pid = std::process::id();
+        let mut planted = vec![dir.path().join(format!(".bundle.json.tmp-{pid}"))];
+        for nanos in [0u32, 1] {
+            for attempt in 0..2 {
+                planted.push(
+                    dir.path()
+                        .join(format!(".bundle.json.tmp-{pid}-{nanos:08x}-{attempt}")),
+                );
+            }
+        }
+        for link in &planted {
+            std::os::unix::fs::symlink(&victim, link).unwrap();
+        }
+        write_atomically(&path, b"bundle").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "bundle");
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "secret");
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the victim keeps its mode");
+        for link in &planted {
+            assert!(fs::symlink_metadata(link).unwrap().file_type().is_symlink());
+        }
+        let count = fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(count, planted.len() + 2, "no temporary file is left behind");
     }
 }

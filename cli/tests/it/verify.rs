@@ -466,6 +466,10 @@ fn key_show_prints_the_keys_of_the_home_in_every_format() {
     );
     let out = node.otto_node(&["key", "show", "--format", "der"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    // --json prints every format; asking for one with it is refused, not ignored.
+    let out = node.otto_node(&["key", "show", "--json", "--format", "ssh"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--format"));
     let out = node.otto_node(&["key", "show", "--home", "/nonexistent/otto"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
@@ -474,5 +478,67 @@ fn key_show_prints_the_keys_of_the_home_in_every_format() {
             && stderr.contains("/nonexistent/otto")
             && stderr.lines().count() == 1,
         "{stderr}"
+    );
+}
+
+/// An Ed25519 key (seed 32 × 7) as older Otto wrote it: PKCS#8 v2, the public key attached.
+const V2_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MFECAQEwBQYDK2VwBCIEIAcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcH
+gSEA6kpsY+KcUgq+9VB7Ey7F+ZVHdq6+vnuSQh7qaRRG0iw=
+-----END PRIVATE KEY-----
+";
+
+/// `otto-node key migrate` does not replace an old org key kept elsewhere behind a
+/// symbolic link with a copy in the home: it says so, `--file` migrates the key where it
+/// lives, and the link is then fine as it is.
+#[test]
+fn key_migrate_refuses_a_symlinked_key_file_and_migrates_its_target_with_file() {
+    let node = crate::node_support::Node::init();
+    let link = node.home.join("org.key");
+    let offline = tempfile::tempdir().unwrap();
+    let target = offline.path().join("acme-org.key");
+    otto_trust::persist::write_private_file(&target, V2_KEY.as_bytes()).unwrap();
+    fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+
+    let out = node.otto_node(&["key", "migrate"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.lines().count() == 1
+            && stderr.contains("org.key is a symbolic link to")
+            && stderr.contains(&format!("migrate {} itself", target.display())),
+        "{stderr}"
+    );
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(fs::read_to_string(&target).unwrap(), V2_KEY);
+
+    let out = node.otto_node(&["key", "migrate", "--file", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("rewrote {} as PKCS#8 v1\n", target.display())
+    );
+    assert_ne!(fs::read_to_string(&target).unwrap(), V2_KEY);
+    let key = otto_trust::persist::load_org_key(&link).unwrap();
+    assert_eq!(key.public_key(), OrgKey::from_seed(&[7; 32]).public_key());
+    let out = node.otto_node(&["key", "migrate"]);
+    assert_eq!(
+        text(&out.stdout),
+        "all key files are already PKCS#8 v1; nothing rewritten\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
     );
 }

@@ -397,7 +397,8 @@ fn context() -> otto_handoff::vsa::Context {
             "Deploy".to_owned(),
             "enter".to_owned(),
             "alice".to_owned(),
-            T0 + 15,
+            // Gate records keep milliseconds.
+            (T0 + 15) * 1000,
         )],
         now: NOW,
     }
@@ -479,6 +480,11 @@ fn a_verification_summary_states_the_verdict_and_its_inputs_and_verifies() {
         p["policy"]["annotations"]["approvals"][0]["approvedBy"],
         "alice"
     );
+    assert_eq!(
+        p["policy"]["annotations"]["approvals"][0]["at"],
+        "2025-01-01T00:00:15Z"
+    );
+    assert!(p["policy"]["annotations"].get("problems").is_none());
 
     // It travels in the bundle and comes back the same.
     let mut with = bundle.clone();
@@ -500,4 +506,45 @@ fn a_chain_that_does_not_verify_is_summarised_as_failed() {
     assert_eq!(statement.predicate.verified_levels, [vsa::FAILED]);
     assert_eq!(statement.predicate.input_attestations.len(), 4);
     assert!(statement.subject.iter().all(|s| s.name != "deploy.tar"));
+}
+
+#[test]
+fn an_output_the_plan_does_not_archive_in_its_stage_is_no_subject_and_fails_the_summary() {
+    use otto_handoff::vsa;
+    let world = World::new();
+    let mut bundle = bundle(&world);
+    // ops, which owns Deploy, also claims an artifact named like Build's, with its own
+    // digest: a verified receipt, but not an output the plan gives Deploy.
+    let mut receipt: Receipt = bundle.receipts[3].payload_as().unwrap();
+    assert_eq!(receipt.stage, "Deploy");
+    let mut forged = receipt.outputs[0].clone();
+    forged.name = "build.tar".to_owned();
+    forged.sha256 = sha256(b"something else");
+    receipt.outputs.push(forged);
+    let forged = sign_receipt(&world.ops, &receipt);
+    let smoke: Receipt = bundle.receipts[4].payload_as().unwrap();
+    let mut smoke = smoke;
+    smoke.upstream[2] = digest(&forged);
+    bundle.receipts[3] = forged;
+    bundle.receipts[4] = sign_receipt(&world.qa, &smoke);
+    bundle.attestations.clear();
+    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    assert!(report.verified, "the chain itself verifies: {report:?}");
+    let statement = vsa::summary(&bundle, &report, &context());
+    assert_eq!(statement.predicate.verification_result, vsa::FAILED);
+    assert_eq!(statement.predicate.verified_levels, [vsa::FAILED]);
+    let builds: Vec<_> = statement
+        .subject
+        .iter()
+        .filter(|s| s.name == "build.tar")
+        .collect();
+    assert_eq!(builds.len(), 1, "only Build's own build.tar is a subject");
+    assert_eq!(
+        builds[0].digest["sha256"],
+        sha256(b"output of Build").to_hex()
+    );
+    assert_eq!(
+        statement.predicate.policy.annotations.problems,
+        ["stage 'Deploy' output 'build.tar' is not an artifact the plan archives in that stage"]
+    );
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use otto_node::daemon::unix_now;
 use otto_node::home::Home;
-use otto_trust::PublicKey;
+use otto_trust::{PublicKey, persist};
 
 /// Show the node's or org's public key, or rewrite old key files.
 #[derive(Debug, clap::Args)]
@@ -17,6 +17,7 @@ use otto_trust::PublicKey;
   otto-node key show --format pem > node.pub.pem
   otto-node key show --format ssh >> allowed_signers
   otto-node key migrate
+  otto-node key migrate --file /media/offline/acme-org.key
 
 Formats: pem (SubjectPublicKeyInfo, what `openssl pkey -pubin` reads), hex (the 32 key
 bytes), sslib (a securesystemslib/in-toto key object whose keyid is the one Otto puts in
@@ -41,12 +42,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Pem)]
         format: Format,
         /// Print the key in every form, with whose key it is, as one JSON object.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         json: bool,
     },
     /// Rewrite the home's key files still in the PKCS#8 v2 form older Otto wrote as
-    /// PKCS#8 v1 (RFC 8410); the keys do not change.
+    /// PKCS#8 v1 (RFC 8410); the keys do not change. A key file that is a symbolic link
+    /// is refused: migrate the file it points to with --file.
     Migrate {
+        /// Rewrite this key file (e.g. an org key kept off the node) instead of the
+        /// home's; may be given several times.
+        #[arg(long, value_name = "FILE")]
+        file: Vec<PathBuf>,
         /// Print the files rewritten as JSON.
         #[arg(long)]
         json: bool,
@@ -96,10 +102,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 out.write_all(formatted(&key, format, &comment).as_bytes())?;
             }
         }
-        Command::Migrate { json } => {
-            let rewritten = home
-                .migrate_keys()
-                .with_context(|| format!("cannot migrate the keys of {}", home.root().display()))?;
+        Command::Migrate { file, json } => {
+            let rewritten = if file.is_empty() {
+                home.migrate_keys().with_context(|| {
+                    format!("cannot migrate the keys of {}", home.root().display())
+                })?
+            } else {
+                let mut rewritten = Vec::new();
+                for path in file {
+                    if persist::migrate_key_file(&path)? {
+                        rewritten.push(path);
+                    }
+                }
+                rewritten
+            };
             if json {
                 writeln!(out, "{}", serde_json::json!({ "rewritten": rewritten }))?;
             } else if rewritten.is_empty() {

@@ -97,6 +97,19 @@ pub(crate) fn step(command: &str) -> Step {
     }
 }
 
+/// `archive path: 'out/', name: NAME`.
+pub(crate) fn archive(name: &str) -> Step {
+    Step {
+        args: Vec::new(),
+        block: Vec::new(),
+        kwargs: BTreeMap::from([
+            ("name".to_owned(), Value::String(name.to_owned())),
+            ("path".to_owned(), Value::String("out/".to_owned())),
+        ]),
+        symbol: "archive".to_owned(),
+    }
+}
+
 pub(crate) fn stage(id: &str, owner: Option<&str>, needs: &[&str]) -> Stage {
     Stage {
         blueprint: None,
@@ -119,7 +132,10 @@ pub(crate) fn stage(id: &str, owner: Option<&str>, needs: &[&str]) -> Stage {
         },
         secrets: Vec::new(),
         skipped: false,
-        steps: vec![step(&format!("make {}", id.to_lowercase()))],
+        steps: vec![
+            step(&format!("make {}", id.to_lowercase())),
+            archive(&format!("{}.tar", id.to_lowercase())),
+        ],
         timeout: None,
         when: None,
     }
