@@ -70,6 +70,7 @@ fn stage(i: usize) -> Stage {
             symbol: "sh".to_owned(),
         }],
         timeout: None,
+        uses: Vec::new(),
         when: None,
     }
 }
@@ -188,6 +189,7 @@ fn fixture() -> Fixture {
                 stages: vec!["*".to_owned()],
                 environments: vec!["*".to_owned()],
                 definitions: Definitions::Approved,
+                ..Policy::default()
             },
         )
         .unwrap();

@@ -17,7 +17,7 @@
 //! | 8 | the plan bytes hash to `plan_digest` | `plan_digest_mismatch` |
 //! | 9 | the plan bytes parse as a plan body (schema `otto.plan/v1`) | `malformed` |
 //! | 10 | the plan has the offered stage | `stage_not_owned` |
-//! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment | `out_of_scope` |
+//! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives | `out_of_scope` |
 //! | 12 | the stage's owner in the plan is one of the names this node answers to | `stage_not_owned` |
 //! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
 //! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
@@ -26,7 +26,7 @@
 //! | 17 | per stage before the offered one, in plan order: no two different receipts for one attempt | `upstream_receipt_invalid` |
 //! | 18 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
 //! | 19 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
-//! | 20 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] is approved here under a policy with `definitions = "approved"` | `definition_not_approved` |
+//! | 20 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files) is approved here under a policy with `definitions = "approved"` | `definition_not_approved` |
 //!
 //! Authentication comes first, so nothing unauthenticated decides more than `malformed`
 //! or `bad_signature`; cheap freshness checks come before the plan is parsed; the receipt
@@ -42,7 +42,7 @@ use std::collections::HashMap;
 use std::iter;
 
 use otto_pipeline::Plan;
-use otto_pipeline::plan::{Body, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step};
+use otto_pipeline::plan::{Body, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used};
 use otto_protocol::limits::MAX_TEXT_LEN;
 use otto_protocol::{
     DecodeError, Digest, Envelope, HandoffId, NodeCertificate, Offer, Reject, RejectCode,
@@ -219,6 +219,9 @@ pub fn verify_offer(
             stage.environment.as_deref(),
         )
         .map_err(|err| scope(&err, sender.org()))?;
+    ctx.trust
+        .check_secrets(sender.org(), &stage.secrets)
+        .map_err(|err| scope(&err, sender.org()))?;
 
     // 12. Ownership.
     if !ctx.answers_to.iter().any(|name| name == stage.owner_name()) {
@@ -275,11 +278,14 @@ pub fn verify_offer(
 /// The digest by which a node approves a stage's inline definition
 /// (`otto-node approve DIGEST`): `sha256:` and the lowercase hex SHA-256 of the canonical
 /// JSON (keys sorted, no whitespace, as for plans) of
-/// `{"gates", "notify", "runtime", "schema": "otto.stage-definition/v1", "steps"}`, with
-/// the stage's fields as the plan format writes them.
+/// `{"gates", "notify", "runtime", "schema": "otto.stage-definition/v1", "secrets",
+/// "steps", "uses"}`, with the stage's fields as the plan format writes them; `secrets`
+/// and `uses` are left out when empty.
 ///
-/// It covers everything the owner would execute or that decides how: the steps, the notify
-/// steps, the gates (a poll gate runs a command) and the runtime (the image). It does not
+/// It covers everything the owner would execute or hand over, or that decides how: the
+/// steps, the notify steps, the gates (a poll gate runs a command), the runtime (the
+/// image), the names of the secrets the stage receives, and the source files it names
+/// with `uses` by their digests (a changed `deploy.sh` is a new definition). It does not
 /// cover the stage's name, owner, needs or environment, so an approval survives renaming
 /// or moving the stage; which environments a peer may target is the policy's business.
 pub fn definition_digest(stage: &Stage) -> String {
@@ -289,14 +295,20 @@ pub fn definition_digest(stage: &Stage) -> String {
         notify: &'a Notify,
         runtime: &'a Runtime,
         schema: &'static str,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        secrets: &'a [String],
         steps: &'a [Step],
+        #[serde(skip_serializing_if = "<[Used]>::is_empty")]
+        uses: &'a [Used],
     }
     let doc = DefinitionDoc {
         gates: &stage.gates,
         notify: &stage.notify,
         runtime: &stage.runtime,
         schema: DEFINITION_SCHEMA,
+        secrets: &stage.secrets,
         steps: &stage.steps,
+        uses: &stage.uses,
     };
     // A plan's types serialize with string keys only, so this cannot fail; `Null` would
     // still give a digest no one has approved.
@@ -535,10 +547,17 @@ fn certificate(err: &CertError) -> Rejection {
 
 /// A policy scope failure, as a rejection.
 fn scope(err: &ScopeError, org: &str) -> Rejection {
-    Rejection::new(err.reject_code(), err.to_string()).hint(format!(
-        "the policy for org {} on this node must allow it",
-        quoted(org)
-    ))
+    let hint = match err {
+        ScopeError::Secret { secret, .. } => format!(
+            "give it with `otto-node trust policy {org} --secrets {secret}` on this node, or \
+             leave it out of the stage's environment"
+        ),
+        _ => format!(
+            "the policy for org {} on this node must allow it",
+            quoted(org)
+        ),
+    };
+    Rejection::new(err.reject_code(), err.to_string()).hint(hint)
 }
 
 /// A definition failure, as a rejection naming the digest and the command to approve it.

@@ -453,6 +453,9 @@ fn definition_check(membership: Membership) -> crate::engine::DefinitionCheck {
             .check_scope(org, &body.pipeline, &stage.id, stage.environment.as_deref())
             .map_err(|e| format!("not run here: {e}"))?;
         trust
+            .check_secrets(org, &stage.secrets)
+            .map_err(|e| format!("not run here: {e}"))?;
+        trust
             .check_definition(org, otto_trust::StageDefinition::Inline { digest: &digest })
             .map_err(|e| {
                 format!(

@@ -14,12 +14,14 @@
 //! workspace itself, with its own checks; the node never extracts a snapshot to disk.
 #![warn(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use otto_pipeline::plan::{Used, tree_digest};
 use otto_pipeline::{EntryKind, MemSource, Source};
+use sha2::{Digest as _, Sha256};
 
 /// Directories skipped at any depth, whatever the ignore files say.
 pub const ALWAYS_IGNORED: [&str; 3] = [".git", "target", "node_modules"];
@@ -65,6 +67,7 @@ pub struct Ignore {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SnapshotSource {
     files: MemSource,
+    digests: BTreeMap<PathBuf, String>,
     root_name: Option<String>,
     /// Files the planner cannot read as text, and why.
     unreadable: BTreeMap<PathBuf, Unreadable>,
@@ -129,6 +132,33 @@ pub fn read(tar_bytes: &[u8]) -> Result<MemSource, SnapshotError> {
 pub fn read_noting_unreadable(
     tar_bytes: &[u8],
 ) -> Result<(MemSource, BTreeMap<PathBuf, Unreadable>), SnapshotError> {
+    read_all(tar_bytes).map(|all| (all.files, all.unreadable))
+}
+
+/// Reads a snapshot tar (see [`read_noting_unreadable`]) into the source the planner reads
+/// for a run: its files, the unreadable ones, and the digest of every regular file's bytes
+/// (what `uses` records).
+pub fn read_source(
+    tar_bytes: &[u8],
+    root_name: Option<String>,
+) -> Result<SnapshotSource, SnapshotError> {
+    let all = read_all(tar_bytes)?;
+    Ok(SnapshotSource {
+        files: all.files,
+        root_name,
+        unreadable: all.unreadable,
+        digests: all.digests,
+    })
+}
+
+/// Everything [`read_source`] learns from a snapshot's files.
+struct ReadAll {
+    files: MemSource,
+    unreadable: BTreeMap<PathBuf, Unreadable>,
+    digests: BTreeMap<PathBuf, String>,
+}
+
+fn read_all(tar_bytes: &[u8]) -> Result<ReadAll, SnapshotError> {
     let mut unreadable = BTreeMap::new();
     let invalid = |e: io::Error| SnapshotError::Invalid(e.to_string());
     if tar_bytes.is_empty() || !tar_bytes.len().is_multiple_of(512) {
@@ -138,6 +168,7 @@ pub fn read_noting_unreadable(
     }
     let mut archive = tar::Archive::new(tar_bytes);
     let mut source = MemSource::new();
+    let mut digests = BTreeMap::new();
     for (count, entry) in archive.entries().map_err(invalid)?.enumerate() {
         if count >= MAX_ENTRIES {
             return Err(SnapshotError::Invalid(format!(
@@ -159,30 +190,164 @@ pub fn read_noting_unreadable(
         }
         let size = entry.size();
         let mut text = String::new();
-        if size <= MAX_TEXT_FILE {
+        let digest = if size <= MAX_TEXT_FILE {
             let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
             entry.read_to_end(&mut bytes).map_err(invalid)?;
+            let digest = otto_pipeline::plan::sha256_digest(&bytes);
             match String::from_utf8(bytes) {
                 Ok(t) => text = t,
                 Err(_) => {
                     unreadable.insert(path.clone(), Unreadable::NotUtf8);
                 }
             }
+            digest
         } else {
             unreadable.insert(path.clone(), Unreadable::TooLarge);
-        }
+            let mut hasher = Sha256::new();
+            io::copy(&mut entry, &mut hasher).map_err(invalid)?;
+            format!("sha256:{}", hex::encode(hasher.finalize()))
+        };
+        digests.insert(path.clone(), digest);
         source.insert(path, text);
     }
-    Ok((source, unreadable))
+    Ok(ReadAll {
+        files: source,
+        unreadable,
+        digests,
+    })
+}
+
+/// The part of a snapshot a stage of another node's run may see: a tar holding only the
+/// regular files that `uses` names (a directory stands for the files under it), with
+/// their executable bits, each checked against the digest in the plan. A file missing, or
+/// one whose bytes differ from what the plan (and so the approved definition) records,
+/// fails with its path. Symbolic links are left out, as the planner never saw them.
+pub fn select(tar_bytes: &[u8], uses: &[Used]) -> Result<Vec<u8>, SnapshotError> {
+    let invalid = |e: io::Error| SnapshotError::Invalid(e.to_string());
+    let wanted = |path: &str| {
+        uses.iter().any(|u| {
+            path == u.path
+                || path
+                    .strip_prefix(u.path.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    };
+    // (path, executable, bytes, digest), in the snapshot's (sorted) order.
+    let mut picked: Vec<(String, bool, Vec<u8>, String)> = Vec::new();
+    let mut archive = tar::Archive::new(tar_bytes);
+    for (count, entry) in archive.entries().map_err(invalid)?.enumerate() {
+        if count >= MAX_ENTRIES {
+            return Err(SnapshotError::Invalid(format!(
+                "more than {MAX_ENTRIES} entries"
+            )));
+        }
+        let mut entry = entry.map_err(invalid)?;
+        let path = clean_path(&entry.path().map_err(invalid)?)?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let Some(text) = path.to_str().map(|p| p.replace('\\', "/")) else {
+            continue;
+        };
+        if !wanted(&text) {
+            continue;
+        }
+        let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).map_err(invalid)?;
+        let digest = otto_pipeline::plan::sha256_digest(&bytes);
+        picked.push((text, executable, bytes, digest));
+    }
+    for used in uses {
+        let found = match picked.iter().find(|p| p.0 == used.path) {
+            Some(file) => Some(file.3.clone()),
+            None => {
+                let under: Vec<(String, String)> = picked
+                    .iter()
+                    .filter(|p| p.0.starts_with(&format!("{}/", used.path)))
+                    .map(|p| (p.0.clone(), p.3.clone()))
+                    .collect();
+                (!under.is_empty()).then(|| tree_digest(&under))
+            }
+        };
+        match found {
+            None => {
+                return Err(SnapshotError::Invalid(format!(
+                    "{} is not in the source snapshot, but the stage uses it",
+                    used.path
+                )));
+            }
+            Some(digest) if digest != used.sha256 => {
+                return Err(SnapshotError::Invalid(format!(
+                    "{} in the source snapshot is {digest}, not {} as the plan (and the approved definition) says",
+                    used.path, used.sha256
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dirs: BTreeSet<String> = BTreeSet::new();
+    let io_err = |source| SnapshotError::Io {
+        path: PathBuf::from("(selected source)"),
+        source,
+    };
+    for (path, executable, bytes, _) in &picked {
+        let mut parent = String::new();
+        for part in path
+            .split('/')
+            .collect::<Vec<_>>()
+            .split_last()
+            .map_or(&[][..], |(_, p)| p)
+        {
+            parent.push_str(part);
+            parent.push('/');
+            if dirs.insert(parent.clone()) {
+                let mut header = dir_header();
+                builder
+                    .append_data(&mut header, &parent, io::empty())
+                    .map_err(io_err)?;
+            }
+        }
+        let mut header = file_header(*executable, bytes.len() as u64);
+        builder
+            .append_data(&mut header, path, bytes.as_slice())
+            .map_err(io_err)?;
+    }
+    builder.into_inner().map_err(io_err)
+}
+
+fn dir_header() -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Directory);
+    header.set_mode(0o755);
+    header.set_size(0);
+    header
+}
+
+fn file_header(executable: bool, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(if executable { 0o755 } else { 0o644 });
+    header.set_size(size);
+    header
 }
 
 impl SnapshotSource {
-    /// The files of a snapshot made from a directory called `root_name`.
+    /// The files of a snapshot made from a directory called `root_name`; the digests of
+    /// their bytes are those of their text (see [`read_source`] for a snapshot's own).
     pub fn new(files: MemSource, root_name: Option<String>) -> Self {
         Self {
             files,
             root_name,
             unreadable: BTreeMap::new(),
+            digests: BTreeMap::new(),
         }
     }
 
@@ -213,6 +378,13 @@ impl Source for SnapshotSource {
 
     fn kind(&self, path: &Path) -> Option<EntryKind> {
         self.files.kind(path)
+    }
+
+    fn sha256(&self, path: &Path) -> Result<String, otto_pipeline::SourceError> {
+        match self.digests.get(path) {
+            Some(digest) => Ok(digest.clone()),
+            None => self.files.sha256(path),
+        }
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<PathBuf>, otto_pipeline::SourceError> {
@@ -549,6 +721,75 @@ mod tests {
         assert!(glob(b"a*b*c", b"aXbYbZc"));
         assert!(!glob(b"a*b*c", b"aXbYbZ"));
         assert!(glob(b"***", b""));
+    }
+
+    /// A hostile asker could send a plan whose `uses` digests are those the owner approved
+    /// with a snapshot holding other bytes: the owner's selection checks every file.
+    #[test]
+    fn select_gives_only_the_used_files_and_checks_them_against_the_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        fs::write(p.join("Ottofile"), "stage('D') { steps { sh 'x' } }\n").unwrap();
+        fs::write(p.join("deploy.sh"), "echo deploy\n").unwrap();
+        fs::create_dir_all(p.join("k8s/svc")).unwrap();
+        fs::write(p.join("k8s/app.yaml"), "app").unwrap();
+        fs::write(p.join("k8s/svc/svc.yaml"), "svc").unwrap();
+        fs::write(p.join("k8s-other"), "not under k8s/").unwrap();
+        fs::write(p.join("secret.env"), "PASSWORD=x").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc/passwd", p.join("k8s/link")).unwrap();
+        let mut tar = Vec::new();
+        create(p, &mut tar).unwrap();
+        let source = read_source(&tar, None).unwrap();
+        let used = |path: &str| Used {
+            path: path.to_owned(),
+            sha256: match source.kind(Path::new(path)) {
+                Some(EntryKind::File) => source.sha256(Path::new(path)).unwrap(),
+                _ => tree_digest(&[
+                    (
+                        "k8s/app.yaml".into(),
+                        otto_pipeline::plan::sha256_digest(b"app"),
+                    ),
+                    (
+                        "k8s/svc/svc.yaml".into(),
+                        otto_pipeline::plan::sha256_digest(b"svc"),
+                    ),
+                ]),
+            },
+        };
+        let uses = [used("deploy.sh"), used("k8s")];
+        let selected = select(&tar, &uses).unwrap();
+        let files = read(&selected).unwrap();
+        let paths: Vec<_> = files.0.keys().map(|p| p.display().to_string()).collect();
+        assert_eq!(paths, ["deploy.sh", "k8s/app.yaml", "k8s/svc/svc.yaml"]);
+        // The same selection twice is the same bytes (so the same blob).
+        assert_eq!(select(&tar, &uses).unwrap(), selected);
+
+        // Bytes other than the plan's: refused with the path.
+        let mut lying = uses.clone();
+        lying[0].sha256 = otto_pipeline::plan::sha256_digest(b"echo old\n");
+        let err = select(&tar, &lying).unwrap_err().to_string();
+        assert!(
+            err.contains("deploy.sh in the source snapshot is sha256:"),
+            "{err}"
+        );
+        let mut lying = uses.clone();
+        lying[1].sha256 = tree_digest(&[("k8s/app.yaml".into(), "sha256:00".into())]);
+        let err = select(&tar, &lying).unwrap_err().to_string();
+        assert!(
+            err.starts_with("invalid snapshot: k8s in the source"),
+            "{err}"
+        );
+        // A used file that is not there.
+        let missing = [Used {
+            path: "gone.sh".into(),
+            sha256: "sha256:00".into(),
+        }];
+        let err = select(&tar, &missing).unwrap_err().to_string();
+        assert!(
+            err.contains("gone.sh is not in the source snapshot"),
+            "{err}"
+        );
     }
 
     #[test]

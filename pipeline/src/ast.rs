@@ -212,6 +212,9 @@ pub struct Stage {
     pub notify: Notify,
     /// `timeout = '30m'`.
     pub timeout: Option<Expr>,
+    /// `uses ['deploy.sh', 'k8s/']`: the source files the stage needs where it is not the
+    /// node that started the run (several `uses` lines add up).
+    pub uses: Vec<Expr>,
     /// Sub-stages: a stage that groups stages runs them in order.
     pub children: Vec<StageItem>,
     /// Where the block was written (the `stage` keyword to the closing brace).

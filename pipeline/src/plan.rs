@@ -276,6 +276,11 @@ pub struct Stage {
     pub steps: Vec<Step>,
     /// How long it may run.
     pub timeout: Option<Duration>,
+    /// The source files and directories it names with `uses`, sorted by path, with their
+    /// digests. A node that did not start the run gives the stage only these (and its input
+    /// artifacts); left out of the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<Used>,
     /// Its `when` condition (all lines ANDed, a group's included).
     pub when: Option<Condition>,
 }
@@ -395,6 +400,32 @@ pub struct Cache {
     pub name: String,
     /// The paths it holds.
     pub paths: Vec<String>,
+}
+
+/// A source file or directory a stage names with `uses`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Used {
+    /// Its path relative to the source root, `/`-separated, without `./` or a trailing `/`.
+    pub path: String,
+    /// For a file, `sha256:<hex>` of its bytes; for a directory, [`tree_digest`] of the
+    /// regular files under it.
+    pub sha256: String,
+}
+
+/// The digest of a directory named by `uses`: `sha256:<hex>` of one line per regular file
+/// under it, `<sha256 of the file> <path relative to the source root>\n`, sorted by path.
+/// `files` holds (path, digest) pairs in any order.
+pub fn tree_digest(files: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort();
+    let mut text = String::new();
+    for (path, digest) in sorted {
+        text.push_str(digest);
+        text.push(' ');
+        text.push_str(path);
+        text.push('\n');
+    }
+    sha256_digest(text.as_bytes())
 }
 
 /// A resolved step.

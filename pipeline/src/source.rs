@@ -68,6 +68,14 @@ pub trait Source {
     /// Lists the entries of a directory (full paths), sorted.
     fn list(&self, dir: &Path) -> Result<Vec<PathBuf>, SourceError>;
 
+    /// `sha256:<hex>` of a file's bytes (for `uses`). By default, of the text [`Self::read`]
+    /// gives; a source that holds files which are not text, or too large to read as text,
+    /// hashes their bytes.
+    fn sha256(&self, path: &Path) -> Result<String, SourceError> {
+        self.read(path)
+            .map(|text| crate::plan::sha256_digest(text.as_bytes()))
+    }
+
     /// The name people know a directory by: its last path component, or for `.`, `..` and
     /// the empty path (which have none) whatever the source can tell. `None` when unknown.
     fn dir_name(&self, dir: &Path) -> Option<String> {
@@ -116,6 +124,18 @@ impl Default for FsSource {
 }
 
 impl Source for FsSource {
+    fn sha256(&self, path: &Path) -> Result<String, SourceError> {
+        use sha2::Digest as _;
+        let io = |source| SourceError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = fs::File::open(path).map_err(io)?;
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut file, &mut hasher).map_err(io)?;
+        Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+    }
+
     fn dir_name(&self, dir: &Path) -> Option<String> {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")

@@ -74,7 +74,8 @@ const TICK: Duration = Duration::from_millis(150);
 const MAX_RUNS: usize = 3;
 
 /// The invite ops-1 gives acme-dev: hand ops its `Deploy*` stages, for staging and
-/// production, with inline steps once ops approved them.
+/// production, with inline steps once ops approved them, which may use ops's
+/// `DEPLOY_TOKEN` and no other secret.
 const INVITE: &[&str] = &[
     "--role",
     "deploy",
@@ -84,6 +85,8 @@ const INVITE: &[&str] = &[
     "staging,production",
     "--definitions",
     "approved",
+    "--secrets",
+    "DEPLOY_TOKEN",
 ];
 
 /// Runs the demo, printing its timeline on standard output. Fails on what stopped it
@@ -173,7 +176,8 @@ impl Demo {
         tl.say(
             "ops-1",
             "otto-node invite: acme-dev may hand ops-1 its Deploy* stages for staging and \
-             production, running inline steps only once ops-1 approved them",
+             production, running inline steps only once ops-1 approved them, with no \
+             secret but DEPLOY_TOKEN",
         );
         tl.say(
             "dev-1",

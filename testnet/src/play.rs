@@ -301,6 +301,14 @@ impl<'a> Player<'a> {
             if !envs.is_empty() {
                 args.extend(["--envs", &envs]);
             }
+            let secrets = trust.secrets.join(",");
+            if !secrets.is_empty() {
+                args.extend(["--secrets", &secrets]);
+            }
+            let max_parallel = trust.max_parallel.map(|n| n.to_string());
+            if let Some(n) = &max_parallel {
+                args.extend(["--max-parallel", n]);
+            }
             let inviter_org = player.net[player.id(&trust.inviter)].org.clone();
             let alias = trust.alias.clone().unwrap_or(inviter_org);
             for joiner in &trust.joiners {

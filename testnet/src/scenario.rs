@@ -148,6 +148,14 @@ pub struct Trust {
     /// `owned` or `approved`.
     #[serde(default = "approved")]
     pub definitions: String,
+    /// The inviter's secrets the joiners' stages may receive, names or globs
+    /// [default: none].
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// How many stages of one of the joiners' runs the inviter runs at once
+    /// [default: the node's, 2].
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
     /// The role granted.
     #[serde(default = "deliver")]
     pub role: String,

@@ -73,6 +73,10 @@ pub struct InviteParams {
     pub scope: Scope,
     /// Which stage definitions will be run for the joiner's org.
     pub definitions: Definitions,
+    /// The secrets (name globs) the joiner's stages may receive; kept here, not sent.
+    pub secrets: Vec<String>,
+    /// How many stages of one of the joiner's runs this node runs at once; kept here.
+    pub max_parallel: u32,
     /// When the invite expires, in seconds since the Unix epoch.
     pub expires_at: u64,
 }
@@ -97,6 +101,10 @@ pub struct NewPeer {
     pub scope: Scope,
     /// The definition rule the invite offered.
     pub definitions: Definitions,
+    /// The secrets (name globs) the issued invite gives.
+    pub secrets: Vec<String>,
+    /// The issued invite's cap on stages of one run at once.
+    pub max_parallel: u32,
 }
 
 /// The invites a node issued, by secret id, so that each is used at most once.
@@ -122,6 +130,12 @@ pub struct IssuedInvite {
     /// The org that redeemed it, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub used_by: Option<String>,
+    /// The secrets (name globs) the joining org's stages may receive.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// How many stages of one of the joining org's runs run here at once.
+    #[serde(default = "crate::policy::default_max_parallel")]
+    pub max_parallel: u32,
 }
 
 /// Why text is not an invite token.
@@ -287,6 +301,7 @@ impl InviteBook {
         let mut secret = vec![0u8; SECRET_LEN];
         rng.fill_bytes(&mut secret);
         let roles = params.scope.roles.clone();
+        let (secrets, max_parallel) = (params.secrets, params.max_parallel);
         let invite = Invite {
             cert: params.cert,
             addrs: params.addrs,
@@ -304,6 +319,8 @@ impl InviteBook {
                 roles,
                 used_at: None,
                 used_by: None,
+                secrets,
+                max_parallel,
             },
         );
         Ok(encode_token(&env))
@@ -347,15 +364,20 @@ impl InviteBook {
                 presenter: presenter.keyid(),
             });
         }
+        let (mut secrets, mut max_parallel) = (Vec::new(), crate::policy::DEFAULT_MAX_PARALLEL);
         if let Some(entry) = self.issued.get_mut(&id) {
             entry.used_at = Some(now);
             entry.used_by = Some(cert.org().to_owned());
+            secrets.clone_from(&entry.secrets);
+            max_parallel = entry.max_parallel;
         }
         Ok(NewPeer {
             cert,
             addrs: request.addrs.clone(),
             scope: invite.scope,
             definitions: invite.definitions,
+            secrets,
+            max_parallel,
         })
     }
 

@@ -61,6 +61,8 @@ fn params(inviter: &Side, expires_at: u64) -> InviteParams {
         addrs: vec!["/ip4/127.0.0.1/tcp/4001".into()],
         scope: scope(),
         definitions: Definitions::Approved,
+        secrets: vec!["DEPLOY_KEY".into()],
+        max_parallel: 4,
         expires_at,
     }
 }
@@ -171,6 +173,22 @@ fn redeemed_peer_lands_in_the_trust_store() {
     assert_eq!(
         store.check_scope("acme-dev", "shop", "DeployEU", Some("prod")),
         Ok(())
+    );
+    // The invite's secrets and cap, kept on the inviter's side, are the org's policy.
+    assert_eq!(
+        store.check_secrets("acme-dev", &["DEPLOY_KEY".to_owned()]),
+        Ok(())
+    );
+    assert!(
+        store
+            .check_secrets("acme-dev", &["PROD_DB_PASSWORD".to_owned()])
+            .is_err()
+    );
+    assert_eq!(store.max_parallel("acme-dev"), 4);
+    assert!(!invite_of(&token).scope.roles.is_empty());
+    assert!(
+        !format!("{:?}", invite_of(&token)).contains("DEPLOY_KEY"),
+        "the invite sent to the joiner names no secret"
     );
     assert!(store.verify_cert(&joiner.cert, NOW).is_ok());
     let text = store.to_toml();

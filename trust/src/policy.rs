@@ -7,7 +7,7 @@ use crate::glob::matches_any;
 
 /// What one peer org may ask of this node. Pipelines, stages and environments are lists of
 /// glob patterns (see [`crate::glob`]); an empty list grants nothing, `["*"]` everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// The roles granted to the peer org, e.g. `["deploy"]` (informational).
     #[serde(default)]
@@ -24,6 +24,35 @@ pub struct Policy {
     /// Which stage definitions this node runs for the peer.
     #[serde(default)]
     pub definitions: Definitions,
+    /// The secrets of this node that the peer's stages may receive, as globs of their
+    /// names; empty (the default) gives none. A stage whose environment names any other
+    /// secret is refused, with that secret's name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// How many stages of one run of the peer's this node runs at once; the others wait.
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
+}
+
+/// The default [`Policy::max_parallel`]: a wide matrix of a peer's runs two at a time.
+pub const DEFAULT_MAX_PARALLEL: u32 = 2;
+
+pub(crate) fn default_max_parallel() -> u32 {
+    DEFAULT_MAX_PARALLEL
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            roles: Vec::new(),
+            pipelines: Vec::new(),
+            stages: Vec::new(),
+            environments: Vec::new(),
+            definitions: Definitions::default(),
+            secrets: Vec::new(),
+            max_parallel: DEFAULT_MAX_PARALLEL,
+        }
+    }
 }
 
 /// Which definitions of a foreign stage this node accepts from a peer org.
@@ -89,6 +118,14 @@ pub enum ScopeError {
         /// The peer org.
         org: String,
     },
+    /// The stage would receive a secret the policy does not give the peer.
+    #[error("org {org:?} may not use secret {secret:?} of this node")]
+    Secret {
+        /// The peer org.
+        org: String,
+        /// The secret's name.
+        secret: String,
+    },
     /// The inline steps' digest was never approved here.
     #[error("stage definition not approved; run `otto-node approve {digest}` on this node")]
     NotApproved {
@@ -110,7 +147,8 @@ impl ScopeError {
 }
 
 impl Policy {
-    /// The policy granting exactly an offered scope, with the given definition rule.
+    /// The policy granting exactly an offered scope, with the given definition rule, no
+    /// secrets and the default [`Self::max_parallel`].
     pub fn from_scope(scope: &Scope, definitions: Definitions) -> Self {
         Self {
             roles: scope.roles.clone(),
@@ -118,6 +156,19 @@ impl Policy {
             stages: scope.stages.clone(),
             environments: scope.environments.clone(),
             definitions,
+            ..Self::default()
+        }
+    }
+
+    /// Checks that a stage of peer `org` may receive every secret in `secrets` (names):
+    /// the first one no glob of [`Self::secrets`] matches is the error.
+    pub fn check_secrets(&self, org: &str, secrets: &[String]) -> Result<(), ScopeError> {
+        match secrets.iter().find(|s| !matches_any(&self.secrets, s)) {
+            Some(secret) => Err(ScopeError::Secret {
+                org: org.to_owned(),
+                secret: secret.clone(),
+            }),
+            None => Ok(()),
         }
     }
 
@@ -175,7 +226,45 @@ mod tests {
             stages: vec!["Deploy*".into(), "Smoke".into()],
             environments: vec!["staging".into(), "prod-?".into()],
             definitions: Definitions::Owned,
+            secrets: vec!["DEPLOY_KEY".into(), "REGISTRY_*".into()],
+            max_parallel: 3,
         }
+    }
+
+    #[test]
+    fn only_the_secrets_the_policy_names_may_be_used() {
+        let p = policy();
+        let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(p.check_secrets("dev", &[]), Ok(()));
+        assert_eq!(
+            p.check_secrets("dev", &names(&["DEPLOY_KEY", "REGISTRY_TOKEN"])),
+            Ok(())
+        );
+        assert_eq!(
+            p.check_secrets("dev", &names(&["DEPLOY_KEY", "PROD_DB_PASSWORD"])),
+            Err(ScopeError::Secret {
+                org: "dev".into(),
+                secret: "PROD_DB_PASSWORD".into()
+            })
+        );
+        // A policy that names none gives none.
+        assert!(
+            Policy::default()
+                .check_secrets("dev", &names(&["DEPLOY_KEY"]))
+                .is_err()
+        );
+        let err = p
+            .check_secrets("dev", &names(&["PROD_DB_PASSWORD"]))
+            .unwrap_err();
+        assert_eq!(err.reject_code(), RejectCode::OutOfScope);
+        assert!(err.to_string().contains("PROD_DB_PASSWORD"), "{err}");
+    }
+
+    #[test]
+    fn a_stored_policy_without_the_new_fields_reads_with_their_defaults() {
+        let p: Policy = toml::from_str("stages = ['Deploy']\ndefinitions = 'approved'\n").unwrap();
+        assert_eq!(p.secrets, Vec::<String>::new());
+        assert_eq!(p.max_parallel, DEFAULT_MAX_PARALLEL);
     }
 
     #[test]
@@ -243,6 +332,8 @@ mod tests {
     #[test]
     fn scope_round_trip() {
         let p = policy();
-        assert_eq!(Policy::from_scope(&p.to_scope(), Definitions::Owned), p);
+        let back = Policy::from_scope(&p.to_scope(), Definitions::Owned);
+        assert_eq!(back.to_scope(), p.to_scope());
+        assert_eq!(back.secrets, Vec::<String>::new());
     }
 }

@@ -262,6 +262,18 @@ impl TrustStore {
             .check(org, pipeline, stage, environment)
     }
 
+    /// Checks that a stage handed by peer `org` may receive the secrets named `secrets`:
+    /// the policy for the org must name each (see [`Policy::check_secrets`]).
+    pub fn check_secrets(&self, org: &str, secrets: &[String]) -> Result<(), ScopeError> {
+        self.policy_or_err(org)?.check_secrets(org, secrets)
+    }
+
+    /// How many stages of one run of peer `org` this node runs at once: its policy's
+    /// `max_parallel` (at least 1), or 1 for an org with no policy.
+    pub fn max_parallel(&self, org: &str) -> u32 {
+        self.policy(org).map_or(1, |p| p.max_parallel.max(1))
+    }
+
     /// Checks that this node runs a stage defined this way for peer `org`: a blueprint is
     /// always allowed here (the caller checks that the node publishes it); inline steps need
     /// a policy with `definitions = "approved"` and an approved digest.
@@ -329,7 +341,12 @@ impl TrustStore {
     pub fn add_peer(&mut self, peer: &NewPeer, now: u64) -> Result<(), StoreError> {
         let org = peer.cert.org();
         self.pin_org(org, *peer.cert.org_key(), now)?;
-        self.set_policy(org, Policy::from_scope(&peer.scope, peer.definitions))
+        let policy = Policy {
+            secrets: peer.secrets.clone(),
+            max_parallel: peer.max_parallel,
+            ..Policy::from_scope(&peer.scope, peer.definitions)
+        };
+        self.set_policy(org, policy)
     }
 
     /// The invites this node issued.
@@ -518,6 +535,7 @@ mod tests {
                 stages: vec!["Deploy*".into()],
                 environments: vec!["prod".into()],
                 definitions: Definitions::Approved,
+                ..Policy::default()
             },
         )
         .unwrap();

@@ -5,6 +5,7 @@
 mod node_support;
 
 mod explain;
+mod node_approvals;
 mod node_bad_input;
 mod node_cancel;
 mod node_gates;

@@ -173,7 +173,7 @@ const SECRET: &str = "hunter2-ops-only";
 
 #[test]
 fn an_offer_waits_for_a_stopped_owner_and_its_secret_stays_on_ops() {
-    let (mut dev, mut ops) = two_orgs_with(&["--envs", "production"]);
+    let (mut dev, mut ops) = two_orgs_with(&["--envs", "production", "--secrets", "DEPLOY_TOKEN"]);
     let set = ops.otto_with_stdin(&["secrets", "set", "DEPLOY_TOKEN"], Some(SECRET.as_bytes()));
     assert!(set.status.success(), "secrets set: {}", text(&set.stderr));
     let dir = project(&[("Ottofile", WITH_SECRET)]);

@@ -826,6 +826,7 @@ pub(super) fn open_policy() -> Policy {
         stages: vec!["*".to_owned()],
         environments: vec!["*".to_owned()],
         definitions: Definitions::Approved,
+        ..Policy::default()
     }
 }
 

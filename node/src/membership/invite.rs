@@ -39,6 +39,12 @@ impl Membership {
         now: u64,
     ) -> Result<Invited, MembershipError> {
         let scope = check_invite(request)?;
+        check_secret_globs(&request.secrets)?;
+        let max_parallel = check_max_parallel(
+            request
+                .max_parallel
+                .unwrap_or(otto_trust::policy::DEFAULT_MAX_PARALLEL),
+        )?;
         let addrs: Vec<String> = self.addrs().iter().map(ToString::to_string).collect();
         if addrs.is_empty() {
             return Err(MembershipError::Invalid(
@@ -52,6 +58,8 @@ impl Membership {
             addrs: addrs.clone(),
             scope: scope.clone(),
             definitions: request.definitions,
+            secrets: request.secrets.clone(),
+            max_parallel,
             expires_at,
         };
         let key = &self.0.key;
@@ -65,6 +73,8 @@ impl Membership {
             expires_at,
             scope,
             definitions: request.definitions,
+            secrets: request.secrets.clone(),
+            max_parallel,
             addrs,
         })
     }
@@ -342,4 +352,40 @@ fn check_invite(request: &InviteRequest) -> Result<Scope, MembershipError> {
         stages: request.stages.clone(),
         environments: request.environments.clone(),
     })
+}
+
+/// The most [`otto_trust::Policy::max_parallel`] a policy may set.
+pub const MAX_PARALLEL_LIMIT: u32 = 1000;
+
+/// Checks the secret name globs of an invite or a policy change.
+pub(crate) fn check_secret_globs(globs: &[String]) -> Result<(), MembershipError> {
+    if globs.len() > otto_protocol::limits::MAX_SCOPE_ENTRIES {
+        return Err(MembershipError::Invalid(format!(
+            "too many secrets: at most {}",
+            otto_protocol::limits::MAX_SCOPE_ENTRIES
+        )));
+    }
+    match globs.iter().find(|glob| {
+        glob.is_empty()
+            || glob.len() > otto_protocol::limits::MAX_NAME_LEN
+            || !glob
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '*' | '?'))
+    }) {
+        Some(bad) => Err(MembershipError::Invalid(format!(
+            "invalid secret name pattern {bad:?}: use letters, digits, '_', '-', '.', '*' and '?'"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Checks a `max_parallel`: 1 to [`MAX_PARALLEL_LIMIT`].
+pub(crate) fn check_max_parallel(n: u32) -> Result<u32, MembershipError> {
+    if (1..=MAX_PARALLEL_LIMIT).contains(&n) {
+        Ok(n)
+    } else {
+        Err(MembershipError::Invalid(format!(
+            "max_parallel must be 1 to {MAX_PARALLEL_LIMIT}, not {n}"
+        )))
+    }
 }

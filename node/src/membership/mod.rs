@@ -47,11 +47,11 @@ use otto_trust::{
 };
 
 pub use dispatch::dispatch;
-pub use invite::MAX_INVITE_SECS;
+pub use invite::{MAX_INVITE_SECS, MAX_PARALLEL_LIMIT};
 pub use otto_trust::{Definitions, Policy};
 pub use types::{
     AliasView, ApprovalView, InviteRequest, InviteView, Invited, JoinOptions, Joined, OrgView,
-    PeerView, Revoked, RevokedKey, TrustView,
+    PeerView, PolicyRequest, Revoked, RevokedKey, TrustView,
 };
 
 use crate::home::{Home, Identity};
@@ -358,6 +358,38 @@ impl Membership {
         Ok(ApprovalView {
             digest: digest.to_owned(),
             approved_at,
+        })
+    }
+
+    /// Changes the secrets a pinned org's stages may receive and how many of one of its
+    /// runs run at once (`otto-node trust policy`); the org must have a policy here.
+    /// Returns the policy as it now is.
+    pub fn set_policy_limits(&self, request: &PolicyRequest) -> Result<Policy, MembershipError> {
+        if let Some(secrets) = &request.secrets {
+            invite::check_secret_globs(secrets)?;
+        }
+        let max_parallel = request
+            .max_parallel
+            .map(invite::check_max_parallel)
+            .transpose()?;
+        self.update_trust(|trust| {
+            let org = trust
+                .resolve_org(&request.org)
+                .map(|o| o.name.clone())
+                .ok_or_else(|| MembershipError::Unknown(format!("no org {:?} is pinned here", request.org)))?;
+            let mut policy = trust.policy(&org).cloned().ok_or_else(|| {
+                MembershipError::Invalid(format!(
+                    "org {org:?} has no policy here, so it may ask nothing; invite it (otto-node invite) first"
+                ))
+            })?;
+            if let Some(secrets) = &request.secrets {
+                policy.secrets.clone_from(secrets);
+            }
+            if let Some(n) = max_parallel {
+                policy.max_parallel = n;
+            }
+            trust.set_policy(&org, policy.clone())?;
+            Ok(policy)
         })
     }
 

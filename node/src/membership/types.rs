@@ -29,6 +29,14 @@ pub struct InviteRequest {
     /// blueprints, the default) or `approved` (also inline steps approved by digest).
     #[serde(default)]
     pub definitions: Definitions,
+    /// Globs of the names of this node's secrets the joining org's stages may receive;
+    /// default none. Kept on this node, not sent in the token.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// How many stages of one of the joining org's runs this node runs at once; default
+    /// [`otto_trust::policy::DEFAULT_MAX_PARALLEL`].
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
     /// How long the invite stays valid, in seconds (1 to 30 days' worth). JSON has one
     /// number type, so `3600.0` is read as 3600; a fraction is refused.
     #[serde(deserialize_with = "whole_seconds")]
@@ -51,6 +59,21 @@ fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u6
     }
 }
 
+/// The body of `POST /v1/trust/policy`: changes what a pinned org's stages may receive
+/// and how many run at once. A field left out stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    /// The org: its pinned name or an alias of it.
+    pub org: String,
+    /// Globs of the secret names its stages may receive (replacing the list).
+    #[serde(default)]
+    pub secrets: Option<Vec<String>>,
+    /// How many stages of one of its runs run here at once (at least 1).
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+}
+
 /// `POST /v1/invites` answers this (201).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invited {
@@ -62,8 +85,18 @@ pub struct Invited {
     pub scope: Scope,
     /// Which stage definitions this node runs for it.
     pub definitions: Definitions,
+    /// The secrets (name globs) its stages may receive.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// How many stages of one of its runs run here at once.
+    #[serde(default = "default_max_parallel")]
+    pub max_parallel: u32,
     /// The addresses the joining node dials.
     pub addrs: Vec<String>,
+}
+
+fn default_max_parallel() -> u32 {
+    otto_trust::policy::DEFAULT_MAX_PARALLEL
 }
 
 /// The body of `POST /v1/join`.

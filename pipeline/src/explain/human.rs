@@ -231,6 +231,9 @@ fn details(plan: &Plan, stage: &Stage, out: &mut String) {
     for cache in &stage.caches {
         let _ = writeln!(out, "{IN}{}", cache_line(cache));
     }
+    for used in &stage.uses {
+        let _ = writeln!(out, "{IN}uses {} ({})", used.path, used.sha256);
+    }
     gates(plan, "enter", &stage.gates.enter, out);
     for step in &stage.steps {
         step_lines(step, IN, out);

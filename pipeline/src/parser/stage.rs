@@ -12,6 +12,7 @@ pub(crate) const BODY_KEYWORDS: &[&str] = &[
     "name",
     "owner",
     "timeout",
+    "uses",
     "environment",
     "when",
     "runtime",
@@ -227,6 +228,10 @@ impl Parser<'_> {
                         *slot = Some(value);
                     }
                 }
+            }
+            "uses" => {
+                self.bump();
+                stage.uses.push(self.value()?);
             }
             "environment" => {
                 let key = self.bump().span;

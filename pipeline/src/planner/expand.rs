@@ -48,6 +48,9 @@ pub(crate) struct Node {
     pub(crate) environment: Option<Ident>,
     /// `when { from 'Stage' }`, resolved after expansion.
     pub(crate) when_from: Vec<Str>,
+    /// The paths of `uses`, as evaluated, with where each list was written; resolved to
+    /// [`plan::Used`] against the source after expansion.
+    pub(crate) uses: Vec<(String, Span)>,
 }
 
 /// A runtime as written, inherited by sub-stages; `from` is resolved after expansion.

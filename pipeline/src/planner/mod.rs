@@ -26,6 +26,7 @@ mod load;
 mod stage;
 mod stdlib;
 mod triggers;
+mod uses;
 pub(crate) mod values;
 
 use std::collections::BTreeMap;
@@ -262,6 +263,7 @@ impl Planner<'_> {
         let mut expander = Expander::new(&loaded, self.facts, self.catalog, &config);
         expander.sequence(&pipeline.items, &Ctx::root(root, vars.clone()), Vec::new());
         diags.append(&mut expander.diags);
+        uses::resolve(self.source, &root_dir, &mut expander.nodes, &mut diags);
         let (stages, environments) =
             check::finish(expander.nodes, &environments, &sources, &mut diags);
         if !diags.is_empty() {

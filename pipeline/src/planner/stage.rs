@@ -61,6 +61,11 @@ impl Expander<'_> {
             Some(expr) => scope.duration(expr, &mut self.diags),
             None => None,
         };
+        let mut uses = Vec::new();
+        for expr in &stage.uses {
+            let paths = scope.strings(expr, "uses", &mut self.diags);
+            uses.extend(paths.into_iter().flatten().map(|p| (p, expr.span)));
+        }
         let Some(name) = name else {
             return entry;
         };
@@ -89,6 +94,7 @@ impl Expander<'_> {
                 notify,
                 timeout,
                 secrets: Vec::new(),
+                uses: Vec::new(),
                 blueprint: ctx.blueprint.clone(),
             },
             needs: entry.clone(),
@@ -96,6 +102,7 @@ impl Expander<'_> {
             runtime_from: runtime.from,
             cache_defs,
             cache_uses,
+            uses,
             environment: stage
                 .environment
                 .clone()

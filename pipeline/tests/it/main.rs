@@ -16,3 +16,4 @@ mod plan_expand;
 mod plan_gates;
 mod plan_props;
 mod plan_triggers;
+mod plan_uses;

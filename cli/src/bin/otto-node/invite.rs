@@ -24,7 +24,10 @@ What the invite grants the joining org: handing this node the stages matching --
 (required), of the pipelines matching --pipelines (default every pipeline), targeting
 the environments in --envs (default none: only stages without an environment). With
 --definitions approved this node also runs inline steps whose digest it approved
-(`otto-node approve DIGEST`); by default it runs only blueprints it publishes.")]
+(`otto-node approve DIGEST`); by default it runs only blueprints it publishes. A handed
+stage receives only the secrets --secrets names (default none: a stage whose environment
+names a secret is refused with its name), and at most --max-parallel stages of one run
+run here at once (default 2; the others wait). `otto-node trust policy` changes both later.")]
 pub(crate) struct Args {
     #[command(flatten)]
     node: NodeArgs,
@@ -56,6 +59,13 @@ pub(crate) struct ScopeArgs {
     /// Which stage definitions this node runs for the peer org.
     #[arg(long, value_enum, default_value_t = DefinitionsArg::Owned)]
     pub(crate) definitions: DefinitionsArg,
+    /// Secrets of this node the peer org's stages may receive, by name or glob
+    /// (repeatable, or comma-separated) [default: none].
+    #[arg(long = "secrets", value_name = "NAME", value_delimiter = ',', num_args = 1..)]
+    pub(crate) secrets: Vec<String>,
+    /// How many stages of one of the peer org's runs this node runs at once [default: 2].
+    #[arg(long = "max-parallel", value_name = "N")]
+    pub(crate) max_parallel: Option<u32>,
 }
 
 /// `--definitions`.
@@ -78,6 +88,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         stages: args.scope.stages,
         environments: args.scope.envs,
         definitions: args.scope.definitions.into(),
+        secrets: args.scope.secrets,
+        max_parallel: args.scope.max_parallel,
         expires_in_secs: args.expires.0,
     };
     let client = args.node.client()?;
@@ -95,6 +107,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         invited.scope.pipelines.join(", "),
         list_or_none(&invited.scope.environments),
         definitions_name(invited.definitions),
+    )?;
+    writeln!(
+        err,
+        "its stages may receive secrets {}; at most {} stages of one run at once",
+        list_or_none(&invited.secrets),
+        invited.max_parallel
     )?;
     writeln!(
         err,

