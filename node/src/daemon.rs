@@ -207,6 +207,8 @@ pub async fn run_until_with(
             org: config.node.org.clone(),
         }),
         definitions: Some(definition_check(node_mesh.membership.clone())),
+        slots: config.agent.slots(),
+        max_parallel: Some(max_parallel(node_mesh.membership.clone())),
     });
     let exchange_task = exchange::start(
         ExchangeParts {
@@ -464,6 +466,12 @@ fn definition_check(membership: Membership) -> crate::engine::DefinitionCheck {
                 )
             })
     }))
+}
+
+/// How many stages of one run an org started run here at once: its policy's
+/// `max_parallel`, read when the first stage of the run here takes its turn.
+fn max_parallel(membership: Membership) -> crate::engine::MaxParallel {
+    crate::engine::MaxParallel(Arc::new(move |org| membership.trust().max_parallel(org)))
 }
 
 /// The owner names this node answers to in offers: its configured names and its own node

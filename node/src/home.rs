@@ -153,6 +153,10 @@ pub struct AgentConfig {
     pub refuse_foreign_unwalled: bool,
     /// What one stage may use.
     pub limits: LimitsConfig,
+    /// How many agents (stage attempts, polls, notify steps) run at once on this node;
+    /// the others wait. Default: the number of CPU cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slots: Option<usize>,
 }
 
 impl Default for AgentConfig {
@@ -166,6 +170,7 @@ impl Default for AgentConfig {
             run_as: None,
             refuse_foreign_unwalled: true,
             limits: LimitsConfig::default(),
+            slots: None,
         }
     }
 }
@@ -201,6 +206,15 @@ impl From<LimitsConfig> for otto_agent::protocol::Limits {
             memory_bytes: limits.memory_bytes,
             output_bytes: limits.output_bytes,
         }
+    }
+}
+
+impl AgentConfig {
+    /// [`Self::slots`], or the number of CPU cores.
+    pub fn slots(&self) -> usize {
+        self.slots.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 }
 
@@ -846,6 +860,9 @@ impl Config {
             return Err(format!(
                 "webhooks.public_url {url:?} must start with https://"
             ));
+        }
+        if self.agent.slots == Some(0) {
+            return Err("agent.slots must be at least 1".into());
         }
         for addr in &self.mesh.listen {
             if let Err(err) = addr.parse::<crate::mesh::Multiaddr>() {

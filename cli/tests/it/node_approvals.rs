@@ -10,8 +10,20 @@ use crate::node_support::{Node, project, stage_of, text};
 /// dev-1 of acme-dev joined to ops-1 of acme-ops, which lets acme-dev hand it `Deploy*`
 /// stages with approved inline steps, and these further invite flags.
 fn two_orgs(invite_flags: &[&str]) -> (Node, Node) {
+    two_orgs_with_slots(invite_flags, None)
+}
+
+/// [`two_orgs`], with `[agent] slots` set on ops when given.
+fn two_orgs_with_slots(invite_flags: &[&str], ops_slots: Option<usize>) -> (Node, Node) {
     let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
     let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    if let Some(slots) = ops_slots {
+        let path = ops.home.join("config.toml");
+        let config = std::fs::read_to_string(&path).unwrap();
+        assert!(config.contains("\n[agent]\n"), "{config}");
+        let config = config.replace("\n[agent]\n", &format!("\n[agent]\nslots = {slots}\n"));
+        std::fs::write(&path, config).unwrap();
+    }
     dev.start();
     ops.start();
     let mut args = vec![
@@ -131,7 +143,10 @@ stage('Build') { steps { echo 'built' } }
 stage('Deploy') {
   owner = 'ops'
   environment -> production
-  steps { sh 'echo \"token: $(cat \"$OTTO_SECRETS_DIR/DEPLOY_TOKEN\")\"; ls \"$OTTO_SECRETS_DIR\"' }
+  steps {
+    sh 'echo \"token: $(cat \"$OTTO_SECRETS_DIR/DEPLOY_TOKEN\")\"; ls \"$OTTO_SECRETS_DIR\"'
+    sh 'echo \"encoded: $(base64 < \"$OTTO_SECRETS_DIR/DEPLOY_TOKEN\")\"'
+  }
 }
 ";
 
@@ -139,7 +154,7 @@ stage('Deploy') {
 /// and ops's policy for acme-dev names which of its secrets may be used at all.
 #[test]
 fn an_added_secret_name_is_refused_by_policy_and_then_by_its_digest() {
-    let (dev, ops) = two_orgs(&["--envs", "production", "--secrets", "DEPLOY_TOKEN"]);
+    let (mut dev, ops) = two_orgs(&["--envs", "production", "--secrets", "DEPLOY_TOKEN"]);
     for (name, value) in [
         ("DEPLOY_TOKEN", "ops-deploy-token-5a1"),
         ("PROD_DB_PASSWORD", "ops-db-password-77c"),
@@ -203,4 +218,125 @@ fn an_added_secret_name_is_refused_by_policy_and_then_by_its_digest() {
     assert_eq!(status["run"]["state"], "succeeded", "{status}");
     let log = ops.ok(&["logs", &run, "Deploy"]);
     assert!(log.contains("PROD_DB_PASSWORD"), "{log}");
+
+    // Row 4 of the build list: no secret value, plain or base64, reaches dev, whether in
+    // the status gossip it recorded, its logs or any file of its home.
+    let dev_log = dev.wait_for("ops's log lines on dev", || {
+        let log = dev.ok(&["logs", &run, "Deploy"]);
+        log.contains("encoded: ***").then_some(log)
+    });
+    assert!(dev_log.contains("token: ***"), "{dev_log}");
+    // Each value, and its base64 as `base64` prints it.
+    let values: Vec<&[u8]> = vec![
+        b"ops-deploy-token-5a1",
+        b"b3BzLWRlcGxveS10b2tlbi01YTE=",
+        b"ops-db-password-77c",
+        b"b3BzLWRiLXBhc3N3b3JkLTc3Yw==",
+    ];
+    let status = dev.ok(&["status", &run, "--json"]);
+    assert!(dev.terminate());
+    let mut files = vec![dev.home.clone()];
+    let mut seen = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            files.extend(
+                std::fs::read_dir(&path)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        seen += 1;
+        for value in &values {
+            assert!(
+                !bytes.windows(value.len()).any(|w| w == *value),
+                "a secret of ops is in {} on dev",
+                path.display()
+            );
+        }
+    }
+    assert!(seen > 3, "dev's home has its files");
+    for value in &values {
+        let value = String::from_utf8_lossy(value);
+        assert!(!dev_log.contains(value.as_ref()), "{dev_log}");
+        assert!(!status.contains(value.as_ref()), "{status}");
+    }
+}
+
+/// Six copies of one definition; each prints when it starts and ends (nanoseconds).
+const WIDE: &str = r#"
+stage('Build') { steps { echo 'built' } }
+each('a', 'b', 'c', 'd', 'e', 'f') {
+  stage {
+    name = concat('Deploy ', it)
+    owner = 'ops'
+    steps { sh 'echo "start $(date +%s%N)"; sleep 1; echo "end $(date +%s%N)"' }
+  }
+}
+"#;
+
+/// Row 11: one approval covers the matrix's one definition, and ops runs at most
+/// `max_parallel` (by default 2) stages of dev's run at once, though it has agent slots to
+/// spare; the others wait, queued, with the reason shown on dev, and all succeed.
+#[test]
+fn a_wide_matrix_runs_at_most_max_parallel_at_once_on_the_owner() {
+    let (dev, ops) = two_orgs_with_slots(&[], Some(8));
+    let dir = project(&[("Ottofile", WIDE)]);
+    let (_, refused) = run_to_end(&dev, &dir);
+    // The first refusal ends the run; the copies refused name one digest.
+    let digests: std::collections::BTreeSet<String> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|c| note(&refused, &format!("Deploy {c}")))
+        .filter(|n| n.contains("otto-node approve sha256:"))
+        .map(digest_in)
+        .collect();
+    assert_eq!(digests.len(), 1, "one definition: {refused}");
+    approve(&ops, digests.first().unwrap());
+
+    let run = dev
+        .ok(&["run", dir.path().to_str().unwrap(), "--detach"])
+        .trim()
+        .to_owned();
+    let queued = dev.wait_for("a queued copy, seen on dev", || {
+        let status = dev.status(&run);
+        status["stages"].as_array()?.iter().find_map(|s| {
+            let note = s["note"].as_str()?;
+            note.contains("queued").then(|| note.to_owned())
+        })
+    });
+    assert!(queued.starts_with("ops-1: queued"), "{queued}");
+    assert!(queued.contains("max_parallel"), "{queued}");
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+
+    let clock = |log: &str, word: &str| -> u128 {
+        log.lines()
+            .find_map(|l| l.split_once(word)?.1.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {word:?} in {log}"))
+    };
+    let windows: Vec<(u128, u128)> = ["a", "b", "c", "d", "e", "f"]
+        .iter()
+        .map(|c| {
+            let log = ops.ok(&["logs", &run, &format!("Deploy {c}")]);
+            (clock(&log, "start "), clock(&log, "end "))
+        })
+        .collect();
+    let most = windows
+        .iter()
+        .map(|(start, _)| {
+            windows
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert_eq!(most, 2, "{windows:?}");
 }

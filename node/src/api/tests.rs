@@ -56,6 +56,8 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         webhook_base: None,
         signer: None,
         definitions: None,
+        slots: 8,
+        max_parallel: None,
     });
     let membership = Membership::open(
         &home,

@@ -57,7 +57,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::blobs::BlobStore;
 use crate::store::{
@@ -113,6 +113,23 @@ pub struct Context {
     /// rules as for an offer (scope and approved definition). `None` refuses every such
     /// stage.
     pub definitions: Option<DefinitionCheck>,
+    /// How many agents run at once (at least 1); the others wait, queued.
+    pub slots: usize,
+    /// How many stages of one run another org started run at once here, given that org
+    /// (its policy's `max_parallel`); the others wait, queued. `None`: only [`Self::slots`]
+    /// caps them.
+    pub max_parallel: Option<MaxParallel>,
+}
+
+/// See [`Context::max_parallel`]: given the org that started a run, how many of its stages
+/// run at once.
+#[derive(Clone)]
+pub struct MaxParallel(pub Arc<dyn Fn(&str) -> u32 + Send + Sync>);
+
+impl std::fmt::Debug for MaxParallel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaxParallel")
+    }
 }
 
 /// See [`Context::definitions`]: given the org, the plan and the stage, `Err` says why
@@ -417,6 +434,10 @@ impl Engine {
             webhook_base: ctx.webhook_base,
             signer: ctx.signer,
             definitions: ctx.definitions,
+            slots: Arc::new(Semaphore::new(ctx.slots.max(1))),
+            slot_count: ctx.slots.max(1),
+            max_parallel: ctx.max_parallel,
+            run_slots: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashSet::new()),
             events,
             gates: Mutex::new(HashMap::new()),
@@ -566,6 +587,13 @@ pub(crate) struct Shared {
     pub(crate) webhook_base: Option<String>,
     pub(crate) signer: Option<ReceiptSigner>,
     pub(crate) definitions: Option<DefinitionCheck>,
+    /// The node's agent slots ([`Context::slots`]).
+    pub(crate) slots: Arc<Semaphore>,
+    pub(crate) slot_count: usize,
+    pub(crate) max_parallel: Option<MaxParallel>,
+    /// Per run another org started: its stages' slots, while any stage holds or waits
+    /// for one.
+    pub(crate) run_slots: Mutex<HashMap<RunId, Arc<Semaphore>>>,
     /// Stages other nodes offered this node and it accepted.
     pub(crate) offered: Mutex<HashSet<(RunId, String)>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,

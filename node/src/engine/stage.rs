@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
 use otto_pipeline::plan::{self, Body, Gate as PlanGate, RuntimeKind, Step};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::agent::{self, AgentEnd, AgentJob};
 use super::caches;
@@ -58,6 +58,33 @@ pub(crate) struct RunCtx {
     pub(crate) source: Option<Digest>,
     /// What finished stages left for later ones.
     pub(crate) outputs: Mutex<Outputs>,
+}
+
+/// The slots an attempt holds while its agent runs (see [`StageTask::wait_turn`]).
+struct Turn {
+    _run: Option<RunSlot>,
+    _node: OwnedSemaphorePermit,
+}
+
+/// A slot of a run's stages; when the last holder and waiter of the run's slots is gone,
+/// the run's semaphore is forgotten.
+struct RunSlot {
+    sh: Arc<Shared>,
+    run: RunId,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut slots = lock(&self.sh.run_slots);
+        if slots
+            .get(&self.run)
+            .is_some_and(|slots| Arc::strong_count(slots) == 1)
+        {
+            slots.remove(&self.run);
+        }
+    }
 }
 
 /// The task that drives one stage.
@@ -194,6 +221,14 @@ impl StageTask {
     /// Runs one attempt. Returns its number when its steps succeeded, `None` when the
     /// stage ended.
     async fn attempt(&mut self, record: &Stage) -> Result<Option<u32>, Trouble> {
+        let turn = match self.wait_turn().await? {
+            Ok(turn) => turn,
+            Err(reason) => {
+                self.set_state(StageState::Cancelled, Some(reason), None)
+                    .await?;
+                return Ok(None);
+            }
+        };
         let previous = record.last_attempt().cloned();
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
         let n = blocking(move || store.begin_attempt(&run, &id, now_ms())).await?;
@@ -211,6 +246,7 @@ impl StageTask {
             Ok(found) => found,
             Err(error) => {
                 let text = format!("{error}; store them with `otto secrets set NAME`");
+                drop(turn);
                 return self.end_attempt(n, Err(text), None).await;
             }
         };
@@ -242,7 +278,10 @@ impl StageTask {
         let workspace = self.workspace(Some(n));
         let mut source = match self.stage_source().await {
             Ok(source) => source,
-            Err(text) => return self.end_attempt(n, Err(text), None).await,
+            Err(text) => {
+                drop(turn);
+                return self.end_attempt(n, Err(text), None).await;
+            }
         };
         let mut restore = cache_plan.restore.clone();
         if let Some(from) = &self.plan.runtime.from {
@@ -304,6 +343,8 @@ impl StageTask {
             own_steps: true,
         };
         let end = agent::run(&self.sh, spec, &mut self.cancel).await;
+        // Free the slots before the notify steps of a failure, which need one of their own.
+        drop(turn);
         let keys = cache_plan.keys;
         self.end_attempt(n, Ok(end), Some(keys)).await
     }
@@ -761,12 +802,103 @@ impl StageTask {
             allowed,
             own_steps: false,
         };
+        // The node's agent slots cap helpers too; they run outside an attempt's turn.
+        let _slot = self.sh.slots.clone().acquire_owned().await;
         if uncancellable {
             let (_keep, mut never) = watch::channel(None);
             agent::run(&self.sh, spec, &mut never).await
         } else {
             let mut cancel = self.cancel.clone();
             agent::run(&self.sh, spec, &mut cancel).await
+        }
+    }
+
+    /// Waits until this stage may start an attempt: a slot of its run, when another org
+    /// started the run (at most that org's `max_parallel` stages of one run at once), then
+    /// one of the node's agent slots. While it waits the stage is pending with a note
+    /// saying why (`queued: …`), which the other nodes of the run see. `Err` when the
+    /// stage is cancelled while it waits.
+    async fn wait_turn(&mut self) -> Result<Result<Turn, String>, Trouble> {
+        let run_slots = match (&self.sh.max_parallel, self.run.started_here) {
+            (Some(max_parallel), false) => {
+                let org = self.run.started_by_org.clone().unwrap_or_default();
+                let max = (max_parallel.0)(&org).max(1);
+                let slots = lock(&self.sh.run_slots)
+                    .entry(self.run.id)
+                    .or_insert_with(|| Arc::new(Semaphore::new(max as usize)))
+                    .clone();
+                Some((org, max, slots))
+            }
+            _ => None,
+        };
+        let run = match run_slots {
+            Some((org, max, slots)) => {
+                let note = format!(
+                    "queued: {max} stages of this run run here already, as many as the \
+                     policy for {org} allows at once (max_parallel)"
+                );
+                let taken = self.take(slots, note).await?;
+                // Dropping it forgets the run's slots when no other stage uses them.
+                let mut slot = RunSlot {
+                    sh: self.sh.clone(),
+                    run: self.run.id,
+                    permit: None,
+                };
+                match taken {
+                    Ok(permit) => {
+                        slot.permit = Some(permit);
+                        Some(slot)
+                    }
+                    Err(reason) => return Ok(Err(reason)),
+                }
+            }
+            None => None,
+        };
+        let note = format!(
+            "queued: all {} agent slots of this node are busy ([agent] slots)",
+            self.sh.slot_count
+        );
+        let node = match self.take(self.sh.slots.clone(), note).await? {
+            Ok(permit) => permit,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        Ok(Ok(Turn {
+            _run: run,
+            _node: node,
+        }))
+    }
+
+    /// A permit of `slots`: at once when one is free, else after saying `note` and
+    /// waiting. `Err` with the reason when the stage is cancelled first.
+    async fn take(
+        &mut self,
+        slots: Arc<Semaphore>,
+        note: String,
+    ) -> Result<Result<OwnedSemaphorePermit, String>, Trouble> {
+        if let Ok(permit) = slots.clone().try_acquire_owned() {
+            return Ok(Ok(permit));
+        }
+        tracing::info!(target: "otto_node::engine", run = %self.run.id, stage = %self.plan.id, %note, "stage queued");
+        self.set_state(StageState::Pending, Some(note), None)
+            .await?;
+        loop {
+            if let Some(reason) = self.cancel_reason() {
+                return Ok(Err(reason));
+            }
+            tokio::select! {
+                permit = slots.clone().acquire_owned() => {
+                    // The semaphore is never closed.
+                    if let Ok(permit) = permit {
+                        return Ok(Ok(permit));
+                    }
+                }
+                changed = self.cancel.changed() => {
+                    if changed.is_err() {
+                        // Nobody can cancel any more: wait for the slot.
+                        return Ok(slots.acquire_owned().await.map_err(|e| e.to_string()));
+                    }
+                }
+            }
         }
     }
 

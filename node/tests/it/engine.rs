@@ -422,3 +422,54 @@ async fn unknown_runs_are_refused() {
         Err(otto_node::engine::EngineError::UnknownRun(_))
     ));
 }
+
+/// The window of each stage's steps, from the `start`/`end` nanosecond clock lines that
+/// [`TIMED`] prints, and the most windows open at one moment.
+fn most_at_once(node: &TestNode, run: RunId, stages: &[&str]) -> usize {
+    let clock = |log: &str, word: &str| -> u128 {
+        log.lines()
+            .find_map(|l| l.strip_prefix(word)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {word} line in {log}"))
+    };
+    let windows: Vec<(u128, u128)> = stages
+        .iter()
+        .map(|s| {
+            let log = node.log_text(run, s);
+            (clock(&log, "start "), clock(&log, "end "))
+        })
+        .collect();
+    windows
+        .iter()
+        .map(|(start, _)| {
+            windows
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Steps that print when they start and end, and take a while in between.
+const TIMED: &str = r#"sh 'echo "start $(date +%s%N)"; sleep 0.3; echo "end $(date +%s%N)"'"#;
+
+/// Issue #12, row 11: `[agent] slots` caps the agents of the whole node; the stages that
+/// find no free slot wait, queued with a note, and all run in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_runs_no_more_agents_than_its_slots_and_queues_the_rest() {
+    let mut node = TestNode::start_with_slots(Vec::new(), 1);
+    let ottofile = format!(
+        "each('a', 'b', 'c', 'd') {{ stage {{ name = concat('Copy ', it)  steps {{ {TIMED} }} }} }}\n"
+    );
+    let run = node.submit(&ottofile, Facts::default(), &[]).await;
+    let queued = node
+        .wait_for("a queued stage", |e| {
+            matches!(e, EngineEvent::Stage { state: StageState::Pending, note: Some(note), .. }
+                if note.starts_with("queued: all 1 agent slots of this node are busy"))
+        })
+        .await;
+    assert!(matches!(queued, EngineEvent::Stage { run: r, .. } if r == run));
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+    let stages = ["Copy a", "Copy b", "Copy c", "Copy d"];
+    assert_eq!(most_at_once(&node, run, &stages), 1);
+}

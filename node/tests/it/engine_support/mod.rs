@@ -38,6 +38,10 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 /// The test's node secret: any 32 bytes do.
 const NODE_SECRET: [u8; 32] = [42; 32];
 
+/// The agent slots of a test engine unless a test asks for others: more than any test
+/// runs at once.
+pub const SLOTS: usize = 64;
+
 /// A node home with a running engine.
 pub struct TestNode {
     pub dir: tempfile::TempDir,
@@ -65,12 +69,26 @@ impl TestNode {
     /// The home and its work directory can be passed through (mode 0711), as a node's
     /// work directory is.
     pub fn start_as(answers_to: Vec<String>, user: Option<otto_agent::protocol::StepUser>) -> Self {
+        Self::start_full(answers_to, user, SLOTS)
+    }
+
+    /// A new home with an engine that runs at most `slots` agents at once.
+    pub fn start_with_slots(answers_to: Vec<String>, slots: usize) -> Self {
+        Self::start_full(answers_to, None, slots)
+    }
+
+    fn start_full(
+        answers_to: Vec<String>,
+        user: Option<otto_agent::protocol::StepUser>,
+        slots: usize,
+    ) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("store.redb")).expect("store");
         let blobs = BlobStore::open(dir.path().join("blobs")).expect("blobs");
         let vault = Vault::new(store.clone(), &NODE_SECRET);
         let mut ctx = context(dir.path(), &store, &blobs, &vault, &answers_to);
+        ctx.slots = slots;
         if user.is_some() {
             std::fs::create_dir_all(&ctx.work_dir).expect("work dir");
             for path in [dir.path(), ctx.work_dir.as_path()] {
@@ -343,6 +361,8 @@ fn context(
             org: "test".into(),
         }),
         definitions: None,
+        slots: SLOTS,
+        max_parallel: None,
     }
 }
 
