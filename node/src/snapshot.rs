@@ -219,9 +219,10 @@ fn read_all(tar_bytes: &[u8]) -> Result<ReadAll, SnapshotError> {
 
 /// The part of a snapshot a stage of another node's run may see: a tar holding only the
 /// regular files that `uses` names (a directory stands for the files under it), with
-/// their executable bits, each checked against the digest in the plan. A file missing, or
-/// one whose bytes differ from what the plan (and so the approved definition) records,
-/// fails with its path. Symbolic links are left out, as the planner never saw them.
+/// their modes and modification times, each checked against the digest in the plan. A
+/// file missing, or one whose bytes differ from what the plan (and so the approved
+/// definition) records, fails with its path. Symbolic links are left out, as the planner
+/// never saw them.
 pub fn select(tar_bytes: &[u8], uses: &[Used]) -> Result<Vec<u8>, SnapshotError> {
     let invalid = |e: io::Error| SnapshotError::Invalid(e.to_string());
     let wanted = |path: &str| {
@@ -232,8 +233,8 @@ pub fn select(tar_bytes: &[u8], uses: &[Used]) -> Result<Vec<u8>, SnapshotError>
                     .is_some_and(|rest| rest.starts_with('/'))
         })
     };
-    // (path, executable, bytes, digest), in the snapshot's (sorted) order.
-    let mut picked: Vec<(String, bool, Vec<u8>, String)> = Vec::new();
+    // (path, header as in the snapshot, bytes, digest), in the snapshot's (sorted) order.
+    let mut picked: Vec<(String, tar::Header, Vec<u8>, String)> = Vec::new();
     let mut archive = tar::Archive::new(tar_bytes);
     for (count, entry) in archive.entries().map_err(invalid)?.enumerate() {
         if count >= MAX_ENTRIES {
@@ -252,11 +253,12 @@ pub fn select(tar_bytes: &[u8], uses: &[Used]) -> Result<Vec<u8>, SnapshotError>
         if !wanted(&text) {
             continue;
         }
-        let executable = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+        // Its mode and modification time stay as the snapshot has them.
+        let header = entry.header().clone();
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes).map_err(invalid)?;
         let digest = otto_pipeline::plan::sha256_digest(&bytes);
-        picked.push((text, executable, bytes, digest));
+        picked.push((text, header, bytes, digest));
     }
     for used in uses {
         let found = match picked.iter().find(|p| p.0 == used.path) {
@@ -292,7 +294,7 @@ pub fn select(tar_bytes: &[u8], uses: &[Used]) -> Result<Vec<u8>, SnapshotError>
         path: PathBuf::from("(selected source)"),
         source,
     };
-    for (path, executable, bytes, _) in &picked {
+    for (path, header, bytes, _) in &mut picked {
         let mut parent = String::new();
         for part in path
             .split('/')
@@ -309,9 +311,8 @@ pub fn select(tar_bytes: &[u8], uses: &[Used]) -> Result<Vec<u8>, SnapshotError>
                     .map_err(io_err)?;
             }
         }
-        let mut header = file_header(*executable, bytes.len() as u64);
         builder
-            .append_data(&mut header, path, bytes.as_slice())
+            .append_data(header, &*path, bytes.as_slice())
             .map_err(io_err)?;
     }
     builder.into_inner().map_err(io_err)
@@ -325,17 +326,6 @@ fn dir_header() -> tar::Header {
     header.set_entry_type(tar::EntryType::Directory);
     header.set_mode(0o755);
     header.set_size(0);
-    header
-}
-
-fn file_header(executable: bool, size: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(if executable { 0o755 } else { 0o644 });
-    header.set_size(size);
     header
 }
 
@@ -762,8 +752,28 @@ mod tests {
         let files = read(&selected).unwrap();
         let paths: Vec<_> = files.0.keys().map(|p| p.display().to_string()).collect();
         assert_eq!(paths, ["deploy.sh", "k8s/app.yaml", "k8s/svc/svc.yaml"]);
-        // The same selection twice is the same bytes (so the same blob).
+        // The same selection twice is the same bytes (so the same blob), and a file keeps
+        // its time and mode.
         assert_eq!(select(&tar, &uses).unwrap(), selected);
+        let times = |tar: &[u8]| -> Vec<(String, u64, u32)> {
+            let mut archive = tar::Archive::new(tar);
+            archive
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let e = e.unwrap();
+                    let h = e.header();
+                    (
+                        e.path().unwrap().display().to_string(),
+                        h.mtime().unwrap(),
+                        h.mode().unwrap(),
+                    )
+                })
+                .filter(|(p, ..)| p == "deploy.sh")
+                .collect()
+        };
+        assert_eq!(times(&selected), times(&tar));
+        assert_eq!(times(&selected).len(), 1);
 
         // Bytes other than the plan's: refused with the path.
         let mut lying = uses.clone();
