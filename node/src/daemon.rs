@@ -16,6 +16,7 @@ use otto_trust::x509::{OrgCa, X509Error, server_config};
 use rand::rngs::SysRng;
 use rand_core::{CryptoRng, Rng as _, UnwrapErr};
 use tokio::net::TcpListener;
+use tokio::signal::unix::Signal;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
@@ -129,9 +130,15 @@ pub async fn run(home: Home) -> Result<(), DaemonError> {
 
 /// [`run`] with `options`.
 pub async fn run_with(home: Home, options: Options) -> Result<(), DaemonError> {
+    // The handlers are in place before `api.addr` is written: a SIGTERM sent as soon as
+    // the address appears stops the node cleanly instead of killing it.
+    let signals = listen_for_signals();
     let stop = async {
-        if let Err(e) = wait_for_signal().await {
-            tracing::error!(target: TARGET, error = %e, "cannot listen for signals; stopping");
+        match signals {
+            Ok(signals) => wait_for_signal(signals).await,
+            Err(e) => {
+                tracing::error!(target: TARGET, error = %e, "cannot listen for signals; stopping");
+            }
         }
     };
     run_until_with(home, options, stop).await
@@ -530,15 +537,20 @@ fn node_secret(key: &otto_trust::NodeKey) -> Result<Zeroizing<[u8; 32]>, DaemonE
     Ok(Zeroizing::new(signing.to_bytes()))
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+/// SIGTERM and SIGINT streams, registered when this is called.
+fn listen_for_signals() -> std::io::Result<(Signal, Signal)> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    Ok((
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    ))
+}
+
+async fn wait_for_signal((mut term, mut int): (Signal, Signal)) {
     tokio::select! {
         _ = term.recv() => tracing::info!(target: TARGET, "SIGTERM"),
         _ = int.recv() => tracing::info!(target: TARGET, "SIGINT"),
     }
-    Ok(())
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, DaemonError> {
