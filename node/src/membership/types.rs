@@ -35,7 +35,7 @@ pub struct InviteRequest {
     pub secrets: Vec<String>,
     /// How many stages of one of the joining org's runs this node runs at once; default
     /// [`otto_trust::policy::DEFAULT_MAX_PARALLEL`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub max_parallel: Option<u32>,
     /// How long the invite stays valid, in seconds (1 to 30 days' worth). JSON has one
     /// number type, so `3600.0` is read as 3600; a fraction is refused.
@@ -46,16 +46,37 @@ pub struct InviteRequest {
 /// A JSON number that is a whole, non-negative number of seconds: `60` or `60.0`.
 fn whole_seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     let number = serde_json::Number::deserialize(deserializer)?;
+    whole(&number).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "expires_in_secs must be a whole number of seconds, got {number}"
+        ))
+    })
+}
+
+/// An optional count that JSON may write as `3` or `3.0` (JSON has one number type); a
+/// fraction or a count past `u32` is refused.
+fn whole_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    whole(&number)
+        .and_then(|n| u32::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!("max_parallel must be a whole number, got {number}"))
+        })
+}
+
+/// The value of a JSON number that is whole and non-negative.
+fn whole(number: &serde_json::Number) -> Option<u64> {
     if let Some(n) = number.as_u64() {
-        return Ok(n);
+        return Some(n);
     }
     match number.as_f64() {
         // SAFETY of the cast: the value is whole and within u64 range, checked first.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Ok(f as u64),
-        _ => Err(serde::de::Error::custom(format!(
-            "expires_in_secs must be a whole number of seconds, got {number}"
-        ))),
+        Some(f) if f.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&f) => Some(f as u64),
+        _ => None,
     }
 }
 
@@ -70,7 +91,7 @@ pub struct PolicyRequest {
     #[serde(default)]
     pub secrets: Option<Vec<String>>,
     /// How many stages of one of its runs run here at once (at least 1).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "whole_count")]
     pub max_parallel: Option<u32>,
 }
 
@@ -408,5 +429,43 @@ impl PeerView {
             reason: None,
             scope: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod whole_number_tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_seconds_may_be_written_as_whole_floats_but_not_fractions() {
+        let policy: PolicyRequest =
+            serde_json::from_str(r#"{"org": "acme", "max_parallel": 3.0}"#).unwrap();
+        assert_eq!(policy.max_parallel, Some(3));
+        let policy: PolicyRequest =
+            serde_json::from_str(r#"{"org": "acme", "max_parallel": null}"#).unwrap();
+        assert_eq!(policy.max_parallel, None);
+        assert_eq!(
+            serde_json::from_str::<PolicyRequest>(r#"{"org": "acme"}"#)
+                .unwrap()
+                .max_parallel,
+            None
+        );
+        for bad in ["2.5", "-1", "4294967296"] {
+            let text = format!(r#"{{"org": "acme", "max_parallel": {bad}}}"#);
+            let e = serde_json::from_str::<PolicyRequest>(&text).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("max_parallel must be a whole number"),
+                "{e}"
+            );
+        }
+        let invite: InviteRequest = serde_json::from_str(
+            r#"{"roles": ["deploy"], "stages": ["*"], "expires_in_secs": 60.0, "max_parallel": 217.0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (invite.expires_in_secs, invite.max_parallel),
+            (60, Some(217))
+        );
     }
 }
