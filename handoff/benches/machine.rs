@@ -70,7 +70,7 @@ fn receiver(c: &mut Criterion) {
     let world = World::new();
     let trust = world.ops_trust();
     let names = ops_names();
-    let ctx = VerifyContext::new(&trust, &names);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names);
     let mut group = c.benchmark_group("receiver");
     group.throughput(Throughput::Elements(64));
     group.bench_function("accept", |b| {

@@ -13,7 +13,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use otto_handoff::{VerifyContext, definition_digest, verify_offer};
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{
-    Body, Facts, Gates, Notify, Provenance, Runtime, RuntimeKind, SCHEMA, Stage, Step,
+    Body, Facts, Gates, Notify, ORIGIN, OwnerBinding, Provenance, Runtime, RuntimeKind, SCHEMA,
+    Stage, Step,
 };
 use otto_protocol::{
     Artifact, Digest, Envelope, HandoffId, KeyBytes, NodeIdentity, Offer, Outcome, Payload as _,
@@ -77,6 +78,8 @@ fn stage(i: usize) -> Stage {
 
 struct Fixture {
     trust: TrustStore,
+    /// The org of the node the offer goes to.
+    ops_org: PublicKey,
     offer: Envelope,
     /// What raw verification checks: (public key, PAE, signature) per signature.
     raw: Vec<(
@@ -88,6 +91,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dev_org = OrgKey::from_seed(&[0xd0; 32]);
+    let ops_org = OrgKey::from_seed(&[0xe0; 32]).public_key();
     let nodes: Vec<NodeKey> = (0..SIGNERS).map(|i| NodeKey::from_seed(&seed(i))).collect();
     let certs: Vec<Envelope> = nodes
         .iter()
@@ -113,6 +117,22 @@ fn fixture() -> Fixture {
             environments: BTreeMap::new(),
             facts: Facts::default(),
             libraries: Vec::new(),
+            owners: BTreeMap::from([
+                (
+                    ORIGIN.to_owned(),
+                    OwnerBinding {
+                        key: dev_org.public_key().keyid(),
+                        org: "dev".to_owned(),
+                    },
+                ),
+                (
+                    "ops".to_owned(),
+                    OwnerBinding {
+                        key: ops_org.keyid(),
+                        org: "ops".to_owned(),
+                    },
+                ),
+            ]),
             pipeline: "bench".to_owned(),
             schema: SCHEMA.to_owned(),
             stages: (0..=CHAIN).map(stage).collect(),
@@ -180,6 +200,7 @@ fn fixture() -> Fixture {
 
     let mut trust = TrustStore::new();
     trust.pin_org("dev", dev_org.public_key(), T0).unwrap();
+    trust.pin_org("ops", ops_org, T0).unwrap();
     trust
         .set_policy(
             "dev",
@@ -206,13 +227,18 @@ fn fixture() -> Fixture {
             )
         })
         .collect();
-    Fixture { trust, offer, raw }
+    Fixture {
+        trust,
+        ops_org,
+        offer,
+        raw,
+    }
 }
 
 fn offer_1000(c: &mut Criterion) {
     let f = fixture();
     let names = vec!["ops".to_owned()];
-    let ctx = VerifyContext::new(&f.trust, &names);
+    let ctx = VerifyContext::new(&f.trust, &f.ops_org, &names);
     assert!(verify_offer(Unverified::new(f.offer.clone()), &ctx, T0 + 10).is_ok());
     println!(
         "offer with {CHAIN} receipts: {} bytes on the wire",

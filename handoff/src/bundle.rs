@@ -5,7 +5,7 @@
 //! certificates of the nodes that signed them, and in-toto attestations of receipts
 //! (see [`attest`](crate::attest)). A node writes one for `otto attest export`; anyone
 //! checks it with `otto verify --bundle`, which calls [`verify_bundle`] with a trust store
-//! made of the org keys they trust.
+//! made of the org keys they trust and the owner names they know.
 //!
 //! **A bundle carries no trust.** Its certificates are only candidates: a receipt counts
 //! when its signer's certificate chains to an org pinned in the trust store the *caller*
@@ -42,11 +42,12 @@ use std::collections::HashMap;
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{Body, Provenance};
 use otto_protocol::{Digest, Envelope, NodeCertificate};
-use otto_trust::{PublicKey, TrustStore, Unverified};
+use otto_trust::{PublicKey, Unverified};
 use serde::{Deserialize, Serialize};
 
 use crate::attest::{self, PAYLOAD_TYPE, Statement};
 use crate::chain::{ChainReport, SignedReceipt, authenticate, digest_of, quoted, verify_chain};
+use crate::owners::Owners;
 
 /// The `format` of a bundle this crate writes and reads.
 pub const FORMAT: &str = "otto.bundle/v1";
@@ -304,15 +305,17 @@ impl Bundle {
 /// signed by the same node key, and its statement is exactly the statement of that
 /// receipt ([`attest::statement`]).
 ///
-/// Trust comes only from `trust`: the bundle's certificates count only when they chain to
-/// an org pinned there, valid at `now` and not revoked.
-pub fn verify_bundle(bundle: &Bundle, trust: &TrustStore, now: u64) -> BundleReport {
+/// Trust comes only from `owners`: the bundle's certificates count only when they chain
+/// to an org pinned in its trust store, valid at `now` and not revoked, and a receipt
+/// counts only when its signer's org is the org its stage's owner is bound to.
+pub fn verify_bundle(bundle: &Bundle, owners: &Owners<'_>, now: u64) -> BundleReport {
+    let trust = owners.trust();
     let chain = verify_chain(
         &bundle.run,
         &bundle.plan,
         &bundle.receipts,
         &bundle.certificates,
-        trust,
+        owners,
         now,
     );
     let attestations = if bundle.attestations.is_empty() {

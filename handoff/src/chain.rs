@@ -15,8 +15,11 @@
 //!    batch; only when the batch fails is each checked alone, to name the bad ones.
 //! 3. It is for this run and this plan (same run id, same plan digest), and for a stage of
 //!    the plan.
+//! 4. Its signer's org is the org the stage's owner is bound to
+//!    ([`Owners::expected`](crate::owners::Owners::expected)): a trusted org's node
+//!    cannot stand in for a stage another org owns.
 //!
-//! Receipts that fail 1 or 2 make their stage **invalid**; receipts that fail 3, or do not
+//! Receipts that fail 1, 2 or 4 make their stage **invalid**; receipts that fail 3, or do not
 //! decode, are listed as stray. Of the receipts left for a stage, the highest attempt
 //! decides; two different receipts for the same attempt make the stage invalid (a node
 //! signed two stories). The deciding receipt must name as `upstream` only receipts of
@@ -28,7 +31,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use otto_pipeline::Plan;
-use otto_pipeline::plan::Stage;
+use otto_pipeline::plan::{Body, ORIGIN, Stage};
 use otto_protocol::{Digest, Envelope, NodeCertificate, Outcome, Receipt};
 use otto_trust::dsse::{self, Unverified};
 use otto_trust::{PublicKey, TrustStore, VerifiedCert};
@@ -36,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::dag::Dag;
+use crate::owners::Owners;
 
 /// The result of checking a run's receipts: one entry per stage of the plan, in plan
 /// order, and the receipts that belong to no stage of it.
@@ -104,7 +108,8 @@ pub struct StrayReceipt {
 }
 
 /// Checks every receipt of run `run` against `plan`, with the signers' node certificates
-/// `certificates`, the pinned orgs and revocations of `trust`, at time `now`.
+/// `certificates`, the pinned orgs, revocations and owner names that `owners` knows, at
+/// time `now`.
 ///
 /// To audit an old run, pass the current time: a receipt whose signer's certificate has
 /// since expired or been revoked no longer counts.
@@ -113,9 +118,10 @@ pub fn verify_chain(
     plan: &Plan,
     receipts: &[Envelope],
     certificates: &[Envelope],
-    trust: &TrustStore,
+    owners: &Owners<'_>,
     now: u64,
 ) -> ChainReport {
+    let trust = owners.trust();
     let plan_digest = plan.digest();
     let dag = Dag::new(&plan.body);
     let stages = &plan.body.stages;
@@ -160,7 +166,13 @@ pub fn verify_chain(
                         index: signed.index,
                         reason: format!("the plan has no stage {stage}"),
                     }),
-                    (None, Some(pos)) => push_at(&mut candidates, pos, signed),
+                    (None, Some(pos)) => {
+                        let owner = stages.get(pos).map_or(ORIGIN, Stage::owner_name);
+                        match wrong_signer(&plan.body, owners, owner, &signed) {
+                            Some(reason) => push_at(&mut invalid, pos, reason),
+                            None => push_at(&mut candidates, pos, signed),
+                        }
+                    }
                 }
             }
         }
@@ -402,6 +414,36 @@ pub(crate) fn authenticate(
         }
     }
     results
+}
+
+/// Why `signed`, a receipt of a stage owned by `owner` in `body`, does not count: its
+/// signer's org is not the org the owner is bound to, or the owner is bound to none.
+pub(crate) fn wrong_signer(
+    body: &Body,
+    owners: &Owners<'_>,
+    owner: &str,
+    signed: &SignedReceipt,
+) -> Option<String> {
+    let stage = quoted(&signed.receipt.stage);
+    let signer = format!(
+        "node {} of org {}",
+        quoted(signed.signer.node()),
+        quoted(signed.signer.org())
+    );
+    match owners.expected(body, owner) {
+        Ok(bound) if bound.key == *signed.signer.org_key() => None,
+        Ok(bound) => Some(format!(
+            "the receipt of stage {stage} is signed by {signer}, but the stage's owner {} is \
+             bound to org {}",
+            quoted(owner),
+            quoted(&bound.name)
+        )),
+        Err(unbound) => Some(format!(
+            "the receipt of stage {stage} is signed by {signer}, and no org's receipt counts \
+             for it: {}",
+            unbound.describe(owner)
+        )),
+    }
 }
 
 /// Why a receipt's outcome does not let the stages after it run, if it does not: a stage

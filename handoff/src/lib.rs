@@ -22,6 +22,9 @@
 //!   checks and their order are listed there.
 //! - [`chain`]: [`verify_chain`] checks every receipt of a run against its plan and reports
 //!   each stage as verified, skipped, failed, missing or invalid (what `otto verify` shows).
+//! - [`owners`]: [`bind_owners`] binds a plan's owner names to orgs when a run starts;
+//!   [`Owners`] says which org must have signed each stage's receipt. Both checks above
+//!   use it.
 //! - [`attest`]: [`attest::export`] writes a receipt as an in-toto Statement v1 in a DSSE
 //!   envelope signed by the node key; [`attest::verify`] reads one back.
 //! - [`bundle`]: a run's plan, receipts, certificates and attestations as one JSON
@@ -51,6 +54,7 @@ pub mod bundle;
 pub mod chain;
 pub mod machine;
 pub mod outputs;
+pub mod owners;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod verify;
@@ -59,6 +63,7 @@ pub mod vsa;
 mod dag;
 
 pub use chain::{ChainReport, ReceiptSummary, StageReport, StageStatus, verify_chain};
+pub use owners::{Binding, OwnerPolicy, Owners, bind_owners};
 pub use verify::{
     AcceptedOffer, Definition, Rejection, VerifyContext, definition_digest, verify_offer,
 };

@@ -53,8 +53,8 @@ use otto_trust::{NodeKey, OrgKey, TrustStore};
 
 use self::net::{Item, Rng};
 use self::node::{Durable, Node, RunInfo, RunRecord, certificate, open_policy, seed_bytes};
-use crate::definition_digest;
 use crate::machine::{Config, InboxState, Machine, Verdict};
+use crate::{bind_owners, definition_digest};
 
 /// The simulator's clock at the start: 2025-01-01T00:00:00Z, in milliseconds.
 pub const START: u64 = 1_735_689_600_000;
@@ -345,8 +345,28 @@ impl Sim {
             None,
         )
         .map_err(|failed| format!("{:?}", failed.diagnostics))?;
+        let mut body = planned.plan.body;
+        let origin = &self.nodes[n];
+        let org_key = origin
+            .trust
+            .org(&origin.org)
+            .map(|o| o.key)
+            .ok_or_else(|| format!("node {} does not pin its own org", origin.name))?;
+        let answers_to = [origin.org.clone()];
+        let binding = bind_owners(
+            &body,
+            &origin.trust,
+            &origin.org,
+            &org_key,
+            &answers_to,
+            &|_| None,
+        );
+        if !binding.unresolved.is_empty() {
+            return Err(format!("no org for owners {:?}", binding.unresolved));
+        }
+        body.owners = binding.owners;
         let plan = Arc::new(Plan {
-            body: planned.plan.body,
+            body,
             provenance: Provenance::default(),
         });
         let run = format!("run-{:04}", self.runs.len() + 1);

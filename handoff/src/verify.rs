@@ -18,20 +18,23 @@
 //! | 9 | the plan bytes parse as a plan body (schema `otto.plan/v1`) | `malformed` |
 //! | 10 | the plan has the offered stage | `stage_not_owned` |
 //! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives | `out_of_scope` |
-//! | 12 | the stage's owner in the plan is one of the names this node answers to | `stage_not_owned` |
+//! | 12 | the stage's owner in the plan is one of the names this node answers to, and the plan binds that name to this node's org | `stage_not_owned` |
 //! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
 //! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
 //! | 15 | … it names this plan's digest | `plan_digest_mismatch` |
 //! | 16 | … it is for a stage the offered stage needs, directly or through others | `upstream_receipt_not_preceding` |
-//! | 17 | per stage before the offered one, in plan order: no two different receipts for one attempt | `upstream_receipt_invalid` |
-//! | 18 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
-//! | 19 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
-//! | 20 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files) is approved here under a policy with `definitions = "approved"` | `definition_not_approved` |
+//! | 17 | … its signer's org is the org the stage's owner is bound to ([`Owners::expected`]: this node's own knowledge of the name, or the plan's binding for the origin and, under [`OwnerPolicy::Bound`], for names unknown here) | `upstream_receipt_wrong_signer` |
+//! | 18 | per stage before the offered one, in plan order: no two different receipts for one attempt | `upstream_receipt_invalid` |
+//! | 19 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
+//! | 20 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
+//! | 21 | every owner name the plan binds and this node knows is bound to the org this node knows by that name | `owner_binding_mismatch` |
+//! | 22 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files) is approved here under a policy with `definitions = "approved"` | `definition_not_approved` |
 //!
 //! Authentication comes first, so nothing unauthenticated decides more than `malformed`
 //! or `bad_signature`; cheap freshness checks come before the plan is parsed; the receipt
 //! chain, the costliest part, comes after everything that can refuse the offer cheaply;
-//! the definition check comes last, so that approving the digest it names is all that is
+//! a receipt signed by the wrong org is named as such before the plan's other bindings
+//! are compared; the definition check comes last, so that approving the digest it names is all that is
 //! left to do when it fails.
 //!
 //! The sender's transport identity (its libp2p peer id) is the node's to compare with
@@ -57,11 +60,17 @@ use sha2::{Digest as _, Sha256};
 
 use crate::chain::{self, SignedReceipt, conflict, latest, outcome_problem, quoted};
 use crate::dag::Dag;
+use crate::owners::{OwnerPolicy, Owners};
 
 /// What the receiving node knows and decides, for [`verify_offer`].
+#[derive(Clone, Copy)]
 pub struct VerifyContext<'a> {
     /// The receiver's trust store: pinned orgs, policies, approvals, revocations.
     pub trust: &'a TrustStore,
+    /// The receiver's org key: the names in `answers_to` must be bound to it.
+    pub org: &'a PublicKey,
+    /// Whether upstream owners this node does not know are taken as the plan binds them.
+    pub owners: OwnerPolicy,
     /// The owner names in plans that mean this node, e.g. `["ops"]`. Add
     /// [`otto_pipeline::plan::ORIGIN`] for offers of runs this node started.
     pub answers_to: &'a [String],
@@ -224,6 +233,7 @@ pub fn verify_offer(
         .map_err(|err| scope(&err, sender.org()))?;
 
     // 12. Ownership.
+    let owners = Owners::new(ctx.trust, Some(ctx.org), ctx.answers_to).with_policy(ctx.owners);
     if !ctx.answers_to.iter().any(|name| name == stage.owner_name()) {
         return Err(Rejection::new(
             RejectCode::StageNotOwned,
@@ -236,14 +246,33 @@ pub fn verify_offer(
         )
         .hint("offer the stage to the node its owner names"));
     }
+    if let Err(unbound) = owners.expected(&body, stage.owner_name()) {
+        return Err(Rejection::new(
+            RejectCode::StageNotOwned,
+            format!(
+                "stage {}: {}",
+                quoted(&stage.id),
+                unbound.describe(stage.owner_name())
+            ),
+        )
+        .hint("start the run on a node whose trust store binds the owner to this node's org"));
+    }
 
-    // 13-19. The receipt chain.
+    // 13-20. The receipt chain.
     let signers: Vec<&Envelope> = iter::once(&offer.sender)
         .chain(offer.certificates.iter())
         .collect();
-    let upstream = check_receipts(&offer, &dag, position, &signers, ctx.trust, now)?;
+    let upstream = check_receipts(&offer, &body, &dag, position, &signers, &owners, now)?;
 
-    // 20. The stage's definition.
+    // 21. The plan's other bindings.
+    if let Some((name, unbound)) = owners.disagreement(&body) {
+        return Err(Rejection::new(
+            RejectCode::OwnerBindingMismatch,
+            unbound.describe(&name),
+        ));
+    }
+
+    // 22. The stage's definition.
     let definition = match &stage.blueprint {
         Some(blueprint) if (ctx.publishes)(&body, stage) => Definition::Blueprint {
             library: blueprint.library.clone(),
@@ -321,10 +350,17 @@ pub fn definition_digest(stage: &Stage) -> String {
 pub const DEFINITION_SCHEMA: &str = "otto.stage-definition/v1";
 
 impl VerifyContext<'_> {
-    /// A context that has seen no handoff id and publishes no blueprint.
-    pub fn new<'a>(trust: &'a TrustStore, answers_to: &'a [String]) -> VerifyContext<'a> {
+    /// A context for a node of the org with key `org` that has seen no handoff id,
+    /// publishes no blueprint and takes upstream owners only as it knows them.
+    pub fn new<'a>(
+        trust: &'a TrustStore,
+        org: &'a PublicKey,
+        answers_to: &'a [String],
+    ) -> VerifyContext<'a> {
         VerifyContext {
             trust,
+            org,
+            owners: OwnerPolicy::default(),
             answers_to,
             seen: &never_seen,
             publishes: &publishes_nothing,
@@ -336,6 +372,14 @@ impl<'a> VerifyContext<'a> {
     /// The same context, asking `seen` whether a handoff id was seen before.
     pub fn with_seen(self, seen: &'a dyn Fn(&HandoffId) -> bool) -> Self {
         Self { seen, ..self }
+    }
+
+    /// The same context, taking upstream owners under `policy`.
+    pub fn with_owners(self, policy: OwnerPolicy) -> Self {
+        Self {
+            owners: policy,
+            ..self
+        }
     }
 
     /// The same context, asking `publishes` whether a blueprint stage is this node's own.
@@ -433,19 +477,20 @@ impl Rejection {
     }
 }
 
-/// Checks 13 to 19: the receipt chain of `offer` for the stage at `position`. Returns the
+/// Checks 13 to 20: the receipt chain of `offer` for the stage at `position`. Returns the
 /// digests of the receipts in chain order.
 fn check_receipts(
     offer: &Offer,
+    body: &Body,
     dag: &Dag<'_>,
     position: usize,
     signers: &[&Envelope],
-    trust: &TrustStore,
+    owners: &Owners<'_>,
     now: u64,
 ) -> Result<Vec<Digest>, Rejection> {
     let invalid = |message| Rejection::new(RejectCode::UpstreamReceiptInvalid, message);
     let mut signed: Vec<SignedReceipt> = Vec::with_capacity(offer.receipts.len());
-    for result in chain::authenticate(&offer.receipts, signers, trust, now) {
+    for result in chain::authenticate(&offer.receipts, signers, owners.trust(), now) {
         signed.push(result.map_err(|bad| invalid(bad.reason))?);
     }
     let upstream = signed.iter().map(|s| s.digest).collect();
@@ -484,6 +529,14 @@ fn check_receipts(
                 RejectCode::UpstreamReceiptNotPreceding,
                 format!("stage {stage} does not precede stage {offered} in the plan"),
             ));
+        }
+        if let Some(owner) = dag.stage_at(pos).map(Stage::owner_name)
+            && let Some(reason) = chain::wrong_signer(body, owners, owner, &s)
+        {
+            return Err(
+                Rejection::new(RejectCode::UpstreamReceiptWrongSigner, reason)
+                    .hint("a stage's receipt counts only when a node of its owner's org signed it"),
+            );
         }
         by_stage.entry(pos).or_default().push(s);
     }

@@ -225,6 +225,7 @@ pub async fn run_until_with(
             mesh: node_mesh.client.clone(),
             membership: node_mesh.membership.clone(),
             answers_to: answers_to(&config),
+            owners: config.node.upstream_owners,
             fetch_dir: home.root().join("fetch"),
             offer_ttl: exchange::DEFAULT_OFFER_TTL,
             machine: otto_handoff::machine::Config {
@@ -261,6 +262,7 @@ pub async fn run_until_with(
         home: home.clone(),
         mesh: node_mesh.client.clone(),
         membership: node_mesh.membership.clone(),
+        owners: config.node.upstream_owners,
     });
 
     let (stopping, stopped) = watch::channel(false);

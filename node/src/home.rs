@@ -100,6 +100,11 @@ pub struct NodeConfig {
     /// run on the node that started the run.
     #[serde(default)]
     pub answers_to: Vec<String>,
+    /// Whether an upstream stage's owner that this node has not pinned (no alias, no
+    /// pinned org of that name) is taken as the run's plan binds it (`"bound"`), or makes
+    /// the chain through it refused (`"pinned"`, the default).
+    #[serde(default)]
+    pub upstream_owners: otto_handoff::OwnerPolicy,
 }
 
 /// `[api]`: the local HTTP API the `otto` CLI talks to.
@@ -658,6 +663,7 @@ impl Config {
                 name: name.to_owned(),
                 org: org.to_owned(),
                 answers_to,
+                upstream_owners: otto_handoff::OwnerPolicy::default(),
             },
             api: ApiConfig::default(),
             webhooks: WebhookConfig::default(),
@@ -702,7 +708,16 @@ impl Config {
             "# The stage owners this node runs (an Ottofile's `owner = '...'`). Stages\n\
              # without an owner always run on the node that started the run.\n",
         );
-        out.push_str(&format!("answers_to = {}\n\n", list(&self.node.answers_to)));
+        out.push_str(&format!("answers_to = {}\n", list(&self.node.answers_to)));
+        out.push_str(
+            "# Upstream stage owners this node has not pinned (no alias, no pinned org of\n\
+             # that name): \"pinned\" refuses a chain through them, \"bound\" takes them\n\
+             # as the run's plan binds them to orgs (docs/security.md).\n",
+        );
+        out.push_str(&format!(
+            "upstream_owners = {}\n\n",
+            s(&self.node.upstream_owners.to_string())
+        ));
         out.push_str("[api]\n");
         out.push_str(
             "# Where the local HTTP API listens: a loopback address only. Port 0 takes any\n\

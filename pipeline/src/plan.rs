@@ -51,6 +51,11 @@ pub struct Body {
     pub facts: Facts,
     /// The libraries used, sorted by name.
     pub libraries: Vec<Library>,
+    /// The org each owner name of the plan stands for, bound by the node that started the
+    /// run (its own org under [`ORIGIN`]). Empty in a plan no node has started; not written
+    /// then, so such a plan's digest does not depend on it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub owners: BTreeMap<String, OwnerBinding>,
     /// The pipeline's name.
     pub pipeline: String,
     /// Always [`SCHEMA`].
@@ -227,6 +232,16 @@ pub struct Environment {
     pub secrets: Vec<String>,
     /// Plain settings given to stages, by name.
     pub settings: BTreeMap<String, String>,
+}
+
+/// The org an owner name is bound to: its public key decides, its name is what the
+/// binding node calls it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerBinding {
+    /// The org's public key as a key id, `ed25519:` and 64 lowercase hex digits.
+    pub key: String,
+    /// The org's name on the node that bound it.
+    pub org: String,
 }
 
 /// A library the plan used.
@@ -527,6 +542,11 @@ impl Plan {
         self.body.stages.iter().find(|s| s.id == id)
     }
 
+    /// Every owner name the plan's stages use, [`ORIGIN`] for stages without one, sorted.
+    pub fn owner_names(&self) -> Vec<&str> {
+        self.body.owner_names()
+    }
+
     /// The handoff points: for each stage with a dependency run by another owner, the
     /// stage and the owners it is handed over from.
     pub fn handoffs(&self) -> impl Iterator<Item = &Stage> {
@@ -558,6 +578,17 @@ impl Document {
             provenance: Provenance::default(),
         };
         plan.digest() == self.digest
+    }
+}
+
+impl Body {
+    /// Every owner name the stages use, [`ORIGIN`] for stages without one, sorted and
+    /// without repeats.
+    pub fn owner_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.stages.iter().map(Stage::owner_name).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 }
 

@@ -173,6 +173,12 @@ pub enum RejectCode {
     /// `upstream_receipt_not_preceding`: a receipt is for a stage that does not precede the
     /// offered stage in the plan.
     UpstreamReceiptNotPreceding,
+    /// `upstream_receipt_wrong_signer`: an upstream receipt is signed by a node of another
+    /// org than the one its stage's owner is bound to.
+    UpstreamReceiptWrongSigner,
+    /// `owner_binding_mismatch`: the plan binds an owner name to another org than the one
+    /// the receiver knows by that name.
+    OwnerBindingMismatch,
     /// `offer_expired`: the offer is past its `expires_at`.
     OfferExpired,
     /// `replayed`: the handoff id was seen before.
@@ -192,7 +198,7 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code this version knows, in the order of the documentation.
-    pub const KNOWN: [Self; 18] = [
+    pub const KNOWN: [Self; 20] = [
         Self::BadSignature,
         Self::UnknownOrg,
         Self::CertificateExpired,
@@ -205,6 +211,8 @@ impl RejectCode {
         Self::UpstreamReceiptFailed,
         Self::UpstreamReceiptMissing,
         Self::UpstreamReceiptNotPreceding,
+        Self::UpstreamReceiptWrongSigner,
+        Self::OwnerBindingMismatch,
         Self::OfferExpired,
         Self::Replayed,
         Self::DefinitionNotApproved,
@@ -228,6 +236,8 @@ impl RejectCode {
             Self::UpstreamReceiptFailed => "upstream_receipt_failed",
             Self::UpstreamReceiptMissing => "upstream_receipt_missing",
             Self::UpstreamReceiptNotPreceding => "upstream_receipt_not_preceding",
+            Self::UpstreamReceiptWrongSigner => "upstream_receipt_wrong_signer",
+            Self::OwnerBindingMismatch => "owner_binding_mismatch",
             Self::OfferExpired => "offer_expired",
             Self::Replayed => "replayed",
             Self::DefinitionNotApproved => "definition_not_approved",

@@ -320,6 +320,12 @@ impl<'a> Player<'a> {
                     trust.inviter, trust.stages
                 ));
             }
+            if let (Some(name), Some(joiner)) = (&trust.known_as, trust.joiners.first()) {
+                let org = player.net[player.id(joiner)].org.clone();
+                player.net[player.id(&trust.inviter)]
+                    .otto_node_ok(&["trust", "alias", name, &org])?;
+                player.say(&format!("{} knows {org} as {name:?}", trust.inviter));
+            }
         }
         for pipeline in &scenario.pipelines {
             crate::net::write_file(

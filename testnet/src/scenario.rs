@@ -137,6 +137,10 @@ pub struct Trust {
     /// [default: the inviter's org name].
     #[serde(default)]
     pub alias: Option<String>,
+    /// The name the inviter gives the joiners' org (an alias on the inviter), e.g. the
+    /// owner name their stages have in the Ottofiles; none by default.
+    #[serde(default)]
+    pub known_as: Option<String>,
     /// The stage ids the joiners' org may hand over, a glob.
     pub stages: String,
     /// The pipelines, a glob.
@@ -460,6 +464,20 @@ impl Scenario {
                 {
                     return Err(format!(
                         "trust[{i}].joiners: {joiner:?} is of the inviter's own org"
+                    ));
+                }
+            }
+            if let Some(name) = &trust.known_as {
+                name_ok(&format!("trust[{i}].known_as"), name)?;
+                let orgs: BTreeSet<_> = trust
+                    .joiners
+                    .iter()
+                    .filter_map(|j| self.org_of(j).map(|o| &o.name))
+                    .collect();
+                if orgs.len() > 1 {
+                    return Err(format!(
+                        "trust[{i}].known_as: the joiners are of {} orgs; one name stands for one org",
+                        orgs.len()
                     ));
                 }
             }

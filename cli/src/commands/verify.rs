@@ -8,8 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
 use otto_handoff::bundle::{AttestationReport, Bundle, MAX_BUNDLE_BYTES, verify_bundle};
+use otto_handoff::{OwnerPolicy, Owners};
 use otto_protocol::NodeCertificate;
 use otto_trust::cert::verify_cert_with_org_key;
+use otto_trust::store::AliasTarget;
 use otto_trust::{PublicKey, TrustStore, valid_name};
 use serde::Deserialize;
 use serde_json::Value;
@@ -32,6 +34,11 @@ trusts only the org keys given with --trust: NAME=KEYID or a bare KEYID, where K
 is ed25519: and the org key's 64 hex digits (`otto-node init` prints it; get it from
 the org, never from the bundle). The certificates in a bundle carry no trust.
 
+A stage's receipt counts only if a node of the org its owner is bound to signed it.
+With --bundle, NAME is the owner name the key stands for (give one key several names
+to let it own several); an owner not named so is refused, unless --owners bound takes
+it as the run's plan binds it (to one of the --trust keys).
+
 Exits 0 only if every stage is verified (or skipped by the plan) and every
 attestation verifies; 1 otherwise, or on an error.")]
 pub(crate) struct Args {
@@ -44,6 +51,10 @@ pub(crate) struct Args {
     /// Org keys to trust with --bundle: NAME=KEYID or KEYID (repeatable).
     #[arg(long, value_name = "ORGKEY", num_args = 1.., requires = "bundle")]
     trust: Vec<String>,
+    /// With --bundle: `pinned` refuses stages whose owner no --trust NAME names; `bound`
+    /// takes such owners as the run's plan binds them.
+    #[arg(long, value_name = "POLICY", default_value = "pinned", value_parser = owner_policy, requires = "bundle")]
+    owners: OwnerPolicy,
     /// Print the report as JSON (schema: docs/api.md, GET /v1/runs/{run}/verify).
     #[arg(long)]
     json: bool,
@@ -53,7 +64,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let (report, hint) = match (&args.bundle, &args.run) {
-        (Some(path), _) => offline(path, &args.trust)?,
+        (Some(path), _) => offline(path, &args.trust, args.owners)?,
         (None, Some(run)) => {
             let client = args.node.client()?;
             let report: Value = client.get(&format!("/v1/runs/{}/verify", path_segment(run)))?;
@@ -82,7 +93,11 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 
 /// Checks the bundle at `path` against a trust store of the `trust` keys; returns the
 /// report as JSON and a hint for when none of the keys certified anything in it.
-fn offline(path: &Path, trust: &[String]) -> anyhow::Result<(Value, Option<String>)> {
+fn offline(
+    path: &Path,
+    trust: &[String],
+    policy: OwnerPolicy,
+) -> anyhow::Result<(Value, Option<String>)> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -93,10 +108,21 @@ fn offline(path: &Path, trust: &[String]) -> anyhow::Result<(Value, Option<Strin
     let text = read_bundle(path)?;
     let bundle = Bundle::from_json(&text).with_context(|| path.display().to_string())?;
     let store = trust_store(&keys, &bundle, now)?;
-    let report = verify_bundle(&bundle, &store, now);
+    let owners = Owners::new(&store, None, &[]).with_policy(policy);
+    let report = verify_bundle(&bundle, &owners, now);
     let hint = no_key_hint(&keys, &bundle);
     let value = serde_json::to_value(&report).context("the report does not serialize")?;
     Ok((value, hint))
+}
+
+fn owner_policy(text: &str) -> Result<OwnerPolicy, String> {
+    match text {
+        "pinned" => Ok(OwnerPolicy::Pinned),
+        "bound" => Ok(OwnerPolicy::Bound),
+        other => Err(format!(
+            "{other:?} is not an owner policy: use pinned or bound"
+        )),
+    }
 }
 
 /// An org key from `--trust`: `NAME=KEYID` or a bare `KEYID`.
@@ -135,7 +161,7 @@ fn read_bundle(path: &Path) -> anyhow::Result<String> {
 
 /// A trust store of exactly these org keys. A key without a name takes the org name its
 /// own certificates in the bundle give (they are signed by that key), else `org-` and
-/// the start of its hex.
+/// the start of its hex. A key given again under another name gets that name as an alias.
 fn trust_store(
     keys: &[(Option<String>, PublicKey)],
     bundle: &Bundle,
@@ -151,6 +177,14 @@ fn trust_store(
             .find(|org| valid_name(org) && store.org(org).is_none());
         let fallback = || format!("org-{}", &hex_of(key)[..12]);
         let name = name.clone().or(claimed).unwrap_or_else(fallback);
+        if let Some(pinned) = store.org_by_key(key).map(|o| o.name.clone()) {
+            if pinned != name {
+                store
+                    .set_alias(&name, AliasTarget::Org(pinned))
+                    .with_context(|| format!("--trust {name}={}", key.keyid()))?;
+            }
+            continue;
+        }
         store
             .pin_org(&name, *key, now)
             .with_context(|| format!("--trust {}", key.keyid()))?;

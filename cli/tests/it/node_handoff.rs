@@ -428,6 +428,12 @@ fn join(joiner: &Node, inviter: &Node, stages: &str, alias: &str) {
     assert!(joined.status.success(), "join: {}", text(&joined.stderr));
 }
 
+/// `node` calls the org `org` it pinned by the owner name `name`.
+fn know_as(node: &Node, name: &str, org: &str) {
+    let out = node.otto_node(&["trust", "alias", name, org]);
+    assert!(out.status.success(), "alias: {}", text(&out.stderr));
+}
+
 #[test]
 fn a_refusal_two_handoffs_away_reaches_the_node_that_started_the_run() {
     let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
@@ -438,6 +444,7 @@ fn a_refusal_two_handoffs_away_reaches_the_node_that_started_the_run() {
     }
     join(&dev, &qa, "Test*", "qa");
     join(&qa, &ops, "Deploy*", "ops");
+    know_as(&ops, "qa", "acme-qa");
     let dir = project(&[("Ottofile", THREE_ORGS)]);
     approve_after_refusal(&dev, &qa, &dir, "Test");
 
@@ -470,6 +477,8 @@ fn the_end_of_a_stage_two_orgs_away_reaches_the_node_that_started_the_run() {
     join(&dev, &qa, "Test*", "qa");
     join(&qa, &ops, "Deploy*", "ops");
     join(&dev2, &ops, "Deploy*", "ops");
+    // Dev-1 cannot bind `ops`; ops knows `qa` itself, so Test's receipt counts from acme-qa.
+    know_as(&ops, "qa", "acme-qa");
     let dir = project(&[("Ottofile", THREE_ORGS)]);
     approve_after_refusal(&dev, &qa, &dir, "Test");
     approve_after_refusal(&dev, &ops, &dir, "Deploy");

@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use otto_handoff::attest;
 use otto_handoff::bundle::Bundle;
+use otto_pipeline::plan::OwnerBinding;
 use otto_pipeline::{Facts, MemSource, Plan, StepCatalog};
 use otto_protocol::{Digest, Envelope, KeyBytes, NodeIdentity, Outcome, Payload as _, Receipt};
 use otto_trust::cert::issue_cert;
@@ -88,8 +89,22 @@ fn plan() -> Plan {
         &Facts::default(),
         &StepCatalog::builtins(),
     )
-    .map(|p| p.plan)
+    .map(|p| bound(p.plan))
     .unwrap_or_else(|f| panic!("plan: {f}"))
+}
+
+/// The plan as a node of acme starts it: `origin` bound to acme, `ops` to acme-ops.
+fn bound(mut plan: Plan) -> Plan {
+    for (owner, org) in [("origin", acme()), ("ops", ops())] {
+        plan.body.owners.insert(
+            owner.to_owned(),
+            OwnerBinding {
+                key: keyid(&org),
+                org: org.name.to_owned(),
+            },
+        );
+    }
+    plan
 }
 
 fn receipt(plan: &Plan, by: &Signer, stage: &str, upstream: Vec<Digest>) -> Envelope {
@@ -126,9 +141,13 @@ fn attestation(by: &Signer, receipt: &Envelope) -> Envelope {
 }
 
 fn bundle() -> Bundle {
+    bundle_deployed_by(node(&ops(), "ops-1", 0x1e))
+}
+
+/// The run's bundle, with `Deploy` run and signed by `ops1`.
+fn bundle_deployed_by(ops1: Signer) -> Bundle {
     let plan = plan();
     let n1 = node(&acme(), "n1", 0x1a);
-    let ops1 = node(&ops(), "ops-1", 0x1e);
     let build = receipt(&plan, &n1, "Build", vec![]);
     // Receipts name each other by the sha256 of their envelopes' canonical bytes.
     let upstream = otto_pipeline::plan::sha256_digest(&build.canonical_bytes());
@@ -200,8 +219,10 @@ fn a_bundle_verifies_offline_with_the_org_keys() {
     );
 
     // Bare key ids, as separate --trust flags: orgs take the names their certificates
-    // give. The JSON report is the node's `GET /v1/runs/{run}/verify` shape.
-    let out = otto(&[
+    // give, so no key stands for the owner name `ops`: Deploy's receipt counts only when
+    // the plan's binding is taken. The JSON report is the node's `GET
+    // /v1/runs/{run}/verify` shape.
+    let bare = [
         "verify",
         "--bundle",
         &path,
@@ -209,8 +230,15 @@ fn a_bundle_verifies_offline_with_the_org_keys() {
         &keyid(&acme()),
         "--trust",
         &keyid(&ops()),
-        "--json",
-    ]);
+    ];
+    let out = otto(&bare);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("owner \"ops\" (org \"acme-ops\" in the plan) is not pinned here"),
+        "{stdout}"
+    );
+    let out = otto(&[bare.as_slice(), &["--owners", "bound", "--json"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["verified"], true);
@@ -249,6 +277,33 @@ fn a_bundle_fails_without_the_trust_of_every_signer() {
             && stderr.contains(&keyid(&ops())),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_bundle_whose_stage_another_org_signed_fails_naming_the_stage() {
+    // A node of acme ran Deploy, which the plan gives to ops, and signed its receipt.
+    let forged = bundle_deployed_by(node(&acme(), "n2", 0x2a));
+    let (_dir, path) = file(&forged.to_json());
+    let trust = [
+        format!("acme={}", keyid(&acme())),
+        format!("ops={}", keyid(&ops())),
+    ];
+    let out = otto(&["verify", "--bundle", &path, "--trust", &trust[0], &trust[1]]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let deploy = stdout.lines().find(|l| l.contains("Deploy")).unwrap();
+    assert!(
+        deploy.contains("✗ Deploy") && deploy.contains("invalid"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "the receipt of stage \"Deploy\" is signed by node \"n2\" of org \"acme\", but \
+             the stage's owner \"ops\" is bound to org \"ops\""
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NOT verified"), "{stdout}");
 }
 
 #[test]

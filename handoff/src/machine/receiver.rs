@@ -94,10 +94,8 @@ impl Machine {
         let node_seen = verify.seen;
         let seen = |other: &HandoffId| !(unanswered && Some(*other) == id) && node_seen(other);
         let ctx = VerifyContext {
-            trust: verify.trust,
-            answers_to: verify.answers_to,
             seen: &seen,
-            publishes: verify.publishes,
+            ..*verify
         };
         let stored = Arc::new(envelope.peek().clone());
         match verify_offer(envelope, &ctx, now / 1000) {

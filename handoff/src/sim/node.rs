@@ -134,6 +134,9 @@ impl Sim {
             names.push(otto_pipeline::plan::ORIGIN.to_owned());
         }
         let node = &mut self.nodes[n];
+        let Some(org_key) = node.trust.org(&node.org).map(|o| o.key) else {
+            return;
+        };
         let Some(machine) = node.machine.as_mut() else {
             return;
         };
@@ -142,7 +145,7 @@ impl Sim {
             .and_then(|id| inbox.get(&id))
             .map(InboxEntry::record);
         let seen = |id: &HandoffId| inbox.contains_key(id);
-        let verify = VerifyContext::new(&node.trust, &names).with_seen(&seen);
+        let verify = VerifyContext::new(&node.trust, &org_key, &names).with_seen(&seen);
         let event = machine.handle(Command::OfferReceived(command::OfferReceived {
             peer,
             envelope: Unverified::new(envelope),

@@ -2,6 +2,7 @@
 //! read back and verified offline against the caller's trust only.
 
 use crate::common::*;
+use otto_handoff::Owners;
 use otto_handoff::StageStatus;
 use otto_handoff::attest;
 use otto_handoff::bundle::{
@@ -111,7 +112,7 @@ fn a_complete_bundle_round_trips_and_verifies() {
     assert_eq!(bundle.certificates, original.certificates);
     assert_eq!(bundle.attestations, original.attestations);
 
-    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    let report = verify_bundle(&bundle, &Owners::new(&trust(&world), None, &[]), NOW);
     assert!(report.verified, "{report:#?}");
     assert_eq!(report.plan_digest, world.plan.digest());
     let statuses: Vec<_> = report
@@ -168,7 +169,11 @@ fn the_document_has_the_documented_shape() {
     assert_eq!(value["certificates"].as_array().unwrap().len(), 4);
 
     // The report puts the chain's stages next to the verdict and the attestations.
-    let report = verify_bundle(&bundle(&world), &trust(&world), NOW);
+    let report = verify_bundle(
+        &bundle(&world),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["verified"], true);
     assert_eq!(json["run"], RUN);
@@ -187,7 +192,11 @@ fn a_tampered_receipt_fails_with_its_stage_and_attestation() {
     let mut lint: Receipt = bundle.receipts[2].payload_as().unwrap();
     lint.outcome = Outcome::Failure;
     bundle.receipts[2].payload = otto_protocol::encode_payload(&lint);
-    let report = verify_bundle(&received(&bundle), &trust(&world), NOW);
+    let report = verify_bundle(
+        &received(&bundle),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     assert!(!report.verified);
     let (status, reason) = stage_reason(&report, "Lint");
     assert_eq!(status, StageStatus::Invalid);
@@ -221,7 +230,7 @@ fn a_receipt_signed_by_an_org_not_trusted_fails() {
     trust
         .pin_org("ops", world.ops.org.public_key(), T0)
         .unwrap();
-    let report = verify_bundle(&bundle, &trust, NOW);
+    let report = verify_bundle(&bundle, &Owners::new(&trust, None, &[]), NOW);
     assert!(!report.verified);
     let (status, reason) = stage_reason(&report, "Smoke");
     assert_eq!(status, StageStatus::Invalid);
@@ -245,7 +254,7 @@ fn a_receipt_signed_by_an_org_not_trusted_fails() {
     );
 
     // Trusting nobody, nothing verifies: the bundle's own certificates carry no trust.
-    let report = verify_bundle(&bundle, &TrustStore::new(), NOW);
+    let report = verify_bundle(&bundle, &Owners::new(&TrustStore::new(), None, &[]), NOW);
     assert!(!report.verified);
     assert!(
         report
@@ -263,7 +272,11 @@ fn a_missing_upstream_receipt_fails() {
     let mut bundle = bundle(&world);
     bundle.receipts.remove(0);
     bundle.attestations.remove(0);
-    let report = verify_bundle(&received(&bundle), &trust(&world), NOW);
+    let report = verify_bundle(
+        &received(&bundle),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     assert!(!report.verified);
     let (status, reason) = stage_reason(&report, "Build");
     assert_eq!(status, StageStatus::Missing);
@@ -283,7 +296,11 @@ fn a_forged_attestation_fails() {
     let mut bundle = good.clone();
     let statement = bundle.attestations[3].payload.clone();
     bundle.attestations[3] = dsse::sign(attest::PAYLOAD_TYPE, statement, &world.dev.key).unwrap();
-    let report = verify_bundle(&received(&bundle), &trust(&world), NOW);
+    let report = verify_bundle(
+        &received(&bundle),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     assert!(!report.verified);
     assert!(report.chain.is_verified());
     let forged = &report.attestations[3];
@@ -299,7 +316,11 @@ fn a_forged_attestation_fails() {
     statement["predicate"]["outcome"] = Value::from("failure");
     let payload = serde_json::to_vec(&statement).unwrap();
     bundle.attestations[3] = dsse::sign(attest::PAYLOAD_TYPE, payload, &world.ops.key).unwrap();
-    let report = verify_bundle(&received(&bundle), &trust(&world), NOW);
+    let report = verify_bundle(
+        &received(&bundle),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     assert!(!report.verified);
     let reason = report.attestations[3].reason.as_deref().unwrap();
     assert!(reason.contains("different outcome"), "{reason}");
@@ -309,7 +330,11 @@ fn a_forged_attestation_fails() {
     let mut other = world.receipt(&world.ops, "Deploy", Outcome::Success, vec![]);
     other.attempt = 2;
     bundle.attestations[3] = attestation(&world, &sign_receipt(&world.ops, &other));
-    let report = verify_bundle(&received(&bundle), &trust(&world), NOW);
+    let report = verify_bundle(
+        &received(&bundle),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     assert!(!report.verified);
     let reason = report.attestations[3].reason.as_deref().unwrap();
     assert!(reason.contains("not in the bundle"), "{reason}");
@@ -317,7 +342,11 @@ fn a_forged_attestation_fails() {
     // Not an in-toto statement at all.
     let mut bundle = good;
     bundle.attestations[0] = bundle.receipts[0].clone();
-    let report = verify_bundle(&received(&bundle), &trust(&world), NOW);
+    let report = verify_bundle(
+        &received(&bundle),
+        &Owners::new(&trust(&world), None, &[]),
+        NOW,
+    );
     let reason = report.attestations[0].reason.as_deref().unwrap();
     assert!(reason.contains("payload type"), "{reason}");
 }
@@ -383,7 +412,7 @@ proptest! {
         }
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(bundle) = Bundle::from_json(&text) {
-            let _ = verify_bundle(&bundle, &trust(&world), NOW);
+            let _ = verify_bundle(&bundle, &Owners::new(&trust(&world), None, &[]), NOW);
         }
     }
 }

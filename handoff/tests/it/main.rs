@@ -12,6 +12,7 @@ mod chain;
 mod machine_receiver;
 mod machine_restore;
 mod machine_sender;
+mod owners;
 mod sim_faults;
 mod sim_properties;
 mod sim_rejects;

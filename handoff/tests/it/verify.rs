@@ -19,7 +19,11 @@ fn check_with(
     now: u64,
 ) -> Result<otto_handoff::AcceptedOffer, Rejection> {
     let names = ops_names();
-    verify_offer(world.signed(offer), &VerifyContext::new(trust, &names), now)
+    verify_offer(
+        world.signed(offer),
+        &VerifyContext::new(trust, ops_org(), &names),
+        now,
+    )
 }
 
 /// Asserts that the result is a rejection with `code` whose message contains `needle`.
@@ -87,7 +91,7 @@ fn a_payload_that_is_not_an_offer_is_malformed() {
     let receipt = world.chain().remove(0);
     let names = ops_names();
     let trust = world.ops_trust();
-    let ctx = VerifyContext::new(&trust, &names);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names);
     rejected(
         verify_offer(Unverified::new(receipt), &ctx, NOW),
         RejectCode::Malformed,
@@ -124,7 +128,7 @@ fn a_newer_protocol_version_is_unsupported() {
     rejected(
         verify_offer(
             Unverified::new(env),
-            &VerifyContext::new(&trust, &names),
+            &VerifyContext::new(&trust, ops_org(), &names),
             NOW,
         ),
         RejectCode::UnsupportedVersion,
@@ -141,7 +145,7 @@ fn an_offer_signed_by_another_key_than_its_certificate_has_a_bad_signature() {
     rejected(
         verify_offer(
             Unverified::new(env),
-            &VerifyContext::new(&trust, &names),
+            &VerifyContext::new(&trust, ops_org(), &names),
             NOW,
         ),
         RejectCode::BadSignature,
@@ -156,7 +160,7 @@ fn a_flipped_byte_in_the_offer_envelope_is_a_bad_signature() {
     let env = sign_offer(&world.dev, &offer);
     let names = ops_names();
     let trust = world.ops_trust();
-    let ctx = VerifyContext::new(&trust, &names);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names);
 
     // A byte of the run id, inside the payload: still an offer, no longer the signed one.
     let at = find(&env.payload, b"run-0001") + 4;
@@ -186,7 +190,7 @@ fn no_flipped_byte_of_the_wire_form_is_accepted_as_something_else() {
     let wire = otto_protocol::encode_envelope(&sign_offer(&world.dev, &offer));
     let names = ops_names();
     let trust = world.ops_trust();
-    let ctx = VerifyContext::new(&trust, &names);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names);
     // Every 11th byte (a full pass takes long in debug builds), and all of the signature.
     let sig_at = find(&wire, &offer_sig(&wire));
     let positions: Vec<usize> = (0..wire.len())
@@ -651,7 +655,7 @@ fn a_seen_handoff_id_is_replayed() {
     let names = ops_names();
     let seen_id = offer.id;
     let seen = move |id: &HandoffId| *id == seen_id;
-    let ctx = VerifyContext::new(&trust, &names).with_seen(&seen);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names).with_seen(&seen);
     rejected(
         verify_offer(world.signed(&offer), &ctx, NOW),
         RejectCode::Replayed,
@@ -739,7 +743,7 @@ fn a_published_blueprint_needs_no_approval() {
     let names = ops_names();
     let publishes =
         |_: &Body, stage: &Stage| stage.blueprint.as_ref().is_some_and(|b| b.name == "deploy");
-    let ctx = VerifyContext::new(&trust, &names).with_publishes(&publishes);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names).with_publishes(&publishes);
     let accepted = verify_offer(world.signed(&world.offer()), &ctx, NOW).unwrap();
     assert_eq!(
         accepted.definition(),
@@ -750,7 +754,7 @@ fn a_published_blueprint_needs_no_approval() {
     );
 
     // The same blueprint, not published here, is foreign code.
-    let ctx = VerifyContext::new(&trust, &names);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names);
     rejected(
         verify_offer(world.signed(&world.offer()), &ctx, NOW),
         RejectCode::DefinitionNotApproved,
@@ -858,7 +862,7 @@ fn an_unsigned_offer_has_a_bad_signature() {
     rejected(
         verify_offer(
             Unverified::new(env.clone()),
-            &VerifyContext::new(&trust, &names),
+            &VerifyContext::new(&trust, ops_org(), &names),
             NOW,
         ),
         RejectCode::BadSignature,
@@ -871,7 +875,7 @@ fn an_unsigned_offer_has_a_bad_signature() {
     rejected(
         verify_offer(
             Unverified::new(env),
-            &VerifyContext::new(&trust, &names),
+            &VerifyContext::new(&trust, ops_org(), &names),
             NOW,
         ),
         RejectCode::BadSignature,
@@ -895,7 +899,7 @@ mod properties {
             let world = &*WORLD;
             let trust = world.ops_trust();
             let names = ops_names();
-            let ctx = VerifyContext::new(&trust, &names);
+            let ctx = VerifyContext::new(&trust, ops_org(), &names);
             let env = Envelope {
                 payload,
                 signatures: Vec::new(),
@@ -978,7 +982,7 @@ fn a_secret_the_policy_does_not_give_is_refused_with_its_name() {
     trust
         .set_policy("dev", policy(&["DEPLOY_*", "PROD_DB_PASSWORD"]))
         .unwrap();
-    let ctx = VerifyContext::new(&trust, &names);
+    let ctx = VerifyContext::new(&trust, ops_org(), &names);
     verify_offer(world.signed(&world.offer()), &ctx, NOW).unwrap();
 
     // The approval of the stage without the second secret does not cover it.

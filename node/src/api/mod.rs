@@ -91,6 +91,8 @@ pub struct ApiParts {
     pub mesh: mesh::Client,
     /// Who the node trusts: invites, joins, peers, the trust store.
     pub membership: Membership,
+    /// Whether upstream owners this node has not pinned are taken as a plan binds them.
+    pub owners: otto_handoff::OwnerPolicy,
 }
 
 /// Request body limits, in bytes.

@@ -17,8 +17,8 @@ use super::types::{
     SnapshotCreated, StageDetail,
 };
 use super::{
-    ApiError, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking, now_ms,
-    query_int,
+    ApiError, ApiParts, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking,
+    now_ms, query_int,
 };
 use crate::blobs::Digest;
 use crate::snapshot::{self, SnapshotSource};
@@ -321,7 +321,10 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "plan_failed", message)
             .with_details(failed.render())
     })?;
-    let plan = planned.plan;
+    let mut plan = planned.plan;
+    // The run binds every owner name to an org now; names nothing here resolves stay
+    // unbound (docs/plan-format.md, owner binding).
+    plan.body.owners = bind_owners(state, &plan.body).owners;
     let created_at = now_ms();
     let mut random = [0u8; 10];
     crate::daemon::fill_random(&mut random);
@@ -349,6 +352,22 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
             })
             .collect(),
     })
+}
+
+/// The org each owner name of `body` stands for on this node: its own org for `origin`
+/// and its own names, then its aliases, pinned orgs and known nodes.
+pub(crate) fn bind_owners(parts: &ApiParts, body: &Body) -> otto_handoff::Binding {
+    let membership = &parts.membership;
+    let mut names = parts.node.answers_to.clone();
+    names.push(parts.node.name.clone());
+    otto_handoff::bind_owners(
+        body,
+        &membership.trust(),
+        &parts.node.org,
+        membership.verified_certificate().org_key(),
+        &names,
+        &|name| membership.owner_org_key(name),
+    )
 }
 
 /// Plans the Ottofile at `path` in the snapshot, the `Ottofile` of the directory `path`,

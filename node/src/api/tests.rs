@@ -99,6 +99,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         },
         packages: vec![],
         home,
+        owners: otto_handoff::OwnerPolicy::default(),
     })
 }
 
@@ -535,8 +536,8 @@ async fn secrets_go_in_and_only_names_come_out() {
 /// `GET /v1/runs/{run}/verify` and `GET /v1/runs/{run}/bundle`: receipts put into the
 /// store directly, signed by this node and by a node of another org it knows.
 mod receipt_chains {
-    use otto_handoff::StageStatus;
     use otto_handoff::bundle::{Bundle, verify_bundle};
+    use otto_handoff::{Owners, StageStatus};
     use otto_pipeline::{Facts, MemSource, StepCatalog};
     use otto_protocol::{Digest as Sha256Digest, Envelope, KeyBytes, NodeIdentity, Outcome};
     use otto_protocol::{Payload as _, Receipt};
@@ -616,16 +617,34 @@ mod receipt_chains {
             .as_secs()
     }
 
-    fn plan() -> otto_pipeline::Plan {
+    /// The plan as the node of `home` starts it: `origin` bound to its org, `ops` to
+    /// acme-ops.
+    fn plan(home: &Home) -> otto_pipeline::Plan {
         let source = MemSource::new().with("shop/Ottofile", OTTOFILE);
-        otto_pipeline::plan(
+        let mut plan = otto_pipeline::plan(
             &source,
             std::path::Path::new("shop/Ottofile"),
             &Facts::default(),
             &StepCatalog::builtins(),
         )
         .map(|p| p.plan)
-        .unwrap_or_else(|f| panic!("plan: {f}"))
+        .unwrap_or_else(|f| panic!("plan: {f}"));
+        let acme = persist::load_org_key(&home.org_key_file())
+            .unwrap()
+            .public_key();
+        for (owner, org, key) in [
+            ("origin", "acme", acme),
+            ("ops", "acme-ops", ops_org().public_key()),
+        ] {
+            plan.body.owners.insert(
+                owner.to_owned(),
+                otto_pipeline::plan::OwnerBinding {
+                    key: key.keyid(),
+                    org: org.to_owned(),
+                },
+            );
+        }
+        plan
     }
 
     /// Records a run of [`plan`] in the store (the engine never sees it).
@@ -715,12 +734,19 @@ mod receipt_chains {
             .unwrap();
     }
 
-    /// Pins the ops org in the node's `trust.toml`, as `otto-node join` would.
+    /// Pins the ops org in the node's `trust.toml` as `ops`, as `otto-node join --alias
+    /// ops` would.
     fn pin_ops(home: &Home) {
         let path = home.trust_file();
         let mut trust = persist::load_trust_store(&path).unwrap();
         trust
             .pin_org("acme-ops", ops_org().public_key(), now_secs())
+            .unwrap();
+        trust
+            .set_alias(
+                "ops",
+                otto_trust::store::AliasTarget::Org("acme-ops".to_owned()),
+            )
             .unwrap();
         persist::save_trust_store(&path, &trust).unwrap();
     }
@@ -748,7 +774,7 @@ mod receipt_chains {
         let f = fixture().await;
         let me = this_node(&f.home);
         let ops = ops_node();
-        let plan = plan();
+        let plan = plan(&f.home);
         let run = create_run(&f.store, &plan);
         let uri = format!("/v1/runs/{run}/verify");
 
@@ -794,7 +820,7 @@ mod receipt_chains {
         let f = fixture().await;
         let me = this_node(&f.home);
         let ops = ops_node();
-        let plan = plan();
+        let plan = plan(&f.home);
         let run = create_run(&f.store, &plan);
         let build = put_receipt(&f.store, run, &plan, &me, "Build", vec![]);
         let deploy = put_receipt(&f.store, run, &plan, &ops, "Deploy", vec![digest(&build)]);
@@ -863,12 +889,12 @@ mod receipt_chains {
             .unwrap()
             .public_key();
         let both = org_keys(&[("acme", acme), ("ops", ops_org().public_key())]);
-        let report = verify_bundle(&bundle, &both, now_secs());
+        let report = verify_bundle(&bundle, &Owners::new(&both, None, &[]), now_secs());
         assert!(report.verified, "{report:#?}");
         assert!(report.attestations[0].verified);
 
         let only_acme = org_keys(&[("acme", acme)]);
-        let report = verify_bundle(&bundle, &only_acme, now_secs());
+        let report = verify_bundle(&bundle, &Owners::new(&only_acme, None, &[]), now_secs());
         assert!(!report.verified);
         assert_eq!(
             report.chain.stage("Deploy").unwrap().status,

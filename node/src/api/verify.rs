@@ -16,7 +16,7 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use otto_handoff::bundle::{Bundle, BundleReport, verify_bundle};
-use otto_handoff::{attest, vsa};
+use otto_handoff::{Owners, attest, vsa};
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{Body, Provenance};
 use otto_protocol::{Envelope, Receipt};
@@ -37,12 +37,21 @@ pub(super) async fn verify(
         let now = now_secs();
         let certificates = with_own(own_certificate(&state)?, known_certificates(&state)?);
         let bundle = evidence(&state, run, certificates)?;
-        let trust =
-            persist::load_trust_store(&state.home.trust_file()).map_err(ApiError::internal)?;
-        Ok(verify_bundle(&bundle, &trust, now))
+        check(&state, &bundle, now)
     })
     .await?;
     Ok(Json(report))
+}
+
+/// `bundle` checked with the node's trust store as it is in `trust.toml` now and the owner
+/// names the node knows: its own names, its aliases and its pinned orgs' names.
+pub(crate) fn check(parts: &ApiParts, bundle: &Bundle, now: u64) -> Result<BundleReport, ApiError> {
+    let trust = persist::load_trust_store(&parts.home.trust_file()).map_err(ApiError::internal)?;
+    let org = *parts.membership.verified_certificate().org_key();
+    let mut names = parts.node.answers_to.clone();
+    names.push(parts.node.name.clone());
+    let owners = Owners::new(&trust, Some(&org), &names).with_policy(parts.owners);
+    Ok(verify_bundle(bundle, &owners, now))
 }
 
 /// `GET /v1/runs/{run}/bundle`: the run's plan, receipts and certificates, with an
@@ -65,10 +74,8 @@ pub(super) async fn bundle(
             known_certificates(&state)?,
         );
         let mut bundle = evidence(&state, run, certificates)?;
-        let trust =
-            persist::load_trust_store(&state.home.trust_file()).map_err(ApiError::internal)?;
         let now = now_secs();
-        let report = verify_bundle(&bundle, &trust, now);
+        let report = check(&state, &bundle, now)?;
         let own = identity.key.public_key();
         for receipt in &bundle.receipts {
             let Ok(verified) = Unverified::new(receipt.clone()).verify(&own) else {

@@ -83,6 +83,8 @@ pub struct ExchangeParts {
     pub membership: Membership,
     /// The owner names this node answers to.
     pub answers_to: Vec<String>,
+    /// Whether upstream owners this node does not know are taken as a plan binds them.
+    pub owners: otto_handoff::OwnerPolicy,
     /// Where fetches in progress are kept (a private directory of the home).
     pub fetch_dir: PathBuf,
     /// How long offers stay valid.
@@ -343,8 +345,11 @@ impl Exchange {
             // This node publishes no blueprints yet: every foreign stage is approved by
             // its definition digest.
             let publishes = |_: &otto_pipeline::plan::Body, _: &otto_pipeline::plan::Stage| false;
+            let org = *self.parts.membership.verified_certificate().org_key();
             let verify = VerifyContext {
                 trust: &trust,
+                org: &org,
+                owners: self.parts.owners,
                 answers_to: &self.parts.answers_to,
                 seen: &seen,
                 publishes: &publishes,
@@ -489,6 +494,7 @@ impl Exchange {
                     let hint = hint.replace("on this node", &format!("on {who}"));
                     note.push_str(&format!("; {hint}"));
                 }
+                note.push_str(&format!(" ({code})"));
                 tracing::warn!(target: TARGET, %run, %stage, %code, %note, "offer rejected");
                 self.fail(&run, &stage, note).await;
             }
@@ -945,6 +951,11 @@ impl Exchange {
             return;
         };
         let membership = &self.parts.membership;
+        let Some(to_org) = membership.owner_org_key(&owner) else {
+            let note = format!("the certificate of {} names no usable org key", node.name);
+            self.note(&run.to_string(), &stage, note).await;
+            return;
+        };
         let mut id = [0u8; 16];
         crate::daemon::fill_random(&mut id);
         let spec = offers::OfferSpec {
@@ -954,6 +965,7 @@ impl Exchange {
             attempt: 1,
             sender: membership.certificate().clone(),
             me: membership.node_key().public_key(),
+            to_org,
             now: now_ms() / 1000,
             ttl: self.parts.offer_ttl.as_secs(),
         };

@@ -19,6 +19,10 @@ pub(crate) enum OfferError {
     /// The run or its plan is not in the store.
     #[error("{0}")]
     Missing(String),
+    /// The run's plan binds the stage's owner to another org than the one of the node it
+    /// would go to.
+    #[error("{0}")]
+    Unbound(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::Error),
@@ -32,6 +36,8 @@ pub(crate) struct OfferSpec {
     pub(crate) attempt: u32,
     pub(crate) sender: Envelope,
     pub(crate) me: PublicKey,
+    /// The org key of the node the offer goes to.
+    pub(crate) to_org: PublicKey,
     pub(crate) now: u64,
     pub(crate) ttl: u64,
 }
@@ -48,6 +54,7 @@ pub(crate) fn build(store: &Store, spec: &OfferSpec) -> Result<Offer, OfferError
         .ok_or_else(|| OfferError::Missing(format!("the plan of run {} is missing", spec.run)))?;
     let body: Body = serde_json::from_slice(&plan)
         .map_err(|e| OfferError::Missing(format!("the plan does not read: {e}")))?;
+    check_binding(&body, &spec.stage, &spec.to_org)?;
     let stored = receipts::stored(store, &spec.run)?;
     let chain: Vec<&(Receipt, Envelope)> = dag::upstream(&body, &spec.stage)
         .iter()
@@ -102,6 +109,33 @@ pub(crate) fn build(store: &Store, spec: &OfferSpec) -> Result<Offer, OfferError
         created_at: spec.now,
         certificates,
     })
+}
+
+/// Whether the plan, if it binds the owner of `stage`, binds it to the org `to_org`: an
+/// offer to a node of any other org would be refused by it, and its receipt would not
+/// count.
+fn check_binding(body: &Body, stage: &str, to_org: &PublicKey) -> Result<(), OfferError> {
+    let Some(owner) = body
+        .stages
+        .iter()
+        .find(|s| s.id == stage)
+        .map(|s| s.owner_name())
+    else {
+        return Err(OfferError::Missing(format!(
+            "the plan has no stage {stage:?}"
+        )));
+    };
+    match body.owners.get(owner) {
+        // The origin could not resolve the name; this node did, and the owner checks it.
+        None => Ok(()),
+        Some(bound) if bound.key != to_org.keyid() => Err(OfferError::Unbound(format!(
+            "the run binds owner {owner:?} to org {:?}, but the node that answers to it here \
+             is of org {}",
+            bound.org,
+            to_org.keyid()
+        ))),
+        Some(_) => Ok(()),
+    }
 }
 
 /// Records the run of an accepted offer, if this node has no record of it yet: the same

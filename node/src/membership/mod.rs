@@ -292,6 +292,15 @@ impl Membership {
         )
     }
 
+    /// The key of the org whose node [`Membership::resolve_owner`] picks for `owner`: what
+    /// a run started here binds the owner name to when no pinned org or alias names it.
+    pub fn owner_org_key(&self, owner: &str) -> Option<PublicKey> {
+        let node = self.resolve_owner(owner)?;
+        let cert = otto_protocol::decode_envelope(&node.cert).ok()?;
+        let cert: otto_protocol::NodeCertificate = cert.payload_as().ok()?;
+        PublicKey::from_bytes(&cert.org_key).ok()
+    }
+
     /// Records the node a certificate names (seen in a verified offer, receipt or
     /// revocation) as a known node, after verifying the certificate against the trust
     /// store at `now`. A node already known keeps its addresses and whether it joined.

@@ -57,9 +57,9 @@ pub(crate) async fn plan(
     let branch = form_field(&form, "branch")
         .map(|b| b.trim().to_owned())
         .unwrap_or_default();
-    let packages = ui.api.packages.clone();
+    let api = ui.api.clone();
     let (t, b) = (text.clone(), branch.clone());
-    let outcome = blocking(move || Ok(explain(&t, &b, &packages))).await?;
+    let outcome = blocking(move || Ok(explain(&t, &b, &api))).await?;
     let body = page_body(&current, &text, &branch, &outcome);
     Ok(html_response(
         StatusCode::OK,
@@ -67,10 +67,43 @@ pub(crate) async fn plan(
     ))
 }
 
-/// Plans `text` and renders the result as HTML.
-fn explain(text: &str, branch: &str, packages: &[std::path::PathBuf]) -> String {
+/// The owner binding a run of `body` started here would get: each owner name and its org,
+/// names nothing here resolves flagged.
+fn owners(body: &otto_pipeline::plan::Body, binding: &otto_handoff::Binding, out: &mut String) {
+    out.push_str(
+        "<section aria-label=\"Owners\"><h2>Owners</h2><table data-testid=\"owners\"><thead>\
+         <tr><th>Owner</th><th>Bound to org</th></tr></thead><tbody>",
+    );
+    for name in body.owner_names() {
+        match binding.owners.get(name) {
+            Some(b) => {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{} <code>{}</code></td></tr>",
+                    esc(name),
+                    esc(&b.org),
+                    esc(&b.key)
+                );
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td><strong>unresolved</strong>: no pinned org, alias or \
+                     known node answers to it here; each node would check its stages by its \
+                     own knowledge of it</td></tr>",
+                    esc(name)
+                );
+            }
+        }
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+/// Plans `text` and renders the result as HTML, with the org each owner would be bound
+/// to if this node started the run.
+fn explain(text: &str, branch: &str, api: &crate::api::ApiParts) -> String {
     let mut catalog = StepCatalog::builtins();
-    for dir in packages {
+    for dir in &api.packages {
         if let Ok(loaded) = otto_agent::packages::load_dir(dir) {
             for package in loaded {
                 catalog.add(package.spec());
@@ -141,6 +174,11 @@ fn explain(text: &str, branch: &str, packages: &[std::path::PathBuf]) -> String 
                 );
             }
             out.push_str("</tbody></table></div></section>");
+            owners(
+                &plan.body,
+                &crate::api::runs::bind_owners(api, &plan.body),
+                &mut out,
+            );
             out
         }
         Err(failed) => {

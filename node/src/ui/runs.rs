@@ -254,13 +254,7 @@ fn check_chain(ui: &Ui, id: RunId) -> Result<BundleReport, String> {
             verify::known_certificates(parts)?,
         );
         let bundle = verify::evidence(parts, id, certificates)?;
-        let trust = otto_trust::persist::load_trust_store(&parts.home.trust_file())
-            .map_err(crate::api::ApiError::internal)?;
-        Ok(otto_handoff::bundle::verify_bundle(
-            &bundle,
-            &trust,
-            verify::now_secs(),
-        ))
+        verify::check(parts, &bundle, verify::now_secs())
     };
     run().map_err(|e| format!("the check could not be made ({})", e.code()))
 }

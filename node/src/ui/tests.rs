@@ -286,6 +286,24 @@ async fn explain_draws_the_plan_or_lists_the_problems() {
             .body
             .contains("data-testid=\"handoff\" data-from=\"Lint\" data-to=\"Deploy\"")
     );
+    // The node binds origin to its own org; nothing here answers to ops.
+    assert!(
+        answer.body.contains("data-testid=\"owners\""),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer
+            .body
+            .contains("<tr><td>ops</td><td><strong>unresolved</strong>"),
+        "{}",
+        answer.body
+    );
+    assert!(
+        answer.body.contains("<tr><td>origin</td><td>"),
+        "{}",
+        answer.body
+    );
 
     let broken = f
         .post_form("/ui/explain", &cookie, &form("stage { name = }"), None)

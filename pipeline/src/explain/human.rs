@@ -491,6 +491,32 @@ fn footer(plan: &Plan, out: &mut String) {
             }
         }
     }
+    owners(plan, out);
+}
+
+/// The owner binding of a plan a node started: each owner name and its org, names without
+/// one flagged. A plan no node started has none and shows nothing.
+fn owners(plan: &Plan, out: &mut String) {
+    let bound = &plan.body.owners;
+    if bound.is_empty() {
+        return;
+    }
+    out.push_str("owners:\n");
+    for name in plan.owner_names() {
+        match bound.get(name) {
+            Some(b) => {
+                let key = b.key.get(..24).unwrap_or(&b.key);
+                let _ = writeln!(out, "  {name} → org {} ({key}…)", b.org);
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  {name} → NOT BOUND: the node that started the run knew no org by \
+                     that name; each node checks its stages by its own knowledge of it"
+                );
+            }
+        }
+    }
 }
 
 /// A JSON value written as an Ottofile literal.

@@ -294,6 +294,7 @@ impl Planner<'_> {
             config,
             environments,
             libraries: libraries(&loaded),
+            owners: BTreeMap::new(),
             stages,
             triggers,
         };

@@ -274,3 +274,51 @@ proptest! {
         prop_assert_eq!(a.digest(), b.digest());
     }
 }
+
+#[test]
+fn the_owner_binding_is_in_the_digest_in_key_order() {
+    use otto_pipeline::plan::OwnerBinding;
+    let mut plan = plan_one(BASE);
+    let unbound = plan.digest();
+    let text = String::from_utf8(plan.canonical_bytes()).unwrap();
+    assert!(
+        !text.contains("\"owners\""),
+        "an unbound plan writes no owners: {text}"
+    );
+
+    let ops = |key: &str| OwnerBinding {
+        key: format!("ed25519:{}", key.repeat(64)),
+        org: "acme-ops".to_owned(),
+    };
+    plan.body.owners.insert("ops".to_owned(), ops("a"));
+    let text = String::from_utf8(plan.canonical_bytes()).unwrap();
+    let entry = format!(
+        "\"libraries\":[],\"owners\":{{\"ops\":{{\"key\":\"ed25519:{}\",\"org\":\"acme-ops\"}}}},\"pipeline\":",
+        "a".repeat(64)
+    );
+    assert!(text.contains(&entry), "{text}");
+    let bound = plan.digest();
+    assert_ne!(bound, unbound);
+
+    // Another org key for the same name is another plan.
+    plan.body.owners.insert("ops".to_owned(), ops("b"));
+    assert_ne!(plan.digest(), bound);
+
+    // Explain shows each owner's org and flags a name the binding lacks.
+    assert!(!explain::human(&plan_one(BASE)).contains("owners:"));
+    let text = explain::human(&plan);
+    assert!(
+        text.contains(&format!(
+            "  ops → org acme-ops (ed25519:{}…)",
+            "b".repeat(16)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("  origin → NOT BOUND"), "{text}");
+
+    // The binding survives the JSON document.
+    let json = explain::json(&plan);
+    let back = Document::from_json(&json).unwrap();
+    assert!(back.digest_matches());
+    assert_eq!(back.into_plan().body.owners, plan.body.owners);
+}

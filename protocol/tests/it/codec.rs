@@ -170,6 +170,8 @@ fn every_reject_code_has_a_stable_wire_string() {
         "upstream_receipt_failed",
         "upstream_receipt_missing",
         "upstream_receipt_not_preceding",
+        "upstream_receipt_wrong_signer",
+        "owner_binding_mismatch",
         "offer_expired",
         "replayed",
         "definition_not_approved",

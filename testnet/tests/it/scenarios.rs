@@ -31,6 +31,7 @@ fn every_small_scenario_passes() {
         "partition-during-handoff",
         "intruder",
         "revoked-node",
+        "qa-skipped",
     ] {
         assert!(names.iter().any(|n| n == must), "{names:?}");
     }

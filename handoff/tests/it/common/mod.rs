@@ -4,18 +4,22 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use otto_handoff::definition_digest;
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{
-    Body, Environment, Facts, Gates, Notify, Provenance, Runtime, RuntimeKind, SCHEMA, Stage, Step,
+    Body, Environment, Facts, Gates, Notify, ORIGIN, OwnerBinding, Provenance, Runtime,
+    RuntimeKind, SCHEMA, Stage, Step,
 };
 use otto_protocol::{
     Artifact, Digest, Envelope, HandoffId, KeyBytes, NodeIdentity, Offer, Outcome, Payload as _,
     Receipt, RunSource,
 };
 use otto_trust::cert::issue_cert;
-use otto_trust::{CertSpec, Definitions, NodeKey, OrgKey, Policy, TrustStore, Unverified, dsse};
+use otto_trust::{
+    CertSpec, Definitions, NodeKey, OrgKey, Policy, PublicKey, TrustStore, Unverified, dsse,
+};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
@@ -161,6 +165,11 @@ pub(crate) fn plan() -> Plan {
                 ..Facts::default()
             },
             libraries: Vec::new(),
+            owners: BTreeMap::from([
+                bound(ORIGIN, "dev", 0x0d),
+                bound("ops", "ops", 0x0e),
+                bound("qa", "qa", 0x0f),
+            ]),
             pipeline: "webapp".to_owned(),
             schema: SCHEMA.to_owned(),
             stages: vec![
@@ -175,6 +184,17 @@ pub(crate) fn plan() -> Plan {
         },
         provenance: Provenance::default(),
     }
+}
+
+/// An entry of a plan's owner binding: `owner` is the org `org` whose key has seed `seed`.
+pub(crate) fn bound(owner: &str, org: &str, seed: u8) -> (String, OwnerBinding) {
+    (
+        owner.to_owned(),
+        OwnerBinding {
+            key: OrgKey::from_seed(&[seed; 32]).public_key().keyid(),
+            org: org.to_owned(),
+        },
+    )
 }
 
 pub(crate) struct World {
@@ -322,6 +342,12 @@ pub(crate) fn sign_receipt(by: &Node, receipt: &Receipt) -> Envelope {
 /// How receipts name each other: sha256 of the envelope's canonical bytes.
 pub(crate) fn digest(env: &Envelope) -> Digest {
     sha256(&env.canonical_bytes())
+}
+
+/// The ops org's key: the org of the node the offers go to.
+pub(crate) fn ops_org() -> &'static PublicKey {
+    static KEY: LazyLock<PublicKey> = LazyLock::new(|| OrgKey::from_seed(&[0x0e; 32]).public_key());
+    &KEY
 }
 
 pub(crate) fn ops_names() -> Vec<String> {

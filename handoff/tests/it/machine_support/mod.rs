@@ -136,7 +136,7 @@ pub(crate) fn receive_stored(
     now: u64,
 ) -> Event {
     let names = ops_names();
-    let verify = VerifyContext::new(trust, &names).with_seen(seen);
+    let verify = VerifyContext::new(trust, ops_org(), &names).with_seen(seen);
     machine.handle(Command::OfferReceived(command::OfferReceived {
         peer: "dev-1".to_owned(),
         envelope: Unverified::new(envelope),

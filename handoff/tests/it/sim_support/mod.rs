@@ -173,7 +173,7 @@ pub(crate) fn assert_runs_verify(sim: &Sim) {
             plan,
             &sim.receipts(&run),
             &certificates,
-            &trust,
+            &otto_handoff::Owners::new(&trust, None, &[]),
             sim.now() / 1000,
         );
         assert!(report.is_verified(), "{run}: {report:#?}");
