@@ -309,7 +309,8 @@ impl Bundle {
 /// to an org pinned in its trust store, valid at `now` and not revoked, and a receipt
 /// counts only when its signer's org is the org its stage's owner is bound to.
 pub fn verify_bundle(bundle: &Bundle, owners: &Owners<'_>, now: u64) -> BundleReport {
-    let trust = owners.trust();
+    let trust = owners.trust_for(&bundle.plan.body, now);
+    let trust = &*trust;
     let chain = verify_chain(
         &bundle.run,
         &bundle.plan,

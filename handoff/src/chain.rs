@@ -121,7 +121,8 @@ pub fn verify_chain(
     owners: &Owners<'_>,
     now: u64,
 ) -> ChainReport {
-    let trust = owners.trust();
+    let trust = owners.trust_for(&plan.body, now);
+    let trust = &*trust;
     let plan_digest = plan.digest();
     let dag = Dag::new(&plan.body);
     let stages = &plan.body.stages;

@@ -13,16 +13,18 @@
 //!   pinned org's name) is that org, and the plan's binding, if it binds the name, must
 //!   say the same (the origin leaves out names it could not resolve, e.g. the owner of a
 //!   stage two orgs away that only the org before it knows);
-//! - [`ORIGIN`] is what the plan binds it to (only the run's origin knows it);
-//! - any other name is what the plan binds it to only under [`OwnerPolicy::Bound`]; under
-//!   the default, [`OwnerPolicy::Pinned`], a stage of such an owner has no acceptable
-//!   signer, so a chain through it is refused.
+//! - any other name, [`ORIGIN`] included, is the org the plan binds it to. Under the
+//!   default, [`OwnerPolicy::Pinned`], that org must be pinned here; under
+//!   [`OwnerPolicy::Bound`] an org this node never pinned is taken with the key the plan
+//!   binds (see [`Owners::trust_for`]).
 //!
 //! A receipt counts only if the org key of its signer's certificate is the org key the
 //! owner is bound to. So a trusted org can sign receipts only for stages whose owners are
-//! bound to it, wherever its nodes run.
+//! bound to it, and a node that knows an owner name by an org takes that stage's receipts
+//! from that org only, whatever a plan says.
 #![warn(clippy::unwrap_used)]
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -33,16 +35,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::quoted;
 
-/// Whether an upstream owner this node has never pinned (no alias, no pinned org of that
-/// name, not one of its own names) may be taken as the plan binds it.
+/// Whether the org an upstream owner is bound to may be one this node has never pinned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OwnerPolicy {
-    /// Every owner name but [`ORIGIN`] must be known here (the default).
+    /// The org must be pinned here (the default).
     #[default]
     Pinned,
-    /// Names unknown here are taken as the plan binds them; the bound org must still be
-    /// pinned here for its receipts to verify.
+    /// An org this node never pinned is taken with the key the plan binds the owner to:
+    /// its certificates are checked against that key, and no revocation of it is known.
     Bound,
 }
 
@@ -67,7 +68,8 @@ pub enum Unbound {
         /// The org the plan binds it to, by the name the plan gives.
         bound: String,
     },
-    /// The name is not known here and the policy takes no binding on trust.
+    /// The plan binds the name to an org this node has not pinned, and the policy takes no
+    /// org from a plan.
     NotPinned {
         /// The org the plan binds it to, by the name the plan gives.
         bound: String,
@@ -212,10 +214,14 @@ impl<'a> Owners<'a> {
                 known: known.name,
                 bound: bound.name,
             }),
-            (None, Some(bound)) if name == ORIGIN || self.policy == OwnerPolicy::Bound => {
-                Ok(self.pinned_name(bound))
-            }
-            (None, Some(bound)) => Err(Unbound::NotPinned { bound: bound.name }),
+            (None, Some(bound)) => match self.trust.org_by_key(&bound.key) {
+                Some(org) => Ok(BoundOrg {
+                    key: bound.key,
+                    name: org.name.clone(),
+                }),
+                None if self.policy == OwnerPolicy::Bound => Ok(bound),
+                None => Err(Unbound::NotPinned { bound: bound.name }),
+            },
         }
     }
 
@@ -233,15 +239,29 @@ impl<'a> Owners<'a> {
             })
     }
 
-    /// `bound` under its pinned name here, when this node pinned its key.
-    fn pinned_name(&self, bound: BoundOrg) -> BoundOrg {
-        match self.trust.org_by_key(&bound.key) {
-            Some(org) => BoundOrg {
-                key: bound.key,
-                name: org.name.clone(),
-            },
-            None => bound,
+    /// The trust store to check the receipts of a run of `body` against: this node's, and
+    /// under [`OwnerPolicy::Bound`] also every org the plan binds an owner to that is not
+    /// pinned here, pinned at `now` under the name the plan gives it (or `bound-OWNER`).
+    pub fn trust_for(&self, body: &Body, now: u64) -> Cow<'a, TrustStore> {
+        if self.policy != OwnerPolicy::Bound {
+            return Cow::Borrowed(self.trust);
         }
+        let mut extended: Option<TrustStore> = None;
+        for (name, bound) in &body.owners {
+            let Ok(key) = PublicKey::from_keyid(&bound.key) else {
+                continue;
+            };
+            let store = extended.get_or_insert_with(|| self.trust.clone());
+            if store.org_by_key(&key).is_some() {
+                continue;
+            }
+            for pinned_as in [bound.org.clone(), format!("bound-{name}")] {
+                if store.org(&pinned_as).is_none() && store.pin_org(&pinned_as, key, now).is_ok() {
+                    break;
+                }
+            }
+        }
+        extended.map_or(Cow::Borrowed(self.trust), Cow::Owned)
     }
 }
 
@@ -259,8 +279,7 @@ impl Unbound {
                 quoted(known)
             ),
             Self::NotPinned { bound } => format!(
-                "owner {owner} (org {} in the plan) is not pinned here, and this node takes \
-                 no owner binding on trust",
+                "the plan binds owner {owner} to org {}, which is not pinned here",
                 quoted(bound)
             ),
             Self::BadKey(key) => {

@@ -23,7 +23,7 @@
 //! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
 //! | 15 | … it names this plan's digest | `plan_digest_mismatch` |
 //! | 16 | … it is for a stage the offered stage needs, directly or through others | `upstream_receipt_not_preceding` |
-//! | 17 | … its signer's org is the org the stage's owner is bound to ([`Owners::expected`]: this node's own knowledge of the name, or the plan's binding for the origin and, under [`OwnerPolicy::Bound`], for names unknown here) | `upstream_receipt_wrong_signer` |
+//! | 17 | … its signer's org is the org the stage's owner is bound to ([`Owners::expected`]: the org this node knows by the name, else the org the plan binds it to, which must be pinned here unless the policy is [`OwnerPolicy::Bound`]) | `upstream_receipt_wrong_signer` |
 //! | 18 | per stage before the offered one, in plan order: no two different receipts for one attempt | `upstream_receipt_invalid` |
 //! | 19 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
 //! | 20 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
@@ -69,7 +69,7 @@ pub struct VerifyContext<'a> {
     pub trust: &'a TrustStore,
     /// The receiver's org key: the names in `answers_to` must be bound to it.
     pub org: &'a PublicKey,
-    /// Whether upstream owners this node does not know are taken as the plan binds them.
+    /// Whether upstream owners may be bound to orgs this node never pinned.
     pub owners: OwnerPolicy,
     /// The owner names in plans that mean this node, e.g. `["ops"]`. Add
     /// [`otto_pipeline::plan::ORIGIN`] for offers of runs this node started.
@@ -351,7 +351,7 @@ pub const DEFINITION_SCHEMA: &str = "otto.stage-definition/v1";
 
 impl VerifyContext<'_> {
     /// A context for a node of the org with key `org` that has seen no handoff id,
-    /// publishes no blueprint and takes upstream owners only as it knows them.
+    /// publishes no blueprint and takes upstream owners only bound to orgs it pinned.
     pub fn new<'a>(
         trust: &'a TrustStore,
         org: &'a PublicKey,
@@ -490,7 +490,8 @@ fn check_receipts(
 ) -> Result<Vec<Digest>, Rejection> {
     let invalid = |message| Rejection::new(RejectCode::UpstreamReceiptInvalid, message);
     let mut signed: Vec<SignedReceipt> = Vec::with_capacity(offer.receipts.len());
-    for result in chain::authenticate(&offer.receipts, signers, owners.trust(), now) {
+    let trust = owners.trust_for(body, now);
+    for result in chain::authenticate(&offer.receipts, signers, &trust, now) {
         signed.push(result.map_err(|bad| invalid(bad.reason))?);
     }
     let upstream = signed.iter().map(|s| s.digest).collect();

@@ -100,9 +100,9 @@ pub struct NodeConfig {
     /// run on the node that started the run.
     #[serde(default)]
     pub answers_to: Vec<String>,
-    /// Whether an upstream stage's owner that this node has not pinned (no alias, no
-    /// pinned org of that name) is taken as the run's plan binds it (`"bound"`), or makes
-    /// the chain through it refused (`"pinned"`, the default).
+    /// Whether the org a run's plan binds an upstream owner to may be one this node never
+    /// pinned (`"bound"`: taken with the key the plan gives), or must be pinned here
+    /// (`"pinned"`, the default).
     #[serde(default)]
     pub upstream_owners: otto_handoff::OwnerPolicy,
 }
@@ -710,9 +710,9 @@ impl Config {
         );
         out.push_str(&format!("answers_to = {}\n", list(&self.node.answers_to)));
         out.push_str(
-            "# Upstream stage owners this node has not pinned (no alias, no pinned org of\n\
-             # that name): \"pinned\" refuses a chain through them, \"bound\" takes them\n\
-             # as the run's plan binds them to orgs (docs/security.md).\n",
+            "# The org a run binds an upstream stage's owner to: \"pinned\" takes only orgs\n\
+             # pinned here, \"bound\" also orgs never pinned, with the key the run gives\n\
+             # (docs/security.md).\n",
         );
         out.push_str(&format!(
             "upstream_owners = {}\n\n",

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, anyhow, bail};
+use otto_handoff::Owners;
 use otto_handoff::bundle::{AttestationReport, Bundle, MAX_BUNDLE_BYTES, verify_bundle};
-use otto_handoff::{OwnerPolicy, Owners};
 use otto_protocol::NodeCertificate;
 use otto_trust::cert::verify_cert_with_org_key;
 use otto_trust::store::AliasTarget;
@@ -34,10 +34,9 @@ trusts only the org keys given with --trust: NAME=KEYID or a bare KEYID, where K
 is ed25519: and the org key's 64 hex digits (`otto-node init` prints it; get it from
 the org, never from the bundle). The certificates in a bundle carry no trust.
 
-A stage's receipt counts only if a node of the org its owner is bound to signed it.
-With --bundle, NAME is the owner name the key stands for (give one key several names
-to let it own several); an owner not named so is refused, unless --owners bound takes
-it as the run's plan binds it (to one of the --trust keys).
+A stage's receipt counts only if a node of the org its owner is bound to signed it:
+the org a --trust NAME names (give one key several names for several owners), else
+the org the run's plan binds the owner to, which must be one of the --trust keys.
 
 Exits 0 only if every stage is verified (or skipped by the plan) and every
 attestation verifies; 1 otherwise, or on an error.")]
@@ -51,10 +50,6 @@ pub(crate) struct Args {
     /// Org keys to trust with --bundle: NAME=KEYID or KEYID (repeatable).
     #[arg(long, value_name = "ORGKEY", num_args = 1.., requires = "bundle")]
     trust: Vec<String>,
-    /// With --bundle: `pinned` refuses stages whose owner no --trust NAME names; `bound`
-    /// takes such owners as the run's plan binds them.
-    #[arg(long, value_name = "POLICY", default_value = "pinned", value_parser = owner_policy, requires = "bundle")]
-    owners: OwnerPolicy,
     /// Print the report as JSON (schema: docs/api.md, GET /v1/runs/{run}/verify).
     #[arg(long)]
     json: bool,
@@ -64,7 +59,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let (report, hint) = match (&args.bundle, &args.run) {
-        (Some(path), _) => offline(path, &args.trust, args.owners)?,
+        (Some(path), _) => offline(path, &args.trust)?,
         (None, Some(run)) => {
             let client = args.node.client()?;
             let report: Value = client.get(&format!("/v1/runs/{}/verify", path_segment(run)))?;
@@ -93,11 +88,7 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
 
 /// Checks the bundle at `path` against a trust store of the `trust` keys; returns the
 /// report as JSON and a hint for when none of the keys certified anything in it.
-fn offline(
-    path: &Path,
-    trust: &[String],
-    policy: OwnerPolicy,
-) -> anyhow::Result<(Value, Option<String>)> {
+fn offline(path: &Path, trust: &[String]) -> anyhow::Result<(Value, Option<String>)> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -108,21 +99,11 @@ fn offline(
     let text = read_bundle(path)?;
     let bundle = Bundle::from_json(&text).with_context(|| path.display().to_string())?;
     let store = trust_store(&keys, &bundle, now)?;
-    let owners = Owners::new(&store, None, &[]).with_policy(policy);
+    let owners = Owners::new(&store, None, &[]);
     let report = verify_bundle(&bundle, &owners, now);
     let hint = no_key_hint(&keys, &bundle);
     let value = serde_json::to_value(&report).context("the report does not serialize")?;
     Ok((value, hint))
-}
-
-fn owner_policy(text: &str) -> Result<OwnerPolicy, String> {
-    match text {
-        "pinned" => Ok(OwnerPolicy::Pinned),
-        "bound" => Ok(OwnerPolicy::Bound),
-        other => Err(format!(
-            "{other:?} is not an owner policy: use pinned or bound"
-        )),
-    }
 }
 
 /// An org key from `--trust`: `NAME=KEYID` or a bare `KEYID`.

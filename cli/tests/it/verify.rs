@@ -219,10 +219,9 @@ fn a_bundle_verifies_offline_with_the_org_keys() {
     );
 
     // Bare key ids, as separate --trust flags: orgs take the names their certificates
-    // give, so no key stands for the owner name `ops`: Deploy's receipt counts only when
-    // the plan's binding is taken. The JSON report is the node's `GET
-    // /v1/runs/{run}/verify` shape.
-    let bare = [
+    // give, and each owner is the org the plan binds it to. The JSON report is the node's
+    // `GET /v1/runs/{run}/verify` shape.
+    let out = otto(&[
         "verify",
         "--bundle",
         &path,
@@ -230,15 +229,8 @@ fn a_bundle_verifies_offline_with_the_org_keys() {
         &keyid(&acme()),
         "--trust",
         &keyid(&ops()),
-    ];
-    let out = otto(&bare);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(
-        stdout.contains("owner \"ops\" (org \"acme-ops\" in the plan) is not pinned here"),
-        "{stdout}"
-    );
-    let out = otto(&[bare.as_slice(), &["--owners", "bound", "--json"]].concat());
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["verified"], true);
@@ -304,6 +296,45 @@ fn a_bundle_whose_stage_another_org_signed_fails_naming_the_stage() {
         "{stdout}"
     );
     assert!(stdout.contains("NOT verified"), "{stdout}");
+}
+
+#[test]
+fn a_bundle_whose_plan_rebinds_a_named_owner_fails() {
+    // The plan binds ops to acme, and a node of acme signed Deploy: consistent, but the
+    // verifier knows `ops` as the acme-ops key.
+    let mut forged = bundle_deployed_by(node(&acme(), "n2", 0x2a));
+    let ops_binding = forged.plan.body.owners.get_mut("ops").unwrap();
+    ops_binding.key = keyid(&acme());
+    ops_binding.org = "acme".to_owned();
+    let n1 = node(&acme(), "n1", 0x1a);
+    let n2 = node(&acme(), "n2", 0x2a);
+    let build = receipt(&forged.plan, &n1, "Build", vec![]);
+    let upstream = otto_pipeline::plan::sha256_digest(&build.canonical_bytes());
+    let upstream: Digest = upstream.trim_start_matches("sha256:").parse().unwrap();
+    let deploy = receipt(&forged.plan, &n2, "Deploy", vec![upstream]);
+    forged.receipts = vec![build, deploy];
+    forged.attestations.clear();
+    let (_dir, path) = file(&forged.to_json());
+    let trust = [
+        format!("acme={}", keyid(&acme())),
+        format!("ops={}", keyid(&ops())),
+    ];
+    let out = otto(&["verify", "--bundle", &path, "--trust", &trust[0], &trust[1]]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "the receipt of stage \"Deploy\" is signed by node \"n2\" of org \"acme\", and no \
+             org's receipt counts for it: the plan binds owner \"ops\" to org \"acme\", but \
+             here \"ops\" is org \"ops\""
+        ),
+        "{stdout}"
+    );
+
+    // Without knowing the name, the verifier goes by the plan: the chain is consistent.
+    let bare = [keyid(&acme()), keyid(&ops())];
+    let out = otto(&["verify", "--bundle", &path, "--trust", &bare[0], &bare[1]]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 }
 
 #[test]

@@ -117,27 +117,43 @@ fn a_plan_that_binds_the_owner_to_the_signers_org_is_refused_all_the_same() {
 }
 
 #[test]
-fn an_owner_this_node_never_pinned_is_refused_unless_the_policy_takes_the_binding() {
-    let mut world = tested_by_owner("qa-team");
-    bind(&mut world, "qa-team", "acme-qa", 0x0f);
+fn an_org_this_node_never_pinned_is_refused_unless_the_policy_takes_the_binding() {
+    // Test belongs to `sec`, bound to an org ops has never pinned.
+    let sec = Node::new("sec-1", "acme-sec", 0x1c, 0x2c);
+    let mut world = tested_by_owner("sec");
+    bind(&mut world, "sec", "acme-sec", 0x1c);
+    let offer = offer_tested_by(&world, &sec);
+    let message = refused(
+        check(&world, &offer, OwnerPolicy::Pinned),
+        RejectCode::UpstreamReceiptInvalid,
+    );
+    assert!(message.contains("not trusted"), "{message}");
+    check(&world, &offer, OwnerPolicy::Bound).unwrap();
+
+    // Taking the plan's key still holds the signer to it.
+    let offer = offer_tested_by(&world, &rogue());
+    let message = refused(
+        check(&world, &offer, OwnerPolicy::Bound),
+        RejectCode::UpstreamReceiptWrongSigner,
+    );
+    assert!(message.contains("bound to org \"acme-sec\""), "{message}");
+}
+
+#[test]
+fn an_owner_bound_to_an_unpinned_org_counts_no_receipt_of_a_pinned_one() {
+    // The plan binds `sec` to an org ops never pinned; a pinned org's node signed Test.
+    let mut world = tested_by_owner("sec");
+    bind(&mut world, "sec", "acme-sec", 0x1c);
     let offer = offer_tested_by(&world, &world.qa);
     let message = refused(
         check(&world, &offer, OwnerPolicy::Pinned),
         RejectCode::UpstreamReceiptWrongSigner,
     );
     assert!(
-        message.contains("owner \"qa-team\" (org \"acme-qa\" in the plan) is not pinned here"),
+        message
+            .contains("the plan binds owner \"sec\" to org \"acme-sec\", which is not pinned here"),
         "{message}"
     );
-    check(&world, &offer, OwnerPolicy::Bound).unwrap();
-
-    // Taking the binding still holds the signer to it.
-    let offer = offer_tested_by(&world, &rogue());
-    let message = refused(
-        check(&world, &offer, OwnerPolicy::Bound),
-        RejectCode::UpstreamReceiptWrongSigner,
-    );
-    assert!(message.contains("bound to org \"qa\""), "{message}");
 }
 
 #[test]

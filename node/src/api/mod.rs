@@ -91,7 +91,7 @@ pub struct ApiParts {
     pub mesh: mesh::Client,
     /// Who the node trusts: invites, joins, peers, the trust store.
     pub membership: Membership,
-    /// Whether upstream owners this node has not pinned are taken as a plan binds them.
+    /// Whether upstream owners may be bound to orgs this node never pinned.
     pub owners: otto_handoff::OwnerPolicy,
 }
 

@@ -83,7 +83,7 @@ pub struct ExchangeParts {
     pub membership: Membership,
     /// The owner names this node answers to.
     pub answers_to: Vec<String>,
-    /// Whether upstream owners this node does not know are taken as a plan binds them.
+    /// Whether upstream owners may be bound to orgs this node never pinned.
     pub owners: otto_handoff::OwnerPolicy,
     /// Where fetches in progress are kept (a private directory of the home).
     pub fetch_dir: PathBuf,
