@@ -438,7 +438,7 @@ fn a_verification_summary_states_the_verdict_and_its_inputs_and_verifies() {
     use otto_handoff::vsa;
     let world = World::new();
     let bundle = received(&bundle(&world));
-    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    let report = verify_bundle(&bundle, &Owners::new(&trust(&world), None, &[]), NOW);
     let statement = vsa::summary(&bundle, &report, &context());
     let envelope = vsa::sign(&statement, &world.ops.key).unwrap();
     // It verifies with the exporting node's key only, and reads back as it was made.
@@ -528,7 +528,7 @@ fn a_chain_that_does_not_verify_is_summarised_as_failed() {
     let world = World::new();
     let mut bundle = bundle(&world);
     bundle.receipts.remove(3);
-    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    let report = verify_bundle(&bundle, &Owners::new(&trust(&world), None, &[]), NOW);
     assert!(!report.verified);
     let statement = vsa::summary(&bundle, &report, &context());
     assert_eq!(statement.predicate.verification_result, vsa::FAILED);
