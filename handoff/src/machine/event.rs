@@ -167,6 +167,20 @@ pub enum Receipt {
         /// How it ended.
         outcome: Outcome,
     },
+    /// The receipt is for a stage this node handed to another peer: refused, not stored
+    /// and not acknowledged; nothing changed.
+    Refused {
+        /// The peer that sent it.
+        peer: String,
+        /// The run.
+        run: String,
+        /// The stage.
+        stage: String,
+        /// The attempt it reports.
+        attempt: u32,
+        /// The peer the stage was handed to.
+        given_to: String,
+    },
     /// The envelope does not hold a receipt; nothing changed.
     Invalid {
         /// Why.

@@ -387,6 +387,8 @@ struct Awaiting {
     run: String,
     stage: String,
     attempt: u32,
+    /// The peer that accepted it: the only one whose receipt ends it.
+    peer: String,
 }
 
 /// An offer this node received.

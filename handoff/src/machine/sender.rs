@@ -165,7 +165,8 @@ impl Machine {
         }
     }
 
-    /// [`command::Receipt`]: store and acknowledge it, and end the handoff it answers.
+    /// [`command::Receipt`]: store and acknowledge it, and end the handoff it answers;
+    /// refuse it if that handoff went to another peer.
     pub(super) fn receipt(&mut self, command: command::Receipt) -> event::Receipt {
         let command::Receipt {
             peer,
@@ -180,6 +181,30 @@ impl Machine {
                 };
             }
         };
+        // Only the peer a stage was given to may end it: a receipt of the same run, stage
+        // and attempt from anyone else is refused before anything is stored.
+        let given_to = self
+            .awaiting
+            .values()
+            .find(|a| answers(&receipt, &a.run, &a.stage, a.attempt))
+            .map(|a| &a.peer)
+            .or_else(|| {
+                self.outgoing
+                    .values()
+                    .find(|out| answers(&receipt, &out.run, &out.stage, out.attempt))
+                    .map(|out| &out.peer)
+            });
+        if let Some(given_to) = given_to
+            && *given_to != peer
+        {
+            return event::Receipt::Refused {
+                given_to: given_to.clone(),
+                peer,
+                run: receipt.run,
+                stage: receipt.stage,
+                attempt: receipt.attempt,
+            };
+        }
         let handoff = self.take_awaiting(&receipt).or_else(|| {
             // The stage ran, so the offer was accepted even if the accept was lost.
             let id = self
@@ -340,6 +365,7 @@ impl Machine {
                 run: out.run.clone(),
                 stage: out.stage.clone(),
                 attempt: out.attempt,
+                peer: out.peer.clone(),
             },
         );
         self.awaiting_order.push_back(id);

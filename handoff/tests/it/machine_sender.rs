@@ -532,6 +532,66 @@ fn a_receipt_before_the_accept_ends_the_offer_too() {
 }
 
 #[test]
+fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() {
+    // The offer went to ops-1; qa-1, a trusted node too, sends a receipt for the same run,
+    // stage and attempt, before the accept and after it.
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let forged = || verified(&world.qa, &deploy_receipt(&world, 1));
+    let refused = |event: Event| {
+        assert_eq!(
+            event,
+            Event::Receipt(event::Receipt::Refused {
+                peer: "qa-1".to_owned(),
+                run: RUN.to_owned(),
+                stage: "Deploy".to_owned(),
+                attempt: 1,
+                given_to: "ops-1".to_owned(),
+            })
+        );
+    };
+    refused(machine.handle(Command::Receipt(command::Receipt {
+        peer: "qa-1".to_owned(),
+        envelope: forged(),
+        now: AT + 1,
+    })));
+    assert_eq!(actions(&mut machine), []);
+    assert_eq!(machine.pending_offers(), 1);
+
+    answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &accept(&offer)),
+        AT + 5,
+    );
+    actions(&mut machine);
+    refused(machine.handle(Command::Receipt(command::Receipt {
+        peer: "qa-1".to_owned(),
+        envelope: forged(),
+        now: AT + 6,
+    })));
+    assert_eq!(actions(&mut machine), []);
+
+    // The owner's own receipt still ends the handoff.
+    let event = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
+        now: AT + 7,
+    }));
+    assert!(
+        matches!(
+            event,
+            Event::Receipt(event::Receipt::StageFinished { handoff: Some(id), .. }) if id == offer.id
+        ),
+        "{event:?}"
+    );
+    assert!(matches!(
+        actions(&mut machine).first(),
+        Some(Action::PersistReceipt { .. })
+    ));
+}
+
+#[test]
 fn a_receipt_envelope_that_holds_something_else_is_invalid() {
     let world = World::new();
     let mut machine = machine();

@@ -525,6 +525,19 @@ impl Exchange {
                 };
                 tracing::info!(target: TARGET, %run, %stage, %org, %node, id = %id, %how, "offer accepted");
             }
+            Event::Receipt(event::Receipt::Refused {
+                peer,
+                run,
+                stage,
+                attempt,
+                given_to,
+            }) => {
+                // Not stored, not acknowledged: dropping the reply closes the request.
+                self.receipt_replies
+                    .remove(&(run.clone(), stage.clone(), attempt));
+                let (who, owner) = (self.node_name(&peer), self.node_name(&given_to));
+                tracing::warn!(target: TARGET, %run, %stage, attempt, from = %who, given_to = %owner, "a receipt from a node the stage was not given to; refused");
+            }
             Event::OfferReceived(event::OfferReceived::Rejected { rejection, .. }) => {
                 tracing::warn!(target: TARGET, code = %rejection.code, message = %rejection.message, "offer rejected");
             }
