@@ -557,7 +557,7 @@ fn an_output_the_plan_does_not_archive_in_its_stage_is_no_subject_and_fails_the_
     bundle.receipts[3] = forged;
     bundle.receipts[4] = sign_receipt(&world.qa, &smoke);
     bundle.attestations.clear();
-    let report = verify_bundle(&bundle, &trust(&world), NOW);
+    let report = verify_bundle(&bundle, &Owners::new(&trust(&world), None, &[]), NOW);
     assert!(report.verified, "the chain itself verifies: {report:?}");
     let statement = vsa::summary(&bundle, &report, &context());
     assert_eq!(statement.predicate.verification_result, vsa::FAILED);
