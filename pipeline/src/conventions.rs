@@ -24,7 +24,7 @@ pub struct Detected {
 /// The conventions in the order they are tried; the first that matches wins. More
 /// specific stacks come first (a Rails app also has a Makefile sometimes).
 pub const CONVENTIONS: &[&str] = &[
-    "rails", "cargo", "npm", "go", "maven", "gradle", "python", "make",
+    "rails", "bundler", "cargo", "npm", "go", "maven", "gradle", "python", "make",
 ];
 
 /// What to write when no convention matches: the smallest Ottofile, on one line.
@@ -33,7 +33,7 @@ pub const MINIMAL_OTTOFILE: &str = "stage('Build') { steps { sh './build.sh' } }
 /// Finds the convention for `dir`, if any.
 pub fn detect(source: &dyn Source, dir: &Path) -> Option<Detected> {
     let probe = Probe { source, dir };
-    rails(&probe)
+    ruby(&probe)
         .or_else(|| cargo(&probe))
         .or_else(|| node(&probe))
         .or_else(|| go(&probe))
@@ -59,37 +59,86 @@ impl Probe<'_> {
     }
 }
 
-fn rails(p: &Probe<'_>) -> Option<Detected> {
+/// Rails and other Bundler projects: gems installed into `vendor/bundle` (relocatable, so
+/// cached), then the tests a person would run.
+fn ruby(p: &Probe<'_>) -> Option<Detected> {
     let gemfile = p.read("Gemfile")?;
-    let names_rails = gemfile.lines().any(|line| {
-        let line = line.trim_start();
-        line.starts_with("gem 'rails'") || line.starts_with("gem \"rails\"")
-    });
-    if !names_rails {
-        return None;
-    }
-    let key = if p.has("Gemfile.lock") {
-        "  key = ['Gemfile.lock']"
-    } else {
-        ""
+    let names_gem = |gem: &str| {
+        gemfile.lines().any(|line| {
+            let line = line.trim_start();
+            line.starts_with(&format!("gem '{gem}'")) || line.starts_with(&format!("gem \"{gem}\""))
+        })
     };
-    let ottofile = format!(
-        "// Inferred by the rails convention.\n\
+    let lock = p.read("Gemfile.lock");
+    let rails = names_gem("rails");
+    // Gems a gemspec declares reach the lockfile, so it and the Gemfile tell what is used.
+    let uses = |gem: &str| {
+        names_gem(gem)
+            || lock.as_deref().is_some_and(|l| {
+                l.lines()
+                    .any(|line| line.trim_start().starts_with(&format!("{gem} (")))
+            })
+    };
+    let key = if lock.is_some() {
+        "Gemfile.lock"
+    } else {
+        "Gemfile"
+    };
+    let (name, test, why) = if rails {
+        let rails = if p.has("bin/rails") {
+            "bin/rails"
+        } else {
+            "bundle exec rails"
+        };
+        (
+            "rails",
+            Some(format!("{rails} test")),
+            "Gemfile names the rails gem".to_owned(),
+        )
+    } else if uses("rspec") && p.source.kind(&p.dir.join("spec")) == Some(EntryKind::Dir) {
+        (
+            "bundler",
+            Some("bundle exec rspec".to_owned()),
+            "found Gemfile; tests with rspec (named, with a spec/ directory)".to_owned(),
+        )
+    } else if p.has("Rakefile") {
+        (
+            "bundler",
+            Some("bundle exec rake".to_owned()),
+            "found Gemfile and Rakefile; tests with the Rakefile's default task".to_owned(),
+        )
+    } else {
+        (
+            "bundler",
+            None,
+            "found Gemfile; no Rakefile and no rspec with a spec/ directory, so no Test stage"
+                .to_owned(),
+        )
+    };
+    let mut ottofile = format!(
+        "// Inferred by the {name} convention.\n\
          stage('Build') {{\n\
-         \x20 cache {{ gems {{ paths = ['vendor/bundle/']{key} }} }}\n\
+         \x20 cache {{ gems {{ paths = ['vendor/bundle/']  key = ['{key}'] }} }}\n\
          \x20 steps {{\n\
          \x20   sh 'bundle config set --local path vendor/bundle'\n\
          \x20   sh 'bundle install'\n\
          \x20 }}\n\
-         }}\n\
-         stage('Test') {{\n\
-         \x20 cache {{ use gems }}\n\
-         \x20 steps {{ sh 'bundle exec rails test' }}\n\
          }}\n"
     );
+    if let Some(test) = test {
+        ottofile.push_str(&format!(
+            "stage('Test') {{\n\
+             \x20 cache {{ use gems }}\n\
+             \x20 steps {{\n\
+             \x20   sh 'bundle config set --local path vendor/bundle'\n\
+             \x20   sh '{test}'\n\
+             \x20 }}\n\
+             }}\n"
+        ));
+    }
     Some(Detected {
-        name: "rails",
-        reason: "Gemfile names the rails gem".into(),
+        name,
+        reason: format!("{why}; gems in vendor/bundle, cached by {key}"),
         ottofile,
     })
 }
@@ -201,34 +250,79 @@ fn node(p: &Probe<'_>) -> Option<Detected> {
     })
 }
 
+/// The variables that keep Go's module and build caches in the workspace. `-trimpath`
+/// keeps the workspace's path out of the build cache's keys, so a cache restored into
+/// another run's workspace is still valid; `-modcacherw` leaves the module cache
+/// writable, so it can be removed with the workspace.
+const GO_ENV: &str = "GOMODCACHE=\"$PWD/.cache/go/mod\" GOCACHE=\"$PWD/.cache/go/build\" GOFLAGS=\"-modcacherw -trimpath\"";
+
 fn go(p: &Probe<'_>) -> Option<Detected> {
     if !p.has("go.mod") {
         return None;
     }
-    let ottofile = "// Inferred by the go convention.\n\
-                    stage('Build') { steps { sh 'go build ./...' } }\n\
-                    stage('Test') { steps { sh 'go vet ./...'  sh 'go test ./...' } }\n"
-        .to_owned();
+    let key = if p.has("go.sum") { "go.sum" } else { "go.mod" };
+    let ottofile = format!(
+        "// Inferred by the go convention.\n\
+         stage('Build') {{\n\
+         \x20 cache {{ go {{ paths = ['.cache/go/']  key = ['{key}'] }} }}\n\
+         \x20 steps {{ sh '{GO_ENV} go build ./...' }}\n\
+         }}\n\
+         stage('Test') {{\n\
+         \x20 cache {{ use go }}\n\
+         \x20 steps {{\n\
+         \x20   sh '{GO_ENV} go vet ./...'\n\
+         \x20   sh '{GO_ENV} go test ./...'\n\
+         \x20 }}\n\
+         }}\n"
+    );
     Some(Detected {
         name: "go",
-        reason: "found go.mod".into(),
+        reason: format!("found go.mod; module and build caches in .cache/go, keyed by {key}"),
         ottofile,
     })
+}
+
+/// The files present among `candidates`, quoted for an Ottofile list.
+fn present(p: &Probe<'_>, candidates: &[&str]) -> Vec<String> {
+    candidates
+        .iter()
+        .filter(|f| p.has(f))
+        .map(|f| format!("'{f}'"))
+        .collect()
 }
 
 fn maven(p: &Probe<'_>) -> Option<Detected> {
     if !p.has("pom.xml") {
         return None;
     }
-    let mvn = if p.has("mvnw") { "./mvnw" } else { "mvn" };
+    // The wrapper keeps the Maven it downloads under MAVEN_USER_HOME.
+    let (mvn, wrapper) = if p.has("mvnw") {
+        (
+            "MAVEN_USER_HOME=\"$PWD/.cache/maven\" ./mvnw",
+            ", run through mvnw",
+        )
+    } else {
+        ("mvn", "")
+    };
+    let mvn = format!("{mvn} -B -Dmaven.repo.local=\"$PWD/.cache/maven/repository\"");
+    let key = present(p, &["pom.xml", ".mvn/wrapper/maven-wrapper.properties"]).join(", ");
     let ottofile = format!(
         "// Inferred by the maven convention.\n\
-         stage('Build') {{ steps {{ sh '{mvn} -B -DskipTests package' }} }}\n\
-         stage('Test') {{ steps {{ sh '{mvn} -B verify' }} }}\n"
+         stage('Build') {{\n\
+         \x20 cache {{ maven {{ paths = ['.cache/maven/']  key = [{key}] }} }}\n\
+         \x20 steps {{ sh '{mvn} -DskipTests package' }}\n\
+         }}\n\
+         stage('Test') {{\n\
+         \x20 cache {{ use maven }}\n\
+         \x20 steps {{ sh '{mvn} verify' }}\n\
+         }}\n"
     );
     Some(Detected {
         name: "maven",
-        reason: "found pom.xml".into(),
+        reason: format!(
+            "found pom.xml{wrapper}; the local repository in .cache/maven, keyed by {}",
+            key.replace('\'', "")
+        ),
         ottofile,
     })
 }
@@ -237,19 +331,44 @@ fn gradle(p: &Probe<'_>) -> Option<Detected> {
     let file = ["build.gradle.kts", "build.gradle"]
         .into_iter()
         .find(|f| p.has(f))?;
-    let gradle = if p.has("gradlew") {
-        "./gradlew"
+    let (gradle, wrapper) = if p.has("gradlew") {
+        ("./gradlew", ", run through gradlew")
     } else {
-        "gradle"
+        ("gradle", "")
     };
+    let gradle = format!("GRADLE_USER_HOME=\"$PWD/.cache/gradle\" {gradle} --no-daemon");
+    let key = present(
+        p,
+        &[
+            "settings.gradle.kts",
+            "settings.gradle",
+            "build.gradle.kts",
+            "build.gradle",
+            "gradle.lockfile",
+            "gradle/libs.versions.toml",
+            "gradle/wrapper/gradle-wrapper.properties",
+        ],
+    )
+    .join(", ");
+    // Downloaded dependencies and the wrapper's distributions; not the rest of the user
+    // home (daemon logs, native libraries, locks).
     let ottofile = format!(
         "// Inferred by the gradle convention.\n\
-         stage('Build') {{ steps {{ sh '{gradle} --no-daemon assemble' }} }}\n\
-         stage('Test') {{ steps {{ sh '{gradle} --no-daemon check' }} }}\n"
+         stage('Build') {{\n\
+         \x20 cache {{ gradle {{ paths = ['.cache/gradle/caches/modules-2/', '.cache/gradle/wrapper/dists/']  key = [{key}] }} }}\n\
+         \x20 steps {{ sh '{gradle} assemble' }}\n\
+         }}\n\
+         stage('Test') {{\n\
+         \x20 cache {{ use gradle }}\n\
+         \x20 steps {{ sh '{gradle} check' }}\n\
+         }}\n"
     );
     Some(Detected {
         name: "gradle",
-        reason: format!("found {file}"),
+        reason: format!(
+            "found {file}{wrapper}; downloaded dependencies and distributions in .cache/gradle, keyed by {}",
+            key.replace('\'', "")
+        ),
         ottofile,
     })
 }
@@ -405,25 +524,42 @@ fn is_plain_requirement(req: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || " ._-[],<>=!~;:().*+@/".contains(c))
 }
 
-fn make(p: &Probe<'_>) -> Option<Detected> {
-    let file = ["GNUmakefile", "Makefile", "makefile"]
-        .into_iter()
-        .find(|f| p.has(f))?;
-    let text = p.read(file)?;
-    let targets: Vec<&str> = text
-        .lines()
+/// The targets a Makefile (or an automake `Makefile.in`) defines, roughly: the names
+/// before `:` on lines that start a rule.
+fn make_targets(text: &str) -> Vec<&str> {
+    text.lines()
         .filter(|l| !l.starts_with(['\t', ' ', '#', '.']))
         .filter_map(|l| l.split_once(':').map(|(t, _)| t.trim()))
         .filter(|t| !t.is_empty() && !t.contains(['$', '%', '=', ' ']))
-        .collect();
-    let mut ottofile =
-        "// Inferred by the make convention.\nstage('Build') { steps { sh 'make' } }\n".to_owned();
-    let mut reason = format!("found {file}");
+        .collect()
+}
+
+fn make(p: &Probe<'_>) -> Option<Detected> {
+    let makefile = ["GNUmakefile", "Makefile", "makefile"]
+        .into_iter()
+        .find(|f| p.has(f));
+    // A `configure` script without a Makefile writes it: autotools and the like.
+    let (build, text, mut reason) = match makefile {
+        Some(file) => ("sh 'make'", p.read(file)?, format!("found {file}")),
+        None if p.has("configure") => (
+            "sh './configure'\n    sh 'make'",
+            p.read("Makefile.in").unwrap_or_default(),
+            "found configure and no Makefile: ./configure writes it".to_owned(),
+        ),
+        None => return None,
+    };
+    let targets = make_targets(&text);
+    let mut ottofile = format!(
+        "// Inferred by the make convention.\nstage('Build') {{\n  steps {{\n    {build}\n  }}\n}}\n"
+    );
     if let Some(test) = ["test", "check"].into_iter().find(|t| targets.contains(t)) {
+        // The tests run in the built tree (times kept, so make rebuilds nothing).
         ottofile.push_str(&format!(
-            "stage('Test') {{ steps {{ sh 'make {test}' }} }}\n"
+            "stage('Test') {{\n  runtime {{ from 'Build' }}\n  steps {{ sh 'make {test}' }}\n}}\n"
         ));
-        reason.push_str(&format!(" with a `{test}` target"));
+        reason.push_str(&format!("; `make {test}` runs in the built tree"));
+    } else {
+        reason.push_str("; no `test` or `check` target, so no Test stage");
     }
     Some(Detected {
         name: "make",

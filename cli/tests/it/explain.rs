@@ -92,6 +92,8 @@ const EXAMPLES: &[(&str, &str, &[&str])] = &[
         &[],
     ),
     ("conv-make", "examples/conventions/make", &[]),
+    ("conv-configure", "examples/conventions/configure", &[]),
+    ("conv-bundler", "examples/conventions/bundler", &[]),
 ];
 
 #[test]

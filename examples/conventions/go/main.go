@@ -1,3 +1,12 @@
 package main
 
-func main() {}
+import "fmt"
+
+// Greeting is what the program prints.
+func Greeting(name string) string {
+	return "hello, " + name
+}
+
+func main() {
+	fmt.Println(Greeting("go"))
+}

@@ -192,3 +192,204 @@ fn an_unknown_stack_gets_the_minimal_ottofile_and_it_plans() {
     )
     .unwrap();
 }
+
+#[test]
+fn go_keeps_its_module_and_build_caches_in_the_workspace_keyed_by_go_sum() {
+    let d = detected(&[("go.mod", "module x\n"), ("go.sum", "")]);
+    assert!(
+        d.ottofile
+            .contains("go { paths = ['.cache/go/']  key = ['go.sum'] }"),
+        "{}",
+        d.ottofile
+    );
+    // Every go command sees the same caches, and -trimpath keeps the per-run workspace
+    // path out of the build cache's keys, so a restored cache is used.
+    let env = "GOMODCACHE=\"$PWD/.cache/go/mod\" GOCACHE=\"$PWD/.cache/go/build\" GOFLAGS=\"-modcacherw -trimpath\"";
+    for command in ["go build ./...", "go vet ./...", "go test ./..."] {
+        assert!(
+            d.ottofile.contains(&format!("sh '{env} {command}'")),
+            "{command}: {}",
+            d.ottofile
+        );
+    }
+    assert!(d.ottofile.contains("cache { use go }"), "{}", d.ottofile);
+    assert_eq!(
+        d.reason,
+        "found go.mod; module and build caches in .cache/go, keyed by go.sum"
+    );
+    // A module without dependencies has no go.sum: go.mod is the key.
+    let d = detected(&[("go.mod", "module x\n")]);
+    assert!(d.ottofile.contains("key = ['go.mod']"), "{}", d.ottofile);
+}
+
+#[test]
+fn maven_and_gradle_cache_their_downloads_in_the_workspace() {
+    let d = detected(&[("pom.xml", "<project/>")]);
+    assert!(
+        d.ottofile.contains(
+            "sh 'mvn -B -Dmaven.repo.local=\"$PWD/.cache/maven/repository\" -DskipTests package'"
+        ),
+        "{}",
+        d.ottofile
+    );
+    assert!(
+        d.ottofile
+            .contains("maven { paths = ['.cache/maven/']  key = ['pom.xml'] }"),
+        "{}",
+        d.ottofile
+    );
+    assert!(d.ottofile.contains("cache { use maven }"), "{}", d.ottofile);
+    // The wrapper keeps the Maven it downloads in the cached directory too.
+    let d = detected(&[
+        ("pom.xml", "<project/>"),
+        ("mvnw", "#!/bin/sh\n"),
+        (
+            ".mvn/wrapper/maven-wrapper.properties",
+            "distributionUrl=x\n",
+        ),
+    ]);
+    assert!(
+        d.ottofile
+            .contains("sh 'MAVEN_USER_HOME=\"$PWD/.cache/maven\" ./mvnw -B "),
+        "{}",
+        d.ottofile
+    );
+    assert!(
+        d.ottofile
+            .contains("key = ['pom.xml', '.mvn/wrapper/maven-wrapper.properties']"),
+        "{}",
+        d.ottofile
+    );
+    assert_eq!(
+        d.reason,
+        "found pom.xml, run through mvnw; the local repository in .cache/maven, keyed by pom.xml, .mvn/wrapper/maven-wrapper.properties"
+    );
+
+    let d = detected(&[
+        ("build.gradle.kts", "plugins { java }\n"),
+        ("settings.gradle.kts", "rootProject.name = \"x\"\n"),
+        ("gradlew", "#!/bin/sh\n"),
+        (
+            "gradle/wrapper/gradle-wrapper.properties",
+            "distributionUrl=x\n",
+        ),
+        ("gradle/libs.versions.toml", "[versions]\n"),
+    ]);
+    assert!(
+        d.ottofile.contains(
+            "gradle { paths = ['.cache/gradle/caches/modules-2/', '.cache/gradle/wrapper/dists/']  key = ['settings.gradle.kts', 'build.gradle.kts', 'gradle/libs.versions.toml', 'gradle/wrapper/gradle-wrapper.properties'] }"
+        ),
+        "{}",
+        d.ottofile
+    );
+    assert!(
+        d.ottofile.contains(
+            "sh 'GRADLE_USER_HOME=\"$PWD/.cache/gradle\" ./gradlew --no-daemon assemble'"
+        ),
+        "{}",
+        d.ottofile
+    );
+    assert!(
+        d.ottofile
+            .contains("sh 'GRADLE_USER_HOME=\"$PWD/.cache/gradle\" ./gradlew --no-daemon check'"),
+        "{}",
+        d.ottofile
+    );
+    assert!(
+        d.reason
+            .starts_with("found build.gradle.kts, run through gradlew;"),
+        "{}",
+        d.reason
+    );
+}
+
+#[test]
+fn bundler_projects_test_with_rails_rspec_or_rake() {
+    let lock = "GEM\n  specs:\n    rspec (3.13.0)\n    rake (13.1.0)\n";
+    let d = detected(&[
+        (
+            "Gemfile",
+            "source 'https://rubygems.org'\ngem \"rails\", '~> 7.1'\n",
+        ),
+        ("Gemfile.lock", lock),
+        ("bin/rails", "#!/usr/bin/env ruby\n"),
+    ]);
+    assert_eq!(d.name, "rails");
+    assert!(d.ottofile.contains("sh 'bin/rails test'"), "{}", d.ottofile);
+    assert!(
+        d.ottofile
+            .contains("gems { paths = ['vendor/bundle/']  key = ['Gemfile.lock'] }"),
+        "{}",
+        d.ottofile
+    );
+
+    // rspec only through the gemspec: named in the lockfile, with a spec/ directory.
+    let d = detected(&[
+        ("Gemfile", "source 'https://rubygems.org'\ngemspec\n"),
+        ("Gemfile.lock", lock),
+        ("Rakefile", "task default: :spec\n"),
+        ("spec/x_spec.rb", ""),
+    ]);
+    assert_eq!(d.name, "bundler");
+    assert!(
+        d.ottofile.contains("sh 'bundle exec rspec'"),
+        "{}",
+        d.ottofile
+    );
+    // Named but without specs: the Rakefile's default task.
+    let d = detected(&[
+        ("Gemfile", "gem 'rspec'\n"),
+        ("Rakefile", "task default: :test\n"),
+    ]);
+    assert!(
+        d.ottofile.contains("sh 'bundle exec rake'"),
+        "{}",
+        d.ottofile
+    );
+    assert!(d.ottofile.contains("key = ['Gemfile']"), "{}", d.ottofile);
+    assert_eq!(
+        d.reason,
+        "found Gemfile and Rakefile; tests with the Rakefile's default task; gems in vendor/bundle, cached by Gemfile"
+    );
+    // Nothing to test with: install only, and say so.
+    let d = detected(&[("Gemfile", "gem 'sinatra'\n")]);
+    assert!(!d.ottofile.contains("stage('Test')"), "{}", d.ottofile);
+    assert!(d.reason.contains("so no Test stage"), "{}", d.reason);
+}
+
+#[test]
+fn make_tests_in_the_built_tree_and_configure_writes_the_makefile() {
+    let d = detected(&[("Makefile", "all:\n\tcc x.c\n\ncheck: all\n\t./a.out\n")]);
+    assert!(
+        d.ottofile
+            .contains("stage('Test') {\n  runtime { from 'Build' }\n  steps { sh 'make check' }"),
+        "{}",
+        d.ottofile
+    );
+    assert_eq!(
+        d.reason,
+        "found Makefile; `make check` runs in the built tree"
+    );
+    let d = detected(&[("Makefile", "all:\n\tcc x.c\n")]);
+    assert!(!d.ottofile.contains("stage('Test')"), "{}", d.ottofile);
+    assert!(d.reason.ends_with("so no Test stage"), "{}", d.reason);
+
+    let d = detected(&[
+        ("configure", "#!/bin/sh\n"),
+        ("Makefile.in", "all: x\n\ncheck: check-am\n"),
+    ]);
+    assert!(
+        d.ottofile
+            .contains("steps {\n    sh './configure'\n    sh 'make'\n  }"),
+        "{}",
+        d.ottofile
+    );
+    assert!(d.ottofile.contains("sh 'make check'"), "{}", d.ottofile);
+    assert_eq!(
+        d.reason,
+        "found configure and no Makefile: ./configure writes it; `make check` runs in the built tree"
+    );
+    // A configure script beside a Makefile: the Makefile is what a person runs.
+    let d = detected(&[("configure", "#!/bin/sh\n"), ("Makefile", "all:\n")]);
+    assert!(!d.ottofile.contains("./configure"), "{}", d.ottofile);
+}

@@ -1,0 +1,96 @@
+//! Zero-configuration runs on a real node with the toolchains this machine has: the
+//! `make` and `configure` conventions (gcc and make are on every machine Otto is built
+//! on) and, where `go` is installed, the Go convention with its caches.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use crate::node_support::{Node, stage_of, text};
+
+/// A copy of `examples/conventions/NAME` (modes kept: `configure` is executable).
+fn example(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/conventions")
+        .join(name);
+    for entry in fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+/// Runs the directory with no Ottofile; returns the run id after checking it succeeded.
+fn run_green(node: &Node, dir: &Path) -> String {
+    let out = node.otto(&["run", dir.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("succeeded"),
+        "{stdout}\n{}\n{}",
+        text(&out.stderr),
+        node.log()
+    );
+    stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap()
+        .to_owned()
+}
+
+/// The cache hits of the last attempt of a stage.
+fn hits(node: &Node, run: &str, stage: &str) -> Vec<String> {
+    let status = node.status(run);
+    let stage = stage_of(&status, stage).unwrap_or_else(|| panic!("{stage}: {status}"));
+    let attempt = stage["attempts"]
+        .as_array()
+        .and_then(|a| a.last())
+        .unwrap_or_else(|| panic!("no attempt: {stage}"));
+    attempt["cache_hits"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cache_hits: {attempt}"))
+        .iter()
+        .map(|h| h.as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn make_and_configure_projects_build_then_test_in_the_built_tree() {
+    let node = Node::start_new();
+    for name in ["make", "configure"] {
+        let dir = example(name);
+        assert!(!dir.path().join("Ottofile").exists());
+        let run = run_green(&node, dir.path());
+        let build = node.ok(&["logs", &run, "Build"]);
+        assert!(build.contains("cc -o hello hello.c"), "{name}: {build}");
+        let tests = node.ok(&["logs", &run, "Test"]);
+        let test = format!("./hello | grep -q 'hello from {name}'");
+        assert!(tests.contains(&test), "{name}: {tests}");
+        // The Build stage's tree, times kept: make finds hello up to date.
+        assert!(
+            !tests.contains("cc -o hello"),
+            "{name}: the test stage rebuilt: {tests}"
+        );
+    }
+}
+
+#[test]
+fn a_go_module_runs_green_and_the_second_run_uses_its_caches() {
+    if Command::new("go").arg("version").output().is_err() {
+        eprintln!("skipped: go is not installed");
+        return;
+    }
+    let node = Node::start_new();
+    let dir = example("go");
+    let first = run_green(&node, dir.path());
+    assert!(hits(&node, &first, "Build").is_empty());
+    let tests = node.ok(&["logs", &first, "Test"]);
+    assert!(tests.contains("ok  \texample.com/hello"), "{tests}");
+
+    let warm = run_green(&node, dir.path());
+    assert_eq!(hits(&node, &warm, "Build"), ["go"]);
+    assert_eq!(hits(&node, &warm, "Test"), ["go"]);
+    let tests = node.ok(&["logs", &warm, "Test"]);
+    assert!(tests.contains("ok  \texample.com/hello"), "{tests}");
+}
