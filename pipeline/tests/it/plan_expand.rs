@@ -206,7 +206,7 @@ fn blueprints_from_the_stdlib_take_vars() {
     assert!(build.caches[0].defined_here);
     assert!(!stage(&plan, "Test").caches[0].defined_here);
     assert_eq!(
-        stage(&plan, "web: Test").steps[0].args,
+        stage(&plan, "web: Test").steps[1].args,
         [json!("npm run test:ci")]
     );
     assert_eq!(
@@ -233,6 +233,56 @@ fn every_stdlib_blueprint_plans_with_its_defaults() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn stdlib_blueprints_cache_download_caches_in_the_workspace_never_node_modules_or_a_venv() {
+    for (name, path, key) in [
+        ("npm", ".npm/", "package-lock.json"),
+        ("python", ".cache/pip/", "requirements.txt"),
+        ("go", ".cache/go/", "go.sum"),
+        ("maven", ".cache/maven/", "pom.xml"),
+        ("gradle", ".cache/gradle/caches/modules-2/", "build.gradle"),
+        ("rails", "vendor/bundle/", "Gemfile.lock"),
+        ("cargo", "target/", "Cargo.lock"),
+    ] {
+        let plan = plan_one(&format!("use {{ stdlib }}\nfrom '{name}'\n"));
+        let defined: Vec<_> = plan
+            .body
+            .stages
+            .iter()
+            .flat_map(|s| &s.caches)
+            .filter(|c| c.defined_here)
+            .collect();
+        assert_eq!(defined.len(), 1, "{name}: one cache, defined once");
+        assert_eq!(defined[0].paths[0], path, "{name}");
+        assert_eq!(defined[0].key_files[0], key, "{name}");
+        // Every later stage restores it.
+        assert!(
+            plan.body.stages.iter().all(|s| s.caches.len() == 1),
+            "{name}"
+        );
+        let text = serde_json::to_string(&plan.body).unwrap();
+        assert!(!text.contains("node_modules/"), "{name}");
+        assert!(!text.contains("paths\":[\".venv"), "{name}");
+    }
+    // A venv is never restored: every stage that runs in one creates it first.
+    let plan = plan_one("use { stdlib }\nfrom 'python'\n");
+    for stage in &plan.body.stages {
+        assert_eq!(
+            stage.steps[0].args,
+            [json!("python3 -m venv .venv")],
+            "{}",
+            stage.id
+        );
+    }
+    let plan = plan_one("use { stdlib }\nfrom 'npm'\n");
+    assert_eq!(
+        stage(&plan, "Test").steps[0].args,
+        [json!(
+            "npm ci --cache .npm --prefer-offline --no-audit --no-fund"
+        )]
+    );
 }
 
 /// The documented library digest framing, written out independently of the planner.
