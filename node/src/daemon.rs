@@ -195,6 +195,8 @@ pub async fn run_until_with(
         .map(|p| home.root().join(p))
         .collect();
 
+    let repos = crate::sources::Repos::new(home.root());
+    let max_snapshot_bytes = usize::try_from(config.api.max_snapshot_bytes).unwrap_or(usize::MAX);
     let (engine, mut engine_task) = Engine::start(Context {
         store: store.clone(),
         blobs: blobs.clone(),
@@ -216,6 +218,10 @@ pub async fn run_until_with(
         definitions: Some(definition_check(node_mesh.membership.clone())),
         slots: config.agent.slots(),
         max_parallel: Some(max_parallel(node_mesh.membership.clone())),
+        checkouts: Some(crate::engine::Checkouts {
+            repos: repos.clone(),
+            max_bytes: max_snapshot_bytes,
+        }),
     });
     let exchange_task = exchange::start(
         ExchangeParts {
@@ -254,8 +260,7 @@ pub async fn run_until_with(
             wall: wall_info,
         },
         limits: Limits {
-            max_snapshot_bytes: usize::try_from(config.api.max_snapshot_bytes)
-                .unwrap_or(usize::MAX),
+            max_snapshot_bytes,
             max_json_bytes: usize::try_from(config.api.max_json_bytes).unwrap_or(usize::MAX),
         },
         packages,
@@ -263,6 +268,7 @@ pub async fn run_until_with(
         mesh: node_mesh.client.clone(),
         membership: node_mesh.membership.clone(),
         owners: config.node.upstream_owners,
+        repos,
     });
 
     let (stopping, stopped) = watch::channel(false);
@@ -276,6 +282,7 @@ pub async fn run_until_with(
         serve_api(api_listener, api_app, api_stopped).await;
         Ok::<(), std::io::Error>(())
     });
+    let poll_task = tokio::spawn(api::poll_repos(state.clone()));
     let hooks_task = tokio::spawn(serve_hooks(
         hooks_listener,
         tls,
@@ -318,6 +325,7 @@ pub async fn run_until_with(
         api_task.abort();
     }
     hooks_task.abort();
+    poll_task.abort();
     if !engine_task.is_finished()
         && tokio::time::timeout(STOP_GRACE, &mut engine_task)
             .await

@@ -13,6 +13,7 @@ pub mod membership;
 pub mod mesh;
 pub mod secrets;
 pub mod snapshot;
+pub mod sources;
 pub mod store;
 pub mod ui;
 pub mod vault;

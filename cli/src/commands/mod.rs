@@ -6,6 +6,7 @@ pub(crate) mod cancel;
 pub(crate) mod completions;
 pub(crate) mod explain;
 pub(crate) mod facts;
+pub(crate) mod hook;
 pub(crate) mod logs;
 pub(crate) mod run;
 pub(crate) mod secrets;

@@ -75,6 +75,14 @@ fn print_detail(detail: &RunDetail, out: &mut impl io::Write) -> io::Result<()> 
         state_word(run.state),
         run.started_by
     )?;
+    if let otto_node::store::Source::Git { url, commit } = &run.source {
+        let on = match (&run.facts.branch, &run.facts.tag) {
+            (_, Some(tag)) => format!(", tag {tag}"),
+            (Some(branch), None) => format!(", branch {branch}"),
+            (None, None) => String::new(),
+        };
+        writeln!(out, "  commit {commit} of {url}{on}")?;
+    }
     let width = detail
         .stages
         .iter()

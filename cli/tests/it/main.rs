@@ -12,6 +12,7 @@ mod node_conventions;
 mod node_gates;
 mod node_handoff;
 mod node_join;
+mod node_repo;
 mod node_restart;
 mod node_run;
 mod tutorial;

@@ -104,7 +104,12 @@ impl ApiError {
         self.status
     }
 
-    /// The code.
+    /// The one-line message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The stable code.
     pub fn code(&self) -> &'static str {
         self.code
     }

@@ -24,6 +24,7 @@ mod extract;
 mod hooks;
 mod logs;
 mod membership;
+mod repos;
 pub(crate) mod runs;
 mod secrets;
 mod testnet;
@@ -38,13 +39,14 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use extract::{Body, Json, Path, Query, query_int};
 pub use membership::{AliasRequest, ApproveRequest, Peers, RevokeRequest};
+pub(crate) use repos::poll as poll_repos;
 pub use testnet::{Blocked, Learn, Learned, router as testnet_router};
 
 use crate::blobs::BlobStore;
@@ -93,6 +95,8 @@ pub struct ApiParts {
     pub membership: Membership,
     /// Whether upstream owners may be bound to orgs this node never pinned.
     pub owners: otto_handoff::OwnerPolicy,
+    /// The repositories the node watches.
+    pub repos: crate::sources::Repos,
 }
 
 /// Request body limits, in bytes.
@@ -151,12 +155,19 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/trust/revoke", post(membership::revoke))
         .route("/v1/trust/policy", post(membership::policy))
         .route("/v1/approvals", post(membership::approve))
+        .route("/v1/repos", get(repos::list).post(repos::add))
+        .route("/v1/repos/{name}", delete(repos::remove))
+        .route("/v1/repos/{name}/fetch", post(repos::fetch))
         .layer(DefaultBodyLimit::max(limits.max_json_bytes))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    v1.fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn(log_request))
-        .with_state(state)
+    v1.route(
+        "/hooks/{forge}/{name}",
+        post(repos::webhook).layer(DefaultBodyLimit::max(repos::MAX_WEBHOOK_BODY)),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(middleware::from_fn(log_request))
+    .with_state(state)
 }
 
 /// The webhook callback endpoint, `POST /hooks/{token}`: no bearer token (the token in
@@ -165,6 +176,10 @@ pub fn hooks_router(state: ApiState) -> Router {
     Router::new()
         .route("/hooks/{token}", post(hooks::callback))
         .layer(DefaultBodyLimit::max(hooks::MAX_BODY))
+        .route(
+            "/hooks/{forge}/{name}",
+            post(repos::webhook).layer(DefaultBodyLimit::max(repos::MAX_WEBHOOK_BODY)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(log_request))

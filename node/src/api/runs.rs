@@ -293,19 +293,43 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
         ),
         other => ApiError::internal(other),
     })?;
-    let root_name = request
-        .root_name
-        .filter(|n| !n.is_empty() && n.len() <= 128 && !n.contains(['/', '\\']));
+    let plan = plan_snapshot(
+        state,
+        &bytes,
+        request.root_name,
+        request.path.as_deref().unwrap_or(""),
+        Facts {
+            branch: request.facts.branch,
+            tag: request.facts.tag,
+            environment: request.facts.environment,
+            commit: request.facts.commit,
+            vars: request.facts.vars,
+        },
+    )?;
+    Ok(new_run(
+        &plan,
+        request.source,
+        request
+            .started_by
+            .filter(|s| !s.is_empty() && s.len() <= 128)
+            .unwrap_or_else(|| "local".to_owned()),
+    ))
+}
+
+/// Plans the pipeline at `path` in the snapshot `bytes` with `facts`; `root_name` names
+/// the directory the snapshot was made from.
+pub(super) fn plan_snapshot(
+    state: &ApiState,
+    bytes: &[u8],
+    root_name: Option<String>,
+    path: &str,
+    facts: Facts,
+) -> Result<otto_pipeline::Plan, ApiError> {
+    let root_name =
+        root_name.filter(|n| !n.is_empty() && n.len() <= 128 && !n.contains(['/', '\\']));
     let source =
-        snapshot::read_source(&bytes, root_name).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let path = relative_path(request.path.as_deref().unwrap_or(""))?;
-    let facts = Facts {
-        branch: request.facts.branch,
-        tag: request.facts.tag,
-        environment: request.facts.environment,
-        commit: request.facts.commit,
-        vars: request.facts.vars,
-    };
+        snapshot::read_source(bytes, root_name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let path = relative_path(path)?;
     let catalog = step_catalog(&state.packages)?;
     let planned = plan_in(&source, &path, &facts, &catalog).map_err(|failed| {
         let lines = failed.to_string();
@@ -325,20 +349,22 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
     // The run binds every owner name to an org now; names nothing here resolves stay
     // unbound (docs/plan-format.md, owner binding).
     plan.body.owners = bind_owners(state, &plan.body).owners;
+    Ok(plan)
+}
+
+/// The record of a new run of `plan` from `source`.
+pub(super) fn new_run(plan: &otto_pipeline::Plan, source: Source, started_by: String) -> NewRun {
     let created_at = now_ms();
     let mut random = [0u8; 10];
     crate::daemon::fill_random(&mut random);
-    Ok(NewRun {
+    NewRun {
         id: RunId::new(created_at, random),
         pipeline: plan.body.pipeline.clone(),
         plan: plan.canonical_bytes(),
-        source: request.source,
+        source,
         facts: plan.body.facts.clone(),
         created_at,
-        started_by: request
-            .started_by
-            .filter(|s| !s.is_empty() && s.len() <= 128)
-            .unwrap_or_else(|| "local".to_owned()),
+        started_by,
         stages: plan
             .body
             .stages
@@ -351,7 +377,7 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
                 state: StageState::Pending,
             })
             .collect(),
-    })
+    }
 }
 
 /// The org each owner name of `body` stands for on this node: its own org for `origin`

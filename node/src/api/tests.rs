@@ -58,6 +58,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         definitions: None,
         slots: 8,
         max_parallel: None,
+        checkouts: None,
     });
     let membership = Membership::open(
         &home,
@@ -74,6 +75,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
     )
     .unwrap();
     ApiState::new(ApiParts {
+        repos: crate::sources::Repos::new(home.root()),
         mesh,
         membership,
         store,
@@ -1108,7 +1110,12 @@ mod contract {
         let run = created.json()["run"].as_str().unwrap().to_owned();
         let unknown = "01J9ZQ3M5V8R2K4T6W8Y0A2C4E";
         let big = vec![b'x'; 8192];
-        let json_ops: [(&str, String, Value); 6] = [
+        let json_ops: [(&str, String, Value); 7] = [
+            (
+                "/v1/repos",
+                "/v1/repos".into(),
+                json!({"url": "ext::sh -c id", "name": "app"}),
+            ),
             (
                 "/v1/runs/{run}/gates/{stage}/approve",
                 format!("/v1/runs/{run}/gates/Deploy/approve"),
@@ -1214,6 +1221,7 @@ mod contract {
             ("/v1/node", "/v1/node".to_owned()),
             ("/v1/peers", "/v1/peers".to_owned()),
             ("/v1/trust", "/v1/trust".to_owned()),
+            ("/v1/repos", "/v1/repos".to_owned()),
         ];
         for (template, uri) in &gets {
             note(
@@ -1255,6 +1263,31 @@ mod contract {
                 format!("/v1/runs/{run}/cancel"),
             ),
             (Method::POST, "/v1/snapshots", "/v1/snapshots".to_owned()),
+            (
+                Method::DELETE,
+                "/v1/repos/{name}",
+                "/v1/repos/nope".to_owned(),
+            ),
+            (
+                Method::DELETE,
+                "/v1/repos/{name}",
+                "/v1/repos/Bad".to_owned(),
+            ),
+            (
+                Method::POST,
+                "/v1/repos/{name}/fetch",
+                "/v1/repos/nope/fetch".to_owned(),
+            ),
+            (
+                Method::POST,
+                "/hooks/{forge}/{name}",
+                "/hooks/github/nope".to_owned(),
+            ),
+            (
+                Method::POST,
+                "/hooks/{forge}/{name}",
+                "/hooks/forgejo/nope".to_owned(),
+            ),
         ] {
             note(
                 &method,

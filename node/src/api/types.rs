@@ -239,3 +239,101 @@ pub struct WallInfo {
     /// Whether other orgs' stages are refused when the node cannot wall them in.
     pub refuse_foreign_unwalled: bool,
 }
+
+/// The body of `POST /v1/repos`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepoAdd {
+    /// Where the node fetches from: `https://`, `ssh://`, `git://`, `file://`,
+    /// `user@host:path`, or an absolute path.
+    pub url: String,
+    /// Its name on this node; default the URL's last segment without `.git`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `github`, `gitlab`, `gitea` or `generic` (the default).
+    #[serde(default)]
+    pub forge: Option<String>,
+    /// The webhook secret; default a new random one, given back once in the answer.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The branch schedules run on; default the remote's default branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Poll with `git ls-remote` every this many seconds (at least 10).
+    #[serde(default)]
+    pub poll_secs: Option<u64>,
+    /// The forge's API URL, for commit statuses.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// The vault secret holding the forge API token.
+    #[serde(default)]
+    pub token_secret: Option<String>,
+}
+
+/// A repository as the API shows it (never its webhook secret, except once in the answer
+/// of `POST /v1/repos` when the node made the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoView {
+    /// Its settings.
+    #[serde(flatten)]
+    pub config: crate::sources::RepoConfig,
+    /// The path of its webhook on the node's listeners: `/hooks/{forge}/{name}`.
+    pub webhook_path: String,
+    /// The webhook secret the node made, only in the answer that made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// `GET /v1/repos` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoList {
+    /// The repositories, by name.
+    pub repos: Vec<RepoView>,
+}
+
+/// A run a change started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggeredRun {
+    /// The run.
+    pub run: RunId,
+    /// Its pipeline.
+    pub pipeline: String,
+    /// The event: `push`, `tag`, `pull_request` or `schedule`.
+    pub event: String,
+    /// The ref that changed, e.g. `refs/heads/main`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// The commit the run checks out.
+    pub commit: String,
+}
+
+/// A change that started no run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotTriggered {
+    /// The ref that changed.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// Its commit.
+    pub commit: String,
+    /// Why no run: no trigger matches, or the Ottofile does not plan.
+    pub reason: String,
+}
+
+/// `POST /v1/repos/{name}/fetch` answers this: what changed since the node last looked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Looked {
+    /// The runs started.
+    pub runs: Vec<TriggeredRun>,
+    /// The changes that started nothing.
+    pub skipped: Vec<NotTriggered>,
+}
+
+/// `POST /hooks/{forge}/{name}` answers this (202): the delivery is taken, the node
+/// fetches and starts runs after answering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookAccepted {
+    /// Always `true`.
+    pub accepted: bool,
+    /// What the node does: `fetch`, `pull_request`, `ping` or `ignored: <event>`.
+    pub action: String,
+}

@@ -119,6 +119,26 @@ pub struct Context {
     /// (its policy's `max_parallel`); the others wait, queued. `None`: only [`Self::slots`]
     /// caps them.
     pub max_parallel: Option<MaxParallel>,
+    /// Checks out the commit of a run whose source is a git repository (`None`: such a
+    /// run's stages start from an empty workspace).
+    pub checkouts: Option<Checkouts>,
+}
+
+/// See [`Context::checkouts`]: the node's repositories, and the largest checkout.
+#[derive(Clone)]
+pub struct Checkouts {
+    /// The repositories and their mirrors.
+    pub repos: crate::sources::Repos,
+    /// The largest checkout, in bytes (as the largest snapshot upload).
+    pub max_bytes: usize,
+}
+
+impl std::fmt::Debug for Checkouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkouts")
+            .field("max_bytes", &self.max_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// See [`Context::max_parallel`]: given the org that started a run, how many of its stages
@@ -437,6 +457,7 @@ impl Engine {
             slots: Arc::new(Semaphore::new(ctx.slots.max(1))),
             slot_count: ctx.slots.max(1),
             max_parallel: ctx.max_parallel,
+            checkouts: ctx.checkouts,
             run_slots: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashSet::new()),
             events,
@@ -591,6 +612,7 @@ pub(crate) struct Shared {
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) slot_count: usize,
     pub(crate) max_parallel: Option<MaxParallel>,
+    pub(crate) checkouts: Option<Checkouts>,
     /// Per run another org started: its stages' slots, while any stage holds or waits
     /// for one.
     pub(crate) run_slots: Mutex<HashMap<RunId, Arc<Semaphore>>>,

@@ -242,9 +242,9 @@ impl Orchestrator {
                 return Err(bad(format!("stage {} is not recorded", missing.id)));
             }
             let outputs = outputs::load(&store, &stages)?;
-            let source = match &run.source {
-                Source::Snapshot { digest } => Some(*digest),
-                _ => None,
+            let (source, git) = match &run.source {
+                Source::Snapshot { digest } => (Some(*digest), None),
+                Source::Git { url, commit } => (None, Some((url.clone(), commit.clone()))),
             };
             let ctx = RunCtx {
                 id,
@@ -258,12 +258,24 @@ impl Orchestrator {
                 pipeline: run.pipeline.clone(),
                 body,
                 source,
+                git,
                 outputs: Mutex::new(outputs),
             };
             Ok((ctx, run.state))
         })
         .await?;
-        let (ctx, state) = ctx;
+        let (mut ctx, state) = ctx;
+        // The checkout of a commit this node started a run of is ready (the trigger made
+        // it to plan the run); the caches need it before the first stage.
+        if ctx.started_here
+            && let (Some((url, commit)), Some(checkouts)) = (&ctx.git, &self.sh.checkouts)
+        {
+            ctx.source = checkouts
+                .repos
+                .checkout(url, commit, &self.sh.blobs, checkouts.max_bytes)
+                .await
+                .ok();
+        }
         self.runs.insert(
             id,
             Active {

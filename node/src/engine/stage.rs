@@ -56,6 +56,9 @@ pub(crate) struct RunCtx {
     pub(crate) body: Body,
     /// The source snapshot.
     pub(crate) source: Option<Digest>,
+    /// The repository URL and commit of a run whose source is a git commit (its snapshot
+    /// is `source` once checked out).
+    pub(crate) git: Option<(String, String)>,
     /// What finished stages left for later ones.
     pub(crate) outputs: Mutex<Outputs>,
 }
@@ -910,12 +913,12 @@ impl StageTask {
     /// stage cannot start.
     async fn stage_source(&self) -> Result<Option<Digest>, String> {
         if self.run.started_here {
-            return Ok(self.run.source);
+            return self.run_snapshot().await;
         }
         if self.plan.uses.is_empty() {
             return Ok(None);
         }
-        let Some(snapshot) = self.run.source else {
+        let Some(snapshot) = self.run_snapshot().await? else {
             return Err("the stage uses source files, but the run has no source snapshot".into());
         };
         let (blobs, uses) = (self.sh.blobs.clone(), self.plan.uses.clone());
@@ -929,6 +932,27 @@ impl StageTask {
         })
         .await?;
         Ok(Some(selected))
+    }
+
+    /// The run's source snapshot: the one it was started with, or the checkout of its
+    /// commit from this node's mirror of its repository (fetched when missing). `Err`
+    /// says why a git source cannot be checked out here.
+    async fn run_snapshot(&self) -> Result<Option<Digest>, String> {
+        if let Some(digest) = self.run.source {
+            return Ok(Some(digest));
+        }
+        let Some((url, commit)) = &self.run.git else {
+            return Ok(None);
+        };
+        let Some(checkouts) = &self.sh.checkouts else {
+            return Err(format!("this node cannot check out {url} at {commit}"));
+        };
+        checkouts
+            .repos
+            .checkout(url, commit, &self.sh.blobs, checkouts.max_bytes)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot check out commit {commit} of {url}: {e}"))
     }
 
     /// A job with the stage's settings and secrets; the caller fills in the rest.

@@ -1,6 +1,6 @@
 //! `otto-node`: the Otto node daemon. `init` creates a node's home, `start` runs the node
 //! in the foreground; both are thin over `otto_node::home` and `otto_node::daemon`. `invite`,
-//! `join`, `peers`, `trust` and `approve` talk to the running node through its API; `key`
+//! `join`, `peers`, `trust`, `approve` and `repo` talk to the running node through its API; `key`
 //! shows the node's and org's public keys and migrates old key files.
 
 use std::io::{self, Write as _};
@@ -19,6 +19,7 @@ mod invite;
 mod join;
 mod key;
 mod peers;
+mod repo;
 mod start;
 mod trust;
 
@@ -39,6 +40,7 @@ enum Command {
     Peers(peers::Args),
     Trust(trust::Args),
     Approve(approve::Args),
+    Repo(repo::Args),
     Key(key::Args),
 }
 
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Peers(args) => peers::run(args),
         Command::Trust(args) => trust::run(args),
         Command::Approve(args) => approve::run(args),
+        Command::Repo(args) => repo::run(args),
         Command::Key(args) => key::run(args),
     };
     match result {

@@ -363,6 +363,7 @@ fn context(
         definitions: None,
         slots: SLOTS,
         max_parallel: None,
+        checkouts: None,
     }
 }
 

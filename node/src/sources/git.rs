@@ -1,0 +1,561 @@
+//! The git command line, run for the node's bare mirrors.
+//!
+//! Every call goes through [`command`]: the mirror is named with `--git-dir` (never found
+//! from the current directory), inherited `GIT_*` variables that could point git elsewhere
+//! are removed, only the `file`, `git`, `http`, `https` and `ssh` transports are allowed
+//! (`GIT_ALLOW_PROTOCOL`; no `ext::` helper can run a command), no prompt ever waits on a
+//! terminal, and each call has a deadline after which its whole process group is killed.
+//! Nothing a forge sends is ever an argument: the remote's URL is in the mirror's
+//! configuration (checked by [`check_url`] when the repository is added), refspecs are
+//! fixed or built here from numbers, and commit ids are checked to be hex first.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt as _;
+use tokio::process::Command;
+
+/// The transports git may use.
+const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
+
+/// What a mirror fetches: branches and tags, mirrored as they are on the remote.
+const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"];
+
+/// The longest a fetch or `ls-remote` may take.
+pub(crate) const NETWORK_DEADLINE: Duration = Duration::from_secs(600);
+
+/// The longest a local git command may take.
+const LOCAL_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The most a git command may print on stderr that is kept for its error.
+const MAX_STDERR: usize = 4096;
+
+/// Variables that would make git use another repository, configuration or object store.
+const CLEARED_ENV: [&str; 12] = [
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_NAMESPACE",
+    "GIT_COMMON_DIR",
+    "GIT_PROXY_COMMAND",
+    "GIT_EXTERNAL_DIFF",
+];
+
+/// Why a git command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// git could not be started.
+    #[error("cannot run git: {0}")]
+    Spawn(std::io::Error),
+    /// git ran and failed.
+    #[error("git {what} failed: {stderr}")]
+    Failed {
+        /// Which command.
+        what: &'static str,
+        /// The end of what git printed, on one line.
+        stderr: String,
+    },
+    /// git took longer than its deadline and was stopped.
+    #[error("git {0} took too long and was stopped")]
+    Timeout(&'static str),
+    /// The output was larger than allowed.
+    #[error("git {what} printed more than {limit} bytes")]
+    TooLarge {
+        /// Which command.
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
+    /// Something else about the output or its handling.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Checks a repository URL given to `otto-node repo add`. Refused: an empty URL or one
+/// with spaces or control characters, one starting with `-` (git would read it as an
+/// option), a transport helper (`ext::…`, `fd::…`, any `name::address`), a scheme other
+/// than `https`, `http`, `ssh`, `git` and `file`, and a local path inside `home` (the
+/// node's own files are never a source). A local path is given as `file://` or absolute.
+pub fn check_url(url: &str, home: &Path) -> Result<(), String> {
+    if url.is_empty() || url.len() > 2048 {
+        return Err("the URL must have 1 to 2048 characters".into());
+    }
+    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("the URL must not contain spaces or control characters".into());
+    }
+    if url.starts_with('-') {
+        return Err("the URL must not start with '-'".into());
+    }
+    if url.contains("::") {
+        return Err("transport helpers (`ext::`, `fd::`, …) are not allowed".into());
+    }
+    let local = if let Some((scheme, rest)) = url.split_once("://") {
+        match scheme {
+            "https" | "http" | "ssh" | "git" => None,
+            "file" => Some(PathBuf::from(rest)),
+            other => {
+                return Err(format!(
+                    "the scheme `{other}` is not allowed (https, http, ssh, git, file)"
+                ));
+            }
+        }
+    } else if url.starts_with('/') {
+        Some(PathBuf::from(url))
+    } else if let Some((user_host, _)) = url.split_once(':')
+        && !user_host.contains('/')
+        && !user_host.is_empty()
+    {
+        // scp-like `git@host:org/repo.git`: ssh.
+        None
+    } else {
+        return Err(
+            "give a URL (https://, ssh://, git://, file://), user@host:path, or an absolute path"
+                .into(),
+        );
+    };
+    if let Some(path) = local {
+        if !path.is_absolute() {
+            return Err("a file:// URL needs an absolute path".into());
+        }
+        let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_owned());
+        let resolved = std::fs::canonicalize(&path).unwrap_or(path);
+        if resolved.starts_with(&home) || home.starts_with(&resolved) {
+            return Err(format!(
+                "{} is inside the node's home {}: the node's own files are never a source",
+                resolved.display(),
+                home.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `text` is a full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub fn is_commit_id(text: &str) -> bool {
+    matches!(text.len(), 40 | 64)
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A git command for the bare repository `git_dir`, hardened as the module says.
+fn command(git_dir: Option<&Path>) -> Command {
+    let mut cmd = Command::new("git");
+    for var in CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "true")
+        .env("SSH_ASKPASS", "true")
+        .env("GCM_INTERACTIVE", "never")
+        .args([
+            "-c",
+            "protocol.ext.allow=never",
+            "-c",
+            "core.fsmonitor=false",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = git_dir {
+        let mut flag = std::ffi::OsString::from("--git-dir=");
+        flag.push(dir);
+        cmd.arg(flag);
+    }
+    cmd
+}
+
+/// Runs `cmd` until it exits or `deadline` passes, keeping at most `max_out` bytes of its
+/// stdout; a non-zero exit is an error with the end of its stderr.
+async fn run(
+    mut cmd: Command,
+    what: &'static str,
+    deadline: Duration,
+    max_out: usize,
+) -> Result<Vec<u8>, GitError> {
+    let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+    let group = child.id();
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| GitError::Other("no stdout".into()))?;
+    let mut stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| GitError::Other("no stderr".into()))?;
+    let work = async {
+        let read_out = async {
+            let mut out = Vec::new();
+            let limit = u64::try_from(max_out).unwrap_or(u64::MAX).saturating_add(1);
+            (&mut stdout).take(limit).read_to_end(&mut out).await?;
+            Ok::<_, std::io::Error>(out)
+        };
+        let read_err = async {
+            let mut err = Vec::new();
+            stderr.read_to_end(&mut err).await?;
+            Ok::<_, std::io::Error>(err)
+        };
+        let (out, err) = tokio::join!(read_out, read_err);
+        (out, err)
+    };
+    let Ok((out, err)) = tokio::time::timeout(deadline, work).await else {
+        kill_group(group);
+        return Err(GitError::Timeout(what));
+    };
+    let out = out.map_err(|e| GitError::Other(format!("reading git {what}'s output: {e}")))?;
+    if out.len() > max_out {
+        kill_group(group);
+        return Err(GitError::TooLarge {
+            what,
+            limit: max_out,
+        });
+    }
+    let status = match tokio::time::timeout(deadline, child.wait()).await {
+        Ok(status) => status.map_err(GitError::Spawn)?,
+        Err(_) => {
+            kill_group(group);
+            return Err(GitError::Timeout(what));
+        }
+    };
+    if status.success() {
+        return Ok(out);
+    }
+    let err = err.unwrap_or_default();
+    let text = String::from_utf8_lossy(&err[err.len().saturating_sub(MAX_STDERR)..]);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("no message")
+        .to_owned();
+    Err(GitError::Failed { what, stderr: line })
+}
+
+fn kill_group(group: Option<u32>) {
+    if let Some(pid) = group.and_then(|p| i32::try_from(p).ok())
+        && let Some(pid) = rustix::process::Pid::from_raw(pid)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// A bare mirror of one remote repository, in the node's home.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    dir: PathBuf,
+}
+
+impl Mirror {
+    /// The mirror in `dir` (made by [`Mirror::create`]).
+    pub fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Makes an empty bare mirror of `url` in `dir`: objects are checked as they arrive
+    /// (`fsckObjects`), and the archive attributes of the repository's own files
+    /// (`export-ignore`, `export-subst`) are overridden so a checkout holds exactly the
+    /// commit's files.
+    pub async fn create(dir: PathBuf, url: &str) -> Result<Self, GitError> {
+        let mut init = command(None);
+        init.args(["init", "--bare", "--quiet"]).arg(&dir);
+        run(init, "init", LOCAL_DEADLINE, 4096).await?;
+        let mirror = Self { dir };
+        mirror.config(&["remote.origin.url", url]).await?;
+        for spec in REFSPECS {
+            mirror
+                .config(&["--add", "remote.origin.fetch", spec])
+                .await?;
+        }
+        for key in ["transfer.fsckObjects", "fetch.fsckObjects"] {
+            mirror.config(&[key, "true"]).await?;
+        }
+        mirror.config(&["core.hooksPath", "/dev/null"]).await?;
+        let attributes = mirror.dir.join("info/attributes");
+        std::fs::create_dir_all(mirror.dir.join("info"))
+            .and_then(|()| std::fs::write(&attributes, "* -export-ignore -export-subst\n"))
+            .map_err(|e| GitError::Other(format!("writing {}: {e}", attributes.display())))?;
+        Ok(mirror)
+    }
+
+    async fn config(&self, args: &[&str]) -> Result<(), GitError> {
+        let mut cmd = command(Some(&self.dir));
+        cmd.arg("config").args(args);
+        run(cmd, "config", LOCAL_DEADLINE, 4096).await.map(drop)
+    }
+
+    /// Fetches branches and tags from the remote (deleted ones are pruned), and the
+    /// `extra` refs, each named as `refs/…` on both sides.
+    pub async fn fetch(&self, extra: &[String]) -> Result<(), GitError> {
+        let mut cmd = command(Some(&self.dir));
+        cmd.args([
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "--no-write-fetch-head",
+        ])
+        .args(["--no-recurse-submodules", "origin"]);
+        for reference in extra {
+            cmd.arg(format!("+{reference}:{reference}"));
+        }
+        run(cmd, "fetch", NETWORK_DEADLINE, 1 << 20).await.map(drop)
+    }
+
+    /// The remote's branches and tags without fetching (`git ls-remote`): ref name to
+    /// commit id, annotated tags peeled to their commit.
+    pub async fn ls_remote(&self) -> Result<BTreeMap<String, String>, GitError> {
+        let mut cmd = command(Some(&self.dir));
+        cmd.args(["ls-remote", "--heads", "--tags", "origin"]);
+        let out = run(cmd, "ls-remote", NETWORK_DEADLINE, 64 << 20).await?;
+        Ok(parse_ls_remote(&String::from_utf8_lossy(&out)))
+    }
+
+    /// The remote's default branch (what its `HEAD` points to), if it says.
+    pub async fn remote_head(&self) -> Result<Option<String>, GitError> {
+        let mut cmd = command(Some(&self.dir));
+        cmd.args(["ls-remote", "--symref", "origin", "HEAD"]);
+        let out = run(cmd, "ls-remote", NETWORK_DEADLINE, 1 << 20).await?;
+        Ok(String::from_utf8_lossy(&out).lines().find_map(|line| {
+            let (target, name) = line.strip_prefix("ref: ")?.split_once('\t')?;
+            (name == "HEAD")
+                .then(|| target.strip_prefix("refs/heads/"))
+                .flatten()
+                .map(str::to_owned)
+        }))
+    }
+
+    /// The mirror's branches, tags and the `refs/pull`-like refs it fetched: ref name to
+    /// commit id, annotated tags peeled to their commit.
+    pub async fn refs(&self) -> Result<BTreeMap<String, String>, GitError> {
+        let mut cmd = command(Some(&self.dir));
+        cmd.args([
+            "for-each-ref",
+            "--format=%(refname)%00%(objectname)%00%(*objectname)",
+        ]);
+        let out = run(cmd, "for-each-ref", LOCAL_DEADLINE, 64 << 20).await?;
+        let text = String::from_utf8_lossy(&out);
+        Ok(text
+            .lines()
+            .filter_map(|line| {
+                let mut parts = line.split('\0');
+                let (name, object, peeled) = (parts.next()?, parts.next()?, parts.next()?);
+                let commit = if peeled.is_empty() { object } else { peeled };
+                is_commit_id(commit).then(|| (name.to_owned(), commit.to_owned()))
+            })
+            .collect())
+    }
+
+    /// Whether the mirror has `commit` (a full commit id) as a commit.
+    pub async fn has_commit(&self, commit: &str) -> bool {
+        if !is_commit_id(commit) {
+            return false;
+        }
+        let mut cmd = command(Some(&self.dir));
+        cmd.args(["cat-file", "-e", &format!("{commit}^{{commit}}")]);
+        run(cmd, "cat-file", LOCAL_DEADLINE, 4096).await.is_ok()
+    }
+
+    /// The files of `commit` as a snapshot tar (the form `otto run` uploads): regular
+    /// files, directories and symbolic links, each with the commit's time; at most
+    /// `max_bytes`.
+    pub async fn checkout(&self, commit: &str, max_bytes: usize) -> Result<Vec<u8>, GitError> {
+        if !is_commit_id(commit) {
+            return Err(GitError::Other(format!(
+                "{commit:?} is not a full commit id"
+            )));
+        }
+        let mut cmd = command(Some(&self.dir));
+        cmd.args(["archive", "--format=tar", commit]);
+        let tar = run(
+            cmd,
+            "archive",
+            LOCAL_DEADLINE,
+            max_bytes.saturating_add(1 << 20),
+        )
+        .await?;
+        tokio::task::spawn_blocking(move || snapshot_of_archive(&tar, max_bytes))
+            .await
+            .map_err(|e| GitError::Other(e.to_string()))?
+    }
+}
+
+/// `git ls-remote` output as ref name to commit id (the peeled `^{}` line of an annotated
+/// tag wins over the tag object).
+pub fn parse_ls_remote(text: &str) -> BTreeMap<String, String> {
+    let mut refs = BTreeMap::new();
+    for line in text.lines() {
+        let Some((id, name)) = line.split_once('\t') else {
+            continue;
+        };
+        if !is_commit_id(id) {
+            continue;
+        }
+        if let Some(tag) = name.strip_suffix("^{}") {
+            refs.insert(tag.to_owned(), id.to_owned());
+        } else {
+            refs.entry(name.to_owned()).or_insert_with(|| id.to_owned());
+        }
+    }
+    refs
+}
+
+/// Rewrites `git archive`'s tar as a snapshot: the pax header holding the commit id is
+/// left out, anything but files, directories and symbolic links is refused.
+fn snapshot_of_archive(tar_bytes: &[u8], max_bytes: usize) -> Result<Vec<u8>, GitError> {
+    let bad = |e: std::io::Error| GitError::Other(format!("reading git archive's output: {e}"));
+    let mut archive = tar::Archive::new(tar_bytes);
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in archive.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let kind = entry.header().entry_type();
+        if matches!(
+            kind,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
+        ) {
+            continue;
+        }
+        let path = entry.path().map_err(bad)?.into_owned();
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(entry.header().mode().map_err(bad)?);
+        header.set_mtime(entry.header().mtime().map_err(bad)?);
+        header.set_uid(0);
+        header.set_gid(0);
+        match kind {
+            tar::EntryType::Directory => {
+                header.set_size(0);
+                out.append_data(&mut header, &path, std::io::empty())
+                    .map_err(bad)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(bad)?
+                    .ok_or_else(|| {
+                        GitError::Other(format!("{}: a link without a target", path.display()))
+                    })?
+                    .into_owned();
+                header.set_size(0);
+                out.append_link(&mut header, &path, &target).map_err(bad)?;
+            }
+            tar::EntryType::Regular => {
+                let mut bytes = Vec::new();
+                entry.read_to_end(&mut bytes).map_err(bad)?;
+                header.set_size(bytes.len() as u64);
+                out.append_data(&mut header, &path, bytes.as_slice())
+                    .map_err(bad)?;
+            }
+            other => {
+                return Err(GitError::Other(format!(
+                    "{}: git archive gave an entry of type {other:?}",
+                    path.display()
+                )));
+            }
+        }
+        if out.get_ref().len() > max_bytes {
+            return Err(GitError::TooLarge {
+                what: "archive",
+                limit: max_bytes,
+            });
+        }
+    }
+    let bytes = out.into_inner().map_err(bad)?;
+    if bytes.len() > max_bytes {
+        return Err(GitError::TooLarge {
+            what: "archive",
+            limit: max_bytes,
+        });
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_urls_are_refused_with_a_reason() {
+        let home = tempfile::tempdir().unwrap();
+        let inside = format!("file://{}/store", home.path().display());
+        for (url, why) in [
+            ("", "1 to 2048"),
+            ("--upload-pack=/tmp/x", "start with '-'"),
+            ("-oProxyCommand=x", "start with '-'"),
+            ("ext::sh -c touch% /tmp/pwned", "spaces"),
+            ("ext::sh", "transport helpers"),
+            ("fd::17", "transport helpers"),
+            ("https://x/y\n", "control"),
+            ("ftp://example.com/r.git", "scheme `ftp`"),
+            ("file://relative/path", "absolute"),
+            ("relative/path", "give a URL"),
+            (inside.as_str(), "inside the node's home"),
+        ] {
+            let err = check_url(url, home.path()).expect_err(url);
+            assert!(err.contains(why), "{url:?}: {err}");
+        }
+        let home_itself = home.path().display().to_string();
+        assert!(check_url(&home_itself, home.path()).is_err());
+        // A path outside that leads into the home through a symbolic link.
+        let elsewhere = tempfile::tempdir().unwrap();
+        let link = elsewhere.path().join("innocent.git");
+        std::os::unix::fs::symlink(home.path(), &link).unwrap();
+        let err = check_url(&format!("file://{}", link.display()), home.path()).unwrap_err();
+        assert!(err.contains("inside the node's home"), "{err}");
+        for ok in [
+            "https://github.com/acme/app.git",
+            "ssh://git@example.com/acme/app.git",
+            "git@github.com:acme/app.git",
+            "git://127.0.0.1:9418/app",
+            "file:///srv/git/app.git",
+            "/srv/git/app.git",
+        ] {
+            check_url(ok, home.path()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn commit_ids_are_full_lowercase_hex() {
+        assert!(is_commit_id(&"a".repeat(40)));
+        assert!(is_commit_id(&"0".repeat(64)));
+        for bad in [
+            "",
+            "HEAD",
+            "-a",
+            &"A".repeat(40),
+            &"a".repeat(39),
+            "--output=x",
+        ] {
+            assert!(!is_commit_id(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ls_remote_output_peels_annotated_tags_and_skips_garbage() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let c = "c".repeat(40);
+        let text = format!(
+            "{a}\trefs/heads/main\n{b}\trefs/tags/v1\n{c}\trefs/tags/v1^{{}}\nnot-an-id\trefs/heads/x\n\n"
+        );
+        let refs = parse_ls_remote(&text);
+        assert_eq!(refs.len(), 2);
+        assert_eq!(refs["refs/heads/main"], a);
+        assert_eq!(refs["refs/tags/v1"], c);
+    }
+}
