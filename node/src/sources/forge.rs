@@ -179,13 +179,24 @@ struct PullRequestPayload {
 struct PullRequestBody {
     number: Option<u64>,
     base: Option<BaseRef>,
+    head: Option<BaseRef>,
 }
 
 #[derive(Deserialize)]
 struct BaseRef {
     #[serde(rename = "ref")]
     name: String,
+    repo: Option<RepoRef>,
 }
+
+#[derive(Deserialize, PartialEq, Eq)]
+struct RepoRef {
+    full_name: Option<String>,
+}
+
+/// Why a pull request from a fork starts nothing: its author may not push to the
+/// repository, and its steps would run with this node's secrets.
+const FORK: &str = "pull_request from a fork (not run: its steps would get this node's secrets)";
 
 /// GitHub's and Gitea's events: `push` (and `create` of a tag or branch) fetch,
 /// `pull_request` opened, reopened or synchronized names its request.
@@ -207,6 +218,19 @@ fn github_like(event: Option<&str>, body: &[u8]) -> Hint {
             let Some(pr) = payload.pull_request else {
                 return Hint::Ignored("pull_request without a pull_request".into());
             };
+            let same_repository = match (&pr.head, &pr.base) {
+                (Some(head), Some(base)) => {
+                    head.repo
+                        .as_ref()
+                        .and_then(|r| r.full_name.as_ref())
+                        .is_some()
+                        && head.repo == base.repo
+                }
+                _ => false,
+            };
+            if !same_repository {
+                return Hint::Ignored(FORK.into());
+            }
             match (pr.number.or(payload.number), pr.base) {
                 (Some(number), Some(base)) => Hint::PullRequest {
                     number,
@@ -229,6 +253,8 @@ struct MergeRequestAttributes {
     iid: Option<u64>,
     target_branch: Option<String>,
     action: Option<String>,
+    source_project_id: Option<u64>,
+    target_project_id: Option<u64>,
 }
 
 /// GitLab's events: `Push Hook` and `Tag Push Hook` fetch, `Merge Request Hook` opened,
@@ -242,9 +268,16 @@ fn gitlab(event: Option<&str>, body: &[u8]) -> Hint {
                 .and_then(|p| p.object_attributes);
             match attributes {
                 Some(MergeRequestAttributes {
+                    source_project_id: Some(source),
+                    target_project_id: Some(target),
+                    ..
+                }) if source != target => Hint::Ignored(FORK.into()),
+                Some(MergeRequestAttributes {
                     iid: Some(number),
                     target_branch: Some(base),
                     action,
+                    source_project_id: Some(_),
+                    ..
                 }) if matches!(action.as_deref(), Some("open" | "reopen" | "update")) => {
                     Hint::PullRequest { number, base }
                 }
@@ -360,13 +393,33 @@ mod tests {
 
     #[test]
     fn pull_requests_name_their_number_and_target() {
-        let body = br#"{"action":"synchronize","number":7,"pull_request":{"number":7,"base":{"ref":"main"}}}"#;
+        let body = br#"{"action":"synchronize","number":7,"pull_request":{"number":7,
+            "base":{"ref":"main","repo":{"full_name":"acme/app"}},
+            "head":{"ref":"fix","repo":{"full_name":"acme/app"}}}}"#;
         assert_eq!(
             github_like(Some("pull_request"), body),
             Hint::PullRequest {
                 number: 7,
                 base: "main".into()
             }
+        );
+        // From a fork, or from a fork since deleted: not run.
+        for head in [
+            r#"{"ref":"fix","repo":{"full_name":"mallory/app"}}"#,
+            r#"{"ref":"fix","repo":null}"#,
+        ] {
+            let body = format!(
+                r#"{{"action":"opened","number":8,"pull_request":{{"number":8,"base":{{"ref":"main","repo":{{"full_name":"acme/app"}}}},"head":{head}}}}}"#
+            );
+            assert_eq!(
+                github_like(Some("pull_request"), body.as_bytes()),
+                Hint::Ignored(FORK.into())
+            );
+        }
+        let fork = br#"{"object_attributes":{"iid":3,"target_branch":"dev","action":"open","source_project_id":9,"target_project_id":1}}"#;
+        assert_eq!(
+            gitlab(Some("Merge Request Hook"), fork),
+            Hint::Ignored(FORK.into())
         );
         let closed =
             br#"{"action":"closed","number":7,"pull_request":{"number":7,"base":{"ref":"main"}}}"#;
@@ -378,7 +431,7 @@ mod tests {
             github_like(Some("pull_request"), b"not json"),
             Hint::Ignored(_)
         ));
-        let mr = br#"{"object_attributes":{"iid":3,"target_branch":"dev","action":"open"}}"#;
+        let mr = br#"{"object_attributes":{"iid":3,"target_branch":"dev","action":"open","source_project_id":1,"target_project_id":1}}"#;
         assert_eq!(
             gitlab(Some("Merge Request Hook"), mr),
             Hint::PullRequest {
