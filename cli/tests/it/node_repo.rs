@@ -488,3 +488,35 @@ fn polling_finds_a_push_nobody_told_the_node_about_and_it_starts_once() {
     let err = text(&out.stderr);
     assert!(err.contains("poll at most every 10 seconds"), "{err}");
 }
+
+#[test]
+fn a_schedule_starts_a_run_of_the_branch_head_when_it_comes_due() {
+    let node = Node::start_new();
+    let remote = Remote::new(
+        "pipeline {\n  name = 'nightly'\n  stage('Build') { steps { sh 'cat version.txt' } }\n}\n\
+         triggers {\n  schedule { cron = '* * * * *' }\n}\n",
+    );
+    node_ok(&node, &["repo", "add", &remote.url(), "--name", "app"]);
+    // A push is no trigger of this pipeline.
+    let head = remote.commit("version.txt", "scheduled\n", "scheduled");
+    remote.push("main");
+    let looked = fetch(&node, "app");
+    assert_eq!(looked["runs"], serde_json::json!([]), "{looked}");
+    // Every minute: the next one comes within about 70 s (a look every 10 s).
+    let started = std::time::Instant::now();
+    let run = loop {
+        let list: Value = serde_json::from_str(&node.ok(&["status", "--json"])).unwrap();
+        if let Some(run) = list["runs"].as_array().and_then(|r| r.first()).cloned() {
+            break run;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(180),
+            "no scheduled run; node log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    assert_eq!(run["source"]["commit"], head.as_str(), "{run}");
+    assert_eq!(run["facts"]["branch"], "main");
+    assert_eq!(run["started_by"], "schedule app");
+}

@@ -24,6 +24,10 @@ pub(super) const MAX_WEBHOOK_BODY: usize = 1 << 20;
 /// How often the poller wakes to see which repository is due.
 const POLL_TICK: Duration = Duration::from_secs(2);
 
+/// How often schedules are looked at (cron has minute resolution: a schedule starts its
+/// run within this much after it comes due).
+const SCHEDULE_EVERY: Duration = Duration::from_secs(10);
+
 impl From<RepoError> for ApiError {
     fn from(e: RepoError) -> Self {
         match e {
@@ -361,10 +365,12 @@ pub(super) async fn webhook(
     ))
 }
 
-/// Polls every repository that asks for it, each at its interval, until the task is
-/// dropped.
+/// Polls every repository that asks for it, each at its interval, and starts the runs
+/// its schedules call for, until the task is dropped.
 pub(crate) async fn poll(state: ApiState) {
     let mut last: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut schedules: HashMap<String, Schedule> = HashMap::new();
+    let mut schedules_at = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(POLL_TICK);
     loop {
         tick.tick().await;
@@ -374,7 +380,7 @@ pub(crate) async fn poll(state: ApiState) {
         };
         let now = tokio::time::Instant::now();
         last.retain(|name, _| list.iter().any(|r| &r.name == name));
-        for repo in list {
+        for repo in &list {
             let Some(every) = repo.poll_secs else {
                 continue;
             };
@@ -389,5 +395,192 @@ pub(crate) async fn poll(state: ApiState) {
                 tracing::warn!(target: super::TARGET, repo = %repo.name, error = %e.message(), "poll failed");
             }
         }
+        if now.duration_since(schedules_at) >= SCHEDULE_EVERY {
+            schedules_at = now;
+            run_schedules(&state, &mut schedules, &list).await;
+        }
+    }
+}
+
+/// The `schedule` triggers of a repository's branch, as planned at `commit`, and the
+/// instant after which an occurrence is due.
+struct Schedule {
+    commit: String,
+    crons: Vec<(croner::Cron, jiff::tz::TimeZone)>,
+    since: jiff::Timestamp,
+}
+
+/// Whether `cron`, read in `zone`, has an occurrence after `since` and at or before `now`.
+pub(crate) fn comes_due(
+    cron: &croner::Cron,
+    zone: &jiff::tz::TimeZone,
+    since: jiff::Timestamp,
+    now: jiff::Timestamp,
+) -> bool {
+    cron.find_next_occurrence(&since.to_zoned(zone.clone()), false)
+        .is_ok_and(|next| next.timestamp() <= now)
+}
+
+/// Starts a run of each repository whose branch's schedule came due since the last look.
+/// A schedule counts from when the node first saw it: occurrences while the node was
+/// stopped are not made up.
+async fn run_schedules(
+    state: &ApiState,
+    schedules: &mut HashMap<String, Schedule>,
+    list: &[RepoConfig],
+) {
+    let now = jiff::Timestamp::now();
+    schedules.retain(|name, _| list.iter().any(|r| &r.name == name));
+    for repo in list {
+        let Ok(refs) = state.repos.mirror(&repo.name).refs().await else {
+            continue;
+        };
+        let Some(head) = refs.get(&format!("refs/heads/{}", repo.branch)) else {
+            continue;
+        };
+        let schedule = schedules
+            .entry(repo.name.clone())
+            .or_insert_with(|| Schedule {
+                commit: String::new(),
+                crons: Vec::new(),
+                since: now,
+            });
+        if schedule.commit != *head {
+            schedule.crons = schedule_of(state, repo, head).await;
+            schedule.commit.clone_from(head);
+        }
+        let due = schedule
+            .crons
+            .iter()
+            .any(|(cron, zone)| comes_due(cron, zone, schedule.since, now));
+        schedule.since = now;
+        if due && let Err(e) = start_scheduled(state, repo).await {
+            tracing::warn!(target: super::TARGET, repo = %repo.name, error = %e.message(), "a schedule came due but started no run");
+        }
+    }
+}
+
+/// The schedules of `repo`'s pipeline at `commit`; a time zone the node does not know is
+/// logged and its schedule left out.
+async fn schedule_of(
+    state: &ApiState,
+    repo: &RepoConfig,
+    commit: &str,
+) -> Vec<(croner::Cron, jiff::tz::TimeZone)> {
+    let digest = match state
+        .repos
+        .checkout(
+            &repo.url,
+            commit,
+            &state.blobs,
+            state.limits.max_snapshot_bytes,
+        )
+        .await
+    {
+        Ok(digest) => digest,
+        Err(e) => {
+            tracing::warn!(target: super::TARGET, repo = %repo.name, error = %e, "cannot read the schedules");
+            return Vec::new();
+        }
+    };
+    let (planning, name, branch, commit) = (
+        state.clone(),
+        repo.name.clone(),
+        repo.branch.clone(),
+        commit.to_owned(),
+    );
+    let triggers = blocking(move || {
+        let bytes = planning.blobs.read(&digest).map_err(ApiError::internal)?;
+        let facts = Facts {
+            branch: Some(branch),
+            commit: Some(commit),
+            ..Facts::default()
+        };
+        let plan = super::runs::plan_snapshot(&planning, &bytes, Some(name), "", facts)?;
+        Ok(plan.body.triggers)
+    })
+    .await
+    .unwrap_or_default();
+    triggers
+        .iter()
+        .filter(|t| t.event == EventKind::Schedule)
+        .filter_map(|t| {
+            let cron = t.cron.as_deref()?.parse::<croner::Cron>().ok()?;
+            let zone_name = t.timezone.as_deref().unwrap_or("UTC");
+            match jiff::tz::TimeZone::get(zone_name) {
+                Ok(zone) => Some((cron, zone)),
+                Err(e) => {
+                    tracing::warn!(target: super::TARGET, repo = %repo.name, timezone = %zone_name, error = %e, "a schedule's time zone is unknown here; it never comes due");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Fetches `repo` and starts a run of its branch's head as a `schedule` event.
+async fn start_scheduled(state: &ApiState, repo: &RepoConfig) -> Result<(), ApiError> {
+    let head = {
+        let locked = state.repos.lock(&repo.name).await?;
+        let mirror = locked.mirror();
+        mirror.fetch(&[]).await.map_err(RepoError::from)?;
+        let refs = mirror.refs().await.map_err(RepoError::from)?;
+        refs.get(&format!("refs/heads/{}", repo.branch))
+            .cloned()
+            .ok_or_else(|| ApiError::invalid(format!("the branch {} is gone", repo.branch)))?
+    };
+    let event = Event {
+        kind: EventKind::Schedule,
+        branch: Some(repo.branch.clone()),
+        tag: None,
+    };
+    if let Some((run, _)) = start(state, repo, &event, &head).await? {
+        tracing::info!(target: super::TARGET, %run, repo = %repo.name, commit = %head, "a schedule started a run");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::comes_due;
+
+    #[test]
+    fn a_schedule_comes_due_once_its_time_passed_in_its_time_zone() {
+        let cron: croner::Cron = "0 3 * * *".parse().unwrap();
+        let utc = jiff::tz::TimeZone::UTC;
+        let at = |text: &str| text.parse::<jiff::Timestamp>().unwrap();
+        assert!(!comes_due(
+            &cron,
+            &utc,
+            at("2026-01-01T02:58:00Z"),
+            at("2026-01-01T02:59:59Z")
+        ));
+        assert!(comes_due(
+            &cron,
+            &utc,
+            at("2026-01-01T02:58:00Z"),
+            at("2026-01-01T03:00:00Z")
+        ));
+        // Due only once: the next look starts after it.
+        assert!(!comes_due(
+            &cron,
+            &utc,
+            at("2026-01-01T03:00:00Z"),
+            at("2026-01-01T03:00:10Z")
+        ));
+        // 03:00 at UTC+2 is 01:00 UTC.
+        let plus_two = jiff::tz::TimeZone::fixed(jiff::tz::offset(2));
+        assert!(comes_due(
+            &cron,
+            &plus_two,
+            at("2026-01-01T00:59:00Z"),
+            at("2026-01-01T01:00:05Z")
+        ));
+        assert!(!comes_due(
+            &cron,
+            &plus_two,
+            at("2026-01-01T02:58:00Z"),
+            at("2026-01-01T03:00:05Z")
+        ));
     }
 }
