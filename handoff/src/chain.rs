@@ -497,7 +497,7 @@ pub(crate) fn conflict(candidates: &[SignedReceipt]) -> Option<String> {
 }
 
 /// sha256 of an envelope's canonical bytes: how receipts name each other.
-pub(crate) fn digest_of(env: &Envelope) -> Digest {
+pub fn digest_of(env: &Envelope) -> Digest {
     Digest(Sha256::digest(env.canonical_bytes()).into())
 }
 

@@ -39,6 +39,10 @@
 //!   the first answer, and resumes from the durable records after a crash
 //!   (`docs/handoff.md`). Unlike the functions above it keeps state between calls, but
 //!   only what commands gave it: still no clock, no I/O, no ambient randomness.
+//! - [`rules`]: the rules of a run every node applies, written once for the node and the
+//!   simulator: which stages may start, the upstream chain, ownership, who moves a stage
+//!   on and what a node does with it, what an offer carries, whether a peer org may have a
+//!   stage run here, and how outcomes read as stage states.
 //! - `sim` (with the `sim` feature, and in this crate's tests): a deterministic
 //!   simulator of many nodes of several orgs passing real signed offers and receipts
 //!   through their machines over a faulty in-memory network, with a virtual clock.
@@ -55,6 +59,7 @@ pub mod chain;
 pub mod machine;
 pub mod outputs;
 pub mod owners;
+pub mod rules;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod verify;

@@ -45,22 +45,20 @@ use std::collections::HashMap;
 use std::iter;
 
 use otto_pipeline::Plan;
-use otto_pipeline::plan::{Body, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used};
+use otto_pipeline::plan::{
+    Body, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used, sha256_digest,
+};
 use otto_protocol::limits::MAX_TEXT_LEN;
 use otto_protocol::{
     DecodeError, Digest, Envelope, HandoffId, NodeCertificate, Offer, Reject, RejectCode,
 };
-use otto_trust::policy::ScopeError;
-use otto_trust::{
-    CertError, PublicKey, StageDefinition, TrustStore, Unverified, Verified, VerifiedCert,
-};
+use otto_trust::{CertError, PublicKey, TrustStore, Unverified, Verified, VerifiedCert};
 use serde::Serialize;
-use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
 use crate::chain::{self, SignedReceipt, conflict, latest, outcome_problem, quoted};
 use crate::dag::Dag;
 use crate::owners::{OwnerPolicy, Owners};
+use crate::rules;
 
 /// What the receiving node knows and decides, for [`verify_offer`].
 #[derive(Clone, Copy)]
@@ -183,7 +181,7 @@ pub fn verify_offer(
     }
 
     // 8-10. The plan and the stage in it.
-    let digest = sha256_text(&offer.plan);
+    let digest = sha256_digest(&offer.plan);
     if digest != offer.plan_digest {
         return Err(Rejection::new(
             RejectCode::PlanDigestMismatch,
@@ -220,17 +218,7 @@ pub fn verify_offer(
     };
 
     // 11. Policy scope.
-    ctx.trust
-        .check_scope(
-            sender.org(),
-            &body.pipeline,
-            &stage.id,
-            stage.environment.as_deref(),
-        )
-        .map_err(|err| scope(&err, sender.org()))?;
-    ctx.trust
-        .check_secrets(sender.org(), &stage.secrets)
-        .map_err(|err| scope(&err, sender.org()))?;
+    rules::check_scope(ctx.trust, sender.org(), &body, stage)?;
 
     // 12. Ownership.
     let owners = Owners::new(ctx.trust, Some(ctx.org), ctx.answers_to).with_policy(ctx.owners);
@@ -273,22 +261,7 @@ pub fn verify_offer(
     }
 
     // 22. The stage's definition.
-    let definition = match &stage.blueprint {
-        Some(blueprint) if (ctx.publishes)(&body, stage) => Definition::Blueprint {
-            library: blueprint.library.clone(),
-            name: blueprint.name.clone(),
-        },
-        _ => Definition::Inline {
-            digest: definition_digest(stage),
-        },
-    };
-    let asked = match &definition {
-        Definition::Blueprint { name, .. } => StageDefinition::Blueprint(name),
-        Definition::Inline { digest } => StageDefinition::Inline { digest },
-    };
-    ctx.trust
-        .check_definition(sender.org(), asked)
-        .map_err(|err| not_approved(&err, stage, &definition, sender.org()))?;
+    let definition = rules::check_definition(ctx.trust, sender.org(), &body, stage, ctx.publishes)?;
 
     Ok(AcceptedOffer {
         envelope,
@@ -339,11 +312,9 @@ pub fn definition_digest(stage: &Stage) -> String {
         steps: &stage.steps,
         uses: &stage.uses,
     };
-    // A plan's types serialize with string keys only, so this cannot fail; `Null` would
-    // still give a digest no one has approved.
-    let value = sorted(serde_json::to_value(&doc).unwrap_or(Value::Null));
-    let bytes = serde_json::to_vec(&value).unwrap_or_default();
-    sha256_text(&bytes)
+    // A plan's types serialize with string keys only; were one not to, the digest would be
+    // of `null`, which no one has approved.
+    sha256_digest(&otto_pipeline::plan::canonical_json(&doc))
 }
 
 /// The schema name inside the document [`definition_digest`] hashes.
@@ -596,79 +567,6 @@ fn certificate(err: &CertError) -> Rejection {
             rejection.hint("check the clocks of both nodes, or wait until the certificate starts")
         }
         _ => rejection,
-    }
-}
-
-/// A policy scope failure, as a rejection.
-fn scope(err: &ScopeError, org: &str) -> Rejection {
-    let hint = match err {
-        ScopeError::Secret { secret, .. } => format!(
-            "give it with `otto-node trust policy {org} --secrets {secret}` on this node, or \
-             leave it out of the stage's environment"
-        ),
-        _ => format!(
-            "the policy for org {} on this node must allow it",
-            quoted(org)
-        ),
-    };
-    Rejection::new(err.reject_code(), err.to_string()).hint(hint)
-}
-
-/// A definition failure, as a rejection naming the digest and the command to approve it.
-fn not_approved(err: &ScopeError, stage: &Stage, definition: &Definition, org: &str) -> Rejection {
-    let Definition::Inline { digest } = definition else {
-        return Rejection::new(err.reject_code(), err.to_string());
-    };
-    let origin = match &stage.blueprint {
-        Some(b) => format!(
-            "comes from blueprint {} of {}, which this node does not publish",
-            quoted(&b.name),
-            quoted(&b.library)
-        ),
-        None => "has inline steps".to_owned(),
-    };
-    match err {
-        ScopeError::InlineSteps { .. } => Rejection::new(
-            RejectCode::DefinitionNotApproved,
-            format!(
-                "stage {} {origin}, and the policy for org {} allows only blueprints this \
-                 node publishes (definition {digest})",
-                quoted(&stage.id),
-                quoted(org)
-            ),
-        )
-        .hint(format!(
-            "set definitions = \"approved\" in the policy for org {} and run `otto-node \
-             approve {digest}` on this node",
-            quoted(org)
-        )),
-        ScopeError::NotApproved { .. } => Rejection::new(
-            RejectCode::DefinitionNotApproved,
-            format!(
-                "stage {} {origin}; its definition {digest} is not approved here",
-                quoted(&stage.id)
-            ),
-        )
-        .hint(format!("run `otto-node approve {digest}` on this node")),
-        _ => Rejection::new(err.reject_code(), err.to_string()),
-    }
-}
-
-/// `sha256:` and the lowercase hex SHA-256 of some bytes.
-fn sha256_text(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// A JSON value with every object's keys in sorted order, whatever the map type keeps.
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
     }
 }
 

@@ -463,24 +463,18 @@ impl NodeMesh {
 }
 
 /// The check of a stage this node moves on itself in a run another org started: the same
-/// scope and definition rules as an offer of that stage from that org.
+/// scope and definition rules as an offer of that stage from that org
+/// ([`otto_handoff::rules::check_stage`]); a refusal reads "not run here: WHY; HINT".
 fn definition_check(membership: Membership) -> crate::engine::DefinitionCheck {
     crate::engine::DefinitionCheck(Arc::new(move |org, body, stage| {
         let trust = membership.trust();
-        let digest = otto_handoff::definition_digest(stage);
-        trust
-            .check_scope(org, &body.pipeline, &stage.id, stage.environment.as_deref())
-            .map_err(|e| format!("not run here: {e}"))?;
-        trust
-            .check_secrets(org, &stage.secrets)
-            .map_err(|e| format!("not run here: {e}"))?;
-        trust
-            .check_definition(org, otto_trust::StageDefinition::Inline { digest: &digest })
-            .map_err(|e| {
-                format!(
-                    "not run here: stage {} of a run {org} started: {e}",
-                    stage.id
-                )
+        // This node publishes no blueprints yet, as for offers (exchange).
+        let publishes = |_: &otto_pipeline::plan::Body, _: &otto_pipeline::plan::Stage| false;
+        otto_handoff::rules::check_stage(&trust, org, body, stage, &publishes)
+            .map(|_| ())
+            .map_err(|refused| match refused.hint {
+                Some(hint) => format!("not run here: {}; {hint}", refused.message),
+                None => format!("not run here: {}", refused.message),
             })
     }))
 }

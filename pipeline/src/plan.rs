@@ -694,8 +694,16 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 
 /// A serializable value as a JSON tree with every object's keys in sorted order, whether or
 /// not serde_json keeps insertion order.
-pub(crate) fn to_sorted_value<T: Serialize>(value: &T) -> Value {
+pub fn to_sorted_value<T: Serialize>(value: &T) -> Value {
     sorted(to_value(value))
+}
+
+/// The canonical JSON encoding of a value: keys sorted, no whitespace, as for plans. The
+/// one place Otto sorts JSON for a digest (plans here, stage definitions in
+/// `otto_handoff::definition_digest`).
+pub fn canonical_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // A sorted `Value` always serializes.
+    serde_json::to_vec(&to_sorted_value(value)).unwrap_or_default()
 }
 
 fn to_value<T: Serialize>(value: &T) -> Value {

@@ -13,6 +13,7 @@ mod machine_receiver;
 mod machine_restore;
 mod machine_sender;
 mod owners;
+mod rules;
 mod sim_faults;
 mod sim_properties;
 mod sim_rejects;

@@ -1,32 +1,34 @@
 //! Decisions over a plan and its stages' states, without I/O: which stages may start, what
 //! a condition means at run time, where a run stands.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
+use otto_handoff::rules;
 use otto_pipeline::plan::{Body, Outcome, Stage};
 
 use crate::store::{RunState, StageState};
 
-/// The stages that may start now, in plan order: not finished, not handed off, not
-/// already driven by a task, and every stage they need succeeded or was skipped.
+/// The stages that may start now, in plan order ([`otto_handoff::rules::ready`]): not
+/// finished, not handed off, not already driven by a task, and every stage they need
+/// succeeded or was skipped.
 pub(crate) fn ready(
     body: &Body,
     states: &HashMap<String, StageState>,
     busy: &HashSet<String>,
 ) -> Vec<String> {
-    body.stages
-        .iter()
-        .filter(|stage| {
-            let state = states.get(&stage.id).copied();
-            let open = state.is_some_and(|s| !s.is_final() && s != StageState::HandedOff);
-            open && !busy.contains(&stage.id)
-                && stage.needs.iter().all(|need| {
-                    matches!(
-                        states.get(need),
-                        Some(StageState::Succeeded | StageState::Skipped)
-                    )
-                })
-        })
+    let open = |stage: &Stage| {
+        let state = states.get(&stage.id).copied();
+        state.is_some_and(|s| !s.is_final() && s != StageState::HandedOff)
+            && !busy.contains(&stage.id)
+    };
+    let passed = |need: &str| {
+        matches!(
+            states.get(need),
+            Some(StageState::Succeeded | StageState::Skipped)
+        )
+    };
+    rules::ready(body, open, passed)
+        .into_iter()
         .map(|stage| stage.id.clone())
         .collect()
 }
@@ -54,27 +56,6 @@ pub(crate) fn condition_failure(text: &str, result: Outcome) -> Option<String> {
             "enter gate failed: {text} (unknown: it reads a fact this run was not given, which counts as failing)"
         )),
     }
-}
-
-/// Every stage `id` depends on, directly or not, in plan order.
-pub(crate) fn upstream(body: &Body, id: &str) -> Vec<String> {
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
-    let mut todo: Vec<&str> = vec![id];
-    while let Some(current) = todo.pop() {
-        let Some(stage) = body.stages.iter().find(|s| s.id == current) else {
-            continue;
-        };
-        for need in &stage.needs {
-            if wanted.insert(need.as_str()) {
-                todo.push(need.as_str());
-            }
-        }
-    }
-    body.stages
-        .iter()
-        .filter(|s| wanted.contains(s.id.as_str()))
-        .map(|s| s.id.clone())
-        .collect()
 }
 
 /// Whether a later stage starts from this stage's workspace (`runtime { from 'id' }`).
@@ -227,13 +208,6 @@ stage('D') { steps { sh 'd' } }
             condition_failure("branch == 'main'", Outcome::Fail).as_deref(),
             Some("enter gate failed: branch == 'main'")
         );
-    }
-
-    #[test]
-    fn upstream_is_transitive_and_in_plan_order() {
-        let plan = plan(DIAMOND, &Facts::default());
-        assert_eq!(upstream(&plan.body, "D"), ["A", "B", "C"]);
-        assert!(upstream(&plan.body, "A").is_empty());
     }
 
     #[test]

@@ -439,12 +439,16 @@ impl Engine {
     /// Must be called inside a tokio runtime.
     pub fn start(ctx: Context) -> (Self, tokio::task::JoinHandle<()>) {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let mut answers_to = ctx.answers_to;
+        if !answers_to.contains(&ctx.node_name) {
+            answers_to.push(ctx.node_name.clone());
+        }
         let shared = Arc::new(Shared {
             store: ctx.store,
             blobs: ctx.blobs,
             vault: ctx.vault,
             node_name: ctx.node_name,
-            answers_to: ctx.answers_to,
+            answers_to,
             agent_path: ctx.agent_path,
             work_dir: ctx.work_dir,
             run_dir: ctx.run_dir,
@@ -659,13 +663,11 @@ impl Shared {
         util::lock(&self.agents).keys().copied().collect()
     }
 
-    /// Whether this node runs stages of `owner` in a run it started (`started_here`) or
-    /// was offered a stage of. `None` is the node that started the run.
+    /// Whether this node runs the stages of `owner` in a run it started (`started_here`) or
+    /// was offered a stage of; `None` is the node that started the run
+    /// ([`otto_handoff::rules::owns`], its own name among the names it answers to).
     pub(crate) fn owns(&self, owner: Option<&str>, started_here: bool) -> bool {
-        match owner {
-            None => started_here,
-            Some(o) => o == self.node_name || self.answers_to.iter().any(|a| a == o),
-        }
+        otto_handoff::rules::owns(owner, &self.answers_to, started_here)
     }
 
     /// Whether another node offered this node `stage` of `run` and it accepted.

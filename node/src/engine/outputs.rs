@@ -17,7 +17,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use otto_pipeline::plan::Body;
 
-use super::dag;
 use crate::blobs::Digest;
 use crate::store::{self, AttemptState, Stage, Store, Stream};
 
@@ -60,8 +59,8 @@ impl Outputs {
     /// or not; when two have the same name, the later stage in plan order wins.
     pub(crate) fn artifacts_for(&self, body: &Body, stage: &str) -> BTreeMap<String, Digest> {
         let mut out = BTreeMap::new();
-        for id in dag::upstream(body, stage) {
-            for (name, digest, _) in self.artifacts.get(&id).into_iter().flatten() {
+        for up in otto_handoff::rules::upstream(body, stage) {
+            for (name, digest, _) in self.artifacts.get(&up.id).into_iter().flatten() {
                 out.insert(name.clone(), *digest);
             }
         }

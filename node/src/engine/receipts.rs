@@ -10,21 +10,20 @@
 //!   the stage depends on, directly or not, in plan order (the order of an offer's chain);
 //! - `outputs`: the artifacts the attempt archived.
 //!
-//! **Who moves a stage on** (DESIGN §6, "the next handoff leaves from ops"): the node that
-//! ran the last stage, in plan order, of those a stage needs and that have a receipt; for a
-//! stage that needs none (or whose needs were all skipped by the plan), the node that
-//! started the run. That node runs the stage if it owns it and offers it to its owner if
-//! not; every other node leaves it to the mover.
+//! **Who moves a stage on**, the upstream chain and the outcome a state reads as are rules
+//! of [`otto_handoff::rules`], which the simulator applies too.
 
-use otto_pipeline::plan::{Body, Stage as PlanStage};
+use otto_handoff::rules;
+use otto_pipeline::plan::Body;
 use otto_protocol::{
-    Artifact, Digest as WireDigest, Envelope, KeyBytes, NodeIdentity, Outcome, Payload, Receipt,
+    Artifact, Digest as WireDigest, Envelope, KeyBytes, NodeIdentity, Payload, Receipt,
 };
 use otto_trust::NodeKey;
 use sha2::{Digest as _, Sha256};
 
-use super::dag;
 use crate::store::{self, RunId, StageState, Store};
+
+pub(crate) use otto_handoff::rules::{digest_of, latest};
 
 /// What the engine signs receipts with: the node key and the node's names.
 pub struct ReceiptSigner {
@@ -46,18 +45,9 @@ impl std::fmt::Debug for ReceiptSigner {
     }
 }
 
-/// Who moves a stage on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Mover {
-    /// This node.
-    Me,
-    /// Another node, by name (`None`: the node that started the run, unknown here).
-    Other(Option<String>),
-}
-
 /// The receipts of a run in the store, decoded: (stage, attempt, receipt, envelope).
 /// Undecodable entries are skipped (the store only holds receipts checked on the way in).
-pub(crate) fn stored(store: &Store, run: &RunId) -> Result<Vec<(Receipt, Envelope)>, store::Error> {
+pub(crate) fn stored(store: &Store, run: &RunId) -> Result<Vec<rules::Held>, store::Error> {
     Ok(store
         .receipts(run)?
         .into_iter()
@@ -67,45 +57,6 @@ pub(crate) fn stored(store: &Store, run: &RunId) -> Result<Vec<(Receipt, Envelop
             Some((receipt, envelope))
         })
         .collect())
-}
-
-/// The latest receipt (highest attempt) of `stage` among `receipts`.
-pub(crate) fn latest<'a>(
-    receipts: &'a [(Receipt, Envelope)],
-    stage: &str,
-) -> Option<&'a (Receipt, Envelope)> {
-    receipts
-        .iter()
-        .filter(|(r, _)| r.stage == stage)
-        .max_by_key(|(r, _)| r.attempt)
-}
-
-/// The sha256 of an envelope's canonical bytes: how receipts name each other.
-pub(crate) fn digest_of(envelope: &Envelope) -> WireDigest {
-    WireDigest(Sha256::digest(envelope.canonical_bytes()).into())
-}
-
-/// Who moves `stage` on, given the run's receipts, this node's key, and whether this node
-/// started the run.
-pub(crate) fn mover(
-    body: &Body,
-    stage: &PlanStage,
-    receipts: &[(Receipt, Envelope)],
-    me: &KeyBytes,
-    started_here: bool,
-) -> Mover {
-    let last = body
-        .stages
-        .iter()
-        .filter(|s| stage.needs.contains(&s.id))
-        .filter_map(|s| latest(receipts, &s.id))
-        .next_back();
-    match last {
-        Some((receipt, _)) if receipt.node.key == *me => Mover::Me,
-        Some((receipt, _)) => Mover::Other(Some(receipt.node.name.clone())),
-        None if started_here => Mover::Me,
-        None => Mover::Other(None),
-    }
 }
 
 /// Everything a receipt says about one ended attempt, gathered by the stage task.
@@ -128,19 +79,11 @@ pub(crate) fn sign_and_store(
     signer: &ReceiptSigner,
     ended: Ended<'_>,
 ) -> Result<Option<Envelope>, store::Error> {
-    let outcome = match ended.state {
-        StageState::Succeeded => Outcome::Success,
-        StageState::Failed => Outcome::Failure,
-        StageState::Cancelled => Outcome::Cancelled,
-        StageState::Skipped => Outcome::Skipped,
-        _ => return Ok(None),
+    let Some(outcome) = ended.state.to_wire().and_then(rules::outcome_of) else {
+        return Ok(None);
     };
     let receipts = stored(store, &ended.run)?;
-    let upstream = dag::upstream(ended.body, ended.stage)
-        .iter()
-        .filter_map(|id| latest(&receipts, id))
-        .map(|(_, envelope)| digest_of(envelope))
-        .collect();
+    let upstream = rules::upstream_digests(ended.body, ended.stage, &receipts);
     let receipt = Receipt {
         run: ended.run.to_string(),
         plan_digest: ended.plan_digest,

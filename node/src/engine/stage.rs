@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
+use otto_handoff::rules::{self, Mover, Next};
 use otto_pipeline::plan::{self, Body, Gate as PlanGate, RuntimeKind, Step};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
@@ -20,7 +21,7 @@ use super::caches;
 use super::dag;
 use super::gates;
 use super::outputs::{Outputs, Record};
-use super::receipts::{self, Ended, Mover};
+use super::receipts::{self, Ended};
 use super::util::{self, blocking, lock, now_ms};
 use super::{EngineEvent, Shared, phase_name};
 use crate::blobs::Digest;
@@ -136,27 +137,27 @@ impl StageTask {
         let owned = self
             .sh
             .owns(self.plan.owner.as_deref(), self.run.started_here);
-        if !owned || !self.sh.was_offered(&self.run.id, &self.plan.id) {
-            let mover = self.mover().await?;
-            let owner = self.plan.owner_name().to_owned();
-            let note = match (&mover, owned) {
-                (Mover::Me, true) => None,
-                (Mover::Me, false) => Some(format!("to be offered to {owner}")),
-                (Mover::Other(Some(node)), _) => Some(format!("{node} moves it on to {owner}")),
-                (Mover::Other(None), _) => Some(format!(
-                    "the node that started the run moves it on to {owner}"
-                )),
-            };
-            if let Some(note) = note {
+        let offered = self.sh.was_offered(&self.run.id, &self.plan.id);
+        let mover = if owned && offered {
+            Mover::Me
+        } else {
+            self.mover().await?
+        };
+        match rules::next(&self.plan, owned, offered, &mover) {
+            Next::Run => {}
+            Next::HandOff { note } => {
                 self.set_state(StageState::HandedOff, Some(note), None)
                     .await?;
-                if mover == Mover::Me {
-                    self.sh.publish(EngineEvent::HandOff {
-                        run: self.run.id,
-                        stage: self.plan.id.clone(),
-                        owner,
-                    });
-                }
+                self.sh.publish(EngineEvent::HandOff {
+                    run: self.run.id,
+                    stage: self.plan.id.clone(),
+                    owner: self.plan.owner_name().to_owned(),
+                });
+                return Ok(());
+            }
+            Next::Wait { note } => {
+                self.set_state(StageState::HandedOff, Some(note), None)
+                    .await?;
                 return Ok(());
             }
         }
@@ -1113,7 +1114,7 @@ impl StageTask {
         })
     }
 
-    /// Who moves this stage on (see [`receipts`]).
+    /// Who moves this stage on ([`rules::mover`]).
     async fn mover(&self) -> Result<Mover, Trouble> {
         let Some(signer) = &self.sh.signer else {
             return Ok(if self.run.started_here {
@@ -1125,7 +1126,7 @@ impl StageTask {
         let me = otto_protocol::KeyBytes(*signer.key.public_key().as_bytes());
         let (store, run) = (self.sh.store.clone(), self.run.id);
         let stored = blocking(move || receipts::stored(&store, &run)).await?;
-        Ok(receipts::mover(
+        Ok(rules::mover(
             &self.run.body,
             &self.plan,
             &stored,

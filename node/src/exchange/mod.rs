@@ -45,7 +45,7 @@ use std::time::Duration;
 use otto_handoff::machine::{self, Action, Command, Event, Verdict, command, event};
 use otto_handoff::{Definition, VerifyContext};
 use otto_protocol::{
-    Accept, Digest as WireDigest, Envelope, HandoffId, Message, Offer, Outcome, Receipt, RunSource,
+    Accept, Digest as WireDigest, Envelope, HandoffId, Message, Offer, Receipt, RunSource,
 };
 use otto_trust::{PublicKey, Unverified, Verified};
 use tokio::sync::{broadcast, mpsc};
@@ -54,7 +54,7 @@ use crate::blobs::{BlobStore, Digest};
 use crate::engine::{Engine, EngineEvent, RemoteEnd, RemoteStage};
 use crate::membership::{Membership, peer_key};
 use crate::mesh::{self, PeerId, ResponseHandle};
-use crate::store::{self, InboxState as StoreInboxState, OutboxEntry, RunId, StageState, Store};
+use crate::store::{self, OutboxEntry, RunId, StageState, Store};
 
 const TARGET: &str = "otto_node::exchange";
 
@@ -650,20 +650,9 @@ impl Exchange {
                 let answer = self.sign_verdict(&verdict)?;
                 let bytes = otto_protocol::encode_envelope(&offer);
                 let answer_bytes = otto_protocol::encode_envelope(&answer);
-                let store_state = match state {
-                    machine::InboxState::Accepted => StoreInboxState::Accepted,
-                    _ => StoreInboxState::Rejected,
-                };
                 let (s, now) = (store.clone(), now_ms());
                 blocking(move || {
-                    s.inbox_put_answered(
-                        &id.0,
-                        &bytes,
-                        received_at,
-                        &answer_bytes,
-                        store_state,
-                        now,
-                    )
+                    s.inbox_put_answered(&id.0, &bytes, received_at, &answer_bytes, state, now)
                 })
                 .await
                 .map_err(err)?;
@@ -776,12 +765,7 @@ impl Exchange {
             .as_ref()
             .is_some_and(|h| h.attempt_ended(receipt.attempt));
         self.status.remote(run, &receipt.stage);
-        let state = match receipt.outcome {
-            Outcome::Success => StageState::Succeeded,
-            Outcome::Skipped => StageState::Skipped,
-            Outcome::Cancelled => StageState::Cancelled,
-            Outcome::Failure => StageState::Failed,
-        };
+        let state = StageState::from_wire(otto_handoff::rules::state_of(receipt.outcome));
         let update = RemoteStage {
             run,
             stage: receipt.stage.clone(),
@@ -801,12 +785,7 @@ impl Exchange {
         };
         let origin = format!(
             "{} on {} ({})",
-            match receipt.outcome {
-                Outcome::Success => "ran",
-                Outcome::Failure => "failed",
-                Outcome::Skipped => "skipped",
-                Outcome::Cancelled => "cancelled",
-            },
+            otto_handoff::rules::verb(receipt.outcome),
             receipt.node.name,
             receipt.node.org
         );
@@ -1333,7 +1312,7 @@ fn inbox_record(peer: String, offer: Envelope, entry: &store::InboxEntry) -> com
         peer,
         offer,
         received_at: entry.received_at,
-        state: machine_state(entry.state),
+        state: entry.state,
         verdict: entry
             .answer
             .as_deref()
@@ -1341,15 +1320,6 @@ fn inbox_record(peer: String, offer: Envelope, entry: &store::InboxEntry) -> com
             .and_then(|a| Verdict::from_envelope(&a).ok()),
         last_attempt: None,
         receipt: None,
-    }
-}
-
-fn machine_state(state: StoreInboxState) -> machine::InboxState {
-    match state {
-        StoreInboxState::Received => machine::InboxState::Received,
-        StoreInboxState::Accepted => machine::InboxState::Accepted,
-        StoreInboxState::Rejected => machine::InboxState::Rejected,
-        StoreInboxState::Done => machine::InboxState::Done,
     }
 }
 

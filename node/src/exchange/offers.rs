@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use otto_handoff::rules;
 use otto_pipeline::plan::Body;
 use otto_protocol::{
-    Digest as WireDigest, Envelope, Facts as WireFacts, HandoffId, InputArtifact, Offer, Receipt,
-    RunSource,
+    Digest as WireDigest, Envelope, Facts as WireFacts, HandoffId, KeyBytes, Offer, RunSource,
 };
 use otto_trust::PublicKey;
 
-use crate::engine::{dag, receipts};
+use crate::engine::receipts;
 use crate::store::{self, NewRun, NewStage, RunId, Source, StageState, Store};
 
 /// Why an offer could not be built.
@@ -56,27 +56,17 @@ pub(crate) fn build(store: &Store, spec: &OfferSpec) -> Result<Offer, OfferError
         .map_err(|e| OfferError::Missing(format!("the plan does not read: {e}")))?;
     check_binding(&body, &spec.stage, &spec.to_org)?;
     let stored = receipts::stored(store, &spec.run)?;
-    let chain: Vec<&(Receipt, Envelope)> = dag::upstream(&body, &spec.stage)
-        .iter()
-        .filter_map(|id| receipts::latest(&stored, id))
-        .collect();
-    let mut inputs = Vec::new();
+    let me = KeyBytes(*spec.me.as_bytes());
+    let draft = rules::draft(&body, &spec.stage, &stored, &me, |receipt| {
+        PublicKey::from_bytes(&receipt.node.key.0)
+            .ok()
+            .map(|key| key.peer_id().to_string())
+    });
     let mut certificates: Vec<Envelope> = Vec::new();
-    for (receipt, _) in &chain {
-        let Ok(key) = PublicKey::from_bytes(&receipt.node.key.0) else {
+    for signer in &draft.signers {
+        let Ok(key) = PublicKey::from_bytes(&signer.0) else {
             continue;
         };
-        for artifact in &receipt.outputs {
-            inputs.push(InputArtifact {
-                name: artifact.name.clone(),
-                sha256: artifact.sha256,
-                size: artifact.size,
-                provider: key.peer_id().to_string(),
-            });
-        }
-        if key == spec.me {
-            continue;
-        }
         if let Some(node) = store.node(&key.keyid())?
             && let Ok(cert) = otto_protocol::decode_envelope(&node.cert)
             && !certificates.contains(&cert)
@@ -102,8 +92,12 @@ pub(crate) fn build(store: &Store, spec: &OfferSpec) -> Result<Offer, OfferError
         stage: spec.stage.clone(),
         attempt: spec.attempt,
         facts: wire_facts(&run.facts),
-        inputs,
-        receipts: chain.iter().map(|(_, envelope)| envelope.clone()).collect(),
+        inputs: draft.inputs,
+        receipts: draft
+            .chain
+            .iter()
+            .map(|(_, envelope)| envelope.clone())
+            .collect(),
         sender: spec.sender.clone(),
         expires_at: spec.now + spec.ttl,
         created_at: spec.now,

@@ -81,11 +81,7 @@ impl RunView {
     pub(crate) fn new(body: &Body, started_here: bool, answers_to: &[String]) -> Self {
         let mut view = Self::default();
         for stage in &body.stages {
-            let owned = match &stage.owner {
-                None => started_here,
-                Some(owner) => answers_to.contains(owner),
-            };
-            if owned {
+            if otto_handoff::rules::owns(stage.owner.as_deref(), answers_to, started_here) {
                 view.owned.insert(stage.id.clone());
             }
             for need in &stage.needs {
@@ -155,7 +151,7 @@ impl Publisher {
                 attempt,
                 note,
             } => {
-                let Some(wire) = wire_state(*state) else {
+                let Some(wire) = state.to_wire() else {
                     return;
                 };
                 let status = self.entry(*run, stage, attempt.unwrap_or(1), now);
@@ -230,7 +226,7 @@ impl Publisher {
         me: &str,
         now: u64,
     ) -> Option<Status> {
-        let state = wire_state(end.state).filter(|_| end.state.is_final())?;
+        let state = end.state.to_wire().filter(|_| end.state.is_final())?;
         if runs_here {
             return None;
         }
@@ -317,13 +313,9 @@ pub(crate) fn relayed_end(
     if status.seq != RELAY_SEQ {
         return None;
     }
-    let state = match status.state {
-        WireState::Succeeded => StageState::Succeeded,
-        WireState::Failed => StageState::Failed,
-        WireState::Skipped => StageState::Skipped,
-        WireState::Cancelled => StageState::Cancelled,
-        _ => return None,
-    };
+    // Only an end is relayed.
+    let outcome = otto_handoff::rules::outcome_of(status.state)?;
+    let state = StageState::from_wire(otto_handoff::rules::state_of(outcome));
     // The account up to the last relayer's name, which is replaced by the author's.
     let detail = status.detail.as_deref().unwrap_or("ended on another node");
     let origin = detail
@@ -353,19 +345,6 @@ pub(crate) fn relayed_end(
         origin,
     };
     Some((update, end))
-}
-
-fn wire_state(state: StageState) -> Option<WireState> {
-    Some(match state {
-        StageState::Pending => WireState::Queued,
-        StageState::Running => WireState::Running,
-        StageState::WaitingGate => WireState::WaitingGate,
-        StageState::Succeeded => WireState::Succeeded,
-        StageState::Failed => WireState::Failed,
-        StageState::Skipped => WireState::Skipped,
-        StageState::Cancelled => WireState::Cancelled,
-        _ => return None,
-    })
 }
 
 fn now_secs() -> u64 {

@@ -6,6 +6,7 @@
 //! read. Times are milliseconds since the Unix epoch, always given by the caller.
 
 use otto_pipeline::plan::Facts;
+use otto_protocol::StageState as WireState;
 use serde::{Deserialize, Serialize};
 
 use super::RunId;
@@ -439,19 +440,9 @@ pub struct InboxEntry {
     pub answered_at: Option<u64>,
 }
 
-/// Where a received offer is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InboxState {
-    /// Persisted, not answered yet.
-    Received,
-    /// Accepted; the stage is to run (or runs).
-    Accepted,
-    /// Rejected. Final.
-    Rejected,
-    /// The stage ran and its receipt went back. Final.
-    Done,
-}
+/// Where a received offer is: the handoff state machine's type, stored as it names it
+/// (`received`, `accepted`, `rejected`, `done`).
+pub use otto_handoff::machine::InboxState;
 
 /// A node this node knows: its certificate, checked when it was recorded, and how to
 /// reach it. Nodes become known by joining (either side of an invite) and by presenting
@@ -540,6 +531,36 @@ impl StageState {
             self,
             Self::Succeeded | Self::Failed | Self::Skipped | Self::Cancelled
         )
+    }
+
+    /// The state as the protocol names it (status events; a receipt's outcome through
+    /// [`otto_handoff::rules::outcome_of`]); `None` for `handed_off`, which only this node
+    /// sees.
+    pub fn to_wire(self) -> Option<WireState> {
+        Some(match self {
+            Self::Pending => WireState::Queued,
+            Self::Running => WireState::Running,
+            Self::WaitingGate => WireState::WaitingGate,
+            Self::Succeeded => WireState::Succeeded,
+            Self::Failed => WireState::Failed,
+            Self::Skipped => WireState::Skipped,
+            Self::Cancelled => WireState::Cancelled,
+            Self::HandedOff => return None,
+        })
+    }
+
+    /// The state a protocol state stands for here (a receipt's outcome through
+    /// [`otto_handoff::rules::state_of`]).
+    pub fn from_wire(state: WireState) -> Self {
+        match state {
+            WireState::Queued => Self::Pending,
+            WireState::Running => Self::Running,
+            WireState::WaitingGate => Self::WaitingGate,
+            WireState::Succeeded => Self::Succeeded,
+            WireState::Failed => Self::Failed,
+            WireState::Skipped => Self::Skipped,
+            WireState::Cancelled => Self::Cancelled,
+        }
     }
 }
 
