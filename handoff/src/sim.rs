@@ -38,19 +38,24 @@
 //! within a step limit. [`Sim::trace`] records what the nodes said and did, for properties.
 #![warn(clippy::unwrap_used)]
 
+mod check;
+mod hostile;
 mod net;
 mod node;
+pub mod scale;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
 use otto_pipeline::plan::Provenance;
 use otto_pipeline::{Facts, MemSource, Plan, StepCatalog, plan_text};
-use otto_protocol::{Envelope, HandoffId, Outcome, Receipt, RejectCode};
+use otto_protocol::{Envelope, HandoffId, KeyBytes, RejectCode};
 use otto_trust::{NodeKey, OrgKey, TrustStore};
 
+pub use self::check::Violation;
+use self::check::{Checks, Log};
 use self::net::{Item, Rng};
 use self::node::{Durable, Node, RunInfo, RunRecord, certificate, open_policy, seed_bytes};
 use crate::machine::{Config, InboxState, Machine, Verdict};
@@ -64,9 +69,12 @@ pub const START: u64 = 1_735_689_600_000;
 pub struct SimConfig {
     /// The seed of everything random: latencies, losses, jitter, handoff ids.
     pub seed: u64,
-    /// The orgs, one node each: org `ops` has node `ops-1`, which owns the stages whose
-    /// owner is `ops`.
+    /// The orgs: org `ops` has nodes `ops-1` … `ops-N` ([`SimConfig::nodes_per_org`]),
+    /// which answer to owner `ops`; an offer of an `ops` stage goes to one of them, picked
+    /// by the run.
     pub orgs: Vec<String>,
+    /// How many nodes each org has (at least 1).
+    pub nodes_per_org: usize,
     /// The network's and the nodes' misbehaviour.
     pub faults: Faults,
     /// The machines' configuration.
@@ -102,6 +110,16 @@ pub struct Faults {
     pub partitions: Vec<Partition>,
     /// Crashes of a node, by name, at a time, for a while.
     pub crashes: Vec<Crash>,
+    /// How many nodes misbehave (the last node of each of the first orgs): they do their
+    /// honest part, and until [`Faults::heal_at`] they also forge receipts for stages
+    /// their org does not own, offer stages with forged chains, replay offers and receipts
+    /// they saw, and send receipts to nodes that did not give them the stage.
+    pub hostile: usize,
+    /// Time between two misdeeds of a hostile node: uniform in this range of milliseconds.
+    pub mischief_every: (u64, u64),
+    /// Whether hostile nodes also send receipts to nodes that gave the stage to nobody
+    /// (stray receipts: see `docs/testnet.md`, an open gap the simulator finds).
+    pub stray: bool,
 }
 
 /// Two nodes that cannot reach each other from `from` until `until` (milliseconds).
@@ -240,10 +258,21 @@ pub struct Sim {
     rng: Rng,
     seq: u64,
     nodes: Vec<Node>,
+    /// Node index by name, by node key, and the nodes of each org.
+    by_name: HashMap<String, usize>,
+    by_key: HashMap<KeyBytes, usize>,
+    by_org: BTreeMap<String, Vec<usize>>,
     queue: BTreeMap<(u64, u64), Item>,
     runs: BTreeMap<String, RunInfo>,
+    /// Runs scheduled with [`Sim::schedule_run`], started when their time comes.
+    scheduled: Vec<Option<(usize, String)>>,
     torn: u32,
     trace: Trace,
+    checks: Checks,
+    log: Log,
+    steps: u64,
+    /// Runs that finished or failed.
+    ended: usize,
 }
 
 impl Default for SimConfig {
@@ -259,6 +288,7 @@ impl Default for SimConfig {
                 receipt_timeout: 2_000,
                 ..Config::default()
             },
+            nodes_per_org: 1,
             offer_ttl: 3_600,
             stage_time: (100, 1_000),
             fetch_time: (10, 100),
@@ -276,11 +306,9 @@ impl Sim {
             .enumerate()
             .map(|(i, name)| (name.clone(), OrgKey::from_seed(&seed_bytes(0x10, i))))
             .collect();
-        let mut nodes = Vec::with_capacity(orgs.len());
+        let per_org = config.nodes_per_org.max(1);
+        let mut nodes = Vec::with_capacity(orgs.len() * per_org);
         for (i, (org, org_key)) in orgs.iter().enumerate() {
-            let key = NodeKey::from_seed(&seed_bytes(0x40, i));
-            let name = format!("{org}-1");
-            let cert = certificate(org_key, org, &name, &key);
             let mut trust = TrustStore::new();
             for (other, other_key) in &orgs {
                 // Org names come from the test; a bad one is a bug in the test.
@@ -289,18 +317,42 @@ impl Sim {
                     let _ = trust.set_policy(other, open_policy());
                 }
             }
-            nodes.push(Node {
-                name,
-                org: org.clone(),
-                key,
-                cert,
-                trust,
-                machine: None,
-                epoch: 0,
-                wake_at: None,
-                durable: Durable::default(),
-                running: BTreeSet::new(),
-            });
+            for j in 0..per_org {
+                let index = nodes.len();
+                let key = NodeKey::from_seed(&seed_bytes(0x40, index));
+                let name = format!("{org}-{}", j + 1);
+                let cert = certificate(org_key, org, &name, &key);
+                let hostile = j + 1 == per_org && i < config.faults.hostile;
+                nodes.push(Node {
+                    names: vec![org.clone(), name.clone()],
+                    name,
+                    org: org.clone(),
+                    key,
+                    cert,
+                    trust: trust.clone(),
+                    machine: None,
+                    epoch: 0,
+                    wake_at: None,
+                    durable: Durable::default(),
+                    running: BTreeSet::new(),
+                    hostile,
+                    seen: Vec::new(),
+                });
+            }
+        }
+        let by_name = nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| (node.name.clone(), n))
+            .collect();
+        let by_key = nodes
+            .iter()
+            .enumerate()
+            .map(|(n, node)| (KeyBytes(*node.key.public_key().as_bytes()), n))
+            .collect();
+        let mut by_org: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (n, node) in nodes.iter().enumerate() {
+            by_org.entry(node.org.clone()).or_default().push(n);
         }
         let mut sim = Self {
             rng: Rng(config.seed),
@@ -308,13 +360,25 @@ impl Sim {
             now: START,
             seq: 0,
             nodes,
+            by_name,
+            by_key,
+            by_org,
             queue: BTreeMap::new(),
             runs: BTreeMap::new(),
+            scheduled: Vec::new(),
             torn: 0,
             trace: Trace::default(),
+            checks: Checks::default(),
+            log: Log::default(),
+            steps: 0,
+            ended: 0,
         };
         for n in 0..sim.nodes.len() {
             sim.boot(n);
+            if sim.nodes[n].hostile {
+                let at = sim.now + sim.rng.range(sim.config.faults.mischief_every);
+                sim.schedule(at, Item::Mischief { node: n });
+            }
         }
         for crash in sim.config.faults.crashes.clone() {
             if let Some(node) = sim.index(&crash.node) {
@@ -331,11 +395,27 @@ impl Sim {
     }
 
     /// Plans `ottofile` and starts a run of it at node `origin`; returns the run id.
-    /// Every stage's inline definition is approved on the node that owns it.
+    /// Every stage's inline definition is approved on the nodes that answer to its owner.
     pub fn start_run(&mut self, origin: &str, ottofile: &str) -> Result<String, String> {
         let n = self
             .index(origin)
             .ok_or_else(|| format!("no node {origin}"))?;
+        self.start_run_at(n, ottofile)
+    }
+
+    /// Starts a run of `ottofile` at node `origin` at time `at` (milliseconds), or as soon
+    /// as the clock gets there. A plan that does not plan is a [`Violation`] then.
+    pub fn schedule_run(&mut self, origin: &str, ottofile: String, at: u64) -> Result<(), String> {
+        let n = self
+            .index(origin)
+            .ok_or_else(|| format!("no node {origin}"))?;
+        let index = self.scheduled.len();
+        self.scheduled.push(Some((n, ottofile)));
+        self.schedule(at, Item::StartRun { index });
+        Ok(())
+    }
+
+    pub(crate) fn start_run_at(&mut self, n: usize, ottofile: &str) -> Result<String, String> {
         let planned = plan_text(
             &MemSource::new(),
             Path::new("Ottofile"),
@@ -369,23 +449,27 @@ impl Sim {
             body,
             provenance: Provenance::default(),
         });
-        let run = format!("run-{:04}", self.runs.len() + 1);
+        let run = format!("run-{:05}", self.runs.len() + 1);
         self.runs.insert(
             run.clone(),
             RunInfo {
                 origin: n,
                 plan: Arc::clone(&plan),
                 signed: Vec::new(),
+                succeeded: BTreeSet::new(),
+                finished: false,
+                failed: None,
             },
         );
+        let now = self.now / 1000;
         for stage in &plan.body.stages {
-            if let Some(owner) = self.owner(&run, stage.owner_name()) {
-                let now = self.now / 1000;
-                self.nodes[owner]
-                    .trust
-                    .approve(&definition_digest(stage), now);
+            let digest = definition_digest(stage);
+            for owner in self.owners_of(&run, stage.owner_name()) {
+                self.nodes[owner].trust.approve(&digest, now);
             }
         }
+        let who = self.nodes[n].name.clone();
+        self.log(format!("{who} starts {run}"));
         self.nodes[n]
             .durable
             .runs
@@ -396,33 +480,13 @@ impl Sim {
 
     /// Handles the next thing due; `false` when nothing is left to happen.
     pub fn step(&mut self) -> bool {
-        let queued = self.queue.first_key_value().map(|(key, _)| key.0);
-        let wake = self
-            .nodes
-            .iter()
-            .enumerate()
-            .filter(|(_, node)| node.machine.is_some())
-            .filter_map(|(n, node)| node.wake_at.map(|at| (at, n)))
-            .min();
-        match (queued, wake) {
-            (None, None) => false,
-            (Some(at), Some((wake_at, n))) if wake_at < at => {
-                self.wake(n, wake_at);
-                true
-            }
-            (None, Some((wake_at, n))) => {
-                self.wake(n, wake_at);
-                true
-            }
-            (Some(_), _) => {
-                let Some(((at, _), item)) = self.queue.pop_first() else {
-                    return false;
-                };
-                self.now = self.now.max(at);
-                self.process(item);
-                true
-            }
-        }
+        let Some(((at, _), item)) = self.queue.pop_first() else {
+            return false;
+        };
+        self.steps += 1;
+        self.now = self.now.max(at);
+        self.process(item);
+        true
     }
 
     /// Steps until `done` holds, at most `max_steps` times; returns the steps taken.
@@ -463,25 +527,77 @@ impl Sim {
 
     /// How run `run` stands.
     pub fn run_state(&self, run: &str) -> RunState {
-        for node in &self.nodes {
-            if let Some(failure) = node.durable.runs.get(run).and_then(|r| r.failed.as_ref()) {
-                return failure.clone();
+        match self.runs.get(run) {
+            Some(info) if info.failed.is_some() => info.failed.clone().unwrap_or(RunState::Running),
+            Some(info) if info.finished => RunState::Finished,
+            _ => RunState::Running,
+        }
+    }
+
+    /// The first broken invariant, if one broke: see [`Violation`].
+    pub fn violation(&self) -> Option<&Violation> {
+        self.checks.violation.as_ref()
+    }
+
+    /// How many runs finished: every stage succeeded and the chain verified.
+    pub fn finished_runs(&self) -> usize {
+        self.runs.values().filter(|info| info.finished).count()
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// The last lines of the simulation's trace, oldest first.
+    pub fn recent(&self) -> Vec<String> {
+        self.log.recent.iter().cloned().collect()
+    }
+
+    /// Gives every line of the trace, as it happens, to `observer` (to print it).
+    pub fn observe(&mut self, observer: Box<dyn FnMut(&str)>) {
+        self.log.observer = Some(observer);
+    }
+
+    /// Checks what must hold once everything settled after the faults healed: every run
+    /// finished, and nothing is left in flight; a [`Violation`] says what did not.
+    pub fn check_settled(&mut self) -> Option<&Violation> {
+        if self.checks.violation.is_none() {
+            let failed = self.runs.iter().find_map(|(run, info)| match &info.failed {
+                Some(state) => Some(format!("run {run} failed: {state:?}")),
+                None if !info.finished => {
+                    let origin = &self.nodes[info.origin].name;
+                    Some(format!(
+                        "run {run} (started on {origin}) never finished: a handoff was lost"
+                    ))
+                }
+                None => None,
+            });
+            let stuck = || {
+                self.nodes.iter().find_map(|node| {
+                    if node.machine.is_none() {
+                        return Some(format!("{} is still down", node.name));
+                    }
+                    if let Some(id) = node.durable.outbox.keys().next() {
+                        return Some(format!("{} still has offer {id} in its outbox", node.name));
+                    }
+                    node.durable
+                        .inbox
+                        .iter()
+                        .find(|(_, e)| !matches!(e.state, InboxState::Done | InboxState::Rejected))
+                        .map(|(id, e)| {
+                            format!(
+                                "{} holds offer {id} in state {:?}: accepted but never done",
+                                node.name, e.state
+                            )
+                        })
+                })
+            };
+            if let Some(what) = failed.or_else(stuck) {
+                self.violate(what);
             }
         }
-        let Some(info) = self.runs.get(run) else {
-            return RunState::Running;
-        };
-        let finished = info.plan.body.stages.last().is_some_and(|last| {
-            info.signed.iter().any(|env| {
-                env.payload_as::<Receipt>()
-                    .is_ok_and(|r| r.stage == last.id && r.outcome == Outcome::Success)
-            })
-        });
-        if finished {
-            RunState::Finished
-        } else {
-            RunState::Running
-        }
+        self.checks.violation.as_ref()
     }
 
     /// The plan of run `run`.
@@ -537,19 +653,21 @@ impl Sim {
     /// Whether everything settled: every node up, every outbox empty, every received offer
     /// rejected or done, no stage running, no message in flight.
     pub fn is_quiet(&self) -> bool {
-        self.queue
-            .values()
-            .all(|item| matches!(item, Item::Crash { .. }))
-            && self.nodes.iter().all(|node| {
-                node.machine.is_some()
-                    && node.running.is_empty()
-                    && node.durable.outbox.is_empty()
-                    && node
-                        .durable
-                        .inbox
-                        .values()
-                        .all(|e| matches!(e.state, InboxState::Done | InboxState::Rejected))
-            })
+        self.queue.values().all(|item| {
+            matches!(
+                item,
+                Item::Crash { .. } | Item::Wake { .. } | Item::Mischief { .. }
+            )
+        }) && self.nodes.iter().all(|node| {
+            node.machine.is_some()
+                && node.running.is_empty()
+                && node.durable.outbox.is_empty()
+                && node
+                    .durable
+                    .inbox
+                    .values()
+                    .all(|e| matches!(e.state, InboxState::Done | InboxState::Rejected))
+        })
     }
 
     /// Whether every run started is finished and everything settled.

@@ -24,6 +24,8 @@
 //! - [`play`]: plays a scenario's timeline and checks its invariants.
 //! - [`bench`](mod@bench): `otto-testnet bench`: performance figures, each next to a baseline
 //!   measured in the same run.
+//! - [`sim`]: `otto-testnet sim`: the deterministic simulator of `otto-handoff` at 1,000
+//!   nodes, timed and measured.
 //!
 //! Every wait is bounded and says what it waited for when it runs out.
 
@@ -36,6 +38,7 @@ pub mod play;
 pub mod process;
 pub mod sample;
 pub mod scenario;
+pub mod sim;
 pub mod timeline;
 pub mod up;
 pub mod webhook;

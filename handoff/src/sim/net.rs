@@ -2,7 +2,7 @@
 //! random numbers they draw.
 
 use otto_protocol::{Envelope, HandoffId, Offer};
-use otto_trust::Unverified;
+use otto_trust::{PublicKey, Unverified};
 
 use super::Sim;
 use crate::machine::{Command, command, mix64};
@@ -25,6 +25,20 @@ pub(super) enum Item {
     },
     Restart {
         node: usize,
+    },
+    /// The machine of `node` (in incarnation `epoch`) asked for a tick at `at`.
+    Wake {
+        node: usize,
+        epoch: u32,
+        at: u64,
+    },
+    /// A hostile node does something it should not.
+    Mischief {
+        node: usize,
+    },
+    /// A run scheduled with [`Sim::schedule_run`] starts.
+    StartRun {
+        index: usize,
     },
 }
 
@@ -81,7 +95,7 @@ impl Rng {
 
 impl Sim {
     pub(super) fn index(&self, name: &str) -> Option<usize> {
-        self.nodes.iter().position(|node| node.name == name)
+        self.by_name.get(name).copied()
     }
 
     pub(super) fn schedule(&mut self, at: u64, item: Item) {
@@ -102,18 +116,13 @@ impl Sim {
         })
     }
 
-    pub(super) fn wake(&mut self, n: usize, at: u64) {
-        self.now = self.now.max(at);
-        self.nodes[n].wake_at = None;
-        let now = self.now;
-        self.handle(n, Command::Tick(command::Tick { now }), None);
-    }
-
     pub(super) fn process(&mut self, item: Item) {
         match item {
             Item::Crash { node, down_for } => self.crash(node, down_for),
             Item::Restart { node } => {
                 if self.nodes[node].machine.is_none() {
+                    let name = self.nodes[node].name.clone();
+                    self.log(format!("{name} restarts"));
                     self.boot(node);
                 }
             }
@@ -123,6 +132,30 @@ impl Sim {
                 }
             }
             Item::Deliver { from, to, message } => self.deliver(from, to, message),
+            Item::Wake { node, epoch, at } => {
+                let n = &mut self.nodes[node];
+                if n.machine.is_some() && n.epoch == epoch && n.wake_at == Some(at) {
+                    n.wake_at = None;
+                    let now = self.now;
+                    self.handle(node, Command::Tick(command::Tick { now }), None);
+                }
+            }
+            Item::Mischief { node } => {
+                if self.faulty() {
+                    self.mischief(node);
+                    let at = self.now + self.rng.range(self.config.faults.mischief_every).max(1);
+                    self.schedule(at, Item::Mischief { node });
+                }
+            }
+            Item::StartRun { index } => {
+                let Some((origin, text)) = self.scheduled.get_mut(index).and_then(Option::take)
+                else {
+                    return;
+                };
+                if let Err(error) = self.start_run_at(origin, &text) {
+                    self.violate(format!("a run does not plan: {error}"));
+                }
+            }
         }
     }
 
@@ -155,6 +188,13 @@ impl Sim {
         }
         let peer = self.nodes[from].name.clone();
         let sender_key = self.nodes[from].key.public_key();
+        self.checks.peer = Some(from);
+        self.deliver_to(to, peer, sender_key, message);
+        self.checks.peer = None;
+    }
+
+    fn deliver_to(&mut self, to: usize, peer: String, sender_key: PublicKey, message: Message) {
+        let now = self.now;
         match message {
             Message::Offer(envelope) => self.offer_received(to, peer, envelope),
             Message::Answer(id, envelope) => {

@@ -5,10 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use otto_pipeline::Plan;
-use otto_pipeline::plan::Provenance;
 use otto_protocol::{
-    Artifact, Digest, Envelope, HandoffId, InputArtifact, KeyBytes, NodeIdentity, Offer, Outcome,
-    Payload, Receipt, RunSource,
+    Artifact, Digest, Envelope, HandoffId, KeyBytes, NodeIdentity, Offer, Outcome, Payload,
+    Receipt, RunSource,
 };
 use otto_trust::cert::issue_cert;
 use otto_trust::{CertSpec, Definitions, NodeKey, OrgKey, Policy, TrustStore, Unverified, dsse};
@@ -16,17 +15,22 @@ use sha2::{Digest as _, Sha256};
 
 use super::net::{Item, Message, Timer};
 use super::{OfferInfo, RunState, START, SenderOutcome, Sim, Start};
-use crate::chain::digest_of;
-use crate::dag::Dag;
 use crate::machine::command::{self, InboxRecord, OutboxRecord};
 use crate::machine::{
     Action, Command, Event, InboxState, Machine, Verdict, event, mix64, offer_id,
 };
+use crate::rules::{self, Held, Next, digest_of};
 use crate::verify::VerifyContext;
 
 /// One simulated node.
 pub(super) struct Node {
     pub(super) name: String,
+    /// The owner names it answers to: its org's and its own.
+    pub(super) names: Vec<String>,
+    /// Whether it misbehaves (see [`Faults::hostile`](super::Faults::hostile)).
+    pub(super) hostile: bool,
+    /// What a hostile node saw and may replay: offers it received, receipts in them.
+    pub(super) seen: Vec<Envelope>,
     pub(super) org: String,
     pub(super) key: NodeKey,
     pub(super) cert: Envelope,
@@ -65,8 +69,8 @@ pub(super) struct InboxEntry {
 /// What a node knows about a run.
 pub(super) struct RunRecord {
     pub(super) plan: Arc<Plan>,
-    /// Receipts by stage and attempt.
-    pub(super) receipts: BTreeMap<String, BTreeMap<u32, (Receipt, Envelope)>>,
+    /// Receipts held, as the node's store holds them.
+    pub(super) receipts: Vec<Held>,
     /// Stages this node handed off, and the handoff id.
     pub(super) handed: BTreeMap<String, HandoffId>,
     /// Attempts of stages run locally, begun so far.
@@ -79,15 +83,38 @@ pub(super) struct RunInfo {
     pub(super) origin: usize,
     pub(super) plan: Arc<Plan>,
     pub(super) signed: Vec<Envelope>,
+    /// Stages with a successful receipt.
+    pub(super) succeeded: BTreeSet<String>,
+    /// Every stage has a successful receipt (and the chain was checked).
+    pub(super) finished: bool,
+    /// Why the run failed, as the first node that failed it said.
+    pub(super) failed: Option<RunState>,
 }
 
 impl Sim {
-    /// The node that answers to owner name `owner` in run `run`.
+    /// The node an offer of a stage owned by `owner` in run `run` goes to: the run's
+    /// origin for [`ORIGIN`](otto_pipeline::plan::ORIGIN), else one of the owner org's
+    /// nodes, picked by the run (as a node picks one it knows).
     pub(super) fn owner(&self, run: &str, owner: &str) -> Option<usize> {
+        let nodes = self.owners_of(run, owner);
+        let pick = mix64(
+            run.bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
+        );
+        let len = u64::try_from(nodes.len()).ok().filter(|len| *len > 0)?;
+        nodes.get(usize::try_from(pick % len).ok()?).copied()
+    }
+
+    /// Every node that answers to owner name `owner` in run `run`.
+    pub(super) fn owners_of(&self, run: &str, owner: &str) -> Vec<usize> {
         if owner == otto_pipeline::plan::ORIGIN {
-            return self.runs.get(run).map(|info| info.origin);
+            return self
+                .runs
+                .get(run)
+                .map(|info| vec![info.origin])
+                .unwrap_or_default();
         }
-        self.nodes.iter().position(|node| node.org == owner)
+        self.by_org.get(owner).cloned().unwrap_or_default()
     }
 
     /// Starts (or restarts) node `n` from its durable maps.
@@ -119,13 +146,16 @@ impl Sim {
         node.running.clear();
         node.epoch += 1;
         *self.trace.crashes.entry(node.name.clone()).or_default() += 1;
+        let what = format!("{} crashes", node.name);
+        self.log(what);
         self.schedule(self.now + down_for.max(1), Item::Restart { node: n });
     }
 
     pub(super) fn offer_received(&mut self, n: usize, peer: String, envelope: Envelope) {
         let now = self.now;
-        // This node answers to its org's name, and to `origin` for runs it started.
-        let mut names = vec![self.nodes[n].org.clone()];
+        // This node answers to its org's name and its own, and to `origin` for runs it
+        // started.
+        let mut names = self.nodes[n].names.clone();
         let run = envelope.payload_as::<Offer>().map(|o| o.run).ok();
         if run
             .and_then(|run| self.runs.get(&run))
@@ -134,6 +164,9 @@ impl Sim {
             names.push(otto_pipeline::plan::ORIGIN.to_owned());
         }
         let node = &mut self.nodes[n];
+        if node.hostile && node.seen.len() < 64 {
+            node.seen.push(envelope.clone());
+        }
         let Some(org_key) = node.trust.org(&node.org).map(|o| o.key) else {
             return;
         };
@@ -231,23 +264,33 @@ impl Sim {
                         message: message.clone(),
                         hint: hint.clone(),
                     });
-                if let Some(record) = self.nodes[n].durable.runs.get_mut(run) {
-                    record.failed.get_or_insert(RunState::Failed {
-                        stage: stage.clone(),
-                        code: Some(code.clone()),
-                        message: format!("{peer} rejected {stage}: {message}"),
-                        hint: hint.clone(),
-                    });
-                }
+                let failed = RunState::Failed {
+                    stage: stage.clone(),
+                    code: Some(code.clone()),
+                    message: format!("{peer} rejected {stage}: {message}"),
+                    hint: hint.clone(),
+                };
+                self.fail_run(n, run, failed);
                 return;
             }
             Event::Receipt(event::Receipt::StageFinished {
-                handoff: Some(id), ..
+                handoff,
+                run,
+                stage,
+                attempt,
+                ..
             }) => {
+                let me = self.nodes[n].name.clone();
+                self.log(format!(
+                    "{me} takes the receipt of {stage}#{attempt} of {run}"
+                ));
+                self.check_receipt_taken(n, run, stage);
                 // A receipt proves the offer was accepted, even if the accept was lost.
-                let outcomes = self.trace.outcomes.entry(*id).or_default();
-                if outcomes.is_empty() {
-                    outcomes.push(SenderOutcome::Accepted);
+                if let Some(id) = handoff {
+                    let outcomes = self.trace.outcomes.entry(*id).or_default();
+                    if outcomes.is_empty() {
+                        outcomes.push(SenderOutcome::Accepted);
+                    }
                 }
                 return;
             }
@@ -259,14 +302,30 @@ impl Sim {
                 .entry(gone.id)
                 .or_default()
                 .push(SenderOutcome::Expired);
-            if let Some(record) = self.nodes[n].durable.runs.get_mut(&gone.run) {
-                record.failed.get_or_insert(RunState::Failed {
-                    stage: gone.stage.clone(),
-                    code: None,
-                    message: format!("{} did not answer the offer of {}", gone.peer, gone.stage),
-                    hint: None,
-                });
+            let failed = RunState::Failed {
+                stage: gone.stage.clone(),
+                code: None,
+                message: format!("{} did not answer the offer of {}", gone.peer, gone.stage),
+                hint: None,
+            };
+            self.fail_run(n, &gone.run, failed);
+        }
+    }
+
+    /// Fails run `run` on node `n` (the first reason stays).
+    pub(super) fn fail_run(&mut self, n: usize, run: &str, failed: RunState) {
+        let me = self.nodes[n].name.clone();
+        self.log(format!("{me} fails {run}: {failed:?}"));
+        if let Some(record) = self.nodes[n].durable.runs.get_mut(run) {
+            record.failed.get_or_insert(failed.clone());
+        }
+        if let Some(info) = self.runs.get_mut(run)
+            && info.failed.is_none()
+        {
+            if !info.finished {
+                self.ended += 1;
             }
+            info.failed = Some(failed);
         }
     }
 
@@ -296,6 +355,10 @@ impl Sim {
                     record.handed.insert(stage.clone(), id);
                 }
                 let from = node.name.clone();
+                if let Some(&receiver) = self.by_name.get(&to) {
+                    self.note_given(n, receiver, &run, &stage);
+                }
+                self.log(format!("{from} offers {stage} of {run} to {to} ({id})"));
                 self.trace.offers.insert(
                     id,
                     OfferInfo {
@@ -329,11 +392,8 @@ impl Sim {
                     self.nodes[n].durable.runs.get_mut(&run),
                     receipt.payload_as::<Receipt>(),
                 ) {
-                    record
-                        .receipts
-                        .entry(stage)
-                        .or_default()
-                        .insert(attempt, (decoded, (*receipt).clone()));
+                    debug_assert_eq!((&decoded.stage, decoded.attempt), (&stage, attempt));
+                    record.add(decoded, (*receipt).clone());
                 }
             }
             Action::AckReceipt { peer, .. } => {
@@ -373,7 +433,13 @@ impl Sim {
                     },
                 );
             }
-            Action::StartStage { id, attempt, .. } => {
+            Action::StartStage { id, attempt, offer } => {
+                let me = self.nodes[n].name.clone();
+                self.log(format!(
+                    "{me} starts offered {}#{attempt} of {}",
+                    offer.stage, offer.run
+                ));
+                self.check_start(n, &offer.run, &offer.stage);
                 let node = &mut self.nodes[n];
                 if let Some(entry) = node.durable.inbox.get_mut(&id) {
                     entry.last_attempt = Some(attempt);
@@ -405,7 +471,11 @@ impl Sim {
                     entry.state = InboxState::Done;
                 }
             }
-            Action::Wakeup { at } => self.nodes[n].wake_at = Some(at),
+            Action::Wakeup { at } => {
+                self.nodes[n].wake_at = Some(at);
+                let epoch = self.nodes[n].epoch;
+                self.schedule(at, Item::Wake { node: n, epoch, at });
+            }
         }
     }
 
@@ -427,6 +497,13 @@ impl Sim {
             .decisions
             .entry(id)
             .or_insert_with(|| verdict.clone());
+        if let Verdict::Reject(reject) = verdict {
+            let me = self.nodes[n].name.clone();
+            self.log(format!(
+                "{me} rejects {id}: {} {}",
+                reject.code, reject.message
+            ));
+        }
         let durable = &mut self.nodes[n].durable;
         match durable.inbox.get_mut(&id) {
             Some(entry) if entry.answer.is_none() => {
@@ -457,21 +534,24 @@ impl Sim {
         let Ok(offer) = offer.payload_as::<Offer>() else {
             return;
         };
-        if !durable.runs.contains_key(&offer.run) {
-            let Ok(body) = serde_json::from_slice(&offer.plan) else {
-                return;
-            };
-            let plan = Arc::new(Plan {
-                body,
-                provenance: Provenance::default(),
-            });
-            durable.runs.insert(offer.run.clone(), RunRecord::new(plan));
-        }
-        if let Some(record) = durable.runs.get_mut(&offer.run) {
-            for env in &offer.receipts {
-                if let Ok(receipt) = env.payload_as::<Receipt>() {
-                    record.add(receipt, env.clone());
-                }
+        let me = self.nodes[n].name.clone();
+        self.log(format!(
+            "{me} accepts {} of {} ({id})",
+            offer.stage, offer.run
+        ));
+        self.check_accepted(n, id, &offer);
+        // The offer's plan passed its digest check: it is the run's plan.
+        let Some(plan) = self.runs.get(&offer.run).map(|info| Arc::clone(&info.plan)) else {
+            return;
+        };
+        let record = self.nodes[n]
+            .durable
+            .runs
+            .entry(offer.run.clone())
+            .or_insert_with(|| RunRecord::new(plan));
+        for env in &offer.receipts {
+            if let Ok(receipt) = env.payload_as::<Receipt>() {
+                record.add(receipt, env.clone());
             }
         }
     }
@@ -505,9 +585,14 @@ impl Sim {
                 let plan_digest = offer.plan_digest.clone();
                 let receipt =
                     self.sign_receipt(n, &offer.run, plan_digest, &offer.stage, attempt, upstream);
-                if let Some(entry) = self.nodes[n].durable.inbox.get_mut(&id) {
-                    entry.receipt = Some(receipt.clone());
-                }
+                let given_by = match self.nodes[n].durable.inbox.get_mut(&id) {
+                    Some(entry) => {
+                        entry.receipt = Some(receipt.clone());
+                        entry.peer.clone()
+                    }
+                    None => String::new(),
+                };
+                self.misdirect(n, &offer.run, &given_by, &receipt);
                 self.handle(
                     n,
                     Command::StageFinished(command::StageFinished { id, receipt, now }),
@@ -526,7 +611,7 @@ impl Sim {
                 let Some(record) = self.nodes[n].durable.runs.get(&run) else {
                     return;
                 };
-                let upstream = record.upstream(&stage);
+                let upstream = rules::upstream_digests(&record.plan.body, &stage, &record.receipts);
                 let plan_digest = record.plan.digest();
                 self.sign_receipt(n, &run, plan_digest, &stage, attempt, upstream);
                 self.advance(n);
@@ -575,6 +660,7 @@ impl Sim {
         if let Some(info) = self.runs.get_mut(run) {
             info.signed.push(envelope.clone());
         }
+        self.note_success(n, run, stage);
         envelope
     }
 
@@ -611,7 +697,9 @@ impl Sim {
         }
     }
 
-    /// The stages of `run` that node `n` should start or hand off now, with their owners.
+    /// The stages of `run` that node `n` should start or hand off now, with their owners:
+    /// the node's own rules ([`rules::ready`], [`rules::owns`], [`rules::mover`],
+    /// [`rules::next`]) over what it holds.
     pub(super) fn ready(&self, n: usize, run: &str) -> Vec<(String, usize)> {
         let node = &self.nodes[n];
         let Some(record) = node.durable.runs.get(run) else {
@@ -620,40 +708,35 @@ impl Sim {
         if record.failed.is_some() {
             return Vec::new();
         }
-        let me = *node.key.public_key().as_bytes();
-        let origin = self.runs.get(run).map(|info| info.origin);
-        let stages = &record.plan.body.stages;
+        let me = KeyBytes(*node.key.public_key().as_bytes());
+        let started_here = self.runs.get(run).is_some_and(|info| info.origin == n);
+        let body = &record.plan.body;
+        let open = |stage: &otto_pipeline::plan::Stage| {
+            !record.succeeded(&stage.id)
+                && !record.handed.contains_key(&stage.id)
+                && !node.running.contains(&(run.to_owned(), stage.id.clone()))
+        };
         let mut out = Vec::new();
-        for stage in stages {
-            if record.succeeded(&stage.id) || !stage.needs.iter().all(|s| record.succeeded(s)) {
-                continue;
-            }
-            // The node that ran the last stage it needs moves it on.
-            let last = stages
-                .iter()
-                .filter(|s| stage.needs.contains(&s.id))
-                .filter_map(|s| record.latest(&s.id))
-                .next_back();
-            let mine = match last {
-                Some((receipt, _)) => receipt.node.key.0 == me,
-                None => origin == Some(n),
-            };
-            let Some(owner) = self.owner(run, stage.owner_name()) else {
+        for stage in rules::ready(body, open, |need| record.succeeded(need)) {
+            let owned = rules::owns(stage.owner.as_deref(), &node.names, started_here);
+            let mover = rules::mover(body, stage, &record.receipts, &me, started_here);
+            // Stages offered to this node run through its machine, never from here.
+            let Some(owner) = (match rules::next(stage, owned, false, &mover) {
+                Next::Run => Some(n),
+                Next::HandOff { .. } => self.owner(run, stage.owner_name()),
+                Next::Wait { .. } => None,
+            }) else {
                 continue;
             };
-            let busy = if owner == n {
-                node.running.contains(&(run.to_owned(), stage.id.clone()))
-            } else {
-                record.handed.contains_key(&stage.id)
-            };
-            if mine && !busy {
-                out.push((stage.id.clone(), owner));
-            }
+            out.push((stage.id.clone(), owner));
         }
         out
     }
 
     pub(super) fn start_local(&mut self, n: usize, run: &str, stage: &str) {
+        let me = self.nodes[n].name.clone();
+        self.log(format!("{me} starts its own {stage} of {run}"));
+        self.check_start(n, run, stage);
         let node = &mut self.nodes[n];
         let Some(record) = node.durable.runs.get_mut(run) else {
             return;
@@ -683,44 +766,18 @@ impl Sim {
             return;
         };
         let plan = Arc::clone(&record.plan);
-        let dag = Dag::new(&plan.body);
-        let Some(position) = dag.position(stage) else {
-            return;
-        };
-        let ancestors = dag.ancestors(position);
-        let chain: Vec<&(Receipt, Envelope)> = ancestors
+        let me = KeyBytes(*self.nodes[n].key.public_key().as_bytes());
+        let draft = rules::draft(&plan.body, stage, &record.receipts, &me, |receipt| {
+            Some(receipt.node.name.clone())
+        });
+        let certificates: Vec<Envelope> = draft
+            .signers
             .iter()
-            .filter_map(|&p| dag.stage_at(p))
-            .filter_map(|s| record.latest(&s.id))
+            .filter_map(|key| self.by_key.get(key))
+            .map(|&signer| self.nodes[signer].cert.clone())
             .collect();
-        let needs = &plan.body.stages[position].needs;
-        let inputs = chain
-            .iter()
-            .filter(|(receipt, _)| needs.contains(&receipt.stage))
-            .flat_map(|(receipt, _)| {
-                receipt.outputs.iter().map(|artifact| InputArtifact {
-                    name: artifact.name.clone(),
-                    sha256: artifact.sha256,
-                    size: artifact.size,
-                    provider: receipt.node.name.clone(),
-                })
-            })
-            .collect();
-        let me = *self.nodes[n].key.public_key().as_bytes();
-        let mut certificates: Vec<Envelope> = Vec::new();
-        for (receipt, _) in &chain {
-            if receipt.node.key.0 == me {
-                continue;
-            }
-            if let Some(node) = self
-                .nodes
-                .iter()
-                .find(|node| *node.key.public_key().as_bytes() == receipt.node.key.0)
-                && !certificates.contains(&node.cert)
-            {
-                certificates.push(node.cert.clone());
-            }
-        }
+        let inputs = draft.inputs;
+        let receipts: Vec<Envelope> = draft.chain.iter().map(|(_, env)| env.clone()).collect();
         let seconds = self.now / 1000;
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&self.rng.next().to_le_bytes());
@@ -737,7 +794,7 @@ impl Sim {
             attempt: 1,
             facts: otto_protocol::Facts::default(),
             inputs,
-            receipts: chain.iter().map(|(_, env)| env.clone()).collect(),
+            receipts,
             sender: self.nodes[n].cert.clone(),
             expires_at: seconds + self.config.offer_ttl,
             created_at: seconds,
@@ -781,44 +838,28 @@ impl RunRecord {
     pub(super) fn new(plan: Arc<Plan>) -> Self {
         Self {
             plan,
-            receipts: BTreeMap::new(),
+            receipts: Vec::new(),
             handed: BTreeMap::new(),
             local_attempts: BTreeMap::new(),
             failed: None,
         }
     }
 
+    /// Holds a receipt, as the store's `put_receipt` does: the first one of an attempt stays.
     pub(super) fn add(&mut self, receipt: Receipt, envelope: Envelope) {
-        self.receipts
-            .entry(receipt.stage.clone())
-            .or_default()
-            .insert(receipt.attempt, (receipt, envelope));
+        let held = self
+            .receipts
+            .iter()
+            .any(|(r, _)| r.stage == receipt.stage && r.attempt == receipt.attempt);
+        if !held {
+            self.receipts.push((receipt, envelope));
+        }
     }
 
-    /// The receipt of the highest attempt of `stage`.
-    pub(super) fn latest(&self, stage: &str) -> Option<&(Receipt, Envelope)> {
-        self.receipts
-            .get(stage)
-            .and_then(|attempts| attempts.values().next_back())
-    }
-
+    /// Whether the latest receipt of `stage` says it succeeded.
     pub(super) fn succeeded(&self, stage: &str) -> bool {
-        self.latest(stage)
+        rules::latest(&self.receipts, stage)
             .is_some_and(|(receipt, _)| receipt.outcome == Outcome::Success)
-    }
-
-    /// The digests of the latest receipts of every stage `stage` needs, in plan order.
-    pub(super) fn upstream(&self, stage: &str) -> Vec<Digest> {
-        let dag = Dag::new(&self.plan.body);
-        let Some(position) = dag.position(stage) else {
-            return Vec::new();
-        };
-        dag.ancestors(position)
-            .into_iter()
-            .filter_map(|p| dag.stage_at(p))
-            .filter_map(|s| self.latest(&s.id))
-            .map(|(_, env)| digest_of(env))
-            .collect()
     }
 }
 
@@ -869,5 +910,6 @@ pub(super) fn sha256(bytes: &[u8]) -> Digest {
 pub(super) fn seed_bytes(tag: u8, index: usize) -> [u8; 32] {
     let mut seed = [tag; 32];
     seed[0] = u8::try_from(index % 256).unwrap_or(0);
+    seed[1] = tag ^ u8::try_from((index / 256) % 256).unwrap_or(0);
     seed
 }

@@ -17,4 +17,5 @@ mod rules;
 mod sim_faults;
 mod sim_properties;
 mod sim_rejects;
+mod sim_scale;
 mod verify;

@@ -80,6 +80,9 @@ pub(crate) fn finish(sim: &mut Sim) {
             .collect();
         panic!("{err}: {states:?}\n{:#?}", sim.trace());
     }
+    if let Some(violation) = sim.violation() {
+        panic!("{violation}\n{}", sim.recent().join("\n"));
+    }
 }
 
 /// The properties that hold for every simulation, whatever its faults:
@@ -224,6 +227,7 @@ pub(crate) fn faults(orgs: usize) -> impl Strategy<Value = Faults> {
                             down_for,
                         })
                         .collect(),
+                    ..Faults::default()
                 }
             },
         )
