@@ -54,8 +54,8 @@ use otto_pipeline::{Facts, MemSource, Plan, StepCatalog, plan_text};
 use otto_protocol::{Envelope, HandoffId, KeyBytes, RejectCode};
 use otto_trust::{NodeKey, OrgKey, TrustStore};
 
-pub use self::check::Violation;
 use self::check::{Checks, Log};
+pub use self::check::{Observer, Violation};
 use self::net::{Item, Rng};
 use self::node::{Durable, Node, RunInfo, RunRecord, certificate, open_policy, seed_bytes};
 use crate::machine::{Config, InboxState, Machine, Verdict};
@@ -297,8 +297,9 @@ impl Default for SimConfig {
 }
 
 impl Sim {
-    /// A network of one node per org, each trusting every org (including its own) and
-    /// letting every other org hand it any stage with approved inline steps.
+    /// A network of [`SimConfig::nodes_per_org`] nodes per org, each trusting every org
+    /// (including its own) and letting every org hand it any stage with approved inline
+    /// steps.
     pub fn new(config: SimConfig) -> Self {
         let orgs: Vec<(String, OrgKey)> = config
             .orgs
@@ -313,9 +314,9 @@ impl Sim {
             for (other, other_key) in &orgs {
                 // Org names come from the test; a bad one is a bug in the test.
                 let _ = trust.pin_org(other, other_key.public_key(), START / 1000);
-                if other != org {
-                    let _ = trust.set_policy(other, open_policy());
-                }
+                // Its own org too: another node of it may hand it a stage of the run's
+                // origin.
+                let _ = trust.set_policy(other, open_policy());
             }
             for j in 0..per_org {
                 let index = nodes.len();
@@ -555,7 +556,7 @@ impl Sim {
     }
 
     /// Gives every line of the trace, as it happens, to `observer` (to print it).
-    pub fn observe(&mut self, observer: Box<dyn FnMut(&str)>) {
+    pub fn observe(&mut self, observer: Observer) {
         self.log.observer = Some(observer);
     }
 

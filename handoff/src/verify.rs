@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | 1 | the envelope holds an offer (payload type and CBOR), and the sender's certificate decodes | `malformed`, `unsupported_version` |
 //! | 2 | the envelope's signature verifies with the node key of the certificate the offer presents (`sender`) | `bad_signature` |
+//! | 2b | the node that delivered the offer, when the transport names it ([`VerifyContext::from`]), is that node: a node offers only its own offers, so a trusted node cannot replay another's to a second node of the owner org | `replayed` |
 //! | 3 | that certificate is signed by an org key pinned here | `unknown_org`, `bad_signature` |
 //! | 4 | `not_before ≤ now < not_after` | `certificate_not_yet_valid`, `certificate_expired` |
 //! | 5 | the sender's org has not revoked the node key | `node_revoked` |
@@ -67,6 +68,10 @@ pub struct VerifyContext<'a> {
     pub trust: &'a TrustStore,
     /// The receiver's org key: the names in `answers_to` must be bound to it.
     pub org: &'a PublicKey,
+    /// The node key of the peer that delivered the offer, as the transport authenticated
+    /// it (a libp2p peer id is one): the offer must be that node's own. `None` where
+    /// nothing delivered it (an offer read back from the node's own records).
+    pub from: Option<&'a PublicKey>,
     /// Whether upstream owners may be bound to orgs this node never pinned.
     pub owners: OwnerPolicy,
     /// The owner names in plans that mean this node, e.g. `["ops"]`. Add
@@ -157,6 +162,22 @@ pub fn verify_offer(
             ),
         )
     })?;
+
+    // 2b. Delivered by its signer.
+    if let Some(from) = ctx.from
+        && *from != node_key
+    {
+        return Err(Rejection::new(
+            RejectCode::Replayed,
+            format!(
+                "the offer is node {}'s, but it was delivered by another node ({}): a copy \
+                 of another node's offer",
+                quoted(&presented.node),
+                from.keyid()
+            ),
+        )
+        .hint("a node sends only its own offers; the owner takes them from their sender"));
+    }
 
     // 3-5. The sender's certificate: pinned org, window, revocation.
     let sender = ctx
@@ -331,6 +352,7 @@ impl VerifyContext<'_> {
         VerifyContext {
             trust,
             org,
+            from: None,
             owners: OwnerPolicy::default(),
             answers_to,
             seen: &never_seen,
@@ -340,6 +362,14 @@ impl VerifyContext<'_> {
 }
 
 impl<'a> VerifyContext<'a> {
+    /// The same context, for an offer that the node with key `from` delivered.
+    pub fn with_from(self, from: &'a PublicKey) -> Self {
+        Self {
+            from: Some(from),
+            ..self
+        }
+    }
+
     /// The same context, asking `seen` whether a handoff id was seen before.
     pub fn with_seen(self, seen: &'a dyn Fn(&HandoffId) -> bool) -> Self {
         Self { seen, ..self }

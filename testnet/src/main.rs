@@ -522,7 +522,7 @@ fn sim_command(args: &SimArgs) -> ExitCode {
     let started = std::time::Instant::now();
     for seed in args.seed..=last {
         scale.seed = seed;
-        let observe: Option<Box<dyn FnMut(&str)>> = if args.replay {
+        let observe: Option<otto_handoff::sim::Observer> = if args.replay {
             Some(Box::new(|line: &str| println!("  {line}")))
         } else {
             None

@@ -8,6 +8,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use otto_handoff::sim::Observer;
 use otto_handoff::sim::scale::{Report, Scale};
 
 /// What one seed gave, with what it cost.
@@ -26,7 +27,7 @@ pub struct Outcome {
 
 /// Builds and runs `scale`, timing both and reading the memory around them. With
 /// `observe`, every line of the simulation's trace goes there as it happens.
-pub fn run(scale: &Scale, observe: Option<Box<dyn FnMut(&str)>>) -> Result<Outcome, String> {
+pub fn run(scale: &Scale, observe: Option<Observer>) -> Result<Outcome, String> {
     let before = rss().0;
     let started = Instant::now();
     let mut sim = scale.build()?;

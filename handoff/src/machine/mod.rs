@@ -80,8 +80,9 @@ pub struct Config {
     /// [`event::HandOff::Full`], and the node tries again later.
     pub max_pending: usize,
     /// Most accepted offers whose receipt this node still waits for, remembered to match
-    /// receipts to handoffs. Beyond it the oldest is forgotten (its receipt is still
-    /// taken, without a handoff id).
+    /// receipts to handoffs, and after their receipt came, to refuse copies from other
+    /// peers. Beyond it the oldest is forgotten (its receipt is still taken, without a
+    /// handoff id).
     pub max_awaiting: usize,
     /// Most received offers open at once (accepted and not yet done, or persisted without
     /// an answer). Beyond it a new offer is answered with an `internal` reject saying the
@@ -294,7 +295,10 @@ impl Machine {
                 },
             });
         }
-        self.awaiting.get(id).map(|_| OutgoingState::Accepted)
+        self.awaiting
+            .get(id)
+            .filter(|a| !a.ended)
+            .map(|_| OutgoingState::Accepted)
     }
 
     /// Where the offer `id` that this node received is, if it still holds it.
@@ -389,6 +393,8 @@ struct Awaiting {
     attempt: u32,
     /// The peer that accepted it: the only one whose receipt ends it.
     peer: String,
+    /// Its receipt came: kept only to refuse copies from other peers.
+    ended: bool,
 }
 
 /// An offer this node received.

@@ -182,7 +182,8 @@ impl Machine {
             }
         };
         // Only the peer a stage was given to may end it: a receipt of the same run, stage
-        // and attempt from anyone else is refused before anything is stored.
+        // and attempt from anyone else is refused before anything is stored, also after
+        // the handoff ended (while the machine remembers it).
         let given_to = self
             .awaiting
             .values()
@@ -212,9 +213,11 @@ impl Machine {
                 .iter()
                 .find(|(_, out)| answers(&receipt, &out.run, &out.stage, out.attempt))
                 .map(|(id, _)| *id)?;
-            self.outgoing.remove(&id);
+            let out = self.outgoing.remove(&id)?;
             self.push(Action::AckOutbox { id });
-            Some(id)
+            // Remembered as ended, to know whom the stage was given to.
+            self.remember_awaiting(id, &out);
+            self.take_awaiting(&receipt).or(Some(id))
         });
         self.push(Action::PersistReceipt {
             run: receipt.run.clone(),
@@ -366,21 +369,21 @@ impl Machine {
                 stage: out.stage.clone(),
                 attempt: out.attempt,
                 peer: out.peer.clone(),
+                ended: false,
             },
         );
         self.awaiting_order.push_back(id);
     }
 
-    /// Forgets and returns the accepted offer that `receipt` answers, if one is known.
+    /// Ends and returns the accepted offer that `receipt` answers, if one is known.
     fn take_awaiting(&mut self, receipt: &otto_protocol::Receipt) -> Option<HandoffId> {
-        let id = self
+        let (id, awaiting) = self
             .awaiting
-            .iter()
-            .find(|(_, a)| answers(receipt, &a.run, &a.stage, a.attempt))
-            .map(|(id, _)| *id)?;
-        self.awaiting.remove(&id);
-        self.awaiting_order.retain(|other| *other != id);
-        Some(id)
+            .iter_mut()
+            .find(|(_, a)| !a.ended && answers(receipt, &a.run, &a.stage, a.attempt))?;
+        // Kept, ended, to know whom the stage was given to when a copy comes.
+        awaiting.ended = true;
+        Some(*id)
     }
 }
 

@@ -71,7 +71,7 @@ impl Checks {
 }
 
 /// Who wants every line of the trace.
-pub(crate) type Observer = Box<dyn FnMut(&str)>;
+pub type Observer = Box<dyn FnMut(&str)>;
 
 /// The trace: the last lines, and whoever wants every line.
 #[derive(Default)]

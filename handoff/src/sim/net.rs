@@ -196,7 +196,7 @@ impl Sim {
     fn deliver_to(&mut self, to: usize, peer: String, sender_key: PublicKey, message: Message) {
         let now = self.now;
         match message {
-            Message::Offer(envelope) => self.offer_received(to, peer, envelope),
+            Message::Offer(envelope) => self.offer_received(to, peer, sender_key, envelope),
             Message::Answer(id, envelope) => {
                 if let Ok(envelope) = Unverified::new(envelope).verify(&sender_key) {
                     self.handle(

@@ -10,7 +10,9 @@ use otto_protocol::{
     Receipt, RunSource,
 };
 use otto_trust::cert::issue_cert;
-use otto_trust::{CertSpec, Definitions, NodeKey, OrgKey, Policy, TrustStore, Unverified, dsse};
+use otto_trust::{
+    CertSpec, Definitions, NodeKey, OrgKey, Policy, PublicKey, TrustStore, Unverified, dsse,
+};
 use sha2::{Digest as _, Sha256};
 
 use super::net::{Item, Message, Timer};
@@ -151,7 +153,13 @@ impl Sim {
         self.schedule(self.now + down_for.max(1), Item::Restart { node: n });
     }
 
-    pub(super) fn offer_received(&mut self, n: usize, peer: String, envelope: Envelope) {
+    pub(super) fn offer_received(
+        &mut self,
+        n: usize,
+        peer: String,
+        from: PublicKey,
+        envelope: Envelope,
+    ) {
         let now = self.now;
         // This node answers to its org's name and its own, and to `origin` for runs it
         // started.
@@ -178,7 +186,9 @@ impl Sim {
             .and_then(|id| inbox.get(&id))
             .map(InboxEntry::record);
         let seen = |id: &HandoffId| inbox.contains_key(id);
-        let verify = VerifyContext::new(&node.trust, &org_key, &names).with_seen(&seen);
+        let verify = VerifyContext::new(&node.trust, &org_key, &names)
+            .with_seen(&seen)
+            .with_from(&from);
         let event = machine.handle(Command::OfferReceived(command::OfferReceived {
             peer,
             envelope: Unverified::new(envelope),

@@ -589,6 +589,29 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
         actions(&mut machine).first(),
         Some(Action::PersistReceipt { .. })
     ));
+
+    // After the handoff ended, a forged copy from qa-1 is still refused (the simulator
+    // found a hostile node's receipt taken once the real one had come); the owner's own
+    // copy, sent again because its acknowledgement was lost, is taken and acknowledged.
+    refused(machine.handle(Command::Receipt(command::Receipt {
+        peer: "qa-1".to_owned(),
+        envelope: forged(),
+        now: AT + 8,
+    })));
+    assert_eq!(actions(&mut machine), []);
+    let again = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
+        now: AT + 9,
+    }));
+    assert!(
+        matches!(
+            again,
+            Event::Receipt(event::Receipt::StageFinished { handoff: None, .. })
+        ),
+        "{again:?}"
+    );
+    assert_eq!(machine.outgoing(&offer.id), None);
 }
 
 #[test]

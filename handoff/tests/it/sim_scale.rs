@@ -2,47 +2,75 @@
 //! many nodes per org, random plans, every fault and hostile nodes, every invariant
 //! checked on every step. `otto-testnet sim` runs the same at 1,000 nodes.
 
-use otto_handoff::sim::scale::{FaultSpec, Scale};
+use otto_handoff::sim::scale::{FaultSpec, Report, Scale};
 
 fn small(seed: u64, faults: FaultSpec) -> Scale {
     Scale {
-        orgs: 6,
-        nodes: 18,
-        runs: 40,
+        orgs: 4,
+        nodes: 12,
+        runs: 24,
         seed,
         faults,
         max_steps: 200_000,
     }
 }
 
+#[track_caller]
+fn holds(scale: &Scale) -> Report {
+    let report = scale.run().unwrap();
+    assert!(
+        report.violation.is_none(),
+        "seed {}: {}\n{}",
+        scale.seed,
+        report.violation.as_ref().unwrap(),
+        report.recent.join("\n")
+    );
+    assert_eq!(report.finished, report.runs, "{report:?}");
+    assert!(report.handoffs > 0, "{report:?}");
+    report
+}
+
 #[test]
-fn a_small_mesh_with_every_fault_and_hostile_nodes_keeps_every_invariant() {
+fn crashes_partitions_loss_and_duplicates_lose_nothing_and_run_nothing_twice() {
     let faults = FaultSpec {
         crashes: 3,
+        partitions: 3,
+        ..FaultSpec::default()
+    };
+    for seed in 1..=2 {
+        let report = holds(&small(seed, faults.clone()));
+        assert!(report.crashes > 0 && report.messages.1 > 0, "{report:?}");
+    }
+}
+
+#[test]
+fn hostile_nodes_get_no_forged_receipt_replay_or_wrong_signer_accepted() {
+    // Forged receipts to the node that gave the stage, offers with forged chains, and
+    // offers replayed to another node of the hostile node's org; on a lossy network with
+    // partitions (crashes make a node forget whom it gave a stage to: see the notes on
+    // stray receipts in docs/testnet.md).
+    let faults = FaultSpec {
+        torn: 0,
         partitions: 3,
         hostile: 3,
         ..FaultSpec::default()
     };
-    for seed in 1..=3 {
-        let report = small(seed, faults.clone()).run().unwrap();
+    for seed in 1..=2 {
+        let report = holds(&small(seed, faults.clone()));
         assert!(
-            report.violation.is_none(),
-            "seed {seed}: {}\n{}",
-            report.violation.unwrap(),
-            report.recent.join("\n")
+            report.refused > 0,
+            "the hostile offers are refused: {report:?}"
         );
-        assert_eq!(report.finished, report.runs, "seed {seed}");
-        assert!(report.handoffs > 0 && report.crashes > 0, "{report:?}");
     }
 }
 
 #[test]
 fn the_same_seed_replays_the_same_simulation() {
-    let scale = small(7, FaultSpec::for_nodes(18));
+    let scale = small(7, FaultSpec::for_nodes(12));
     let first = scale.run().unwrap();
     let again = scale.run().unwrap();
     assert_eq!(first, again);
-    let other = small(8, FaultSpec::for_nodes(18)).run().unwrap();
+    let other = small(8, FaultSpec::for_nodes(12)).run().unwrap();
     assert_ne!(first.recent, other.recent);
 }
 

@@ -993,3 +993,25 @@ fn a_secret_the_policy_does_not_give_is_refused_with_its_name() {
         definition_digest(world.plan.stage("Deploy").unwrap())
     );
 }
+
+#[test]
+fn an_offer_delivered_by_another_node_than_its_signer_is_refused_as_a_replay() {
+    // A node of a trusted org (here qa-1) that once received dev's offer sends the same
+    // bytes to ops: well signed, by a node ops trusts, but not qa-1's to send.
+    let world = World::new();
+    let trust = world.ops_trust();
+    let names = ops_names();
+    let offer = world.offer();
+    let qa = world.qa.key.public_key();
+    let ctx = VerifyContext::new(&trust, ops_org(), &names).with_from(&qa);
+    let refused = rejected(
+        verify_offer(world.signed(&offer), &ctx, NOW),
+        RejectCode::Replayed,
+        "delivered by another node",
+    );
+    assert!(refused.message.contains("dev-1"), "{refused:?}");
+    // From its signer, the same offer passes.
+    let dev = world.dev.key.public_key();
+    let ctx = VerifyContext::new(&trust, ops_org(), &names).with_from(&dev);
+    assert!(verify_offer(world.signed(&offer), &ctx, NOW).is_ok());
+}

@@ -346,9 +346,12 @@ impl Exchange {
             // its definition digest.
             let publishes = |_: &otto_pipeline::plan::Body, _: &otto_pipeline::plan::Stage| false;
             let org = *self.parts.membership.verified_certificate().org_key();
+            // The transport authenticated the peer: the offer must be its own.
+            let from = peer_key(&peer);
             let verify = VerifyContext {
                 trust: &trust,
                 org: &org,
+                from: from.as_ref(),
                 owners: self.parts.owners,
                 answers_to: &self.parts.answers_to,
                 seen: &seen,
