@@ -106,7 +106,8 @@ impl NodeArgs {
             None => {
                 let addr = home.read_api_addr().map_err(|_| {
                     anyhow!(
-                        "the node of {} is not running (no api.addr); start it with `otto-node start`",
+                        "the node of {} is not running (no api.addr); start it with `otto-node start --home {}`",
+                        home.root().display(),
                         home.root().display()
                     )
                 })?;

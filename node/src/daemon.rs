@@ -188,12 +188,7 @@ pub async fn run_until_with(
         };
         format!("https://{ip}:{}", hooks_addr.port())
     });
-    let packages: Vec<PathBuf> = config
-        .agent
-        .packages
-        .iter()
-        .map(|p| home.root().join(p))
-        .collect();
+    let packages = crate::capabilities::package_dirs(&home, &config);
 
     let repos = crate::sources::Repos::new(home.root());
     let max_snapshot_bytes = usize::try_from(config.api.max_snapshot_bytes).unwrap_or(usize::MAX);

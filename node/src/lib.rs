@@ -5,6 +5,7 @@
 pub mod api;
 pub mod artifacts;
 pub mod blobs;
+pub mod capabilities;
 pub mod daemon;
 pub mod engine;
 pub mod exchange;

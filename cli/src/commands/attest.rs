@@ -41,6 +41,9 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Write a run's bundle to a file.
+    #[command(after_help = "Examples:
+  otto attest export 01J9ZQ3M5V8R2K4T6W8Y0A2C4E -o delivery.json
+  otto attest export 01J9ZQ3M5V8R2K4T6W8Y0A2C4E -o delivery.json --home /srv/otto")]
     Export {
         /// The run.
         run: String,

@@ -4,6 +4,8 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
+use otto_node::capabilities;
+use otto_node::home::Home;
 use otto_pipeline::plan::{Event, EventKind, Started};
 use otto_pipeline::source::{EntryKind, FsSource, Source};
 use otto_pipeline::{Facts, StepCatalog, conventions, explain, render};
@@ -19,10 +21,12 @@ use crate::Failure;
   otto explain Ottofile --var channel=stable --json
   otto explain . --dot | dot -Tsvg > plan.svg
   otto explain --event push --branch main      # does a push to main start it?
-  otto explain --event tag --tag v1.2.0")]
+  otto explain --event tag --tag v1.2.0
+  otto explain --home /srv/otto           # as that node plans it: its step packages, its runtimes")]
 pub(crate) struct Args {
     /// An Ottofile, or a directory holding one (without one, Otto infers the plan from the
-    /// repository's stack: Rails, Cargo, npm/pnpm/yarn, Go, Maven, Gradle, Python, Make).
+    /// repository's stack: Rails, Bundler, Cargo, npm/pnpm/yarn, Go, Maven, Gradle, Python,
+    /// Make).
     #[arg(default_value = ".")]
     path: PathBuf,
     #[command(flatten)]
@@ -37,6 +41,11 @@ pub(crate) struct Args {
     /// for push and pull_request, `--tag` for tag), by the Ottofile's `triggers { }`.
     #[arg(long, value_enum, conflicts_with = "dot")]
     event: Option<EventArg>,
+    /// Plan as the node of this home would: with its step packages, saying which runtimes
+    /// it has and which stages it would refuse (read from the home; the node need not
+    /// run). Without it, only the built-in steps are known.
+    #[arg(long, value_name = "DIR")]
+    home: Option<PathBuf>,
 }
 
 /// An event `--event` names.
@@ -84,7 +93,11 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         repo
     };
     let source = FsSource::default().confined_to(&repo).unwrap_or_default();
-    let steps = StepCatalog::builtins();
+    let node = args.home.as_deref().map(NodeView::read).transpose()?;
+    let steps = match &node {
+        Some(node) => node.steps.clone(),
+        None => StepCatalog::builtins(),
+    };
     let planned = match source.kind(&args.path) {
         None => bail_failure(anyhow!(
             "{}: no such file or directory",
@@ -135,7 +148,78 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         .lock()
         .write_all(out.as_bytes())
         .context("writing the explanation")?;
+    if let Some(node) = &node {
+        // After the plan for people; on stderr when stdout is JSON or a graph.
+        let text = node.describe(&planned.plan);
+        if args.json || args.dot {
+            let _ = io::stderr().write_all(text.as_bytes());
+        } else {
+            io::stdout()
+                .lock()
+                .write_all(format!("\n{text}").as_bytes())
+                .context("writing the explanation")?;
+        }
+    }
     Ok(())
+}
+
+/// What `--home` tells about a node: who it is, the steps it knows and its runtimes.
+struct NodeView {
+    name: String,
+    org: String,
+    home: PathBuf,
+    steps: StepCatalog,
+    packages: usize,
+}
+
+impl NodeView {
+    fn read(dir: &Path) -> anyhow::Result<Self> {
+        let home = Home::new(dir);
+        let config = home
+            .load_config()
+            .with_context(|| format!("--home {}", dir.display()))?;
+        let packages = capabilities::package_dirs(&home, &config);
+        let steps = capabilities::step_catalog(&packages)
+            .map_err(|e| anyhow!("--home {}: {e}", dir.display()))?;
+        Ok(Self {
+            name: config.node.name,
+            org: config.node.org,
+            home: dir.to_path_buf(),
+            steps,
+            packages: packages.len(),
+        })
+    }
+
+    /// The node's runtimes and the stages of `plan` it would refuse, one line each.
+    fn describe(&self, plan: &otto_pipeline::Plan) -> String {
+        let mut out = format!(
+            "node {} of org {} ({}): runs stages as {}; steps: the built-ins and {} step package {}\n",
+            self.name,
+            self.org,
+            self.home.display(),
+            capabilities::RUNTIMES,
+            self.packages,
+            if self.packages == 1 {
+                "directory"
+            } else {
+                "directories"
+            },
+        );
+        let refused: Vec<String> = plan
+            .body
+            .stages
+            .iter()
+            .filter_map(|stage| {
+                capabilities::runtime_problem(stage)
+                    .map(|why| format!("  {} would be refused: {why}\n", stage.id))
+            })
+            .collect();
+        if refused.is_empty() {
+            out.push_str("  it can run every stage of this plan\n");
+        }
+        out.extend(refused);
+        out
+    }
 }
 
 /// The event `--event` describes, with the branch or tag it needs.
@@ -214,8 +298,8 @@ fn no_stack(dir: &Path) -> Failure {
     Failure::Error(anyhow!(
         "{}: no Ottofile and no known stack (looked for {}); write an Ottofile with what a person runs, e.g. {}",
         dir.display(),
-        "a Gemfile with rails, Cargo.toml, package.json, go.mod, pom.xml, build.gradle, \
-         pyproject.toml, requirements.txt or a Makefile",
+        "a Gemfile, Cargo.toml, package.json, go.mod, pom.xml, build.gradle, \
+         pyproject.toml, requirements.txt, a Makefile or a configure script",
         conventions::MINIMAL_OTTOFILE
     ))
 }

@@ -35,6 +35,9 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Write the hooks into the git repository of the current directory (or --repo).
+    #[command(after_help = "Examples:
+  cd ~/src/app && otto hook install app
+  otto hook install app --repo /srv/git/app.git")]
     Install {
         /// The repository's name on the node (`otto-node repo list`).
         name: String,
@@ -43,6 +46,9 @@ enum Command {
         repo: Option<PathBuf>,
     },
     /// Tell the node now that the repository changed, and print the runs it started.
+    #[command(after_help = "Examples:
+  otto hook notify app
+  otto hook notify app --home /srv/otto")]
     Notify {
         /// The repository's name on the node.
         name: String,

@@ -35,17 +35,25 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Store a secret; the value comes from standard input.
+    #[command(after_help = "Examples:
+  printf %s \"$TOKEN\" | otto secrets set DEPLOY_TOKEN
+  otto secrets set TLS_KEY < key.pem")]
     Set {
         /// The secret's name: A-Z, 0-9 and _, not starting with a digit.
         name: String,
     },
     /// List the secrets' names (never their values).
+    #[command(after_help = "Examples:
+  otto secrets list
+  otto secrets list --json --home /srv/otto")]
     List {
         /// Print the names as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Remove a secret.
+    #[command(after_help = "Examples:
+  otto secrets rm DEPLOY_TOKEN")]
     Rm {
         /// The secret's name.
         name: String,

@@ -354,3 +354,96 @@ fn explain_event_says_whether_the_event_starts_the_pipeline() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "error: --event push needs --branch\n");
 }
+
+#[test]
+fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let init = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+        .args(["init", "--org", "acme", "--name", "n1", "--home"])
+        .arg(&home)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let package = home.join("steps/greet");
+    fs::create_dir_all(&package).unwrap();
+    fs::write(
+        package.join("manifest.yml"),
+        "symbol: greet\ndescription: Greets.\nparameters:\n  name:\n    type: string\nentrypoint: run.sh\n",
+    )
+    .unwrap();
+    fs::write(package.join("run.sh"), "#!/bin/sh\n").unwrap();
+    fs::set_permissions(
+        package.join("run.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let config = home.join("config.toml");
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains("packages = []"), "{text}");
+    fs::write(
+        &config,
+        text.replace("packages = []", "packages = [\"steps\"]"),
+    )
+    .unwrap();
+
+    let project = dir.path().join("project");
+    fs::create_dir_all(&project).unwrap();
+    fs::write(
+        project.join("Ottofile"),
+        "stage('Hi') { steps { greet 'world' } }\n\
+         stage('Image') { runtime { docker { image = 'localhost/x:1' } }  steps { sh 'true' } }\n",
+    )
+    .unwrap();
+    let project = project.to_str().unwrap();
+    let home = home.to_str().unwrap();
+
+    // Without the home, the package's step is unknown.
+    let out = otto(&["explain", project]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("greet"), "{}", stderr(&out));
+
+    let out = otto(&["explain", project, "--home", home]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "node n1 of org acme ({home}): runs stages as local processes only"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("steps: the built-ins and 1 step package directory"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  Image would be refused: this node runs stages as local processes only; runtime docker (image localhost/x:1) is not available"),
+        "{text}"
+    );
+    assert!(!text.contains("Hi would be refused"), "{text}");
+
+    // JSON stays the plan alone; the node's lines go to stderr.
+    let out = otto(&["explain", project, "--home", home, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(plan["plan"]["stages"][0]["id"], "Hi");
+    assert!(
+        stderr(&out).contains("Image would be refused"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A directory that is not a home: one line saying so.
+    let out = otto(&["explain", project, "--home", project]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not an otto node home"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+}

@@ -95,11 +95,12 @@ fn commands_fail_cleanly_without_a_running_node_or_with_an_existing_home() {
     let node = Node::init();
     let out = node.otto(&["status"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("otto-node start"),
-        "{}",
-        text(&out.stderr)
+    // The hint names the home it looked in, so it can be pasted as it is.
+    let hint = format!(
+        "start it with `otto-node start --home {}`",
+        node.home.display()
     );
+    assert!(text(&out.stderr).contains(&hint), "{}", text(&out.stderr));
 
     let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
         .args(["init", "--org", "acme", "--name", "n2", "--home"])

@@ -458,20 +458,13 @@ fn shown(path: &std::path::Path) -> String {
 
 /// The built-in steps and the steps of the node's step packages.
 fn step_catalog(packages: &[PathBuf]) -> Result<StepCatalog, ApiError> {
-    let mut catalog = StepCatalog::builtins();
-    for dir in packages {
-        let loaded = otto_agent::packages::load_dir(dir).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "bad_step_package",
-                format!("step package: {e}"),
-            )
-        })?;
-        for package in loaded {
-            catalog.add(package.spec());
-        }
-    }
-    Ok(catalog)
+    crate::capabilities::step_catalog(packages).map_err(|message| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_step_package",
+            message,
+        )
+    })
 }
 
 /// A path inside the snapshot, from a request: relative, without `..`.

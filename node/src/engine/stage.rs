@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
 use otto_handoff::rules::{self, Mover, Next};
-use otto_pipeline::plan::{self, Body, Gate as PlanGate, RuntimeKind, Step};
+use otto_pipeline::plan::{self, Body, Gate as PlanGate, Step};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use super::agent::{self, AgentEnd, AgentJob};
@@ -174,7 +174,7 @@ impl StageTask {
             .last_attempt()
             .is_some_and(|a| a.state == AttemptState::Succeeded);
         if !steps_done {
-            if let Some(problem) = runtime_problem(&self.plan) {
+            if let Some(problem) = crate::capabilities::runtime_problem(&self.plan) {
                 return self.fail_before_steps(problem).await;
             }
             let enter = self.plan.gates.enter.clone();
@@ -1252,22 +1252,6 @@ pub(crate) async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) -> S
         if cancel.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
-    }
-}
-
-/// Why a stage cannot run on this node, if it cannot.
-fn runtime_problem(stage: &plan::Stage) -> Option<String> {
-    let runtime = &stage.runtime;
-    match runtime.kind {
-        RuntimeKind::Local => None,
-        RuntimeKind::Docker => Some(format!(
-            "this node runs stages as local processes only; runtime docker (image {}) is not available",
-            runtime.image.as_deref().unwrap_or("?")
-        )),
-        RuntimeKind::Computer => Some(format!(
-            "this node runs stages as local processes only; runtime computer (label {}) is not available",
-            runtime.label.as_deref().unwrap_or("?")
-        )),
     }
 }
 

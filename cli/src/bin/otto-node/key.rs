@@ -34,6 +34,9 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Print the node's public key (or the org's, with --org).
+    #[command(after_help = "Examples:
+  otto-node key show
+  otto-node key show --org --format ssh")]
     Show {
         /// The org's key instead of the node's.
         #[arg(long)]
@@ -48,6 +51,9 @@ enum Command {
     /// Rewrite the home's key files still in the PKCS#8 v2 form older Otto wrote as
     /// PKCS#8 v1 (RFC 8410); the keys do not change. A key file that is a symbolic link
     /// is refused: migrate the file it points to with --file.
+    #[command(after_help = "Examples:
+  otto-node key migrate
+  otto-node key migrate --file /media/offline/acme-org.key")]
     Migrate {
         /// Rewrite this key file (e.g. an org key kept off the node) instead of the
         /// home's; may be given several times.

@@ -74,3 +74,32 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .filter_map(|c| c.downcast_ref::<io::Error>())
         .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The leaf subcommands (those without subcommands of their own) whose `--help` has
+    /// no example, by their full names.
+    fn leaves_without_examples(cmd: &clap::Command, path: &str) -> Vec<String> {
+        let path = format!("{path} {}", cmd.get_name());
+        if cmd.get_subcommands().next().is_none() {
+            let help = cmd.get_after_help().map(ToString::to_string);
+            return match help {
+                Some(text) if text.contains("Examples:") => Vec::new(),
+                _ => vec![path.trim().to_owned()],
+            };
+        }
+        cmd.get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .flat_map(|c| leaves_without_examples(c, &path))
+            .collect()
+    }
+
+    #[test]
+    fn every_leaf_subcommand_shows_an_example() {
+        use clap::CommandFactory as _;
+        let cmd = Cli::command();
+        assert_eq!(leaves_without_examples(&cmd, ""), Vec::<String>::new());
+    }
+}

@@ -32,6 +32,9 @@ pub(crate) struct Args {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Add a repository: make its mirror, fetch it, and start runs for later pushes.
+    #[command(after_help = "Examples:
+  otto-node repo add https://github.com/acme/app.git --forge github --secret-file hook.secret
+  otto-node repo add /srv/git/app.git --poll 60s")]
     Add {
         /// Where to fetch from: https://, ssh://, git://, file://, user@host:path or an
         /// absolute path.
@@ -62,12 +65,16 @@ enum Command {
         json: bool,
     },
     /// List the repositories.
+    #[command(after_help = "Examples:
+  otto-node repo list")]
     List {
         /// Print them as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Fetch now and start runs for what changed (what `otto hook install`'s hook does).
+    #[command(after_help = "Examples:
+  otto-node repo fetch app")]
     Fetch {
         /// The repository's name.
         name: String,
@@ -76,6 +83,8 @@ enum Command {
         json: bool,
     },
     /// Remove a repository and its mirror.
+    #[command(after_help = "Examples:
+  otto-node repo rm app")]
     Rm {
         /// The repository's name.
         name: String,

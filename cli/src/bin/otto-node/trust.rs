@@ -38,12 +38,17 @@ pub(crate) struct Args {
 enum Command {
     /// List the pinned orgs with their policies and revocations, the aliases, the approved
     /// definitions and the invites issued.
+    #[command(after_help = "Examples:
+  otto-node trust list
+  otto-node trust list --json --home /srv/otto")]
     List {
         /// Print the trust store as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Give a pinned org or a node a second name.
+    #[command(after_help = "Examples:
+  otto-node trust alias ops acme-ops")]
     Alias {
         /// The alias, e.g. ops.
         name: String,
@@ -52,6 +57,9 @@ enum Command {
     },
     /// Set which secrets a pinned org's stages may receive, and how many of one of its
     /// runs run here at once.
+    #[command(after_help = "Examples:
+  otto-node trust policy acme-dev --secrets DEPLOY_KEY,REGISTRY_TOKEN --max-parallel 4
+  otto-node trust policy acme-dev --no-secrets")]
     Policy {
         /// The org: its pinned name or an alias.
         org: String,
@@ -67,6 +75,9 @@ enum Command {
         max_parallel: Option<u32>,
     },
     /// Revoke a node of this node's org (needs org.key in the home).
+    #[command(after_help = "Examples:
+  otto-node trust revoke ops-2 --reason 'laptop stolen'
+  otto-node trust revoke ed25519:3fa1…")]
     Revoke {
         /// The node: its name in `otto-node peers`, or its key id (ed25519:…).
         #[arg(value_name = "NODE")]
