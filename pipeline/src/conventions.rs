@@ -220,15 +220,19 @@ fn node(p: &Probe<'_>) -> Option<Detected> {
          \x20 steps {{ sh '{install}' }}\n\
          }}\n"
     );
-    // Each script runs in the workspace of the stage before it, node_modules included.
-    let mut previous = "Install";
+    // Build runs in Install's workspace, node_modules included; Lint and Test in Build's
+    // (or Install's without a build script): neither needs the other's files, and a
+    // workspace nobody starts from is not saved, so Lint's costs nothing.
+    let mut from = "Install";
     let mut ran = Vec::new();
     for (stage, script) in [("Build", "build"), ("Lint", "lint"), ("Test", "test")] {
         if scripts.iter().any(|s| s == script) {
             ottofile.push_str(&format!(
-                "stage('{stage}') {{\n  runtime {{ from '{previous}' }}\n  steps {{ sh '{tool} run {script}' }}\n}}\n"
+                "stage('{stage}') {{\n  runtime {{ from '{from}' }}\n  steps {{ sh '{tool} run {script}' }}\n}}\n"
             ));
-            previous = stage;
+            if stage == "Build" {
+                from = stage;
+            }
             ran.push(script);
         }
     }

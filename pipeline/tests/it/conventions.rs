@@ -137,7 +137,8 @@ fn python_without_pytest_uses_unittest() {
 
 #[test]
 fn npm_caches_its_download_cache_keyed_by_the_lockfile() {
-    let manifest = r#"{"name":"x","scripts":{"build":"tsc","test":"node --test"}}"#;
+    let manifest =
+        r#"{"name":"x","scripts":{"build":"tsc","lint":"eslint .","test":"node --test"}}"#;
     let d = detected(&[("package.json", manifest), ("package-lock.json", "{}")]);
     assert!(
         d.ottofile
@@ -157,15 +158,56 @@ fn npm_caches_its_download_cache_keyed_by_the_lockfile() {
         "{}",
         d.ottofile
     );
-    assert!(
-        d.ottofile
-            .contains("stage('Test') {\n  runtime { from 'Build' }"),
-        "{}",
-        d.ottofile
-    );
+    // Lint and Test both start from Build's workspace, so Lint's is never saved.
+    for stage in ["Lint", "Test"] {
+        assert!(
+            d.ottofile.contains(&format!(
+                "stage('{stage}') {{\n  runtime {{ from 'Build' }}"
+            )),
+            "{}",
+            d.ottofile
+        );
+    }
     assert_eq!(
         d.reason,
-        "found package.json and package-lock.json; the npm cache is keyed by package-lock.json; scripts build, test"
+        "found package.json and package-lock.json; the npm cache is keyed by package-lock.json; scripts build, lint, test"
+    );
+    let plan = otto_pipeline::plan(
+        &repo(&[
+            ("package.json", manifest),
+            ("package-lock.json", "{}"),
+            ("Ottofile", &d.ottofile),
+        ]),
+        Path::new("/repo"),
+        &Facts::default(),
+        &StepCatalog::builtins(),
+    )
+    .unwrap()
+    .plan;
+    let needs = |id: &str| {
+        plan.body
+            .stages
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.needs.clone())
+            .unwrap()
+    };
+    assert_eq!(needs("Lint"), ["Build"]);
+    assert!(
+        needs("Test").contains(&"Build".to_owned()),
+        "{:?}",
+        needs("Test")
+    );
+    // Without a build script, both start from Install.
+    let d = detected(&[(
+        "package.json",
+        r#"{"scripts":{"lint":"eslint .","test":"tape"}}"#,
+    )]);
+    assert!(
+        d.ottofile
+            .contains("stage('Test') {\n  runtime { from 'Install' }"),
+        "{}",
+        d.ottofile
     );
     // Without a lockfile the manifest is the key.
     let d = detected(&[("package.json", manifest)]);
