@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod commands;
+mod manpages;
 
 /// Otto: continuous delivery across teams and organisations, with no hub.
 #[derive(Debug, Parser)]
@@ -35,6 +36,10 @@ enum Command {
     Attest(commands::attest::Args),
     Ui(commands::ui::Args),
     Completions(commands::completions::Args),
+    #[command(after_help = "Examples:
+  otto manpages ~/.local/share/man/man1 && man otto-run
+  otto manpages /usr/local/share/man/man1")]
+    Manpages(manpages::Args),
 }
 
 /// What a command ends with when it fails.
@@ -66,6 +71,10 @@ fn main() -> ExitCode {
         Command::Attest(args) => commands::attest::run(args),
         Command::Ui(args) => commands::ui::run(args),
         Command::Completions(args) => commands::completions::run(&args),
+        Command::Manpages(args) => {
+            use clap::CommandFactory as _;
+            manpages::run(Cli::command(), &args).map_err(Failure::from)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +149,37 @@ mod tests {
         assert_eq!(chain_text(&e), "/h/store is open in another process");
         let e = anyhow::anyhow!("permission denied").context("cannot open /h/store");
         assert_eq!(chain_text(&e), "cannot open /h/store: permission denied");
+    }
+
+    #[test]
+    fn a_man_page_is_written_for_every_command_with_its_flags_and_examples() {
+        use clap::CommandFactory as _;
+        let dir = tempfile::tempdir().unwrap();
+        let written = manpages::write_all(Cli::command(), dir.path()).unwrap();
+        let names: Vec<String> = written
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        for name in [
+            "otto.1",
+            "otto-explain.1",
+            "otto-run.1",
+            "otto-secrets-set.1",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+        }
+        assert!(!names.iter().any(|n| n.contains("help")), "{names:?}");
+        let run = std::fs::read_to_string(dir.path().join("otto-run.1")).unwrap();
+        assert!(
+            run.starts_with(".ie") || run.contains(".TH otto-run 1"),
+            "{run}"
+        );
+        // A global flag reaches the subcommand's page, and so do the examples.
+        assert!(run.contains("home"), "{run}");
+        assert!(run.contains("Examples:"), "{run}");
+        // A file where the directory should be: an error, not a panic.
+        let file = dir.path().join("otto.1");
+        assert!(manpages::write_all(Cli::command(), &file).is_err());
     }
 
     #[test]

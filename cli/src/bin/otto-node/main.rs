@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 #[allow(dead_code)]
 #[path = "../../client.rs"]
 mod client;
+#[path = "../../manpages.rs"]
+mod manpages;
 
 mod approve;
 mod init;
@@ -42,6 +44,10 @@ enum Command {
     Approve(approve::Args),
     Repo(repo::Args),
     Key(key::Args),
+    #[command(after_help = "Examples:
+  otto-node manpages ~/.local/share/man/man1 && man otto-node-start
+  otto-node manpages /usr/local/share/man/man1")]
+    Manpages(manpages::Args),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +62,10 @@ fn main() -> ExitCode {
         Command::Approve(args) => approve::run(args),
         Command::Repo(args) => repo::run(args),
         Command::Key(args) => key::run(args),
+        Command::Manpages(args) => {
+            use clap::CommandFactory as _;
+            manpages::run(Cli::command(), &args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
