@@ -96,6 +96,18 @@ pub enum DaemonError {
     /// The engine stopped on its own.
     #[error("the engine stopped unexpectedly")]
     EngineStopped,
+    /// A task the node cannot do without ended (the handoff exchange, the mesh's event
+    /// loop or its dispatcher): the node stops rather than run on handing nothing off.
+    #[error("{task} stopped: {reason}")]
+    TaskStopped {
+        /// Which task.
+        task: &'static str,
+        /// Why, in words.
+        reason: String,
+    },
+    /// `OTTO_FAILPOINT` names no fail point.
+    #[error("{0}")]
+    FailPoint(String),
     /// The mesh could not be set up or could not listen.
     #[error("mesh: {0}")]
     Mesh(#[from] MeshError),
@@ -159,6 +171,7 @@ pub async fn run_until_with(
     options: Options,
     stop: impl Future<Output = ()> + Send,
 ) -> Result<(), DaemonError> {
+    crate::failpoint::check_env().map_err(DaemonError::FailPoint)?;
     let config = home.load_config()?;
     let now = unix_now();
     let identity = home.identity(now)?;
@@ -172,7 +185,7 @@ pub async fn run_until_with(
     let token = home.ensure_api_token(&mut system_rng())?;
     create_private_dir(&home.run_dir())?;
     let (wall, wall_info, work_dir) = wall_settings(&home, &config)?;
-    let (node_mesh, exchange_rx) = start_mesh(&home, &config, &store, &blobs, now).await?;
+    let (mut node_mesh, exchange_rx) = start_mesh(&home, &config, &store, &blobs, now).await?;
 
     let api_listener = bind(config.api.listen).await?;
     let api_addr = local_addr(&api_listener)?;
@@ -218,7 +231,8 @@ pub async fn run_until_with(
             max_bytes: max_snapshot_bytes,
         }),
     });
-    let exchange_task = exchange::start(
+    let notices = engine.notices().ok_or(DaemonError::EngineStopped)?;
+    let mut exchange_task = exchange::start(
         ExchangeParts {
             store: store.clone(),
             blobs: blobs.clone(),
@@ -235,6 +249,7 @@ pub async fn run_until_with(
             },
         },
         exchange_rx,
+        notices,
     );
     let state = ApiState::new(ApiParts {
         store,
@@ -298,6 +313,22 @@ pub async fn run_until_with(
     let outcome = tokio::select! {
         () = stop => Ok(()),
         _ = &mut engine_task => Err(DaemonError::EngineStopped),
+        ended = &mut exchange_task => Err(DaemonError::TaskStopped {
+            task: "the handoff exchange",
+            reason: match ended {
+                Ok(Ok(())) => "its events ended".to_owned(),
+                Ok(Err(reason)) => reason,
+                Err(error) => task_failure(error),
+            },
+        }),
+        ended = &mut node_mesh.event_loop => Err(DaemonError::TaskStopped {
+            task: "the mesh's event loop",
+            reason: ended.map_or_else(task_failure, |()| "it ended".to_owned()),
+        }),
+        ended = &mut node_mesh.dispatcher => Err(DaemonError::TaskStopped {
+            task: "the mesh's dispatcher",
+            reason: ended.map_or_else(task_failure, |()| "it ended".to_owned()),
+        }),
         served = &mut api_task => Err(DaemonError::Io {
             what: "the api server stopped".into(),
             source: match served {
@@ -306,11 +337,16 @@ pub async fn run_until_with(
             },
         }),
     };
-    tracing::info!(target: TARGET, "stopping");
+    match &outcome {
+        Ok(()) => tracing::info!(target: TARGET, "stopping"),
+        Err(error) => tracing::error!(target: TARGET, %error, "stopping"),
+    }
     let _ = std::fs::remove_file(home.api_addr_file());
     let _ = std::fs::remove_file(home.mesh_addrs_file());
     node_mesh.stop().await;
-    exchange_task.abort();
+    if !exchange_task.is_finished() {
+        exchange_task.abort();
+    }
     let _ = stopping.send(true);
     engine.shutdown().await;
     if tokio::time::timeout(STOP_GRACE, &mut api_task)
@@ -439,21 +475,40 @@ async fn start_mesh(
 }
 
 impl NodeMesh {
-    /// Closes every connection and stops the mesh's tasks.
+    /// Closes every connection and stops the mesh's tasks (either may have ended).
     async fn stop(mut self) {
-        if tokio::time::timeout(STOP_GRACE, self.client.shutdown())
-            .await
-            .is_err()
-        {
-            self.event_loop.abort();
+        if !self.event_loop.is_finished() {
+            if tokio::time::timeout(STOP_GRACE, self.client.shutdown())
+                .await
+                .is_err()
+            {
+                self.event_loop.abort();
+            }
+            if tokio::time::timeout(STOP_GRACE, &mut self.event_loop)
+                .await
+                .is_err()
+            {
+                self.event_loop.abort();
+            }
         }
-        if tokio::time::timeout(STOP_GRACE, &mut self.event_loop)
-            .await
-            .is_err()
-        {
-            self.event_loop.abort();
+        if !self.dispatcher.is_finished() {
+            self.dispatcher.abort();
         }
-        self.dispatcher.abort();
+    }
+}
+
+/// A task's end by panic or abort, in words.
+fn task_failure(error: tokio::task::JoinError) -> String {
+    if error.is_panic() {
+        let panic = error.into_panic();
+        let text = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("it panicked: {text}")
+    } else {
+        "it was cancelled".to_owned()
     }
 }
 

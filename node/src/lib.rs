@@ -9,6 +9,7 @@ pub mod capabilities;
 pub mod daemon;
 pub mod engine;
 pub mod exchange;
+pub mod failpoint;
 pub mod home;
 pub mod membership;
 pub mod mesh;

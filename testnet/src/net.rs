@@ -83,6 +83,8 @@ pub struct NodeProc {
     /// Start it with the testnet's control on (`otto-node start --testnet-control`, for
     /// partitions and the intruder's learning), which only a node started here may have.
     pub testnet_control: bool,
+    /// The fail point armed at its next start (`OTTO_FAILPOINT`), if any.
+    pub failpoint: Option<String>,
     bins: Bins,
     host: Option<Host>,
     child: Option<Child>,
@@ -288,6 +290,7 @@ impl NodeProc {
             org_key,
             peer_id,
             testnet_control: false,
+            failpoint: None,
             bins: bins.clone(),
             host,
             child: None,
@@ -324,9 +327,13 @@ impl NodeProc {
             )
             .env_remove("OTTO_HOME")
             .env_remove("OTTO_NODE")
+            .env_remove("OTTO_FAILPOINT")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(point) = &self.failpoint {
+            cmd.env("OTTO_FAILPOINT", point);
+        }
         let child = cmd.spawn().map_err(|source| Error::Spawn {
             program: self.bins.otto_node.display().to_string(),
             source,
@@ -399,6 +406,35 @@ impl NodeProc {
         let _ = child.kill();
         let _ = child.wait();
         true
+    }
+
+    /// Waits (at most `limit`) until its process ends by itself, reaps it and returns how
+    /// it ended.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<ExitStatus, Error> {
+        let Some(mut child) = self.child.take() else {
+            return Err(Error::Output {
+                command: format!("waiting for {} to end", self.name),
+                problem: "it does not run".into(),
+            });
+        };
+        match crate::process::wait_within(&mut child, limit) {
+            Some(status) => Ok(status),
+            None => {
+                self.child = Some(child);
+                Err(Error::Timeout {
+                    what: format!("{} to end", self.name),
+                    limit,
+                })
+            }
+        }
+    }
+
+    /// Lets the steps this node runs write `dir` too (`[agent] writable` in its
+    /// configuration; read at its next start).
+    pub fn allow_writes(&self, dir: &Path) -> Result<(), Error> {
+        let config = self.home.join("config.toml");
+        let value = toml::Value::Array(vec![toml::Value::String(dir.display().to_string())]);
+        set_key(&config, "agent", "writable", &format!("writable = {value}"))
     }
 
     /// Runs `otto ARGS` with the node's home.
@@ -581,40 +617,21 @@ fn program(host: Option<&Host>, exe: &Path) -> Command {
 /// Sets `[mesh] listen` of the node configuration `config` to TCP and QUIC on `ip`, any
 /// port, keeping the rest of the file (comments included) as it is.
 fn listen_on(config: &Path, ip: Ipv4Addr) -> Result<(), Error> {
-    let io = |what: &str, source| Error::Io {
-        what: format!("{what} {}", config.display()),
-        source,
-    };
-    let bad = |problem: String| Error::Output {
-        command: format!("editing {}", config.display()),
-        problem,
-    };
-    let text = fs::read_to_string(config).map_err(|e| io("reading", e))?;
     let addrs = [
         format!("/ip4/{ip}/tcp/0"),
         format!("/ip4/{ip}/udp/0/quic-v1"),
     ];
     let line = format!("listen = [\"{}\", \"{}\"]", addrs[0], addrs[1]);
-    let mut in_mesh = false;
-    let mut done = false;
-    let mut out = String::with_capacity(text.len() + line.len());
-    for l in text.lines() {
-        let trimmed = l.trim();
-        if trimmed.starts_with('[') {
-            in_mesh = trimmed == "[mesh]";
-        }
-        if in_mesh && !done && trimmed.starts_with("listen") && trimmed.contains('=') {
-            out.push_str(&line);
-            done = true;
-        } else {
-            out.push_str(l);
-        }
-        out.push('\n');
-    }
-    if !done {
-        return Err(bad("no `listen` in its [mesh] table".into()));
-    }
-    let parsed: toml::Table = toml::from_str(&out).map_err(|e| bad(e.to_string()))?;
+    set_key(config, "mesh", "listen", &line)?;
+    let bad = |problem: String| Error::Output {
+        command: format!("editing {}", config.display()),
+        problem,
+    };
+    let text = fs::read_to_string(config).map_err(|e| Error::Io {
+        what: format!("reading {}", config.display()),
+        source: e,
+    })?;
+    let parsed: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let listen = parsed
         .get("mesh")
         .and_then(|m| m.get("listen"))
@@ -629,6 +646,46 @@ fn listen_on(config: &Path, ip: Ipv4Addr) -> Result<(), Error> {
             "[mesh] listen reads {written:?} after the edit"
         )));
     }
+    Ok(())
+}
+
+/// Replaces the line of `key` in table `[table]` of the node configuration `config` with
+/// `line`, keeping the rest of the file (comments included) as it is; the result must
+/// still read as TOML.
+fn set_key(config: &Path, table: &str, key: &str, line: &str) -> Result<(), Error> {
+    let io = |what: &str, source| Error::Io {
+        what: format!("{what} {}", config.display()),
+        source,
+    };
+    let bad = |problem: String| Error::Output {
+        command: format!("editing {}", config.display()),
+        problem,
+    };
+    let text = fs::read_to_string(config).map_err(|e| io("reading", e))?;
+    let header = format!("[{table}]");
+    let mut in_table = false;
+    let mut done = false;
+    let mut out = String::with_capacity(text.len() + line.len());
+    for l in text.lines() {
+        let trimmed = l.trim();
+        if trimmed.starts_with('[') {
+            in_table = trimmed == header;
+        }
+        let is_key = trimmed
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if in_table && !done && is_key {
+            out.push_str(line);
+            done = true;
+        } else {
+            out.push_str(l);
+        }
+        out.push('\n');
+    }
+    if !done {
+        return Err(bad(format!("no `{key}` in its {header} table")));
+    }
+    toml::from_str::<toml::Table>(&out).map_err(|e| bad(e.to_string()))?;
     fs::write(config, out).map_err(|e| io("writing", e))
 }
 

@@ -249,7 +249,13 @@ impl<'a> Player<'a> {
                 first.get_or_insert(id);
                 ids.insert(node.clone(), id);
                 net[id].testnet_control = faults.needs_control();
+                if scenario.tally {
+                    net[id].allow_writes(&tally_dir(dir))?;
+                }
             }
+        }
+        if scenario.tally {
+            fs::create_dir_all(tally_dir(dir))?;
         }
         let mut player = Self {
             scenario,
@@ -328,9 +334,13 @@ impl<'a> Player<'a> {
             }
         }
         for pipeline in &scenario.pipelines {
+            let tally = tally_dir(dir).join("runs");
+            let text = pipeline
+                .ottofile
+                .replace("@TALLY@", &tally.display().to_string());
             crate::net::write_file(
                 &player.pipeline_dir(&pipeline.name).join("Ottofile"),
-                pipeline.ottofile.as_bytes(),
+                text.as_bytes(),
             )?;
         }
         if scenario.approvals.auto {
@@ -469,6 +479,48 @@ impl<'a> Player<'a> {
                 let pid = self.net[id].pid();
                 anyhow::ensure!(self.net[id].kill9(), "{n} does not run");
                 self.say(&format!("{n} killed: SIGKILL to pid {}", pid.unwrap_or(0)));
+            }
+            Step::StartFailing { node: n, point } => {
+                let id = self.id(n);
+                self.net[id].stop();
+                self.net[id].failpoint = Some(point.clone());
+                let started = self.net[id].start();
+                self.net[id].failpoint = None;
+                started?;
+                self.faults.started(&self.net, id)?;
+                self.say(&format!(
+                    "{n} started with the fail point {point} armed: pid {}",
+                    self.net[id].pid().unwrap_or_default()
+                ));
+            }
+            Step::WaitKilled(n) => {
+                use std::os::unix::process::ExitStatusExt as _;
+                let id = self.id(n);
+                let status = self.net[id].wait_exit(self.limit).map_err(|e| {
+                    anyhow::anyhow!("{e}: its fail point was not reached (only debug builds of otto-node have fail points)")
+                })?;
+                anyhow::ensure!(
+                    status.signal() == Some(9),
+                    "{n} ended {status}, not by SIGKILL at its fail point"
+                );
+                self.say(&format!("{n} killed itself at its fail point (SIGKILL)"));
+            }
+            Step::RanOnce { run, stage } => {
+                let id = self.run_id(run);
+                let text =
+                    fs::read_to_string(tally_dir(self.net.dir()).join("runs")).unwrap_or_default();
+                let times = text
+                    .lines()
+                    .filter(|l| {
+                        let mut words = l.split_whitespace();
+                        words.next() == Some(id.as_str()) && words.next() == Some(stage.as_str())
+                    })
+                    .count();
+                anyhow::ensure!(
+                    times == 1,
+                    "stage {stage} of {run} ({id}) ran {times} times, not once"
+                );
+                self.say(&format!("{run}: {stage} ran once"));
             }
             Step::Restart(n) => {
                 let id = self.id(n);
@@ -1072,6 +1124,11 @@ impl<'a> Player<'a> {
     fn say(&self, what: &str) {
         println!("{:>7}  {what}", human(self.start.elapsed()));
     }
+}
+
+/// The directory steps may write when the scenario has a tally.
+fn tally_dir(net: &Path) -> PathBuf {
+    net.join("tally")
 }
 
 /// Whether a `otto status --json` answer shows the run ended.

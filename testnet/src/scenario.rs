@@ -91,6 +91,11 @@ pub struct Scenario {
     /// How refusals for unapproved steps are answered.
     #[serde(default)]
     pub approvals: Approvals,
+    /// Give the steps a tally: every node may write the directory `tally` of the net, and
+    /// `@TALLY@` in an Ottofile is the file `tally/runs` in it, for steps to append a line
+    /// to each time they run (`ran NAME STAGE once` counts them).
+    #[serde(default)]
+    pub tally: bool,
     /// The steps, in order, as written (see [`Step`]).
     pub timeline: Timeline,
     /// How each named run must end.
@@ -221,6 +226,24 @@ pub enum Step {
     Kill9(String),
     /// `restart NODE`: stop, then start.
     Restart(String),
+    /// `start NODE failing at POINT`: stop it if it runs, then start it with the fail
+    /// point `POINT` armed (`OTTO_FAILPOINT`, debug builds of `otto-node`): it kills
+    /// itself with SIGKILL when it gets there.
+    StartFailing {
+        /// The node.
+        node: String,
+        /// The fail point.
+        point: String,
+    },
+    /// `wait NODE killed`: until its process is gone, killed by SIGKILL (its fail point).
+    WaitKilled(String),
+    /// `ran NAME STAGE once`: the tally holds exactly one line for the stage of the run.
+    RanOnce {
+        /// The run.
+        run: String,
+        /// The stage.
+        stage: String,
+    },
     /// `run PIPELINE on NODE as NAME [xN]`: `otto run --detach` on the node, N times in a
     /// row without waiting (runs `NAME-1` … `NAME-N`); later steps and `[[expect]]` name
     /// them all by `NAME`.
@@ -507,8 +530,19 @@ impl Scenario {
                 }
             };
             match step {
-                Step::Start(n) | Step::Stop(n) | Step::Kill9(n) | Step::Restart(n) => {
+                Step::Start(n)
+                | Step::Stop(n)
+                | Step::Kill9(n)
+                | Step::Restart(n)
+                | Step::WaitKilled(n)
+                | Step::StartFailing { node: n, .. } => {
                     node("", n).map_err(at)?;
+                }
+                Step::RanOnce { run, .. } => {
+                    known_run(run)?;
+                    if !self.tally {
+                        return Err(at("needs `tally = true`".into()));
+                    }
                 }
                 Step::Run {
                     pipeline,
@@ -625,7 +659,21 @@ impl Step {
             _ => Err(format!("expected `{form}`")),
         };
         match w.first().copied() {
-            Some("start") => one("start NODE").map(Self::Start),
+            Some("start") => match w.as_slice() {
+                ["start", node] => Ok(Self::Start((*node).to_owned())),
+                ["start", node, "failing", "at", point] => Ok(Self::StartFailing {
+                    node: (*node).to_owned(),
+                    point: (*point).to_owned(),
+                }),
+                _ => usage("start NODE [failing at POINT]"),
+            },
+            Some("ran") => match w.as_slice() {
+                ["ran", run, stage, "once"] => Ok(Self::RanOnce {
+                    run: (*run).to_owned(),
+                    stage: (*stage).to_owned(),
+                }),
+                _ => usage("ran NAME STAGE once"),
+            },
             Some("stop") => one("stop NODE").map(Self::Stop),
             Some("kill9") => one("kill9 NODE").map(Self::Kill9),
             Some("restart") => one("restart NODE").map(Self::Restart),
@@ -731,7 +779,8 @@ impl Step {
                     state: (*state).to_owned(),
                     node: (*node).to_owned(),
                 }),
-                _ => usage("wait NAME stage STAGE state STATE on NODE"),
+                ["wait", node, "killed"] => Ok(Self::WaitKilled((*node).to_owned())),
+                _ => usage("wait NAME stage STAGE state STATE on NODE` or `wait NODE killed"),
             },
             Some("approve") => match w.as_slice() {
                 ["approve", run, stage, "on", node] => Ok(Self::Approve {

@@ -187,6 +187,10 @@ pub struct Tick {
 pub struct Restore {
     /// The offers in the durable outbox.
     pub outbox: Vec<OutboxRecord>,
+    /// The offers this node sent that their owner accepted and whose receipt has not
+    /// come, as the node keeps them from the accept to the receipt: only the peer each was
+    /// given to may end it (`tries` is not used).
+    pub given: Vec<OutboxRecord>,
     /// The offers in the durable inbox.
     pub inbox: Vec<InboxRecord>,
     /// The time now.

@@ -446,8 +446,14 @@ impl Machine {
 
     /// [`command::Restore`]: rebuild both sides from the durable records.
     fn restore(&mut self, command: command::Restore) -> event::Restore {
-        let command::Restore { outbox, inbox, now } = command;
+        let command::Restore {
+            outbox,
+            given,
+            inbox,
+            now,
+        } = command;
         let mut restore = event::Restore::default();
+        self.restore_given(given, &mut restore);
         self.restore_outgoing(outbox, now, &mut restore);
         self.restore_incoming(inbox, now, &mut restore);
         restore

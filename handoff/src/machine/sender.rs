@@ -108,7 +108,7 @@ impl Machine {
                     return event::Answer::Unknown { id };
                 };
                 self.push(Action::AckOutbox { id });
-                self.remember_awaiting(id, &out);
+                self.remember_awaiting(id, given(&out));
                 event::Answer::Accepted {
                     id,
                     run: out.run,
@@ -216,7 +216,7 @@ impl Machine {
             let out = self.outgoing.remove(&id)?;
             self.push(Action::AckOutbox { id });
             // Remembered as ended, to know whom the stage was given to.
-            self.remember_awaiting(id, &out);
+            self.remember_awaiting(id, given(&out));
             self.take_awaiting(&receipt).or(Some(id))
         });
         self.push(Action::PersistReceipt {
@@ -327,6 +327,40 @@ impl Machine {
         }
     }
 
+    /// The accepted side of a restore: offers whose receipt is awaited, from the peer each
+    /// was given to.
+    pub(super) fn restore_given(
+        &mut self,
+        records: Vec<OutboxRecord>,
+        restore: &mut event::Restore,
+    ) {
+        for record in records {
+            let offer: Offer = match record.envelope.payload_as() {
+                Ok(offer) => offer,
+                Err(err) => {
+                    restore.skipped.push(format!(
+                        "an accepted offer to {} does not hold an offer: {err}",
+                        record.peer
+                    ));
+                    continue;
+                }
+            };
+            if self.awaiting.contains_key(&offer.id) {
+                continue;
+            }
+            self.remember_awaiting(
+                offer.id,
+                Awaiting {
+                    run: offer.run,
+                    stage: offer.stage,
+                    attempt: offer.attempt,
+                    peer: record.peer,
+                    ended: false,
+                },
+            );
+        }
+    }
+
     /// Counts a failed send of offer `id` and schedules the next; returns its time.
     fn fail_send(&mut self, id: HandoffId, error: String, now: u64) -> u64 {
         let Some(tries) = self
@@ -352,7 +386,7 @@ impl Machine {
 
     /// Remembers an accepted offer until its receipt comes, forgetting the oldest beyond
     /// [`Config::max_awaiting`](super::Config::max_awaiting).
-    fn remember_awaiting(&mut self, id: HandoffId, out: &Outgoing) {
+    fn remember_awaiting(&mut self, id: HandoffId, awaiting: Awaiting) {
         if self.config.max_awaiting == 0 {
             return;
         }
@@ -362,16 +396,7 @@ impl Machine {
             };
             self.awaiting.remove(&oldest);
         }
-        self.awaiting.insert(
-            id,
-            Awaiting {
-                run: out.run.clone(),
-                stage: out.stage.clone(),
-                attempt: out.attempt,
-                peer: out.peer.clone(),
-                ended: false,
-            },
-        );
+        self.awaiting.insert(id, awaiting);
         self.awaiting_order.push_back(id);
     }
 
@@ -391,6 +416,17 @@ impl Machine {
 /// restarted a stage reports a later attempt than the one offered, never an earlier one.
 fn answers(receipt: &otto_protocol::Receipt, run: &str, stage: &str, attempt: u32) -> bool {
     receipt.run == run && receipt.stage == stage && receipt.attempt >= attempt
+}
+
+/// The accepted offer `out`, awaiting its receipt from the peer it was given to.
+fn given(out: &Outgoing) -> Awaiting {
+    Awaiting {
+        run: out.run.clone(),
+        stage: out.stage.clone(),
+        attempt: out.attempt,
+        peer: out.peer.clone(),
+        ended: false,
+    }
 }
 
 fn expired(id: HandoffId, out: Outgoing) -> Expired {

@@ -125,6 +125,7 @@ impl Sim {
         let mut machine = Machine::new(self.config.machine, seed);
         let durable = &self.nodes[n].durable;
         let restore = command::Restore {
+            given: Vec::new(),
             outbox: durable.outbox.values().cloned().collect(),
             inbox: durable.inbox.values().map(InboxEntry::record).collect(),
             now: self.now,

@@ -18,7 +18,12 @@ fn restore(
     inbox: Vec<InboxRecord>,
     now: u64,
 ) -> Event {
-    machine.handle(Command::Restore(command::Restore { outbox, inbox, now }))
+    machine.handle(Command::Restore(command::Restore {
+        outbox,
+        given: Vec::new(),
+        inbox,
+        now,
+    }))
 }
 
 fn inbox_record(

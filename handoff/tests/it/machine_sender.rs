@@ -654,3 +654,44 @@ fn accepted_offers_awaiting_receipts_are_bounded() {
     assert_eq!(machine.outgoing(&ids[1]), Some(OutgoingState::Accepted));
     assert_eq!(machine.outgoing(&ids[2]), Some(OutgoingState::Accepted));
 }
+
+#[test]
+fn after_a_restart_an_accepted_offer_still_takes_a_receipt_only_from_its_peer() {
+    // Dev's node kept the offer ops-1 accepted (its outbox entry, as given) and restarted:
+    // nothing is sent again, and qa-1's receipt for the stage is still refused.
+    let world = World::new();
+    let offer = world.offer();
+    let mut machine = machine();
+    machine.handle(Command::Restore(command::Restore {
+        given: vec![command::OutboxRecord {
+            peer: "ops-1".to_owned(),
+            envelope: sign_offer(&world.dev, &offer),
+            tries: 0,
+        }],
+        now: AT,
+        ..command::Restore::default()
+    }));
+    assert_eq!(actions(&mut machine), []);
+    assert_eq!(machine.outgoing(&offer.id), Some(OutgoingState::Accepted));
+    assert_eq!(machine.pending_offers(), 0);
+    let event = machine.handle(Command::Receipt(command::Receipt {
+        peer: "qa-1".to_owned(),
+        envelope: verified(&world.qa, &deploy_receipt(&world, 1)),
+        now: AT + 1,
+    }));
+    assert!(
+        matches!(&event, Event::Receipt(event::Receipt::Refused { given_to, .. }) if given_to == "ops-1"),
+        "{event:?}"
+    );
+    assert_eq!(actions(&mut machine), []);
+    let event = machine.handle(Command::Receipt(command::Receipt {
+        peer: "ops-1".to_owned(),
+        envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
+        now: AT + 2,
+    }));
+    assert!(
+        matches!(event, Event::Receipt(event::Receipt::StageFinished { handoff: Some(id), .. }) if id == offer.id),
+        "{event:?}"
+    );
+    assert_eq!(machine.outgoing(&offer.id), None);
+}

@@ -54,6 +54,7 @@ mod util;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -74,6 +75,55 @@ pub const EVENT_BUFFER: usize = 4096;
 
 /// How many commands may wait for the engine task.
 const COMMAND_BUFFER: usize = 64;
+
+/// How many notices may wait for the exchange ([`NoticeFeed`]).
+pub const NOTICE_BUFFER: usize = 256;
+
+/// What the engine tells the handoff exchange, on a bounded channel of its own (never the
+/// lossy event broadcast), once the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A stage this node moves on is handed off: its handoff intent is in the store
+    /// ([`crate::store::Store::handoff_intents`]).
+    HandOff {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+    },
+    /// The receipt of an attempt that ended here is stored.
+    Receipt {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// The signed receipt (CBOR envelope bytes).
+        envelope: Vec<u8>,
+    },
+}
+
+/// The exchange's end of the engine's notices ([`Engine::notices`]). A notice that finds
+/// the channel full is dropped and [`Self::missed`] says so once: what it told is in the
+/// store, so the exchange reads the store again.
+#[derive(Debug)]
+pub struct NoticeFeed {
+    rx: mpsc::Receiver<Notice>,
+    missed: Arc<AtomicBool>,
+}
+
+impl NoticeFeed {
+    /// The next notice; `None` once the engine is gone.
+    pub async fn recv(&mut self) -> Option<Notice> {
+        self.rx.recv().await
+    }
+
+    /// Whether a notice was dropped since the last call.
+    pub fn missed(&self) -> bool {
+        self.missed.swap(false, Ordering::AcqRel)
+    }
+}
 
 /// Everything the engine needs from the node, built by the daemon from its home.
 #[derive(Debug)]
@@ -443,6 +493,8 @@ impl Engine {
         if !answers_to.contains(&ctx.node_name) {
             answers_to.push(ctx.node_name.clone());
         }
+        let (notices, rx) = mpsc::channel(NOTICE_BUFFER);
+        let missed = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             store: ctx.store,
             blobs: ctx.blobs,
@@ -465,6 +517,9 @@ impl Engine {
             run_slots: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashSet::new()),
             events,
+            notices,
+            notices_missed: missed.clone(),
+            feed: Mutex::new(Some(NoticeFeed { rx, missed })),
             gates: Mutex::new(HashMap::new()),
             agents: Mutex::new(HashMap::new()),
         });
@@ -522,6 +577,12 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// The notices for the handoff exchange; `None` after the first call (there is one
+    /// exchange).
+    pub fn notices(&self) -> Option<NoticeFeed> {
+        util::lock(&self.shared.feed).take()
     }
 
     /// A receiver of everything the engine publishes from now on. A receiver that falls
@@ -623,6 +684,11 @@ pub(crate) struct Shared {
     /// Stages other nodes offered this node and it accepted.
     pub(crate) offered: Mutex<HashSet<(RunId, String)>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,
+    /// The notices for the exchange, and whether one was dropped.
+    notices: mpsc::Sender<Notice>,
+    notices_missed: Arc<AtomicBool>,
+    /// The exchange's end, until it takes it.
+    feed: Mutex<Option<NoticeFeed>>,
     /// Wakes the stage task waiting on a gate when someone closes it.
     gates: Mutex<HashMap<GateRef, Arc<Notify>>>,
     /// Agents alive now, by pid, so that shutdown can stop them.
@@ -633,6 +699,15 @@ impl Shared {
     /// Publishes an event; nobody listening is fine.
     pub(crate) fn publish(&self, event: EngineEvent) {
         let _ = self.events.send(event);
+    }
+
+    /// Tells the exchange something the store now holds; when it is behind (the channel
+    /// is full), the notice is dropped and the exchange told to read the store again.
+    pub(crate) fn notify(&self, notice: Notice) {
+        if let Err(mpsc::error::TrySendError::Full(notice)) = self.notices.try_send(notice) {
+            self.notices_missed.store(true, Ordering::Release);
+            tracing::debug!(target: "otto_node::engine", ?notice, "the exchange is behind; it reads the store again");
+        }
     }
 
     /// The wake-up of a gate, created on first use.

@@ -394,6 +394,8 @@ impl Orchestrator {
         }
         if state.is_final() {
             self.runs.remove(&run);
+            // Nothing of an ended run runs here any more.
+            lock(&self.sh.offered).retain(|(r, _)| *r != run);
         }
         Ok(())
     }

@@ -72,9 +72,10 @@ pub(crate) struct Ended<'a> {
     pub(crate) outputs: Vec<Artifact>,
 }
 
-/// Signs the receipt of an ended attempt and stores it. Blocks on the store. Returns the
-/// envelope, or `None` for a state that is not an ending.
-pub(crate) fn sign_and_store(
+/// Signs the receipt of an ended attempt (the caller stores it, with the stage's final
+/// state). Blocks on the store, which it reads. Returns the envelope, or `None` for a
+/// state that is not an ending.
+pub(crate) fn sign_ended(
     store: &Store,
     signer: &ReceiptSigner,
     ended: Ended<'_>,
@@ -101,16 +102,7 @@ pub(crate) fn sign_and_store(
             key: KeyBytes(*signer.key.public_key().as_bytes()),
         },
     };
-    let envelope = sign(&signer.key, &receipt)?;
-    let bytes = otto_protocol::encode_envelope(&envelope);
-    match store.put_receipt(&ended.run, ended.stage, ended.attempt, &bytes) {
-        Ok(_) => Ok(Some(envelope)),
-        // A receipt for this attempt already exists (signed before a restart): keep it.
-        Err(store::Error::ReceiptConflict { .. }) => Ok(store
-            .receipt(&ended.run, ended.stage, ended.attempt)?
-            .and_then(|bytes| otto_protocol::decode_envelope(&bytes).ok())),
-        Err(error) => Err(error),
-    }
+    sign(&signer.key, &receipt).map(Some)
 }
 
 /// Signs `message` with the node key as a DSSE envelope of its kind.

@@ -23,8 +23,9 @@ use super::gates;
 use super::outputs::{Outputs, Record};
 use super::receipts::{self, Ended};
 use super::util::{self, blocking, lock, now_ms};
-use super::{EngineEvent, Shared, phase_name};
+use super::{EngineEvent, Notice, Shared, phase_name};
 use crate::blobs::Digest;
+use crate::failpoint;
 use crate::secrets::{self, StageSecrets};
 use crate::store::{
     self, AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind, GatePhase, GateRef,
@@ -146,18 +147,13 @@ impl StageTask {
         match rules::next(&self.plan, owned, offered, &mover) {
             Next::Run => {}
             Next::HandOff { note } => {
-                self.set_state(StageState::HandedOff, Some(note), None)
-                    .await?;
-                self.sh.publish(EngineEvent::HandOff {
-                    run: self.run.id,
-                    stage: self.plan.id.clone(),
-                    owner: self.plan.owner_name().to_owned(),
-                });
+                // This node moves it on: the handoff intent is stored with the state.
+                let owner = self.plan.owner_name().to_owned();
+                self.hand_off(note, Some(owner)).await?;
                 return Ok(());
             }
             Next::Wait { note } => {
-                self.set_state(StageState::HandedOff, Some(note), None)
-                    .await?;
+                self.hand_off(note, None).await?;
                 return Ok(());
             }
         }
@@ -431,19 +427,38 @@ impl StageTask {
             error: error.clone(),
             log: None,
         };
+        // The receipt of an attempt that ends the stage is stored with its end.
+        let receipt = self.sign_receipt(stage_state, n, Some(now)).await?;
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
-        blocking(move || store.finish_attempt(&run, &id, n, record, stage_state)).await?;
+        let (_, receipt) = blocking(move || {
+            store.finish_attempt_with_receipt(&run, &id, n, record, stage_state, receipt.as_deref())
+        })
+        .await?;
+        if stage_state.is_final() {
+            failpoint::hit(failpoint::STAGE_ENDED);
+        }
+        if let Some(envelope) = receipt {
+            self.receipt_signed(n, envelope);
+        }
         let note = match (state, &end) {
             (AttemptState::Cancelled, Ok(end)) => end.stopped.clone(),
             _ => error,
         };
         if state == AttemptState::Cancelled {
-            self.set_state(StageState::Cancelled, note, Some(n)).await?;
-        } else {
-            self.sign_receipt(stage_state, n).await?;
-            self.publish_stage(stage_state, Some(n), note);
-            self.changed().await;
+            // The note says who or what stopped it.
+            let (store, run, id, stored) = (
+                self.sh.store.clone(),
+                self.run.id,
+                self.plan.id.clone(),
+                note.clone(),
+            );
+            blocking(move || {
+                store.set_stage_state(&run, &id, StageState::Cancelled, stored, now_ms())
+            })
+            .await?;
         }
+        self.publish_stage(stage_state, Some(n), note);
+        self.changed().await;
         match state {
             AttemptState::Succeeded => Ok(Some(n)),
             AttemptState::Failed => {
@@ -1066,19 +1081,63 @@ impl StageTask {
         })
     }
 
+    /// Moves the stage to `state`. When an attempt ends it (a final state), its receipt
+    /// is signed and stored in the same transaction as the state.
     async fn set_state(
         &self,
         state: StageState,
         note: Option<String>,
         attempt: Option<u32>,
     ) -> Result<(), Trouble> {
+        let receipt = match attempt {
+            Some(n) if state.is_final() => self.sign_receipt(state, n, None).await?.map(|r| (n, r)),
+            _ => None,
+        };
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
         let stored = note.clone();
-        blocking(move || store.set_stage_state(&run, &id, state, stored, now_ms())).await?;
-        if let Some(n) = attempt {
-            self.sign_receipt(state, n).await?;
+        let receipt = blocking(move || match receipt {
+            Some((n, bytes)) => store
+                .end_stage_with_receipt(&run, &id, state, stored, now_ms(), (n, &bytes))
+                .map(|kept| Some((n, kept))),
+            None => store
+                .set_stage_state(&run, &id, state, stored, now_ms())
+                .map(|_| None),
+        })
+        .await?;
+        if state.is_final() {
+            failpoint::hit(failpoint::STAGE_ENDED);
+        }
+        if let Some((n, envelope)) = receipt {
+            self.receipt_signed(n, envelope);
         }
         self.publish_stage(state, attempt, note);
+        self.changed().await;
+        Ok(())
+    }
+
+    /// Marks the stage handed off with `note`; when this node moves it on to `owner`, the
+    /// handoff intent goes into the store in the same transaction and the exchange is
+    /// told (it also finds the intent there after a crash).
+    async fn hand_off(&self, note: String, owner: Option<String>) -> Result<(), Trouble> {
+        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
+        let (stored, intent) = (note.clone(), owner.clone());
+        blocking(move || {
+            store.hand_off_stage(&run, &id, Some(stored), intent.as_deref(), now_ms())
+        })
+        .await?;
+        self.publish_stage(StageState::HandedOff, None, Some(note));
+        if let Some(owner) = owner {
+            failpoint::hit(failpoint::HANDED_OFF);
+            self.sh.publish(EngineEvent::HandOff {
+                run: self.run.id,
+                stage: self.plan.id.clone(),
+                owner,
+            });
+            self.sh.notify(Notice::HandOff {
+                run: self.run.id,
+                stage: self.plan.id.clone(),
+            });
+        }
         self.changed().await;
         Ok(())
     }
@@ -1135,11 +1194,33 @@ impl StageTask {
         ))
     }
 
-    /// Signs and stores the receipt of attempt `n`, which ended in `state`, and publishes
-    /// it. Does nothing when the node signs no receipts or `state` is not an ending.
-    async fn sign_receipt(&self, state: StageState, n: u32) -> Result<(), Trouble> {
+    /// Publishes the stored receipt of attempt `n` and tells the exchange.
+    fn receipt_signed(&self, n: u32, envelope: Vec<u8>) {
+        self.sh.publish(EngineEvent::Receipt {
+            run: self.run.id,
+            stage: self.plan.id.clone(),
+            attempt: n,
+            envelope: envelope.clone(),
+        });
+        self.sh.notify(Notice::Receipt {
+            run: self.run.id,
+            stage: self.plan.id.clone(),
+            attempt: n,
+            envelope,
+        });
+    }
+
+    /// Signs the receipt of attempt `n`, which ends in `state` at `finished_at` (else when
+    /// the store says, else now); the caller stores it with the state. `None` when the
+    /// node signs no receipts or `state` is not an ending.
+    async fn sign_receipt(
+        &self,
+        state: StageState,
+        n: u32,
+        finished_at: Option<u64>,
+    ) -> Result<Option<Vec<u8>>, Trouble> {
         if self.sh.signer.is_none() || !state.is_final() {
-            return Ok(());
+            return Ok(None);
         }
         let outputs = lock(&self.run.outputs)
             .of_stage(&self.plan.id)
@@ -1160,7 +1241,10 @@ impl StageTask {
                 .as_ref()
                 .and_then(|r| r.attempts.iter().find(|a| a.n == n));
             let started = attempt.map_or_else(now_ms, |a| a.started_at);
-            let finished = attempt.and_then(|a| a.finished_at).unwrap_or_else(now_ms);
+            let finished = attempt
+                .and_then(|a| a.finished_at)
+                .or(finished_at)
+                .unwrap_or_else(now_ms);
             let ended = Ended {
                 run: ctx.id,
                 plan_digest: ctx.plan_digest.clone(),
@@ -1172,18 +1256,10 @@ impl StageTask {
                 finished_at_ms: finished,
                 outputs,
             };
-            receipts::sign_and_store(&sh.store, signer, ended)
+            receipts::sign_ended(&sh.store, signer, ended)
         })
         .await?;
-        if let Some(envelope) = signed {
-            self.sh.publish(EngineEvent::Receipt {
-                run: self.run.id,
-                stage: self.plan.id.clone(),
-                attempt: n,
-                envelope: otto_protocol::encode_envelope(&envelope),
-            });
-        }
-        Ok(())
+        Ok(signed.map(|envelope| otto_protocol::encode_envelope(&envelope)))
     }
 
     fn publish_stage(&self, state: StageState, attempt: Option<u32>, note: Option<String>) {

@@ -30,14 +30,24 @@
 //!
 //! The machine's action order is the contract: every durable write queued before a
 //! message is committed before that message leaves (the exchange carries out actions in
-//! order and awaits each store write). After a restart the machine is restored from the
-//! outbox and the inbox, so offers are resent, accepted offers run again as the next
-//! attempt, and receipts are delivered again; `docs/handoff.md` has the whole story.
+//! order and awaits each store write). A durable write that fails stops the exchange
+//! before anything queued after it is done; it starts again from the store (a few times
+//! a minute at most, then the node stops with the reason). After a restart the machine
+//! is restored from the outbox and the inbox, so offers are resent, accepted offers run
+//! again as the next attempt, and receipts are delivered again; `docs/handoff.md` has the
+//! whole story.
+//!
+//! The engine tells the exchange what to hand off and which receipts it signed on a
+//! bounded channel of its own ([`NoticeFeed`]), after the store holds them: the stage's
+//! `HandedOff` and its handoff intent are one transaction, the intent leaves the store in
+//! the transaction that puts its offer in the outbox. The exchange reads the intents and
+//! the receipts again when it starts, when a notice was dropped, and every
+//! [`MAINTAIN_EVERY`] (an owner no known node answered to yet, a full machine).
 
 mod offers;
 mod status;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +61,8 @@ use otto_trust::{PublicKey, Unverified, Verified};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::blobs::{BlobStore, Digest};
-use crate::engine::{Engine, EngineEvent, RemoteEnd, RemoteStage};
+use crate::engine::{Engine, EngineEvent, Notice, NoticeFeed, RemoteEnd, RemoteStage};
+use crate::failpoint;
 use crate::membership::{Membership, peer_key};
 use crate::mesh::{self, PeerId, ResponseHandle};
 use crate::store::{self, OutboxEntry, RunId, StageState, Store};
@@ -68,6 +79,21 @@ pub const BACKOFF_MAX_MS: u64 = 10_000;
 
 /// How often buffered status events (log lines) are published.
 const STATUS_FLUSH: Duration = Duration::from_millis(250);
+
+/// How often the exchange reads the handoff intents and receipts the store holds again,
+/// and forgets the runs that ended.
+pub const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a run that ended here keeps its state and its status topic: late status
+/// events and relays still reach the nodes that follow it.
+const RUN_LINGER_MS: u64 = 60_000;
+
+/// How many times within [`RESTART_WINDOW`] the exchange starts again after a failed
+/// durable write before it gives up (and the node stops).
+const MAX_RESTARTS: usize = 3;
+
+/// See [`MAX_RESTARTS`].
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// Everything the exchange works with, built by the daemon.
 pub struct ExchangeParts {
@@ -94,31 +120,47 @@ pub struct ExchangeParts {
 }
 
 /// Starts the exchange task: it restores the machine from the store, then serves mesh
-/// events and engine events until `mesh_events` closes.
+/// events and the engine's notices and events until `mesh_events` closes (`Ok`). After a
+/// failed durable write it starts again from the store, up to [`MAX_RESTARTS`] times in
+/// [`RESTART_WINDOW`]; then it ends with the reason, and the node stops.
 pub fn start(
     parts: ExchangeParts,
     mesh_events: mpsc::Receiver<mesh::Event>,
-) -> tokio::task::JoinHandle<()> {
-    let engine_events = parts.engine.events();
-    let (done_tx, done) = mpsc::channel(1024);
-    let mut seed = [0u8; 8];
-    crate::daemon::fill_random(&mut seed);
-    let exchange = Exchange {
-        machine: machine::Machine::new(parts.machine, u64::from_le_bytes(seed)),
-        parts: Arc::new(parts),
-        done_tx,
-        replies: HashMap::new(),
-        receipt_replies: HashMap::new(),
-        offers: HashMap::new(),
-        running: HashMap::new(),
-        shared: HashSet::new(),
-        wakeup: None,
-        status: status::Publisher::default(),
-        views: HashMap::new(),
-        deferred: Vec::new(),
-    };
-    tokio::spawn(exchange.run(mesh_events, engine_events, done))
+    notices: NoticeFeed,
+) -> tokio::task::JoinHandle<Result<(), String>> {
+    tokio::spawn(supervise(Arc::new(parts), mesh_events, notices))
 }
+
+async fn supervise(
+    parts: Arc<ExchangeParts>,
+    mut mesh_events: mpsc::Receiver<mesh::Event>,
+    mut notices: NoticeFeed,
+) -> Result<(), String> {
+    let mut failures: VecDeque<tokio::time::Instant> = VecDeque::new();
+    loop {
+        let (exchange, done) = Exchange::new(parts.clone());
+        let Err(Halt(error)) = exchange.run(&mut mesh_events, &mut notices, done).await else {
+            return Ok(());
+        };
+        let now = tokio::time::Instant::now();
+        failures.retain(|at| now.duration_since(*at) < RESTART_WINDOW);
+        failures.push_back(now);
+        if failures.len() > MAX_RESTARTS {
+            return Err(format!(
+                "{error} ({} times within {} s)",
+                failures.len(),
+                RESTART_WINDOW.as_secs()
+            ));
+        }
+        tracing::error!(target: TARGET, %error, "a durable write failed: the exchange stopped before anything after it left, and starts again from the store");
+        let pause = 500 * u64::try_from(failures.len()).unwrap_or(1);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+}
+
+/// A durable write failed: the exchange stops before any message queued after it leaves.
+#[derive(Debug)]
+struct Halt(String);
 
 /// What an operation the exchange started in the background reports back.
 enum Done {
@@ -129,6 +171,8 @@ enum Done {
 
 struct Exchange {
     parts: Arc<ExchangeParts>,
+    /// Handoff intents whose owner no known node answers to, already noted on the stage.
+    unresolved: HashSet<(RunId, String)>,
     machine: machine::Machine,
     done_tx: mpsc::Sender<Done>,
     /// The peers waiting for the answer to an offer, by handoff id.
@@ -173,49 +217,102 @@ impl Here {
 }
 
 impl Exchange {
+    /// A fresh exchange with nothing in flight (then [`Self::run`] restores it), and the
+    /// receiver of its background operations' reports.
+    fn new(parts: Arc<ExchangeParts>) -> (Self, mpsc::Receiver<Done>) {
+        let (done_tx, done) = mpsc::channel(1024);
+        let mut seed = [0u8; 8];
+        crate::daemon::fill_random(&mut seed);
+        let exchange = Self {
+            machine: machine::Machine::new(parts.machine, u64::from_le_bytes(seed)),
+            parts,
+            unresolved: HashSet::new(),
+            done_tx,
+            replies: HashMap::new(),
+            receipt_replies: HashMap::new(),
+            offers: HashMap::new(),
+            running: HashMap::new(),
+            shared: HashSet::new(),
+            wakeup: None,
+            status: status::Publisher::default(),
+            views: HashMap::new(),
+            deferred: Vec::new(),
+        };
+        (exchange, done)
+    }
+
     async fn run(
         mut self,
-        mut mesh_events: mpsc::Receiver<mesh::Event>,
-        mut engine_events: broadcast::Receiver<EngineEvent>,
+        mesh_events: &mut mpsc::Receiver<mesh::Event>,
+        notices: &mut NoticeFeed,
         mut done: mpsc::Receiver<Done>,
-    ) {
-        self.restore().await;
+    ) -> Result<(), Halt> {
+        let mut engine_events = self.parts.engine.events();
+        self.restore().await?;
+        self.resume().await?;
         let mut flush = tokio::time::interval(STATUS_FLUSH);
+        let mut maintain = tokio::time::interval(MAINTAIN_EVERY);
+        maintain.tick().await;
         loop {
             let sleep = match self.wakeup {
                 Some(at) => Duration::from_millis(at.saturating_sub(now_ms())),
                 None => Duration::from_secs(3600),
             };
             tokio::select! {
-                    event = mesh_events.recv() => match event {
-                        Some(event) => self.on_mesh(event).await,
-                        None => break,
-                    },
-                    event = engine_events.recv() => match event {
-                        Ok(event) => self.on_engine(event).await,
-                        Err(broadcast::error::RecvError::Lagged(missed)) => {
-                            tracing::warn!(target: TARGET, missed, "fell behind the engine's events; some status events were not published");
+                event = mesh_events.recv() => match event {
+                    Some(event) => self.on_mesh(event).await?,
+                    None => return Ok(()),
+                },
+                notice = notices.recv() => match notice {
+                    Some(notice) => {
+                        self.on_notice(notice).await?;
+                        if notices.missed() {
+                            tracing::warn!(target: TARGET, "the engine's notices were dropped while the exchange was behind; reading the store again");
+                            self.resume().await?;
                         }
-                        Err(broadcast::error::RecvError::Closed) => break,
-                    },
-                    Some(report) = done.recv() => self.on_done(report).await,
-                    () = tokio::time::sleep(sleep) => {
-                        self.wakeup = None;
-                        {
-                let event = self.machine.handle(command::Tick { now: now_ms() }.into());
-                self.after(event).await;
-            };
                     }
-                    _ = flush.tick() => self.flush_status().await,
+                    None => return Ok(()),
+                },
+                event = engine_events.recv() => match event {
+                    Ok(event) => self.on_engine(&event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(target: TARGET, missed, "fell behind the engine's events; some status events were not published");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+                Some(report) = done.recv() => self.on_done(report).await?,
+                () = tokio::time::sleep(sleep) => {
+                    self.wakeup = None;
+                    let event = self.machine.handle(command::Tick { now: now_ms() }.into());
+                    self.after(event).await?;
                 }
+                _ = flush.tick() => self.flush_status().await,
+                _ = maintain.tick() => {
+                    self.resume().await?;
+                    self.prune().await;
+                }
+            }
         }
     }
 
-    /// Feeds the machine what the store holds after a restart.
-    async fn restore(&mut self) {
+    /// Feeds the machine what the store holds after a (re)start. An accepted offer's run
+    /// is recorded again first: a crash may have come between the inbox write and that.
+    async fn restore(&mut self) -> Result<(), Halt> {
         let store = self.parts.store.clone();
         let loaded = blocking(move || -> Result<_, store::Error> {
             let outbox = store.outbox_due(u64::MAX, usize::MAX)?;
+            let mut given = Vec::new();
+            for entry in store.given()? {
+                // A stage that ended here (a relayed end, a cancelled run) waits for nothing.
+                if store
+                    .stage(&entry.run, &entry.stage)?
+                    .is_none_or(|s| s.state.is_final())
+                {
+                    store.drop_given(&entry.run, &entry.stage)?;
+                } else {
+                    given.push(entry);
+                }
+            }
             let inbox = store.inbox_pending()?;
             let mut records = Vec::new();
             for entry in inbox {
@@ -247,22 +344,24 @@ impl Exchange {
                     ..inbox_record(peer, envelope, &entry)
                 });
             }
-            Ok((outbox, records))
+            Ok((outbox, given, records))
         })
-        .await;
-        let (outbox, inbox) = match loaded {
-            Ok(loaded) => loaded,
-            Err(error) => {
-                tracing::error!(target: TARGET, %error, "cannot read the outbox and inbox; handoffs in flight are not resumed");
-                return;
-            }
-        };
+        .await
+        .map_err(|e| Halt(format!("cannot read the outbox and inbox: {e}")))?;
+        let (outbox, given, inbox) = loaded;
         for entry in &outbox {
             self.shared.insert(entry.run);
             self.subscribe(entry.run).await;
         }
         for record in &inbox {
-            if let Ok(offer) = record.offer.payload_as::<Offer>() {
+            let Ok(offer) = record.offer.payload_as::<Offer>() else {
+                continue;
+            };
+            if record.state == machine::InboxState::Accepted {
+                self.accepted(offer.id, &record.peer, offer)
+                    .await
+                    .map_err(Halt)?;
+            } else {
                 if let Ok(run) = offer.run.parse::<RunId>() {
                     self.shared.insert(run);
                     self.subscribe(run).await;
@@ -270,30 +369,136 @@ impl Exchange {
                 self.offers.insert(offer.id, Arc::new(offer));
             }
         }
-        let outbox = outbox
-            .into_iter()
-            .filter_map(|entry| {
-                Some(command::OutboxRecord {
-                    peer: entry.peer,
-                    envelope: otto_protocol::decode_envelope(&entry.message).ok()?,
-                    tries: entry.tries,
+        let records = |entries: Vec<OutboxEntry>| {
+            entries
+                .into_iter()
+                .filter_map(|entry| {
+                    Some(command::OutboxRecord {
+                        peer: entry.peer,
+                        envelope: otto_protocol::decode_envelope(&entry.message).ok()?,
+                        tries: entry.tries,
+                    })
                 })
-            })
-            .collect();
-        {
-            let event = self.machine.handle(
-                command::Restore {
-                    outbox,
-                    inbox,
-                    now: now_ms(),
-                }
-                .into(),
-            );
-            self.after(event).await;
+                .collect()
         };
+        let event = self.machine.handle(
+            command::Restore {
+                outbox: records(outbox),
+                given: records(given),
+                inbox,
+                now: now_ms(),
+            }
+            .into(),
+        );
+        self.after(event).await
     }
 
-    async fn on_mesh(&mut self, event: mesh::Event) {
+    /// Takes up what the store says is owed: handoff intents that no offer in the outbox
+    /// carries yet, and receipts of offered stages that ended here while their notice was
+    /// dropped.
+    async fn resume(&mut self) -> Result<(), Halt> {
+        let running: Vec<(RunId, String)> = self
+            .running
+            .iter()
+            .filter(|(_, id)| {
+                matches!(
+                    self.machine.incoming(id),
+                    Some(
+                        machine::IncomingState::Fetching { .. }
+                            | machine::IncomingState::Running { .. }
+                    )
+                )
+            })
+            .map(|((run, stage), _)| (*run, stage.clone()))
+            .collect();
+        let store = self.parts.store.clone();
+        let found = blocking(move || -> Result<_, store::Error> {
+            let intents = store.handoff_intents()?;
+            let mut receipts = Vec::new();
+            for (run, stage) in running {
+                let Some(record) = store.stage(&run, &stage)? else {
+                    continue;
+                };
+                let Some(n) = record.last_attempt().map(|a| a.n) else {
+                    continue;
+                };
+                if let Some(bytes) = store.receipt(&run, &stage, n)? {
+                    receipts.push((run, stage, n, bytes));
+                }
+            }
+            Ok((intents, receipts))
+        })
+        .await;
+        let (intents, receipts) = match found {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(target: TARGET, %error, "cannot read the handoff intents; trying again later");
+                return Ok(());
+            }
+        };
+        for intent in intents {
+            self.hand_off(intent.run, intent.stage).await?;
+        }
+        for (run, stage, attempt, envelope) in receipts {
+            self.own_receipt(run, stage, attempt, &envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the runs that ended here more than [`RUN_LINGER_MS`] ago: their state in
+    /// this task and their status topic.
+    async fn prune(&mut self) {
+        let mut runs: HashSet<RunId> = self.shared.iter().copied().collect();
+        runs.extend(self.views.keys().copied());
+        runs.extend(self.running.keys().map(|(run, _)| *run));
+        runs.extend(self.deferred.iter().map(|d| d.run));
+        runs.extend(
+            self.offers
+                .values()
+                .filter_map(|o| o.run.parse::<RunId>().ok()),
+        );
+        if runs.is_empty() {
+            return;
+        }
+        let store = self.parts.store.clone();
+        let now = now_ms();
+        let ended = blocking(move || -> Result<Vec<RunId>, store::Error> {
+            let mut ended = Vec::new();
+            for run in runs {
+                if store.run(&run)?.is_some_and(|r| {
+                    r.state.is_final()
+                        && r.finished_at
+                            .is_some_and(|at| at.saturating_add(RUN_LINGER_MS) <= now)
+                }) {
+                    ended.push(run);
+                }
+            }
+            Ok(ended)
+        })
+        .await
+        .unwrap_or_default();
+        for run in ended {
+            self.forget_run(run).await;
+        }
+    }
+
+    async fn forget_run(&mut self, run: RunId) {
+        let text = run.to_string();
+        self.shared.remove(&run);
+        self.views.remove(&run);
+        self.running.retain(|(r, _), _| *r != run);
+        self.offers.retain(|_, offer| offer.run != text);
+        self.deferred.retain(|d| d.run != run);
+        self.receipt_replies.retain(|(r, _, _), _| *r != text);
+        self.unresolved.retain(|(r, _)| *r != run);
+        self.status.forget(run);
+        if let Err(error) = self.parts.mesh.unsubscribe(&text).await {
+            tracing::debug!(target: TARGET, %run, %error, "cannot leave the run's topic");
+        }
+        tracing::debug!(target: TARGET, %run, "the run ended: its state here is dropped");
+    }
+
+    async fn on_mesh(&mut self, event: mesh::Event) -> Result<(), Halt> {
         match event {
             mesh::Event::Offer {
                 peer,
@@ -309,8 +514,11 @@ impl Exchange {
                 run,
                 author,
                 envelope,
-            } => self.on_gossip(&run, &author, envelope.into_inner()).await,
-            _ => {}
+            } => {
+                self.on_gossip(&run, &author, envelope.into_inner()).await;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -319,7 +527,7 @@ impl Exchange {
         peer: PeerId,
         envelope: Unverified<Envelope>,
         reply: ResponseHandle,
-    ) {
+    ) -> Result<(), Halt> {
         let id = machine::offer_id(envelope.peek());
         let stored = match id {
             Some(id) => {
@@ -357,16 +565,19 @@ impl Exchange {
                 seen: &seen,
                 publishes: &publishes,
             };
-            self.machine
-                .handle(Command::OfferReceived(command::OfferReceived {
+            // Checking signatures and the chain is CPU work: off the async workers.
+            let machine = &mut self.machine;
+            offload(|| {
+                machine.handle(Command::OfferReceived(command::OfferReceived {
                     peer: peer.to_string(),
                     envelope,
                     stored,
                     verify: &verify,
                     now: now_ms(),
                 }))
+            })
         };
-        self.after(event).await;
+        self.after(event).await
     }
 
     async fn on_receipt(
@@ -374,13 +585,13 @@ impl Exchange {
         peer: PeerId,
         envelope: Unverified<Envelope>,
         reply: ResponseHandle,
-    ) {
+    ) -> Result<(), Halt> {
         let Some(key) = peer_key(&peer) else {
-            return;
+            return Ok(());
         };
-        let Ok(envelope) = envelope.verify(&key) else {
+        let Ok(envelope) = offload(|| envelope.verify(&key)) else {
             tracing::warn!(target: TARGET, %peer, "a receipt whose signature does not verify; dropped");
-            return;
+            return Ok(());
         };
         if let Ok(receipt) = envelope.payload_as::<Receipt>() {
             self.receipt_replies.insert(
@@ -388,58 +599,74 @@ impl Exchange {
                 reply,
             );
         }
-        {
-            let event = self.machine.handle(
-                command::Receipt {
-                    peer: peer.to_string(),
-                    envelope,
-                    now: now_ms(),
-                }
-                .into(),
-            );
-            self.after(event).await;
-        };
+        let event = self.machine.handle(
+            command::Receipt {
+                peer: peer.to_string(),
+                envelope,
+                now: now_ms(),
+            }
+            .into(),
+        );
+        self.after(event).await
     }
 
-    async fn on_engine(&mut self, event: EngineEvent) {
-        match event {
-            EngineEvent::HandOff { run, stage, owner } => self.hand_off(run, stage, owner).await,
-            EngineEvent::Receipt {
+    /// A notice of the engine: a stage to hand off, or a receipt it signed.
+    async fn on_notice(&mut self, notice: Notice) -> Result<(), Halt> {
+        match notice {
+            Notice::HandOff { run, stage } => self.hand_off(run, stage).await,
+            Notice::Receipt {
                 run,
                 stage,
                 attempt,
                 envelope,
-            } => {
-                let Ok(envelope) = otto_protocol::decode_envelope(&envelope) else {
-                    return;
-                };
-                if self.shared.contains(&run) {
-                    self.publish(run, &envelope).await;
-                }
-                if let Some(id) = self.running.get(&(run, stage.clone())).copied() {
-                    tracing::info!(target: TARGET, %run, %stage, attempt, "the offered stage ended; its receipt goes back");
-                    {
-                        let event = self.machine.handle(
-                            command::StageFinished {
-                                id,
-                                receipt: envelope,
-                                now: now_ms(),
-                            }
-                            .into(),
-                        );
-                        self.after(event).await;
-                    };
-                }
-            }
-            other => {
-                if self.shared.contains(&other.run()) && self.status.is_local(&other) {
-                    self.status.record(&other);
-                }
-            }
+            } => self.own_receipt(run, stage, attempt, &envelope).await,
         }
     }
 
-    async fn on_done(&mut self, report: Done) {
+    /// A receipt this node signed: published to the run's other nodes, and sent back to
+    /// the sender when it ends a stage offered here.
+    async fn own_receipt(
+        &mut self,
+        run: RunId,
+        stage: String,
+        attempt: u32,
+        envelope: &[u8],
+    ) -> Result<(), Halt> {
+        let Ok(envelope) = otto_protocol::decode_envelope(envelope) else {
+            return Ok(());
+        };
+        if self.shared.contains(&run) {
+            self.publish(run, &envelope).await;
+        }
+        let Some(id) = self.running.get(&(run, stage.clone())).copied() else {
+            return Ok(());
+        };
+        if !matches!(
+            self.machine.incoming(&id),
+            Some(machine::IncomingState::Fetching { .. } | machine::IncomingState::Running { .. })
+        ) {
+            return Ok(());
+        }
+        tracing::info!(target: TARGET, %run, %stage, attempt, "the offered stage ended; its receipt goes back");
+        let event = self.machine.handle(
+            command::StageFinished {
+                id,
+                receipt: envelope,
+                now: now_ms(),
+            }
+            .into(),
+        );
+        self.after(event).await
+    }
+
+    /// An event of the engine's broadcast: the status of the stages this node runs.
+    fn on_engine(&mut self, event: &EngineEvent) {
+        if self.shared.contains(&event.run()) && self.status.is_local(event) {
+            self.status.record(event);
+        }
+    }
+
+    async fn on_done(&mut self, report: Done) -> Result<(), Halt> {
         let now = now_ms();
         let command = match report {
             Done::Answer(id, Ok(envelope)) => command::Answer {
@@ -454,29 +681,43 @@ impl Exchange {
             Done::ReceiptSent(id, Ok(())) => command::ReceiptAcked { id, now }.into(),
             Done::ReceiptSent(id, Err(error)) => command::ReceiptFailed { id, error, now }.into(),
         };
-        {
-            let event = self.machine.handle(command);
-            self.after(event).await;
-        };
+        let event = self.machine.handle(command);
+        self.after(event).await
     }
 
-    /// Reacts to a machine event, then carries out its queued actions in order.
-    async fn after(&mut self, event: Event) {
-        self.on_event(event).await;
+    /// Reacts to a machine event, then carries out its queued actions in order. A durable
+    /// write that fails stops here, before any action after it (a message that must not
+    /// leave without it): the exchange halts and starts again from the store.
+    async fn after(&mut self, event: Event) -> Result<(), Halt> {
+        self.on_event(event).await?;
         let actions: Vec<Action> = self.machine.drain_actions().collect();
         for action in actions {
+            let durable = action.is_durable_write();
             if let Err(error) = self.act(action).await {
+                if durable {
+                    return Err(Halt(error));
+                }
                 tracing::error!(target: TARGET, %error, "a handoff action failed");
             }
         }
+        Ok(())
     }
 
     /// Shows what the machine decided on the stages concerned.
-    async fn on_event(&mut self, event: Event) {
+    async fn on_event(&mut self, event: Event) -> Result<(), Halt> {
         match event {
             Event::Answer(event::Answer::Accepted {
-                run, stage, peer, ..
+                id,
+                run,
+                stage,
+                peer,
             }) => {
+                // Kept until its receipt comes, before the outbox lets it go: after a
+                // restart only this peer may still end the stage.
+                let store = self.parts.store.clone();
+                blocking(move || store.outbox_given(&id.0))
+                    .await
+                    .map_err(|e| Halt(format!("cannot keep an accepted offer: {e}")))?;
                 let who = self.node_name(&peer);
                 self.note(&run, &stage, format!("accepted by {who}; running there"))
                     .await;
@@ -546,6 +787,7 @@ impl Exchange {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Carries out one action of the machine.
@@ -573,9 +815,11 @@ impl Exchange {
                     tries: 0,
                     last_error: None,
                 };
+                // The offer's handoff intent leaves the store in the same transaction.
                 blocking(move || store.outbox_put(&entry))
                     .await
                     .map_err(err)?;
+                failpoint::hit(failpoint::OUTBOX_WRITTEN);
             }
             Action::Send { id, peer, envelope } => {
                 let parts = self.parts.clone();
@@ -615,6 +859,11 @@ impl Exchange {
                     Ok(_) | Err(store::Error::ReceiptConflict { .. }) => {}
                     Err(error) => return Err(error.to_string()),
                 }
+                failpoint::hit(failpoint::RECEIPT_STORED);
+                let (s, st) = (store.clone(), stage.clone());
+                blocking(move || s.drop_given(&run_id, &st))
+                    .await
+                    .map_err(err)?;
                 if let Ok(decoded) = receipt.payload_as::<Receipt>() {
                     self.record_receipt(run_id, decoded).await;
                 }
@@ -659,10 +908,12 @@ impl Exchange {
                 })
                 .await
                 .map_err(err)?;
+                failpoint::hit(failpoint::INBOX_WRITTEN);
                 if state == machine::InboxState::Accepted
                     && let Ok(decoded) = offer.payload_as::<Offer>()
                 {
                     self.accepted(id, &peer, decoded).await?;
+                    failpoint::hit(failpoint::GUEST_RUN_RECORDED);
                 }
             }
             Action::Reply { id, verdict, .. } => {
@@ -936,21 +1187,58 @@ impl Exchange {
         })
     }
 
-    /// Builds, signs and hands to the machine the offer of a stage this node moves on.
-    async fn hand_off(&mut self, run: RunId, stage: String, owner: String) {
-        let Some(node) = self.parts.membership.resolve_owner(&owner) else {
-            let note = format!(
-                "no known node answers to {owner}: join its org first (otto-node join TOKEN)"
-            );
-            self.note(&run.to_string(), &stage, note).await;
-            return;
+    /// Builds, signs and hands to the machine the offer of a stage this node moves on, if
+    /// the stage's handoff intent is still in the store (no offer in the outbox carries it
+    /// yet) and a known node answers to its owner. Otherwise the intent stays and is taken
+    /// up again later ([`MAINTAIN_EVERY`]).
+    async fn hand_off(&mut self, run: RunId, stage: String) -> Result<(), Halt> {
+        let store = self.parts.store.clone();
+        let id = stage.clone();
+        let found = blocking(move || -> Result<_, store::Error> {
+            let Some(intent) = store.handoff_intent(&run, &id)? else {
+                return Ok(None);
+            };
+            let stage = store.stage(&run, &id)?;
+            if stage.is_none_or(|s| s.state != StageState::HandedOff) {
+                // It ended (or was never handed off here): nothing is owed any more.
+                store.drop_handoff_intent(&run, &id)?;
+                return Ok(None);
+            }
+            Ok(Some(intent))
+        })
+        .await;
+        let owner = match found {
+            Ok(Some(intent)) => intent.owner,
+            Ok(None) => return Ok(()),
+            Err(error) => {
+                tracing::warn!(target: TARGET, %run, %stage, %error, "cannot read a handoff intent; trying again later");
+                return Ok(());
+            }
         };
-        let membership = &self.parts.membership;
-        let Some(to_org) = membership.owner_org_key(&owner) else {
-            let note = format!("the certificate of {} names no usable org key", node.name);
-            self.note(&run.to_string(), &stage, note).await;
-            return;
+        let parts = self.parts.clone();
+        let membership = &parts.membership;
+        let resolved = membership.resolve_owner(&owner).map(|node| {
+            let to_org = membership.owner_org_key(&owner);
+            (node, to_org)
+        });
+        let (node, to_org) = match resolved {
+            Some((node, Some(to_org))) => (node, to_org),
+            unresolved => {
+                if self.unresolved.insert((run, stage.clone())) {
+                    let note = match unresolved {
+                        Some((node, _)) => {
+                            format!("the certificate of {} names no usable org key", node.name)
+                        }
+                        None => format!(
+                            "no known node answers to {owner}: join its org first (otto-node join TOKEN)"
+                        ),
+                    };
+                    self.note(&run.to_string(), &stage, note).await;
+                }
+                return Ok(());
+            }
         };
+        self.unresolved.remove(&(run, stage.clone()));
         let mut id = [0u8; 16];
         crate::daemon::fill_random(&mut id);
         let spec = offers::OfferSpec {
@@ -968,47 +1256,56 @@ impl Exchange {
         let offer = match blocking(move || offers::build(&store, &spec)).await {
             Ok(offer) => offer,
             Err(error) => {
-                self.fail(
-                    &run.to_string(),
-                    &stage,
-                    format!("cannot offer {stage}: {error}"),
-                )
-                .await;
-                return;
+                self.give_up(run, &stage, format!("cannot offer {stage}: {error}"))
+                    .await;
+                return Ok(());
             }
         };
         let envelope = match membership.sign(&Message::Offer(offer)) {
             Ok(envelope) => envelope,
             Err(error) => {
-                self.fail(
-                    &run.to_string(),
-                    &stage,
-                    format!("cannot sign the offer: {error}"),
-                )
-                .await;
-                return;
+                self.give_up(run, &stage, format!("cannot sign the offer: {error}"))
+                    .await;
+                return Ok(());
             }
         };
+        failpoint::hit(failpoint::OFFER_SIGNED);
         self.shared.insert(run);
         self.subscribe(run).await;
-        tracing::info!(target: TARGET, %run, %stage, to = %node.name, org = %node.org, "offering the stage");
-        self.note(
-            &run.to_string(),
-            &stage,
-            format!("offered to {} ({})", node.name, node.org),
-        )
-        .await;
-        {
-            let event = self.machine.handle(
-                command::HandOff {
-                    peer: node.peer_id.clone(),
-                    envelope,
-                    now: now_ms(),
-                }
-                .into(),
-            );
-            self.after(event).await;
-        };
+        let event = self.machine.handle(
+            command::HandOff {
+                peer: node.peer_id.clone(),
+                envelope,
+                now: now_ms(),
+            }
+            .into(),
+        );
+        match &event {
+            Event::HandOff(event::HandOff::Queued { .. }) => {
+                tracing::info!(target: TARGET, %run, %stage, to = %node.name, org = %node.org, "offering the stage");
+                let note = format!("offered to {} ({})", node.name, node.org);
+                self.note(&run.to_string(), &stage, note).await;
+            }
+            Event::HandOff(event::HandOff::Full { pending, .. }) => {
+                tracing::info!(target: TARGET, %run, %stage, pending, "too many offers wait for an answer; this one is made again later");
+            }
+            Event::HandOff(event::HandOff::Invalid { reason }) => {
+                let note = format!("cannot offer {stage}: {reason}");
+                self.give_up(run, &stage, note).await;
+            }
+            _ => {}
+        }
+        self.after(event).await
+    }
+
+    /// Fails a stage whose offer cannot be made, and forgets its handoff intent.
+    async fn give_up(&mut self, run: RunId, stage: &str, note: String) {
+        self.fail(&run.to_string(), stage, note).await;
+        let store = self.parts.store.clone();
+        let id = stage.to_owned();
+        if let Err(error) = blocking(move || store.drop_handoff_intent(&run, &id)).await {
+            tracing::warn!(target: TARGET, %run, %stage, %error, "cannot drop a handoff intent");
+        }
     }
 
     async fn on_gossip(&mut self, run: &str, author: &PeerId, envelope: Envelope) {
@@ -1328,6 +1625,19 @@ fn inbox_record(peer: String, offer: Envelope, entry: &store::InboxEntry) -> com
 
 fn err(error: store::Error) -> String {
     error.to_string()
+}
+
+/// Runs CPU-bound work (checking signatures and chains) without stalling the async
+/// workers: on a multi-threaded runtime this worker hands its other tasks to another
+/// first.
+fn offload<T>(f: impl FnOnce() -> T) -> T {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 /// Runs blocking store or file work off the async threads.

@@ -140,6 +140,14 @@ impl Publisher {
         self.remote.insert((run, stage.to_owned()));
     }
 
+    /// Forgets everything about `run` (it ended).
+    pub(crate) fn forget(&mut self, run: RunId) {
+        self.pending.retain(|(r, _), _| *r != run);
+        self.seqs.retain(|(r, _, _), _| *r != run);
+        self.remote.retain(|(r, _)| *r != run);
+        self.relayed.retain(|(r, _, _)| *r != run);
+    }
+
     /// Gathers an engine event of a stage this node runs.
     pub(crate) fn record(&mut self, event: &EngineEvent) {
         let now = now_secs();

@@ -46,6 +46,12 @@ pub(crate) const OUTBOX_DUE: Bytes = TableDefinition::new("outbox_due");
 pub(crate) const INBOX: Bytes = TableDefinition::new("inbox");
 /// handoff id → nothing: received offers not finished.
 pub(crate) const INBOX_OPEN: Bytes = TableDefinition::new("inbox_open");
+/// run id, stage → [`HandoffIntent`](super::HandoffIntent): stages handed off here whose
+/// offer is not in the outbox yet.
+pub(crate) const HANDOFF_INTENTS: Bytes = TableDefinition::new("handoff_intents");
+/// run id, stage → [`OutboxEntry`](super::OutboxEntry): offers accepted by their owner
+/// whose receipt has not come.
+pub(crate) const GIVEN: Bytes = TableDefinition::new("given");
 /// cache name, key digest → [`CacheEntry`](super::CacheEntry).
 pub(crate) const CACHES: Bytes = TableDefinition::new("caches");
 /// Known nodes of other orgs (and of this one): node keyid → [`KnownNode`](super::KnownNode).
@@ -55,7 +61,7 @@ pub(crate) const SECRETS: TableDefinition<'static, &'static str, &'static [u8]> 
     TableDefinition::new("secrets");
 
 /// Every byte table, created when the store is opened.
-pub(crate) const BYTE_TABLES: [Bytes; 15] = [
+pub(crate) const BYTE_TABLES: [Bytes; 17] = [
     RUNS,
     ACTIVE_RUNS,
     PLANS,
@@ -69,6 +75,8 @@ pub(crate) const BYTE_TABLES: [Bytes; 15] = [
     OUTBOX_DUE,
     INBOX,
     INBOX_OPEN,
+    HANDOFF_INTENTS,
+    GIVEN,
     CACHES,
     NODES,
 ];

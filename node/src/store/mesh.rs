@@ -3,7 +3,7 @@
 
 use redb::{ReadableTable, WriteTransaction};
 
-use super::codec::{self, INBOX, INBOX_OPEN, OUTBOX, OUTBOX_DUE, RECEIPTS};
+use super::codec::{self, HANDOFF_INTENTS, INBOX, INBOX_OPEN, OUTBOX, OUTBOX_DUE, RECEIPTS};
 use super::{Error, HandoffId, InboxEntry, InboxState, OutboxEntry, ReceiptEntry, RunId, Store};
 
 impl Store {
@@ -77,14 +77,18 @@ impl Store {
         })
     }
 
-    /// Puts an offer in the outbox. An entry with the same handoff id already there is
-    /// kept as it is and the call returns `false`.
+    /// Puts an offer in the outbox and, in the same transaction, removes the handoff
+    /// intent of its stage ([`Store::hand_off_stage`]): the offer carries it now. An entry
+    /// with the same handoff id already there is kept as it is and the call returns
+    /// `false`.
     pub fn outbox_put(&self, entry: &OutboxEntry) -> Result<bool, Error> {
         self.write(|txn| {
             let mut outbox = txn.open_table(OUTBOX)?;
             if outbox.get(entry.id.as_slice())?.is_some() {
                 return Ok(false);
             }
+            txn.open_table(HANDOFF_INTENTS)?
+                .remove(codec::stage_key(&entry.run, &entry.stage).as_slice())?;
             outbox.insert(entry.id.as_slice(), codec::encode(entry)?.as_slice())?;
             txn.open_table(OUTBOX_DUE)?.insert(
                 codec::due_key(entry.next_attempt_at, &entry.id).as_slice(),
@@ -347,4 +351,22 @@ fn put_inbox(
     txn.open_table(INBOX_OPEN)?
         .insert(id.as_slice(), [].as_slice())?;
     Ok((entry, true))
+}
+
+/// Stores `bytes` as the receipt of an attempt inside `txn` unless one is stored already;
+/// returns the receipt the store holds afterwards.
+pub(super) fn put_receipt_in(
+    txn: &WriteTransaction,
+    run: &RunId,
+    stage: &str,
+    attempt: u32,
+    bytes: &[u8],
+) -> Result<Vec<u8>, Error> {
+    let mut table = txn.open_table(RECEIPTS)?;
+    let key = codec::receipt_key(run, stage, attempt);
+    if let Some(existing) = table.get(key.as_slice())? {
+        return Ok(existing.value().to_vec());
+    }
+    table.insert(key.as_slice(), bytes)?;
+    Ok(bytes.to_vec())
 }

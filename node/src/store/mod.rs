@@ -32,6 +32,7 @@
 //! Every method blocks on disk I/O; async callers run them on a blocking thread.
 
 mod codec;
+mod handoffs;
 mod ids;
 mod mesh;
 mod nodes;
@@ -46,6 +47,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
+pub use handoffs::HandoffIntent;
 pub use ids::{RunId, RunIdError};
 pub use records::{
     Attempt, AttemptEnd, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind,

@@ -49,17 +49,29 @@ impl Store {
         note: Option<String>,
         now: u64,
     ) -> Result<Stage, Error> {
+        self.write(|txn| set_state_in(txn, run, stage, state, note, now))
+    }
+
+    /// [`Self::set_stage_state`] to a final `state` together with `receipt`, the signed
+    /// receipt of an attempt (its number and bytes), in one transaction: a stage never
+    /// ends here without its receipt. A receipt already stored for the attempt (signed
+    /// before a restart) is kept and comes back; otherwise `receipt`'s bytes do.
+    pub fn end_stage_with_receipt(
+        &self,
+        run: &RunId,
+        stage: &str,
+        state: StageState,
+        note: Option<String>,
+        now: u64,
+        (attempt, receipt): (u32, &[u8]),
+    ) -> Result<Vec<u8>, Error> {
+        if !state.is_final() {
+            return Err(Error::Invalid("a receipt ends a stage"));
+        }
         self.write(|txn| {
-            let mut table = txn.open_table(STAGES)?;
-            let mut record = load_stage(&table, run, stage)?;
-            if record.state.is_final() && record.state != state {
-                return Err(finished(&record));
-            }
-            record.state = state;
-            record.note = note;
-            record.updated_at = now;
-            put_stage(&mut table, &record)?;
-            Ok(record)
+            let stored = super::mesh::put_receipt_in(txn, run, stage, attempt, receipt)?;
+            set_state_in(txn, run, stage, state, note, now)?;
+            Ok(stored)
         })
     }
 
@@ -140,6 +152,22 @@ impl Store {
         end: AttemptEnd,
         stage_state: StageState,
     ) -> Result<Stage, Error> {
+        self.finish_attempt_with_receipt(run, stage, n, end, stage_state, None)
+            .map(|(record, _)| record)
+    }
+
+    /// [`Self::finish_attempt`] with the attempt's signed receipt, stored in the same
+    /// transaction (a stage never ends here without it). A receipt already stored for the
+    /// attempt (signed before a restart) is kept; the receipt stored afterwards comes back.
+    pub fn finish_attempt_with_receipt(
+        &self,
+        run: &RunId,
+        stage: &str,
+        n: u32,
+        end: AttemptEnd,
+        stage_state: StageState,
+        receipt: Option<&[u8]>,
+    ) -> Result<(Stage, Option<Vec<u8>>), Error> {
         if end.state == AttemptState::Running {
             return Err(Error::Invalid("an attempt cannot finish as running"));
         }
@@ -156,7 +184,10 @@ impl Store {
             record.state = stage_state;
             record.updated_at = end.finished_at;
             put_stage(&mut table, &record)?;
-            Ok(record)
+            let kept = receipt
+                .map(|bytes| super::mesh::put_receipt_in(txn, run, stage, n, bytes))
+                .transpose()?;
+            Ok((record, kept))
         })
     }
 
@@ -471,6 +502,27 @@ pub(crate) fn interrupt_running(
 }
 
 type BytesTable<'txn> = Table<'txn, &'static [u8], &'static [u8]>;
+
+/// Moves a stage to `state` inside `txn` (see [`Store::set_stage_state`]).
+pub(super) fn set_state_in(
+    txn: &WriteTransaction,
+    run: &RunId,
+    stage: &str,
+    state: StageState,
+    note: Option<String>,
+    now: u64,
+) -> Result<Stage, Error> {
+    let mut table = txn.open_table(STAGES)?;
+    let mut record = load_stage(&table, run, stage)?;
+    if record.state.is_final() && record.state != state {
+        return Err(finished(&record));
+    }
+    record.state = state;
+    record.note = note;
+    record.updated_at = now;
+    put_stage(&mut table, &record)?;
+    Ok(record)
+}
 
 fn load_stage(
     table: &impl ReadableTable<&'static [u8], &'static [u8]>,

@@ -4,7 +4,7 @@
 
 use crate::engine_support::{TestNode, on_branch, states};
 use base64::Engine as _;
-use otto_node::engine::{EngineEvent, RemoteEnd, RemoteStage};
+use otto_node::engine::{EngineEvent, Notice, RemoteEnd, RemoteStage};
 use otto_node::store::{AttemptState, RunId, RunState, StageState, Stream};
 use otto_pipeline::Facts;
 use otto_protocol::{Envelope, KeyBytes, Kind, NodeIdentity, Outcome, Receipt};
@@ -269,6 +269,30 @@ stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
     assert!(deploy.attempts.is_empty());
     assert!(!node.path("work").join("should-not-exist").exists());
     assert_eq!(node.stage(run, "Verify").state, StageState::Pending);
+
+    // What the exchange needs is in the store, and it is told on its own channel: Build's
+    // receipt, then the intent to offer Deploy to ops.
+    let intents = node.store.handoff_intents().unwrap();
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(
+        (intents[0].stage.as_str(), intents[0].owner.as_str()),
+        ("Deploy", "ops")
+    );
+    let mut notices = node.engine.notices().expect("the notices are taken once");
+    assert!(node.engine.notices().is_none());
+    let first = notices.recv().await;
+    assert!(
+        matches!(&first, Some(Notice::Receipt { run: r, stage, attempt: 1, .. }) if *r == run && stage == "Build"),
+        "{first:?}"
+    );
+    assert_eq!(
+        notices.recv().await,
+        Some(Notice::HandOff {
+            run,
+            stage: "Deploy".into()
+        })
+    );
+    assert!(!notices.missed());
 
     // The engine signed Build's receipt with the node key.
     let build = receipt(&node, run, "Build");

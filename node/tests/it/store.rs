@@ -731,3 +731,107 @@ fn records_have_a_stable_json_form() -> Result {
     assert_eq!(json["state"], "waiting");
     Ok(())
 }
+
+#[test]
+fn a_handoff_intent_is_kept_with_the_handed_off_stage_until_its_offer_is_in_the_outbox() -> Result {
+    let dir = tempfile::tempdir()?;
+    let run = RunId::new(1, [0; 10]);
+    {
+        let store = open(dir.path())?;
+        store.create_run(new_run(run, "app", &["Build", "Deploy", "Notify"]))?;
+        let stage = store.hand_off_stage(
+            &run,
+            "Deploy",
+            Some("to be offered to ops".into()),
+            Some("ops"),
+            7,
+        )?;
+        assert_eq!(stage.state, StageState::HandedOff);
+        // Another node moves this one on: handed off here, nothing owed by this node.
+        store.hand_off_stage(&run, "Notify", Some("dev-2 moves it on".into()), None, 8)?;
+    }
+    // What one transaction wrote is there after the process is gone.
+    let store = open(dir.path())?;
+    let intents = store.handoff_intents()?;
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(
+        (
+            intents[0].run,
+            intents[0].stage.as_str(),
+            intents[0].owner.as_str(),
+            intents[0].created_at
+        ),
+        (run, "Deploy", "ops", 7)
+    );
+    assert_eq!(
+        store.stage(&run, "Deploy")?.map(|s| s.state),
+        Some(StageState::HandedOff)
+    );
+    assert!(store.handoff_intent(&run, "Notify")?.is_none());
+    // The offer of another stage leaves the intent alone; the offer of Deploy takes it.
+    let mut other = outbox(4, 10);
+    other.run = run;
+    other.stage = "Build".into();
+    store.outbox_put(&other)?;
+    assert!(store.handoff_intent(&run, "Deploy")?.is_some());
+    let mut offer = outbox(5, 10);
+    offer.run = run;
+    assert!(store.outbox_put(&offer)?);
+    assert!(store.handoff_intents()?.is_empty());
+    assert!(!store.drop_handoff_intent(&run, "Deploy")?);
+    // A finished stage cannot be handed off, and nothing is recorded for it.
+    store.set_stage_state(&run, "Build", StageState::Succeeded, None, 9)?;
+    assert!(matches!(
+        store.hand_off_stage(&run, "Build", None, Some("ops"), 10),
+        Err(Error::StageFinished { .. })
+    ));
+    assert!(store.handoff_intents()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_stage_ends_with_its_receipt_in_one_transaction_and_a_stored_receipt_is_kept() -> Result {
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let run = RunId::new(1, [0; 10]);
+    store.create_run(new_run(run, "app", &["Build", "Deploy"]))?;
+    let kept = store.end_stage_with_receipt(
+        &run,
+        "Build",
+        StageState::Succeeded,
+        None,
+        5,
+        (1, b"receipt one"),
+    )?;
+    assert_eq!(kept, b"receipt one");
+    assert_eq!(
+        store.stage(&run, "Build")?.map(|s| s.state),
+        Some(StageState::Succeeded)
+    );
+    assert_eq!(
+        store.receipt(&run, "Build", 1)?.as_deref(),
+        Some(&b"receipt one"[..])
+    );
+    // Signed again after a restart (the signature need not be the same bytes): the first
+    // receipt stays and comes back.
+    let kept = store.end_stage_with_receipt(
+        &run,
+        "Build",
+        StageState::Succeeded,
+        None,
+        6,
+        (1, b"receipt again"),
+    )?;
+    assert_eq!(kept, b"receipt one");
+    // A refused state change stores no receipt either.
+    assert!(matches!(
+        store.end_stage_with_receipt(&run, "Build", StageState::Failed, None, 7, (2, b"late")),
+        Err(Error::StageFinished { .. })
+    ));
+    assert_eq!(store.receipt(&run, "Build", 2)?, None);
+    assert!(matches!(
+        store.end_stage_with_receipt(&run, "Deploy", StageState::Running, None, 7, (1, b"x")),
+        Err(Error::Invalid(_))
+    ));
+    Ok(())
+}
