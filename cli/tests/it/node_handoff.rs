@@ -325,7 +325,7 @@ fn ops_moves_on_only_stages_it_approved() {
         "{status}"
     );
     let on_ops = ops.ok(&["logs", &run, "Deploy production"]);
-    assert!(on_ops.contains("definition not approved"), "{on_ops}");
+    assert!(on_ops.contains("is not approved here"), "{on_ops}");
     assert!(on_ops.contains("otto-node approve sha256:"), "{on_ops}");
     assert!(!on_ops.contains("to production"), "{on_ops}");
 }
