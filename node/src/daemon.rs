@@ -828,6 +828,18 @@ fn wall_settings(
         }
         None => None,
     };
+    // A directory the operator lets steps write but that is not there yet is made now,
+    // for the step user when there is one: the wall can only grant what exists.
+    for dir in &config.agent.writable {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| match user {
+                    Some(u) => std::os::unix::fs::chown(dir, Some(u.uid), Some(u.gid)),
+                    None => Ok(()),
+                })
+                .map_err(io(format!("creating agent.writable {}", dir.display())))?;
+        }
+    }
     let wall = WallSettings {
         hidden: vec![root, work_dir.clone()],
         writable: config.agent.writable.clone(),
