@@ -123,6 +123,7 @@ fn fixture() -> Fixture {
                     OwnerBinding {
                         key: dev_org.public_key().keyid(),
                         org: "dev".to_owned(),
+                        node: None,
                     },
                 ),
                 (
@@ -130,6 +131,7 @@ fn fixture() -> Fixture {
                     OwnerBinding {
                         key: ops_org.keyid(),
                         org: "ops".to_owned(),
+                        node: None,
                     },
                 ),
             ]),

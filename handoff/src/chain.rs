@@ -40,6 +40,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::dag::Dag;
 use crate::owners::Owners;
+use crate::rules;
 
 /// The result of checking a run's receipts: one entry per stage of the plan, in plan
 /// order, and the receipts that belong to no stage of it.
@@ -431,8 +432,20 @@ pub(crate) fn wrong_signer(
         quoted(signed.signer.node()),
         quoted(signed.signer.org())
     );
+    let origin = (owner == ORIGIN)
+        .then(|| rules::origin_node(body))
+        .flatten();
     match owners.expected(body, owner) {
-        Ok(bound) if bound.key == *signed.signer.org_key() => None,
+        // A stage without an owner runs on the node that started the run, and on no other
+        // node of its org.
+        Ok(bound) if bound.key == *signed.signer.org_key() => match origin {
+            Some(node) if node != *signed.signer.node_key() => Some(format!(
+                "the receipt of stage {stage} is signed by {signer}, but the stage has no \
+                 owner: only the node that started the run ({}) runs it",
+                node.keyid()
+            )),
+            _ => None,
+        },
         Ok(bound) => Some(format!(
             "the receipt of stage {stage} is signed by {signer}, but the stage's owner {} is \
              bound to org {}",

@@ -100,13 +100,16 @@ pub struct Binding {
 /// Binds every owner name `body` uses: [`ORIGIN`] and the names in `answers_to` to this
 /// node's org (`org`, pinned here as `org_name`), an alias of a pinned org or a pinned
 /// org's name to that org, and any other name to the org key `node_org` gives for it (a
-/// known node of that name, or an alias of a node key). Names that resolve to nothing are
+/// known node of that name, or an alias of a node key). [`ORIGIN`] also names this node
+/// (`node`, its key): the one node that runs the stages without an owner
+/// ([`rules::origin_node`](crate::rules::origin_node)). Names that resolve to nothing are
 /// listed as unresolved and left out.
 pub fn bind_owners(
     body: &Body,
     trust: &TrustStore,
     org_name: &str,
     org: &PublicKey,
+    node: &PublicKey,
     answers_to: &[String],
     node_org: &dyn Fn(&str) -> Option<PublicKey>,
 ) -> Binding {
@@ -132,6 +135,7 @@ pub fn bind_owners(
                     OwnerBinding {
                         key: key.keyid(),
                         org,
+                        node: (name == ORIGIN).then(|| node.keyid()),
                     },
                 );
             }
@@ -199,8 +203,9 @@ impl<'a> Owners<'a> {
                 name: b.org.clone(),
             }),
         };
-        // The origin is whoever started the run: only the plan can say which org that is.
-        let known = if name == ORIGIN && !self.answers_to.iter().any(|n| n == ORIGIN) {
+        // The origin is whoever started the run: only the plan can say which org that is,
+        // whatever names this node answers to.
+        let known = if name == ORIGIN {
             None
         } else {
             self.known(name)

@@ -8,8 +8,10 @@
 //!   stage needs, directly or through others, in plan order, and the latest receipt of
 //!   each: the chain an offer carries and the `upstream` of the stage's own receipt.
 //! - **Ownership** ([`owns`]): a stage with an owner belongs to the nodes that answer to
-//!   that name; a stage without one to the node that started the run. (Which *org* a name
-//!   is bound to, and so whose receipts count, is [`crate::owners`].)
+//!   that name; a stage without one to the node that started the run, which the plan's
+//!   binding names ([`origin_node`]) and which alone may run it when another node offers
+//!   it ([`runs_for_origin`], [`offer_to`]). (Which *org* a name is bound to, and so whose
+//!   receipts count, is [`crate::owners`].)
 //! - **Who moves a stage on** ([`mover`]) and **what a node does with a ready stage**
 //!   ([`next`]): the node that ran the last (in plan order) of the stages it needs that
 //!   have a receipt moves it on, or the node that started the run when there is none; the
@@ -25,12 +27,12 @@
 //!   outcome reads as a stage state and back.
 #![warn(clippy::unwrap_used)]
 
-use otto_pipeline::plan::{Body, Stage};
+use otto_pipeline::plan::{Body, ORIGIN, Stage};
 use otto_protocol::{
     Digest, Envelope, InputArtifact, KeyBytes, Outcome, Receipt, RejectCode, StageState,
 };
 use otto_trust::policy::ScopeError;
-use otto_trust::{StageDefinition, TrustStore};
+use otto_trust::{PublicKey, StageDefinition, TrustStore};
 
 pub use crate::chain::digest_of;
 use crate::chain::quoted;
@@ -101,6 +103,43 @@ pub fn owns(owner: Option<&str>, names: &[String], started_here: bool) -> bool {
     match owner {
         None => started_here,
         Some(owner) => names.iter().any(|name| name == owner),
+    }
+}
+
+/// The node that started the run of `body`, as its owner binding records it: the one node
+/// that runs the stages without an owner and signs their receipts. `None` for a plan no
+/// node started, or one bound before bindings named the node.
+pub fn origin_node(body: &Body) -> Option<PublicKey> {
+    let node = body.owners.get(ORIGIN)?.node.as_deref()?;
+    PublicKey::from_keyid(node).ok()
+}
+
+/// Whether the node with key `me` runs the stages without an owner of a run of `body` that
+/// another node offers it: the plan's binding names it as the node that started the run,
+/// **and** its own records say it started that run with this plan (`started`). The plan
+/// alone proves nothing (anyone can write a binding that names any key), so a peer cannot
+/// make a node run the steps of a plan it never started as its own, and no node but the
+/// origin can claim its stages.
+pub fn runs_for_origin(body: &Body, me: &PublicKey, started: bool) -> bool {
+    started && origin_node(body).is_some_and(|node| node == *me)
+}
+
+/// Where the offer of a stage goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OfferTo {
+    /// A stage without an owner: the node that started the run, by its key.
+    Origin(PublicKey),
+    /// A node that answers to this owner name.
+    Owner(String),
+}
+
+/// Where the node that moves `stage` on and does not own it offers it: a stage without an
+/// owner to the node that started the run (see [`origin_node`]), any other to a node that
+/// answers to its owner.
+pub fn offer_to(body: &Body, stage: &Stage) -> OfferTo {
+    match (&stage.owner, origin_node(body)) {
+        (None, Some(node)) => OfferTo::Origin(node),
+        _ => OfferTo::Owner(stage.owner_name().to_owned()),
     }
 }
 
@@ -261,7 +300,9 @@ pub fn check_definition(
     };
     let asked = match &definition {
         Definition::Blueprint { name, .. } => StageDefinition::Blueprint(name),
-        Definition::Inline { digest } => StageDefinition::Inline { digest },
+        Definition::Inline { digest } | Definition::Own { digest } => {
+            StageDefinition::Inline { digest }
+        }
     };
     trust
         .check_definition(org, asked)

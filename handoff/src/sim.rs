@@ -439,6 +439,7 @@ impl Sim {
             &origin.trust,
             &origin.org,
             &org_key,
+            &origin.key.public_key(),
             &answers_to,
             &|_| None,
         );

@@ -18,8 +18,8 @@
 //! | 8 | the plan bytes hash to `plan_digest` | `plan_digest_mismatch` |
 //! | 9 | the plan bytes parse as a plan body (schema `otto.plan/v1`) | `malformed` |
 //! | 10 | the plan has the offered stage | `stage_not_owned` |
-//! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives | `out_of_scope` |
-//! | 12 | the stage's owner in the plan is one of the names this node answers to, and the plan binds that name to this node's org | `stage_not_owned` |
+//! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives (not for a stage of a run this node started: its own plan) | `out_of_scope` |
+//! | 12 | the stage's owner in the plan is one of the names this node answers to, and the plan binds that name to this node's org; a stage without an owner only when this node started the run with this plan ([`VerifyContext::started`]) and the plan's binding names it as the origin ([`rules::runs_for_origin`]) | `stage_not_owned` |
 //! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
 //! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
 //! | 15 | … it names this plan's digest | `plan_digest_mismatch` |
@@ -29,7 +29,7 @@
 //! | 19 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
 //! | 20 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
 //! | 21 | every owner name the plan binds and this node knows is bound to the org this node knows by that name | `owner_binding_mismatch` |
-//! | 22 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files) is approved here under a policy with `definitions = "approved"` | `definition_not_approved` |
+//! | 22 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files) is approved here under a policy with `definitions = "approved"`; for a stage of a run this node started, its own plan ([`Definition::Own`]) | `definition_not_approved` |
 //!
 //! Authentication comes first, so nothing unauthenticated decides more than `malformed`
 //! or `bad_signature`; cheap freshness checks come before the plan is parsed; the receipt
@@ -74,9 +74,16 @@ pub struct VerifyContext<'a> {
     pub from: Option<&'a PublicKey>,
     /// Whether upstream owners may be bound to orgs this node never pinned.
     pub owners: OwnerPolicy,
-    /// The owner names in plans that mean this node, e.g. `["ops"]`. Add
-    /// [`otto_pipeline::plan::ORIGIN`] for offers of runs this node started.
+    /// The owner names in plans that mean this node, e.g. `["ops"]`. [`ORIGIN`](otto_pipeline::plan::ORIGIN) among
+    /// them counts for nothing: whether this node runs a stage without an owner is
+    /// [`VerifyContext::started`]'s and the plan binding's to say.
     pub answers_to: &'a [String],
+    /// This node's key: a stage without an owner is offered only to the node the plan's
+    /// binding names as the one that started the run. `None`: no such stage is run here.
+    pub node: Option<&'a PublicKey>,
+    /// Whether this node started run `run` (first argument) with the plan of digest
+    /// `plan_digest` (second), by its own records.
+    pub started: &'a dyn Fn(&str, &str) -> bool,
     /// Whether a handoff id was seen before (the node's inbox remembers them).
     pub seen: &'a dyn Fn(&HandoffId) -> bool,
     /// Whether a stage that names a blueprint is this node's own definition: it names a
@@ -112,6 +119,12 @@ pub enum Definition {
     },
     /// Steps written by the asker, approved here by their digest.
     Inline {
+        /// The [`definition_digest`] of the stage.
+        digest: String,
+    },
+    /// A stage without an owner of a run this node started: its own plan, offered back
+    /// by the node that moved it on.
+    Own {
         /// The [`definition_digest`] of the stage.
         digest: String,
     },
@@ -238,12 +251,33 @@ pub fn verify_offer(
         ));
     };
 
+    // A stage without an owner of a run this node started with this very plan: its own.
+    let own = stage.owner.is_none()
+        && ctx.node.is_some_and(|me| {
+            rules::runs_for_origin(&body, me, (ctx.started)(&offer.run, &offer.plan_digest))
+        });
+
     // 11. Policy scope.
-    rules::check_scope(ctx.trust, sender.org(), &body, stage)?;
+    if !own {
+        rules::check_scope(ctx.trust, sender.org(), &body, stage)?;
+    }
 
     // 12. Ownership.
     let owners = Owners::new(ctx.trust, Some(ctx.org), ctx.answers_to).with_policy(ctx.owners);
-    if !ctx.answers_to.iter().any(|name| name == stage.owner_name()) {
+    if stage.owner.is_none() && !own {
+        return Err(Rejection::new(
+            RejectCode::StageNotOwned,
+            format!(
+                "stage {} has no owner, so it belongs to {}, the node that started run {}; \
+                 this node did not start it with this plan",
+                quoted(&stage.id),
+                quoted(stage.owner_name()),
+                quoted(&offer.run)
+            ),
+        )
+        .hint("offer the stage to the node the plan's owner binding names as the origin"));
+    }
+    if !own && !ctx.answers_to.iter().any(|name| name == stage.owner_name()) {
         return Err(Rejection::new(
             RejectCode::StageNotOwned,
             format!(
@@ -282,7 +316,13 @@ pub fn verify_offer(
     }
 
     // 22. The stage's definition.
-    let definition = rules::check_definition(ctx.trust, sender.org(), &body, stage, ctx.publishes)?;
+    let definition = if own {
+        Definition::Own {
+            digest: definition_digest(stage),
+        }
+    } else {
+        rules::check_definition(ctx.trust, sender.org(), &body, stage, ctx.publishes)?
+    };
 
     Ok(AcceptedOffer {
         envelope,
@@ -355,6 +395,8 @@ impl VerifyContext<'_> {
             from: None,
             owners: OwnerPolicy::default(),
             answers_to,
+            node: None,
+            started: &started_nothing,
             seen: &never_seen,
             publishes: &publishes_nothing,
         }
@@ -366,6 +408,16 @@ impl<'a> VerifyContext<'a> {
     pub fn with_from(self, from: &'a PublicKey) -> Self {
         Self {
             from: Some(from),
+            ..self
+        }
+    }
+
+    /// The same context, for the node with key `node`, asking `started` whether it started
+    /// a run with a plan (see [`VerifyContext::started`]).
+    pub fn with_origin(self, node: &'a PublicKey, started: &'a dyn Fn(&str, &str) -> bool) -> Self {
+        Self {
+            node: Some(node),
+            started,
             ..self
         }
     }
@@ -617,5 +669,9 @@ fn never_seen(_: &HandoffId) -> bool {
 }
 
 fn publishes_nothing(_: &Body, _: &Stage) -> bool {
+    false
+}
+
+fn started_nothing(_: &str, _: &str) -> bool {
     false
 }

@@ -242,6 +242,11 @@ pub struct OwnerBinding {
     pub key: String,
     /// The org's name on the node that bound it.
     pub org: String,
+    /// For [`ORIGIN`] only: the key id of the node that started the run, the one node
+    /// that runs the stages without an owner (and signs their receipts). Left out
+    /// otherwise, and in plans bound before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// A library the plan used.

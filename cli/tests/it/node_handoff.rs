@@ -503,3 +503,38 @@ fn the_end_of_a_stage_two_orgs_away_reaches_the_node_that_started_the_run() {
         "dev pins acme-ops"
     );
 }
+
+const NOTIFY_AFTER_DEPLOY: &str = "
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') { owner = 'ops'  steps { echo 'deployed' } }
+stage('Notify') { steps { echo 'notified by the node that started the run' } }
+";
+
+#[test]
+fn a_stage_without_owner_after_a_foreign_stage_runs_on_the_origin_and_the_run_ends() {
+    // Ops ran Deploy, so it moves Notify on; Notify has no owner, so it belongs to the node
+    // that started the run, which the plan's binding names: ops offers it back to dev-1.
+    let (dev, ops) = two_orgs();
+    let dir = project(&[("Ottofile", NOTIFY_AFTER_DEPLOY)]);
+    approve_after_refusal(&dev, &ops, &dir, "Deploy");
+
+    let run = start_run(&dev, &dir);
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    assert_eq!(stage_of(&status, "Notify").unwrap()["state"], "succeeded");
+    let on_dev = dev.ok(&["logs", &run, "Notify"]);
+    assert!(
+        on_dev.contains("notified by the node that started the run"),
+        "{on_dev}"
+    );
+    // Ops handed it to dev and took dev's receipt for it.
+    let on_ops = ops.wait_stage(&run, "Notify", "succeeded");
+    let why = note(&on_ops, "Notify");
+    assert!(why.contains("ran on dev-1 (acme-dev)"), "{on_ops}");
+    assert!(why.contains("receipt verified"), "{on_ops}");
+}

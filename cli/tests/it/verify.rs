@@ -101,6 +101,7 @@ fn bound(mut plan: Plan) -> Plan {
             OwnerBinding {
                 key: keyid(&org),
                 org: org.name.to_owned(),
+                node: None,
             },
         );
     }

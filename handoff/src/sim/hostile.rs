@@ -135,7 +135,7 @@ impl Sim {
         let lies = before
             .iter()
             .any(|s| *s.owner.as_ref().unwrap_or(&origin_org) != mine);
-        let Some(to) = self.owner(&run, stage.owner_name()).filter(|to| *to != n) else {
+        let Some(to) = self.owner(&run, stage).filter(|to| *to != n) else {
             return;
         };
         if !lies {

@@ -94,11 +94,18 @@ pub(super) struct RunInfo {
 }
 
 impl Sim {
-    /// The node an offer of a stage owned by `owner` in run `run` goes to: the run's
-    /// origin for [`ORIGIN`](otto_pipeline::plan::ORIGIN), else one of the owner org's
-    /// nodes, picked by the run (as a node picks one it knows).
-    pub(super) fn owner(&self, run: &str, owner: &str) -> Option<usize> {
-        let nodes = self.owners_of(run, owner);
+    /// The node an offer of `stage` of run `run` goes to ([`rules::offer_to`]): the node
+    /// the plan's binding names as the origin for a stage without an owner, else one of
+    /// the owner org's nodes, picked by the run (as a node picks one it knows).
+    pub(super) fn owner(&self, run: &str, stage: &otto_pipeline::plan::Stage) -> Option<usize> {
+        let body = &self.runs.get(run)?.plan.body;
+        let owner = match rules::offer_to(body, stage) {
+            rules::OfferTo::Origin(key) => {
+                return self.by_key.get(&KeyBytes(*key.as_bytes())).copied();
+            }
+            rules::OfferTo::Owner(owner) => owner,
+        };
+        let nodes = self.owners_of(run, &owner);
         let pick = mix64(
             run.bytes()
                 .fold(0u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)),
@@ -162,16 +169,15 @@ impl Sim {
         envelope: Envelope,
     ) {
         let now = self.now;
-        // This node answers to its org's name and its own, and to `origin` for runs it
-        // started.
-        let mut names = self.nodes[n].names.clone();
-        let run = envelope.payload_as::<Offer>().map(|o| o.run).ok();
-        if run
-            .and_then(|run| self.runs.get(&run))
-            .is_some_and(|info| info.origin == n)
-        {
-            names.push(otto_pipeline::plan::ORIGIN.to_owned());
-        }
+        // This node answers to its org's name and its own; it runs the stages without an
+        // owner of the runs it started (with the plan it started them with).
+        let names = self.nodes[n].names.clone();
+        let runs = &self.runs;
+        let started = |run: &str, digest: &str| {
+            runs.get(run)
+                .is_some_and(|info| info.origin == n && info.plan.digest() == digest)
+        };
+        let me = self.nodes[n].key.public_key();
         let node = &mut self.nodes[n];
         if node.hostile && node.seen.len() < 64 {
             node.seen.push(envelope.clone());
@@ -189,7 +195,8 @@ impl Sim {
         let seen = |id: &HandoffId| inbox.contains_key(id);
         let verify = VerifyContext::new(&node.trust, &org_key, &names)
             .with_seen(&seen)
-            .with_from(&from);
+            .with_from(&from)
+            .with_origin(&me, &started);
         let event = machine.handle(Command::OfferReceived(command::OfferReceived {
             peer,
             envelope: Unverified::new(envelope),
@@ -734,7 +741,7 @@ impl Sim {
             // Stages offered to this node run through its machine, never from here.
             let Some(owner) = (match rules::next(stage, owned, false, &mover) {
                 Next::Run => Some(n),
-                Next::HandOff { .. } => self.owner(run, stage.owner_name()),
+                Next::HandOff { .. } => self.owner(run, stage),
                 Next::Wait { .. } => None,
             }) else {
                 continue;

@@ -12,6 +12,7 @@ mod chain;
 mod machine_receiver;
 mod machine_restore;
 mod machine_sender;
+mod origin;
 mod owners;
 mod rules;
 mod sim_faults;

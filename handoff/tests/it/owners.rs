@@ -249,6 +249,7 @@ fn a_binding_that_is_not_a_key_id_is_refused() {
         OwnerBinding {
             key: "ed25519:zz".to_owned(),
             org: "dev".to_owned(),
+            node: None,
         },
     );
     let offer = world.offer();
@@ -321,7 +322,16 @@ fn the_origin_binds_every_owner_it_can_resolve() {
     // `linter` is one of the origin's own names.
     let node_org = |name: &str| (name == "writer").then_some(qa_org);
     let answers_to = vec!["linter".to_owned()];
-    let binding = bind_owners(&body, &trust, "acme-dev", &dev_org, &answers_to, &node_org);
+    let dev_node = world.dev.key.public_key();
+    let binding = bind_owners(
+        &body,
+        &trust,
+        "acme-dev",
+        &dev_org,
+        &dev_node,
+        &answers_to,
+        &node_org,
+    );
 
     let key = |name: &str| {
         binding
@@ -330,6 +340,9 @@ fn the_origin_binds_every_owner_it_can_resolve() {
             .map(|b| (b.key.clone(), b.org.clone()))
     };
     assert_eq!(key(ORIGIN), Some((dev_org.keyid(), "acme-dev".to_owned())));
+    // The origin also names the node that started the run; no other name does.
+    assert_eq!(binding.owners[ORIGIN].node, Some(dev_node.keyid()));
+    assert_eq!(binding.owners["linter"].node, None);
     assert_eq!(
         key("linter"),
         Some((dev_org.keyid(), "acme-dev".to_owned()))

@@ -381,7 +381,8 @@ pub(super) fn new_run(plan: &otto_pipeline::Plan, source: Source, started_by: St
 }
 
 /// The org each owner name of `body` stands for on this node: its own org for `origin`
-/// and its own names, then its aliases, pinned orgs and known nodes.
+/// (and this node as the one that runs its stages) and its own names, then its aliases,
+/// pinned orgs and known nodes.
 pub(crate) fn bind_owners(parts: &ApiParts, body: &Body) -> otto_handoff::Binding {
     let membership = &parts.membership;
     let mut names = parts.node.answers_to.clone();
@@ -391,6 +392,7 @@ pub(crate) fn bind_owners(parts: &ApiParts, body: &Body) -> otto_handoff::Bindin
         &membership.trust(),
         &parts.node.org,
         membership.verified_certificate().org_key(),
+        &membership.node_key().public_key(),
         &names,
         &|name| membership.owner_org_key(name),
     )

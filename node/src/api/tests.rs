@@ -643,6 +643,7 @@ mod receipt_chains {
                 otto_pipeline::plan::OwnerBinding {
                     key: key.keyid(),
                     org: org.to_owned(),
+                    node: None,
                 },
             );
         }

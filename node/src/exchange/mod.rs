@@ -53,7 +53,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otto_handoff::machine::{self, Action, Command, Event, Verdict, command, event};
-use otto_handoff::{Definition, VerifyContext};
+use otto_handoff::{Definition, VerifyContext, rules};
+use otto_pipeline::plan::Body;
 use otto_protocol::{
     Accept, Digest as WireDigest, Envelope, HandoffId, Message, Offer, Receipt, RunSource,
 };
@@ -552,8 +553,21 @@ impl Exchange {
             let seen = move |id: &HandoffId| store.inbox_get(&id.0).ok().flatten().is_some();
             // This node publishes no blueprints yet: every foreign stage is approved by
             // its definition digest.
-            let publishes = |_: &otto_pipeline::plan::Body, _: &otto_pipeline::plan::Stage| false;
+            let publishes = |_: &Body, _: &otto_pipeline::plan::Stage| false;
             let org = *self.parts.membership.verified_certificate().org_key();
+            let me = self.parts.membership.node_key().public_key();
+            // A stage without an owner runs here only if this node started its run, with
+            // this plan: its own records say so, not the plan.
+            let runs = self.parts.store.clone();
+            let started = move |run: &str, digest: &str| {
+                run.parse::<RunId>()
+                    .ok()
+                    .and_then(|run| runs.run(&run).ok().flatten())
+                    .is_some_and(|record| {
+                        !record.started_by.starts_with(crate::engine::OFFERED_BY)
+                            && record.plan_digest.to_string() == digest
+                    })
+            };
             // The transport authenticated the peer: the offer must be its own.
             let from = peer_key(&peer);
             let verify = VerifyContext {
@@ -562,6 +576,8 @@ impl Exchange {
                 from: from.as_ref(),
                 owners: self.parts.owners,
                 answers_to: &self.parts.answers_to,
+                node: Some(&me),
+                started: &started,
                 seen: &seen,
                 publishes: &publishes,
             };
@@ -766,6 +782,7 @@ impl Exchange {
                         format!("blueprint {name} of {library}")
                     }
                     Definition::Inline { digest } => format!("approved steps {digest}"),
+                    Definition::Own { digest } => format!("its own run's steps {digest}"),
                 };
                 tracing::info!(target: TARGET, %run, %stage, %org, %node, id = %id, %how, "offer accepted");
             }
@@ -1019,7 +1036,7 @@ impl Exchange {
             .as_ref()
             .is_some_and(|h| h.attempt_ended(receipt.attempt));
         self.status.remote(run, &receipt.stage);
-        let state = StageState::from_wire(otto_handoff::rules::state_of(receipt.outcome));
+        let state = StageState::from_wire(rules::state_of(receipt.outcome));
         let update = RemoteStage {
             run,
             stage: receipt.stage.clone(),
@@ -1039,7 +1056,7 @@ impl Exchange {
         };
         let origin = format!(
             "{} on {} ({})",
-            otto_handoff::rules::verb(receipt.outcome),
+            rules::verb(receipt.outcome),
             receipt.node.name,
             receipt.node.org
         );
@@ -1140,8 +1157,7 @@ impl Exchange {
                     let Some(plan) = store.plan(&record.plan_digest)? else {
                         return Ok(None);
                     };
-                    let Ok(body) = serde_json::from_slice::<otto_pipeline::plan::Body>(&plan)
-                    else {
+                    let Ok(body) = serde_json::from_slice::<Body>(&plan) else {
                         return Ok(None);
                     };
                     let started_here = !record.started_by.starts_with(crate::engine::OFFERED_BY);
@@ -1204,11 +1220,25 @@ impl Exchange {
                 store.drop_handoff_intent(&run, &id)?;
                 return Ok(None);
             }
-            Ok(Some(intent))
+            // Where it goes is the core's rule, read from the run's plan.
+            let body = match store.run(&run)? {
+                Some(record) => store
+                    .plan(&record.plan_digest)?
+                    .and_then(|bytes| serde_json::from_slice::<Body>(&bytes).ok()),
+                None => None,
+            };
+            let to = body
+                .as_ref()
+                .and_then(|body| {
+                    let stage = body.stages.iter().find(|s| s.id == id)?;
+                    Some(rules::offer_to(body, stage))
+                })
+                .unwrap_or(rules::OfferTo::Owner(intent.owner));
+            Ok(Some(to))
         })
         .await;
-        let owner = match found {
-            Ok(Some(intent)) => intent.owner,
+        let to = match found {
+            Ok(Some(to)) => to,
             Ok(None) => return Ok(()),
             Err(error) => {
                 tracing::warn!(target: TARGET, %run, %stage, %error, "cannot read a handoff intent; trying again later");
@@ -1217,20 +1247,28 @@ impl Exchange {
         };
         let parts = self.parts.clone();
         let membership = &parts.membership;
-        let resolved = membership.resolve_owner(&owner).map(|node| {
-            let to_org = membership.owner_org_key(&owner);
-            (node, to_org)
-        });
+        let resolved = match &to {
+            rules::OfferTo::Owner(owner) => membership
+                .resolve_owner(owner)
+                .map(|node| (node, membership.owner_org_key(owner))),
+            rules::OfferTo::Origin(key) => membership
+                .resolve_node(key)
+                .map(|(node, org)| (node, Some(org))),
+        };
         let (node, to_org) = match resolved {
             Some((node, Some(to_org))) => (node, to_org),
             unresolved => {
                 if self.unresolved.insert((run, stage.clone())) {
-                    let note = match unresolved {
-                        Some((node, _)) => {
+                    let note = match (unresolved, &to) {
+                        (Some((node, _)), _) => {
                             format!("the certificate of {} names no usable org key", node.name)
                         }
-                        None => format!(
+                        (None, rules::OfferTo::Owner(owner)) => format!(
                             "no known node answers to {owner}: join its org first (otto-node join TOKEN)"
+                        ),
+                        (None, rules::OfferTo::Origin(key)) => format!(
+                            "the node that started the run ({}) is not a node this node knows and trusts",
+                            key.keyid()
                         ),
                     };
                     self.note(&run.to_string(), &stage, note).await;

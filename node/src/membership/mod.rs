@@ -295,10 +295,18 @@ impl Membership {
     /// The key of the org whose node [`Membership::resolve_owner`] picks for `owner`: what
     /// a run started here binds the owner name to when no pinned org or alias names it.
     pub fn owner_org_key(&self, owner: &str) -> Option<PublicKey> {
-        let node = self.resolve_owner(owner)?;
-        let cert = otto_protocol::decode_envelope(&node.cert).ok()?;
-        let cert: otto_protocol::NodeCertificate = cert.payload_as().ok()?;
-        PublicKey::from_bytes(&cert.org_key).ok()
+        org_key_of(&self.resolve_owner(owner)?)
+    }
+
+    /// The known node with node key `key`, if the policy allows it (certificate valid, org
+    /// pinned, not revoked): where a stage without an owner goes, to the node that started
+    /// its run. With the key of its org.
+    pub fn resolve_node(&self, key: &PublicKey) -> Option<(KnownNode, PublicKey)> {
+        let book = read(&self.0.book);
+        let now = self.now();
+        let entry = book.get(&key.peer_id()).filter(|e| allowed_at(e, now))?;
+        let org = *entry.verdict.as_ref().ok()?.org_key();
+        Some((entry.node.clone(), org))
     }
 
     /// Records the node a certificate names (seen in a verified offer, receipt or
@@ -682,6 +690,13 @@ fn verdict(trust: &TrustStore, node: &KnownNode, now: u64) -> Result<VerifiedCer
 
 /// Whether a known node is allowed at `now`: its certificate verified and is within its
 /// window.
+/// The org key a known node's certificate names.
+fn org_key_of(node: &KnownNode) -> Option<PublicKey> {
+    let cert = otto_protocol::decode_envelope(&node.cert).ok()?;
+    let cert: otto_protocol::NodeCertificate = cert.payload_as().ok()?;
+    PublicKey::from_bytes(&cert.org_key).ok()
+}
+
 fn allowed_at(entry: &Entry, now: u64) -> bool {
     entry
         .verdict

@@ -289,6 +289,7 @@ fn the_owner_binding_is_in_the_digest_in_key_order() {
     let ops = |key: &str| OwnerBinding {
         key: format!("ed25519:{}", key.repeat(64)),
         org: "acme-ops".to_owned(),
+        node: None,
     };
     plan.body.owners.insert("ops".to_owned(), ops("a"));
     let text = String::from_utf8(plan.canonical_bytes()).unwrap();

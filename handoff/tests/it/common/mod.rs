@@ -193,6 +193,7 @@ pub(crate) fn bound(owner: &str, org: &str, seed: u8) -> (String, OwnerBinding) 
         OwnerBinding {
             key: OrgKey::from_seed(&[seed; 32]).public_key().keyid(),
             org: org.to_owned(),
+            node: None,
         },
     )
 }
