@@ -293,6 +293,15 @@ pub async fn run_until_with(
         Ok::<(), std::io::Error>(())
     });
     let poll_task = tokio::spawn(api::poll_repos(state.clone()));
+    let status_task = tokio::spawn(crate::outbound::status::report(
+        crate::outbound::status::Parts {
+            store: state.store.clone(),
+            repos: state.repos.clone(),
+            vault: state.vault.clone(),
+            http: crate::outbound::http::Http::new(),
+        },
+        engine.events(),
+    ));
     let hooks_task = tokio::spawn(serve_hooks(
         hooks_listener,
         tls,
@@ -357,6 +366,7 @@ pub async fn run_until_with(
     }
     hooks_task.abort();
     poll_task.abort();
+    status_task.abort();
     if !engine_task.is_finished()
         && tokio::time::timeout(STOP_GRACE, &mut engine_task)
             .await

@@ -13,6 +13,7 @@ pub mod failpoint;
 pub mod home;
 pub mod membership;
 pub mod mesh;
+pub mod outbound;
 pub mod secrets;
 pub mod snapshot;
 pub mod sources;

@@ -9,6 +9,7 @@ mod node_approvals;
 mod node_bad_input;
 mod node_cancel;
 mod node_conventions;
+mod node_forge;
 mod node_gates;
 mod node_handoff;
 mod node_join;

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::node_support::{Node, text};
 
-fn git(dir: &Path, args: &[&str]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -26,12 +26,12 @@ fn git(dir: &Path, args: &[&str]) -> String {
 }
 
 /// A bare "remote" and a work tree cloned from it, outside the node's home.
-struct Remote {
+pub(crate) struct Remote {
     dir: tempfile::TempDir,
 }
 
 impl Remote {
-    fn new(ottofile: &str) -> Self {
+    pub(crate) fn new(ottofile: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bare = dir.path().join("origin.git");
         let work = dir.path().join("work");
@@ -58,26 +58,26 @@ impl Remote {
         remote
     }
 
-    fn bare(&self) -> std::path::PathBuf {
+    pub(crate) fn bare(&self) -> std::path::PathBuf {
         self.dir.path().join("origin.git")
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("file://{}", self.bare().display())
     }
 
-    fn work(&self) -> std::path::PathBuf {
+    pub(crate) fn work(&self) -> std::path::PathBuf {
         self.dir.path().join("work")
     }
 
-    fn commit(&self, file: &str, content: &str, message: &str) -> String {
+    pub(crate) fn commit(&self, file: &str, content: &str, message: &str) -> String {
         std::fs::write(self.work().join(file), content).unwrap();
         git(&self.work(), &["add", file]);
         git(&self.work(), &["commit", "--quiet", "-m", message]);
         git(&self.work(), &["rev-parse", "HEAD"])
     }
 
-    fn push(&self, refspec: &str) {
+    pub(crate) fn push(&self, refspec: &str) {
         git(&self.work(), &["push", "--quiet", "origin", refspec]);
     }
 }
@@ -92,7 +92,7 @@ triggers {
 }
 ";
 
-fn node_ok(node: &Node, args: &[&str]) -> String {
+pub(crate) fn node_ok(node: &Node, args: &[&str]) -> String {
     let out = node.otto_node(args);
     assert!(
         out.status.success(),
@@ -103,7 +103,7 @@ fn node_ok(node: &Node, args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-fn node_fails(node: &Node, args: &[&str]) -> String {
+pub(crate) fn node_fails(node: &Node, args: &[&str]) -> String {
     let out = node.otto_node(args);
     assert!(
         !out.status.success(),
@@ -115,7 +115,7 @@ fn node_fails(node: &Node, args: &[&str]) -> String {
     err
 }
 
-fn fetch(node: &Node, name: &str) -> Value {
+pub(crate) fn fetch(node: &Node, name: &str) -> Value {
     serde_json::from_str(&node_ok(node, &["repo", "fetch", name, "--json"])).unwrap()
 }
 
@@ -226,7 +226,7 @@ fn a_push_starts_a_run_at_exactly_that_commit_and_is_acted_on_once() {
 
 /// The HMAC-SHA256 of `body` with `key` as GitHub sends it, computed by Python's hmac
 /// module (not by the code under test).
-fn github_signature(key: &str, body: &[u8]) -> String {
+pub(crate) fn github_signature(key: &str, body: &[u8]) -> String {
     let out = Command::new("python3")
         .args([
             "-c",

@@ -279,6 +279,14 @@ impl Repos {
                 config.branch
             )));
         }
+        if let Some(api) = &config.api_url {
+            crate::outbound::status::check_api_url(api).map_err(RepoError::Invalid)?;
+        }
+        if config.token_secret.is_some() && config.forge == Forge::Generic {
+            return Err(RepoError::Invalid(
+                "--token-secret is for commit statuses, which only github, gitlab and gitea take: give --forge".into(),
+            ));
+        }
         if config.poll_secs.is_some_and(|s| s < 10) {
             return Err(RepoError::Invalid("poll at most every 10 seconds".into()));
         }

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub mod forge;
+
 use serde_json::Value;
 
 /// How long any single wait in these tests may take before the test fails.
