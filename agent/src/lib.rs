@@ -32,13 +32,12 @@
 //! agent stops its step the same way and exits with code 1, so no step outlives its node
 //! for long.
 //!
-//! The node uses this library too: [`protocol`] for the messages, [`mask::Masker`] to mask
-//! log lines again before it stores them, and [`packages`] to tell the planner which step
-//! packages exist.
+//! The protocol, masking and step package format live in `otto-agent-protocol`, which the
+//! node uses; the node links nothing of this crate. They are re-exported here under their
+//! old names.
 
-pub mod mask;
-pub mod packages;
-pub mod protocol;
+pub use otto_agent_protocol as protocol;
+pub use otto_agent_protocol::{mask, packages};
 
 mod client;
 mod error;

@@ -12,9 +12,12 @@ use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: otto-agent --socket PATH
+       otto-agent --wall-abi
 
 Runs one Otto stage attempt for the node serving PATH (a unix socket).
 The node starts this program; there is no reason to run it by hand.
+--wall-abi prints the Landlock ABI version the wall around steps uses
+(0: the kernel has no Landlock, steps cannot be walled in).
 
 Log level: OTTO_LOG (e.g. OTTO_LOG=debug), default 'info'; logs go to stderr.";
 
@@ -25,6 +28,10 @@ fn main() -> ExitCode {
         .is_some_and(|a| a == otto_agent::wall::WALL_ARG)
     {
         return wall(&args[1..]);
+    }
+    if args.len() == 1 && args[0] == otto_agent::wall::WALL_ABI_ARG {
+        say_out(otto_agent::wall::landlock_abi());
+        return ExitCode::SUCCESS;
     }
     let socket = match parse(std::env::args().skip(1)) {
         Ok(Parsed::Run(socket)) => socket,
@@ -104,6 +111,11 @@ fn wall(args: &[OsString]) -> ExitCode {
         std::path::Path::new(program).display()
     ));
     ExitCode::from(126)
+}
+
+/// Writes a line to stdout.
+fn say_out(text: impl Display) {
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 /// Writes a line to stderr; a stderr nobody reads any more (a dead node) is fine.

@@ -22,8 +22,8 @@ use crate::mask::Masker;
 use crate::packages::{self, Invocation, Package};
 use crate::process::{self, Budget, Ended};
 use crate::protocol::{
-    Artifact, EventBody, Job, LogLine, Outcome, RunResult, SavedCache, StepResult, StepStarted,
-    Stream,
+    Artifact, EventBody, Job, LogLine, Outcome, PackageRef, RunResult, SavedCache, StepResult,
+    StepStarted, Stream,
 };
 use crate::stop::Stop;
 use crate::wall::{self, StepWall};
@@ -168,18 +168,8 @@ impl Stage {
         wall.save(&self.wall_file)?;
         self.private = Some(private);
 
-        for dir in &self.job.packages {
-            for package in packages::load_dir(dir).map_err(|e| e.to_string())? {
-                if let Some(other) = self.packages.get(package.symbol()) {
-                    return Err(packages::ManifestError::Duplicate {
-                        symbol: package.symbol().to_owned(),
-                        first: other.manifest_path(),
-                        second: package.manifest_path(),
-                    }
-                    .to_string());
-                }
-                self.packages.insert(package.symbol().to_owned(), package);
-            }
+        for package in self.job.packages.clone() {
+            self.add_package(&package).await?;
         }
 
         if let Some(source) = self.job.source.clone() {
@@ -631,6 +621,42 @@ impl Stage {
         }
     }
 
+    /// Fetches step package `package` into `packages/<name>` of the private directory and
+    /// loads it. The package must define the step it is named after.
+    async fn add_package(&mut self, package: &PackageRef) -> Result<(), String> {
+        let name = &package.name;
+        if !is_file_name(name) {
+            return Err(format!(
+                "step package name '{name}' cannot be a directory name"
+            ));
+        }
+        let private = self
+            .private
+            .as_ref()
+            .ok_or("the private directory is missing")?;
+        let dir = private.path().join("packages").join(name);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(format!("two step packages are named '{name}'"));
+            }
+            Err(e) => return Err(format!("step package '{name}': {e}")),
+        }
+        self.restore(&package.digest, &dir)
+            .await
+            .map_err(|e| format!("step package '{name}': {e}"))?;
+        self.hand_over(&dir)?;
+        let loaded = packages::load(&dir).map_err(|e| e.to_string())?;
+        if loaded.symbol() != name {
+            return Err(format!(
+                "step package '{name}' defines step '{}', not '{name}'",
+                loaded.symbol()
+            ));
+        }
+        self.packages.insert(name.clone(), loaded);
+        Ok(())
+    }
+
     /// A new file name in the private scratch directory.
     fn scratch_file(&mut self, stem: &str, ext: &str) -> Result<PathBuf, String> {
         let private = self
@@ -724,7 +750,7 @@ fn private_dir(root: &Path) -> Result<tempfile::TempDir, String> {
     }
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))
         .map_err(|e| e.to_string())?;
-    for sub in ["secrets", "scratch", "tmp", "home"] {
+    for sub in ["secrets", "scratch", "tmp", "home", "packages"] {
         fs::DirBuilder::new()
             .mode(0o700)
             .create(dir.path().join(sub))

@@ -43,6 +43,10 @@ const FS_ABI: ABI = ABI::V5;
 /// Devices every step may write.
 const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
 
+/// The argument that makes `otto-agent` print [`landlock_abi`] and exit: how the node
+/// learns what wall its agents can build without linking this crate.
+pub const WALL_ABI_ARG: &str = "--wall-abi";
+
 /// The highest Landlock ABI version the running kernel offers that the wall uses (1 to
 /// 6); 0 when it has none (not built in, or not enabled at boot).
 pub fn landlock_abi() -> i32 {
@@ -112,11 +116,6 @@ impl StepWall {
                 }
             }
             read = read_roots(Path::new("/"), &hidden);
-            read.extend(
-                wall.readable
-                    .iter()
-                    .filter_map(|p| fs::canonicalize(p).ok()),
-            );
         }
         let write = writable
             .iter()

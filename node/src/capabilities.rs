@@ -44,8 +44,8 @@ pub fn package_dirs(home: &Home, config: &Config) -> Vec<PathBuf> {
 pub fn step_catalog(packages: &[PathBuf]) -> Result<StepCatalog, String> {
     let mut catalog = StepCatalog::builtins();
     for dir in packages {
-        let loaded =
-            otto_agent::packages::load_dir(dir).map_err(|e| format!("step package: {e}"))?;
+        let loaded = otto_agent_protocol::packages::load_dir(dir)
+            .map_err(|e| format!("step package: {e}"))?;
         for package in loaded {
             catalog.add(package.spec());
         }

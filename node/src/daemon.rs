@@ -184,7 +184,7 @@ pub async fn run_until_with(
     let vault = Vault::new(store.clone(), &*node_secret(&identity.key)?);
     let token = home.ensure_api_token(&mut system_rng())?;
     create_private_dir(&home.run_dir())?;
-    let (wall, wall_info, work_dir) = wall_settings(&home, &config)?;
+    let (wall, wall_info, work_dir) = wall_settings(&home, &config, &agent_path)?;
     let (mut node_mesh, exchange_rx) = start_mesh(&home, &config, &store, &blobs, now).await?;
 
     let api_listener = bind(config.api.listen).await?;
@@ -786,6 +786,7 @@ async fn serve_hooks(
 fn wall_settings(
     home: &Home,
     config: &Config,
+    agent: &Path,
 ) -> Result<(WallSettings, WallInfo, PathBuf), DaemonError> {
     use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
     let io = |what: String| move |source| DaemonError::Io { what, source };
@@ -850,13 +851,17 @@ fn wall_settings(
                 .map_err(io(format!("creating agent.writable {}", dir.display())))?;
         }
     }
+    let landlock_abi = crate::engine::wall_abi(agent).unwrap_or_else(|reason| {
+        tracing::warn!(target: TARGET, "cannot ask the agent which wall it builds: {reason}");
+        0
+    });
     let wall = WallSettings {
         hidden: vec![root, work_dir.clone()],
         writable: config.agent.writable.clone(),
         user,
         limits: config.agent.limits.into(),
+        landlock_abi,
         refuse_foreign_unwalled: config.agent.refuse_foreign_unwalled,
-        ..WallSettings::default()
     };
     let missing = wall.missing();
     match &missing {
@@ -882,7 +887,7 @@ fn wall_settings(
 }
 
 /// Whether `user` may pass through every directory from `/` down to `dir`.
-fn reachable(dir: &Path, user: otto_agent::protocol::StepUser) -> Result<(), String> {
+fn reachable(dir: &Path, user: otto_agent_protocol::StepUser) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt as _;
     for ancestor in dir.ancestors() {
         let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
@@ -905,7 +910,7 @@ fn reachable(dir: &Path, user: otto_agent::protocol::StepUser) -> Result<(), Str
 }
 
 /// The user and group ids of user `name`, which must exist and not be root.
-fn step_user(name: &str) -> Result<otto_agent::protocol::StepUser, DaemonError> {
+fn step_user(name: &str) -> Result<otto_agent_protocol::StepUser, DaemonError> {
     let bad = |reason: &str| DaemonError::Io {
         what: format!("agent.run_as {name:?}"),
         source: std::io::Error::other(reason.to_owned()),
@@ -918,7 +923,7 @@ fn step_user(name: &str) -> Result<otto_agent::protocol::StepUser, DaemonError> 
     if entry.uid.is_root() {
         return Err(bad("is root; steps need an unprivileged user"));
     }
-    Ok(otto_agent::protocol::StepUser {
+    Ok(otto_agent_protocol::StepUser {
         uid: entry.uid.as_raw(),
         gid: entry.gid.as_raw(),
     })

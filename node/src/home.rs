@@ -195,7 +195,7 @@ pub struct LimitsConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        let limits = otto_agent::protocol::Limits::default();
+        let limits = otto_agent_protocol::Limits::default();
         Self {
             processes: limits.processes,
             memory_bytes: limits.memory_bytes,
@@ -204,7 +204,7 @@ impl Default for LimitsConfig {
     }
 }
 
-impl From<LimitsConfig> for otto_agent::protocol::Limits {
+impl From<LimitsConfig> for otto_agent_protocol::Limits {
     fn from(limits: LimitsConfig) -> Self {
         Self {
             processes: limits.processes,

@@ -14,8 +14,8 @@
 
 use std::collections::BTreeMap;
 
-use otto_agent::mask::Masker;
-use otto_agent::protocol::SecretValue;
+use otto_agent_protocol::SecretValue;
+use otto_agent_protocol::mask::Masker;
 use otto_pipeline::plan::Stage;
 
 use crate::vault::{Secret, Vault, VaultError};

@@ -11,7 +11,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use otto_agent::mask::MASK;
 use otto_agent::packages;
 use otto_agent::protocol::{
-    CacheRestore, CacheSave, EventBody, MAX_BATCH_EVENTS, Outcome, SecretValue, SourceRef, Stream,
+    CacheRestore, CacheSave, EventBody, MAX_BATCH_EVENTS, Outcome, PackageRef, SecretValue,
+    SourceRef, Stream,
 };
 use serde_json::{Value, json};
 
@@ -583,6 +584,24 @@ parameters:
 entrypoint: run.sh
 ";
 
+/// A step package as the node sends it: a tar of its directory.
+fn package_tar(dir: &Path) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append_dir_all(".", dir).expect("tar the package");
+    builder.into_inner().expect("tar")
+}
+
+/// Gives the job the package in `root/greet` under `name`.
+fn give_package(node: &TestNode, root: &Path, name: &str) {
+    let digest = node.put_blob(package_tar(&root.join("greet")));
+    node.edit_job(|job| {
+        job.packages.push(PackageRef {
+            name: name.into(),
+            digest,
+        });
+    });
+}
+
 fn install_package(root: &Path, manifest: &str) {
     let dir = root.join("greet");
     fs::create_dir_all(&dir).expect("mkdir");
@@ -603,10 +622,8 @@ async fn a_step_package_runs_with_its_invocation_file() {
         &[("loud", json!(true))],
         vec![],
     );
-    let node = TestNode::start_with(vec![dir("sub", vec![greet])], |job| {
-        job.packages = vec![packages.path().to_owned()];
-    })
-    .await;
+    let node = TestNode::start(vec![dir("sub", vec![greet])]).await;
+    give_package(&node, packages.path(), "greet");
     let result = node.run().await;
     assert_eq!(result.outcome, Outcome::Success, "{}", node.all_text());
     let ws = fs::canonicalize(node.workspace()).expect("workspace");
@@ -642,10 +659,8 @@ async fn step_package_arguments_are_checked_before_it_runs() {
             "'greet' has no parameter 'colour'",
         ),
     ] {
-        let node = TestNode::start_with(vec![greet], |job| {
-            job.packages = vec![packages.path().to_owned()];
-        })
-        .await;
+        let node = TestNode::start(vec![greet]).await;
+        give_package(&node, packages.path(), "greet");
         let result = node.run().await;
         assert_eq!(result.failed_step, Some(0));
         assert_eq!(result.error.as_deref(), Some(expect));
@@ -669,25 +684,57 @@ async fn a_bad_manifest_fails_the_stage_with_the_file_and_the_problem() {
         &MANIFEST.replace("type: bool", "type: boolean"),
     );
     let manifest = packages.path().join("greet/manifest.yml");
-    let expected = format!(
-        "{}: parameter 'loud' has unknown type 'boolean' (expected string, number, bool or list)",
-        manifest.display()
-    );
+    let problem =
+        "parameter 'loud' has unknown type 'boolean' (expected string, number, bool or list)";
     let err = packages::load_dir(packages.path()).expect_err("bad manifest");
-    assert_eq!(err.to_string(), expected);
+    assert_eq!(
+        err.to_string(),
+        format!("{}: {problem}", manifest.display())
+    );
 
-    let node = TestNode::start_with(vec![sh("echo never")], |job| {
-        job.packages = vec![packages.path().to_owned()];
-    })
-    .await;
+    let node = TestNode::start(vec![sh("echo never")]).await;
+    give_package(&node, packages.path(), "greet");
     let result = node.run().await;
     assert_eq!(result.outcome, Outcome::Failure);
     assert_eq!(result.failed_step, None);
-    assert_eq!(
-        result.error,
-        Some(format!("cannot prepare the stage: {expected}"))
+    // The agent names the manifest where it unpacked the package, in its private directory.
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.starts_with("cannot prepare the stage: /")
+            && error.ends_with(&format!("/packages/greet/manifest.yml: {problem}")),
+        "{error}"
     );
     assert!(node.output().is_empty());
+}
+
+#[tokio::test]
+async fn a_step_package_named_out_of_its_directory_or_after_another_step_is_refused() {
+    let packages = tempfile::tempdir().expect("tempdir");
+    install_package(packages.path(), MANIFEST);
+    for (name, expect) in [
+        (
+            "../escape",
+            "cannot prepare the stage: step package name '../escape' cannot be a directory name",
+        ),
+        (
+            "deploy",
+            "cannot prepare the stage: step package 'deploy' defines step 'greet', not 'deploy'",
+        ),
+    ] {
+        let node = TestNode::start(vec![sh("echo never")]).await;
+        give_package(&node, packages.path(), name);
+        let result = node.run().await;
+        assert_eq!(result.error.as_deref(), Some(expect));
+        assert!(node.output().is_empty());
+    }
+    let node = TestNode::start(vec![sh("echo never")]).await;
+    give_package(&node, packages.path(), "greet");
+    give_package(&node, packages.path(), "greet");
+    let result = node.run().await;
+    assert_eq!(
+        result.error.as_deref(),
+        Some("cannot prepare the stage: two step packages are named 'greet'")
+    );
 }
 
 #[tokio::test]

@@ -64,7 +64,6 @@ impl Layout {
         job.workspace = self.workspace.clone();
         job.wall = Some(Wall {
             hidden: vec![self.home.clone(), self.work.clone()],
-            readable: Vec::new(),
             writable: Vec::new(),
             user,
             required: true,

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use otto_agent::mask::Masker;
-use otto_agent::protocol::{Job, RunResult};
+use otto_agent_protocol::mask::Masker;
+use otto_agent_protocol::{Job, PackageRef, RunResult};
 use rustix::process::{Pid, Signal, kill_process, kill_process_group};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::net::UnixListener;
@@ -84,7 +84,7 @@ impl AgentEnd {
     pub(crate) fn succeeded(&self) -> bool {
         self.result
             .as_ref()
-            .is_some_and(|r| r.outcome == otto_agent::protocol::Outcome::Success)
+            .is_some_and(|r| r.outcome == otto_agent_protocol::Outcome::Success)
     }
 
     /// Why the job failed, in one line.
@@ -124,7 +124,7 @@ pub(crate) async fn run(
 
 async fn run_in(
     sh: &Arc<Shared>,
-    spec: AgentJob,
+    mut spec: AgentJob,
     cancel: &mut watch::Receiver<Option<String>>,
     dir: &std::path::Path,
 ) -> AgentEnd {
@@ -132,6 +132,18 @@ async fn run_in(
         failure: Some(message),
         ..AgentEnd::default()
     };
+    if !sh.packages.is_empty() {
+        let shared = sh.clone();
+        match blocking(move || pack_packages(&shared)).await {
+            Ok(packed) => {
+                for (package, digest) in packed {
+                    spec.allowed.insert(digest);
+                    spec.job.packages.push(package);
+                }
+            }
+            Err(error) => return fail(error),
+        }
+    }
     let socket = dir.join("agent.sock");
     let listener = match UnixListener::bind(&socket) {
         Ok(listener) => listener,
@@ -269,6 +281,36 @@ fn private_dir(sh: &Shared) -> std::io::Result<PathBuf> {
     let dir = sh.run_dir.join(util::random_hex(6)?);
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
+}
+
+/// The node's step packages as blobs its agents fetch over their protocol (the agent
+/// reads nothing of the node's by path): each package's directory as a snapshot, named
+/// by its symbol. Equal packages are equal blobs, stored once.
+fn pack_packages(sh: &Shared) -> Result<Vec<(PackageRef, Digest)>, String> {
+    let mut packed = Vec::new();
+    for dir in &sh.packages {
+        let loaded = otto_agent_protocol::packages::load_dir(dir)
+            .map_err(|e| format!("step package: {e}"))?;
+        for package in loaded {
+            let mut tar = Vec::new();
+            crate::snapshot::create(package.dir(), &mut tar).map_err(|e| {
+                format!("cannot pack step package {}: {e}", package.dir().display())
+            })?;
+            let digest = sh
+                .blobs
+                .put_bytes(&tar)
+                .map_err(|e| format!("cannot store step package '{}': {e}", package.symbol()))?;
+            let name = package.symbol().to_owned();
+            packed.push((
+                PackageRef {
+                    name,
+                    digest: digest.to_string(),
+                },
+                digest,
+            ));
+        }
+    }
+    Ok(packed)
 }
 
 fn spawn(sh: &Shared, socket: &std::path::Path) -> std::io::Result<tokio::process::Child> {

@@ -17,7 +17,7 @@
 use std::io::Read as _;
 use std::path::{Component, Path, PathBuf};
 
-use otto_agent::protocol::{CacheRestore, CacheSave};
+use otto_agent_protocol::{CacheRestore, CacheSave};
 use otto_pipeline::plan::Cache;
 use sha2::{Digest as _, Sha256};
 

@@ -15,7 +15,7 @@
 //! 3. its enter gates: conditions (a failing one fails the stage and the run) and input
 //!    gates (a person approves);
 //! 4. an attempt: a workspace, a private unix socket serving the
-//!    [agent protocol](otto_agent::protocol), an `otto-agent` process; the attempt ends
+//!    [agent protocol](otto_agent_protocol), an `otto-agent` process; the attempt ends
 //!    with the agent's result, or fails when the agent dies without one;
 //! 5. its exit gates: input, webhook (an external system calls back once) and poll (a
 //!    command or URL checked until it succeeds);
@@ -53,7 +53,7 @@ mod stage;
 mod util;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -436,7 +436,7 @@ pub enum EngineError {
 }
 
 /// How the node walls in the steps it runs (see docs/security.md): what every job's
-/// [`otto_agent::protocol::Wall`] and limits say.
+/// [`otto_agent_protocol::Wall`] and limits say.
 #[derive(Debug, Clone)]
 pub struct WallSettings {
     /// Directories no step may read: the node's home and the work directory.
@@ -444,9 +444,9 @@ pub struct WallSettings {
     /// Directories steps may write besides their workspace.
     pub writable: Vec<PathBuf>,
     /// The user steps run as, when not the node's own.
-    pub user: Option<otto_agent::protocol::StepUser>,
+    pub user: Option<otto_agent_protocol::StepUser>,
     /// What one stage may use.
-    pub limits: otto_agent::protocol::Limits,
+    pub limits: otto_agent_protocol::Limits,
     /// The highest Landlock ABI version the wall uses that the kernel offers; 0 when
     /// it has none.
     pub landlock_abi: i32,
@@ -455,17 +455,39 @@ pub struct WallSettings {
 }
 
 impl Default for WallSettings {
-    /// Nothing hidden, steps as the node's user, default limits, foreign stages refused
-    /// without Landlock.
+    /// Nothing hidden, steps as the node's user, default limits, no Landlock known (set
+    /// [`Self::landlock_abi`] from [`wall_abi`]), foreign stages refused without Landlock.
     fn default() -> Self {
         Self {
             hidden: Vec::new(),
             writable: Vec::new(),
             user: None,
-            limits: otto_agent::protocol::Limits::default(),
-            landlock_abi: otto_agent::wall::landlock_abi(),
+            limits: otto_agent_protocol::Limits::default(),
+            landlock_abi: 0,
             refuse_foreign_unwalled: true,
         }
+    }
+}
+
+/// The Landlock ABI version the agent at `agent` builds its walls with, as
+/// `otto-agent --wall-abi` prints it (0: the kernel has none). The node links no execution
+/// code, so it asks the agent, which is also the one that builds the wall.
+pub fn wall_abi(agent: &Path) -> Result<i32, String> {
+    let out = std::process::Command::new(agent)
+        .arg("--wall-abi")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", agent.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match text.trim().parse::<i32>() {
+        Ok(abi) if out.status.success() && abi >= 0 => Ok(abi),
+        _ => Err(format!(
+            "{} --wall-abi answered {:?} ({}): an agent of another version?",
+            agent.display(),
+            text.trim(),
+            out.status
+        )),
     }
 }
 

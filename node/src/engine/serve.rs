@@ -1,6 +1,6 @@
 //! The node's side of the agent protocol: the HTTP server on one attempt's unix socket.
 //!
-//! The routes are those of [`otto_agent::protocol`]. What the node adds:
+//! The routes are those of [`otto_agent_protocol`]. What the node adds:
 //!
 //! - every request must carry the protocol version header, or it gets `400`;
 //! - `GET /blobs/{digest}` serves only the blobs the job names (the source snapshot,
@@ -28,8 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use http_body_util::BodyExt as _;
 use hyper::body::Frame;
-use otto_agent::mask::Masker;
-use otto_agent::protocol::{
+use otto_agent_protocol::mask::Masker;
+use otto_agent_protocol::{
     BLOBS_PATH, BlobRef, EVENTS_PATH, Event, EventBody, JOB_PATH, MAX_EVENTS_BODY_BYTES,
     MAX_RESULT_BYTES, Outcome, PROTOCOL_VERSION, RESULT_PATH, RunResult, Stream as WireStream,
     VERSION_HEADER,

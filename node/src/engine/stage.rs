@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otto_agent::protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
+use otto_agent_protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
 use otto_handoff::rules::{self, Mover, Next};
 use otto_pipeline::plan::{self, Body, Gate as PlanGate, Step};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -999,14 +999,13 @@ impl StageTask {
             source: None,
             restore_caches: Vec::new(),
             save_caches: Vec::new(),
-            packages: self.sh.packages.clone(),
+            packages: Vec::new(),
             timeout_secs: None,
-            kill_grace_secs: otto_agent::protocol::DEFAULT_KILL_GRACE_SECS,
+            kill_grace_secs: otto_agent_protocol::DEFAULT_KILL_GRACE_SECS,
             max_artifact_bytes: self.sh.max_artifact_bytes,
             limits: self.sh.wall.limits,
             wall: Some(Wall {
                 hidden: self.sh.wall.hidden.clone(),
-                readable: self.sh.packages.clone(),
                 writable: self.sh.wall.writable.clone(),
                 user: self.sh.wall.user,
                 required: self.is_foreign() && self.sh.wall.refuse_foreign_unwalled,

@@ -104,7 +104,7 @@ fn owners(body: &otto_pipeline::plan::Body, binding: &otto_handoff::Binding, out
 fn explain(text: &str, branch: &str, api: &crate::api::ApiParts) -> String {
     let mut catalog = StepCatalog::builtins();
     for dir in &api.packages {
-        if let Ok(loaded) = otto_agent::packages::load_dir(dir) {
+        if let Ok(loaded) = otto_agent_protocol::packages::load_dir(dir) {
             for package in loaded {
                 catalog.add(package.spec());
             }

@@ -2,7 +2,7 @@
 //! steps try to reach the node: the agent's socket, the node's home (where `node.key` and
 //! `api.token` live), the node process's environment and memory. Each attempt must fail.
 
-use otto_agent::protocol::StepUser;
+use otto_agent_protocol::StepUser;
 use otto_node::store::RunState;
 use otto_pipeline::Facts;
 
@@ -10,8 +10,9 @@ use crate::engine_support::TestNode;
 
 /// Why these tests cannot run here, if they cannot.
 fn no_landlock() -> Option<&'static str> {
-    (otto_agent::wall::landlock_abi() == 0)
-        .then_some("skipped: the kernel has no Landlock (not built in or not enabled)")
+    let abi = otto_node::engine::wall_abi(&crate::engine_support::agent_path())
+        .expect("the agent says which wall it builds");
+    (abi == 0).then_some("skipped: the kernel has no Landlock (not built in or not enabled)")
 }
 
 /// Runs one stage of `script` and returns its log, after checking the run succeeded.
@@ -95,4 +96,55 @@ async fn a_step_cannot_read_the_nodes_files_environment_or_memory() {
         assert!(!log.contains(leak), "{leak} in {log}");
     }
     assert!(log.contains("Permission denied"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_packages_reach_the_agent_through_its_protocol_not_through_the_home() {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    // The package lives in the node's home, which the wall hides: the node sends it to
+    // the agent as a blob, so the step runs while the home stays out of reach.
+    let mut node = TestNode::start_with_packages(&["steps"]);
+    let package = node.path("steps/greet");
+    std::fs::create_dir_all(&package).expect("mkdir");
+    std::fs::write(
+        package.join("manifest.yml"),
+        "symbol: greet\ndescription: Greets.\nparameters:\n  name:\n    type: string\n    required: true\nentrypoint: run.sh\n",
+    )
+    .expect("manifest");
+    std::fs::write(
+        package.join("run.sh"),
+        "#!/bin/sh\necho \"greeted from $(dirname \"$0\")\"\n",
+    )
+    .expect("run.sh");
+    std::fs::set_permissions(
+        package.join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    let source = package.display().to_string();
+    let ottofile = format!(
+        "stage('Hostile') {{\n  steps {{\n    greet 'world'\n    sh 'cat {source}/run.sh || echo home-hidden'\n  }}\n}}\n"
+    );
+    let dirs = [node.path("steps")];
+    let catalog = otto_node::capabilities::step_catalog(&dirs).expect("catalog");
+    let plan = otto_pipeline::plan(
+        &otto_pipeline::MemSource::new().with("pipeline/Ottofile", &ottofile),
+        std::path::Path::new("pipeline/Ottofile"),
+        &Facts::default(),
+        &catalog,
+    )
+    .map(|p| p.plan)
+    .unwrap_or_else(|failed| panic!("does not plan:\n{failed}"));
+    let run = node.create_run(&plan, &ottofile, &[]);
+    node.engine.submit(run).await.expect("submit");
+    let state = node.wait_run(run).await;
+    let log = node.log_text(run, "Hostile");
+    assert_eq!(state, RunState::Succeeded, "{log}");
+    assert!(log.contains("greeted from /"), "{log}");
+    assert!(!log.contains(&format!("greeted from {source}")), "{log}");
+    assert!(log.contains("home-hidden"), "{log}");
 }

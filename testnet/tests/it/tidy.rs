@@ -40,6 +40,93 @@ const BANNED: &[&str] = &[
 
 #[test]
 fn pure_crates_do_not_depend_on_io_stacks() {
+    let graph = dependency_graph();
+    let mut problems = Vec::new();
+    for (id, (name, _)) in &graph {
+        if !PURE.contains(&name.as_str()) {
+            continue;
+        }
+        problems.extend(reaching(&graph, id, BANNED));
+    }
+    assert!(
+        problems.is_empty(),
+        "pure crates reach I/O stacks:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// Crates that manage and must link no execution code: the node never runs user code,
+/// so it speaks to its agents through `otto-agent-protocol` and links nothing of
+/// `otto-agent` (nor the crates that build the wall).
+const MANAGERS: &[&str] = &["otto-node", "otto-cli"];
+
+/// What a managing crate may not depend on, directly or through others.
+const EXECUTION: &[&str] = &["otto-agent", "landlock"];
+
+#[test]
+fn the_node_links_no_execution_code() {
+    let graph = dependency_graph();
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (id, (name, _)) in &graph {
+        if !MANAGERS.contains(&name.as_str()) {
+            continue;
+        }
+        checked += 1;
+        problems.extend(reaching(&graph, id, EXECUTION));
+    }
+    assert_eq!(
+        checked,
+        MANAGERS.len(),
+        "a managing crate is missing from the workspace"
+    );
+    assert!(
+        problems.is_empty(),
+        "the node links execution code:\n{}",
+        problems.join("\n")
+    );
+    // The check can fail: otto-agent itself reaches what it bans.
+    let agent = graph
+        .iter()
+        .find(|(_, (name, _))| name == "otto-agent")
+        .map(|(id, _)| id.clone())
+        .expect("otto-agent is in the workspace");
+    assert!(!reaching(&graph, &agent, &["landlock"]).is_empty());
+}
+
+/// Package id -> (name, normal and build dependency ids) over the whole resolved graph.
+type Graph = BTreeMap<String, (String, Vec<String>)>;
+
+/// Each path from `from` to a package named in `banned`, as "a -> b -> c".
+fn reaching(graph: &Graph, from: &str, banned: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let name = graph.get(from).map(|(n, _)| n.clone()).unwrap_or_default();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![(from.to_owned(), vec![name])];
+    while let Some((at, path)) = stack.pop() {
+        if !seen.insert(at.clone()) {
+            continue;
+        }
+        for dep in graph
+            .get(&at)
+            .map(|(_, d)| d.as_slice())
+            .unwrap_or_default()
+        {
+            let dep_name = graph.get(dep).map(|(n, _)| n.clone()).unwrap_or_default();
+            let mut next = path.clone();
+            next.push(dep_name.clone());
+            if banned.contains(&dep_name.as_str()) {
+                problems.push(next.join(" -> "));
+            } else {
+                stack.push((dep.clone(), next));
+            }
+        }
+    }
+    problems
+}
+
+/// The workspace's resolved dependency graph, from `cargo metadata`.
+fn dependency_graph() -> Graph {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     // Offline first, so the check works without a network once the build has fetched what
     // it needs; cargo may still want the manifests of packages for other platforms, which
@@ -99,36 +186,5 @@ fn pure_crates_do_not_depend_on_io_stacks() {
         );
     }
 
-    let mut problems = Vec::new();
-    for (id, (name, _)) in &graph {
-        if !PURE.contains(&name.as_str()) {
-            continue;
-        }
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![(id.clone(), vec![name.clone()])];
-        while let Some((at, path)) = stack.pop() {
-            if !seen.insert(at.clone()) {
-                continue;
-            }
-            for dep in graph
-                .get(&at)
-                .map(|(_, d)| d.as_slice())
-                .unwrap_or_default()
-            {
-                let dep_name = graph.get(dep).map(|(n, _)| n.clone()).unwrap_or_default();
-                let mut next = path.clone();
-                next.push(dep_name.clone());
-                if BANNED.contains(&dep_name.as_str()) {
-                    problems.push(next.join(" -> "));
-                } else {
-                    stack.push((dep.clone(), next));
-                }
-            }
-        }
-    }
-    assert!(
-        problems.is_empty(),
-        "pure crates reach I/O stacks:\n{}",
-        problems.join("\n")
-    );
+    graph
 }

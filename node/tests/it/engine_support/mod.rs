@@ -68,7 +68,7 @@ impl TestNode {
     /// A new home with an engine whose steps run as `user` (the test must run as root).
     /// The home and its work directory can be passed through (mode 0711), as a node's
     /// work directory is.
-    pub fn start_as(answers_to: Vec<String>, user: Option<otto_agent::protocol::StepUser>) -> Self {
+    pub fn start_as(answers_to: Vec<String>, user: Option<otto_agent_protocol::StepUser>) -> Self {
         Self::start_full(answers_to, user, SLOTS)
     }
 
@@ -77,10 +77,26 @@ impl TestNode {
         Self::start_full(answers_to, None, slots)
     }
 
+    /// A new home with an engine whose step packages are these directories of the home
+    /// (which the wall hides from steps).
+    pub fn start_with_packages(packages: &[&str]) -> Self {
+        let packages: Vec<String> = packages.iter().map(|p| (*p).to_owned()).collect();
+        Self::start_full_with(Vec::new(), None, SLOTS, packages)
+    }
+
     fn start_full(
         answers_to: Vec<String>,
-        user: Option<otto_agent::protocol::StepUser>,
+        user: Option<otto_agent_protocol::StepUser>,
         slots: usize,
+    ) -> Self {
+        Self::start_full_with(answers_to, user, slots, Vec::new())
+    }
+
+    fn start_full_with(
+        answers_to: Vec<String>,
+        user: Option<otto_agent_protocol::StepUser>,
+        slots: usize,
+        packages: Vec<String>,
     ) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -89,6 +105,7 @@ impl TestNode {
         let vault = Vault::new(store.clone(), &NODE_SECRET);
         let mut ctx = context(dir.path(), &store, &blobs, &vault, &answers_to);
         ctx.slots = slots;
+        ctx.packages = packages.iter().map(|p| dir.path().join(p)).collect();
         if user.is_some() {
             std::fs::create_dir_all(&ctx.work_dir).expect("work dir");
             for path in [dir.path(), ctx.work_dir.as_path()] {
@@ -352,6 +369,8 @@ fn context(
         max_artifact_bytes: None,
         wall: otto_node::engine::WallSettings {
             hidden: vec![home.to_path_buf()],
+            landlock_abi: otto_node::engine::wall_abi(&agent_path())
+                .expect("the agent says its wall"),
             ..otto_node::engine::WallSettings::default()
         },
         webhook_base: Some("https://127.0.0.1:8443".into()),

@@ -1,9 +1,13 @@
-//! The messages the node and the agent exchange.
+//! The protocol between an Otto node and its agents, shared by both sides and holding no
+//! execution code: the messages (this module), how secrets are masked in log lines
+//! ([`mask`]), and what a step package is ([`packages`]).
 //!
 //! The node runs each stage attempt in its own `otto-agent` process and serves it over a
 //! unix socket that exists only for that attempt. The agent is the HTTP/1.1 client; the
-//! node is the server. Both sides use the types of this module, so a change here is a
+//! node is the server. Both sides use the types of this crate, so a change here is a
 //! change of the protocol: bump [`PROTOCOL_VERSION`] when it stops being compatible.
+//! Everything the agent uses (steps, step packages, the source, artifacts, caches,
+//! secrets) reaches it through this protocol; it reads nothing of the node's by path.
 //!
 //! # Wire format
 //!
@@ -37,7 +41,7 @@
 //!   "source": {"digest": "sha256:2c26b4…"},
 //!   "restore_caches": [{"name": "deps", "paths": ["vendor/"], "digest": "sha256:…"}],
 //!   "save_caches": [{"name": "deps", "paths": ["vendor/"]}],
-//!   "packages": ["/opt/otto/steps"],
+//!   "packages": [{"name": "greet", "digest": "sha256:…"}],
 //!   "timeout_secs": 1800, "kill_grace_secs": 5
 //! }
 //! ```
@@ -45,7 +49,9 @@
 //! `steps` are the stage's resolved steps exactly as in the plan
 //! ([`otto_pipeline::plan::Step`]). `secrets` holds only the secrets of the stage's
 //! environment, by name. `artifacts` maps the names `unarchive` may ask for to blob
-//! digests. `source` is the snapshot the workspace starts from, a tar blob. Every field
+//! digests. `source` is the snapshot the workspace starts from, a tar blob. `packages`
+//! are the node's step packages, each a tar blob of its directory (its manifest and
+//! executable) named by its symbol, which the agent unpacks into its private directory. Every field
 //! after `workspace` may be left out and then means "none" (`kill_grace_secs` defaults to
 //! [`DEFAULT_KILL_GRACE_SECS`]).
 //!
@@ -107,8 +113,11 @@ use std::path::PathBuf;
 use otto_pipeline::plan::Step;
 use serde::{Deserialize, Serialize};
 
+pub mod mask;
+pub mod packages;
+
 /// The version of this protocol, sent in [`VERSION_HEADER`] on every request.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The request header that carries [`PROTOCOL_VERSION`].
 pub const VERSION_HEADER: &str = "otto-agent-protocol";
@@ -180,9 +189,9 @@ pub struct Job {
     /// The caches to save after the steps succeed.
     #[serde(default)]
     pub save_caches: Vec<CacheSave>,
-    /// Directories holding step packages (see [`crate::packages::load_dir`]).
+    /// The step packages the steps may call, each a blob of its directory.
     #[serde(default)]
-    pub packages: Vec<PathBuf>,
+    pub packages: Vec<PackageRef>,
     /// How long the steps may run in all, in seconds; no limit when absent.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
@@ -238,9 +247,6 @@ pub struct Wall {
     /// Directories no step may read, absolute.
     #[serde(default)]
     pub hidden: Vec<PathBuf>,
-    /// Directories steps may read even under a hidden one (step packages).
-    #[serde(default)]
-    pub readable: Vec<PathBuf>,
     /// Directories steps may write besides their workspace (the operator's choice, e.g. a
     /// directory a deploy step publishes to).
     #[serde(default)]
@@ -274,6 +280,16 @@ pub struct SecretValue(String);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceRef {
     /// The snapshot's blob digest.
+    pub digest: String,
+}
+
+/// A step package of a job: a tar blob of the package's directory (its manifest and
+/// executable, see [`packages`]), named by the package's symbol.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRef {
+    /// The package's symbol; also the name of the directory the agent unpacks it into.
+    pub name: String,
+    /// The blob holding it.
     pub digest: String,
 }
 
