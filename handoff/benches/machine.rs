@@ -152,6 +152,8 @@ fn sender(c: &mut Criterion) {
                     Command::Receipt(command::Receipt {
                         peer: "ops-1".to_owned(),
                         envelope: receipt,
+                        given: None,
+                        held: false,
                         now: AT,
                     }),
                 ];

@@ -427,10 +427,24 @@ pub(crate) fn wrong_signer(
     signed: &SignedReceipt,
 ) -> Option<String> {
     let stage = quoted(&signed.receipt.stage);
-    let signer = format!(
+    not_the_owner(body, owners, owner, &signed.signer)
+        .map(|reason| format!("the receipt of stage {stage} is signed by {reason}"))
+}
+
+/// Why the node of certificate `signer` does not speak for a stage owned by `owner` in
+/// `body`: it is not a node of the org the owner is bound to (for a stage without an
+/// owner, the node that started the run), or the owner is bound to none. The reason reads
+/// after "… is signed by".
+pub(crate) fn not_the_owner(
+    body: &Body,
+    owners: &Owners<'_>,
+    owner: &str,
+    signer: &VerifiedCert,
+) -> Option<String> {
+    let who = format!(
         "node {} of org {}",
-        quoted(signed.signer.node()),
-        quoted(signed.signer.org())
+        quoted(signer.node()),
+        quoted(signer.org())
     );
     let origin = (owner == ORIGIN)
         .then(|| rules::origin_node(body))
@@ -438,23 +452,21 @@ pub(crate) fn wrong_signer(
     match owners.expected(body, owner) {
         // A stage without an owner runs on the node that started the run, and on no other
         // node of its org.
-        Ok(bound) if bound.key == *signed.signer.org_key() => match origin {
-            Some(node) if node != *signed.signer.node_key() => Some(format!(
-                "the receipt of stage {stage} is signed by {signer}, but the stage has no \
-                 owner: only the node that started the run ({}) runs it",
+        Ok(bound) if bound.key == *signer.org_key() => match origin {
+            Some(node) if node != *signer.node_key() => Some(format!(
+                "{who}, but the stage has no owner: only the node that started the run ({}) \
+                 runs it",
                 node.keyid()
             )),
             _ => None,
         },
         Ok(bound) => Some(format!(
-            "the receipt of stage {stage} is signed by {signer}, but the stage's owner {} is \
-             bound to org {}",
+            "{who}, but the stage's owner {} is bound to org {}",
             quoted(owner),
             quoted(&bound.name)
         )),
         Err(unbound) => Some(format!(
-            "the receipt of stage {stage} is signed by {signer}, and no org's receipt counts \
-             for it: {}",
+            "{who}, and no org's receipt counts for it: {}",
             unbound.describe(owner)
         )),
     }

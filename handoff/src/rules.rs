@@ -17,6 +17,9 @@
 //!   have a receipt moves it on, or the node that started the run when there is none; the
 //!   mover runs the stage if it owns it and offers it to its owner if not; every other
 //!   node waits (DESIGN §6, "the next handoff leaves from ops").
+//! - **Whose word about a stage counts** ([`may_tell`]): the status events, relayed ends
+//!   and receipts other nodes gossip about a stage, by the owner binding, the node it was
+//!   given to and who moves it on.
 //! - **What an offer carries** ([`draft`]): the chain, the artifacts of its stages as
 //!   inputs, and the signers whose certificates must go along.
 //! - **Whether a peer org may have a stage run here** ([`check_scope`],
@@ -32,11 +35,12 @@ use otto_protocol::{
     Digest, Envelope, InputArtifact, KeyBytes, Outcome, Receipt, RejectCode, StageState,
 };
 use otto_trust::policy::ScopeError;
-use otto_trust::{PublicKey, StageDefinition, TrustStore};
+use otto_trust::{PublicKey, StageDefinition, TrustStore, VerifiedCert};
 
 pub use crate::chain::digest_of;
 use crate::chain::quoted;
 use crate::dag::Dag;
+use crate::owners::Owners;
 use crate::verify::{Definition, Rejection, definition_digest};
 
 /// A receipt a node holds, decoded, with its signed envelope.
@@ -214,6 +218,71 @@ pub fn next(stage: &Stage, owned: bool, offered: bool, mover: &Mover) -> Next {
             note: format!("the node that started the run moves it on to {owner}"),
         },
     }
+}
+
+/// What another node tells this one about a stage on the run's gossip (see [`may_tell`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Word {
+    /// How the stage goes: a runner's status event (state, note, log lines).
+    Progress,
+    /// That it ended: a `failed` status event, or a relayed end.
+    End,
+    /// Its receipt.
+    Receipt,
+}
+
+/// Whether the node of certificate `signer` may tell this node `word` about `stage` of a
+/// run of `body` on gossip, or why not: what is not taken is dropped, and never shown as
+/// the stage's state. `owners` is this node's knowledge of owner names, `receipts` the
+/// run's receipts held here, `given_to` the node this node gave the stage to (its offer
+/// is out, or was accepted and its receipt has not come).
+///
+/// - A stage this node gave to a node is that node's to report: no other node's word
+///   about it counts (its receipt comes from that node alone, as through the handoff).
+/// - Otherwise the owner speaks: a node of the org the stage's owner is bound to (for a
+///   stage without an owner, the node that started the run), the same rule as for a
+///   receipt in a chain.
+/// - The node that moves the stage on ([`mover`], from the receipts held here) may also
+///   tell that it ended: it fails a stage whose offer was refused, and vouches for an end
+///   it learnt from the owner, whom this node may not know. Not its receipt, and not its
+///   progress.
+pub fn may_tell(
+    body: &Body,
+    stage: &Stage,
+    owners: &Owners<'_>,
+    signer: &VerifiedCert,
+    word: Word,
+    receipts: &[Held],
+    given_to: Option<&PublicKey>,
+) -> Result<(), String> {
+    let node = *signer.node_key();
+    let who = format!(
+        "node {} of org {}",
+        quoted(signer.node()),
+        quoted(signer.org())
+    );
+    if let Some(given) = given_to {
+        if *given == node {
+            return Ok(());
+        }
+        return Err(format!(
+            "{who} is not the node this node gave stage {} to ({})",
+            quoted(&stage.id),
+            given.keyid()
+        ));
+    }
+    let Some(problem) = crate::chain::not_the_owner(body, owners, stage.owner_name(), signer)
+    else {
+        return Ok(());
+    };
+    if word == Word::End {
+        let me = KeyBytes(*node.as_bytes());
+        let started = origin_node(body).is_some_and(|origin| origin == node);
+        if mover(body, stage, receipts, &me, started) == Mover::Me {
+            return Ok(());
+        }
+    }
+    Err(format!("about stage {}: {problem}", quoted(&stage.id)))
 }
 
 /// What the offer of a stage carries besides the plan: see [`draft`].

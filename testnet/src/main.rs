@@ -122,7 +122,7 @@ struct BenchArgs {
 #[command(after_help = "Examples:
   otto-testnet sim --orgs 10 --nodes 50 --runs 200 --seed 1
   cargo run --release --bin otto-testnet -- sim --orgs 100 --nodes 1000 --runs 10000 --seed 42
-  otto-testnet sim --orgs 6 --nodes 18 --runs 40 --seeds 20 --faults crashes=0,torn=0,hostile=3
+  otto-testnet sim --orgs 6 --nodes 18 --runs 40 --seeds 20 --faults hostile=3,crashes=3
   otto-testnet sim --orgs 6 --nodes 18 --runs 40 --seed 17 --replay
 
 No process, socket or file: one process plays every node around the handoff state
@@ -130,11 +130,11 @@ machine, the offer checks and the run rules the nodes use (otto-handoff), over a
 simulated network and clock. Faults (--faults, comma-separated KEY=VALUE, or none):
 loss=PERMILLE, dup=PERMILLE, torn=PERMILLE (a crash half-way through an action
 list), latency=LO-HI (ms), crashes=N, partitions=N, hostile=N (nodes that forge
-receipts, forge chains and replay offers), stray=1 (hostile nodes also send receipts
+receipts, forge chains and replay offers), stray=0|1 (hostile nodes also send receipts
 to nodes that gave the stage to nobody). Faults heal 30 s after the last run starts;
-then every run must finish. The default: loss=20,dup=20,torn=5,latency=5-80 and a
-crash and a partition per 20 nodes, no hostile node (with crashes, hostile nodes find
-the open gap of stray receipts: see docs/testnet.md). Exit status: 0 when every
+then every run must finish. The default: loss=20,dup=20,torn=5,latency=5-80, a crash
+and a partition per 20 nodes, a hostile node per 50 (at least one), stray=1. Exit
+status: 0 when every
 invariant held for every seed, 1 when one broke (its seed, what broke and the trace's
 last steps are printed; --seed S --replay plays it again step by step), 2 on bad
 arguments.")]

@@ -79,14 +79,22 @@ pub struct SendFailed {
     pub now: u64,
 }
 
-/// A receipt arrived from `peer` for a stage this node (or a node before it) handed off.
-/// The node has checked its signature against the peer.
+/// A receipt arrived from `peer` for a stage this node handed off. The node has checked
+/// its signature against the peer, and says what its store knows of the stage: the
+/// machine may have forgotten the handoff ([`Config::max_awaiting`](super::Config)), or
+/// ended it before a restart.
 #[derive(Debug, Clone)]
 pub struct Receipt {
     /// The peer that sent it.
     pub peer: String,
     /// The receipt, its signature checked.
     pub envelope: Verified<Envelope>,
+    /// The peer the node's durable records say the receipt's stage was given to (an
+    /// accepted offer whose receipt has not come), if any.
+    pub given: Option<String>,
+    /// Whether the node's store already holds this very receipt (the same bytes): a copy
+    /// the peer sends again because its acknowledgement was lost.
+    pub held: bool,
     /// The time now.
     pub now: u64,
 }

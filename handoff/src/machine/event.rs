@@ -181,6 +181,29 @@ pub enum Receipt {
         /// The peer the stage was handed to.
         given_to: String,
     },
+    /// The receipt is for a stage this node gave to no peer (it never handed it off, or
+    /// that handoff ended and its receipt is not this one): refused, not stored and not
+    /// acknowledged; nothing changed.
+    Stray {
+        /// The peer that sent it.
+        peer: String,
+        /// The run.
+        run: String,
+        /// The stage.
+        stage: String,
+        /// The attempt it reports.
+        attempt: u32,
+    },
+    /// A copy of a receipt the node already holds, of a handoff that ended: acknowledged
+    /// again, nothing stored.
+    Again {
+        /// The run.
+        run: String,
+        /// The stage.
+        stage: String,
+        /// The attempt it reports.
+        attempt: u32,
+    },
     /// The envelope does not hold a receipt; nothing changed.
     Invalid {
         /// Why.

@@ -25,6 +25,7 @@
 //!   [`Command::Tick`]; [`Machine::next_wakeup`] gives the same time on demand. Ticking
 //!   early is harmless, ticking late only delays retries.
 //! - **Getters**: [`Machine::config`], [`Machine::outgoing`], [`Machine::incoming`],
+//!   [`Machine::given_to`],
 //!   [`Machine::pending_offers`], [`Machine::held_offers`], [`Machine::open_offers`] read
 //!   the state without
 //!   changing it.
@@ -304,6 +305,22 @@ impl Machine {
     /// Where the offer `id` that this node received is, if it still holds it.
     pub fn incoming(&self, id: &HandoffId) -> Option<IncomingState> {
         self.incoming.get(id).map(Incoming::state)
+    }
+
+    /// The peer this node offered `stage` of `run` to, while it remembers the offer: sent
+    /// and not answered, or accepted (also after its receipt came, while remembered).
+    pub fn given_to(&self, run: &str, stage: &str) -> Option<&str> {
+        self.outgoing
+            .values()
+            .filter(|out| out.run == run && out.stage == stage)
+            .map(|out| out.peer.as_str())
+            .chain(
+                self.awaiting
+                    .values()
+                    .filter(|a| a.run == run && a.stage == stage)
+                    .map(|a| a.peer.as_str()),
+            )
+            .next()
     }
 
     /// How many offers this node sent that have no answer yet.

@@ -166,11 +166,14 @@ impl Machine {
     }
 
     /// [`command::Receipt`]: store and acknowledge it, and end the handoff it answers;
-    /// refuse it if that handoff went to another peer.
+    /// refuse it if that handoff went to another peer, or if the stage was given to no
+    /// peer (acknowledging again, without storing, a copy the node already holds).
     pub(super) fn receipt(&mut self, command: command::Receipt) -> event::Receipt {
         let command::Receipt {
             peer,
             envelope,
+            given: stored_given,
+            held,
             now: _,
         } = command;
         let receipt: otto_protocol::Receipt = match envelope.decode::<otto_protocol::Receipt>() {
@@ -194,17 +197,43 @@ impl Machine {
                     .values()
                     .find(|out| answers(&receipt, &out.run, &out.stage, out.attempt))
                     .map(|out| &out.peer)
-            });
-        if let Some(given_to) = given_to
-            && *given_to != peer
-        {
-            return event::Receipt::Refused {
-                given_to: given_to.clone(),
-                peer,
-                run: receipt.run,
-                stage: receipt.stage,
-                attempt: receipt.attempt,
-            };
+            })
+            .or(stored_given.as_ref());
+        match given_to {
+            Some(given_to) if *given_to != peer => {
+                return event::Receipt::Refused {
+                    given_to: given_to.clone(),
+                    peer,
+                    run: receipt.run,
+                    stage: receipt.stage,
+                    attempt: receipt.attempt,
+                };
+            }
+            Some(_) => {}
+            // A handoff that ended before a restart (or was forgotten): its peer sends
+            // again a receipt the node took, because the acknowledgement was lost.
+            None if held => {
+                self.push(Action::AckReceipt {
+                    peer,
+                    run: receipt.run.clone(),
+                    stage: receipt.stage.clone(),
+                    attempt: receipt.attempt,
+                });
+                return event::Receipt::Again {
+                    run: receipt.run,
+                    stage: receipt.stage,
+                    attempt: receipt.attempt,
+                };
+            }
+            // Nobody was given the stage: whoever sends it, it is no one's to end.
+            None => {
+                return event::Receipt::Stray {
+                    peer,
+                    run: receipt.run,
+                    stage: receipt.stage,
+                    attempt: receipt.attempt,
+                };
+            }
         }
         let handoff = self.take_awaiting(&receipt).or_else(|| {
             // The stage ran, so the offer was accepted even if the accept was lost.
@@ -250,6 +279,13 @@ impl Machine {
             if now >= out.expires_at {
                 if let Some(out) = self.outgoing.remove(&id) {
                     self.push(Action::AckOutbox { id });
+                    // The accept may have been lost while the owner runs the stage: its
+                    // receipt, from that peer only, is still taken.
+                    let late = Awaiting {
+                        ended: true,
+                        ..given(&out)
+                    };
+                    self.remember_awaiting(id, late);
                     tick.expired.push(expired(id, out));
                 }
                 continue;

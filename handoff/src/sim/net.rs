@@ -208,11 +208,16 @@ impl Sim {
             }
             Message::Receipt(id, envelope) => {
                 if let Ok(envelope) = Unverified::new(envelope).verify(&sender_key) {
+                    // What the receiver's durable records say of the stage, as a node's
+                    // store would.
+                    let (given, held) = self.nodes[to].durable.knows(envelope.get());
                     self.handle(
                         to,
                         Command::Receipt(command::Receipt {
                             peer,
                             envelope,
+                            given,
+                            held,
                             now,
                         }),
                         Some(id),

@@ -52,6 +52,9 @@ pub(super) struct Node {
 #[derive(Default)]
 pub(super) struct Durable {
     pub(super) outbox: BTreeMap<HandoffId, OutboxRecord>,
+    /// Offers accepted by their owner whose receipt has not come, by (run, stage), as the
+    /// node's `given` table keeps them.
+    pub(super) given: BTreeMap<(String, String), OutboxRecord>,
     pub(super) inbox: BTreeMap<HandoffId, InboxEntry>,
     pub(super) runs: BTreeMap<String, RunRecord>,
 }
@@ -132,7 +135,7 @@ impl Sim {
         let mut machine = Machine::new(self.config.machine, seed);
         let durable = &self.nodes[n].durable;
         let restore = command::Restore {
-            given: Vec::new(),
+            given: durable.given.values().cloned().collect(),
             outbox: durable.outbox.values().cloned().collect(),
             inbox: durable.inbox.values().map(InboxEntry::record).collect(),
             now: self.now,
@@ -256,12 +259,17 @@ impl Sim {
         let expired: &[event::Expired] = match event {
             Event::Tick(tick) => &tick.expired,
             Event::Restore(restore) => &restore.expired,
-            Event::Answer(event::Answer::Accepted { id, .. }) => {
+            Event::Answer(event::Answer::Accepted { id, run, stage, .. }) => {
                 self.trace
                     .outcomes
                     .entry(*id)
                     .or_default()
                     .push(SenderOutcome::Accepted);
+                // Kept as given until its receipt comes, before the outbox lets it go.
+                let durable = &mut self.nodes[n].durable;
+                if let Some(record) = durable.outbox.get(id).cloned() {
+                    durable.given.insert((run.clone(), stage.clone()), record);
+                }
                 return;
             }
             Event::Answer(event::Answer::Rejected {
@@ -406,6 +414,10 @@ impl Sim {
                 attempt,
                 receipt,
             } => {
+                self.nodes[n]
+                    .durable
+                    .given
+                    .remove(&(run.clone(), stage.clone()));
                 if let (Some(record), Ok(decoded)) = (
                     self.nodes[n].durable.runs.get_mut(&run),
                     receipt.payload_as::<Receipt>(),
@@ -831,6 +843,26 @@ impl Sim {
         }));
         let actions: Vec<Action> = machine.drain_actions().collect();
         self.settle(n, &event, actions, None);
+    }
+}
+
+impl Durable {
+    /// What these records say of the stage of `receipt` (an envelope holding one): the
+    /// peer it was given to, if it waits for its receipt, and whether this very receipt
+    /// is held.
+    pub(super) fn knows(&self, receipt: &Envelope) -> (Option<String>, bool) {
+        let Ok(decoded) = receipt.payload_as::<Receipt>() else {
+            return (None, false);
+        };
+        let given = self
+            .given
+            .get(&(decoded.run.clone(), decoded.stage.clone()))
+            .map(|record| record.peer.clone());
+        let held = self
+            .runs
+            .get(&decoded.run)
+            .is_some_and(|record| record.receipts.iter().any(|(_, env)| env == receipt));
+        (given, held)
     }
 }
 

@@ -108,13 +108,14 @@ impl FaultSpec {
     }
 
     /// The default faults for `nodes` nodes: [`FaultSpec::default`] with a crash and a
-    /// partition per 20 nodes (at least one of each). No hostile nodes: with crashes they
-    /// find the open gap of stray receipts (`docs/handoff.md`, Limits), so they are asked
-    /// for (`hostile=N`).
+    /// partition per 20 nodes and a hostile node per 50 (at least one of each), whose
+    /// misdeeds include stray receipts.
     pub fn for_nodes(nodes: usize) -> Self {
         Self {
             crashes: (nodes / 20).max(1),
             partitions: (nodes / 20).max(1),
+            hostile: (nodes / 50).max(1),
+            stray: true,
             ..Self::default()
         }
     }

@@ -459,6 +459,8 @@ fn a_receipt_is_stored_before_it_is_acknowledged() {
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: envelope.clone(),
+        given: None,
+        held: false,
         now: AT + 60_000,
     }));
     assert_eq!(
@@ -494,6 +496,8 @@ fn a_receipt_is_stored_before_it_is_acknowledged() {
     let again = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope,
+        given: None,
+        held: false,
         now: AT + 60_001,
     }));
     assert!(matches!(
@@ -512,6 +516,8 @@ fn a_receipt_before_the_accept_ends_the_offer_too() {
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope,
+        given: None,
+        held: false,
         now: AT + 60_000,
     }));
     assert!(
@@ -553,6 +559,8 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
     refused(machine.handle(Command::Receipt(command::Receipt {
         peer: "qa-1".to_owned(),
         envelope: forged(),
+        given: None,
+        held: false,
         now: AT + 1,
     })));
     assert_eq!(actions(&mut machine), []);
@@ -568,6 +576,8 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
     refused(machine.handle(Command::Receipt(command::Receipt {
         peer: "qa-1".to_owned(),
         envelope: forged(),
+        given: None,
+        held: false,
         now: AT + 6,
     })));
     assert_eq!(actions(&mut machine), []);
@@ -576,6 +586,8 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
+        given: None,
+        held: false,
         now: AT + 7,
     }));
     assert!(
@@ -596,12 +608,16 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
     refused(machine.handle(Command::Receipt(command::Receipt {
         peer: "qa-1".to_owned(),
         envelope: forged(),
+        given: None,
+        held: false,
         now: AT + 8,
     })));
     assert_eq!(actions(&mut machine), []);
     let again = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
+        given: None,
+        held: false,
         now: AT + 9,
     }));
     assert!(
@@ -622,6 +638,8 @@ fn a_receipt_envelope_that_holds_something_else_is_invalid() {
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: verified(&world.dev, &offer),
+        given: None,
+        held: false,
         now: AT,
     }));
     assert!(
@@ -677,6 +695,8 @@ fn after_a_restart_an_accepted_offer_still_takes_a_receipt_only_from_its_peer() 
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "qa-1".to_owned(),
         envelope: verified(&world.qa, &deploy_receipt(&world, 1)),
+        given: None,
+        held: false,
         now: AT + 1,
     }));
     assert!(
@@ -687,6 +707,8 @@ fn after_a_restart_an_accepted_offer_still_takes_a_receipt_only_from_its_peer() 
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
+        given: None,
+        held: false,
         now: AT + 2,
     }));
     assert!(
@@ -694,4 +716,171 @@ fn after_a_restart_an_accepted_offer_still_takes_a_receipt_only_from_its_peer() 
         "{event:?}"
     );
     assert_eq!(machine.outgoing(&offer.id), None);
+}
+
+/// Command::Receipt of `receipt` signed by `by`, from peer `peer`, with what the store says.
+fn receipt_from(
+    by: &Node,
+    peer: &str,
+    receipt: &otto_protocol::Receipt,
+    given: Option<&str>,
+    held: bool,
+    now: u64,
+) -> Command<'static> {
+    Command::Receipt(command::Receipt {
+        peer: peer.to_owned(),
+        envelope: verified(by, receipt),
+        given: given.map(str::to_owned),
+        held,
+        now,
+    })
+}
+
+#[test]
+fn a_receipt_for_a_stage_given_to_nobody_is_refused_and_not_stored() {
+    // Ops-1 is trusted, and its receipt is genuine, but this node never gave it Deploy:
+    // nothing is stored, nothing acknowledged, and the run is not moved on from ops-1.
+    let world = World::new();
+    let mut machine = machine();
+    let event = machine.handle(receipt_from(
+        &world.ops,
+        "ops-1",
+        &deploy_receipt(&world, 1),
+        None,
+        false,
+        AT,
+    ));
+    assert_eq!(
+        event,
+        Event::Receipt(event::Receipt::Stray {
+            peer: "ops-1".to_owned(),
+            run: RUN.to_owned(),
+            stage: "Deploy".to_owned(),
+            attempt: 1,
+        })
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
+fn after_a_restart_a_copy_of_a_receipt_already_held_is_acknowledged_and_not_stored_again() {
+    // The handoff ended before the restart (its given entry left with the receipt); the
+    // owner sends the receipt again because the acknowledgement was lost.
+    let world = World::new();
+    let mut machine = machine();
+    let event = machine.handle(receipt_from(
+        &world.ops,
+        "ops-1",
+        &deploy_receipt(&world, 1),
+        None,
+        true,
+        AT,
+    ));
+    assert_eq!(
+        event,
+        Event::Receipt(event::Receipt::Again {
+            run: RUN.to_owned(),
+            stage: "Deploy".to_owned(),
+            attempt: 1,
+        })
+    );
+    assert_eq!(
+        actions(&mut machine),
+        [Action::AckReceipt {
+            peer: "ops-1".to_owned(),
+            run: RUN.to_owned(),
+            stage: "Deploy".to_owned(),
+            attempt: 1,
+        }]
+    );
+}
+
+#[test]
+fn a_handoff_the_machine_forgot_is_matched_by_the_stores_given_record() {
+    // Beyond max_awaiting the machine forgets the oldest accepted offer; the store still
+    // says ops-1 was given Deploy, so only ops-1's receipt is taken.
+    let world = World::new();
+    let mut machine = Machine::new(
+        Config {
+            max_awaiting: 0,
+            ..config()
+        },
+        7,
+    );
+    let offer = world.offer();
+    hand_off(&mut machine, &offer, AT);
+    answer(
+        &mut machine,
+        offer.id,
+        verified(&world.ops, &accept(&offer)),
+        AT,
+    );
+    actions(&mut machine);
+    assert_eq!(machine.outgoing(&offer.id), None, "forgotten");
+    let event = machine.handle(receipt_from(
+        &world.qa,
+        "qa-1",
+        &deploy_receipt(&world, 1),
+        Some("ops-1"),
+        false,
+        AT + 1,
+    ));
+    assert!(
+        matches!(&event, Event::Receipt(event::Receipt::Refused { given_to, .. }) if given_to == "ops-1"),
+        "{event:?}"
+    );
+    assert_eq!(actions(&mut machine), []);
+    let event = machine.handle(receipt_from(
+        &world.ops,
+        "ops-1",
+        &deploy_receipt(&world, 1),
+        Some("ops-1"),
+        false,
+        AT + 2,
+    ));
+    assert!(
+        matches!(
+            event,
+            Event::Receipt(event::Receipt::StageFinished { handoff: None, .. })
+        ),
+        "{event:?}"
+    );
+    assert!(matches!(
+        actions(&mut machine).first(),
+        Some(Action::PersistReceipt { .. })
+    ));
+}
+
+#[test]
+fn a_late_receipt_of_an_expired_offer_is_taken_from_its_peer_only() {
+    // The accept was lost and the offer expired, while ops-1 ran the stage.
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    tick(&mut machine, EXPIRES);
+    actions(&mut machine);
+    assert_eq!(machine.outgoing(&offer.id), None);
+    let event = machine.handle(receipt_from(
+        &world.qa,
+        "qa-1",
+        &deploy_receipt(&world, 1),
+        None,
+        false,
+        EXPIRES + 1,
+    ));
+    assert!(
+        matches!(&event, Event::Receipt(event::Receipt::Refused { given_to, .. }) if given_to == "ops-1"),
+        "{event:?}"
+    );
+    let event = machine.handle(receipt_from(
+        &world.ops,
+        "ops-1",
+        &deploy_receipt(&world, 1),
+        None,
+        false,
+        EXPIRES + 2,
+    ));
+    assert!(
+        matches!(event, Event::Receipt(event::Receipt::StageFinished { .. })),
+        "{event:?}"
+    );
 }

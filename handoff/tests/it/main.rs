@@ -9,6 +9,7 @@ mod sim_support;
 mod attest;
 mod bundle;
 mod chain;
+mod gossip;
 mod machine_receiver;
 mod machine_restore;
 mod machine_sender;

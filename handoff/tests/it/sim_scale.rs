@@ -47,8 +47,7 @@ fn crashes_partitions_loss_and_duplicates_lose_nothing_and_run_nothing_twice() {
 fn hostile_nodes_get_no_forged_receipt_replay_or_wrong_signer_accepted() {
     // Forged receipts to the node that gave the stage, offers with forged chains, and
     // offers replayed to another node of the hostile node's org; on a lossy network with
-    // partitions (crashes make a node forget whom it gave a stage to: see the notes on
-    // stray receipts in docs/testnet.md).
+    // partitions.
     let faults = FaultSpec {
         torn: 0,
         partitions: 3,
@@ -61,6 +60,24 @@ fn hostile_nodes_get_no_forged_receipt_replay_or_wrong_signer_accepted() {
             report.refused > 0,
             "the hostile offers are refused: {report:?}"
         );
+    }
+}
+
+#[test]
+fn hostile_nodes_with_stray_receipts_and_crashes_get_no_receipt_taken() {
+    // Stray receipts (to nodes that gave the stage to nobody, or gave it to another node)
+    // together with crashes and torn crashes: a node takes a receipt only from the node its
+    // durable records say it gave the stage to.
+    let faults = FaultSpec {
+        crashes: 3,
+        partitions: 3,
+        hostile: 3,
+        stray: true,
+        ..FaultSpec::default()
+    };
+    for seed in 1..=2 {
+        let report = holds(&small(seed, faults.clone()));
+        assert!(report.crashes > 0, "{report:?}");
     }
 }
 

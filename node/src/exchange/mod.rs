@@ -191,6 +191,8 @@ struct Exchange {
     status: status::Publisher,
     /// What this node knows of each run's plan, read once per run.
     views: HashMap<RunId, Arc<status::RunView>>,
+    /// The plan of each run gossip came for, read once per run.
+    plans: HashMap<RunId, Arc<Body>>,
     /// Relayed ends waiting for the stages that need them to end here.
     deferred: Vec<RemoteStage>,
 }
@@ -237,6 +239,7 @@ impl Exchange {
             wakeup: None,
             status: status::Publisher::default(),
             views: HashMap::new(),
+            plans: HashMap::new(),
             deferred: Vec::new(),
         };
         (exchange, done)
@@ -304,11 +307,10 @@ impl Exchange {
             let outbox = store.outbox_due(u64::MAX, usize::MAX)?;
             let mut given = Vec::new();
             for entry in store.given()? {
-                // A stage that ended here (a relayed end, a cancelled run) waits for nothing.
-                if store
-                    .stage(&entry.run, &entry.stage)?
-                    .is_none_or(|s| s.state.is_final())
-                {
+                // A stage that ended here on another node's word (a relayed end, a
+                // cancelled run) still takes its receipt from the peer it was given to,
+                // and from no other: the entry goes when that receipt comes.
+                if store.run(&entry.run)?.is_none() {
                     store.drop_given(&entry.run, &entry.stage)?;
                 } else {
                     given.push(entry);
@@ -451,6 +453,7 @@ impl Exchange {
     async fn prune(&mut self) {
         let mut runs: HashSet<RunId> = self.shared.iter().copied().collect();
         runs.extend(self.views.keys().copied());
+        runs.extend(self.plans.keys().copied());
         runs.extend(self.running.keys().map(|(run, _)| *run));
         runs.extend(self.deferred.iter().map(|d| d.run));
         runs.extend(
@@ -487,6 +490,7 @@ impl Exchange {
         let text = run.to_string();
         self.shared.remove(&run);
         self.views.remove(&run);
+        self.plans.remove(&run);
         self.running.retain(|(r, _), _| *r != run);
         self.offers.retain(|_, offer| offer.run != text);
         self.deferred.retain(|d| d.run != run);
@@ -609,16 +613,40 @@ impl Exchange {
             tracing::warn!(target: TARGET, %peer, "a receipt whose signature does not verify; dropped");
             return Ok(());
         };
+        let mut known = (None, false);
         if let Ok(receipt) = envelope.payload_as::<Receipt>() {
+            // What the store says of the stage: whom it was given to, and whether this very
+            // receipt is held (a copy sent again after a lost acknowledgement).
+            if let Ok(run) = receipt.run.parse::<RunId>() {
+                let store = self.parts.store.clone();
+                let (stage, attempt) = (receipt.stage.clone(), receipt.attempt);
+                let bytes = otto_protocol::encode_envelope(envelope.get());
+                let read = blocking(move || -> Result<_, store::Error> {
+                    let given = store.given_of(&run, &stage)?.map(|entry| entry.peer);
+                    let held = store.receipt(&run, &stage, attempt)?.as_deref() == Some(&bytes);
+                    Ok((given, held))
+                })
+                .await;
+                match read {
+                    Ok(found) => known = found,
+                    Err(error) => {
+                        tracing::warn!(target: TARGET, %error, "cannot read what the store knows of a receipt; it is not taken now");
+                        return Ok(());
+                    }
+                }
+            }
             self.receipt_replies.insert(
                 (receipt.run.clone(), receipt.stage.clone(), receipt.attempt),
                 reply,
             );
         }
+        let (given, held) = known;
         let event = self.machine.handle(
             command::Receipt {
                 peer: peer.to_string(),
                 envelope,
+                given,
+                held,
                 now: now_ms(),
             }
             .into(),
@@ -798,6 +826,18 @@ impl Exchange {
                     .remove(&(run.clone(), stage.clone(), attempt));
                 let (who, owner) = (self.node_name(&peer), self.node_name(&given_to));
                 tracing::warn!(target: TARGET, %run, %stage, attempt, from = %who, given_to = %owner, "a receipt from a node the stage was not given to; refused");
+            }
+            Event::Receipt(event::Receipt::Stray {
+                peer,
+                run,
+                stage,
+                attempt,
+            }) => {
+                // Not stored, not acknowledged: nobody was given the stage by this node.
+                self.receipt_replies
+                    .remove(&(run.clone(), stage.clone(), attempt));
+                let who = self.node_name(&peer);
+                tracing::warn!(target: TARGET, %run, %stage, attempt, from = %who, "a receipt for a stage this node gave to nobody; refused");
             }
             Event::OfferReceived(event::OfferReceived::Rejected { rejection, .. }) => {
                 tracing::warn!(target: TARGET, code = %rejection.code, message = %rejection.message, "offer rejected");
@@ -1358,6 +1398,12 @@ impl Exchange {
             if receipt.node.key.0 != *key.as_bytes() || receipt.run != run.to_string() {
                 return;
             }
+            if !self
+                .may_tell(run, &receipt.stage, author, rules::Word::Receipt)
+                .await
+            {
+                return;
+            }
             let bytes = otto_protocol::encode_envelope(&envelope);
             let store = self.parts.store.clone();
             let (stage, attempt) = (receipt.stage.clone(), receipt.attempt);
@@ -1373,6 +1419,15 @@ impl Exchange {
             let here = self.here(run, &status.stage).await;
             if here.as_ref().is_some_and(|h| h.mine) {
                 // Another node's word never changes a stage this node runs or ran.
+                return;
+            }
+            let relayed = status.seq == status::RELAY_SEQ;
+            let word = if relayed || status.state == otto_protocol::StageState::Failed {
+                rules::Word::End
+            } else {
+                rules::Word::Progress
+            };
+            if !self.may_tell(run, &status.stage, author, word).await {
                 return;
             }
             let who = self
@@ -1403,6 +1458,94 @@ impl Exchange {
                 self.ended_elsewhere(&end, known).await;
             }
         }
+    }
+
+    /// Whether `author`'s `word` about `stage` of `run` counts here ([`rules::may_tell`]:
+    /// the owner binding, the node the stage was given to, who moves it on). What does not
+    /// is dropped with a debug line, and never shown as the stage's state.
+    async fn may_tell(
+        &mut self,
+        run: RunId,
+        stage: &str,
+        author: &PeerId,
+        word: rules::Word,
+    ) -> bool {
+        let Some(signer) = self.parts.membership.verified_peer(author) else {
+            tracing::debug!(target: TARGET, %run, %stage, %author, "gossip from a node not allowed here; dropped");
+            return false;
+        };
+        let Some(body) = self.plan(run).await else {
+            return false;
+        };
+        let Some(plan_stage) = body.stages.iter().find(|s| s.id == stage) else {
+            tracing::debug!(target: TARGET, %run, %stage, %author, "gossip about a stage the run's plan does not have; dropped");
+            return false;
+        };
+        let in_memory = self
+            .machine
+            .given_to(&run.to_string(), stage)
+            .and_then(|peer| peer.parse::<PeerId>().ok());
+        let store = self.parts.store.clone();
+        let id = stage.to_owned();
+        let read = blocking(move || -> Result<_, store::Error> {
+            let given = match in_memory {
+                Some(peer) => Some(peer),
+                None => store
+                    .given_of(&run, &id)?
+                    .and_then(|entry| entry.peer.parse::<PeerId>().ok()),
+            };
+            Ok((given, crate::engine::receipts::stored(&store, &run)?))
+        })
+        .await;
+        let (given, receipts) = match read {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::debug!(target: TARGET, %run, %stage, %error, "cannot read the run's receipts; gossip dropped");
+                return false;
+            }
+        };
+        let given = given.as_ref().and_then(peer_key);
+        let trust = self.parts.membership.trust();
+        let org = *self.parts.membership.verified_certificate().org_key();
+        let owners = otto_handoff::Owners::new(&trust, Some(&org), &self.parts.answers_to)
+            .with_policy(self.parts.owners);
+        match rules::may_tell(
+            &body,
+            plan_stage,
+            &owners,
+            &signer,
+            word,
+            &receipts,
+            given.as_ref(),
+        ) {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::debug!(target: TARGET, %run, %stage, ?word, %reason, "gossip about a stage from a node whose word does not count for it; dropped");
+                false
+            }
+        }
+    }
+
+    /// The plan of `run` as this node holds it, read once per run.
+    async fn plan(&mut self, run: RunId) -> Option<Arc<Body>> {
+        if let Some(body) = self.plans.get(&run) {
+            return Some(body.clone());
+        }
+        let store = self.parts.store.clone();
+        let body = blocking(move || -> Result<_, store::Error> {
+            let Some(record) = store.run(&run)? else {
+                return Ok(None);
+            };
+            Ok(store
+                .plan(&record.plan_digest)?
+                .and_then(|bytes| serde_json::from_slice::<Body>(&bytes).ok()))
+        })
+        .await
+        .ok()
+        .flatten()?;
+        let body = Arc::new(body);
+        self.plans.insert(run, body.clone());
+        Some(body)
     }
 
     /// Records an end a trusted node relays (unless it already ended here: a relay never

@@ -322,6 +322,14 @@ impl Membership {
         Ok(node)
     }
 
+    /// The verified certificate of the known node with this peer id, if the policy allows
+    /// it now (certificate valid, org pinned, not revoked).
+    pub fn verified_peer(&self, peer: &PeerId) -> Option<VerifiedCert> {
+        let book = read(&self.0.book);
+        let entry = book.get(peer).filter(|e| allowed_at(e, self.now()))?;
+        entry.verdict.as_ref().ok().cloned()
+    }
+
     /// The known node with this peer id.
     pub fn node_by_peer(&self, peer: &PeerId) -> Option<KnownNode> {
         read(&self.0.book).get(peer).map(|entry| entry.node.clone())

@@ -122,6 +122,17 @@ impl Store {
         })
     }
 
+    /// The given offer of `stage` of `run`: accepted by its owner, its receipt not come.
+    pub fn given_of(&self, run: &RunId, stage: &str) -> Result<Option<OutboxEntry>, Error> {
+        self.read(|txn| {
+            let table = txn.open_table(GIVEN)?;
+            match table.get(codec::stage_key(run, stage).as_slice())? {
+                Some(value) => Ok(Some(codec::decode("given", value.value())?)),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// Forgets the given offer of a stage (its receipt came, or the stage ended); `false`
     /// if it had none.
     pub fn drop_given(&self, run: &RunId, stage: &str) -> Result<bool, Error> {

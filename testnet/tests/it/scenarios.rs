@@ -32,6 +32,7 @@ fn every_small_scenario_passes() {
         "intruder",
         "revoked-node",
         "qa-skipped",
+        "three-orgs",
     ] {
         assert!(names.iter().any(|n| n == must), "{names:?}");
     }
