@@ -101,11 +101,7 @@ fn wall(args: &[OsString]) -> ExitCode {
         say("otto-agent: --wall needs SPEC -- PROGRAM [ARGS…]");
         return ExitCode::from(2);
     }
-    let error = otto_agent::wall::enter(
-        std::path::Path::new(spec),
-        program,
-        args.get(3..).unwrap_or_default(),
-    );
+    let error = otto_agent::wall::enter(spec, program, args.get(3..).unwrap_or_default());
     say(format_args!(
         "otto-agent: cannot run {} inside the wall: {error}",
         std::path::Path::new(program).display()

@@ -51,7 +51,7 @@ pub(crate) async fn run(
         events,
         masker,
         stop,
-        wall_file: PathBuf::new(),
+        wall_spec: String::new(),
         root: PathBuf::new(),
         private: None,
         env: Vec::new(),
@@ -107,8 +107,9 @@ struct Stage {
     grace: Duration,
     /// The output the steps may still log.
     budget: Budget,
-    /// The wall around each step process, saved once the directories exist.
-    wall_file: PathBuf,
+    /// The wall around each step process (`otto-agent --wall`'s SPEC), made once the
+    /// directories exist.
+    wall_spec: String,
     /// The canonical workspace.
     root: PathBuf,
     /// The private directory: `secrets/` and `scratch/`; removed when dropped.
@@ -164,8 +165,7 @@ impl Stage {
             )
             .await;
         }
-        self.wall_file = private.path().join("scratch").join("wall.json");
-        wall.save(&self.wall_file)?;
+        self.wall_spec = wall.spec()?;
         self.private = Some(private);
 
         for package in self.job.packages.clone() {
@@ -438,7 +438,7 @@ impl Stage {
         invocation: Option<&Path>,
         cwd: &Path,
     ) -> Result<Option<i32>, Failure> {
-        let mut command = match wall::command(&self.wall_file, program, args) {
+        let mut command = match wall::command(&self.wall_spec, program, args) {
             Ok(command) => command,
             Err(e) => {
                 self.started(index, symbol, None).await;

@@ -18,9 +18,10 @@
 //!   when the stage starts), `RLIMIT_DATA` (memory per process), `RLIMIT_CORE` 0.
 //! - `PR_SET_PDEATHSIG`: a step whose agent dies is killed (unless it changes user).
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -72,7 +73,8 @@ pub fn landlock_abi() -> i32 {
 }
 
 /// What every step of a stage is walled by; made once per stage, handed to each step's
-/// `otto-agent --wall` as a file.
+/// `otto-agent --wall` on its command line, never as a file: anything the agent wrote where
+/// a step can write, that step could rewrite to unwall the steps after it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StepWall {
     /// The directories steps may read (and execute from).
@@ -143,16 +145,15 @@ impl StepWall {
         self.landlock
     }
 
-    /// Writes the wall to `file` for the steps' `otto-agent --wall`.
-    pub(crate) fn save(&self, file: &Path) -> Result<(), String> {
-        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
-        fs::write(file, json).map_err(|e| format!("cannot write {}: {e}", file.display()))
+    /// The wall as the SPEC argument of the steps' `otto-agent --wall`.
+    pub(crate) fn spec(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| e.to_string())
     }
 }
 
-/// The command that runs `program` with `args` inside the wall saved in `spec`.
+/// The command that runs `program` with `args` inside the wall `spec` describes.
 pub(crate) fn command(
-    spec: &Path,
+    spec: &str,
     program: &Path,
     args: &[OsString],
 ) -> io::Result<tokio::process::Command> {
@@ -167,9 +168,9 @@ pub(crate) fn command(
     Ok(command)
 }
 
-/// `otto-agent --wall SPEC -- PROGRAM ARGS…`: builds the wall saved in `spec` around this
-/// process and replaces it with `program`. Returns only on failure.
-pub fn enter(spec: &Path, program: &OsString, args: &[OsString]) -> io::Error {
+/// `otto-agent --wall SPEC -- PROGRAM ARGS…`: builds the wall `spec` (its JSON) describes
+/// around this process and replaces it with `program`. Returns only on failure.
+pub fn enter(spec: &OsStr, program: &OsString, args: &[OsString]) -> io::Error {
     match build(spec) {
         Ok(user) => {
             let mut command = std::process::Command::new(program);
@@ -185,9 +186,8 @@ pub fn enter(spec: &Path, program: &OsString, args: &[OsString]) -> io::Error {
 
 /// Applies the wall in `spec` to this process, all but the user switch, which comes with
 /// `exec`; returns the user.
-fn build(spec: &Path) -> io::Result<Option<StepUser>> {
-    let json = fs::read(spec)?;
-    let wall: StepWall = serde_json::from_slice(&json).map_err(io::Error::other)?;
+fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
+    let wall: StepWall = serde_json::from_slice(spec.as_bytes()).map_err(io::Error::other)?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
     let limit = |resource, value| {
         rustix::process::setrlimit(

@@ -372,6 +372,49 @@ async fn a_required_wall_runs_as_the_step_user_and_hands_it_the_workspace() {
 }
 
 #[tokio::test]
+async fn a_step_cannot_unwall_the_steps_after_it() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    // The first step overwrites every file it can reach in its private directory with a
+    // wall that lets everything through and keeps the agent's user; the second must still
+    // be walled (and still be the step user when the test runs as root).
+    let forge = r#"
+        open='{"read":["/"],"write":["/"],"landlock":false,"user":null,"nproc":null,"memory":1073741824}'
+        private=$(dirname "$OTTO_SECRETS_DIR")
+        find "$private" -type f 2>/dev/null | while read -r f; do
+          printf '%s' "$open" > "$f" 2>/dev/null && echo "rewrote $f"
+        done
+        for d in "$private" "$private"/*; do printf '%s' "$open" > "$d/wall.json" 2>/dev/null; done
+        echo forged
+    "#;
+    let probe = r#"
+        if cat "$NODE_HOME/api.token"; then echo LEAK-HOME; fi
+        if touch /etc/otto-unwalled 2>/dev/null; then echo LEAK-WRITE; rm -f /etc/otto-unwalled; fi
+        id -u
+    "#;
+    let layout = Layout::new();
+    let node = TestNode::start_with(vec![sh(forge), sh(probe)], |job| {
+        layout.wall(job, step_user());
+        job.secrets
+            .insert("MY_TOKEN".into(), SecretValue::new("MY-OWN-SECRET"));
+        job.timeout_secs = Some(120);
+    })
+    .await;
+    node.run().await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    assert!(text.contains("forged"), "{text}");
+    for leak in ["LEAK", "API-TOKEN-BYTES"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    let me = rustix::process::geteuid().as_raw();
+    let expected = step_user().map_or(me, |u| u.uid).to_string();
+    assert_eq!(node.output().last(), Some(&expected), "{text}");
+}
+
+#[tokio::test]
 async fn secrets_and_the_temporary_directory_live_next_to_the_workspace_not_in_tmp() {
     let (node, layout) = run_walled("echo \"$OTTO_SECRETS_DIR\"; echo \"$TMPDIR\"", |_| {}).await;
     let output = node.output();
