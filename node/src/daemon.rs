@@ -30,7 +30,7 @@ use crate::exchange::{self, ExchangeParts};
 use crate::home::{Config, Home, HomeError};
 use crate::membership::{self, Membership, MembershipError};
 use crate::mesh::{self, MeshError};
-use crate::store::{self, Store};
+use crate::store::{self, Logs, Store};
 use crate::vault::Vault;
 
 /// The log target of the daemon.
@@ -180,6 +180,12 @@ pub async fn run_until_with(
     }
     let agent_path = agent_path(&config)?;
     let store = Store::open(home.store_file())?;
+    let logs = Logs::open(home.logs_dir(), config.node.max_log_bytes)?;
+    let migrated = logs.migrate(&store)?;
+    if migrated.stages > 0 {
+        tracing::info!(target: TARGET, stages = migrated.stages, lines = migrated.lines,
+            "moved the log lines of an older store into logs/");
+    }
     let blobs = BlobStore::open(home.blobs_dir())?;
     let vault = Vault::new(store.clone(), &*node_secret(&identity.key)?);
     let token = home.ensure_api_token(&mut system_rng())?;
@@ -207,6 +213,7 @@ pub async fn run_until_with(
     let max_snapshot_bytes = usize::try_from(config.api.max_snapshot_bytes).unwrap_or(usize::MAX);
     let (engine, mut engine_task) = Engine::start(Context {
         store: store.clone(),
+        logs: logs.clone(),
         blobs: blobs.clone(),
         vault: vault.clone(),
         node_name: config.node.name.clone(),

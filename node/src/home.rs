@@ -105,6 +105,14 @@ pub struct NodeConfig {
     /// (`"pinned"`, the default).
     #[serde(default)]
     pub upstream_owners: otto_handoff::OwnerPolicy,
+    /// The most bytes one attempt of a stage may write to its log (its records, headers
+    /// included); past that one line says it was truncated. Default 128 MiB.
+    #[serde(default = "default_max_log_bytes")]
+    pub max_log_bytes: u64,
+}
+
+fn default_max_log_bytes() -> u64 {
+    store::logs::DEFAULT_MAX_BYTES
 }
 
 /// `[api]`: the local HTTP API the `otto` CLI talks to.
@@ -475,6 +483,11 @@ impl Home {
         self.root.join("blobs")
     }
 
+    /// `logs/`: the stages' logs, a directory per run.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join(store::logs::DIR_NAME)
+    }
+
     /// The default work directory: `<home>-work`, next to the home and outside it.
     pub fn work_dir(&self) -> PathBuf {
         let mut name = self
@@ -664,6 +677,7 @@ impl Config {
                 org: org.to_owned(),
                 answers_to,
                 upstream_owners: otto_handoff::OwnerPolicy::default(),
+                max_log_bytes: default_max_log_bytes(),
             },
             api: ApiConfig::default(),
             webhooks: WebhookConfig::default(),
@@ -715,9 +729,14 @@ impl Config {
              # (docs/security.md).\n",
         );
         out.push_str(&format!(
-            "upstream_owners = {}\n\n",
+            "upstream_owners = {}\n",
             s(&self.node.upstream_owners.to_string())
         ));
+        out.push_str(
+            "# The most bytes one attempt of a stage may write to its log (logs/ in the\n\
+             # home); past that one line says the log was truncated. Default: 128 MiB.\n",
+        );
+        out.push_str(&format!("max_log_bytes = {}\n\n", self.node.max_log_bytes));
         out.push_str("[api]\n");
         out.push_str(
             "# Where the local HTTP API listens: a loopback address only. Port 0 takes any\n\

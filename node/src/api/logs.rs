@@ -1,4 +1,5 @@
-//! `GET /v1/runs/{run}/logs`: a stage's masked log lines, by page, with long-polling.
+//! `GET /v1/runs/{run}/logs`: a stage's masked log lines, by page, with long-polling, read
+//! from its log file ([`Logs`](crate::store::Logs)).
 
 use std::time::Duration;
 
@@ -52,6 +53,7 @@ pub(super) async fn get(
     let mut events = state.engine.events();
     loop {
         let store = state.store.clone();
+        let logs = state.engine.logs().clone();
         let id = stage.clone();
         let page = blocking(move || {
             store.run(&run)?.ok_or_else(|| no_run(&run))?;
@@ -60,13 +62,13 @@ pub(super) async fn get(
             let found = store
                 .stage(&run, &id)?
                 .ok_or_else(|| ApiError::not_found(format!("run {run} has no stage {id:?}")))?;
-            let lines = store.log_lines(&run, &id, after, limit)?;
-            let last = lines.last().map_or(after, |l| l.seq);
-            let done = found.state.is_final() && lines.len() < limit;
+            let page = logs.read(&run, &id, after, limit)?;
+            let last = page.lines.last().map_or(after, |l| l.seq);
+            let done = found.state.is_final() && page.end;
             Ok(LogPage {
                 run,
                 stage: id,
-                lines,
+                lines: page.lines,
                 last,
                 state: found.state,
                 done,

@@ -43,6 +43,8 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
     let vault = Vault::new(store.clone(), &[7; 32]);
     let (engine, _task) = Engine::start(Context {
         store: store.clone(),
+        logs: crate::store::Logs::open(home.logs_dir(), crate::store::logs::DEFAULT_MAX_BYTES)
+            .unwrap(),
         blobs: blobs.clone(),
         vault: vault.clone(),
         node_name: "n1".into(),

@@ -62,7 +62,7 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::blobs::BlobStore;
 use crate::store::{
-    self, GateKind, GatePhase, GateRef, GateResolution, GateState, LogLine, RunId, RunState,
+    self, GateKind, GatePhase, GateRef, GateResolution, GateState, Logs, RunId, RunState,
     StageState, Store,
 };
 use crate::vault::Vault;
@@ -130,6 +130,8 @@ impl NoticeFeed {
 pub struct Context {
     /// The node's store.
     pub store: Store,
+    /// The stages' logs.
+    pub logs: Logs,
     /// The node's blob store.
     pub blobs: BlobStore,
     /// The node's vault.
@@ -356,14 +358,19 @@ pub enum EngineEvent {
         #[serde(skip_serializing)]
         envelope: Vec<u8>,
     },
-    /// A log line was stored.
+    /// Log lines were written to a stage's log (read them with [`Logs::read`]: the event
+    /// carries no text, so that a flood of output never piles up in the broadcast).
     Log {
         /// The run.
         run: RunId,
         /// The stage id.
         stage: String,
-        /// The line as stored (masked), with its number in the stage's log.
-        line: LogLine,
+        /// The attempt that printed them.
+        attempt: u32,
+        /// The number of the first line written.
+        first: u64,
+        /// The number of the last.
+        last: u64,
     },
 }
 
@@ -519,6 +526,7 @@ impl Engine {
         let missed = Arc::new(AtomicBool::new(false));
         let shared = Arc::new(Shared {
             store: ctx.store,
+            logs: ctx.logs,
             blobs: ctx.blobs,
             vault: ctx.vault,
             node_name: ctx.node_name,
@@ -614,6 +622,11 @@ impl Engine {
         self.shared.events.subscribe()
     }
 
+    /// The stages' logs the engine writes.
+    pub fn logs(&self) -> &Logs {
+        &self.shared.logs
+    }
+
     /// Stops the engine task without marking anything in the store: running agents get
     /// SIGTERM (they stop their steps), gate waits end, and the next start of the node
     /// recovers as after a crash (interrupted attempts are retried). Returns when the task
@@ -682,6 +695,7 @@ enum Command {
 /// What the engine task, the stage tasks and the handle share.
 pub(crate) struct Shared {
     pub(crate) store: Store,
+    pub(crate) logs: Logs,
     pub(crate) blobs: BlobStore,
     pub(crate) vault: Vault,
     pub(crate) node_name: String,

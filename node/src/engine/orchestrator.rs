@@ -140,7 +140,7 @@ impl Orchestrator {
                 "attempt {} was interrupted: the node stopped while it ran",
                 interrupted.attempt
             );
-            let store = self.sh.store.clone();
+            let logs = self.sh.logs.clone();
             let (run, stage, n) = (
                 interrupted.run,
                 interrupted.stage.clone(),
@@ -152,9 +152,7 @@ impl Orchestrator {
                 step: None,
                 text,
             };
-            if let Err(error) =
-                blocking(move || store.append_log_lines(&run, &stage, n, &[line])).await
-            {
+            if let Err(error) = blocking(move || logs.append(&run, &stage, n, &[line])).await {
                 tracing::warn!(target: "otto_node::engine", %error, "cannot log an interruption");
             }
         }
@@ -223,6 +221,7 @@ impl Orchestrator {
     /// Reads a run from the store and keeps it in progress.
     async fn load(&mut self, id: RunId) -> Result<(), EngineError> {
         let store = self.sh.store.clone();
+        let logs = self.sh.logs.clone();
         let ctx = blocking(move || -> Result<(RunCtx, RunState), EngineError> {
             let run = store.run(&id)?.ok_or(EngineError::UnknownRun(id))?;
             if run.state.is_final() {
@@ -241,7 +240,7 @@ impl Orchestrator {
             {
                 return Err(bad(format!("stage {} is not recorded", missing.id)));
             }
-            let outputs = outputs::load(&store, &stages)?;
+            let outputs = outputs::load(&logs, &stages)?;
             let (source, git) = match &run.source {
                 Source::Snapshot { digest } => (Some(*digest), None),
                 Source::Git { url, commit } => (None, Some((url.clone(), commit.clone()))),

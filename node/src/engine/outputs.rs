@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use otto_pipeline::plan::Body;
 
 use crate::blobs::Digest;
-use crate::store::{self, AttemptState, Stage, Store, Stream};
+use crate::store::{self, AttemptState, Logs, Stage, Stream};
 
 /// The outputs of a run's stages so far.
 #[derive(Debug, Default)]
@@ -107,7 +107,7 @@ impl Record {
 
 /// Reads the outputs of every stage of a run whose last attempt succeeded, from the log.
 /// Blocks on the store.
-pub(crate) fn load(store: &Store, stages: &[Stage]) -> Result<Outputs, store::Error> {
+pub(crate) fn load(logs: &Logs, stages: &[Stage]) -> Result<Outputs, store::Error> {
     const PAGE: usize = 1000;
     let mut outputs = Outputs::default();
     for stage in stages {
@@ -120,20 +120,20 @@ pub(crate) fn load(store: &Store, stages: &[Stage]) -> Result<Outputs, store::Er
         let mut after = 0;
         let mut records = Vec::new();
         loop {
-            let lines = store.log_lines(&stage.run, &stage.id, after, PAGE)?;
-            let Some(last) = lines.last() else {
+            let page = logs.read(&stage.run, &stage.id, after, PAGE)?;
+            let Some(last) = page.lines.last() else {
                 break;
             };
             after = last.seq;
             records.extend(
-                lines
+                page.lines
                     .iter()
                     .filter(|l| {
                         l.attempt == attempt.n && l.stream == Stream::System && l.step.is_none()
                     })
                     .filter_map(|l| Record::parse(&l.text)),
             );
-            if lines.len() < PAGE {
+            if page.end {
                 break;
             }
         }

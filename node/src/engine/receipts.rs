@@ -21,7 +21,7 @@ use otto_protocol::{
 use otto_trust::NodeKey;
 use sha2::{Digest as _, Sha256};
 
-use crate::store::{self, RunId, StageState, Store};
+use crate::store::{self, Logs, RunId, StageState, Store};
 
 pub(crate) use otto_handoff::rules::{digest_of, latest};
 
@@ -77,6 +77,7 @@ pub(crate) struct Ended<'a> {
 /// state that is not an ending.
 pub(crate) fn sign_ended(
     store: &Store,
+    logs: &Logs,
     signer: &ReceiptSigner,
     ended: Ended<'_>,
 ) -> Result<Option<Envelope>, store::Error> {
@@ -92,7 +93,7 @@ pub(crate) fn sign_ended(
         attempt: ended.attempt,
         outcome,
         outputs: ended.outputs,
-        log_digest: log_digest(store, &ended.run, ended.stage, ended.attempt)?,
+        log_digest: log_digest(logs, &ended.run, ended.stage, ended.attempt)?,
         started_at: ended.started_at_ms / 1000,
         finished_at: ended.finished_at_ms / 1000,
         upstream,
@@ -114,7 +115,7 @@ pub(crate) fn sign<T: Payload>(key: &NodeKey, message: &T) -> Result<Envelope, s
 
 /// The sha256 of attempt `attempt`'s log lines, each followed by a line feed.
 fn log_digest(
-    store: &Store,
+    logs: &Logs,
     run: &RunId,
     stage: &str,
     attempt: u32,
@@ -123,13 +124,13 @@ fn log_digest(
     let mut hasher = Sha256::new();
     let mut after = 0;
     loop {
-        let lines = store.log_lines(run, stage, after, PAGE)?;
-        for line in lines.iter().filter(|l| l.attempt == attempt) {
+        let page = logs.read(run, stage, after, PAGE)?;
+        for line in page.lines.iter().filter(|l| l.attempt == attempt) {
             hasher.update(line.text.as_bytes());
             hasher.update(b"\n");
         }
-        match lines.last() {
-            Some(last) if lines.len() == PAGE => after = last.seq,
+        match page.lines.last() {
+            Some(last) if !page.end => after = last.seq,
             _ => break,
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::outputs::Record;
 use super::util::{blocking, now_ms};
 use super::{EngineError, EngineEvent, RemoteStage, Shared};
-use crate::store::{self, Attempt, AttemptState, NewLine, StageState, Stream};
+use crate::store::{Attempt, AttemptState, NewLine, StageState, Stream};
 
 /// Stores what `update` says and publishes it; returns the outputs a receipt recorded.
 pub(crate) async fn record(
@@ -43,22 +43,26 @@ pub(crate) async fn record(
         text: r.line(),
     }));
     if !lines.is_empty() {
-        let store = sh.store.clone();
-        let (id, n, stored) = (stage.clone(), update.attempt, lines.clone());
-        let last = blocking(move || store.append_log_lines(&run, &id, n, &stored)).await?;
-        let first = last + 1 - lines.len() as u64;
-        for (i, line) in lines.into_iter().enumerate() {
+        let (store, logs) = (sh.store.clone(), sh.logs.clone());
+        let (id, n) = (stage.clone(), update.attempt);
+        // Only a stage of the run has a log: a peer's word makes no file of any other name.
+        let appended = blocking(move || {
+            store
+                .stage(&run, &id)?
+                .ok_or_else(|| crate::store::Error::UnknownStage {
+                    run,
+                    stage: id.clone(),
+                })?;
+            logs.append(&run, &id, n, &lines)
+        })
+        .await?;
+        if appended.first <= appended.last {
             sh.publish(EngineEvent::Log {
                 run,
                 stage: stage.clone(),
-                line: store::LogLine {
-                    seq: first + i as u64,
-                    attempt: update.attempt,
-                    time: line.time,
-                    stream: line.stream,
-                    step: line.step,
-                    text: line.text,
-                },
+                attempt: update.attempt,
+                first: appended.first,
+                last: appended.last,
             });
         }
     }
@@ -91,7 +95,7 @@ pub(crate) async fn record(
             match result {
                 Ok(_) => {}
                 // The same end again (a receipt delivered twice): nothing new.
-                Err(store::Error::StageFinished { .. }) => return Ok(Vec::new()),
+                Err(crate::store::Error::StageFinished { .. }) => return Ok(Vec::new()),
                 Err(error) => return Err(error.into()),
             }
             (end.state, Some(update.attempt))

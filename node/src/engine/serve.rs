@@ -8,7 +8,8 @@
 //!   other blob of the node;
 //! - events are taken in order by `seq`; a batch sent again is ignored up to what was
 //!   already stored, so a retried batch never duplicates lines. Log lines are masked again
-//!   with the job's secrets, stored in one transaction per batch, and then published;
+//!   with the job's secrets, appended to the stage's log file (synced) in one write per
+//!   batch, and then announced (the event carries their numbers, not their text);
 //! - the first result is kept; a second one gets `409`.
 #![warn(clippy::unwrap_used)]
 
@@ -283,18 +284,15 @@ async fn events(
                     lock(&served.steps).pgid = started.pgid;
                 }
                 if served.own_steps {
-                    published.push((
-                        lines.len(),
-                        EngineEvent::StepStarted {
-                            run: served.run,
-                            stage: served.stage.clone(),
-                            attempt: served.attempt,
-                            index: u32::try_from(started.index).unwrap_or(u32::MAX),
-                            symbol: started.symbol,
-                            pgid: started.pgid,
-                            time: event.time,
-                        },
-                    ));
+                    published.push(EngineEvent::StepStarted {
+                        run: served.run,
+                        stage: served.stage.clone(),
+                        attempt: served.attempt,
+                        index: u32::try_from(started.index).unwrap_or(u32::MAX),
+                        symbol: started.symbol,
+                        pgid: started.pgid,
+                        time: event.time,
+                    });
                 }
             }
             EventBody::StepFinished(finished) => {
@@ -304,49 +302,43 @@ async fn events(
                     lock(&served.steps).exit_codes.insert(finished.index, code);
                 }
                 if served.own_steps {
-                    published.push((
-                        lines.len(),
-                        EngineEvent::StepFinished {
-                            run: served.run,
-                            stage: served.stage.clone(),
-                            attempt: served.attempt,
-                            index: u32::try_from(finished.index).unwrap_or(u32::MAX),
-                            success: finished.outcome == Outcome::Success,
-                            exit_code: finished.exit_code,
-                            duration_ms: finished.duration_ms,
-                            time: event.time,
-                        },
-                    ));
+                    published.push(EngineEvent::StepFinished {
+                        run: served.run,
+                        stage: served.stage.clone(),
+                        attempt: served.attempt,
+                        index: u32::try_from(finished.index).unwrap_or(u32::MAX),
+                        success: finished.outcome == Outcome::Success,
+                        exit_code: finished.exit_code,
+                        duration_ms: finished.duration_ms,
+                        time: event.time,
+                    });
                 }
             }
         }
     }
-    let first_seq = if lines.is_empty() {
-        0
+    let written = if lines.is_empty() {
+        None
     } else {
-        let store = served.sh.store.clone();
+        let logs = served.sh.logs.clone();
         let (run, stage, attempt) = (served.run, served.stage.clone(), served.attempt);
-        let to_store = lines.clone();
-        let last = blocking(move || store.append_log_lines(&run, &stage, attempt, &to_store))
+        let appended = blocking(move || logs.append(&run, &stage, attempt, &lines))
             .await
             .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        last + 1 - lines.len() as u64
+        Some(appended)
     };
     *next_seq = expected;
     drop(next_seq);
-    // Publish in the order the agent reported: each step event goes before the lines
-    // that came after it.
-    let mut events = published.into_iter().peekable();
-    for (i, line) in lines.into_iter().enumerate() {
-        while let Some((_, event)) = events.next_if(|(at, _)| *at <= i) {
-            served.sh.publish(event);
-        }
-        served
-            .sh
-            .publish(log_event(&served, first_seq + i as u64, line));
-    }
-    for (_, event) in events {
+    for event in published {
         served.sh.publish(event);
+    }
+    if let Some(appended) = written.filter(|a| a.first <= a.last) {
+        served.sh.publish(EngineEvent::Log {
+            run: served.run,
+            stage: served.stage.clone(),
+            attempt: served.attempt,
+            first: appended.first,
+            last: appended.last,
+        });
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -362,21 +354,6 @@ async fn result(
     result.error = result.error.map(|e| served.masker.mask_text(&e));
     let _ = sender.send(result);
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn log_event(served: &Served, seq: u64, line: NewLine) -> EngineEvent {
-    EngineEvent::Log {
-        run: served.run,
-        stage: served.stage.clone(),
-        line: crate::store::LogLine {
-            seq,
-            attempt: served.attempt,
-            time: line.time,
-            stream: line.stream,
-            step: line.step,
-            text: line.text,
-        },
-    }
 }
 
 /// A stored blob streamed as a response body.

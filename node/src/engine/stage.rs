@@ -1255,7 +1255,7 @@ impl StageTask {
                 finished_at_ms: finished,
                 outputs,
             };
-            receipts::sign_ended(&sh.store, signer, ended)
+            receipts::sign_ended(&sh.store, &sh.logs, signer, ended)
         })
         .await?;
         Ok(signed.map(|envelope| otto_protocol::encode_envelope(&envelope)))
@@ -1290,22 +1290,15 @@ impl StageTask {
     }
 
     async fn store_lines(&self, attempt: u32, lines: Vec<NewLine>) -> Result<(), Trouble> {
-        let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
-        let stored = lines.clone();
-        let last = blocking(move || store.append_log_lines(&run, &id, attempt, &stored)).await?;
-        let first = last + 1 - lines.len() as u64;
-        for (i, line) in lines.into_iter().enumerate() {
+        let (logs, run, id) = (self.sh.logs.clone(), self.run.id, self.plan.id.clone());
+        let appended = blocking(move || logs.append(&run, &id, attempt, &lines)).await?;
+        if appended.first <= appended.last {
             self.sh.publish(EngineEvent::Log {
                 run: self.run.id,
                 stage: self.plan.id.clone(),
-                line: store::LogLine {
-                    seq: first + i as u64,
-                    attempt,
-                    time: line.time,
-                    stream: line.stream,
-                    step: line.step,
-                    text: line.text,
-                },
+                attempt,
+                first: appended.first,
+                last: appended.last,
             });
         }
         Ok(())

@@ -1580,7 +1580,25 @@ impl Exchange {
     }
 
     async fn flush_status(&mut self) {
-        for (run, status) in self.status.take() {
+        for (run, mut status, after) in self.status.take() {
+            if let Some(after) = after {
+                let logs = self.parts.engine.logs().clone();
+                let stage = status.stage.clone();
+                let read =
+                    blocking(move || logs.read(&run, &stage, after, status::MAX_LINES)).await;
+                match read {
+                    Ok(page) => {
+                        status.log = page
+                            .lines
+                            .into_iter()
+                            .map(|l| status::relay_text(l.text))
+                            .collect();
+                    }
+                    Err(error) => {
+                        tracing::warn!(target: TARGET, %run, %error, "cannot read a log to relay");
+                    }
+                }
+            }
             match self.parts.membership.sign(&Message::Status(status)) {
                 Ok(envelope) => self.publish(run, &envelope).await,
                 Err(error) => tracing::warn!(target: TARGET, %error, "cannot sign a status event"),

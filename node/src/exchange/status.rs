@@ -26,9 +26,8 @@ use otto_protocol::{StageState as WireState, Status};
 use crate::engine::{EngineEvent, RemoteEnd, RemoteStage};
 use crate::store::{GateState, RunId, StageState};
 
-/// The most log lines in one status event (the protocol's limit is higher; smaller events
-/// spread better).
-const MAX_LINES: usize = 256;
+/// The most log lines in one status event (the protocol's limit).
+pub(crate) const MAX_LINES: usize = otto_protocol::limits::MAX_LOG_LINES;
 
 /// The `seq` of a status event that relays the end of a stage the author did not run: a
 /// runner numbers its own events from 0 and never reaches it.
@@ -42,6 +41,11 @@ const MAX_ORIGIN: usize = 1024;
 pub(crate) struct Publisher {
     /// Per (run, stage): the status being gathered.
     pending: BTreeMap<(RunId, String), Status>,
+    /// Per (run, stage): the last line of its log written (the lines themselves are read
+    /// from the log when the status leaves).
+    written: BTreeMap<(RunId, String), u64>,
+    /// Per (run, stage): the last line of its log published.
+    published: BTreeMap<(RunId, String), u64>,
     /// Per (run, stage, attempt): the next `seq`.
     seqs: BTreeMap<(RunId, String, u32), u64>,
     /// Stages of other nodes (recorded here from their events): never published.
@@ -143,6 +147,8 @@ impl Publisher {
     /// Forgets everything about `run` (it ended).
     pub(crate) fn forget(&mut self, run: RunId) {
         self.pending.retain(|(r, _), _| *r != run);
+        self.written.retain(|(r, _), _| *r != run);
+        self.published.retain(|(r, _), _| *r != run);
         self.seqs.retain(|(r, _, _), _| *r != run);
         self.remote.retain(|(r, _)| *r != run);
         self.relayed.retain(|(r, _, _)| *r != run);
@@ -183,26 +189,38 @@ impl Publisher {
                     status.detail = Some(format!("{gate:?} gate {state:?}").to_lowercase());
                 }
             }
-            EngineEvent::Log { run, stage, line } => {
-                let status = self.entry(*run, stage, line.attempt, now);
-                if status.log.len() < MAX_LINES {
-                    status.log.push(line.text.clone());
-                }
+            EngineEvent::Log {
+                run,
+                stage,
+                attempt,
+                last,
+                ..
+            } => {
+                self.entry(*run, stage, *attempt, now);
+                let written = self.written.entry((*run, stage.clone())).or_insert(0);
+                *written = (*written).max(*last);
             }
             _ => {}
         }
     }
 
-    /// The gathered events, numbered, and forgets them.
-    pub(crate) fn take(&mut self) -> Vec<(RunId, Status)> {
+    /// The gathered events, numbered, and forgets them; with each, the log lines to read
+    /// into it: up to [`MAX_LINES`] after the given line. (Lines written past those are
+    /// not sent.)
+    pub(crate) fn take(&mut self) -> Vec<(RunId, Status, Option<u64>)> {
         let pending = std::mem::take(&mut self.pending);
         pending
             .into_iter()
             .map(|((run, stage), mut status)| {
-                let seq = self.seqs.entry((run, stage, status.attempt)).or_insert(0);
+                let key = (run, stage);
+                let written = self.written.get(&key).copied().unwrap_or(0);
+                let published = self.published.entry(key.clone()).or_insert(0);
+                let after = (written > *published).then_some(*published);
+                *published = written;
+                let seq = self.seqs.entry((run, key.1, status.attempt)).or_insert(0);
                 status.seq = *seq;
                 *seq += 1;
-                (run, status)
+                (run, status, after)
             })
             .collect()
     }
@@ -267,6 +285,22 @@ impl Publisher {
         };
         !self.remote.contains(&key)
     }
+}
+
+/// A log line as it goes into a status event: cut at the protocol's bound for one line
+/// (at a character boundary), with `…` marking the cut.
+pub(crate) fn relay_text(mut text: String) -> String {
+    const MAX: usize = otto_protocol::limits::MAX_LOG_LINE_LEN;
+    if text.len() <= MAX {
+        return text;
+    }
+    let mut end = MAX - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push('…');
+    text
 }
 
 /// What a status event of another node's stage changes here: its note and log lines.

@@ -26,7 +26,7 @@
 //! # Secrets
 //!
 //! Only masked text reaches the store: log lines are masked by the agent and again by the
-//! node before [`Store::append_log_lines`]. Secret values are kept only by the
+//! node before [`Logs::append`] writes them to their files (`<home>/logs/`, [`Logs`]). Secret values are kept only by the
 //! [`Vault`](crate::vault::Vault), sealed, in a table no public method reads.
 //!
 //! Every method blocks on disk I/O; async callers run them on a blocking thread.
@@ -34,6 +34,7 @@
 mod codec;
 mod handoffs;
 mod ids;
+pub mod logs;
 mod mesh;
 mod nodes;
 mod records;
@@ -49,6 +50,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 
 pub use handoffs::HandoffIntent;
 pub use ids::{RunId, RunIdError};
+pub use logs::{Appended, Logs, Migrated, Page};
 pub use records::{
     Attempt, AttemptEnd, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind,
     GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState, KnownNode,

@@ -358,10 +358,11 @@ impl Store {
         })
     }
 
-    /// Appends masked log lines printed by attempt `attempt` of a stage, numbering them on
-    /// from the stage's last line, and returns the last line's number (the previous last
-    /// when `lines` is empty). Texts longer than 64 KiB are cut.
-    pub fn append_log_lines(
+    /// Appends masked log lines to the store's own log table, as nodes did before logs
+    /// moved to files ([`Logs`](super::Logs)); returns the last line's number. Nothing in
+    /// the node writes there any more: tests and benchmarks call it to make the store of
+    /// an older node, whose lines [`Logs::migrate`](super::Logs::migrate) moves out.
+    pub fn legacy_append_log_lines(
         &self,
         run: &RunId,
         stage: &str,
@@ -383,9 +384,9 @@ impl Store {
         })
     }
 
-    /// Up to `limit` log lines of a stage with numbers above `after`, in order. Lines are
-    /// numbered from 1, so `after = 0` reads from the start.
-    pub fn log_lines(
+    /// Up to `limit` lines of a stage in the store's own log table (an older node's) with
+    /// numbers above `after`, in order.
+    pub fn legacy_log_lines(
         &self,
         run: &RunId,
         stage: &str,
@@ -408,6 +409,44 @@ impl Store {
                 out.push(decode_line(seq_of(key.value()), value.value())?);
             }
             Ok(out)
+        })
+    }
+
+    /// The stages with lines in the store's own log table, by run.
+    pub fn legacy_log_stages(&self) -> Result<Vec<(RunId, String)>, Error> {
+        self.read(|txn| {
+            let logs = txn.open_table(LOGS)?;
+            let mut out = Vec::new();
+            let mut from: Vec<u8> = Vec::new();
+            loop {
+                let Some(entry) = logs.range(from.as_slice()..)?.next() else {
+                    return Ok(out);
+                };
+                let (key, _) = entry?;
+                let key = key.value();
+                let (Some(run), Some(stage)) = (codec::run_of_key(key), stage_of_log_key(key))
+                else {
+                    return Err(Error::Corrupt {
+                        table: "logs",
+                        reason: "a key is not a log key".into(),
+                    });
+                };
+                // Next: the first key after every line of this stage.
+                from = codec::log_key(&run, &stage, u64::MAX);
+                from.push(0);
+                out.push((run, stage));
+            }
+        })
+    }
+
+    /// Removes a stage's lines from the store's own log table.
+    pub fn drop_legacy_log(&self, run: &RunId, stage: &str) -> Result<(), Error> {
+        self.write(|txn| {
+            let mut logs = txn.open_table(LOGS)?;
+            let start = codec::log_key(run, stage, 0);
+            let end = codec::log_key(run, stage, u64::MAX);
+            logs.retain_in(start.as_slice()..=end.as_slice(), |_, _| false)?;
+            Ok(())
         })
     }
 
@@ -602,6 +641,15 @@ fn last_seq(
         Some(entry) => Ok(seq_of(entry?.0.value())),
         None => Ok(0),
     }
+}
+
+/// The stage name inside a log key.
+fn stage_of_log_key(key: &[u8]) -> Option<String> {
+    let len = key.get(16..20)?;
+    let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
+    let name = key.get(20..20usize.checked_add(len)?)?;
+    (key.len() == 20 + len + 8).then_some(())?;
+    String::from_utf8(name.to_vec()).ok()
 }
 
 /// The sequence number at the end of a log key.

@@ -34,23 +34,34 @@ pub(crate) async fn show(
         )));
     };
     let store = ui.api.store.clone();
+    let logs = ui.api.engine.logs().clone();
     let name = stage.clone();
     let (lines, envelope) = blocking(move || {
-        let mut lines = Vec::new();
-        let mut after = 0;
+        // The last MAX_LINES lines, and no more than MAX_PAGE_BYTES of their text.
+        let mut lines = std::collections::VecDeque::new();
+        let mut bytes = 0;
+        let mut after = logs.last_seq(&id, &name)?.saturating_sub(MAX_LINES as u64);
         loop {
-            let page = store.log_lines(&id, &name, after, 1000)?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            let done = page.len() < 1000;
-            lines.extend(page);
-            if lines.len() > MAX_LINES {
-                lines.drain(..lines.len() - MAX_LINES);
+            let page = logs.read(&id, &name, after, 1000)?;
+            if let Some(last) = page.lines.last() {
+                after = last.seq;
             }
-            if done {
+            for line in page.lines {
+                bytes += line.text.len();
+                lines.push_back(line);
+            }
+            while lines.len() > MAX_LINES
+                || (bytes > crate::store::logs::MAX_PAGE_BYTES && lines.len() > 1)
+            {
+                if let Some(gone) = lines.pop_front() {
+                    bytes -= gone.text.len();
+                }
+            }
+            if page.end {
                 break;
             }
         }
+        let lines: Vec<_> = lines.into();
         let receipts = crate::engine::receipts::stored(&store, &id)?;
         let envelope = crate::engine::receipts::latest(&receipts, &name).map(|(_, e)| e.clone());
         Ok((lines, envelope))

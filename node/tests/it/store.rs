@@ -5,8 +5,8 @@ use std::path::Path;
 use otto_node::blobs::Digest;
 use otto_node::store::{
     AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Error, Gate, GateKind, GatePhase, GateRef,
-    GateResolution, GateState, InboxState, NewLine, NewRun, NewStage, OutboxEntry, RunFilter,
-    RunId, RunState, Source, StageState, Store, Stream,
+    GateResolution, GateState, InboxState, NewRun, NewStage, OutboxEntry, RunFilter, RunId,
+    RunState, Source, StageState, Store,
 };
 use otto_pipeline::plan::Facts;
 
@@ -52,15 +52,6 @@ fn end(state: AttemptState, at: u64) -> AttemptEnd {
         failed_step: None,
         error: None,
         log: None,
-    }
-}
-
-fn line(time: u64, text: &str) -> NewLine {
-    NewLine {
-        time,
-        stream: Stream::Stdout,
-        step: Some(0),
-        text: text.into(),
     }
 }
 
@@ -439,53 +430,6 @@ fn list_runs_filters_and_pages_newest_first() -> Result {
     })?;
     assert_eq!(times(queued_odd), [7, 5]);
     assert_eq!(store.unfinished_runs()?.len(), 7);
-    Ok(())
-}
-
-#[test]
-fn log_lines_append_in_order_and_read_in_pages() -> Result {
-    let dir = tempfile::tempdir()?;
-    let store = open(dir.path())?;
-    let run = id(10, 1);
-    store.create_run(new_run(run, "p", &["Build", "Test"]))?;
-    let first: Vec<_> = (0..10).map(|i| line(i, &format!("one {i}"))).collect();
-    assert_eq!(store.append_log_lines(&run, "Build", 1, &first)?, 10);
-    let second: Vec<_> = (0..15)
-        .map(|i| line(100 + i, &format!("two {i}")))
-        .collect();
-    assert_eq!(store.append_log_lines(&run, "Build", 2, &second)?, 25);
-    assert_eq!(store.append_log_lines(&run, "Build", 2, &[])?, 25);
-    store.append_log_lines(&run, "Test", 1, &[line(0, "other stage")])?;
-
-    let page = store.log_lines(&run, "Build", 0, 8)?;
-    assert_eq!(page.len(), 8);
-    assert_eq!(page[0].seq, 1);
-    assert_eq!(page[0].text, "one 0");
-    assert_eq!(page[0].step, Some(0));
-    let page = store.log_lines(&run, "Build", 8, 8)?;
-    let seqs: Vec<_> = page.iter().map(|l| l.seq).collect();
-    assert_eq!(seqs, [9, 10, 11, 12, 13, 14, 15, 16]);
-    assert_eq!((page[1].attempt, page[2].attempt), (1, 2));
-    assert_eq!(page[2].text, "two 0");
-    let rest = store.log_lines(&run, "Build", 16, 100)?;
-    assert_eq!(rest.len(), 9);
-    assert_eq!(rest.last().map(|l| l.seq), Some(25));
-    assert!(store.log_lines(&run, "Build", 25, 100)?.is_empty());
-    assert!(store.log_lines(&run, "Build", u64::MAX, 100)?.is_empty());
-    let other = store.log_lines(&run, "Test", 0, 100)?;
-    assert_eq!(other.len(), 1);
-    assert_eq!(other[0].text, "other stage");
-
-    let long = "x".repeat(100_000);
-    store.append_log_lines(&run, "Test", 1, &[line(0, &long)])?;
-    assert_eq!(
-        store.log_lines(&run, "Test", 1, 1)?[0].text.len(),
-        64 * 1024
-    );
-    assert!(matches!(
-        store.append_log_lines(&run, "Nope", 1, &first),
-        Err(Error::UnknownStage { .. })
-    ));
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use std::thread;
 
 use otto_node::blobs::{BlobStore, Digest};
 use otto_node::store::{
-    AttemptEnd, AttemptState, NewLine, NewRun, NewStage, RunFilter, RunId, RunState, Source,
+    AttemptEnd, AttemptState, Logs, NewLine, NewRun, NewStage, RunFilter, RunId, RunState, Source,
     StageState, Store, Stream,
 };
 
@@ -29,7 +29,7 @@ const CHILD_ENV: &str = "OTTO_STORE_CRASH_CHILD";
 /// same line does not matter.
 const MARK: &str = "@@ ";
 
-/// Log lines appended per run, in one transaction.
+/// Log lines appended per run, in one write.
 const LINES: usize = 20;
 
 /// How many runs the child commits at most (it is killed long before).
@@ -107,6 +107,7 @@ fn a_killed_writer_leaves_every_commit_whole_and_no_half_blob() -> Result {
     assert_eq!(stored, blobs.iter().copied().collect::<BTreeSet<_>>());
 
     let store = Store::open(home.join("store.redb"))?;
+    let logs = Logs::open(home.join("logs"), u64::MAX / 8)?;
     for id in &runs {
         let run = store.run(id)?.ok_or("a committed run is missing")?;
         assert_eq!(run.state, RunState::Succeeded);
@@ -116,12 +117,13 @@ fn a_killed_writer_leaves_every_commit_whole_and_no_half_blob() -> Result {
         assert_eq!(stage.state, StageState::Succeeded);
         assert_eq!(stage.attempts.len(), 1);
         assert_eq!(stage.attempts[0].state, AttemptState::Succeeded);
-        let lines = store.log_lines(id, "Build", 0, 100)?;
+        let lines = logs.read(id, "Build", 0, 100)?.lines;
         let texts: Vec<_> = lines.iter().map(|l| l.text.clone()).collect();
         assert_eq!(texts, expected_lines(id));
     }
     // Every run in the store, including one the kill may have cut short, reads whole: its
-    // log lines were appended in one transaction, so there are all of them or none.
+    // log is what was written, from its first line on (a record cut short by the kill is
+    // never read), and opening it to write again cuts that record off and goes on.
     let all = store.list_runs(&RunFilter {
         limit: usize::MAX,
         ..RunFilter::default()
@@ -130,12 +132,28 @@ fn a_killed_writer_leaves_every_commit_whole_and_no_half_blob() -> Result {
     for run in &all {
         for stage in store.stages(&run.id)? {
             assert!(stage.attempts.len() <= 1);
-            let lines = store.log_lines(&run.id, &stage.id, 0, 100)?;
-            assert!(
-                lines.is_empty() || lines.len() == LINES,
-                "{} lines",
-                lines.len()
+            let lines = logs.read(&run.id, &stage.id, 0, 100)?.lines;
+            let texts: Vec<_> = lines.iter().map(|l| l.text.clone()).collect();
+            let expected = expected_lines(&run.id);
+            assert_eq!(
+                texts,
+                expected[..texts.len()],
+                "a prefix of what was written"
             );
+            let seqs: Vec<u64> = lines.iter().map(|l| l.seq).collect();
+            assert!(seqs.iter().copied().eq(1..=seqs.len() as u64));
+            let more = logs.append(
+                &run.id,
+                &stage.id,
+                2,
+                &[NewLine {
+                    time: 0,
+                    stream: Stream::System,
+                    step: None,
+                    text: "after the crash".into(),
+                }],
+            )?;
+            assert_eq!(more.first, lines.len() as u64 + 1);
         }
     }
     // The run cut short has its one attempt, ended or not.
@@ -179,10 +197,11 @@ fn crash_child() -> Result {
         return Ok(());
     };
     let store = Store::open(home.join("store.redb"))?;
+    let logs = Logs::open(home.join("logs"), u64::MAX / 8)?;
     let blobs = BlobStore::open(home.join("blobs"))?;
     let writer = thread::spawn(move || -> std::result::Result<(), String> {
         for i in 0..RUNS {
-            write_run(&store, i).map_err(|e| e.to_string())?;
+            write_run(&store, &logs, i).map_err(|e| e.to_string())?;
         }
         Ok(())
     });
@@ -198,7 +217,7 @@ fn crash_child() -> Result {
     Ok(())
 }
 
-fn write_run(store: &Store, i: u64) -> Result {
+fn write_run(store: &Store, logs: &Logs, i: u64) -> Result {
     let id = RunId::new(1_000_000 + i, [(i % 251) as u8; 10]);
     store.create_run(NewRun {
         id,
@@ -227,7 +246,7 @@ fn write_run(store: &Store, i: u64) -> Result {
             text,
         })
         .collect();
-    store.append_log_lines(&id, "Build", n, &lines)?;
+    logs.append(&id, "Build", n, &lines)?;
     store.finish_attempt(
         &id,
         "Build",

@@ -84,12 +84,24 @@ impl TestNode {
         Self::start_full_with(Vec::new(), None, SLOTS, packages)
     }
 
+    /// A new home whose stages may log at most `max_log_bytes` an attempt on the node's
+    /// side and `output_bytes` on the agent's.
+    pub fn start_bounded(max_log_bytes: u64, output_bytes: u64) -> Self {
+        Self::start_limits(
+            Vec::new(),
+            None,
+            SLOTS,
+            Vec::new(),
+            Some((max_log_bytes, output_bytes)),
+        )
+    }
+
     fn start_full(
         answers_to: Vec<String>,
         user: Option<otto_agent_protocol::StepUser>,
         slots: usize,
     ) -> Self {
-        Self::start_full_with(answers_to, user, slots, Vec::new())
+        Self::start_limits(answers_to, user, slots, Vec::new(), None)
     }
 
     fn start_full_with(
@@ -97,6 +109,16 @@ impl TestNode {
         user: Option<otto_agent_protocol::StepUser>,
         slots: usize,
         packages: Vec<String>,
+    ) -> Self {
+        Self::start_limits(answers_to, user, slots, packages, None)
+    }
+
+    fn start_limits(
+        answers_to: Vec<String>,
+        user: Option<otto_agent_protocol::StepUser>,
+        slots: usize,
+        packages: Vec<String>,
+        bounds: Option<(u64, u64)>,
     ) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -106,6 +128,11 @@ impl TestNode {
         let mut ctx = context(dir.path(), &store, &blobs, &vault, &answers_to);
         ctx.slots = slots;
         ctx.packages = packages.iter().map(|p| dir.path().join(p)).collect();
+        if let Some((max_log_bytes, output_bytes)) = bounds {
+            ctx.logs =
+                otto_node::store::Logs::open(dir.path().join("logs"), max_log_bytes).expect("logs");
+            ctx.wall.limits.output_bytes = output_bytes;
+        }
         if user.is_some() {
             std::fs::create_dir_all(&ctx.work_dir).expect("work dir");
             for path in [dir.path(), ctx.work_dir.as_path()] {
@@ -266,9 +293,19 @@ impl TestNode {
 
     /// A stage's stored log.
     pub fn log(&self, run: RunId, stage: &str) -> Vec<LogLine> {
-        self.store
-            .log_lines(&run, stage, 0, 100_000)
-            .expect("log lines")
+        let mut lines: Vec<LogLine> = Vec::new();
+        loop {
+            let after = lines.last().map_or(0, |l| l.seq);
+            let page = self
+                .engine
+                .logs()
+                .read(&run, stage, after, 100_000)
+                .expect("log lines");
+            lines.extend(page.lines);
+            if page.end {
+                return lines;
+            }
+        }
     }
 
     /// A stage's stored log as text, one line per line.
@@ -358,6 +395,11 @@ fn context(
 ) -> Context {
     Context {
         store: store.clone(),
+        logs: otto_node::store::Logs::open(
+            home.join("logs"),
+            otto_node::store::logs::DEFAULT_MAX_BYTES,
+        )
+        .expect("logs"),
         blobs: blobs.clone(),
         vault: vault.clone(),
         node_name: "test-node".into(),
