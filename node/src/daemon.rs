@@ -233,6 +233,10 @@ pub async fn run_until_with(
         definitions: Some(definition_check(node_mesh.membership.clone())),
         slots: config.agent.slots(),
         max_parallel: Some(max_parallel(node_mesh.membership.clone())),
+        notifier: Some(crate::engine::Notifier {
+            http: crate::outbound::http::Http::new(),
+            config: config.notify.clone(),
+        }),
         checkouts: Some(crate::engine::Checkouts {
             repos: repos.clone(),
             max_bytes: max_snapshot_bytes,

@@ -86,6 +86,32 @@ pub struct Config {
     /// The peer-to-peer mesh.
     #[serde(default)]
     pub mesh: MeshConfig,
+    /// Where the messages of `notify { }` blocks may go.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+}
+
+/// `[notify]`: where the messages of `notify { }` blocks (`slack`, `webhook`) may go. The
+/// operator decides: an Ottofile only picks among these, and names no secret.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// The vault secret holding the Slack-compatible incoming-webhook URL that `slack`
+    /// posts to; none: `slack` sends nothing.
+    pub slack_url_secret: Option<String>,
+    /// The URLs `webhook url: '...'` may name, each with the vault secret holding the key
+    /// its messages are signed with.
+    pub webhooks: Vec<NotifyWebhook>,
+}
+
+/// One URL a `webhook` message may go to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyWebhook {
+    /// The URL, exactly as an Ottofile names it (https, or http to this machine).
+    pub url: String,
+    /// The vault secret holding the HMAC-SHA256 key of `X-Otto-Signature-256`.
+    pub secret: String,
 }
 
 /// `[node]`: who the node is.
@@ -683,6 +709,7 @@ impl Config {
             webhooks: WebhookConfig::default(),
             agent: AgentConfig::default(),
             mesh: MeshConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 
@@ -849,6 +876,29 @@ impl Config {
              # reachable address (e.g. /ip4/0.0.0.0/tcp/4001) when other machines join.\n",
         );
         out.push_str(&format!("listen = {}\n", list(&self.mesh.listen)));
+        out.push_str("\n[notify]\n");
+        out.push_str(
+            "# Where the messages of notify { } blocks may go; an Ottofile only picks among\n\
+             # these. slack posts to the Slack-compatible incoming-webhook URL held in this\n\
+             # vault secret (otto secrets set SLACK_WEBHOOK_URL).\n",
+        );
+        out.push_str(&optional(
+            "slack_url_secret",
+            self.notify.slack_url_secret.clone(),
+            "SLACK_WEBHOOK_URL",
+        ));
+        out.push_str(
+            "# The URLs webhook url: '...' may name, each signed (X-Otto-Signature-256) with\n\
+             # the key in its vault secret, e.g.\n\
+             # webhooks = [{ url = \"https://hooks.example.com/otto\", secret = \"HOOK_KEY\" }]\n",
+        );
+        let webhooks: Vec<String> = self
+            .notify
+            .webhooks
+            .iter()
+            .map(|w| format!("{{ url = {:?}, secret = {:?} }}", w.url, w.secret))
+            .collect();
+        out.push_str(&format!("webhooks = [{}]\n", webhooks.join(", ")));
         out
     }
 
@@ -868,6 +918,19 @@ impl Config {
         }
         if self.webhooks.names.is_empty() {
             return Err("webhooks.names needs at least one name".into());
+        }
+        for secret in self
+            .notify
+            .slack_url_secret
+            .iter()
+            .chain(self.notify.webhooks.iter().map(|w| &w.secret))
+        {
+            crate::vault::validate_name(secret)
+                .map_err(|e| format!("notify: the secret name {secret:?}: {e}"))?;
+        }
+        for hook in &self.notify.webhooks {
+            crate::outbound::status::check_api_url(&hook.url)
+                .map_err(|e| format!("notify.webhooks: {}", e.replace("API URL", "URL")))?;
         }
         if let Some(dir) = &self.agent.work_dir
             && !dir.is_absolute()

@@ -461,15 +461,71 @@ pub struct Step {
     pub symbol: String,
 }
 
-/// Steps run after a stage.
+/// Steps run after a stage, and messages sent about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notify {
     /// Either way.
     pub complete: Vec<Step>,
     /// When it failed.
     pub failure: Vec<Step>,
+    /// The messages (`slack`, `webhook`) the node that runs the stage sends, by outcome,
+    /// to targets its operator configured; left out of the JSON when there are none.
+    #[serde(default, skip_serializing_if = "Messages::is_empty")]
+    pub messages: Messages,
     /// When it succeeded.
     pub success: Vec<Step>,
+}
+
+/// A stage's messages by outcome: `complete` either way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Messages {
+    /// Either way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub complete: Vec<Message>,
+    /// When it failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failure: Vec<Message>,
+    /// When it succeeded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub success: Vec<Message>,
+}
+
+impl Messages {
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.complete.is_empty() && self.failure.is_empty() && self.success.is_empty()
+    }
+
+    /// The messages for an outcome: those of `success` or `failure`, then `complete`'s.
+    pub fn for_outcome(&self, success: bool) -> Vec<Message> {
+        let first = if success {
+            &self.success
+        } else {
+            &self.failure
+        };
+        first.iter().chain(&self.complete).cloned().collect()
+    }
+}
+
+/// One message about a stage's outcome. Where it goes is the node's to decide: the Ottofile
+/// only picks among the targets the node's operator configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Message {
+    /// `slack ['text'] [, channel: '#c']`: to the node's Slack-compatible incoming webhook.
+    Slack {
+        /// The channel, when given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        /// The text, when given (otherwise the node words the outcome).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+    },
+    /// `webhook url: '...'`: a signed JSON POST to that URL, when the node allows it.
+    Webhook {
+        /// The URL; the node sends only to URLs its operator listed.
+        url: String,
+    },
 }
 
 /// The blueprint a stage came from.

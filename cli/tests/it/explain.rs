@@ -73,6 +73,7 @@ const EXAMPLES: &[(&str, &str, &[&str])] = &[
     ("blueprint", "examples/blueprint", &["--tag", "v1.2.0"]),
     ("classic", "examples/classic", &["--branch", "main"]),
     ("rubygem", "examples/rubygem", &[]),
+    ("notify", "examples/notify", &[]),
     ("conv-rails", "examples/conventions/rails", &[]),
     ("conv-cargo", "examples/conventions/cargo", &[]),
     ("conv-npm", "examples/conventions/npm", &[]),

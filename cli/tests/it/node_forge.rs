@@ -180,3 +180,108 @@ fn repo_path(remote: &Remote) -> String {
     segments.reverse();
     segments.join("/")
 }
+
+/// The node's `[notify]` targets in its config.toml: the vault secret holding the Slack
+/// URL, and the one URL `webhook` may name with the secret holding its key.
+fn allow_targets(node: &Node, hook_url: &str) {
+    let config = node.home.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace(
+            "# slack_url_secret = \"SLACK_WEBHOOK_URL\"",
+            "slack_url_secret = \"SLACK_URL\"",
+        )
+        .replace(
+            "webhooks = []",
+            &format!("webhooks = [{{ url = \"{hook_url}\", secret = \"HOOK_KEY\" }}]"),
+        );
+    assert!(
+        text.contains("SLACK_URL") && text.contains("HOOK_KEY"),
+        "{text}"
+    );
+    std::fs::write(&config, text).unwrap();
+}
+
+#[test]
+fn notify_messages_go_only_where_the_operator_allows_signed_and_never_hold_up_the_run() {
+    let slack = Endpoint::start(Box::new(|_, _| 200));
+    // The webhook receiver is busy once: the message is tried again.
+    let hooks = Endpoint::start(Box::new(|n, _| if n == 0 { 503 } else { 204 }));
+    let elsewhere = Endpoint::start(Box::new(|_, _| 200));
+    let hook_url = format!("{}/otto", hooks.url());
+    let mut node = Node::init();
+    allow_targets(&node, &hook_url);
+    node.start();
+    let slack_url = format!("{}/services/T0/B0/sl4ckP4th", slack.url());
+    for (name, value) in [("SLACK_URL", slack_url.as_str()), ("HOOK_KEY", "h00k-k3y")] {
+        let set = node.otto_with_stdin(&["secrets", "set", name], Some(value.as_bytes()));
+        assert!(set.status.success(), "{}", text(&set.stderr));
+    }
+    // A hostile Ottofile names a URL of its own: it gets nothing, signed or not.
+    let ottofile = format!(
+        "pipeline {{
+  name = 'notify'
+  stage('Deploy') {{
+    steps {{ sh 'exit 3' }}
+    notify {{
+      failure {{ slack 'deploy failed', channel: '#deploys' }}
+      complete {{ webhook url: '{hook_url}'  webhook url: '{}/steal' }}
+      success {{ slack 'never sent' }}
+    }}
+  }}
+}}
+",
+        elsewhere.url()
+    );
+    let project = crate::node_support::project(&[("Ottofile", &ottofile)]);
+    let run = node
+        .ok(&["run", project.path().to_str().unwrap(), "--detach"])
+        .trim()
+        .to_owned();
+    assert_eq!(node.wait_final(&run)["run"]["state"], "failed");
+    let logs = node.wait_for("what came of the messages", || {
+        let logs = node.ok(&["logs", &run, "Deploy"]);
+        (logs.contains("slack message sent")
+            && logs.contains(&format!("webhook {hook_url}: sent"))
+            && logs.contains("not a URL this node's operator allows"))
+        .then_some(logs)
+    });
+
+    let sent = slack.requests();
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0].path, "/services/T0/B0/sl4ckP4th");
+    let body = sent[0].json();
+    assert_eq!(body["channel"], "#deploys");
+    let message = body["text"].as_str().unwrap();
+    assert!(
+        message.starts_with("deploy failed (notify: Deploy failed (run "),
+        "{message}"
+    );
+
+    let hooked = hooks.requests();
+    assert_eq!(hooked.len(), 2, "tried again after the 503: {hooked:#?}");
+    assert_eq!(hooked[0].body, hooked[1].body);
+    let body = hooked[1].json();
+    assert_eq!(body["outcome"], "failure");
+    assert_eq!(body["stage"], "Deploy");
+    assert_eq!(body["run"], run.as_str());
+    // Signed with the operator's key, as Python's hmac computes it.
+    let expected = crate::node_repo::github_signature("h00k-k3y", &hooked[1].body);
+    assert_eq!(
+        hooked[1].header("x-otto-signature-256"),
+        Some(expected.as_str())
+    );
+
+    assert!(
+        elsewhere.requests().is_empty(),
+        "{:#?}",
+        elsewhere.requests()
+    );
+    for secret in ["sl4ckP4th", "h00k-k3y"] {
+        assert!(!logs.contains(secret), "{logs}");
+        assert!(
+            !node.log().contains(secret),
+            "{secret} is in the node's log"
+        );
+    }
+}

@@ -61,6 +61,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         slots: 8,
         max_parallel: None,
         checkouts: None,
+        notifier: None,
     });
     let membership = Membership::open(
         &home,

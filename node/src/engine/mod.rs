@@ -174,6 +174,18 @@ pub struct Context {
     /// Checks out the commit of a run whose source is a git repository (`None`: such a
     /// run's stages start from an empty workspace).
     pub checkouts: Option<Checkouts>,
+    /// Sends the messages (`slack`, `webhook`) of `notify` blocks (`None`: they are logged
+    /// as not sent).
+    pub notifier: Option<Notifier>,
+}
+
+/// See [`Context::notifier`]: the client and the operator's `[notify]` targets.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    /// The HTTP client.
+    pub http: crate::outbound::http::Http,
+    /// Where messages may go.
+    pub config: crate::home::NotifyConfig,
 }
 
 /// See [`Context::checkouts`]: the node's repositories, and the largest checkout.
@@ -544,6 +556,7 @@ impl Engine {
             slot_count: ctx.slots.max(1),
             max_parallel: ctx.max_parallel,
             checkouts: ctx.checkouts,
+            notifier: ctx.notifier,
             run_slots: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashSet::new()),
             events,
@@ -714,6 +727,7 @@ pub(crate) struct Shared {
     pub(crate) slot_count: usize,
     pub(crate) max_parallel: Option<MaxParallel>,
     pub(crate) checkouts: Option<Checkouts>,
+    pub(crate) notifier: Option<Notifier>,
     /// Per run another org started: its stages' slots, while any stage holds or waits
     /// for one.
     pub(crate) run_slots: Mutex<HashMap<RunId, Arc<Semaphore>>>,

@@ -758,6 +758,7 @@ impl StageTask {
     /// Runs `notify` steps for the stage's outcome, if it has any. What they do does not
     /// change the stage's outcome.
     async fn notify(&mut self, success: bool, attempt: Option<u32>) {
+        self.send_messages(success, attempt);
         let notify = &self.plan.notify;
         let mut steps = if success {
             notify.success.clone()
@@ -784,6 +785,69 @@ impl StageTask {
             self.system_line(n, &format!("notify failed: {}", end.error()))
                 .await;
         }
+    }
+
+    /// Sends the stage's `notify` messages for its outcome from a task of their own (the
+    /// run never waits for them); what came of each is a line of the stage's log.
+    fn send_messages(&self, success: bool, attempt: Option<u32>) {
+        let messages = self.plan.notify.messages.for_outcome(success);
+        if messages.is_empty() {
+            return;
+        }
+        let about = crate::outbound::notify::About {
+            pipeline: self.run.pipeline.clone(),
+            stage: self.plan.id.clone(),
+            run: self.run.id.to_string(),
+            success,
+            commit: self.run.body.facts.commit.clone(),
+            branch: self.run.body.facts.branch.clone(),
+            node: self.sh.node_name.clone(),
+        };
+        let (sh, run, stage, n) = (
+            self.sh.clone(),
+            self.run.id,
+            self.plan.id.clone(),
+            record_attempt(attempt),
+        );
+        tokio::spawn(async move {
+            let lines = match &sh.notifier {
+                Some(notifier) => {
+                    crate::outbound::notify::send(
+                        &notifier.http,
+                        &sh.vault,
+                        &notifier.config,
+                        &about,
+                        &messages,
+                    )
+                    .await
+                }
+                None => vec!["notify: this node sends no messages; not sent".to_owned()],
+            };
+            let lines: Vec<NewLine> = lines.into_iter().map(|l| system(now_ms(), l)).collect();
+            let (store, id, stored) = (sh.store.clone(), stage.clone(), lines.clone());
+            match blocking(move || store.append_log_lines(&run, &id, n, &stored)).await {
+                Ok(last) => {
+                    let first = last + 1 - lines.len() as u64;
+                    for (i, line) in lines.into_iter().enumerate() {
+                        sh.publish(EngineEvent::Log {
+                            run,
+                            stage: stage.clone(),
+                            line: store::LogLine {
+                                seq: first + i as u64,
+                                attempt: n,
+                                time: line.time,
+                                stream: line.stream,
+                                step: line.step,
+                                text: line.text,
+                            },
+                        });
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(target: "otto_node::engine", %error, "cannot store a log line");
+                }
+            }
+        });
     }
 
     /// Runs steps for a poll or `notify` in the stage's workspace (or a fresh one with

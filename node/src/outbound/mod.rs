@@ -1,10 +1,12 @@
 //! What the node sends to other systems on its own: commit statuses to forges
-//! ([`status`]) and notifications. Both read the engine's events, post over
-//! [`http`], retry a bounded number of times with backoff, and never hold up a run: a run
-//! goes on whatever the other system answers, and a message that cannot be delivered is
-//! dropped with one log line.
+//! ([`status`], from the engine's events) and the messages of `notify` blocks
+//! ([`notify`], sent by the engine after a stage). Both post over [`http`], retry a
+//! bounded number of times with backoff, and never hold up a run: a run goes on whatever
+//! the other system answers, and a message that cannot be delivered is dropped with one
+//! line that says so.
 
 pub mod http;
+pub mod notify;
 pub mod status;
 
 use std::time::Duration;

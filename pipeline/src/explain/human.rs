@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::plan::{Cache, Condition, Gate, Outcome, Plan, Runtime, RuntimeKind, Stage, Step};
+use crate::plan::{self, Cache, Condition, Gate, Outcome, Plan, Runtime, RuntimeKind, Stage, Step};
 use crate::planner::values::write_quoted;
 
 /// Widest name column.
@@ -255,6 +255,28 @@ fn details(plan: &Plan, stage: &Stage, out: &mut String) {
                 };
                 let _ = writeln!(out, "{IN}{lead}{line}");
             }
+        }
+    }
+    for (when, messages) in [
+        ("success", &stage.notify.messages.success),
+        ("failure", &stage.notify.messages.failure),
+        ("complete", &stage.notify.messages.complete),
+    ] {
+        for message in messages {
+            let text = match message {
+                plan::Message::Slack { channel, text } => format!(
+                    "slack{}{} (to this node's Slack webhook)",
+                    text.as_ref().map(|t| format!(" {t:?}")).unwrap_or_default(),
+                    channel
+                        .as_ref()
+                        .map(|c| format!(" channel {c}"))
+                        .unwrap_or_default()
+                ),
+                plan::Message::Webhook { url } => {
+                    format!("webhook {url} (signed; if this node allows the URL)")
+                }
+            };
+            let _ = writeln!(out, "{IN}notify {when}: {text}");
         }
     }
     if let Some(timeout) = &stage.timeout {

@@ -52,10 +52,18 @@ impl Expander<'_> {
             exit: self.gates(&stage.exit, ctx, false),
         };
         let steps = self.steps(&stage.steps, ctx);
+        let (success, success_messages) = self.notify_steps(&stage.notify.success, ctx);
+        let (failure, failure_messages) = self.notify_steps(&stage.notify.failure, ctx);
+        let (complete, complete_messages) = self.notify_steps(&stage.notify.complete, ctx);
         let notify = plan::Notify {
-            success: self.steps(&stage.notify.success, ctx),
-            failure: self.steps(&stage.notify.failure, ctx),
-            complete: self.steps(&stage.notify.complete, ctx),
+            success,
+            failure,
+            complete,
+            messages: plan::Messages {
+                complete: complete_messages,
+                failure: failure_messages,
+                success: success_messages,
+            },
         };
         let timeout = match &stage.timeout {
             Some(expr) => scope.duration(expr, &mut self.diags),
@@ -302,6 +310,98 @@ impl Expander<'_> {
             }
         }
         out
+    }
+
+    /// The steps of a `notify` block, and its messages: `slack` and `webhook` are messages
+    /// the node sends, unless a step package or a library step of that name is there (the
+    /// step the Ottofile's author brought wins).
+    fn notify_steps(
+        &mut self,
+        steps: &[ast::Step],
+        ctx: &Ctx,
+    ) -> (Vec<plan::Step>, Vec<plan::Message>) {
+        let mut plain = Vec::new();
+        let mut messages = Vec::new();
+        for step in steps {
+            let name = step.symbol.name.as_str();
+            let message = matches!(name, "slack" | "webhook")
+                && self.catalog.get(name).is_none()
+                && self.find_step_def(ctx.file, &step.symbol).is_none();
+            if message {
+                messages.extend(self.message(step, ctx));
+            } else {
+                plain.extend(self.steps(std::slice::from_ref(step), ctx));
+            }
+        }
+        (plain, messages)
+    }
+
+    /// `slack ['text'] [, channel: '#c'] [, text: '...']` or `webhook url: 'https://…'`
+    /// (or `webhook 'https://…'`).
+    fn message(&mut self, step: &ast::Step, ctx: &Ctx) -> Option<plan::Message> {
+        let scope = ctx.scope();
+        let name = step.symbol.name.as_str();
+        if step.block.is_some() {
+            self.diags.push(
+                Diagnostic::new(format!("`{name}` takes no block"), step.span)
+                    .with_label("a message, not a step with steps"),
+            );
+            return None;
+        }
+        let (first, keywords): (&str, &[&str]) = match name {
+            "slack" => ("text", &["channel", "text"]),
+            _ => ("url", &["url"]),
+        };
+        let mut values: BTreeMap<String, String> = BTreeMap::new();
+        let before = self.diags.len();
+        for (i, arg) in step.args.iter().enumerate() {
+            if i > 0 {
+                self.diags.push(Diagnostic::new(
+                    format!("`{name}` takes one positional argument, its {first}"),
+                    arg.span,
+                ));
+                continue;
+            }
+            if let Some(v) = scope.string(arg, &format!("{name}'s {first}"), &mut self.diags) {
+                values.insert(first.to_owned(), v);
+            }
+        }
+        for (key, arg) in &step.kwargs {
+            if !keywords.contains(&key.name.as_str()) {
+                self.diags.push(
+                    Diagnostic::new(format!("`{name}` has no argument `{}`", key.name), key.span)
+                        .with_label(format!("expected {}", keywords.join(" or "))),
+                );
+                continue;
+            }
+            if let Some(v) = scope.string(arg, &format!("{name}'s {}", key.name), &mut self.diags) {
+                values.insert(key.name.clone(), v);
+            }
+        }
+        if self.diags.len() > before {
+            return None;
+        }
+        if name == "slack" {
+            return Some(plan::Message::Slack {
+                channel: values.remove("channel"),
+                text: values.remove("text"),
+            });
+        }
+        let Some(url) = values.remove("url") else {
+            self.diags.push(
+                Diagnostic::new("`webhook` needs `url: 'https://…'`", step.span)
+                    .with_label("the URL the node's operator allows"),
+            );
+            return None;
+        };
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() > 2048 {
+            self.diags.push(
+                Diagnostic::new("a webhook's url must be an http or https URL", step.span)
+                    .with_label("e.g. url: 'https://hooks.example.com/otto'"),
+            );
+            return None;
+        }
+        Some(plan::Message::Webhook { url })
     }
 
     /// The `step { }` definition a step's symbol names: in this file or in a library it

@@ -14,6 +14,7 @@ mod plan_digest;
 mod plan_examples;
 mod plan_expand;
 mod plan_gates;
+mod plan_notify;
 mod plan_props;
 mod plan_triggers;
 mod plan_uses;

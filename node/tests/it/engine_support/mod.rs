@@ -425,6 +425,7 @@ fn context(
         slots: SLOTS,
         max_parallel: None,
         checkouts: None,
+        notifier: None,
     }
 }
 
