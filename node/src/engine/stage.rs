@@ -824,25 +824,18 @@ impl StageTask {
                 None => vec!["notify: this node sends no messages; not sent".to_owned()],
             };
             let lines: Vec<NewLine> = lines.into_iter().map(|l| system(now_ms(), l)).collect();
-            let (store, id, stored) = (sh.store.clone(), stage.clone(), lines.clone());
-            match blocking(move || store.append_log_lines(&run, &id, n, &stored)).await {
-                Ok(last) => {
-                    let first = last + 1 - lines.len() as u64;
-                    for (i, line) in lines.into_iter().enumerate() {
-                        sh.publish(EngineEvent::Log {
-                            run,
-                            stage: stage.clone(),
-                            line: store::LogLine {
-                                seq: first + i as u64,
-                                attempt: n,
-                                time: line.time,
-                                stream: line.stream,
-                                step: line.step,
-                                text: line.text,
-                            },
-                        });
-                    }
+            let (logs, id) = (sh.logs.clone(), stage.clone());
+            match blocking(move || logs.append(&run, &id, n, &lines)).await {
+                Ok(appended) if appended.first <= appended.last => {
+                    sh.publish(EngineEvent::Log {
+                        run,
+                        stage,
+                        attempt: n,
+                        first: appended.first,
+                        last: appended.last,
+                    });
                 }
+                Ok(_) => {}
                 Err(error) => {
                     tracing::warn!(target: "otto_node::engine", %error, "cannot store a log line");
                 }
