@@ -274,8 +274,12 @@ impl BlobStore {
             && meta.len() == size
         {
             // The same bytes are already stored; a blob is never rewritten. (A file of the
-            // wrong size is a damaged copy and is replaced below.)
+            // wrong size is a damaged copy and is replaced below.) Its time says it was
+            // stored again, so that retention keeps it for a run about to name it.
             drop(file);
+            if let Ok(existing) = File::open(&target) {
+                let _ = existing.set_modified(std::time::SystemTime::now());
+            }
             fs::remove_file(tmp_path).map_err(io_err("remove", tmp_path))?;
             return Ok(digest);
         }

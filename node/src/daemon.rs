@@ -219,7 +219,7 @@ pub async fn run_until_with(
         node_name: config.node.name.clone(),
         answers_to: config.node.answers_to.clone(),
         agent_path: agent_path.clone(),
-        work_dir,
+        work_dir: work_dir.clone(),
         run_dir: home.run_dir(),
         packages: packages.clone(),
         max_artifact_bytes: config.agent.max_artifact_bytes,
@@ -242,6 +242,15 @@ pub async fn run_until_with(
             max_bytes: max_snapshot_bytes,
         }),
     });
+    if config.node.retention_days > 0 {
+        tokio::spawn(collect_daily(
+            store.clone(),
+            logs.clone(),
+            blobs.clone(),
+            work_dir,
+            config.node.retention_days,
+        ));
+    }
     let notices = engine.notices().ok_or(DaemonError::EngineStopped)?;
     let mut exchange_task = exchange::start(
         ExchangeParts {
@@ -574,6 +583,41 @@ pub fn system_rng() -> impl CryptoRng {
 /// Fills `buf` from the operating system's cryptographic random generator.
 pub fn fill_random(buf: &mut [u8]) {
     system_rng().fill_bytes(buf);
+}
+
+/// Removes what runs that ended more than `days` days ago left behind, at start and then
+/// every day ([`crate::gc`]), and says what it removed.
+async fn collect_daily(store: Store, logs: Logs, blobs: BlobStore, work_dir: PathBuf, days: u32) {
+    let mut every = tokio::time::interval(Duration::from_secs(24 * 60 * 60));
+    loop {
+        every.tick().await;
+        let (store, logs, blobs, work_dir) =
+            (store.clone(), logs.clone(), blobs.clone(), work_dir.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            let parts = crate::gc::Parts {
+                store: &store,
+                logs: &logs,
+                blobs: &blobs,
+                work_dir: &work_dir,
+            };
+            crate::gc::collect(&parts, days, unix_now().saturating_mul(1000), false)
+        })
+        .await;
+        match done {
+            Ok(Ok(report)) if report.runs.is_empty() => {}
+            Ok(Ok(report)) => {
+                for line in report.lines() {
+                    tracing::info!(target: TARGET, "retention ([node] retention_days = {days}): {line}");
+                }
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(target: TARGET, %error, "retention: cannot remove old runs' logs, workspaces and blobs");
+            }
+            Err(error) => {
+                tracing::warn!(target: TARGET, %error, "retention stopped");
+            }
+        }
+    }
 }
 
 /// Seconds since the Unix epoch.

@@ -135,6 +135,17 @@ pub struct NodeConfig {
     /// included); past that one line says it was truncated. Default 128 MiB.
     #[serde(default = "default_max_log_bytes")]
     pub max_log_bytes: u64,
+    /// After how many days the logs, workspaces and blobs of an ended run are removed
+    /// (the node does it every day; `otto-node gc` on demand); 0 keeps them. Default 30.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+}
+
+/// The default of `[node] retention_days`.
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+fn default_retention_days() -> u32 {
+    DEFAULT_RETENTION_DAYS
 }
 
 fn default_max_log_bytes() -> u64 {
@@ -704,6 +715,7 @@ impl Config {
                 answers_to,
                 upstream_owners: otto_handoff::OwnerPolicy::default(),
                 max_log_bytes: default_max_log_bytes(),
+                retention_days: DEFAULT_RETENTION_DAYS,
             },
             api: ApiConfig::default(),
             webhooks: WebhookConfig::default(),
@@ -763,7 +775,15 @@ impl Config {
             "# The most bytes one attempt of a stage may write to its log (logs/ in the\n\
              # home); past that one line says the log was truncated. Default: 128 MiB.\n",
         );
-        out.push_str(&format!("max_log_bytes = {}\n\n", self.node.max_log_bytes));
+        out.push_str(&format!("max_log_bytes = {}\n", self.node.max_log_bytes));
+        out.push_str(
+            "# After how many days the logs, workspaces and blobs of an ended run are\n\
+             # removed (the node does it every day; `otto-node gc` on demand); 0 keeps them.\n",
+        );
+        out.push_str(&format!(
+            "retention_days = {}\n\n",
+            self.node.retention_days
+        ));
         out.push_str("[api]\n");
         out.push_str(
             "# Where the local HTTP API listens: a loopback address only. Port 0 takes any\n\

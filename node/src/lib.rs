@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod engine;
 pub mod exchange;
 pub mod failpoint;
+pub mod gc;
 pub mod home;
 pub mod membership;
 pub mod mesh;

@@ -11,6 +11,7 @@ mod node_cancel;
 mod node_conventions;
 mod node_forge;
 mod node_gates;
+mod node_gc;
 mod node_handoff;
 mod node_join;
 mod node_repo;

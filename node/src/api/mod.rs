@@ -21,6 +21,7 @@
 
 mod error;
 mod extract;
+mod gc;
 mod hooks;
 mod logs;
 mod membership;
@@ -45,6 +46,7 @@ use zeroize::Zeroizing;
 
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use extract::{Body, Json, Path, Query, query_int};
+pub use gc::GcRequest;
 pub use membership::{AliasRequest, ApproveRequest, Peers, RevokeRequest};
 pub(crate) use repos::poll as poll_repos;
 pub use testnet::{Blocked, Learn, Learned, router as testnet_router};
@@ -147,6 +149,7 @@ pub fn router(state: ApiState) -> Router {
                 .layer(DefaultBodyLimit::max(crate::vault::MAX_VALUE)),
         )
         .route("/v1/node", get(node))
+        .route("/v1/gc", post(gc::collect))
         .route("/v1/invites", post(membership::invite))
         .route("/v1/join", post(membership::join))
         .route("/v1/peers", get(membership::peers))

@@ -1114,7 +1114,8 @@ mod contract {
         let run = created.json()["run"].as_str().unwrap().to_owned();
         let unknown = "01J9ZQ3M5V8R2K4T6W8Y0A2C4E";
         let big = vec![b'x'; 8192];
-        let json_ops: [(&str, String, Value); 7] = [
+        let json_ops: [(&str, String, Value); 8] = [
+            ("/v1/gc", "/v1/gc".into(), json!({"older_than_days": -1})),
             (
                 "/v1/repos",
                 "/v1/repos".into(),

@@ -45,7 +45,7 @@ mod caches;
 pub(crate) mod dag;
 mod gates;
 mod orchestrator;
-mod outputs;
+pub(crate) mod outputs;
 pub(crate) mod receipts;
 mod remote;
 mod serve;

@@ -472,6 +472,20 @@ impl Store {
         })
     }
 
+    /// The blobs of every cache entry.
+    pub fn cache_blobs(&self) -> Result<Vec<Digest>, Error> {
+        self.read(|txn| {
+            let caches = txn.open_table(CACHES)?;
+            let mut out = Vec::new();
+            for entry in caches.iter()? {
+                let (_, value) = entry?;
+                let entry: CacheEntry = codec::decode("caches", value.value())?;
+                out.push(entry.blob);
+            }
+            Ok(out)
+        })
+    }
+
     /// Stores a sealed secret under its name. For the vault only.
     pub(crate) fn secret_put(&self, name: &str, sealed: &[u8]) -> Result<(), Error> {
         self.write(|txn| {

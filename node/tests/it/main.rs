@@ -10,6 +10,7 @@ mod engine;
 mod engine_gates;
 mod engine_recovery;
 mod engine_wall;
+mod gc;
 mod logs;
 mod mesh;
 mod mesh_artifact;

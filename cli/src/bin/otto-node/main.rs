@@ -16,6 +16,7 @@ mod client;
 mod manpages;
 
 mod approve;
+mod gc;
 mod init;
 mod invite;
 mod join;
@@ -44,6 +45,7 @@ enum Command {
     Approve(approve::Args),
     Repo(repo::Args),
     Key(key::Args),
+    Gc(gc::Args),
     #[command(after_help = "Examples:
   otto-node manpages ~/.local/share/man/man1 && man otto-node-start
   otto-node manpages /usr/local/share/man/man1")]
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
         Command::Approve(args) => approve::run(args),
         Command::Repo(args) => repo::run(args),
         Command::Key(args) => key::run(args),
+        Command::Gc(args) => gc::run(args),
         Command::Manpages(args) => {
             use clap::CommandFactory as _;
             manpages::run(Cli::command(), &args)
