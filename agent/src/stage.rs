@@ -147,7 +147,10 @@ impl Stage {
         let secrets_dir = private.path().join("secrets");
         write_secrets(&secrets_dir, &self.job)?;
         let user = self.job.wall.as_ref().and_then(|w| w.user);
-        self.env = step_env(&self.job, &self.root, private.path(), user.is_some())?;
+        // A walled step may write only its own directories, so it gets a HOME of its own
+        // there (tools write to it: npm, pip, cargo, nyc), as does a step of its own user.
+        let own_home = user.is_some() || self.job.wall.is_some();
+        self.env = step_env(&self.job, &self.root, private.path(), own_home)?;
         if let Some(user) = user {
             files::chown_tree(&self.root, user.uid, user.gid)
                 .and_then(|()| files::chown_tree(private.path(), user.uid, user.gid))
@@ -790,7 +793,7 @@ fn step_env(
     job: &Job,
     root: &Path,
     private: &Path,
-    own_user: bool,
+    own_home: bool,
 ) -> Result<Vec<(String, String)>, String> {
     let secrets_dir = private.join("secrets");
     let mut env = Vec::new();
@@ -816,8 +819,18 @@ fn step_env(
     env.push(("OTTO_WORKSPACE".into(), root.display().to_string()));
     env.push((SECRETS_DIR_VAR.into(), secrets_dir.display().to_string()));
     env.push(("TMPDIR".into(), private.join("tmp").display().to_string()));
-    if own_user {
+    if own_home {
         env.push(("HOME".into(), private.join("home").display().to_string()));
+        // rustup keeps its toolchains under the agent's HOME unless told otherwise; the
+        // steps still find them there (they only read them).
+        if std::env::var_os("RUSTUP_HOME").is_none()
+            && let Some(home) = std::env::var_os("HOME")
+        {
+            let rustup = Path::new(&home).join(".rustup");
+            if rustup.is_dir() {
+                env.push(("RUSTUP_HOME".into(), rustup.display().to_string()));
+            }
+        }
     }
     Ok(env)
 }

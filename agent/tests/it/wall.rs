@@ -11,7 +11,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use otto_agent::protocol::{EventBody, Job, Limits, Outcome, SecretValue, StepUser, Stream, Wall};
+use otto_agent::protocol::{
+    CacheRestore, CacheSave, EventBody, Job, Limits, Outcome, SecretValue, StepUser, Stream, Wall,
+};
 
 /// The unprivileged user the root-only tests run steps as.
 const NOBODY: StepUser = StepUser {
@@ -426,4 +428,187 @@ async fn secrets_and_the_temporary_directory_live_next_to_the_workspace_not_in_t
             "{dir} is not a private directory next to the workspace"
         );
     }
+}
+
+#[tokio::test]
+async fn a_walled_step_gets_a_private_writable_home_no_other_stage_sees() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    // As the node's own user too (no step user): the wall alone decides where it writes.
+    let layout = Layout::new();
+    let agent_home = std::env::var("HOME").unwrap_or_default();
+    let script = r#"
+        echo "$HOME"
+        mkdir -p "$HOME/.npm/_cacache" && echo cached > "$HOME/.npm/_cacache/x"
+        cat "$HOME/.npm/_cacache/x"
+        ls "$HOME/.pip-seen" 2>/dev/null || echo fresh
+        touch "$HOME/.pip-seen"
+    "#;
+    let mut homes = Vec::new();
+    for stage in ["build-1", "test-1"] {
+        let node = TestNode::start_with(vec![sh(script)], |job| {
+            layout.wall(job, None);
+            job.workspace = layout.workspace.with_file_name(stage);
+        })
+        .await;
+        let result = node.run().await;
+        let text = node.all_text();
+        assert_eq!(result.outcome, Outcome::Success, "{text}");
+        let output = node.output();
+        assert_eq!(
+            output.get(1..),
+            Some(&["cached".to_owned(), "fresh".to_owned()][..]),
+            "{text}"
+        );
+        homes.push(output[0].clone());
+    }
+    let run = layout.workspace.parent().expect("run directory");
+    for home in &homes {
+        assert!(
+            Path::new(home).starts_with(run)
+                && home.contains("/.otto-private-")
+                && home.ends_with("/home"),
+            "{home} is not in the stage's private directory"
+        );
+        assert_ne!(home, &agent_home);
+    }
+    assert_ne!(homes[0], homes[1], "two stages share a HOME");
+    assert!(!Path::new(&agent_home).join(".pip-seen").exists());
+}
+
+/// Why `tool --version` cannot run here, if it cannot.
+fn missing_tool(tool: &str) -> Option<String> {
+    let ran = std::process::Command::new(tool)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    match ran {
+        Ok(status) if status.success() => None,
+        _ => Some(format!("skipped: {tool} is not installed here")),
+    }
+}
+
+/// Runs `script` walled in `layout` (as the agent's own user) in the workspace `stage`
+/// of its run, with `edit` applied to the job and `blob` stored on the test node.
+async fn run_in(
+    layout: &Layout,
+    stage: &str,
+    script: &str,
+    blob: Option<Vec<u8>>,
+    edit: impl FnOnce(&mut Job),
+) -> TestNode {
+    let node = TestNode::start_with(vec![sh(script)], |job| {
+        layout.wall(job, None);
+        job.workspace = layout.workspace.with_file_name(stage);
+        job.timeout_secs = Some(300);
+        edit(job);
+    })
+    .await;
+    if let Some(blob) = blob {
+        node.put_blob(blob);
+    }
+    node.run().await;
+    node
+}
+
+#[tokio::test]
+async fn cargo_builds_offline_inside_the_wall_with_a_cached_target() {
+    if let Some(skip) = no_landlock().or_else(|| missing_tool("cargo")) {
+        println!("{skip}");
+        return;
+    }
+    let layout = Layout::new();
+    let make_crate = r#"
+        mkdir -p src
+        printf '[package]\nname = "hello"\nversion = "0.1.0"\nedition = "2021"\n\n[dependencies]\n' > Cargo.toml
+        printf 'fn main() { println!("hello from the wall"); }\n' > src/main.rs
+    "#;
+    let first = run_in(
+        &layout,
+        "build-1",
+        &format!("{make_crate}\ncargo build --offline --quiet\n./target/debug/hello"),
+        None,
+        |job| {
+            job.save_caches = vec![CacheSave {
+                name: "target".into(),
+                paths: vec!["target/".into()],
+            }];
+        },
+    )
+    .await;
+    let text = first.all_text();
+    let result = first.result();
+    assert_eq!(result.outcome, Outcome::Success, "{text}");
+    assert_eq!(first.output(), ["hello from the wall"], "{text}");
+    let cache = result.caches_saved.first().cloned().expect("target/ saved");
+    let bytes = first
+        .seen()
+        .blobs
+        .get(&cache.digest)
+        .cloned()
+        .expect("cache stored");
+
+    // A later stage restores target/ and builds again, in its own workspace and HOME.
+    let second = run_in(
+        &layout,
+        "build-2",
+        &format!(
+            "test -d target/debug && echo target-restored\n{make_crate}\ncargo build --offline --quiet\n./target/debug/hello"
+        ),
+        Some(bytes),
+        |job| {
+            job.restore_caches = vec![CacheRestore {
+                name: "target".into(),
+                paths: vec!["target/".into()],
+                digest: cache.digest.clone(),
+            }];
+        },
+    )
+    .await;
+    let text = second.all_text();
+    assert_eq!(second.result().outcome, Outcome::Success, "{text}");
+    assert_eq!(
+        second.output(),
+        ["target-restored", "hello from the wall"],
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn npm_ci_works_inside_the_wall_without_the_network() {
+    if let Some(skip) = no_landlock().or_else(|| missing_tool("npm")) {
+        println!("{skip}");
+        return;
+    }
+    let layout = Layout::new();
+    let script = r#"
+        cat > package.json <<'JSON'
+{"name": "walled", "version": "1.0.0", "private": true,
+ "scripts": {"test": "node -e \"console.log('tests ran')\""}}
+JSON
+        cat > package-lock.json <<'JSON'
+{"name": "walled", "version": "1.0.0", "lockfileVersion": 3, "requires": true,
+ "packages": {"": {"name": "walled", "version": "1.0.0"}}}
+JSON
+        export npm_config_update_notifier=false
+        npm ci --offline --no-audit --no-fund --loglevel=error && echo installed
+        npm test --silent
+        test -d "$HOME/.npm" && echo npm-home-private
+    "#;
+    let node = run_in(&layout, "build-1", script, None, |_| {}).await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    let ours: Vec<String> = node
+        .output()
+        .into_iter()
+        .filter(|l| ["installed", "tests ran", "npm-home-private"].contains(&l.as_str()))
+        .collect();
+    assert_eq!(
+        ours,
+        ["installed", "tests ran", "npm-home-private"],
+        "{text}"
+    );
 }

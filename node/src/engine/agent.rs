@@ -332,7 +332,7 @@ fn spawn(sh: &Shared, socket: &std::path::Path) -> std::io::Result<tokio::proces
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(false);
-    for name in ["HOME", "TMPDIR", "OTTO_LOG"] {
+    for name in ["HOME", "TMPDIR", "OTTO_LOG", "RUSTUP_HOME"] {
         if let Some(value) = std::env::var_os(name) {
             command.env(name, value);
         }
