@@ -1,9 +1,13 @@
 //! Caches between runs: which to restore before an attempt, which to save after it.
 //!
-//! A cache is found by its pipeline, its name and, when it declares key files, the digest
-//! of those files as they are in the run's source snapshot (so the node computes the key,
-//! never the agent). The store's cache index holds it under `<pipeline>/<name>`: cache
-//! names are identifiers, so pipelines never share a cache by accident.
+//! A cache is found by the org that started the run, its pipeline, its name and, when it
+//! declares key files, the digest of those files as they are in the run's source snapshot
+//! (so the node computes the key, never the agent). The store's cache index holds the
+//! caches of this node's own org's runs under `<pipeline>/<name>` and those of another
+//! org's run under `org:<org>/<pipeline>/<name>`, the org as this node's trust store names
+//! it: cache names are identifiers, so pipelines never share a cache by accident, and a
+//! peer org that names its pipeline, stage and cache like the owner's neither reads nor
+//! replaces the owner's cache (nor another org's).
 //!
 //! - A cache found in the index (and whose blob is still there) is restored: a **hit**.
 //! - Otherwise it is a **miss**; the stage that defines it saves it after its steps
@@ -42,9 +46,13 @@ pub(crate) struct CachePlan {
     pub(crate) keys: Vec<(String, Option<Digest>)>,
 }
 
-/// The index name of a pipeline's cache.
-pub(crate) fn index_name(pipeline: &str, name: &str) -> String {
-    format!("{pipeline}/{name}")
+/// The index name of a pipeline's cache, for a run of this node's own org (`org` is
+/// `None`) or of another org.
+pub(crate) fn index_name(org: Option<&str>, pipeline: &str, name: &str) -> String {
+    match org {
+        None => format!("{pipeline}/{name}"),
+        Some(org) => format!("org:{org}/{pipeline}/{name}"),
+    }
 }
 
 /// Decides what to restore and save for `caches`, given the run's source snapshot. Blocks
@@ -52,6 +60,7 @@ pub(crate) fn index_name(pipeline: &str, name: &str) -> String {
 pub(crate) fn plan(
     store: &Store,
     blobs: &BlobStore,
+    org: Option<&str>,
     pipeline: &str,
     source: Option<&Digest>,
     caches: &[Cache],
@@ -64,7 +73,7 @@ pub(crate) fn plan(
             Some(key_digest(blobs, source, &cache.key_files))
         };
         let found = store
-            .cache_get(&index_name(pipeline, &cache.name), key.as_ref())?
+            .cache_get(&index_name(org, pipeline, &cache.name), key.as_ref())?
             .filter(|entry| blobs.has(&entry.blob));
         let hit = found.is_some();
         if let Some(entry) = found {

@@ -253,9 +253,18 @@ impl StageTask {
         let cache_plan = {
             let (store, blobs) = (self.sh.store.clone(), self.sh.blobs.clone());
             let (pipeline, source) = (self.run.pipeline.clone(), self.run.source);
-            let declared = self.plan.caches.clone();
-            blocking(move || caches::plan(&store, &blobs, &pipeline, source.as_ref(), &declared))
-                .await?
+            let (declared, org) = (self.plan.caches.clone(), self.cache_org());
+            blocking(move || {
+                caches::plan(
+                    &store,
+                    &blobs,
+                    org.as_deref(),
+                    &pipeline,
+                    source.as_ref(),
+                    &declared,
+                )
+            })
+            .await?
         };
         if !cache_plan.hits.is_empty() || !cache_plan.misses.is_empty() {
             let update = AttemptUpdate {
@@ -394,7 +403,11 @@ impl StageTask {
                     records.push(Record::Workspace(digest, saved.size));
                 } else if let Some((_, key)) = keys.iter().find(|(name, _)| *name == saved.name) {
                     let entry = CacheEntry {
-                        name: caches::index_name(&self.run.pipeline, &saved.name),
+                        name: caches::index_name(
+                            self.cache_org().as_deref(),
+                            &self.run.pipeline,
+                            &saved.name,
+                        ),
                         key: *key,
                         blob: digest,
                         size: saved.size,
@@ -1210,6 +1223,20 @@ impl StageTask {
             Some(check) => (check.0)(org, &self.run.body, &self.plan).err(),
             None => Some("this node runs no stage of another org's run without an offer".into()),
         }
+    }
+
+    /// Whose caches this stage's run uses: `None` for this node's own org's runs, else the
+    /// org that offered it the run (a run whose org is not known shares with no one).
+    fn cache_org(&self) -> Option<String> {
+        if !self.is_foreign() {
+            return None;
+        }
+        Some(
+            self.run
+                .started_by_org
+                .clone()
+                .unwrap_or_else(|| format!("unknown-{}", self.run.id)),
+        )
     }
 
     /// Whether this is a stage of another org's run.

@@ -1037,11 +1037,13 @@ impl Exchange {
                 tracing::debug!(target: TARGET, %error, "a certificate in an offer was not recorded");
             }
         }
-        let offered_by = peer
-            .parse::<PeerId>()
-            .ok()
-            .and_then(|p| self.parts.membership.node_by_peer(&p))
-            .map_or_else(|| peer.to_owned(), |n| format!("{}@{}", n.name, n.org));
+        // Who offered it, by the org this node's trust store pins its certificate's key
+        // under: the org name a certificate claims is the peer's to choose (it could
+        // claim this node's own), the pinned name is not.
+        let offered_by = match membership.trust().verify_cert(&offer.sender, now / 1000) {
+            Ok(cert) => format!("{}@{}", cert.node(), cert.org()),
+            Err(_) => peer.to_owned(),
+        };
         let store = self.parts.store.clone();
         let copy = offer.clone();
         blocking(move || offers::record_guest_run(&store, &copy, &offered_by, now))

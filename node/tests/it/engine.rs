@@ -2,7 +2,7 @@
 //! failures, conditions, secrets masked in the stored logs, caches between runs, stages
 //! owned elsewhere, timeouts and cancelling.
 
-use crate::engine_support::{TestNode, on_branch, states};
+use crate::engine_support::{TestNode, on_branch, plan, states};
 use base64::Engine as _;
 use otto_node::engine::{EngineEvent, Notice, RemoteEnd, RemoteStage};
 use otto_node::store::{AttemptState, RunId, RunState, StageState, Stream};
@@ -242,6 +242,48 @@ stage('Build') {
         node.stage(third, "Build").attempts[0].cache_misses,
         ["deps"]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_orgs_run_neither_reads_nor_poisons_the_owners_cache_of_the_same_pipeline() {
+    // Peer orgs name their pipeline, stage and cache exactly as the owner's: their stage
+    // must start without the owner's cache (nor another peer's), and what they save must
+    // never reach the owner's runs.
+    let mut node = TestNode::start_with(vec!["ops".into()]);
+    let text = "
+stage('Build') {
+  owner = 'ops'
+  cache { deps { paths = ['deps/'] } }
+  steps {
+    sh 'cat deps/secret 2>/dev/null || echo no-cache'
+    sh 'mkdir -p deps && echo \"$CACHE_TEXT\" > deps/secret'
+  }
+}
+";
+    let owner_text = text.replace("$CACHE_TEXT", "OWNER-CACHE-BYTES");
+    let own = node.submit(&owner_text, Facts::default(), &[]).await;
+    assert_eq!(node.wait_run(own).await, RunState::Succeeded);
+    assert!(node.log_text(own, "Build").contains("no-cache"));
+
+    for started_by in ["node:evil-1@acme-dev", "node:evil-2@acme-qa"] {
+        let guest_text = text.replace("$CACHE_TEXT", "POISONED-BY-A-PEER");
+        let plan = plan(&guest_text, &Facts::default());
+        let guest = node.create_run_by(&plan, &guest_text, &[], started_by);
+        node.engine
+            .start_offered(guest, "Build".into())
+            .await
+            .unwrap();
+        assert_eq!(node.wait_run(guest).await, RunState::Succeeded);
+        let log = node.log_text(guest, "Build");
+        assert!(!log.contains("OWNER-CACHE-BYTES"), "{log}");
+        assert!(log.contains("no-cache"), "{log}");
+    }
+
+    let again = node.submit(&owner_text, Facts::default(), &[]).await;
+    assert_eq!(node.wait_run(again).await, RunState::Succeeded);
+    let log = node.log_text(again, "Build");
+    assert!(log.contains("OWNER-CACHE-BYTES"), "{log}");
+    assert!(!log.contains("POISONED"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -193,6 +193,18 @@ impl TestNode {
 
     /// Records a run of `plan` (not submitted).
     pub fn create_run(&self, plan: &Plan, ottofile: &str, files: &[(&str, &str)]) -> RunId {
+        self.create_run_by(plan, ottofile, files, "test")
+    }
+
+    /// Records a run of `plan` started by `started_by` (`node:NAME@ORG` for a run another
+    /// node offered a stage of), not submitted.
+    pub fn create_run_by(
+        &self,
+        plan: &Plan,
+        ottofile: &str,
+        files: &[(&str, &str)],
+        started_by: &str,
+    ) -> RunId {
         let mut all: Vec<(&str, &str)> = vec![("Ottofile", ottofile)];
         all.extend_from_slice(files);
         let snapshot = self.blobs.put_bytes(&tar_of(&all)).expect("snapshot");
@@ -222,7 +234,7 @@ impl TestNode {
                 source: Source::Snapshot { digest: snapshot },
                 facts: plan.body.facts.clone(),
                 created_at: now_ms(),
-                started_by: "test".into(),
+                started_by: started_by.into(),
                 stages,
             })
             .expect("create run");
