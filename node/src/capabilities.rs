@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use otto_pipeline::StepCatalog;
 use otto_pipeline::plan::{self, RuntimeKind};
 
+use crate::api::types::WallInfo;
 use crate::home::{Config, Home};
 
 /// The runtimes this node has, for people.
@@ -27,6 +28,36 @@ pub fn runtime_problem(stage: &plan::Stage) -> Option<String> {
             "this node runs stages as local processes only; runtime computer (label {}) is not available",
             runtime.label.as_deref().unwrap_or("?")
         )),
+    }
+}
+
+/// How the node of `home` walls in its steps, as `GET /v1/node` says once it runs,
+/// worked out without starting it (for `otto explain --home`): the agent says which wall
+/// it can build, the config the rest.
+pub fn wall_info(home: &Home, config: &Config) -> WallInfo {
+    let abi = crate::daemon::agent_path(config)
+        .map_err(|e| e.to_string())
+        .and_then(|agent| crate::engine::wall_abi(&agent));
+    let (landlock_abi, missing) = match abi {
+        Ok(abi) => (abi, crate::engine::wall_missing(abi)),
+        Err(why) => (
+            0,
+            Some(format!("cannot ask the agent which wall it builds: {why}")),
+        ),
+    };
+    WallInfo {
+        walled: missing.is_none(),
+        landlock_abi,
+        missing,
+        run_as: config.agent.run_as.clone(),
+        work_dir: config
+            .agent
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| home.work_dir())
+            .display()
+            .to_string(),
+        refuse_foreign_unwalled: config.agent.refuse_foreign_unwalled,
     }
 }
 

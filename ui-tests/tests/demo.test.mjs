@@ -147,6 +147,14 @@ async function devPages(page, dev, base) {
   // The mesh: this node and its peer.
   await page.goto(`${base}/ui/mesh`);
   assert.match(await page.locator('[data-testid=node-info]').textContent(), /dev-1/);
+  // The wall, as GET /v1/node says it.
+  const wall = await (await fetch(`${base}/v1/node`, { headers: { authorization: `Bearer ${readFileSync(join(dev.home, 'api.token'), 'utf8').trim()}` } })).json();
+  const shown = page.locator('[data-testid=node-wall]');
+  assert.equal(await shown.getAttribute('data-walled'), String(wall.wall.walled));
+  assert.match(
+    await shown.textContent(),
+    wall.wall.walled ? new RegExp(`walled in \\(Landlock ABI ${wall.wall.landlock_abi}\\)`) : /without a wall/,
+  );
   assert.ok((await page.locator('tr[data-testid=peer]').count()) >= 1, 'ops-1 is a peer');
   await shot(page, 'mesh');
 

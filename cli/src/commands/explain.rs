@@ -170,6 +170,7 @@ struct NodeView {
     home: PathBuf,
     steps: StepCatalog,
     packages: usize,
+    wall: otto_node::api::types::WallInfo,
 }
 
 impl NodeView {
@@ -181,7 +182,9 @@ impl NodeView {
         let packages = capabilities::package_dirs(&home, &config);
         let steps = capabilities::step_catalog(&packages)
             .map_err(|e| anyhow!("--home {}: {e}", dir.display()))?;
+        let wall = capabilities::wall_info(&home, &config);
         Ok(Self {
+            wall,
             name: config.node.name,
             org: config.node.org,
             home: dir.to_path_buf(),
@@ -205,6 +208,7 @@ impl NodeView {
                 "directories"
             },
         );
+        out.push_str(&format!("  wall: {}\n", self.wall.summary()));
         let refused: Vec<String> = plan
             .body
             .stages

@@ -408,7 +408,12 @@ fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_woul
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("greet"), "{}", stderr(&out));
 
-    let out = otto(&["explain", project, "--home", home]);
+    let out = Command::new(env!("CARGO_BIN_EXE_otto"))
+        .args(["explain", project, "--home", home])
+        .env("OTTO_AGENT", crate::node_support::agent())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("otto runs");
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -426,6 +431,12 @@ fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_woul
         "{text}"
     );
     assert!(!text.contains("Hi would be refused"), "{text}");
+    // The wall, as the node's agent says it can build it.
+    assert!(
+        text.contains("  wall: steps run walled in (Landlock ABI ")
+            || text.contains("  wall: steps run without a wall: the kernel has no Landlock"),
+        "{text}"
+    );
 
     // JSON stays the plan alone; the node's lines go to stderr.
     let out = otto(&["explain", project, "--home", home, "--json"]);

@@ -240,6 +240,31 @@ pub struct WallInfo {
     pub refuse_foreign_unwalled: bool,
 }
 
+impl WallInfo {
+    /// One line for people: whether and how the node walls in its steps (the mesh page
+    /// and `otto explain --home` show it).
+    pub fn summary(&self) -> String {
+        match &self.missing {
+            None => format!(
+                "steps run walled in (Landlock ABI {}) as {}, in {}",
+                self.landlock_abi,
+                self.run_as
+                    .as_deref()
+                    .map_or_else(|| "the node's own user".to_owned(), |u| format!("user {u}")),
+                self.work_dir
+            ),
+            Some(why) => format!(
+                "steps run without a wall: {why}; other orgs' stages are {}",
+                if self.refuse_foreign_unwalled {
+                    "refused"
+                } else {
+                    "run anyway ([agent] refuse_foreign_unwalled = false)"
+                }
+            ),
+        }
+    }
+}
+
 /// The body of `POST /v1/repos`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

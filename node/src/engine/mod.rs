@@ -488,6 +488,15 @@ impl Default for WallSettings {
     }
 }
 
+/// Why steps cannot be walled in with Landlock ABI `abi` (0: none), if they cannot.
+pub fn wall_missing(abi: i32) -> Option<String> {
+    (abi == 0).then(|| {
+        "the kernel has no Landlock (not built in, or not enabled at boot: add \
+         `lsm=landlock,…` to the kernel command line)"
+            .to_owned()
+    })
+}
+
 /// The Landlock ABI version the agent at `agent` builds its walls with, as
 /// `otto-agent --wall-abi` prints it (0: the kernel has none). The node links no execution
 /// code, so it asks the agent, which is also the one that builds the wall.
@@ -513,11 +522,7 @@ pub fn wall_abi(agent: &Path) -> Result<i32, String> {
 impl WallSettings {
     /// Why this node cannot wall steps in, if it cannot.
     pub fn missing(&self) -> Option<String> {
-        (self.landlock_abi == 0).then(|| {
-            "the kernel has no Landlock (not built in, or not enabled at boot: add \
-             `lsm=landlock,…` to the kernel command line)"
-                .to_owned()
-        })
+        wall_missing(self.landlock_abi)
     }
 }
 

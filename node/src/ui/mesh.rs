@@ -71,7 +71,8 @@ pub(crate) async fn show(
          <dt>Name</dt><dd data-testid=\"node-name-value\">{name}</dd><dt>Org</dt><dd data-testid=\"node-org\">{org}</dd>\
          <dt>Peer id</dt><dd class=\"mono\">{peer}</dd><dt>Node key</dt><dd class=\"mono\">{key}</dd>\
          <dt>Org key</dt><dd class=\"mono\">{okey}</dd><dt>Runs stages of</dt><dd>{answers}</dd>\
-         <dt>Addresses</dt><dd class=\"mono\">{addrs}</dd><dt>Version</dt><dd>{version}</dd></dl></section>",
+         <dt>Addresses</dt><dd class=\"mono\">{addrs}</dd><dt>Version</dt><dd>{version}</dd>\
+         <dt>Wall</dt><dd data-testid=\"node-wall\" data-walled=\"{walled}\">{wall}</dd></dl></section>",
         name = esc(&node.name),
         org = esc(&node.org),
         peer = esc(&node.peer_id),
@@ -88,6 +89,8 @@ pub(crate) async fn show(
             .collect::<Vec<_>>()
             .join("<br>"),
         version = esc(&node.version),
+        walled = node.wall.walled,
+        wall = esc(&node.wall.summary()),
     );
 
     let peers = ui.api.membership.peers();
