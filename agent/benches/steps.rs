@@ -1,5 +1,7 @@
 //! Orchestration overhead per step: a stage of 200 `sh 'true'` steps run by the real agent
-//! against a test node, against running `/bin/sh -e -c true` 200 times directly.
+//! against a test node, against running `/bin/sh -e -c true` 200 times directly; and the
+//! wall's cost: the same stage with every step walled in (`otto-agent --wall`, Landlock
+//! hiding a node home and work directory, rlimits) against the same stage unwalled.
 
 #[path = "../tests/it/common/mod.rs"]
 mod common;
@@ -9,7 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::{TestNode, sh};
 use criterion::{Criterion, criterion_group, criterion_main};
-use otto_agent::protocol::Outcome;
+use otto_agent::protocol::{Outcome, Wall};
 
 const STEPS: usize = 200;
 
@@ -40,6 +42,27 @@ fn steps(c: &mut Criterion) {
                 let node = TestNode::start(vec![sh("true"); STEPS]).await;
                 let result = node.run().await;
                 assert_eq!(result.outcome, Outcome::Success);
+            });
+        });
+    });
+    // A node's home and work directory for the wall to hide, as the node's job names them.
+    let dirs = tempfile::tempdir().expect("tempdir");
+    let hidden = vec![dirs.path().join("home"), dirs.path().join("home-work")];
+    for dir in &hidden {
+        std::fs::create_dir_all(dir).expect("mkdir");
+    }
+    group.bench_function("agent walled", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let node = TestNode::start_with(vec![sh("true"); STEPS], |job| {
+                    job.wall = Some(Wall {
+                        hidden: hidden.clone(),
+                        ..Wall::default()
+                    });
+                })
+                .await;
+                let result = node.run().await;
+                assert_eq!(result.outcome, Outcome::Success, "{}", node.all_text());
             });
         });
     });
