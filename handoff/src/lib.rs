@@ -43,6 +43,8 @@
 //!   simulator: which stages may start, the upstream chain, ownership, who moves a stage
 //!   on and what a node does with it, what an offer carries, whether a peer org may have a
 //!   stage run here, and how outcomes read as stage states.
+//! - [`relay`]: the stage-end relay, what a node tells the run's other nodes when it
+//!   learns that a stage it does not run ended, and how it reads such a word back.
 //! - `sim` (with the `sim` feature, and in this crate's tests): a deterministic
 //!   simulator of many nodes of several orgs passing real signed offers and receipts
 //!   through their machines over a faulty in-memory network, with a virtual clock.
@@ -59,6 +61,7 @@ pub mod chain;
 pub mod machine;
 pub mod outputs;
 pub mod owners;
+pub mod relay;
 pub mod rules;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

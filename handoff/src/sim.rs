@@ -183,6 +183,9 @@ pub struct Trace {
     pub crashes: BTreeMap<String, u32>,
     /// Messages put on the network, lost and duplicated.
     pub messages: (u64, u64, u64),
+    /// Ends of stages the nodes vouched for to the run's other nodes (the stage-end
+    /// relay, [`crate::relay`]): what they would publish on the run's gossip.
+    pub relays: u64,
 }
 
 /// An offer as persisted by its sender.
@@ -336,6 +339,7 @@ impl Sim {
                     wake_at: None,
                     durable: Durable::default(),
                     running: BTreeSet::new(),
+                    relays: crate::relay::Relays::default(),
                     hostile,
                     seen: Vec::new(),
                 });

@@ -7,6 +7,9 @@
 //! - **No hostile receipt accepted**: a node takes a receipt only from the node it gave
 //!   the stage to; no accepted offer's chain holds a receipt a hostile node forged, or a
 //!   receipt signed by an org other than the one the stage's owner is bound to.
+//! - **Every end is vouched for once**: the stage-end relay ([`crate::relay`]) makes a
+//!   node vouch at most once per end and incarnation, never for a stage it ran, in words
+//!   that read back as that end.
 //! - **Every finished run's chain verifies**: when the last stage of a run succeeds, the
 //!   receipts its nodes signed verify as a chain, owners bound to orgs, for an auditor
 //!   that pins every org.
@@ -59,9 +62,17 @@ pub(crate) struct Checks {
     starts: HashMap<(String, String), (usize, BTreeSet<u32>)>,
     /// Receipts hostile nodes forged.
     pub(crate) forged: HashSet<Digest>,
+    /// Ends each node vouched for: (node, incarnation, run, stage, attempt).
+    vouched: HashSet<(usize, u32, String, String, u32)>,
 }
 
 impl Checks {
+    /// Node `n` in incarnation `epoch` vouches for `end`: `false` if it did before.
+    pub(crate) fn vouch(&mut self, n: usize, epoch: u32, end: &crate::relay::End) -> bool {
+        self.vouched
+            .insert((n, epoch, end.run.clone(), end.stage.clone(), end.attempt))
+    }
+
     /// The node that gave `stage` of `run` to another, if one did.
     pub(crate) fn giver(&self, run: &str, stage: &str) -> Option<usize> {
         self.givers

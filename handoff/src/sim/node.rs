@@ -21,6 +21,7 @@ use crate::machine::command::{self, InboxRecord, OutboxRecord};
 use crate::machine::{
     Action, Command, Event, InboxState, Machine, Verdict, event, mix64, offer_id,
 };
+use crate::relay::{self, Relays};
 use crate::rules::{self, Held, Next, digest_of};
 use crate::verify::VerifyContext;
 
@@ -46,6 +47,8 @@ pub(super) struct Node {
     pub(super) durable: Durable,
     /// Stages this incarnation runs locally (not through a handoff): (run, stage).
     pub(super) running: BTreeSet<(String, String)>,
+    /// The ends this incarnation vouched for (the stage-end relay; memory only).
+    pub(super) relays: Relays,
 }
 
 /// What a node keeps across crashes.
@@ -145,6 +148,7 @@ impl Sim {
         self.nodes[n].machine = Some(machine);
         self.nodes[n].wake_at = None;
         self.nodes[n].running.clear();
+        self.nodes[n].relays = Relays::default();
         self.settle(n, &event, actions, None);
         self.advance(n);
     }
@@ -157,6 +161,7 @@ impl Sim {
         node.machine = None;
         node.wake_at = None;
         node.running.clear();
+        node.relays = Relays::default();
         node.epoch += 1;
         *self.trace.crashes.entry(node.name.clone()).or_default() += 1;
         let what = format!("{} crashes", node.name);
@@ -418,6 +423,9 @@ impl Sim {
                     .durable
                     .given
                     .remove(&(run.clone(), stage.clone()));
+                if let Ok(decoded) = receipt.payload_as::<Receipt>() {
+                    self.learn_end(n, &decoded);
+                }
                 if let (Some(record), Ok(decoded)) = (
                     self.nodes[n].durable.runs.get_mut(&run),
                     receipt.payload_as::<Receipt>(),
@@ -579,10 +587,60 @@ impl Sim {
             .runs
             .entry(offer.run.clone())
             .or_insert_with(|| RunRecord::new(plan));
+        let mut learnt = Vec::new();
         for env in &offer.receipts {
             if let Ok(receipt) = env.payload_as::<Receipt>() {
+                learnt.push(receipt.clone());
                 record.add(receipt, env.clone());
             }
+        }
+        for receipt in learnt {
+            self.learn_end(n, &receipt);
+        }
+    }
+
+    /// Node `n` learns the end a receipt tells (before it holds it): the stage-end relay
+    /// decides whether it vouches for it to the run's other nodes, as a node would on the
+    /// run's gossip. It must vouch at most once for an end in one incarnation, never for
+    /// a stage it ran, and its word must read back as the end it vouches for.
+    pub(super) fn learn_end(&mut self, n: usize, receipt: &Receipt) {
+        let node = &self.nodes[n];
+        let known = node.durable.runs.get(&receipt.run).is_some_and(|record| {
+            record
+                .receipts
+                .iter()
+                .any(|(r, _)| r.stage == receipt.stage && r.attempt == receipt.attempt)
+        });
+        let runs_here = receipt.node.key == KeyBytes(*node.key.public_key().as_bytes());
+        let end = relay::End {
+            run: receipt.run.clone(),
+            stage: receipt.stage.clone(),
+            attempt: receipt.attempt,
+            outcome: receipt.outcome,
+            origin: format!(
+                "{} on {} ({})",
+                rules::verb(receipt.outcome),
+                receipt.node.name,
+                receipt.node.org
+            ),
+        };
+        let (me, epoch) = (node.name.clone(), node.epoch);
+        let now = self.now / 1000;
+        let Some(status) = self.nodes[n].relays.relay(&end, runs_here, known, &me, now) else {
+            return;
+        };
+        self.trace.relays += 1;
+        let what = format!("{}#{} of {}", end.stage, end.attempt, end.run);
+        if runs_here {
+            self.violate(format!("{me} vouches for the end of its own {what}"));
+        } else if !self.checks.vouch(n, epoch, &end) {
+            self.violate(format!(
+                "{me} vouches twice for the end of {what} in one incarnation"
+            ));
+        } else if relay::relayed(&status).as_ref() != Some(&end) {
+            self.violate(format!(
+                "{me}'s relay of the end of {what} does not read back as that end"
+            ));
         }
     }
 

@@ -74,6 +74,8 @@ pub struct Report {
     pub messages: (u64, u64, u64),
     /// Crashes.
     pub crashes: u32,
+    /// Ends of stages nodes vouched for (the stage-end relay).
+    pub relays: u64,
     /// The first broken invariant.
     pub violation: Option<Violation>,
     /// The last lines of the trace.
@@ -337,6 +339,7 @@ impl Scale {
             refused: trace.decisions.len() - handoffs,
             messages: trace.messages,
             crashes: trace.crashes.values().sum(),
+            relays: trace.relays,
             violation: sim.violation().cloned(),
             recent: sim.recent(),
         }

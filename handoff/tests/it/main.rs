@@ -15,6 +15,7 @@ mod machine_restore;
 mod machine_sender;
 mod origin;
 mod owners;
+mod relay;
 mod rules;
 mod sim_faults;
 mod sim_properties;

@@ -27,6 +27,8 @@ fn holds(scale: &Scale) -> Report {
     );
     assert_eq!(report.finished, report.runs, "{report:?}");
     assert!(report.handoffs > 0, "{report:?}");
+    // Every handoff's receipt tells its sender an end it vouches for.
+    assert!(report.relays > 0, "{report:?}");
     report
 }
 

@@ -18,7 +18,7 @@
 //! ([`relayed_end`]) and relay it once in turn, so the end spreads org by org; "the first
 //! time" stops the echo.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use otto_pipeline::plan::Body;
 use otto_protocol::{StageState as WireState, Status};
@@ -29,12 +29,7 @@ use crate::store::{GateState, RunId, StageState};
 /// The most log lines in one status event (the protocol's limit).
 pub(crate) const MAX_LINES: usize = otto_protocol::limits::MAX_LOG_LINES;
 
-/// The `seq` of a status event that relays the end of a stage the author did not run: a
-/// runner numbers its own events from 0 and never reaches it.
-pub(crate) const RELAY_SEQ: u64 = u64::MAX;
-
-/// The most characters kept of a relayed account of who ran a stage.
-const MAX_ORIGIN: usize = 1024;
+pub(crate) use otto_handoff::relay::RELAY_SEQ;
 
 /// Status events waiting to be published.
 #[derive(Debug, Default)]
@@ -50,9 +45,9 @@ pub(crate) struct Publisher {
     seqs: BTreeMap<(RunId, String, u32), u64>,
     /// Stages of other nodes (recorded here from their events): never published.
     remote: HashSet<(RunId, String)>,
-    /// Per (run, stage, attempt): ends of other nodes' stages this node already vouched
-    /// for (or found already recorded).
-    relayed: HashSet<(RunId, String, u32)>,
+    /// Ends of other nodes' stages this node already vouched for (or found already
+    /// recorded): the core's stage-end relay.
+    relays: otto_handoff::relay::Relays,
 }
 
 /// The end of a stage another node ran, as this node learnt it.
@@ -70,12 +65,11 @@ pub(crate) struct LearntEnd {
     pub(crate) origin: String,
 }
 
-/// What this node knows of a run's plan: the stages the plan gives to this node and, per
-/// stage, the stages that need it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// What this node knows of a run's plan: the plan, and the stages it gives to this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RunView {
+    body: Body,
     owned: HashSet<String>,
-    needed_by: HashMap<String, Vec<String>>,
 }
 
 impl RunView {
@@ -83,19 +77,18 @@ impl RunView {
     /// `started_here` says whether this node started the run (it runs the stages without
     /// an owner).
     pub(crate) fn new(body: &Body, started_here: bool, answers_to: &[String]) -> Self {
-        let mut view = Self::default();
-        for stage in &body.stages {
-            if otto_handoff::rules::owns(stage.owner.as_deref(), answers_to, started_here) {
-                view.owned.insert(stage.id.clone());
-            }
-            for need in &stage.needs {
-                view.needed_by
-                    .entry(need.clone())
-                    .or_default()
-                    .push(stage.id.clone());
-            }
+        let owned = body
+            .stages
+            .iter()
+            .filter(|stage| {
+                otto_handoff::rules::owns(stage.owner.as_deref(), answers_to, started_here)
+            })
+            .map(|stage| stage.id.clone())
+            .collect();
+        Self {
+            body: body.clone(),
+            owned,
         }
-        view
     }
 
     /// Whether `stage` is this node's: it runs here now (`state` running or waiting for a
@@ -119,22 +112,17 @@ impl RunView {
     }
 
     /// Whether a relayed end of `stage` may be recorded now, given the stages that ended
-    /// here (`ended`). A success or a skip waits until every stage that needs it ended
-    /// here: which node moves a stage on is read from its needs' receipts, and a relayed
-    /// end has none, so recording it early could make this node move on a stage that is
-    /// not its to move. A failure or a cancellation moves nothing on.
+    /// here (`ended`): [`otto_handoff::relay::may_record`].
     pub(crate) fn may_record(
         &self,
         stage: &str,
         state: StageState,
         ended: &HashSet<String>,
     ) -> bool {
-        if !matches!(state, StageState::Succeeded | StageState::Skipped) {
+        let Some(outcome) = state.to_wire().and_then(otto_handoff::rules::outcome_of) else {
             return true;
-        }
-        self.needed_by
-            .get(stage)
-            .is_none_or(|later| later.iter().all(|s| ended.contains(s)))
+        };
+        otto_handoff::relay::may_record(&self.body, stage, outcome, |s| ended.contains(s))
     }
 }
 
@@ -151,7 +139,7 @@ impl Publisher {
         self.published.retain(|(r, _), _| *r != run);
         self.seqs.retain(|(r, _, _), _| *r != run);
         self.remote.retain(|(r, _)| *r != run);
-        self.relayed.retain(|(r, _, _)| *r != run);
+        self.relays.forget(&run.to_string());
     }
 
     /// Gathers an engine event of a stage this node runs.
@@ -252,26 +240,19 @@ impl Publisher {
         me: &str,
         now: u64,
     ) -> Option<Status> {
-        let state = end.state.to_wire().filter(|_| end.state.is_final())?;
-        if runs_here {
-            return None;
-        }
-        let first = self
-            .relayed
-            .insert((end.run, end.stage.clone(), end.attempt));
-        if !first || known {
-            return None;
-        }
-        Some(Status {
+        let outcome = end
+            .state
+            .to_wire()
+            .filter(|_| end.state.is_final())
+            .and_then(otto_handoff::rules::outcome_of)?;
+        let end = otto_handoff::relay::End {
             run: end.run.to_string(),
             stage: end.stage.clone(),
             attempt: end.attempt,
-            seq: RELAY_SEQ,
-            state,
-            at: now,
-            detail: Some(format!("{}; relayed by {me}", end.origin)),
-            log: Vec::new(),
-        })
+            outcome,
+            origin: end.origin.clone(),
+        };
+        self.relays.relay(&end, runs_here, known, me, now)
     }
 
     /// Whether `event` concerns a stage this node runs, in a run shared with others.
@@ -352,20 +333,13 @@ pub(crate) fn relayed_end(
     who: &str,
     status: &Status,
 ) -> Option<(RemoteStage, LearntEnd)> {
-    if status.seq != RELAY_SEQ {
-        return None;
-    }
-    // Only an end is relayed.
-    let outcome = otto_handoff::rules::outcome_of(status.state)?;
-    let state = StageState::from_wire(otto_handoff::rules::state_of(outcome));
-    // The account up to the last relayer's name, which is replaced by the author's.
-    let detail = status.detail.as_deref().unwrap_or("ended on another node");
-    let origin = detail
-        .rsplit_once("; relayed by ")
-        .map_or(detail, |(origin, _)| origin);
-    let origin: String = origin.chars().take(MAX_ORIGIN).collect();
+    // Only an end is relayed; the account up to the last relayer's name, which is
+    // replaced by the author's.
+    let end = otto_handoff::relay::relayed(status)?;
+    let state = StageState::from_wire(otto_handoff::rules::state_of(end.outcome));
+    let origin = end.origin;
     let at = status.at.saturating_mul(1000);
-    let attempt = status.attempt.max(1);
+    let attempt = end.attempt;
     let update = RemoteStage {
         run,
         stage: status.stage.clone(),

@@ -1,0 +1,143 @@
+//! The stage-end relay: what a node tells the other nodes of a run when it learns that a
+//! stage it does not run ended, and how it takes such a word from another node.
+//!
+//! Trust is pairwise: a node records gossip only from nodes it trusts, so in a run that
+//! crosses orgs which do not all trust each other, the end of a stage would never reach
+//! the nodes two orgs away. So a node vouches for every end it learns of a stage it does
+//! not run (a verified receipt, a `failed` status, a relay it takes): the first time, it
+//! publishes one status event of its own ([`Relays::relay`]) with the final state, the
+//! stage's attempt, `seq` [`RELAY_SEQ`] and a `detail` saying who ran the stage and who
+//! relays it. Nodes that take its word ([`rules::may_tell`](crate::rules::may_tell)) read
+//! the end back ([`relayed`]), record it, unless a success or skip would move a stage on
+//! here before its own needs ended ([`may_record`]), and relay it once in turn, so the end
+//! spreads org by org; "the first time" stops the echo.
+//!
+//! The node's exchange publishes what this decides; the simulator calls it on every end a
+//! node learns and checks that no node vouches twice for one end in one incarnation.
+#![warn(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+
+use otto_pipeline::plan::Body;
+use otto_protocol::{Outcome, Status};
+
+use crate::rules;
+
+/// The `seq` of a status event that relays the end of a stage its author did not run: a
+/// runner numbers its own events from 0 and never reaches it.
+pub const RELAY_SEQ: u64 = u64::MAX;
+
+/// The most characters kept of a relayed account of who ran a stage.
+pub const MAX_ORIGIN: usize = 1024;
+
+/// The end of an attempt of a stage another node ran, as a node learnt it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    /// The run.
+    pub run: String,
+    /// The stage.
+    pub stage: String,
+    /// The attempt that ended.
+    pub attempt: u32,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Who ran it and how it ended, for people (e.g. "ran on ops-4 (acme-ops4)").
+    pub origin: String,
+}
+
+/// The ends a node vouched for already, per (run, stage, attempt). In memory only: after a
+/// restart a node may vouch once more for an end it relayed before.
+#[derive(Debug, Default, Clone)]
+pub struct Relays {
+    relayed: HashSet<(String, String, u32)>,
+}
+
+impl Relays {
+    /// Whether this node, named `me`, vouches for `end`, which it just learnt: the first
+    /// time it learns the end of an attempt of a stage it does not run (`runs_here`) and
+    /// had not recorded before (`known`). Returns the status event to sign and publish at
+    /// `now` (seconds).
+    pub fn relay(
+        &mut self,
+        end: &End,
+        runs_here: bool,
+        known: bool,
+        me: &str,
+        now: u64,
+    ) -> Option<Status> {
+        if runs_here {
+            return None;
+        }
+        let first = self
+            .relayed
+            .insert((end.run.clone(), end.stage.clone(), end.attempt));
+        if !first || known {
+            return None;
+        }
+        Some(Status {
+            run: end.run.clone(),
+            stage: end.stage.clone(),
+            attempt: end.attempt,
+            seq: RELAY_SEQ,
+            state: rules::state_of(end.outcome),
+            at: now,
+            detail: Some(format!("{}; relayed by {me}", end.origin)),
+            log: Vec::new(),
+        })
+    }
+
+    /// Forgets everything about `run` (it ended).
+    pub fn forget(&mut self, run: &str) {
+        self.relayed.retain(|(r, _, _)| r != run);
+    }
+
+    /// How many ends this holds, over every run.
+    pub fn len(&self) -> usize {
+        self.relayed.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.relayed.is_empty()
+    }
+}
+
+/// The end a relayed status event vouches for (`seq` [`RELAY_SEQ`], a final state), with
+/// the account of who ran it up to the last relayer's name; `None` for any other event.
+pub fn relayed(status: &Status) -> Option<End> {
+    if status.seq != RELAY_SEQ {
+        return None;
+    }
+    let outcome = rules::outcome_of(status.state)?;
+    let detail = status.detail.as_deref().unwrap_or("ended on another node");
+    let origin = detail
+        .rsplit_once("; relayed by ")
+        .map_or(detail, |(origin, _)| origin);
+    Some(End {
+        run: status.run.clone(),
+        stage: status.stage.clone(),
+        attempt: status.attempt.max(1),
+        outcome,
+        origin: origin.chars().take(MAX_ORIGIN).collect(),
+    })
+}
+
+/// Whether a relayed end of `stage` of a run of `body`, which says `outcome`, may be
+/// recorded now, given which stages ended here (`ended`). A success or a skip waits until
+/// every stage that needs it ended here: who moves a stage on is read from its needs'
+/// receipts, and a relayed end has none, so recording it early could make this node move
+/// on a stage that is not its to move. A failure or a cancellation moves nothing on.
+pub fn may_record(
+    body: &Body,
+    stage: &str,
+    outcome: Outcome,
+    ended: impl Fn(&str) -> bool,
+) -> bool {
+    if !matches!(outcome, Outcome::Success | Outcome::Skipped) {
+        return true;
+    }
+    body.stages
+        .iter()
+        .filter(|later| later.needs.iter().any(|need| need == stage))
+        .all(|later| ended(&later.id))
+}
