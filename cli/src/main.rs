@@ -2,7 +2,7 @@
 //!
 //! Thin by design: it parses arguments, calls the libraries (or, for commands that need a
 //! node, the node's API through [`client`]) and prints. `explain` and `verify --bundle`
-//! work offline; `run`, `status`, `logs`, `approve`, `cancel`, `secrets`, `verify RUN` and
+//! work offline; `run`, `status`, `logs`, `approve`, `cancel`, `retry`, `secrets`, `verify RUN` and
 //! `attest export` talk to the local node.
 
 use std::io::{self, Write};
@@ -30,6 +30,7 @@ enum Command {
     Logs(commands::logs::Args),
     Approve(commands::approve::Args),
     Cancel(commands::cancel::Args),
+    Retry(commands::retry::Args),
     Hook(commands::hook::Args),
     Secrets(commands::secrets::Args),
     Verify(commands::verify::Args),
@@ -65,6 +66,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => commands::logs::run(args),
         Command::Approve(args) => commands::approve::run(args),
         Command::Cancel(args) => commands::cancel::run(args),
+        Command::Retry(args) => commands::retry::run(args),
         Command::Hook(args) => commands::hook::run(args),
         Command::Secrets(args) => commands::secrets::run(args),
         Command::Verify(args) => commands::verify::run(args),
@@ -248,6 +250,9 @@ mod tests {
         assert!(parse(&["approve", "R"]).is_err());
         assert!(parse(&["cancel", "R", "--as", "alice"]).is_ok());
         assert!(parse(&["cancel"]).is_err());
+        assert!(parse(&["retry", "R"]).is_ok());
+        assert!(parse(&["retry", "R", "Deploy", "--as", "alice"]).is_ok());
+        assert!(parse(&["retry"]).is_err());
         assert!(parse(&["secrets", "set", "TOKEN"]).is_ok());
         assert!(parse(&["secrets", "set", "TOKEN", "value-on-argv"]).is_err());
         assert!(parse(&["secrets", "list", "--json"]).is_ok());

@@ -26,6 +26,10 @@
 //!   [`check_definition`], [`check_stage`]): checks 11 and 22 of [`verify_offer`]
 //!   (crate::verify_offer), also applied when a node moves on a stage of another org's run
 //!   itself, without an offer.
+//! - **Attempts and retries** ([`check_attempt`], check 12b of
+//!   [`verify_offer`](crate::verify_offer)): a stage that succeeded on its owner never runs
+//!   again, an offered attempt is above every attempt of the stage the owner began, and
+//!   only the org that started the run offers a retry (an attempt above 1).
 //! - **Outcomes and states** ([`outcome_of`], [`state_of`], [`verb`]): how a receipt's
 //!   outcome reads as a stage state and back.
 #![warn(clippy::unwrap_used)]
@@ -391,6 +395,80 @@ pub fn check_stage(
 ) -> Result<Definition, Rejection> {
     check_scope(trust, org, body, stage)?;
     check_definition(trust, org, body, stage, publishes)
+}
+
+/// What the owner knows of an offered stage from its own records, for [`check_attempt`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Prior {
+    /// The highest attempt of the stage this node began (or recorded), if any.
+    pub last_attempt: Option<u32>,
+    /// Whether the stage succeeded here: a succeeded stage never runs again.
+    pub succeeded: bool,
+}
+
+/// Check 12b: whether attempt `attempt` of `stage` may run here, given what this node
+/// holds of the stage (`prior`) and the org key (key id) of the node that offers it.
+///
+/// - a stage that succeeded here is never run again, whatever the attempt: a second
+///   receipt of a succeeded stage is what a retry must never give;
+/// - the attempt is above every attempt of the stage begun here (a stale or repeated offer
+///   under a new handoff id runs nothing);
+/// - an attempt above 1 is a retry, and only the run's origin retries: the sender must be
+///   the node the plan's binding of [`ORIGIN`] names (inside the plan digest), or, in a
+///   plan bound before bindings named the node, a node of the org it binds; so another
+///   node cannot send attempt N+1 of a stage on its own.
+pub fn check_attempt(
+    body: &Body,
+    stage: &Stage,
+    attempt: u32,
+    prior: Prior,
+    (sender_org_key, sender_node_key): (&str, &str),
+) -> Result<(), Rejection> {
+    let refused = |message: String| Rejection::new(RejectCode::AttemptRefused, message);
+    if attempt == 0 {
+        return Err(Rejection::new(
+            RejectCode::Malformed,
+            "the offer's attempt is 0; attempts count from 1".to_owned(),
+        ));
+    }
+    if prior.succeeded {
+        return Err(refused(format!(
+            "stage {} already succeeded here; a succeeded stage never runs again",
+            quoted(&stage.id)
+        ))
+        .hint("retry only stages that failed or were refused"));
+    }
+    if let Some(last) = prior.last_attempt
+        && attempt <= last
+    {
+        return Err(refused(format!(
+            "attempt {attempt} of stage {} is not above attempt {last}, which this node began already",
+            quoted(&stage.id)
+        ))
+        .hint("a retry is offered as the next attempt"));
+    }
+    if attempt > 1 {
+        match body.owners.get(ORIGIN) {
+            Some(origin)
+                if origin.key == sender_org_key
+                    && origin.node.as_deref().is_none_or(|n| n == sender_node_key) => {}
+            Some(origin) => {
+                return Err(refused(format!(
+                    "attempt {attempt} of stage {} is a retry, and only the node of org {} that started the run retries its stages",
+                    quoted(&stage.id),
+                    quoted(&origin.org)
+                ))
+                .hint("ask the run's origin to run `otto retry`"));
+            }
+            None => {
+                return Err(refused(format!(
+                    "attempt {attempt} of stage {} is a retry, and the plan binds no org as the run's origin",
+                    quoted(&stage.id)
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The outcome a receipt gives a stage that ended in `state`; `None` for a state that is

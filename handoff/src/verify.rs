@@ -20,6 +20,7 @@
 //! | 10 | the plan has the offered stage | `stage_not_owned` |
 //! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives (not for a stage of a run this node started: its own plan) | `out_of_scope` |
 //! | 12 | the stage's owner in the plan is one of the names this node answers to, and the plan binds that name to this node's org; a stage without an owner only when this node started the run with this plan ([`VerifyContext::started`]) and the plan's binding names it as the origin ([`rules::runs_for_origin`]) | `stage_not_owned` |
+//! | 12b | the attempt ([`rules::check_attempt`]): the stage did not succeed here ([`VerifyContext::prior`]), the attempt is above every attempt of it begun here, and an attempt above 1 (a retry) comes from the node the plan binds `origin` to (a node of its org, in a plan that names no node) | `attempt_refused` |
 //! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
 //! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
 //! | 15 | … it names this plan's digest | `plan_digest_mismatch` |
@@ -86,6 +87,9 @@ pub struct VerifyContext<'a> {
     pub started: &'a dyn Fn(&str, &str) -> bool,
     /// Whether a handoff id was seen before (the node's inbox remembers them).
     pub seen: &'a dyn Fn(&HandoffId) -> bool,
+    /// What this node holds of a stage of a run (run id, stage id): the last attempt it
+    /// began and whether it succeeded here (check 12b).
+    pub prior: &'a dyn Fn(&str, &str) -> rules::Prior,
     /// Whether a stage that names a blueprint is this node's own definition: it names a
     /// blueprint this node publishes, from the library version this node publishes, and
     /// the stage is what that blueprint expands to. Only then does the stage run without
@@ -301,6 +305,16 @@ pub fn verify_offer(
         .hint("start the run on a node whose trust store binds the owner to this node's org"));
     }
 
+    // 12b. The attempt: never a succeeded stage again, always a new attempt, retries from
+    // the origin only.
+    rules::check_attempt(
+        &body,
+        stage,
+        offer.attempt,
+        (ctx.prior)(&offer.run, &stage.id),
+        (&sender.org_key().keyid(), &sender.node_key().keyid()),
+    )?;
+
     // 13-20. The receipt chain.
     let signers: Vec<&Envelope> = iter::once(&offer.sender)
         .chain(offer.certificates.iter())
@@ -398,6 +412,7 @@ impl VerifyContext<'_> {
             node: None,
             started: &started_nothing,
             seen: &never_seen,
+            prior: &no_prior,
             publishes: &publishes_nothing,
         }
     }
@@ -425,6 +440,11 @@ impl<'a> VerifyContext<'a> {
     /// The same context, asking `seen` whether a handoff id was seen before.
     pub fn with_seen(self, seen: &'a dyn Fn(&HandoffId) -> bool) -> Self {
         Self { seen, ..self }
+    }
+
+    /// The same context, asking `prior` what this node holds of an offered stage.
+    pub fn with_prior(self, prior: &'a dyn Fn(&str, &str) -> rules::Prior) -> Self {
+        Self { prior, ..self }
     }
 
     /// The same context, taking upstream owners under `policy`.
@@ -666,6 +686,10 @@ fn truncate(text: &str, max: usize) -> String {
 
 fn never_seen(_: &HandoffId) -> bool {
     false
+}
+
+fn no_prior(_: &str, _: &str) -> rules::Prior {
+    rules::Prior::default()
 }
 
 fn publishes_nothing(_: &Body, _: &Stage) -> bool {

@@ -186,6 +186,10 @@ pub enum RejectCode {
     /// `definition_not_approved`: the stage's inline steps have a digest the owner has not
     /// approved.
     DefinitionNotApproved,
+    /// `attempt_refused`: the offered attempt may not run: the stage already succeeded on
+    /// the owner, the attempt is not above the last one the owner began, or a retry (an
+    /// attempt above 1) comes from a node outside the org that started the run.
+    AttemptRefused,
     /// `unsupported_version`: the message's protocol version is not spoken here.
     UnsupportedVersion,
     /// `malformed`: the message does not decode.
@@ -198,7 +202,7 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code this version knows, in the order of the documentation.
-    pub const KNOWN: [Self; 20] = [
+    pub const KNOWN: [Self; 21] = [
         Self::BadSignature,
         Self::UnknownOrg,
         Self::CertificateExpired,
@@ -216,6 +220,7 @@ impl RejectCode {
         Self::OfferExpired,
         Self::Replayed,
         Self::DefinitionNotApproved,
+        Self::AttemptRefused,
         Self::UnsupportedVersion,
         Self::Malformed,
         Self::Internal,
@@ -241,6 +246,7 @@ impl RejectCode {
             Self::OfferExpired => "offer_expired",
             Self::Replayed => "replayed",
             Self::DefinitionNotApproved => "definition_not_approved",
+            Self::AttemptRefused => "attempt_refused",
             Self::UnsupportedVersion => "unsupported_version",
             Self::Malformed => "malformed",
             Self::Internal => "internal",

@@ -8,6 +8,7 @@ pub(crate) mod explain;
 pub(crate) mod facts;
 pub(crate) mod hook;
 pub(crate) mod logs;
+pub(crate) mod retry;
 pub(crate) mod run;
 pub(crate) mod secrets;
 pub(crate) mod status;

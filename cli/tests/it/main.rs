@@ -16,6 +16,7 @@ mod node_handoff;
 mod node_join;
 mod node_repo;
 mod node_restart;
+mod node_retry;
 mod node_run;
 mod tutorial;
 mod verify;

@@ -1015,3 +1015,141 @@ fn an_offer_delivered_by_another_node_than_its_signer_is_refused_as_a_replay() {
     let ctx = VerifyContext::new(&trust, ops_org(), &names).with_from(&dev);
     assert!(verify_offer(world.signed(&offer), &ctx, NOW).is_ok());
 }
+
+/// Verifies `offer`, signed by `by`, at ops with `trust` at [`NOW`], where ops holds
+/// `prior` of the offered stage.
+fn check_prior(
+    trust: &TrustStore,
+    by: &Node,
+    offer: &Offer,
+    prior: otto_handoff::rules::Prior,
+) -> Result<otto_handoff::AcceptedOffer, Rejection> {
+    let names = ops_names();
+    let prior = move |run: &str, stage: &str| {
+        assert_eq!((run, stage), (RUN, "Deploy"));
+        prior
+    };
+    verify_offer(
+        Unverified::new(sign_offer(by, offer)),
+        &VerifyContext::new(trust, ops_org(), &names).with_prior(&prior),
+        NOW,
+    )
+}
+
+#[test]
+fn a_retry_from_the_origin_runs_as_the_next_attempt() {
+    use otto_handoff::rules::Prior;
+    let world = World::new();
+    let mut offer = world.offer();
+    offer.attempt = 2;
+    let trust = world.ops_trust();
+    // Refused before (nothing here), or failed here as attempt 1: attempt 2 runs.
+    for prior in [
+        Prior::default(),
+        Prior {
+            last_attempt: Some(1),
+            succeeded: false,
+        },
+    ] {
+        let accepted = check_prior(&trust, &world.dev, &offer, prior).unwrap();
+        assert_eq!(accepted.offer().attempt, 2);
+    }
+}
+
+#[test]
+fn a_stage_that_succeeded_here_never_runs_again() {
+    use otto_handoff::rules::Prior;
+    let world = World::new();
+    let trust = world.ops_trust();
+    let succeeded = Prior {
+        last_attempt: Some(1),
+        succeeded: true,
+    };
+    for attempt in [1, 2, 7] {
+        let mut offer = world.offer();
+        offer.attempt = attempt;
+        rejected(
+            check_prior(&trust, &world.dev, &offer, succeeded),
+            RejectCode::AttemptRefused,
+            "already succeeded here",
+        );
+    }
+}
+
+#[test]
+fn an_attempt_not_above_the_last_one_begun_here_is_refused() {
+    use otto_handoff::rules::Prior;
+    let world = World::new();
+    let trust = world.ops_trust();
+    // The same stage offered again under a new handoff id, as attempt 1 again.
+    let offer = world.offer();
+    rejected(
+        check_prior(
+            &trust,
+            &world.dev,
+            &offer,
+            Prior {
+                last_attempt: Some(1),
+                succeeded: false,
+            },
+        ),
+        RejectCode::AttemptRefused,
+        "not above attempt 1",
+    );
+    let mut zero = world.offer();
+    zero.attempt = 0;
+    rejected(
+        check_prior(&trust, &world.dev, &zero, Prior::default()),
+        RejectCode::Malformed,
+        "attempt is 0",
+    );
+}
+
+#[test]
+fn only_the_org_that_started_the_run_offers_a_retry() {
+    use otto_handoff::rules::Prior;
+    let world = World::new();
+    // qa may ask ops for the stage as dev may: scope and definition would let it.
+    let mut trust = world.ops_trust();
+    trust.set_policy("qa", World::policy()).unwrap();
+    let mut offer = world.offer();
+    offer.sender = world.qa.cert.clone();
+    offer.attempt = 2;
+    let failed = Prior {
+        last_attempt: Some(1),
+        succeeded: false,
+    };
+    let rejection = rejected(
+        check_prior(&trust, &world.qa, &offer, failed),
+        RejectCode::AttemptRefused,
+        "only the node of org \"dev\" that started the run retries its stages",
+    );
+    assert!(rejection.hint.unwrap().contains("otto retry"));
+    // Its first attempt is no retry: refused later, for the chain it cannot sign.
+    offer.attempt = 1;
+    let first = check_prior(&trust, &world.qa, &offer, Prior::default());
+    assert_ne!(first.unwrap_err().code, RejectCode::AttemptRefused);
+}
+
+#[test]
+fn a_retry_comes_from_the_origin_node_itself_when_the_plan_names_it() {
+    use otto_handoff::rules::Prior;
+    let mut world = World::new();
+    let dev_key = world.dev.key.public_key().keyid();
+    world
+        .plan
+        .body
+        .owners
+        .get_mut(otto_pipeline::plan::ORIGIN)
+        .unwrap()
+        .node = Some(dev_key);
+    // Another node of the origin's org is not the origin.
+    let mut offer = world.offer();
+    offer.sender = world.builder.cert.clone();
+    offer.attempt = 2;
+    rejected(
+        check_prior(&world.ops_trust(), &world.builder, &offer, Prior::default()),
+        RejectCode::AttemptRefused,
+        "is a retry",
+    );
+}

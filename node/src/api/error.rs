@@ -134,10 +134,16 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::UnknownRun(_) | EngineError::UnknownGate => Self::not_found(e.to_string()),
+            EngineError::UnknownRun(_)
+            | EngineError::UnknownGate
+            | EngineError::UnknownStage { .. } => Self::not_found(e.to_string()),
             EngineError::GateNotWaiting
             | EngineError::GateElsewhere { .. }
-            | EngineError::Finished(_) => Self::conflict(e.to_string()),
+            | EngineError::Finished(_)
+            | EngineError::NotRetryable(_)
+            | EngineError::Store(crate::store::Error::NotRetryable(_)) => {
+                Self::conflict(e.to_string())
+            }
             EngineError::NotApprover { .. } => {
                 Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
             }

@@ -137,6 +137,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/runs/{run}", get(runs::get))
         .route("/v1/runs/{run}/logs", get(logs::get))
         .route("/v1/runs/{run}/cancel", post(runs::cancel))
+        .route("/v1/runs/{run}/retry", post(runs::retry))
         .route("/v1/runs/{run}/verify", get(verify::verify))
         .route("/v1/runs/{run}/bundle", get(verify::bundle))
         .route("/v1/runs/{run}/gates/{stage}/approve", post(runs::approve))

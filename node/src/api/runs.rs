@@ -13,8 +13,8 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::types::{
-    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, RunCreated, RunDetail, RunList,
-    SnapshotCreated, StageDetail,
+    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, Retried, Retry, RunCreated,
+    RunDetail, RunList, SnapshotCreated, StageDetail,
 };
 use super::{
     ApiError, ApiParts, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking,
@@ -201,6 +201,28 @@ pub(super) async fn cancel(
     state.engine.cancel(run, who.clone()).await?;
     tracing::info!(target: super::TARGET, %run, %who, "run cancelled");
     Ok(Json(Cancelled { run, who }))
+}
+
+/// `POST /v1/runs/{run}/retry`: retries the run's failed stage (every failed stage when
+/// the body names none) and what depends on it, as new attempts of the same run.
+pub(super) async fn retry(
+    State(state): State<ApiState>,
+    Path(run): Path<String>,
+    body: Option<Json<Retry>>,
+) -> Result<Json<Retried>, ApiError> {
+    let run = parse_run(&run)?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let who = who_or_local(body.who)?;
+    if let Some(stage) = &body.stage
+        && (stage.is_empty() || stage.chars().count() > 256)
+    {
+        return Err(ApiError::invalid("stage must be 1 to 256 characters"));
+    }
+    let store = state.store.clone();
+    blocking(move || store.run(&run)?.map(|_| ()).ok_or_else(|| no_run(&run))).await?;
+    let stages = state.engine.retry(run, body.stage, who.clone()).await?;
+    tracing::info!(target: super::TARGET, %run, %who, ?stages, "run retried");
+    Ok(Json(Retried { run, stages, who }))
 }
 
 /// The name a person gave for an approval or a cancel, or `local` when none was given.

@@ -1114,8 +1114,13 @@ mod contract {
         let run = created.json()["run"].as_str().unwrap().to_owned();
         let unknown = "01J9ZQ3M5V8R2K4T6W8Y0A2C4E";
         let big = vec![b'x'; 8192];
-        let json_ops: [(&str, String, Value); 8] = [
+        let json_ops: [(&str, String, Value); 9] = [
             ("/v1/gc", "/v1/gc".into(), json!({"older_than_days": -1})),
+            (
+                "/v1/runs/{run}/retry",
+                format!("/v1/runs/{run}/retry"),
+                json!({"stage": ""}),
+            ),
             (
                 "/v1/repos",
                 "/v1/repos".into(),
@@ -1251,6 +1256,19 @@ mod contract {
                     .await,
             );
         }
+        // Retry: an unknown run, a run still waiting, a stage that is not there.
+        let retry = "/v1/runs/{run}/retry";
+        for (uri, body) in [
+            (format!("/v1/runs/{unknown}/retry"), json!({})),
+            (format!("/v1/runs/{run}/retry"), json!({"who": "alice"})),
+            (format!("/v1/runs/{run}/retry"), json!({"stage": "Nope"})),
+        ] {
+            note(
+                &Method::POST,
+                retry,
+                &f.call(Method::POST, &uri, Some(body)).await,
+            );
+        }
         for (method, template, uri) in [
             (
                 Method::POST,
@@ -1306,6 +1324,47 @@ mod contract {
                 .await,
             );
         }
+        // The cancelled run's stage is retried once its run has ended; the run is then in
+        // progress again. Each look waits (long poll) for the run to change.
+        let id: crate::store::RunId = run.parse().unwrap();
+        let cancelled = f
+            .call(
+                Method::POST,
+                &format!("/v1/runs/{run}/cancel"),
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.json());
+        for _ in 0..50 {
+            let ended = f
+                .store
+                .run(&id)
+                .unwrap()
+                .is_some_and(|r| r.state.is_final());
+            if ended {
+                break;
+            }
+            let etag = f.call(Method::GET, &format!("/v1/runs/{run}"), None).await;
+            let tag = etag.headers.get(header::ETAG).cloned().unwrap();
+            let look = Request::builder()
+                .method(Method::GET)
+                .uri(format!("/v1/runs/{run}?wait=2"))
+                .header(AUTHORIZATION, format!("Bearer {TOKEN}"))
+                .header(header::IF_NONE_MATCH, tag)
+                .body(HttpBody::empty())
+                .unwrap();
+            f.send(look).await;
+        }
+        let retried = f
+            .call(
+                Method::POST,
+                &format!("/v1/runs/{run}/retry"),
+                Some(json!({"who": "alice"})),
+            )
+            .await;
+        assert_eq!(retried.status, StatusCode::OK, "{}", retried.json());
+        assert_eq!(retried.json()["stages"], json!(["Deploy"]));
+        note(&Method::POST, retry, &retried);
         note(
             &Method::POST,
             "/hooks/{token}",

@@ -176,6 +176,29 @@ pub struct Cancelled {
     pub who: String,
 }
 
+/// `POST /v1/runs/{run}/retry` takes this body (optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// The stage to retry; default every stage that failed.
+    #[serde(default)]
+    pub stage: Option<String>,
+    /// Who retries, recorded on the stages retried; default `local`.
+    #[serde(default)]
+    pub who: Option<String>,
+}
+
+/// `POST /v1/runs/{run}/retry` answers this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retried {
+    /// The run.
+    pub run: RunId,
+    /// The stages retried, in plan order: the ones asked for and those that depend on them.
+    pub stages: Vec<String>,
+    /// Who retried them.
+    pub who: String,
+}
+
 /// `GET /v1/secrets` answers this: names, never values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecretNames {

@@ -92,6 +92,105 @@ pub(crate) fn first_failure(body: &Body, states: &HashMap<String, StageState>) -
         .map(|s| s.id.clone())
 }
 
+/// Why a retry cannot be made as asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RetryRefusal {
+    /// The plan has no such stage.
+    UnknownStage(String),
+    /// Why not, for people.
+    Refused(String),
+}
+
+/// The stages `otto retry` reopens, in plan order: `stage` (every stage that failed when
+/// `None`; every cancelled one when none failed, as in a cancelled run), every stage that
+/// depends on one of them, and every stage cancelled because the run ended ([`reopened`]).
+/// A named stage must have failed or been cancelled (a succeeded stage never runs again),
+/// and no other failed stage may be left out: the run would fail again at once.
+pub(crate) fn retry_set(
+    body: &Body,
+    states: &HashMap<String, StageState>,
+    stage: Option<&str>,
+) -> Result<Vec<String>, RetryRefusal> {
+    let retryable = |state: Option<&StageState>| {
+        matches!(state, Some(StageState::Failed | StageState::Cancelled))
+    };
+    let targets: Vec<String> = match stage {
+        Some(id) => {
+            if !body.stages.iter().any(|s| s.id == id) {
+                return Err(RetryRefusal::UnknownStage(id.to_owned()));
+            }
+            let state = states.get(id);
+            if !retryable(state) {
+                let state = state
+                    .and_then(|s| serde_json::to_value(s).ok())
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "not recorded".into());
+                return Err(RetryRefusal::Refused(format!(
+                    "stage {id:?} is {state}; only a failed, refused or cancelled stage is retried"
+                )));
+            }
+            vec![id.to_owned()]
+        }
+        None => {
+            let of = |wanted: StageState| -> Vec<String> {
+                body.stages
+                    .iter()
+                    .filter(|s| states.get(&s.id) == Some(&wanted))
+                    .map(|s| s.id.clone())
+                    .collect()
+            };
+            let failed = of(StageState::Failed);
+            if failed.is_empty() {
+                of(StageState::Cancelled)
+            } else {
+                failed
+            }
+        }
+    };
+    if targets.is_empty() {
+        return Err(RetryRefusal::Refused(
+            "no stage of the run failed or was cancelled".into(),
+        ));
+    }
+    let set = reopened(body, states, &targets);
+    if let Some(other) = body
+        .stages
+        .iter()
+        .find(|s| states.get(&s.id) == Some(&StageState::Failed) && !set.contains(&s.id))
+    {
+        return Err(RetryRefusal::Refused(format!(
+            "stage {:?} failed too and does not depend on {}: retry it as well, or every \
+             failed stage with no STAGE",
+            other.id,
+            targets.join(", ")
+        )));
+    }
+    Ok(set)
+}
+
+/// The stages a retry of `targets` reopens, in plan order: of the stages that failed or
+/// were cancelled, the targets, the stages that depend on one of them (directly or
+/// through others), and the other cancelled ones (cancelled because the run ended).
+pub(crate) fn reopened(
+    body: &Body,
+    states: &HashMap<String, StageState>,
+    targets: &[String],
+) -> Vec<String> {
+    body.stages
+        .iter()
+        .filter(|s| {
+            let state = states.get(&s.id);
+            let open = matches!(state, Some(StageState::Failed | StageState::Cancelled));
+            open && (targets.contains(&s.id)
+                || state == Some(&StageState::Cancelled)
+                || rules::upstream(body, &s.id)
+                    .iter()
+                    .any(|u| targets.contains(&u.id)))
+        })
+        .map(|s| s.id.clone())
+        .collect()
+}
+
 /// How a run with no stage in progress ends: `None` while some stage waits for the mesh
 /// (or for one that does).
 pub(crate) fn settled(states: &HashMap<String, StageState>) -> Option<RunState> {
@@ -208,6 +307,58 @@ stage('D') { steps { sh 'd' } }
             condition_failure("branch == 'main'", Outcome::Fail).as_deref(),
             Some("enter gate failed: branch == 'main'")
         );
+    }
+
+    #[test]
+    fn a_retry_reopens_what_failed_and_what_depends_on_it_never_what_succeeded() {
+        use StageState::*;
+        let plan = plan(DIAMOND, &Facts::default());
+        let s = states(&[
+            ("A", Succeeded),
+            ("B", Failed),
+            ("C", Cancelled),
+            ("D", Cancelled),
+        ]);
+        assert_eq!(retry_set(&plan.body, &s, None).unwrap(), ["B", "C", "D"]);
+        assert_eq!(
+            retry_set(&plan.body, &s, Some("B")).unwrap(),
+            ["B", "C", "D"]
+        );
+        assert!(matches!(
+            retry_set(&plan.body, &s, Some("A")),
+            Err(RetryRefusal::Refused(why)) if why.contains("succeeded")
+        ));
+        assert_eq!(
+            retry_set(&plan.body, &s, Some("Z")),
+            Err(RetryRefusal::UnknownStage("Z".into()))
+        );
+        // Two failed stages: one alone would fail the run again at once.
+        let s = states(&[
+            ("A", Succeeded),
+            ("B", Failed),
+            ("C", Failed),
+            ("D", Cancelled),
+        ]);
+        assert!(matches!(
+            retry_set(&plan.body, &s, Some("B")),
+            Err(RetryRefusal::Refused(why)) if why.contains("\"C\" failed too")
+        ));
+        assert_eq!(retry_set(&plan.body, &s, None).unwrap(), ["B", "C", "D"]);
+        // A cancelled run: its cancelled stages.
+        let s = states(&[
+            ("A", Succeeded),
+            ("B", Succeeded),
+            ("C", Cancelled),
+            ("D", Cancelled),
+        ]);
+        assert_eq!(retry_set(&plan.body, &s, None).unwrap(), ["C", "D"]);
+        let done = states(&[
+            ("A", Succeeded),
+            ("B", Succeeded),
+            ("C", Succeeded),
+            ("D", Succeeded),
+        ]);
+        assert!(retry_set(&plan.body, &done, None).is_err());
     }
 
     #[test]

@@ -52,7 +52,7 @@ mod serve;
 mod stage;
 mod util;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -438,6 +438,17 @@ pub enum EngineError {
     /// The run is already over.
     #[error("run {0} is already finished")]
     Finished(RunId),
+    /// The run has no stage with this id.
+    #[error("run {run} has no stage {stage:?}")]
+    UnknownStage {
+        /// The run.
+        run: RunId,
+        /// The stage asked for.
+        stage: String,
+    },
+    /// Nothing of the run can be retried as asked, and why.
+    #[error("{0}")]
+    NotRetryable(String),
     /// The run's stored plan cannot be read.
     #[error("the plan of run {run} cannot be read: {reason}")]
     Plan {
@@ -563,7 +574,7 @@ impl Engine {
             checkouts: ctx.checkouts,
             notifier: ctx.notifier,
             run_slots: Mutex::new(HashMap::new()),
-            offered: Mutex::new(HashSet::new()),
+            offered: Mutex::new(HashMap::new()),
             events,
             notices,
             notices_missed: missed.clone(),
@@ -604,12 +615,52 @@ impl Engine {
         self.ask(|reply| Command::Cancel { run, who, reply }).await
     }
 
+    /// Retries `stage` of `run` (every stage that failed, when `None`) and the stages that
+    /// depend on it, as new attempts of the same run: the run must have ended without
+    /// succeeding and have been started here; the stages that succeeded keep their
+    /// receipts and artifacts, which the retried ones use. A stage another node moves on
+    /// is not retried here ([`EngineError::NotRetryable`] says who moves it on), and a
+    /// succeeded stage never is. Returns the stages retried, in plan order.
+    pub async fn retry(
+        &self,
+        run: RunId,
+        stage: Option<String>,
+        who: String,
+    ) -> Result<Vec<String>, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Retry {
+                run,
+                stage,
+                who,
+                reply,
+            })
+            .await
+            .map_err(|_| EngineError::Stopped)?;
+        answer.await.map_err(|_| EngineError::Stopped)?
+    }
+
     /// Lets this node run `stage` of `run`, a stage another node offered it and this node
-    /// accepted, and starts it when its needs allow (the run must be recorded: the mesh
-    /// exchange records the offered run first). Runs in progress move on at once.
-    pub async fn start_offered(&self, run: RunId, stage: String) -> Result<(), EngineError> {
-        util::lock(&self.shared.offered).insert((run, stage));
-        self.ask(|reply| Command::Poke { run, reply }).await
+    /// accepted as attempt `attempt`, and starts it when its needs allow (the run must be
+    /// recorded: the mesh exchange records the offered run first). Runs in progress move
+    /// on at once. A stage that failed here before (an earlier attempt) is retried first,
+    /// with what depends on it, as the run's origin asked (`by`); the handoff core made
+    /// sure it did not succeed here and that the origin offers it.
+    pub async fn start_offered(
+        &self,
+        run: RunId,
+        stage: String,
+        attempt: u32,
+        by: String,
+    ) -> Result<(), EngineError> {
+        util::lock(&self.shared.offered).insert((run, stage.clone()), attempt.max(1));
+        self.ask(|reply| Command::Offered {
+            run,
+            stage,
+            by,
+            reply,
+        })
+        .await
     }
 
     /// Records what another node reported about a stage it runs: log lines, where it
@@ -693,9 +744,17 @@ enum Command {
         who: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
-    /// Load the run if needed and move it on.
-    Poke {
+    Retry {
         run: RunId,
+        stage: Option<String>,
+        who: String,
+        reply: oneshot::Sender<Result<Vec<String>, EngineError>>,
+    },
+    /// A stage was offered to this node: retry it if it failed here, then move the run on.
+    Offered {
+        run: RunId,
+        stage: String,
+        by: String,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     /// A stage run elsewhere left these outputs; move the run on.
@@ -736,8 +795,8 @@ pub(crate) struct Shared {
     /// Per run another org started: its stages' slots, while any stage holds or waits
     /// for one.
     pub(crate) run_slots: Mutex<HashMap<RunId, Arc<Semaphore>>>,
-    /// Stages other nodes offered this node and it accepted.
-    pub(crate) offered: Mutex<HashSet<(RunId, String)>>,
+    /// Stages other nodes offered this node and it accepted, with the attempt offered.
+    pub(crate) offered: Mutex<HashMap<(RunId, String), u32>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     /// The notices for the exchange, and whether one was dropped.
     notices: mpsc::Sender<Notice>,
@@ -802,7 +861,15 @@ impl Shared {
 
     /// Whether another node offered this node `stage` of `run` and it accepted.
     pub(crate) fn was_offered(&self, run: &RunId, stage: &str) -> bool {
-        util::lock(&self.offered).contains(&(*run, stage.to_owned()))
+        util::lock(&self.offered).contains_key(&(*run, stage.to_owned()))
+    }
+
+    /// The attempt another node offered this node `stage` of `run` as (1 when none did).
+    pub(crate) fn offered_attempt(&self, run: &RunId, stage: &str) -> u32 {
+        util::lock(&self.offered)
+            .get(&(*run, stage.to_owned()))
+            .copied()
+            .unwrap_or(1)
     }
 
     /// Closes a gate in the store and publishes it.

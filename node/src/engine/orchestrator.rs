@@ -84,8 +84,11 @@ impl Orchestrator {
                     Some(Command::Cancel { run, who, reply }) => {
                         let _ = reply.send(self.cancel(run, who).await);
                     }
-                    Some(Command::Poke { run, reply }) => {
-                        let _ = reply.send(self.poke(run).await);
+                    Some(Command::Retry { run, stage, who, reply }) => {
+                        let _ = reply.send(self.retry(run, stage, who).await);
+                    }
+                    Some(Command::Offered { run, stage, by, reply }) => {
+                        let _ = reply.send(self.offered(run, stage, by).await);
                     }
                     Some(Command::Remote { run, stage, records, reply }) => {
                         if let Some(active) = self.runs.get(&run) {
@@ -206,6 +209,137 @@ impl Orchestrator {
         }
         self.advance(run).await;
         Ok(())
+    }
+
+    /// `otto retry`: see [`super::Engine::retry`].
+    async fn retry(
+        &mut self,
+        run: RunId,
+        stage: Option<String>,
+        who: String,
+    ) -> Result<Vec<String>, EngineError> {
+        if self.runs.contains_key(&run) {
+            return Err(EngineError::NotRetryable(format!(
+                "run {run} has not ended; retry its failed stages once it has (or cancel it \
+                 first with `otto cancel {run}`)"
+            )));
+        }
+        let store = self.sh.store.clone();
+        let me = self
+            .sh
+            .signer
+            .as_ref()
+            .map(|s| otto_protocol::KeyBytes(*s.key.public_key().as_bytes()));
+        let chosen = blocking(move || -> Result<Vec<String>, EngineError> {
+            let record = store.run(&run)?.ok_or(EngineError::UnknownRun(run))?;
+            if record.started_by.starts_with(OFFERED_BY) {
+                return Err(EngineError::NotRetryable(format!(
+                    "run {run} was started by {}; only the node that started a run retries \
+                     its stages",
+                    record.started_by.trim_start_matches(OFFERED_BY)
+                )));
+            }
+            if !record.state.is_final() {
+                return Err(EngineError::NotRetryable(format!(
+                    "run {run} has not ended"
+                )));
+            }
+            if record.state == RunState::Succeeded {
+                return Err(EngineError::NotRetryable(format!(
+                    "run {run} succeeded; a succeeded stage never runs again"
+                )));
+            }
+            let bytes = store
+                .plan(&record.plan_digest)?
+                .ok_or_else(|| EngineError::Plan {
+                    run,
+                    reason: "the plan is missing".into(),
+                })?;
+            let body: Body = serde_json::from_slice(&bytes).map_err(|e| EngineError::Plan {
+                run,
+                reason: e.to_string(),
+            })?;
+            let stages = store.stages(&run)?;
+            let states: HashMap<String, StageState> =
+                stages.iter().map(|s| (s.id.clone(), s.state)).collect();
+            let chosen =
+                super::dag::retry_set(&body, &states, stage.as_deref()).map_err(|e| match e {
+                    super::dag::RetryRefusal::UnknownStage(stage) => {
+                        EngineError::UnknownStage { run, stage }
+                    }
+                    super::dag::RetryRefusal::Refused(reason) => EngineError::NotRetryable(reason),
+                })?;
+            // A stage another node moves on is that node's to offer again.
+            if let Some(me) = me {
+                let held = super::receipts::stored(&store, &run)?;
+                for id in &chosen {
+                    let Some(plan) = body.stages.iter().find(|s| s.id == *id) else {
+                        continue;
+                    };
+                    if !matches!(states.get(id), Some(StageState::Failed)) {
+                        continue;
+                    }
+                    if let otto_handoff::rules::Mover::Other(who) =
+                        otto_handoff::rules::mover(&body, plan, &held, &me, true)
+                    {
+                        return Err(EngineError::NotRetryable(format!(
+                            "stage {id:?} is moved on by {}, not by this node: only the \
+                             stages this node runs or offers are retried here",
+                            who.unwrap_or_else(|| "another node".into())
+                        )));
+                    }
+                }
+            }
+            store.retry_stages(&run, &chosen, &who, now_ms())?;
+            Ok(chosen)
+        })
+        .await?;
+        tracing::info!(target: "otto_node::engine", %run, stages = ?chosen, "retrying");
+        self.load(run).await?;
+        self.advance(run).await;
+        Ok(chosen)
+    }
+
+    /// A stage offered to this node: when it failed here before (and so did the run),
+    /// it is retried with the stages that depend on it, then the run moves on.
+    async fn offered(&mut self, run: RunId, stage: String, by: String) -> Result<(), EngineError> {
+        if self.runs.contains_key(&run) {
+            // In progress here: a stage of it that failed ends it soon, and its origin
+            // retries it once it has.
+            return self.poke(run).await;
+        }
+        let store = self.sh.store.clone();
+        blocking(move || -> Result<bool, EngineError> {
+            let Some(record) = store.stage(&run, &stage)? else {
+                return Ok(false);
+            };
+            if !matches!(record.state, StageState::Failed | StageState::Cancelled) {
+                return Ok(false);
+            }
+            let Some(run_record) = store.run(&run)? else {
+                return Ok(false);
+            };
+            let bytes = store
+                .plan(&run_record.plan_digest)?
+                .ok_or_else(|| EngineError::Plan {
+                    run,
+                    reason: "the plan is missing".into(),
+                })?;
+            let body: Body = serde_json::from_slice(&bytes).map_err(|e| EngineError::Plan {
+                run,
+                reason: e.to_string(),
+            })?;
+            let states: HashMap<String, StageState> = store
+                .stages(&run)?
+                .into_iter()
+                .map(|s| (s.id, s.state))
+                .collect();
+            let chosen = super::dag::reopened(&body, &states, &[stage]);
+            store.retry_stages(&run, &chosen, &by, now_ms())?;
+            Ok(true)
+        })
+        .await?;
+        self.poke(run).await
     }
 
     /// Stops everything without recording anything: stage tasks are dropped (their socket
@@ -394,7 +528,7 @@ impl Orchestrator {
         if state.is_final() {
             self.runs.remove(&run);
             // Nothing of an ended run runs here any more.
-            lock(&self.sh.offered).retain(|(r, _)| *r != run);
+            lock(&self.sh.offered).retain(|(r, _), _| *r != run);
         }
         Ok(())
     }

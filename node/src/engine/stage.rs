@@ -166,9 +166,11 @@ impl StageTask {
             return self.fail_before_steps(refusal).await;
         }
         let mut attempt = record.last_attempt().map(|a| a.n);
-        let steps_done = record
-            .last_attempt()
-            .is_some_and(|a| a.state == AttemptState::Succeeded);
+        // After a retry, the attempts before it are done with: the steps run again.
+        let steps_done = !record.retry_pending()
+            && record
+                .last_attempt()
+                .is_some_and(|a| a.state == AttemptState::Succeeded);
         if !steps_done {
             if let Some(problem) = crate::capabilities::runtime_problem(&self.plan) {
                 return self.fail_before_steps(problem).await;
@@ -212,7 +214,8 @@ impl StageTask {
     /// attempt is recorded, so the failure has a receipt the other nodes of the run see.
     async fn fail_before_steps(&mut self, note: String) -> Result<(), Trouble> {
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
-        let n = blocking(move || store.begin_attempt(&run, &id, now_ms())).await?;
+        let floor = self.sh.offered_attempt(&run, &id);
+        let n = blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor)).await?;
         self.system_line(n, &note).await;
         self.end_attempt(n, Err(note), None).await?;
         Ok(())
@@ -231,7 +234,15 @@ impl StageTask {
         };
         let previous = record.last_attempt().cloned();
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
-        let n = blocking(move || store.begin_attempt(&run, &id, now_ms())).await?;
+        let floor = self.sh.offered_attempt(&run, &id);
+        let n = blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor)).await?;
+        if let Some(retry) = record.retries.last().filter(|_| record.retry_pending()) {
+            let text = format!(
+                "attempt {n}: a retry by {} after attempt {}",
+                retry.by, retry.after
+            );
+            self.system_line(n, &text).await;
+        }
         self.publish_stage(StageState::Running, Some(n), None);
         self.changed().await;
         if let Some(previous) = previous.filter(|a| a.state == AttemptState::Interrupted) {

@@ -554,7 +554,25 @@ impl Exchange {
         let event = {
             let trust = self.parts.membership.trust();
             let store = self.parts.store.clone();
-            let seen = move |id: &HandoffId| store.inbox_get(&id.0).ok().flatten().is_some();
+            let seen = {
+                let store = store.clone();
+                move |id: &HandoffId| store.inbox_get(&id.0).ok().flatten().is_some()
+            };
+            // What this node holds of the offered stage: the attempts it began, whether it
+            // succeeded here. A store that cannot say refuses nothing it would not refuse
+            // anyway: it reads as a stage never seen, and the run's record decides later.
+            let prior = move |run: &str, stage: &str| {
+                let Ok(run) = run.parse::<RunId>() else {
+                    return rules::Prior::default();
+                };
+                match store.stage(&run, stage) {
+                    Ok(Some(record)) => rules::Prior {
+                        last_attempt: record.attempts.iter().map(|a| a.n).max(),
+                        succeeded: record.state == StageState::Succeeded,
+                    },
+                    _ => rules::Prior::default(),
+                }
+            };
             // This node publishes no blueprints yet: every foreign stage is approved by
             // its definition digest.
             let publishes = |_: &Body, _: &otto_pipeline::plan::Stage| false;
@@ -583,6 +601,7 @@ impl Exchange {
                 node: Some(&me),
                 started: &started,
                 seen: &seen,
+                prior: &prior,
                 publishes: &publishes,
             };
             // Checking signatures and the chain is CPU work: off the async workers.
@@ -1000,12 +1019,19 @@ impl Exchange {
                     let _ = done.send(Done::Fetched(id, result)).await;
                 });
             }
-            Action::StartStage { id, offer, .. } => {
+            Action::StartStage { id, offer, attempt } => {
                 let run: RunId = offer.run.parse().map_err(|e| format!("run id: {e}"))?;
                 self.running.insert((run, offer.stage.clone()), id);
+                let by = offer
+                    .sender
+                    .payload_as::<otto_protocol::NodeCertificate>()
+                    .map_or_else(
+                        |_| "the node that offered it".to_owned(),
+                        |c| format!("{}{}@{}", crate::engine::OFFERED_BY, c.node, c.org),
+                    );
                 self.parts
                     .engine
-                    .start_offered(run, offer.stage.clone())
+                    .start_offered(run, offer.stage.clone(), attempt, by)
                     .await
                     .map_err(|e| e.to_string())?;
             }
@@ -1257,11 +1283,11 @@ impl Exchange {
                 return Ok(None);
             };
             let stage = store.stage(&run, &id)?;
-            if stage.is_none_or(|s| s.state != StageState::HandedOff) {
+            let Some(stage) = stage.filter(|s| s.state == StageState::HandedOff) else {
                 // It ended (or was never handed off here): nothing is owed any more.
                 store.drop_handoff_intent(&run, &id)?;
                 return Ok(None);
-            }
+            };
             // Where it goes is the core's rule, read from the run's plan.
             let body = match store.run(&run)? {
                 Some(record) => store
@@ -1276,11 +1302,11 @@ impl Exchange {
                     Some(rules::offer_to(body, stage))
                 })
                 .unwrap_or(rules::OfferTo::Owner(intent.owner));
-            Ok(Some(to))
+            Ok(Some((to, next_attempt(&stage))))
         })
         .await;
-        let to = match found {
-            Ok(Some(to)) => to,
+        let (to, attempt) = match found {
+            Ok(Some(found)) => found,
             Ok(None) => return Ok(()),
             Err(error) => {
                 tracing::warn!(target: TARGET, %run, %stage, %error, "cannot read a handoff intent; trying again later");
@@ -1325,7 +1351,7 @@ impl Exchange {
             run,
             stage: stage.clone(),
             id: HandoffId(id),
-            attempt: 1,
+            attempt,
             sender: membership.certificate().clone(),
             me: membership.node_key().public_key(),
             to_org,
@@ -1651,6 +1677,13 @@ impl Exchange {
         };
         self.status.remote(run, stage);
         let now = now_ms();
+        // The attempt that was offered: the one after the stage's last.
+        let (store, id) = (self.parts.store.clone(), stage.to_owned());
+        let attempt = blocking(move || store.stage(&run, &id))
+            .await
+            .ok()
+            .flatten()
+            .map_or(1, |s| next_attempt(&s));
         let update = RemoteStage {
             run,
             stage: stage.to_owned(),
@@ -1662,7 +1695,7 @@ impl Exchange {
             }),
             note: Some(note.clone()),
             log: vec![note.clone()],
-            attempt: 1,
+            attempt,
         };
         if let Err(error) = self.parts.engine.remote_stage(update).await {
             tracing::warn!(target: TARGET, %run, %stage, %error, "cannot fail a handed-off stage");
@@ -1672,7 +1705,7 @@ impl Exchange {
         let status = otto_protocol::Status {
             run: run.to_string(),
             stage: stage.to_owned(),
-            attempt: 1,
+            attempt,
             seq: 0,
             state: otto_protocol::StageState::Failed,
             at: now / 1000,
@@ -1805,6 +1838,19 @@ async fn fetch_all(parts: &ExchangeParts, wanted: &[(WireDigest, String)]) -> Re
 fn sender_peer(offer: &Offer) -> Option<String> {
     let cert = otto_trust::cert::verify_presented_cert(&offer.sender, offer.created_at).ok()?;
     Some(cert.node_key().peer_id().to_string())
+}
+
+/// The attempt a stage handed off from here is offered as: the one after the last attempt
+/// recorded of it (1 for the first offer; after `otto retry`, above the attempt that failed
+/// or was refused).
+fn next_attempt(stage: &store::Stage) -> u32 {
+    stage
+        .attempts
+        .iter()
+        .map(|a| a.n)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1)
 }
 
 /// A stored inbox entry as the machine takes it, without the stage's attempt and receipt.

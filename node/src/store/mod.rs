@@ -54,7 +54,7 @@ pub use logs::{Appended, Logs, Migrated, Page};
 pub use records::{
     Attempt, AttemptEnd, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind,
     GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState, KnownNode,
-    LogLine, NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Run, RunFilter,
+    LogLine, NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Retry, Run, RunFilter,
     RunState, Source, Stage, StageState, Stream,
 };
 
@@ -195,6 +195,10 @@ pub enum Error {
         /// The attempt.
         attempt: u32,
     },
+    /// A stage cannot be retried: it did not fail (it succeeded, was skipped or has not
+    /// ended), or its run has not ended or succeeded.
+    #[error("{0}")]
+    NotRetryable(String),
     /// The call asked for something the store's rules do not allow.
     #[error("invalid request: {0}")]
     Invalid(&'static str),

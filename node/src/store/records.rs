@@ -136,10 +136,28 @@ pub struct Stage {
     /// Why it is there, for people: a failure or a peer's reject reason. Never a secret.
     #[serde(default)]
     pub note: Option<String>,
-    /// Its attempts, first to last; attempt `n` is at position `n - 1`.
+    /// Its attempts, first to last, numbered upwards (an offered stage's first attempt
+    /// here may be above 1: the offer's attempt).
     pub attempts: Vec<Attempt>,
     /// When it last changed.
     pub updated_at: u64,
+    /// The retries of the stage (`otto retry`, or a retry offered by the run's origin),
+    /// oldest first: each reopened it after its attempts up to then.
+    #[serde(default)]
+    pub retries: Vec<Retry>,
+}
+
+/// A retry of a stage that failed or was refused: it went back to pending, to run as a
+/// new attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// The last attempt before the retry (0 when it had none, e.g. refused before a
+    /// receipt); the retry's attempt is above it.
+    pub after: u32,
+    /// Who retried it: a person, or `node:<name>@<org>` for a retry offered by a peer.
+    pub by: String,
+    /// When.
+    pub at: u64,
 }
 
 /// Where a stage is.
@@ -599,6 +617,14 @@ impl Stage {
     /// The last attempt, if any.
     pub fn last_attempt(&self) -> Option<&Attempt> {
         self.attempts.last()
+    }
+
+    /// Whether the last attempt is one from before the stage's last retry (so the stage
+    /// has not begun its retried attempt yet).
+    pub fn retry_pending(&self) -> bool {
+        self.retries
+            .last()
+            .is_some_and(|r| self.last_attempt().is_none_or(|a| a.n <= r.after))
     }
 }
 

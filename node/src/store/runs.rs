@@ -51,6 +51,7 @@ impl Store {
                     note: None,
                     attempts: Vec::new(),
                     updated_at: run.created_at,
+                    retries: Vec::new(),
                 };
                 stages.insert(
                     codec::stage_key(&run.id, &stage.id).as_slice(),

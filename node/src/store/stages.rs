@@ -3,11 +3,13 @@
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::codec::{
-    self, CACHES, GATE_TOKENS, GATES, LOGS, OPEN_GATES, SECRETS, STAGES, decode_line, encode_line,
+    self, ACTIVE_RUNS, CACHES, GATE_TOKENS, GATES, LOGS, OPEN_GATES, RUNS, SECRETS, STAGES,
+    decode_line, encode_line,
 };
 use super::{
     Attempt, AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Error, Gate, GateRef,
-    GateResolution, GateState, LogLine, NewLine, RunId, Stage, StageState, Store,
+    GateResolution, GateState, LogLine, NewLine, Retry, Run, RunId, RunState, Stage, StageState,
+    Store,
 };
 use crate::blobs::Digest;
 
@@ -80,6 +82,19 @@ impl Store {
     /// same transaction. Fails with [`Error::AttemptRunning`] while the last attempt has not
     /// ended, so an attempt is never begun twice.
     pub fn begin_attempt(&self, run: &RunId, stage: &str, now: u64) -> Result<u32, Error> {
+        self.begin_attempt_from(run, stage, now, 1)
+    }
+
+    /// [`Self::begin_attempt`], numbered at least `floor`: an offered stage runs as the
+    /// attempt its offer names (a retry offered as attempt 2 is attempt 2 here too, even
+    /// where attempt 1 was refused and never ran).
+    pub fn begin_attempt_from(
+        &self,
+        run: &RunId,
+        stage: &str,
+        now: u64,
+        floor: u32,
+    ) -> Result<u32, Error> {
         self.write(|txn| {
             let mut table = txn.open_table(STAGES)?;
             let mut record = load_stage(&table, run, stage)?;
@@ -95,8 +110,15 @@ impl Store {
                     attempt: last.n,
                 });
             }
-            let n = u32::try_from(record.attempts.len() + 1)
-                .map_err(|_| Error::Invalid("too many attempts"))?;
+            let next = record
+                .attempts
+                .iter()
+                .map(|a| a.n)
+                .max()
+                .unwrap_or(0)
+                .checked_add(1)
+                .ok_or(Error::Invalid("too many attempts"))?;
+            let n = next.max(floor);
             record.attempts.push(Attempt {
                 n,
                 state: AttemptState::Running,
@@ -213,6 +235,14 @@ impl Store {
             if record.state.is_final() && record.state != stage_state {
                 return Err(finished(&record));
             }
+            // The end of an attempt from before a retry changes nothing any more.
+            if record
+                .retries
+                .last()
+                .is_some_and(|r| attempt.n <= r.after && !record.state.is_final())
+            {
+                return Err(finished(&record));
+            }
             record.updated_at = attempt.finished_at.unwrap_or(attempt.started_at);
             record.attempts.retain(|a| a.n != attempt.n);
             record.attempts.push(attempt);
@@ -220,6 +250,86 @@ impl Store {
             record.state = stage_state;
             record.note = note;
             put_stage(&mut table, &record)?;
+            Ok(record)
+        })
+    }
+
+    /// Retries stages of a run that failed or were refused, in one transaction: each goes
+    /// back to pending (to run as a new attempt, above its last one) with a note and a
+    /// [`Retry`](super::Retry) record naming `by`, its gates are forgotten (they open again
+    /// for the new attempt), and a run that ended goes back to running. Fails with
+    /// [`Error::NotRetryable`] when a stage did not fail or get cancelled (a succeeded
+    /// stage never runs again) or the run succeeded; nothing changes then.
+    pub fn retry_stages(
+        &self,
+        run: &RunId,
+        stages: &[String],
+        by: &str,
+        now: u64,
+    ) -> Result<Run, Error> {
+        self.write(|txn| {
+            let mut runs = txn.open_table(RUNS)?;
+            let key = run.as_bytes().as_slice();
+            let mut record: Run = codec::get(&runs, "runs", key)?.ok_or(Error::UnknownRun(*run))?;
+            if record.state == RunState::Succeeded {
+                return Err(Error::NotRetryable(format!(
+                    "run {run} succeeded; a succeeded run is never run again"
+                )));
+            }
+            let mut table = txn.open_table(STAGES)?;
+            let mut gates = txn.open_table(GATES)?;
+            let mut open = txn.open_table(OPEN_GATES)?;
+            let mut tokens = txn.open_table(GATE_TOKENS)?;
+            for id in stages {
+                let mut stage = load_stage(&table, run, id)?;
+                if !matches!(stage.state, StageState::Failed | StageState::Cancelled) {
+                    let state = serde_json::to_value(stage.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    return Err(Error::NotRetryable(format!(
+                        "stage {id:?} of run {run} is {state}; only a failed, refused or \
+                         cancelled stage is retried"
+                    )));
+                }
+                let after = stage.attempts.iter().map(|a| a.n).max().unwrap_or(0);
+                stage.retries.push(Retry {
+                    after,
+                    by: by.to_owned(),
+                    at: now,
+                });
+                stage.state = StageState::Pending;
+                stage.note = Some(format!("retried by {by} after attempt {after}"));
+                stage.updated_at = now;
+                put_stage(&mut table, &stage)?;
+                // The stage's gates belong to the attempts before the retry.
+                let prefix = codec::stage_key(run, id);
+                let mut keys = Vec::new();
+                for entry in gates.range(prefix.as_slice()..)? {
+                    let (k, v) = entry?;
+                    if !k.value().starts_with(&prefix) {
+                        break;
+                    }
+                    let gate: Gate = codec::decode("gates", v.value())?;
+                    if gate.at.stage == *id {
+                        keys.push((k.value().to_vec(), gate.token_hash));
+                    }
+                }
+                for (k, token) in keys {
+                    gates.remove(k.as_slice())?;
+                    open.remove(k.as_slice())?;
+                    if let Some(token) = token {
+                        tokens.remove(token.as_bytes().as_slice())?;
+                    }
+                }
+            }
+            if record.state.is_final() {
+                record.state = RunState::Running;
+                record.finished_at = None;
+                txn.open_table(ACTIVE_RUNS)?.insert(key, [].as_slice())?;
+            }
+            record.updated_at = now;
+            runs.insert(key, codec::encode(&record)?.as_slice())?;
             Ok(record)
         })
     }
@@ -607,9 +717,10 @@ fn finished(stage: &Stage) -> Error {
 /// Attempt `n` of a stage, if it is still running.
 fn running_attempt(stage: &mut Stage, n: u32) -> Result<&mut Attempt, Error> {
     let (run, id) = (stage.run, stage.id.clone());
-    let attempt = n
-        .checked_sub(1)
-        .and_then(|i| stage.attempts.get_mut(i as usize))
+    let attempt = stage
+        .attempts
+        .iter_mut()
+        .find(|a| a.n == n)
         .ok_or_else(|| Error::UnknownAttempt {
             run,
             stage: id.clone(),

@@ -138,6 +138,8 @@ pub fn router(api: ApiState, addr: SocketAddr) -> Router {
         .route("/ui/runs", get(runs::list))
         .route("/ui/runs/{run}", get(runs::show))
         .route("/ui/runs/{run}/gates/{stage}/approve", post(runs::approve))
+        .route("/ui/runs/{run}/retry", post(runs::retry))
+        .route("/ui/runs/{run}/cancel", post(runs::cancel))
         .route("/ui/runs/{run}/stages/{stage}", get(stage::show))
         .route(
             "/ui/runs/{run}/stages/{stage}/attestation",

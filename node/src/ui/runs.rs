@@ -196,6 +196,34 @@ pub(crate) async fn approve(
     Ok(see_other(&format!("/ui/runs/{}", seg(&id.to_string()))))
 }
 
+/// `POST /ui/runs/{run}/retry`: retries the run's failed stages (or the one the form
+/// names) through the same engine call as the API, then back to the run page.
+pub(crate) async fn retry(
+    State(ui): State<Ui>,
+    Path(run): Path<String>,
+    form: Bytes,
+) -> Result<Response, UiError> {
+    let id = parse_run(&run)?;
+    let stage = form_field(&form, "stage").filter(|s| !s.is_empty());
+    let who = operator();
+    let stages = ui.api.engine.retry(id, stage, who.clone()).await?;
+    tracing::info!(target: super::TARGET, run = %id, ?stages, %who, "run retried in the ui");
+    Ok(see_other(&format!("/ui/runs/{}", seg(&id.to_string()))))
+}
+
+/// `POST /ui/runs/{run}/cancel`: cancels the run through the same engine call as the API,
+/// then back to the run page.
+pub(crate) async fn cancel(
+    State(ui): State<Ui>,
+    Path(run): Path<String>,
+) -> Result<Response, UiError> {
+    let id = parse_run(&run)?;
+    let who = operator();
+    ui.api.engine.cancel(id, who.clone()).await?;
+    tracing::info!(target: super::TARGET, run = %id, %who, "run cancelled in the ui");
+    Ok(see_other(&format!("/ui/runs/{}", seg(&id.to_string()))))
+}
+
 /// The name an approval in the UI is recorded with when the gate names no approvers:
 /// the node's operator, as the user the node runs as.
 fn operator() -> String {
@@ -338,6 +366,39 @@ fn run_body(ui: &Ui, view: &RunView, current: &Current) -> String {
         let _ = write!(
             b,
             "<section class=\"gates\" aria-label=\"Waiting for approval\"><h2>Waiting for approval</h2>{forms}</section>"
+        );
+    }
+    // Retry and cancel, on the node that started the run (the one that retries it).
+    let started_here = !run.started_by.starts_with(crate::engine::OFFERED_BY);
+    if started_here && matches!(run.state, RunState::Failed | RunState::Cancelled) {
+        let failed: Vec<&str> = view
+            .stages
+            .iter()
+            .filter(|s| s.stage.state == StageState::Failed)
+            .map(|s| s.stage.id.as_str())
+            .collect();
+        let what = if failed.is_empty() {
+            "the cancelled stages".to_owned()
+        } else {
+            esc(&failed.join(", ")).to_string()
+        };
+        let _ = write!(
+            b,
+            "<section class=\"actions\" aria-label=\"Retry\"><form data-testid=\"retry-form\" \
+             method=\"post\" action=\"/ui/runs/{r}/retry\">{csrf}<p>Retry {what} and the stages \
+             that depend on them, as new attempts of this run (the stages that succeeded are not \
+             run again).</p><button type=\"submit\">Retry</button></form></section>",
+            r = seg(&id),
+            csrf = html::csrf_field(&current.csrf),
+        );
+    } else if started_here && !run.state.is_final() {
+        let _ = write!(
+            b,
+            "<section class=\"actions\" aria-label=\"Cancel\"><form data-testid=\"cancel-form\" \
+             method=\"post\" action=\"/ui/runs/{r}/cancel\">{csrf}<button type=\"submit\">Cancel \
+             the run</button></form></section>",
+            r = seg(&id),
+            csrf = html::csrf_field(&current.csrf),
         );
     }
     let _ = write!(

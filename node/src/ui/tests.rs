@@ -407,6 +407,46 @@ async fn a_run_has_its_pages() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // The failed run can be retried from its page, with the session's CSRF token only.
+    let (_, csrf) = f.sign_in().await;
+    let page = f.get(&format!("/ui/runs/{run}"), Some(&cookie)).await;
+    assert!(
+        page.body.contains("data-testid=\"retry-form\""),
+        "{}",
+        page.body
+    );
+    let forged = f
+        .post_form(&format!("/ui/runs/{run}/retry"), &cookie, "", None)
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let page_csrf = page
+        .body
+        .split("name=\"_csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the retry form carries the CSRF token")
+        .to_owned();
+    assert_ne!(page_csrf, csrf, "each session has its own token");
+    let retried = f
+        .post_form(
+            &format!("/ui/runs/{run}/retry"),
+            &cookie,
+            &format!("_csrf={page_csrf}"),
+            None,
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::SEE_OTHER, "{}", retried.body);
+    let detail = f.api(Method::GET, &format!("/v1/runs/{run}"), None).await;
+    let v: Value = serde_json::from_str(&detail.body).unwrap();
+    assert_eq!(v["stages"][0]["retries"][0]["after"], 1, "{v}");
+    for _ in 0..200 {
+        let detail = f.api(Method::GET, &format!("/v1/runs/{run}"), None).await;
+        let v: Value = serde_json::from_str(&detail.body).unwrap();
+        if v["run"]["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     let etag = page
         .body
         .split("data-etag=\"")

@@ -270,7 +270,7 @@ stage('Build') {
         let plan = plan(&guest_text, &Facts::default());
         let guest = node.create_run_by(&plan, &guest_text, &[], started_by);
         node.engine
-            .start_offered(guest, "Build".into())
+            .start_offered(guest, "Build".into(), 1, started_by.into())
             .await
             .unwrap();
         assert_eq!(node.wait_run(guest).await, RunState::Succeeded);
@@ -417,7 +417,7 @@ stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
 
     // Ops offers Verify back; it runs here, and its receipt names both before it.
     node.engine
-        .start_offered(run, "Verify".into())
+        .start_offered(run, "Verify".into(), 1, "node:ops-1@ops".into())
         .await
         .unwrap();
     assert_eq!(node.wait_run(run).await, RunState::Succeeded);

@@ -175,6 +175,7 @@ fn every_reject_code_has_a_stable_wire_string() {
         "offer_expired",
         "replayed",
         "definition_not_approved",
+        "attempt_refused",
         "unsupported_version",
         "malformed",
         "internal",
