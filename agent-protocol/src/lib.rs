@@ -42,7 +42,9 @@
 //!   "restore_caches": [{"name": "deps", "paths": ["vendor/"], "digest": "sha256:…"}],
 //!   "save_caches": [{"name": "deps", "paths": ["vendor/"]}],
 //!   "packages": [{"name": "greet", "digest": "sha256:…"}],
-//!   "timeout_secs": 1800, "kill_grace_secs": 5
+//!   "timeout_secs": 1800, "kill_grace_secs": 5,
+//!   "container": {"engine": "/usr/bin/podman", "kind": "podman", "options": [],
+//!                 "image": "localhost/tools:1"}
 //! }
 //! ```
 //!
@@ -53,7 +55,9 @@
 //! are the node's step packages, each a tar blob of its directory (its manifest and
 //! executable) named by its symbol, which the agent unpacks into its private directory. Every field
 //! after `workspace` may be left out and then means "none" (`kill_grace_secs` defaults to
-//! [`DEFAULT_KILL_GRACE_SECS`]).
+//! [`DEFAULT_KILL_GRACE_SECS`]). `container`, for a stage of `runtime docker`, names the
+//! engine and the image every `sh` step runs in ([`Container`]); an agent that cannot run
+//! it must fail the attempt, never run the steps outside (hence protocol version 3).
 //!
 //! ## `GET /blobs/{digest}` and `PUT /blobs`
 //!
@@ -117,7 +121,7 @@ pub mod mask;
 pub mod packages;
 
 /// The version of this protocol, sent in [`VERSION_HEADER`] on every request.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The request header that carries [`PROTOCOL_VERSION`].
 pub const VERSION_HEADER: &str = "otto-agent-protocol";
@@ -209,6 +213,45 @@ pub struct Job {
     /// agent's own rights.
     #[serde(default)]
     pub wall: Option<Wall>,
+    /// The container every program step runs in (a stage of `runtime docker`); without
+    /// it steps run as processes of the node's machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Container>,
+}
+
+/// A container engine and the image a stage's program steps run in (see
+/// `otto_agent::container` for what each step's container may do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// The engine's executable.
+    pub engine: PathBuf,
+    /// Which command line it speaks.
+    pub kind: EngineKind,
+    /// Options before `run`, as the node's `[containers] options` give them.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// The image, already present where the engine keeps images: it is never pulled.
+    pub image: String,
+}
+
+/// The container engines the agent can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Podman.
+    Podman,
+    /// Docker (its command line, talking to a daemon).
+    Docker,
+}
+
+impl EngineKind {
+    /// Its name in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Podman => "podman",
+            Self::Docker => "docker",
+        }
+    }
 }
 
 /// What one stage may use.

@@ -40,6 +40,7 @@ pub use otto_agent_protocol as protocol;
 pub use otto_agent_protocol::{mask, packages};
 
 mod client;
+mod container;
 mod error;
 mod events;
 mod files;

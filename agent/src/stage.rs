@@ -15,6 +15,7 @@ use otto_pipeline::plan::Step;
 use serde_json::Value;
 
 use crate::client::Client;
+use crate::container;
 use crate::error::Error;
 use crate::events::Events;
 use crate::files;
@@ -399,6 +400,16 @@ impl Stage {
         cwd: &Path,
     ) -> Result<Option<i32>, Failure> {
         let symbol = step.symbol.as_str();
+        if let Some(c) = &self.job.container {
+            self.started(index, symbol, None).await;
+            return Err(Failure::new(
+                Some(index),
+                format!(
+                    "step package '{symbol}' runs on the node's machine, not in the container of image {}: a stage of runtime docker runs sh steps and the built-in steps",
+                    c.image
+                ),
+            ));
+        }
         let prepared = self.prepare_package(step);
         let (package, file) = match prepared {
             Ok(ready) => ready,
@@ -441,7 +452,23 @@ impl Stage {
         invocation: Option<&Path>,
         cwd: &Path,
     ) -> Result<Option<i32>, Failure> {
-        let mut command = match wall::command(&self.wall_spec, program, args) {
+        let container = self.step_container(index, cwd);
+        let command = match &container {
+            Some(Ok(step)) => step.command(program, args),
+            Some(Err(e)) => Err(e.clone()),
+            None => wall::command(&self.wall_spec, program, args)
+                .map(|mut command| {
+                    command
+                        .current_dir(cwd)
+                        .envs(self.env.iter().map(|(k, v)| (k, v)));
+                    if let Some(file) = invocation {
+                        command.env(INVOCATION_VAR, file);
+                    }
+                    command
+                })
+                .map_err(|e| e.to_string()),
+        };
+        let command = match command {
             Ok(command) => command,
             Err(e) => {
                 self.started(index, symbol, None).await;
@@ -451,12 +478,54 @@ impl Stage {
                 ));
             }
         };
-        command
-            .current_dir(cwd)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
-        if let Some(file) = invocation {
-            command.env(INVOCATION_VAR, file);
+        let ended = self.spawn_and_wait(index, symbol, command).await;
+        if let Some(Ok(step)) = &container {
+            step.remove().await;
         }
+        ended
+    }
+
+    /// The container step `index` runs in, for a stage of `runtime docker`.
+    fn step_container(
+        &self,
+        index: usize,
+        cwd: &Path,
+    ) -> Option<Result<container::StepContainer, String>> {
+        let c = self.job.container.as_ref()?;
+        let Some(private) = self.private.as_ref() else {
+            return Some(Err("the private directory is missing".into()));
+        };
+        let user = self
+            .job
+            .wall
+            .as_ref()
+            .and_then(|w| w.user)
+            .unwrap_or_else(|| crate::protocol::StepUser {
+                uid: rustix::process::getuid().as_raw(),
+                gid: rustix::process::getgid().as_raw(),
+            });
+        let secret = |name: &str| self.job.secret_env && self.job.secrets.contains_key(name);
+        let (secrets, settings) = self.env.iter().cloned().partition(|(name, _)| secret(name));
+        Some(Ok(container::StepContainer {
+            container: c.clone(),
+            name: format!("otto-{}-{index}", std::process::id()),
+            workspace: self.root.clone(),
+            private: private.path().to_owned(),
+            cwd: cwd.to_owned(),
+            user,
+            limits: self.job.limits,
+            settings,
+            secrets,
+        }))
+    }
+
+    /// Starts `command` and waits for it, turning how it ended into the step's result.
+    async fn spawn_and_wait(
+        &self,
+        index: usize,
+        symbol: &str,
+        command: tokio::process::Command,
+    ) -> Result<Option<i32>, Failure> {
         let spawned = process::spawn(command, index, &self.events, &self.masker, &self.budget);
         let running = match spawned {
             Ok(running) => running,

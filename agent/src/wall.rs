@@ -283,7 +283,7 @@ fn collect_roots(dir: &Path, hidden: &[PathBuf], roots: &mut Vec<PathBuf>, depth
 }
 
 /// How many tasks (threads included) user `uid` runs now, from `/proc`.
-fn tasks_of(uid: u32) -> u64 {
+pub(crate) fn tasks_of(uid: u32) -> u64 {
     let Ok(entries) = fs::read_dir("/proc") else {
         return 0;
     };

@@ -1,33 +1,244 @@
 //! What this node can run: the steps it knows (the built-ins and its home's step
-//! packages) and the runtimes it has. The API plans runs with this catalog, the engine
-//! refuses a stage whose runtime is not here, and `otto explain --home` shows both before
-//! anything runs.
+//! packages) and the runtimes it has (its machine's processes, a container engine when one
+//! answers, the labels it declares). The API refuses at planning a run with a stage this
+//! node would run but cannot, the engine refuses such a stage offered by another node,
+//! and `otto explain --home` shows both before anything runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use otto_agent_protocol::{Container, EngineKind};
 use otto_pipeline::StepCatalog;
 use otto_pipeline::plan::{self, RuntimeKind};
 
 use crate::api::types::WallInfo;
 use crate::home::{Config, Home};
 
-/// The runtimes this node has, for people.
-pub const RUNTIMES: &str =
-    "local processes only (runtime docker and runtime computer are not available)";
+/// How long an engine may take to say its version before it counts as missing.
+const ENGINE_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Why a stage cannot run on this node, if it cannot.
-pub fn runtime_problem(stage: &plan::Stage) -> Option<String> {
-    let runtime = &stage.runtime;
-    match runtime.kind {
-        RuntimeKind::Local => None,
-        RuntimeKind::Docker => Some(format!(
-            "this node runs stages as local processes only; runtime docker (image {}) is not available",
-            runtime.image.as_deref().unwrap_or("?")
-        )),
-        RuntimeKind::Computer => Some(format!(
-            "this node runs stages as local processes only; runtime computer (label {}) is not available",
-            runtime.label.as_deref().unwrap_or("?")
-        )),
+/// A container engine that answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Engine {
+    /// Its executable.
+    pub path: PathBuf,
+    /// Which command line it speaks.
+    pub kind: EngineKind,
+    /// The version it reported.
+    pub version: String,
+    /// Options before every command (`[containers] options`).
+    pub options: Vec<String>,
+}
+
+/// The runtimes of a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Runtimes {
+    /// The container engine, or why there is none.
+    pub engine: Result<Engine, String>,
+    /// The labels `runtime computer { label }` matches.
+    pub labels: Vec<String>,
+}
+
+impl Default for Runtimes {
+    /// Local processes only, no labels.
+    fn default() -> Self {
+        Self {
+            engine: Err("no container engine was looked for".into()),
+            labels: Vec::new(),
+        }
+    }
+}
+
+impl Runtimes {
+    /// The runtimes `config` gives: its labels, and the container engine it names (or
+    /// podman, else docker, on `PATH`) if that engine answers `version` in time.
+    pub fn detect(config: &Config) -> Self {
+        Self {
+            engine: detect_engine(
+                config.containers.engine.as_deref(),
+                &config.containers.options,
+            ),
+            labels: config.node.labels.clone(),
+        }
+    }
+
+    /// The runtimes, for people: one line.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("local processes");
+        match &self.engine {
+            Ok(engine) => out.push_str(&format!(
+                ", containers ({} {} at {}, images present here, never pulled)",
+                engine.kind.name(),
+                engine.version,
+                engine.path.display()
+            )),
+            Err(why) => out.push_str(&format!(" (no containers: {why})")),
+        }
+        if self.labels.is_empty() {
+            out.push_str("; no computer labels");
+        } else {
+            out.push_str(&format!("; computer labels {}", self.labels.join(", ")));
+        }
+        out
+    }
+
+    /// Why `stage` cannot run on this node, if it cannot.
+    pub fn problem(&self, stage: &plan::Stage) -> Option<String> {
+        let runtime = &stage.runtime;
+        match runtime.kind {
+            RuntimeKind::Local => None,
+            RuntimeKind::Docker => match &self.engine {
+                Ok(_) => None,
+                Err(why) => Some(format!(
+                    "runtime docker (image {}) needs a container engine, and this node has none: {why}",
+                    runtime.image.as_deref().unwrap_or("?")
+                )),
+            },
+            RuntimeKind::Computer => {
+                let label = runtime.label.as_deref().unwrap_or("");
+                if self.labels.iter().any(|l| l == label) {
+                    None
+                } else if self.labels.is_empty() {
+                    Some(format!(
+                        "runtime computer (label {label}) needs a node with that label, and this node declares none ([node] labels)"
+                    ))
+                } else {
+                    Some(format!(
+                        "runtime computer (label {label}) needs a node with that label; this node's are {} ([node] labels)",
+                        self.labels.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+
+    /// The container `stage`'s program steps run in, when it is a `runtime docker` stage
+    /// and this node has an engine.
+    pub fn container(&self, stage: &plan::Stage) -> Option<Container> {
+        let runtime = &stage.runtime;
+        if runtime.kind != RuntimeKind::Docker {
+            return None;
+        }
+        let engine = self.engine.as_ref().ok()?;
+        Some(Container {
+            engine: engine.path.clone(),
+            kind: engine.kind,
+            options: engine.options.clone(),
+            image: runtime.image.clone()?,
+        })
+    }
+}
+
+/// Finds and asks the engine `named` (a name on `PATH` or a path; `"none"` for none), or
+/// podman, else docker, when it is `None`.
+fn detect_engine(named: Option<&str>, options: &[String]) -> Result<Engine, String> {
+    let candidates: Vec<&str> = match named {
+        Some("none") => return Err("[containers] engine = \"none\"".into()),
+        Some(name) => vec![name],
+        None => vec!["podman", "docker"],
+    };
+    let mut reasons = Vec::new();
+    for name in &candidates {
+        let Some(path) = find_program(name) else {
+            reasons.push(if name.contains('/') {
+                format!("{name} is not an executable file")
+            } else {
+                format!("no {name} on PATH")
+            });
+            continue;
+        };
+        let kind = if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().contains("docker"))
+        {
+            EngineKind::Docker
+        } else {
+            EngineKind::Podman
+        };
+        match version(&path, kind, options) {
+            Ok(version) => {
+                return Ok(Engine {
+                    path,
+                    kind,
+                    version,
+                    options: options.to_vec(),
+                });
+            }
+            Err(why) => reasons.push(format!("{} does not answer: {why}", path.display())),
+        }
+    }
+    Err(reasons.join("; "))
+}
+
+/// `name` itself when it holds a '/', else the first executable of that name on `PATH`.
+fn find_program(name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| executable(p))
+}
+
+/// The engine's version: podman's own, docker's daemon's (a docker command line without
+/// a daemon cannot run anything). Bounded by [`ENGINE_PATIENCE`].
+fn version(path: &Path, kind: EngineKind, options: &[String]) -> Result<String, String> {
+    use std::io::Read as _;
+    let format = match kind {
+        EngineKind::Podman => "{{.Client.Version}}",
+        EngineKind::Docker => "{{.Server.Version}}",
+    };
+    let mut child = std::process::Command::new(path)
+        .args(options)
+        .args(["version", "--format", format])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None if started.elapsed() > ENGINE_PATIENCE => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "no answer to `version` within {} s",
+                    ENGINE_PATIENCE.as_secs()
+                ));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    let read = |pipe: Option<&mut dyn std::io::Read>| {
+        let mut text = String::new();
+        if let Some(pipe) = pipe {
+            let _ = pipe.take(64 * 1024).read_to_string(&mut text);
+        }
+        text
+    };
+    let out = read(child.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let err = read(child.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
+    let out = out.trim();
+    if status.success() && !out.is_empty() {
+        Ok(out.chars().take(64).collect())
+    } else {
+        let line = err
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no version")
+            .chars()
+            .take(200)
+            .collect::<String>();
+        Err(line)
     }
 }
 
@@ -82,4 +293,81 @@ pub fn step_catalog(packages: &[PathBuf]) -> Result<StepCatalog, String> {
         }
     }
     Ok(catalog)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stage(text: &str) -> plan::Stage {
+        let source = otto_pipeline::MemSource::new().with("Ottofile", text);
+        let planned = otto_pipeline::plan(
+            &source,
+            Path::new("Ottofile"),
+            &Default::default(),
+            &StepCatalog::builtins(),
+        )
+        .expect("plans");
+        planned.plan.body.stages[0].clone()
+    }
+
+    #[test]
+    fn stages_are_refused_for_the_runtimes_this_node_lacks() {
+        let docker = stage(
+            "stage('B') { runtime { docker { image = 'localhost/x:1' } } steps { sh 'true' } }",
+        );
+        let linux =
+            stage("stage('T') { runtime { computer { label = 'linux' } } steps { sh 'true' } }");
+        let plain = stage("stage('P') { steps { sh 'true' } }");
+        let none = Runtimes {
+            engine: Err("no podman on PATH".into()),
+            labels: Vec::new(),
+        };
+        let why = none.problem(&docker).expect("refused");
+        assert!(
+            why.contains("image localhost/x:1") && why.contains("no podman on PATH"),
+            "{why}"
+        );
+        let why = none.problem(&linux).expect("refused");
+        assert!(why.contains("declares none"), "{why}");
+        assert_eq!(none.problem(&plain), None);
+        assert_eq!(none.container(&docker), None);
+
+        let some = Runtimes {
+            engine: Ok(Engine {
+                path: "/usr/bin/podman".into(),
+                kind: EngineKind::Podman,
+                version: "4.3.1".into(),
+                options: vec!["--root=/s".into()],
+            }),
+            labels: vec!["gpu".into(), "linux".into()],
+        };
+        assert_eq!(some.problem(&docker), None);
+        assert_eq!(some.problem(&linux), None);
+        let c = some.container(&docker).expect("a container");
+        assert_eq!((c.image.as_str(), c.options.len()), ("localhost/x:1", 1));
+        assert_eq!(some.container(&plain), None);
+        let mac =
+            stage("stage('M') { runtime { computer { label = 'macos' } } steps { sh 'true' } }");
+        let why = some.problem(&mac).expect("refused");
+        assert!(why.contains("this node's are gpu, linux"), "{why}");
+        assert!(
+            some.describe().contains("containers (podman 4.3.1"),
+            "{}",
+            some.describe()
+        );
+    }
+
+    #[test]
+    fn an_engine_that_does_not_answer_is_no_engine() {
+        let missing = detect_engine(Some("/nonexistent/podman"), &[]).expect_err("missing");
+        assert!(
+            missing.contains("/nonexistent/podman is not an executable file"),
+            "{missing}"
+        );
+        assert!(detect_engine(Some("none"), &[]).is_err());
+        // `false` runs and fails, as docker does without its daemon.
+        let silent = detect_engine(Some("false"), &[]).expect_err("fails");
+        assert!(silent.contains("does not answer"), "{silent}");
+    }
 }

@@ -208,6 +208,21 @@ pub async fn run_until_with(
         format!("https://{ip}:{}", hooks_addr.port())
     });
     let packages = crate::capabilities::package_dirs(&home, &config);
+    let runtimes = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || crate::capabilities::Runtimes::detect(&config))
+            .await
+            .unwrap_or_default()
+    };
+    match &runtimes.engine {
+        Ok(engine) => {
+            tracing::info!(target: TARGET, engine = %engine.path.display(), version = %engine.version, "runtime docker stages run in containers");
+        }
+        Err(why) => {
+            tracing::info!(target: TARGET, reason = %why, "no container engine: runtime docker stages are refused");
+        }
+    }
+    let runtimes_info = api::types::RuntimesInfo::from(&runtimes);
 
     let repos = crate::sources::Repos::new(home.root());
     let max_snapshot_bytes = usize::try_from(config.api.max_snapshot_bytes).unwrap_or(usize::MAX);
@@ -241,6 +256,7 @@ pub async fn run_until_with(
             repos: repos.clone(),
             max_bytes: max_snapshot_bytes,
         }),
+        runtimes,
     });
     if config.node.retention_days > 0 {
         tokio::spawn(collect_daily(
@@ -288,6 +304,7 @@ pub async fn run_until_with(
             webhook_base: Some(webhook_base.clone()),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             wall: wall_info,
+            runtimes: runtimes_info,
         },
         limits: Limits {
             max_snapshot_bytes,

@@ -89,6 +89,27 @@ pub struct Config {
     /// Where the messages of `notify { }` blocks may go.
     #[serde(default)]
     pub notify: NotifyConfig,
+    /// The container engine that runs `runtime docker` stages.
+    #[serde(default, skip_serializing_if = "ContainersConfig::is_default")]
+    pub containers: ContainersConfig,
+}
+
+/// `[containers]`: the engine that runs the steps of `runtime docker` stages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContainersConfig {
+    /// The engine: `podman`, `docker`, a path to either, or `none`; default podman, else
+    /// docker, found on `PATH`. It counts only when it answers `version` at start.
+    pub engine: Option<String>,
+    /// Options given before every engine command (e.g. podman's `--root` for an image
+    /// store of its own).
+    pub options: Vec<String>,
+}
+
+impl ContainersConfig {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `[notify]`: where the messages of `notify { }` blocks (`slack`, `webhook`) may go. The
@@ -139,6 +160,10 @@ pub struct NodeConfig {
     /// (the node does it every day; `otto-node gc` on demand); 0 keeps them. Default 30.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
+    /// The labels of this node's machine that `runtime computer { label = '…' }` matches
+    /// (e.g. `["linux", "x86_64"]`); a stage whose label is not here is refused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// The default of `[node] retention_days`.
@@ -716,12 +741,14 @@ impl Config {
                 upstream_owners: otto_handoff::OwnerPolicy::default(),
                 max_log_bytes: default_max_log_bytes(),
                 retention_days: DEFAULT_RETENTION_DAYS,
+                labels: Vec::new(),
             },
             api: ApiConfig::default(),
             webhooks: WebhookConfig::default(),
             agent: AgentConfig::default(),
             mesh: MeshConfig::default(),
             notify: NotifyConfig::default(),
+            containers: ContainersConfig::default(),
         }
     }
 
@@ -780,10 +807,12 @@ impl Config {
             "# After how many days the logs, workspaces and blobs of an ended run are\n\
              # removed (the node does it every day; `otto-node gc` on demand); 0 keeps them.\n",
         );
-        out.push_str(&format!(
-            "retention_days = {}\n\n",
-            self.node.retention_days
-        ));
+        out.push_str(&format!("retention_days = {}\n", self.node.retention_days));
+        out.push_str(
+            "# The labels of this machine that `runtime computer { label = '...' }`\n\
+             # matches (e.g. [\"linux\", \"x86_64\"]); other labels' stages are refused.\n",
+        );
+        out.push_str(&format!("labels = {}\n\n", list(&self.node.labels)));
         out.push_str("[api]\n");
         out.push_str(
             "# Where the local HTTP API listens: a loopback address only. Port 0 takes any\n\
@@ -919,6 +948,19 @@ impl Config {
             .map(|w| format!("{{ url = {:?}, secret = {:?} }}", w.url, w.secret))
             .collect();
         out.push_str(&format!("webhooks = [{}]\n", webhooks.join(", ")));
+        out.push_str("\n[containers]\n");
+        out.push_str(
+            "# The engine that runs `runtime docker` stages: \"podman\", \"docker\", a path\n\
+             # to either, or \"none\". Default: podman, else docker, on PATH, if it answers\n\
+             # `version` at start. Images must be present: they are never pulled.\n",
+        );
+        out.push_str(&optional(
+            "engine",
+            self.containers.engine.clone(),
+            "podman",
+        ));
+        out.push_str("# Options before every engine command (e.g. podman's --root).\n");
+        out.push_str(&format!("options = {}\n", list(&self.containers.options)));
         out
     }
 
@@ -929,6 +971,11 @@ impl Config {
                     "{what} {name:?} is not a valid name (1 to 64 ascii letters, digits, '-', '_' or '.')"
                 ));
             }
+        }
+        if let Some(label) = self.node.labels.iter().find(|l| !otto_trust::valid_name(l)) {
+            return Err(format!(
+                "node.labels {label:?} is not a valid label (1 to 64 ascii letters, digits, '-', '_' or '.')"
+            ));
         }
         if !self.api.listen.ip().is_loopback() {
             return Err(format!(

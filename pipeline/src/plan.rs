@@ -397,6 +397,82 @@ pub struct Runtime {
     pub label: Option<String>,
 }
 
+/// Whether `image` is a container image reference a node may pass to its engine:
+/// `[registry/]name[:tag][@digest]`, lowercase name components of letters, digits and
+/// `._-`, at most 255 bytes. Anything else (a leading `-` an engine would read as an option,
+/// a path, spaces) is refused with the reason.
+pub fn check_image(image: &str) -> Result<(), String> {
+    if image.is_empty() || image.len() > 255 {
+        return Err("an image reference has 1 to 255 characters".into());
+    }
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    if let Some(digest) = digest {
+        let ok = digest.split_once(':').is_some_and(|(algo, hex)| {
+            !algo.is_empty()
+                && algo
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && hex.len() >= 32
+                && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if !ok {
+            return Err("a digest after '@' is ALGORITHM:HEX (sha256:…)".into());
+        }
+    }
+    // A tag follows the last ':' after the last '/' (a ':' before it is a registry port).
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest.get(last_slash..).and_then(|t| t.rfind(':')) {
+        Some(i) => rest.split_at(last_slash + i),
+        None => (rest, ""),
+    };
+    if let Some(tag) = tag.strip_prefix(':') {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(format!("'{tag}' is not an image tag"));
+        }
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        // The first of several parts may be a registry host with a port.
+        let registry = i == 0 && parts.len() > 1;
+        let ok = !part.is_empty()
+            && part
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && part
+                .bytes()
+                .last()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && part.bytes().all(|b| {
+                b.is_ascii_digit()
+                    || matches!(b, b'.' | b'_' | b'-')
+                    || if registry {
+                        b.is_ascii_alphabetic() || b == b':'
+                    } else {
+                        b.is_ascii_lowercase()
+                    }
+            });
+        if !ok {
+            return Err(format!(
+                "'{part}' is not a part of an image name (lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The kinds of runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -789,5 +865,41 @@ fn sorted(value: Value) -> Value {
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_image;
+
+    #[test]
+    fn image_references_an_engine_could_misread_are_refused() {
+        for good in [
+            "busybox",
+            "localhost/otto-test:1",
+            "docker.io/library/rust:1.90",
+            "registry.example:5000/team/app:v1.2-rc_1",
+            "alpine@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            assert_eq!(check_image(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "--privileged",
+            "-v/:/host",
+            "/etc/passwd",
+            "../image",
+            "team/Upper",
+            "a b",
+            "img:",
+            "img:-tag",
+            "img@sha256:zz",
+            "img;rm -rf",
+            "a//b",
+            "name:tag:more",
+        ] {
+            assert!(check_image(bad).is_err(), "{bad:?} was taken");
+        }
+        assert!(check_image(&"a".repeat(256)).is_err());
     }
 }

@@ -5,5 +5,6 @@
 mod common;
 
 mod agent;
+mod container;
 mod node_lost;
 mod wall;

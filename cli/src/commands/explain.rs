@@ -171,6 +171,8 @@ struct NodeView {
     steps: StepCatalog,
     packages: usize,
     wall: otto_node::api::types::WallInfo,
+    runtimes: capabilities::Runtimes,
+    answers_to: Vec<String>,
 }
 
 impl NodeView {
@@ -183,6 +185,9 @@ impl NodeView {
         let steps = capabilities::step_catalog(&packages)
             .map_err(|e| anyhow!("--home {}: {e}", dir.display()))?;
         let wall = capabilities::wall_info(&home, &config);
+        let runtimes = capabilities::Runtimes::detect(&config);
+        let mut answers_to = config.node.answers_to.clone();
+        answers_to.push(config.node.name.clone());
         Ok(Self {
             wall,
             name: config.node.name,
@@ -190,6 +195,8 @@ impl NodeView {
             home: dir.to_path_buf(),
             steps,
             packages: packages.len(),
+            runtimes,
+            answers_to,
         })
     }
 
@@ -200,7 +207,7 @@ impl NodeView {
             self.name,
             self.org,
             self.home.display(),
-            capabilities::RUNTIMES,
+            self.runtimes.describe(),
             self.packages,
             if self.packages == 1 {
                 "directory"
@@ -213,8 +220,13 @@ impl NodeView {
             .body
             .stages
             .iter()
+            .filter(|stage| {
+                !stage.skipped
+                    && otto_handoff::rules::owns(stage.owner.as_deref(), &self.answers_to, true)
+            })
             .filter_map(|stage| {
-                capabilities::runtime_problem(stage)
+                self.runtimes
+                    .problem(stage)
                     .map(|why| format!("  {} would be refused: {why}\n", stage.id))
             })
             .collect();

@@ -18,5 +18,6 @@ mod node_repo;
 mod node_restart;
 mod node_retry;
 mod node_run;
+mod node_runtimes;
 mod tutorial;
 mod verify;

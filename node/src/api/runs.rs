@@ -368,10 +368,43 @@ pub(super) fn plan_snapshot(
             .with_details(failed.render())
     })?;
     let mut plan = planned.plan;
+    runnable_here(state, &plan)?;
     // The run binds every owner name to an org now; names nothing here resolves stay
     // unbound (docs/plan-format.md, owner binding).
     plan.body.owners = bind_owners(state, &plan.body).owners;
     Ok(plan)
+}
+
+/// Refuses a plan with a stage this node would run (no owner, or one it answers to) on a
+/// runtime it does not have: a container image without an engine, a computer label it
+/// does not declare. Stages the plan skips do not count.
+fn runnable_here(state: &ApiState, plan: &otto_pipeline::Plan) -> Result<(), ApiError> {
+    let refused: Vec<String> = plan
+        .body
+        .stages
+        .iter()
+        .filter(|stage| !stage.skipped && state.engine.runs_here(stage.owner.as_deref()))
+        .filter_map(|stage| {
+            let why = state.engine.runtimes().problem(stage)?;
+            Some(format!(
+                "stage '{}' cannot run on this node: {why}",
+                stage.id
+            ))
+        })
+        .collect();
+    let Some(first) = refused.first() else {
+        return Ok(());
+    };
+    let message = match refused.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more)", n - 1),
+    };
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "runtime_unavailable",
+        message,
+    )
+    .with_details(refused.join("\n")))
 }
 
 /// The record of a new run of `plan` from `source`.

@@ -62,6 +62,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         max_parallel: None,
         checkouts: None,
         notifier: None,
+        runtimes: crate::capabilities::Runtimes::default(),
     });
     let membership = Membership::open(
         &home,
@@ -97,6 +98,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
             webhook_base: None,
             version: "test".into(),
             wall: types::WallInfo::default(),
+            runtimes: types::RuntimesInfo::default(),
         },
         limits: Limits {
             max_snapshot_bytes: 64 * 1024,

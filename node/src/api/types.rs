@@ -244,6 +244,44 @@ pub struct NodeInfo {
     /// The wall around the steps it runs.
     #[serde(default)]
     pub wall: WallInfo,
+    /// The runtimes its stages may ask for.
+    #[serde(default)]
+    pub runtimes: RuntimesInfo,
+}
+
+/// What a node's stages may run on, as `GET /v1/node` says: its machine's processes
+/// always, containers when an engine answered at start, and the labels that
+/// `runtime computer { label }` matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimesInfo {
+    /// The container engine (`podman 4.3.1 at /usr/bin/podman`), when there is one.
+    pub containers: Option<String>,
+    /// Why `runtime docker` stages are refused, when there is no engine.
+    pub containers_missing: Option<String>,
+    /// The node's labels (`[node] labels`).
+    pub labels: Vec<String>,
+}
+
+impl From<&crate::capabilities::Runtimes> for RuntimesInfo {
+    fn from(runtimes: &crate::capabilities::Runtimes) -> Self {
+        let (containers, containers_missing) = match &runtimes.engine {
+            Ok(engine) => (
+                Some(format!(
+                    "{} {} at {}",
+                    engine.kind.name(),
+                    engine.version,
+                    engine.path.display()
+                )),
+                None,
+            ),
+            Err(why) => (None, Some(why.clone())),
+        };
+        Self {
+            containers,
+            containers_missing,
+            labels: runtimes.labels.clone(),
+        }
+    }
 }
 
 /// How a node walls in the steps it runs, as `GET /v1/node` says.

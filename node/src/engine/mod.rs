@@ -177,6 +177,8 @@ pub struct Context {
     /// Sends the messages (`slack`, `webhook`) of `notify` blocks (`None`: they are logged
     /// as not sent).
     pub notifier: Option<Notifier>,
+    /// The runtimes this node has: a stage asking for another is refused.
+    pub runtimes: crate::capabilities::Runtimes,
 }
 
 /// See [`Context::notifier`]: the client and the operator's `[notify]` targets.
@@ -573,6 +575,7 @@ impl Engine {
             max_parallel: ctx.max_parallel,
             checkouts: ctx.checkouts,
             notifier: ctx.notifier,
+            runtimes: ctx.runtimes,
             run_slots: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashMap::new()),
             events,
@@ -696,6 +699,16 @@ impl Engine {
         &self.shared.logs
     }
 
+    /// The runtimes this node has.
+    pub fn runtimes(&self) -> &crate::capabilities::Runtimes {
+        &self.shared.runtimes
+    }
+
+    /// Whether this node runs the stages of `owner` in a run it starts.
+    pub fn runs_here(&self, owner: Option<&str>) -> bool {
+        self.shared.owns(owner, true)
+    }
+
     /// Stops the engine task without marking anything in the store: running agents get
     /// SIGTERM (they stop their steps), gate waits end, and the next start of the node
     /// recovers as after a crash (interrupted attempts are retried). Returns when the task
@@ -792,6 +805,7 @@ pub(crate) struct Shared {
     pub(crate) max_parallel: Option<MaxParallel>,
     pub(crate) checkouts: Option<Checkouts>,
     pub(crate) notifier: Option<Notifier>,
+    pub(crate) runtimes: crate::capabilities::Runtimes,
     /// Per run another org started: its stages' slots, while any stage holds or waits
     /// for one.
     pub(crate) run_slots: Mutex<HashMap<RunId, Arc<Semaphore>>>,

@@ -172,7 +172,7 @@ impl StageTask {
                 .last_attempt()
                 .is_some_and(|a| a.state == AttemptState::Succeeded);
         if !steps_done {
-            if let Some(problem) = crate::capabilities::runtime_problem(&self.plan) {
+            if let Some(problem) = self.sh.runtimes.problem(&self.plan) {
                 return self.fail_before_steps(problem).await;
             }
             let enter = self.plan.gates.enter.clone();
@@ -352,6 +352,7 @@ impl StageTask {
         job.restore_caches = restore;
         job.save_caches = save;
         job.timeout_secs = self.plan.timeout.as_ref().map(|t| t.seconds);
+        job.container = self.sh.runtimes.container(&self.plan);
 
         let spec = AgentJob {
             run: self.run.id,
@@ -1091,6 +1092,7 @@ impl StageTask {
                 user: self.sh.wall.user,
                 required: self.is_foreign() && self.sh.wall.refuse_foreign_unwalled,
             }),
+            container: None,
         }
     }
 

@@ -583,7 +583,18 @@ impl<'a> Expander<'a> {
             }
             (Some((image, _)), None) => {
                 spec.kind = RuntimeKind::Docker;
-                spec.image = Some(scope.string(image, "a docker image", &mut self.diags)?);
+                let name = scope.string(image, "a docker image", &mut self.diags)?;
+                if let Err(why) = plan::check_image(&name) {
+                    self.diags.push(
+                        Diagnostic::new(
+                            format!("image '{name}' is not an image reference: {why}"),
+                            image.span,
+                        )
+                        .with_label("an image such as 'localhost/tools:1'"),
+                    );
+                    return None;
+                }
+                spec.image = Some(name);
             }
             (None, Some((label, _))) => {
                 spec.kind = RuntimeKind::Computer;

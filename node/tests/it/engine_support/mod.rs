@@ -438,6 +438,7 @@ fn context(
         max_parallel: None,
         checkouts: None,
         notifier: None,
+        runtimes: otto_node::capabilities::Runtimes::default(),
     }
 }
 
