@@ -246,6 +246,46 @@ pub(crate) fn github_signature(key: &str, body: &[u8]) -> String {
 }
 
 #[test]
+fn a_run_of_a_commit_builds_with_source_date_epoch_at_the_commit_time() {
+    // Reproducible-build tools (wheel, jar, tar --mtime) read SOURCE_DATE_EPOCH; the
+    // checkout's files carry the same time.
+    let node = Node::start_new();
+    let remote = Remote::new(
+        "pipeline {
+  name = 'app'
+  stage('Build') { steps { sh 'echo \"epoch=$SOURCE_DATE_EPOCH\"; stat -c mtime=%Y version.txt' } }
+}
+triggers { push { branches = ['main'] } }
+",
+    );
+    node_ok(&node, &["repo", "add", &remote.url(), "--name", "app"]);
+    std::fs::write(remote.work().join("version.txt"), "dated\n").unwrap();
+    git(&remote.work(), &["add", "version.txt"]);
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(remote.work())
+        .args(["commit", "--quiet", "-m", "dated"])
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_DATE", "@1000000000 +0000")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    remote.push("main");
+    let looked = fetch(&node, "app");
+    let run = looked["runs"][0]["run"].as_str().unwrap().to_owned();
+    let status = node.wait_final(&run);
+    assert_eq!(status["run"]["state"], "succeeded", "{status}");
+    let logs = node.ok(&["logs", &run]);
+    assert!(logs.contains("epoch=1000000000"), "{logs}");
+    assert!(logs.contains("mtime=1000000000"), "{logs}");
+}
+
+#[test]
 fn signed_webhooks_start_runs_and_bad_ones_are_refused_without_a_run() {
     let node = Node::start_new();
     let remote = Remote::new(OTTOFILE);

@@ -353,6 +353,13 @@ impl StageTask {
         job.save_caches = save;
         job.timeout_secs = self.plan.timeout.as_ref().map(|t| t.seconds);
         job.container = self.sh.runtimes.container(&self.plan);
+        if job.source.is_some()
+            && let Some(epoch) = self.source_date_epoch().await
+        {
+            job.env
+                .entry("SOURCE_DATE_EPOCH".into())
+                .or_insert_with(|| epoch.to_string());
+        }
 
         let spec = AgentJob {
             run: self.run.id,
@@ -1051,6 +1058,21 @@ impl StageTask {
             .await
             .map(Some)
             .map_err(|e| format!("cannot check out commit {commit} of {url}: {e}"))
+    }
+
+    /// The commit time of the run's commit when its source is one, for reproducible builds'
+    /// `SOURCE_DATE_EPOCH` (the checkout's files carry the same time); an environment's
+    /// own setting wins.
+    async fn source_date_epoch(&self) -> Option<i64> {
+        let (url, commit) = self.run.git.as_ref()?;
+        let checkouts = self.sh.checkouts.as_ref()?;
+        match checkouts.repos.commit_time(url, commit).await {
+            Ok(time) => Some(time),
+            Err(e) => {
+                tracing::warn!(target: "otto_node::engine", run = %self.run.id, "no SOURCE_DATE_EPOCH: {e}");
+                None
+            }
+        }
     }
 
     /// A job with the stage's settings and secrets; the caller fills in the rest.

@@ -371,6 +371,25 @@ impl Mirror {
         run(cmd, "cat-file", LOCAL_DEADLINE, 4096).await.is_ok()
     }
 
+    /// The committer time of `commit` (a full commit id), in seconds since the epoch.
+    pub async fn commit_time(&self, commit: &str) -> Result<i64, GitError> {
+        if !is_commit_id(commit) {
+            return Err(GitError::Other(format!(
+                "{commit:?} is not a full commit id"
+            )));
+        }
+        let mut cmd = command(Some(&self.dir));
+        cmd.args(["show", "--no-patch", "--format=%ct", commit]);
+        let out = run(cmd, "show", LOCAL_DEADLINE, 4096).await?;
+        let text = String::from_utf8_lossy(&out);
+        text.trim().parse().map_err(|_| {
+            GitError::Other(format!(
+                "git show gave {:?}, not the commit time of {commit}",
+                text.trim()
+            ))
+        })
+    }
+
     /// The files of `commit` as a snapshot tar (the form `otto run` uploads): regular
     /// files, directories and symbolic links, each with the commit's time; at most
     /// `max_bytes`.

@@ -413,6 +413,18 @@ impl Repos {
     }
 }
 
+impl Repos {
+    /// The committer time of `commit` in the mirror of the repository at `url`.
+    pub async fn commit_time(&self, url: &str, commit: &str) -> Result<i64, RepoError> {
+        let config = self.by_url(url).ok_or_else(|| {
+            RepoError::Invalid(format!(
+                "this node has no repository {url} (add it with otto-node repo add)"
+            ))
+        })?;
+        Ok(self.mirror(&config.name).commit_time(commit).await?)
+    }
+}
+
 impl Locked<'_> {
     /// The repository's mirror.
     pub fn mirror(&self) -> Mirror {
