@@ -74,16 +74,7 @@ pub(crate) async fn approve(
                     EngineError::GateNotWaiting
                 });
             };
-            let bytes = store
-                .plan(&record.plan_digest)?
-                .ok_or_else(|| EngineError::Plan {
-                    run,
-                    reason: "the plan is missing".into(),
-                })?;
-            let body: Body = serde_json::from_slice(&bytes).map_err(|e| EngineError::Plan {
-                run,
-                reason: e.to_string(),
-            })?;
+            let body = super::stored_plan(&store, run, &record.plan_digest)?;
             let approvers = body
                 .stages
                 .iter()

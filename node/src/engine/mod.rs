@@ -467,6 +467,20 @@ pub enum EngineError {
     Store(#[from] store::Error),
 }
 
+/// The plan of run `run`, stored under `digest`; `EngineError::Plan` when it is missing or
+/// unreadable.
+pub(crate) fn stored_plan(
+    store: &Store,
+    run: RunId,
+    digest: &crate::blobs::Digest,
+) -> Result<otto_pipeline::plan::Body, EngineError> {
+    let bad = |reason: String| EngineError::Plan { run, reason };
+    let bytes = store
+        .plan(digest)?
+        .ok_or_else(|| bad("the plan is missing".into()))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))
+}
+
 /// How the node walls in the steps it runs (see docs/security.md): what every job's
 /// [`otto_agent_protocol::Wall`] and limits say.
 #[derive(Debug, Clone)]

@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use otto_pipeline::plan::Body;
 use rustix::process::Signal;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{Id, JoinSet};
@@ -249,16 +248,7 @@ impl Orchestrator {
                     "run {run} succeeded; a succeeded stage never runs again"
                 )));
             }
-            let bytes = store
-                .plan(&record.plan_digest)?
-                .ok_or_else(|| EngineError::Plan {
-                    run,
-                    reason: "the plan is missing".into(),
-                })?;
-            let body: Body = serde_json::from_slice(&bytes).map_err(|e| EngineError::Plan {
-                run,
-                reason: e.to_string(),
-            })?;
+            let body = super::stored_plan(&store, run, &record.plan_digest)?;
             let stages = store.stages(&run)?;
             let states: HashMap<String, StageState> =
                 stages.iter().map(|s| (s.id.clone(), s.state)).collect();
@@ -319,16 +309,7 @@ impl Orchestrator {
             let Some(run_record) = store.run(&run)? else {
                 return Ok(false);
             };
-            let bytes = store
-                .plan(&run_record.plan_digest)?
-                .ok_or_else(|| EngineError::Plan {
-                    run,
-                    reason: "the plan is missing".into(),
-                })?;
-            let body: Body = serde_json::from_slice(&bytes).map_err(|e| EngineError::Plan {
-                run,
-                reason: e.to_string(),
-            })?;
+            let body = super::stored_plan(&store, run, &run_record.plan_digest)?;
             let states: HashMap<String, StageState> = store
                 .stages(&run)?
                 .into_iter()
@@ -362,10 +343,7 @@ impl Orchestrator {
                 return Err(EngineError::Finished(id));
             }
             let bad = |reason: String| EngineError::Plan { run: id, reason };
-            let bytes = store
-                .plan(&run.plan_digest)?
-                .ok_or_else(|| bad("the plan is missing".into()))?;
-            let body: Body = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            let body = super::stored_plan(&store, id, &run.plan_digest)?;
             let stages = store.stages(&id)?;
             if let Some(missing) = body
                 .stages
