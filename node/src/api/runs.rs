@@ -192,10 +192,11 @@ pub(super) async fn approve(
 pub(super) async fn cancel(
     State(state): State<ApiState>,
     Path(run): Path<String>,
-    body: Option<Json<Cancel>>,
+    body: Option<Json<serde_json::Map<String, serde_json::Value>>>,
 ) -> Result<Json<Cancelled>, ApiError> {
     let run = parse_run(&run)?;
-    let who = who_or_local(body.and_then(|Json(b)| b.who))?;
+    let body: Cancel = optional_object(body)?;
+    let who = who_or_local(body.who)?;
     let store = state.store.clone();
     blocking(move || store.run(&run)?.map(|_| ()).ok_or_else(|| no_run(&run))).await?;
     state.engine.cancel(run, who.clone()).await?;
@@ -208,10 +209,10 @@ pub(super) async fn cancel(
 pub(super) async fn retry(
     State(state): State<ApiState>,
     Path(run): Path<String>,
-    body: Option<Json<Retry>>,
+    body: Option<Json<serde_json::Map<String, serde_json::Value>>>,
 ) -> Result<Json<Retried>, ApiError> {
     let run = parse_run(&run)?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body: Retry = optional_object(body)?;
     let who = who_or_local(body.who)?;
     if let Some(stage) = &body.stage
         && (stage.is_empty() || stage.chars().count() > 256)
@@ -223,6 +224,18 @@ pub(super) async fn retry(
     let stages = state.engine.retry(run, body.stage, who.clone()).await?;
     tracing::info!(target: super::TARGET, %run, %who, ?stages, "run retried");
     Ok(Json(Retried { run, stages, who }))
+}
+
+/// An optional body that must be a JSON object when it is there (serde alone would also
+/// read a struct from an array such as `[null]`); none is `T`'s default.
+fn optional_object<T: serde::de::DeserializeOwned + Default>(
+    body: Option<Json<serde_json::Map<String, serde_json::Value>>>,
+) -> Result<T, ApiError> {
+    match body {
+        None => Ok(T::default()),
+        Some(Json(map)) => serde_json::from_value(serde_json::Value::Object(map))
+            .map_err(|e| ApiError::invalid(format!("bad request body: {e}"))),
+    }
 }
 
 /// The name a person gave for an approval or a cancel, or `local` when none was given.

@@ -1260,6 +1260,20 @@ mod contract {
         }
         // Retry: an unknown run, a run still waiting, a stage that is not there.
         let retry = "/v1/runs/{run}/retry";
+        // A body that is not an object is refused, though serde would read the struct
+        // from an array.
+        for (template, uri, body) in [
+            (retry, format!("/v1/runs/{run}/retry"), json!([null, null])),
+            (
+                "/v1/runs/{run}/cancel",
+                format!("/v1/runs/{run}/cancel"),
+                json!([null]),
+            ),
+        ] {
+            let answer = f.call(Method::POST, &uri, Some(body)).await;
+            assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+            note(&Method::POST, template, &answer);
+        }
         for (uri, body) in [
             (format!("/v1/runs/{unknown}/retry"), json!({})),
             (format!("/v1/runs/{run}/retry"), json!({"who": "alice"})),
