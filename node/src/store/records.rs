@@ -82,7 +82,8 @@ pub enum Source {
         /// The snapshot's blob digest.
         digest: Digest,
     },
-    /// A commit of a git repository (no node produces this yet).
+    /// A commit of a git repository: a run a trigger started (webhook, poll, schedule,
+    /// `otto hook`), or a foreign stage offered from such a run.
     Git {
         /// The repository URL.
         url: String,
