@@ -12,11 +12,13 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod commands;
+mod completions;
+mod errors;
 mod manpages;
 
 /// Otto: continuous delivery across teams and organisations, with no hub.
 #[derive(Debug, Parser)]
-#[command(name = "otto", version, about, long_about = None, propagate_version = true)]
+#[command(name = "otto", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,7 +38,11 @@ enum Command {
     Verify(commands::verify::Args),
     Attest(commands::attest::Args),
     Ui(commands::ui::Args),
-    Completions(commands::completions::Args),
+    #[command(after_help = "Examples:
+  otto completions bash > ~/.local/share/bash-completion/completions/otto
+  otto completions zsh > \"${fpath[1]}/_otto\"
+  otto completions fish > ~/.config/fish/completions/otto.fish")]
+    Completions(completions::Args),
     #[command(after_help = "Examples:
   otto manpages ~/.local/share/man/man1 && man otto-run
   otto manpages /usr/local/share/man/man1")]
@@ -72,7 +78,10 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args),
         Command::Attest(args) => commands::attest::run(args),
         Command::Ui(args) => commands::ui::run(args),
-        Command::Completions(args) => commands::completions::run(&args),
+        Command::Completions(args) => {
+            use clap::CommandFactory as _;
+            completions::run(Cli::command(), &args).map_err(Failure::from)
+        }
         Command::Manpages(args) => {
             use clap::CommandFactory as _;
             manpages::run(Cli::command(), &args).map_err(Failure::from)
@@ -81,35 +90,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Reported) => ExitCode::FAILURE,
-        Err(Failure::Error(e)) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(Failure::Error(e)) if errors::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(Failure::Error(e)) => {
-            let _ = writeln!(io::stderr(), "error: {}", chain_text(&e));
+            let _ = writeln!(io::stderr(), "error: {}", errors::chain_text(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// An error and its causes on one line, each said once: a cause whose text the line
-/// already holds (a context that repeats its source's message) is left out.
-fn chain_text(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain().map(ToString::to_string) {
-        if line.contains(&cause) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&cause);
-    }
-    line
-}
-
-/// A closed stdout (`otto explain | head`) is not a failure.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<io::Error>())
-        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]
@@ -145,15 +131,6 @@ mod tests {
     }
 
     #[test]
-    fn an_error_chain_says_each_cause_once() {
-        let inner = anyhow::anyhow!("/h/store is open in another process");
-        let e = inner.context("/h/store is open in another process");
-        assert_eq!(chain_text(&e), "/h/store is open in another process");
-        let e = anyhow::anyhow!("permission denied").context("cannot open /h/store");
-        assert_eq!(chain_text(&e), "cannot open /h/store: permission denied");
-    }
-
-    #[test]
     fn a_man_page_is_written_for_every_command_with_its_flags_and_examples() {
         use clap::CommandFactory as _;
         let dir = tempfile::tempdir().unwrap();
@@ -185,7 +162,18 @@ mod tests {
     }
 
     #[test]
+    fn the_help_describes_otto() {
+        use clap::CommandFactory as _;
+        let about = Cli::command().get_about().map(ToString::to_string);
+        assert_eq!(
+            about.as_deref(),
+            Some("Otto: continuous delivery across teams and organisations, with no hub")
+        );
+    }
+
+    #[test]
     fn completions_are_generated_for_each_shell() {
+        use clap::CommandFactory as _;
         for (shell, needle) in [
             ("bash", "_otto()"),
             ("zsh", "#compdef otto"),
@@ -196,7 +184,7 @@ mod tests {
                 panic!("not completions")
             };
             let mut out = Vec::new();
-            commands::completions::write(&args, &mut out);
+            completions::write(Cli::command(), &args, &mut out);
             let text = String::from_utf8(out).unwrap();
             assert!(text.contains(needle), "{shell}: {text}");
             assert!(

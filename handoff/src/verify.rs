@@ -206,7 +206,11 @@ pub fn verify_offer(
     if now >= offer.expires_at {
         return Err(Rejection::new(
             RejectCode::OfferExpired,
-            format!("the offer expired at {} (now {now})", offer.expires_at),
+            format!(
+                "the offer expired at {} (now {})",
+                otto_protocol::time::utc_text(offer.expires_at),
+                otto_protocol::time::utc_text(now)
+            ),
         )
         .hint("send a new offer"));
     }

@@ -30,6 +30,7 @@ pub mod envelope;
 mod handoff;
 mod membership;
 mod receipt;
+pub mod time;
 
 pub use artifact::{ArtifactChunk, ArtifactRequest};
 pub use bytes::{Digest, HandoffId, KeyBytes, ParseBytesError};

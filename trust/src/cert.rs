@@ -9,6 +9,7 @@
 
 #![warn(clippy::unwrap_used)]
 
+use otto_protocol::time::utc_text;
 use otto_protocol::{Envelope, NodeCertificate, Payload as _, RejectCode};
 
 use crate::dsse::{self, Unverified};
@@ -92,7 +93,7 @@ pub enum CertError {
         org: String,
     },
     /// `now` is before the certificate's window.
-    #[error("certificate is not valid before {not_before} (now {now})")]
+    #[error("certificate is not valid before {} (now {})", utc_text(*.not_before), utc_text(*.now))]
     NotYetValid {
         /// Start of the window.
         not_before: u64,
@@ -100,7 +101,7 @@ pub enum CertError {
         now: u64,
     },
     /// `now` is at or after the end of the certificate's window.
-    #[error("certificate expired at {not_after} (now {now})")]
+    #[error("certificate expired at {} (now {})", utc_text(*.not_after), utc_text(*.now))]
     Expired {
         /// End of the window.
         not_after: u64,
@@ -393,6 +394,15 @@ mod tests {
                 not_after: 2000,
                 now: 2000
             })
+        );
+        // Said as dates, not as seconds since the epoch.
+        assert_eq!(
+            CertError::Expired {
+                not_after: 1_796_662_709,
+                now: 1_796_662_710
+            }
+            .to_string(),
+            "certificate expired at 2026-12-07 16:58:29 UTC (now 2026-12-07 16:58:30 UTC)"
         );
     }
 

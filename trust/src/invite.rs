@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 use data_encoding::BASE32_NOPAD;
 use ed25519_dalek::{Digest as _, Sha512};
+use otto_protocol::time::utc_text;
 use otto_protocol::{Envelope, JoinRequest, Scope};
 use rand_core::CryptoRng;
 use serde::{Deserialize, Serialize};
@@ -182,7 +183,7 @@ pub enum InviteError {
     #[error("invite was issued by another node")]
     NotOurs,
     /// The invite expired.
-    #[error("invite expired at {expires_at} (now {now})")]
+    #[error("invite expired at {} (now {})", utc_text(*.expires_at), utc_text(*.now))]
     Expired {
         /// When it expired.
         expires_at: u64,
@@ -193,7 +194,7 @@ pub enum InviteError {
     #[error("this node has no record of issuing this invite")]
     NotIssued,
     /// The invite was redeemed before.
-    #[error("invite was already used at {used_at}")]
+    #[error("invite was already used at {}", utc_text(*.used_at))]
     AlreadyUsed {
         /// When it was redeemed.
         used_at: u64,

@@ -148,6 +148,11 @@ fn inviter_redeems_once() {
         NOW + 20,
     );
     assert!(matches!(again, Err(InviteError::AlreadyUsed { used_at }) if used_at == NOW + 10));
+    // The time is said as a date, not as seconds since the epoch.
+    assert_eq!(
+        again.err().map(|e| e.to_string()).as_deref(),
+        Some("invite was already used at 1970-01-01 00:16:50 UTC")
+    );
 }
 
 #[test]
@@ -211,6 +216,13 @@ fn expired_invites_are_refused_on_both_sides() {
         open_invite(&token, at),
         Err(InviteError::Expired { expires_at, now }) if expires_at == at && now == at
     ));
+    assert_eq!(
+        open_invite(&token, at)
+            .err()
+            .map(|e| e.to_string())
+            .as_deref(),
+        Some("invite expired at 1970-01-01 01:16:40 UTC (now 1970-01-01 01:16:40 UTC)")
+    );
     assert!(matches!(
         book.redeem(
             &request(&token, &joiner),

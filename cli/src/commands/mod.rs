@@ -3,7 +3,6 @@
 pub(crate) mod approve;
 pub(crate) mod attest;
 pub(crate) mod cancel;
-pub(crate) mod completions;
 pub(crate) mod explain;
 pub(crate) mod facts;
 pub(crate) mod hook;

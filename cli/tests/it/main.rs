@@ -19,5 +19,6 @@ mod node_restart;
 mod node_retry;
 mod node_run;
 mod node_runtimes;
+mod operating_doc;
 mod tutorial;
 mod verify;

@@ -84,6 +84,17 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     let err = text(&out.stderr);
     assert!(err.contains("bearer token"), "{err}");
 
+    // A second node on the same home: one line, each cause said once.
+    let out = node.otto_node(&["start"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        err.matches("is open in another process").count(),
+        1,
+        "{err}"
+    );
+
     // --node with a home that has the right token works.
     let addr = std::fs::read_to_string(node.home.join("api.addr")).unwrap();
     let out = node.otto(&["status", "--node", addr.trim()]);

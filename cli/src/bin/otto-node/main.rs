@@ -12,6 +12,10 @@ use clap::{Parser, Subcommand};
 #[allow(dead_code)]
 #[path = "../../client.rs"]
 mod client;
+#[path = "../../completions.rs"]
+mod completions;
+#[path = "../../errors.rs"]
+mod errors;
 #[path = "../../manpages.rs"]
 mod manpages;
 
@@ -28,7 +32,7 @@ mod trust;
 
 /// The Otto node: runs pipelines, keeps secrets, waits on gates, survives restarts.
 #[derive(Debug, Parser)]
-#[command(name = "otto-node", version, about, long_about = None, propagate_version = true)]
+#[command(name = "otto-node", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,6 +54,11 @@ enum Command {
   otto-node manpages ~/.local/share/man/man1 && man otto-node-start
   otto-node manpages /usr/local/share/man/man1")]
     Manpages(manpages::Args),
+    #[command(after_help = "Examples:
+  otto-node completions bash > ~/.local/share/bash-completion/completions/otto-node
+  otto-node completions zsh > \"${fpath[1]}/_otto-node\"
+  otto-node completions fish > ~/.config/fish/completions/otto-node.fish")]
+    Completions(completions::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,23 +78,19 @@ fn main() -> ExitCode {
             use clap::CommandFactory as _;
             manpages::run(Cli::command(), &args)
         }
+        Command::Completions(args) => {
+            use clap::CommandFactory as _;
+            completions::run(Cli::command(), &args)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if errors::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
-            let _ = writeln!(io::stderr(), "error: {}", chain.join(": "));
+            let _ = writeln!(io::stderr(), "error: {}", errors::chain_text(&e));
             ExitCode::FAILURE
         }
     }
-}
-
-/// A closed stdout (`otto-node init --json | head`) is not a failure.
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<io::Error>())
-        .any(|io| io.kind() == io::ErrorKind::BrokenPipe)
 }
 
 #[cfg(test)]
@@ -114,5 +119,30 @@ mod tests {
         use clap::CommandFactory as _;
         let cmd = Cli::command();
         assert_eq!(leaves_without_examples(&cmd, ""), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_help_describes_otto_node_and_completions_are_generated() {
+        use clap::CommandFactory as _;
+        let about = Cli::command().get_about().map(ToString::to_string);
+        assert_eq!(
+            about.as_deref(),
+            Some("The Otto node: runs pipelines, keeps secrets, waits on gates, survives restarts")
+        );
+        for (shell, needle) in [
+            ("bash", "_otto__node()"),
+            ("zsh", "#compdef otto-node"),
+            ("fish", "complete -c otto-node"),
+        ] {
+            let cli = Cli::try_parse_from(["otto-node", "completions", shell]).unwrap();
+            let Command::Completions(args) = cli.command else {
+                panic!("not completions")
+            };
+            let mut out = Vec::new();
+            completions::write(Cli::command(), &args, &mut out);
+            let text = String::from_utf8(out).unwrap();
+            assert!(text.contains(needle), "{shell}: {text}");
+            assert!(text.contains("init") && text.contains("org-key"), "{shell}");
+        }
     }
 }

@@ -224,7 +224,10 @@ fn print_trust(out: &mut impl io::Write, trust: &TrustView) -> io::Result<()> {
         let state = match (&invite.used_at, &invite.used_by) {
             (Some(_), Some(org)) => format!("used by {org}"),
             (Some(_), None) => "used".to_owned(),
-            _ => format!("open until {}", invite.expires_at),
+            _ => format!(
+                "open until {}",
+                otto_protocol::time::utc_text(invite.expires_at)
+            ),
         };
         writeln!(
             out,
