@@ -37,7 +37,10 @@
 //! [`Action::AckReceipt`]) may be carried out only once every `Persist*`, `RetryOutbox`,
 //! `AckOutbox` and `InboxDone` action queued before it is durable. The node may batch the
 //! durable writes of many actions (of many commands) into one transaction, as long as no
-//! message that follows them in the queue leaves before that transaction commits.
+//! message that follows them in the queue leaves before that transaction commits. A node
+//! that commits each write on its own may crash between any two: every prefix of one
+//! command's writes must be a state the node can restart from without losing a stage (a
+//! receipt is stored before the outbox entry that says whom its stage was given to goes).
 //!
 //! # Time
 //!

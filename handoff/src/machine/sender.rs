@@ -235,6 +235,7 @@ impl Machine {
                 };
             }
         }
+        let mut unanswered = None;
         let handoff = self.take_awaiting(&receipt).or_else(|| {
             // The stage ran, so the offer was accepted even if the accept was lost.
             let id = self
@@ -243,7 +244,7 @@ impl Machine {
                 .find(|(_, out)| answers(&receipt, &out.run, &out.stage, out.attempt))
                 .map(|(id, _)| *id)?;
             let out = self.outgoing.remove(&id)?;
-            self.push(Action::AckOutbox { id });
+            unanswered = Some(id);
             // Remembered as ended, to know whom the stage was given to.
             self.remember_awaiting(id, given(&out));
             self.take_awaiting(&receipt).or(Some(id))
@@ -254,6 +255,13 @@ impl Machine {
             attempt: receipt.attempt,
             receipt: Arc::new(envelope.into_inner()),
         });
+        // The outbox entry of an offer whose accept never came is the only durable record
+        // of whom the stage was given to (no `given` entry was written): it goes only once
+        // the receipt is stored, or a crash in between leaves a receipt that is neither
+        // held nor anyone's, refused as stray on every resend.
+        if let Some(id) = unanswered {
+            self.push(Action::AckOutbox { id });
+        }
         self.push(Action::AckReceipt {
             peer,
             run: receipt.run.clone(),

@@ -527,14 +527,92 @@ fn a_receipt_before_the_accept_ends_the_offer_too() {
         ),
         "{event:?}"
     );
+    // The receipt is stored before the outbox entry goes (see the next test).
     let actions = actions(&mut machine);
-    assert_eq!(actions.first(), Some(&Action::AckOutbox { id: offer.id }));
     assert!(matches!(
-        actions.get(1),
+        actions.first(),
         Some(Action::PersistReceipt { .. })
     ));
+    assert_eq!(actions.get(1), Some(&Action::AckOutbox { id: offer.id }));
     assert!(matches!(actions.get(2), Some(Action::AckReceipt { .. })));
     assert_eq!(machine.pending_offers(), 0);
+}
+
+#[test]
+fn a_crash_between_the_actions_of_a_receipt_before_the_accept_loses_nothing() {
+    // The receipt comes before the accept, so no `given` entry was written: the outbox
+    // entry is the only record of whom Deploy was given to. A node commits each write on
+    // its own and may die after any of them; from every store that leaves, the owner's
+    // next copy of the receipt is stored (or found held) and acknowledged. With the outbox
+    // entry dropped first, a crash before the receipt was stored left it Stray for ever
+    // (sim_properties, PROPTEST_RNG_SEED=2; sim_faults.rs replays that case).
+    let world = World::new();
+    let (mut machine, offer) = sent(&world);
+    let receipt = deploy_receipt(&world, 1);
+    machine.handle(receipt_from(
+        &world.ops,
+        "ops-1",
+        &receipt,
+        None,
+        false,
+        AT + 1_000,
+    ));
+    let writes: Vec<Action> = actions(&mut machine)
+        .into_iter()
+        .filter(Action::is_durable_write)
+        .collect();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    for done in 0..=writes.len() {
+        let (mut outbox, mut held) = (true, false);
+        for write in &writes[..done] {
+            match write {
+                Action::AckOutbox { id } if *id == offer.id => outbox = false,
+                Action::PersistReceipt { .. } => held = true,
+                other => panic!("an unexpected write: {other:?}"),
+            }
+        }
+        let mut restarted = crate::machine_support::machine();
+        restarted.handle(Command::Restore(command::Restore {
+            outbox: if outbox {
+                vec![command::OutboxRecord {
+                    peer: "ops-1".to_owned(),
+                    envelope: sign_offer(&world.dev, &offer),
+                    tries: 0,
+                }]
+            } else {
+                Vec::new()
+            },
+            now: AT + 2_000,
+            ..command::Restore::default()
+        }));
+        restarted.drain_actions().for_each(drop);
+        let event = restarted.handle(receipt_from(
+            &world.ops,
+            "ops-1",
+            &receipt,
+            None,
+            held,
+            AT + 3_000,
+        ));
+        assert!(
+            matches!(
+                event,
+                Event::Receipt(event::Receipt::StageFinished { .. } | event::Receipt::Again { .. })
+            ),
+            "after {done} of the writes {writes:?}: {event:?}"
+        );
+        let after = actions(&mut restarted);
+        assert!(
+            held || after
+                .iter()
+                .any(|a| matches!(a, Action::PersistReceipt { .. })),
+            "after {done} writes the receipt is not stored: {after:?}"
+        );
+        assert!(
+            after.iter().any(|a| matches!(a, Action::AckReceipt { .. })),
+            "after {done} writes the receipt is not acknowledged: {after:?}"
+        );
+    }
 }
 
 #[test]

@@ -12,16 +12,26 @@ use otto_handoff::sim::{Faults, Sim, SimConfig};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, RngSeed};
 
+/// `PROPTEST_RNG_SEED` if set, else 1: CI plays the same cases every time, and another
+/// seed explores others (`PROPTEST_RNG_SEED=2 PROPTEST_CASES=500 cargo test --release -p
+/// otto-handoff --test it sim_properties` found a receipt that came before its accept lost
+/// across a torn crash: `sim_faults.rs` replays it).
+fn rng_seed() -> u64 {
+    std::env::var("PROPTEST_RNG_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(24),
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
             "tests/it/sim_properties.proptest-regressions"
         ))),
-        // CI plays the same cases every time (another seed here explores others: one random
-        // seed found a failing case this session, not yet reproduced), and a failure's
-        // shrinking is bounded so it reports instead of running on.
-        rng_seed: RngSeed::Fixed(1),
+        // A fixed seed (see `rng_seed`), and a failure's shrinking is bounded so it reports
+        // instead of running on (a case that never settles costs 200,000 steps a try).
+        rng_seed: RngSeed::Fixed(rng_seed()),
         max_shrink_time: 120_000,
         ..ProptestConfig::default()
     })]
