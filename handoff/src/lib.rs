@@ -65,6 +65,7 @@ pub mod relay;
 pub mod rules;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod source;
 pub mod verify;
 pub mod vsa;
 

@@ -19,6 +19,7 @@
 //! | 9 | the plan bytes parse as a plan body (schema `otto.plan/v1`) | `malformed` |
 //! | 10 | the plan has the offered stage | `stage_not_owned` |
 //! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives (not for a stage of a run this node started: its own plan) | `out_of_scope` |
+//! | 11b | the run's source ([`source::check_source`](crate::source::check_source)): a git repository URL of a form the owner would fetch, a full commit id, the commit the plan's facts name, and a way to get it: the policy lists the repository (the owner fetches it itself) or the offer carries a bundle (for a run this node started: its own) | `source_refused` |
 //! | 12 | the stage's owner in the plan is one of the names this node answers to, and the plan binds that name to this node's org; a stage without an owner only when this node started the run with this plan ([`VerifyContext::started`]) and the plan's binding names it as the origin ([`rules::runs_for_origin`]) | `stage_not_owned` |
 //! | 12b | the attempt ([`rules::check_attempt`]): the stage did not succeed here ([`VerifyContext::prior`]), the attempt is above every attempt of it begun here, and an attempt above 1 (a retry) comes from the node the plan binds `origin` to (a node of its org, in a plan that names no node) | `attempt_refused` |
 //! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
@@ -61,6 +62,7 @@ use crate::chain::{self, SignedReceipt, conflict, latest, outcome_problem, quote
 use crate::dag::Dag;
 use crate::owners::{OwnerPolicy, Owners};
 use crate::rules;
+use crate::source::Obtain;
 
 /// What the receiving node knows and decides, for [`verify_offer`].
 #[derive(Clone, Copy)]
@@ -108,6 +110,7 @@ pub struct AcceptedOffer {
     sender: VerifiedCert,
     upstream: Vec<Digest>,
     definition: Definition,
+    obtain: Obtain,
 }
 
 /// How the accepted stage is defined.
@@ -270,6 +273,9 @@ pub fn verify_offer(
         rules::check_scope(ctx.trust, sender.org(), &body, stage)?;
     }
 
+    // 11b. The run's source, and how this node gets it.
+    let obtain = crate::source::check_source(ctx.trust, sender.org(), &body, &offer.source, own)?;
+
     // 12. Ownership.
     let owners = Owners::new(ctx.trust, Some(ctx.org), ctx.answers_to).with_policy(ctx.owners);
     if stage.owner.is_none() && !own {
@@ -353,6 +359,7 @@ pub fn verify_offer(
         sender,
         upstream,
         definition,
+        obtain,
     })
 }
 
@@ -479,6 +486,11 @@ impl AcceptedOffer {
     /// The offer.
     pub fn offer(&self) -> &Offer {
         &self.offer
+    }
+
+    /// How this node gets the run's source (check 11b).
+    pub fn obtain(&self) -> &Obtain {
+        &self.obtain
     }
 
     /// The plan the offer carries (its provenance is not sent, so it is empty).

@@ -62,7 +62,9 @@ pub struct Offer {
 /// Where a run's code came from.
 ///
 /// On the wire a map with a `kind` key: `{"kind": "snapshot", "digest": h'…'}` or
-/// `{"kind": "git", "url": "…", "commit": "…"}`.
+/// `{"kind": "git", "url": "…", "commit": "…"}`, the latter with `"bundle": {"sha256":
+/// h'…', "size": n}` when the sender serves a git bundle of the commit (a sender that
+/// never writes it, or a receiver that does not read it, still understands the rest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "RunSourceWire", into = "RunSourceWire")]
 pub enum RunSource {
@@ -71,13 +73,25 @@ pub enum RunSource {
         /// `digest`: sha256 of the snapshot.
         digest: Digest,
     },
-    /// A commit of a git repository (reserved: no node produces it yet).
+    /// A commit of a git repository.
     Git {
         /// `url`: the repository URL.
         url: String,
-        /// `commit`: the full commit id.
+        /// `commit`: the full commit id (40 or 64 lowercase hex digits).
         commit: String,
+        /// `bundle`: a git bundle holding the commit that the sender serves as an
+        /// artifact, for an owner that does not fetch the repository itself.
+        bundle: Option<GitBundle>,
     },
+}
+
+/// A git bundle a sender serves over the artifact protocol: its digest and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitBundle {
+    /// `sha256`: digest of the bundle's bytes.
+    pub sha256: Digest,
+    /// `size`: its length in bytes.
+    pub size: u64,
 }
 
 /// The facts a plan was made with: runtime data given to the planner as explicit input.
@@ -190,6 +204,10 @@ pub enum RejectCode {
     /// the owner, the attempt is not above the last one the owner began, or a retry (an
     /// attempt above 1) comes from a node outside the org that started the run.
     AttemptRefused,
+    /// `source_refused`: the run's source cannot be taken as offered: a git repository URL
+    /// or commit id the owner refuses, a commit other than the plan's, or a repository the
+    /// owner's policy does not let it fetch itself while the offer carries no bundle.
+    SourceRefused,
     /// `unsupported_version`: the message's protocol version is not spoken here.
     UnsupportedVersion,
     /// `malformed`: the message does not decode.
@@ -202,7 +220,7 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code this version knows, in the order of the documentation.
-    pub const KNOWN: [Self; 21] = [
+    pub const KNOWN: [Self; 22] = [
         Self::BadSignature,
         Self::UnknownOrg,
         Self::CertificateExpired,
@@ -221,6 +239,7 @@ impl RejectCode {
         Self::Replayed,
         Self::DefinitionNotApproved,
         Self::AttemptRefused,
+        Self::SourceRefused,
         Self::UnsupportedVersion,
         Self::Malformed,
         Self::Internal,
@@ -247,6 +266,7 @@ impl RejectCode {
             Self::Replayed => "replayed",
             Self::DefinitionNotApproved => "definition_not_approved",
             Self::AttemptRefused => "attempt_refused",
+            Self::SourceRefused => "source_refused",
             Self::UnsupportedVersion => "unsupported_version",
             Self::Malformed => "malformed",
             Self::Internal => "internal",
@@ -272,12 +292,18 @@ impl From<RunSource> for RunSourceWire {
                 digest: Some(digest),
                 url: None,
                 commit: None,
+                bundle: None,
             },
-            RunSource::Git { url, commit } => Self {
+            RunSource::Git {
+                url,
+                commit,
+                bundle,
+            } => Self {
                 kind: "git".to_owned(),
                 digest: None,
                 url: Some(url),
                 commit: Some(commit),
+                bundle,
             },
         }
     }
@@ -290,7 +316,11 @@ impl TryFrom<RunSourceWire> for RunSource {
         match (wire.kind.as_str(), wire.digest, wire.url, wire.commit) {
             ("snapshot", Some(digest), _, _) => Ok(Self::Snapshot { digest }),
             ("snapshot", None, _, _) => Err("a snapshot source needs a digest".to_owned()),
-            ("git", _, Some(url), Some(commit)) => Ok(Self::Git { url, commit }),
+            ("git", _, Some(url), Some(commit)) => Ok(Self::Git {
+                url,
+                commit,
+                bundle: wire.bundle,
+            }),
             ("git", _, _, _) => Err("a git source needs a url and a commit".to_owned()),
             (other, _, _, _) => Err(format!("unknown run source kind `{other}`")),
         }
@@ -307,6 +337,8 @@ struct RunSourceWire {
     url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bundle: Option<GitBundle>,
 }
 
 impl fmt::Display for RejectCode {

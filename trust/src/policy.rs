@@ -32,6 +32,11 @@ pub struct Policy {
     /// How many stages of one run of the peer's this node runs at once; the others wait.
     #[serde(default = "default_max_parallel")]
     pub max_parallel: u32,
+    /// The git repositories (exact URLs) this node fetches itself when a run of the peer's
+    /// comes from one; for any other repository it takes the commit from a git bundle the
+    /// peer sends. Empty (the default): bundles only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repos: Vec<String>,
 }
 
 /// The default [`Policy::max_parallel`]: a wide matrix of a peer's runs two at a time.
@@ -51,6 +56,7 @@ impl Default for Policy {
             definitions: Definitions::default(),
             secrets: Vec::new(),
             max_parallel: DEFAULT_MAX_PARALLEL,
+            repos: Vec::new(),
         }
     }
 }
@@ -228,6 +234,7 @@ mod tests {
             definitions: Definitions::Owned,
             secrets: vec!["DEPLOY_KEY".into(), "REGISTRY_*".into()],
             max_parallel: 3,
+            repos: vec!["https://git.example/shop.git".into()],
         }
     }
 

@@ -1153,3 +1153,157 @@ fn a_retry_comes_from_the_origin_node_itself_when_the_plan_names_it() {
         "is a retry",
     );
 }
+
+const COMMIT: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";
+const REPO: &str = "https://git.example/acme/webapp.git";
+
+/// A world whose plan was made for [`COMMIT`].
+fn git_world() -> World {
+    let mut world = World::new();
+    world.plan.body.facts.commit = Some(COMMIT.to_owned());
+    world
+}
+
+fn git_offer(world: &World, url: &str, commit: &str, bundle: bool) -> Offer {
+    Offer {
+        source: otto_protocol::RunSource::Git {
+            url: url.to_owned(),
+            commit: commit.to_owned(),
+            bundle: bundle.then(|| otto_protocol::GitBundle {
+                sha256: sha256(b"a bundle"),
+                size: 4096,
+            }),
+        },
+        ..world.offer()
+    }
+}
+
+#[test]
+fn a_git_source_comes_as_a_bundle_unless_the_policy_lists_the_repository() {
+    use otto_handoff::source::Obtain;
+    let world = git_world();
+    let bundled = check(&world, &git_offer(&world, REPO, COMMIT, true)).unwrap();
+    assert_eq!(
+        bundled.obtain(),
+        &Obtain::Bundle {
+            url: REPO.to_owned(),
+            commit: COMMIT.to_owned(),
+            bundle: otto_protocol::GitBundle {
+                sha256: sha256(b"a bundle"),
+                size: 4096,
+            },
+        }
+    );
+    // No bundle and no policy listing the repository: no way to get the commit.
+    let rejection = rejected(
+        check(&world, &git_offer(&world, REPO, COMMIT, false)),
+        RejectCode::SourceRefused,
+        "carries no bundle of commit 9fceb02d",
+    );
+    let hint = rejection.hint.unwrap_or_default();
+    assert!(
+        hint.contains("otto-node trust policy dev --repos"),
+        "{hint}"
+    );
+    // The policy lists it: the owner fetches it itself, bundle or not.
+    let mut trust = world.ops_trust();
+    trust
+        .set_policy(
+            "dev",
+            otto_trust::Policy {
+                repos: vec![REPO.to_owned()],
+                ..World::policy()
+            },
+        )
+        .unwrap();
+    for bundle in [false, true] {
+        let accepted = check_with(
+            &world,
+            &trust,
+            &git_offer(&world, REPO, COMMIT, bundle),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            accepted.obtain(),
+            &Obtain::Fetch {
+                url: REPO.to_owned(),
+                commit: COMMIT.to_owned()
+            }
+        );
+    }
+    // Only that exact URL.
+    let other = "https://git.example/acme/webapp-fork.git";
+    rejected(
+        check_with(
+            &world,
+            &trust,
+            &git_offer(&world, other, COMMIT, false),
+            NOW,
+        ),
+        RejectCode::SourceRefused,
+        "does not list https://git.example/acme/webapp-fork.git",
+    );
+    // A snapshot source is fetched from the sender, as before.
+    assert!(matches!(
+        check(&world, &world.offer()).unwrap().obtain(),
+        Obtain::Snapshot { .. }
+    ));
+}
+
+#[test]
+fn a_hostile_repository_or_commit_is_refused_before_anything_is_fetched() {
+    let world = git_world();
+    let mut listing = world.ops_trust();
+    for (url, why) in [
+        ("ext::sh -c touch% /tmp/pwned", "spaces"),
+        ("ext::sh", "transport helpers"),
+        ("--upload-pack=/tmp/x", "start with '-'"),
+        ("file:///srv/git/../../var/lib/otto", "`..`"),
+        ("ftp://example.com/app.git", "scheme `ftp`"),
+        ("app.git", "give a URL"),
+    ] {
+        // Refused even when the policy (wrongly) lists it, bundle or not.
+        listing
+            .set_policy(
+                "dev",
+                otto_trust::Policy {
+                    repos: vec![url.to_owned()],
+                    ..World::policy()
+                },
+            )
+            .unwrap();
+        for bundle in [false, true] {
+            let offer = git_offer(&world, url, COMMIT, bundle);
+            let rejection = rejected(
+                check_with(&world, &listing, &offer, NOW),
+                RejectCode::SourceRefused,
+                why,
+            );
+            assert!(
+                rejection.message.contains("repository URL"),
+                "{rejection:?}"
+            );
+        }
+    }
+    for commit in [
+        "HEAD",
+        "main",
+        "9fceb02",
+        "--output=/tmp/x",
+        &COMMIT.to_uppercase(),
+    ] {
+        rejected(
+            check(&world, &git_offer(&world, REPO, commit, true)),
+            RejectCode::SourceRefused,
+            "not a full commit id",
+        );
+    }
+    // A commit other than the one the plan (and so the chain) was made for.
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    rejected(
+        check(&world, &git_offer(&world, REPO, other, true)),
+        RejectCode::SourceRefused,
+        "plan was made for commit \"9fceb02d0ae598e95dc970b74767f19372d61af8\"",
+    );
+}

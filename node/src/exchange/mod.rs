@@ -1357,6 +1357,7 @@ impl Exchange {
             to_org,
             now: now_ms() / 1000,
             ttl: self.parts.offer_ttl.as_secs(),
+            bundle: None,
         };
         let store = self.parts.store.clone();
         let offer = match blocking(move || offers::build(&store, &spec)).await {

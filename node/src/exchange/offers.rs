@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use otto_handoff::rules;
 use otto_pipeline::plan::Body;
 use otto_protocol::{
-    Digest as WireDigest, Envelope, Facts as WireFacts, HandoffId, KeyBytes, Offer, RunSource,
+    Digest as WireDigest, Envelope, Facts as WireFacts, GitBundle, HandoffId, KeyBytes, Offer,
+    RunSource,
 };
 use otto_trust::PublicKey;
 
@@ -40,6 +41,8 @@ pub(crate) struct OfferSpec {
     pub(crate) to_org: PublicKey,
     pub(crate) now: u64,
     pub(crate) ttl: u64,
+    /// The git bundle of the run's commit this node serves, for a run from a commit.
+    pub(crate) bundle: Option<GitBundle>,
 }
 
 /// Builds the (unsigned) offer of `spec.stage`: the run's plan, facts and source, the
@@ -81,6 +84,7 @@ pub(crate) fn build(store: &Store, spec: &OfferSpec) -> Result<Offer, OfferError
         Source::Git { url, commit } => RunSource::Git {
             url: url.clone(),
             commit: commit.clone(),
+            bundle: spec.bundle,
         },
     };
     Ok(Offer {
@@ -154,7 +158,7 @@ pub(crate) fn record_guest_run(
         RunSource::Snapshot { digest } => Source::Snapshot {
             digest: crate::blobs::Digest::from_bytes(digest.0),
         },
-        RunSource::Git { url, commit } => Source::Git {
+        RunSource::Git { url, commit, .. } => Source::Git {
             url: url.clone(),
             commit: commit.clone(),
         },

@@ -85,46 +85,15 @@ pub enum GitError {
 /// than `https`, `http`, `ssh`, `git` and `file`, and a local path inside `home` (the
 /// node's own files are never a source). A local path is given as `file://` or absolute.
 pub fn check_url(url: &str, home: &Path) -> Result<(), String> {
-    if url.is_empty() || url.len() > 2048 {
-        return Err("the URL must have 1 to 2048 characters".into());
-    }
-    if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err("the URL must not contain spaces or control characters".into());
-    }
-    if url.starts_with('-') {
-        return Err("the URL must not start with '-'".into());
-    }
-    if url.contains("::") {
-        return Err("transport helpers (`ext::`, `fd::`, …) are not allowed".into());
-    }
-    let local = if let Some((scheme, rest)) = url.split_once("://") {
-        match scheme {
-            "https" | "http" | "ssh" | "git" => None,
-            "file" => Some(PathBuf::from(rest)),
-            other => {
-                return Err(format!(
-                    "the scheme `{other}` is not allowed (https, http, ssh, git, file)"
-                ));
-            }
-        }
+    otto_handoff::source::check_repo_url(url)?;
+    let local = if let Some(rest) = url.strip_prefix("file://") {
+        Some(PathBuf::from(rest))
     } else if url.starts_with('/') {
         Some(PathBuf::from(url))
-    } else if let Some((user_host, _)) = url.split_once(':')
-        && !user_host.contains('/')
-        && !user_host.is_empty()
-    {
-        // scp-like `git@host:org/repo.git`: ssh.
-        None
     } else {
-        return Err(
-            "give a URL (https://, ssh://, git://, file://), user@host:path, or an absolute path"
-                .into(),
-        );
+        None
     };
     if let Some(path) = local {
-        if !path.is_absolute() {
-            return Err("a file:// URL needs an absolute path".into());
-        }
         let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_owned());
         let resolved = std::fs::canonicalize(&path).unwrap_or(path);
         if resolved.starts_with(&home) || home.starts_with(&resolved) {
@@ -138,13 +107,7 @@ pub fn check_url(url: &str, home: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `text` is a full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
-pub fn is_commit_id(text: &str) -> bool {
-    matches!(text.len(), 40 | 64)
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub use otto_handoff::source::is_commit_id;
 
 /// A git command for the bare repository `git_dir`, hardened as the module says.
 fn command(git_dir: Option<&Path>) -> Command {
@@ -272,16 +235,23 @@ impl Mirror {
     /// (`export-ignore`, `export-subst`) are overridden so a checkout holds exactly the
     /// commit's files.
     pub async fn create(dir: PathBuf, url: &str) -> Result<Self, GitError> {
-        let mut init = command(None);
-        init.args(["init", "--bare", "--quiet"]).arg(&dir);
-        run(init, "init", LOCAL_DEADLINE, 4096).await?;
-        let mirror = Self { dir };
+        let mirror = Self::create_local(dir).await?;
         mirror.config(&["remote.origin.url", url]).await?;
         for spec in REFSPECS {
             mirror
                 .config(&["--add", "remote.origin.fetch", spec])
                 .await?;
         }
+        Ok(mirror)
+    }
+
+    /// Makes an empty bare repository in `dir` with no remote, set up as
+    /// [`Mirror::create`] says: it only ever receives git bundles.
+    pub async fn create_local(dir: PathBuf) -> Result<Self, GitError> {
+        let mut init = command(None);
+        init.args(["init", "--bare", "--quiet"]).arg(&dir);
+        run(init, "init", LOCAL_DEADLINE, 4096).await?;
+        let mirror = Self { dir };
         for key in ["transfer.fsckObjects", "fetch.fsckObjects"] {
             mirror.config(&[key, "true"]).await?;
         }
@@ -315,6 +285,106 @@ impl Mirror {
             cmd.arg(format!("+{reference}:{reference}"));
         }
         run(cmd, "fetch", NETWORK_DEADLINE, 1 << 20).await.map(drop)
+    }
+
+    /// Fetches `commit` (a full commit id) from the remote by its id, kept under
+    /// `refs/otto/commits/<commit>`: for a commit no branch or tag of the remote points to
+    /// (the remote must allow fetching it by id).
+    pub async fn fetch_commit(&self, commit: &str) -> Result<(), GitError> {
+        let spec = commit_refspec(commit)?;
+        let mut cmd = command(Some(&self.dir));
+        cmd.args([
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "origin",
+            &spec,
+        ]);
+        run(cmd, "fetch", NETWORK_DEADLINE, 1 << 20).await.map(drop)
+    }
+
+    /// Takes `commit` out of the git bundle at `bundle` (a file of this node's): the
+    /// bundle must verify (`git bundle verify`: its header, its prerequisites), and
+    /// fetching the commit by its id from it must bring the commit and everything it
+    /// reaches (checked as they arrive, `fsckObjects`); it is kept under
+    /// `refs/otto/commits/<commit>`. No ref name in the bundle is ever used. Then the id
+    /// must resolve to that very commit.
+    pub async fn import_bundle(&self, bundle: &Path, commit: &str) -> Result<(), GitError> {
+        let spec = commit_refspec(commit)?;
+        let mut verify = command(Some(&self.dir));
+        verify.args(["bundle", "verify", "--quiet"]).arg(bundle);
+        run(verify, "bundle verify", LOCAL_DEADLINE, 1 << 20).await?;
+        let mut fetch = command(Some(&self.dir));
+        fetch
+            .args([
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--no-recurse-submodules",
+            ])
+            .arg(bundle)
+            .arg(&spec);
+        run(fetch, "fetch", LOCAL_DEADLINE, 1 << 20).await?;
+        self.resolve_commit(commit).await
+    }
+
+    /// Checks that the full id `commit` names a commit object of this repository, itself.
+    pub async fn resolve_commit(&self, commit: &str) -> Result<(), GitError> {
+        commit_refspec(commit)?;
+        let mut cmd = command(Some(&self.dir));
+        cmd.args([
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{commit}^{{commit}}"),
+        ]);
+        let out = run(cmd, "rev-parse", LOCAL_DEADLINE, 4096).await?;
+        let resolved = String::from_utf8_lossy(&out).trim().to_owned();
+        if resolved == commit {
+            Ok(())
+        } else {
+            Err(GitError::Other(format!(
+                "{commit} resolves to {resolved:?}, not to itself"
+            )))
+        }
+    }
+
+    /// Writes a git bundle holding `commit` (a full commit id this mirror has) and its
+    /// whole history to `out`, through a scratch repository in `scratch` that borrows
+    /// this mirror's objects (so no ref of the mirror changes) and is removed after.
+    pub async fn create_bundle(
+        &self,
+        commit: &str,
+        out: &Path,
+        scratch: &Path,
+    ) -> Result<(), GitError> {
+        commit_refspec(commit)?;
+        let made = async {
+            let scratch = Self::create_local(scratch.to_owned()).await?;
+            let alternates = scratch.dir.join("objects/info/alternates");
+            let objects = std::fs::canonicalize(self.dir.join("objects"))
+                .map_err(|e| GitError::Other(format!("finding the mirror's objects: {e}")))?;
+            std::fs::write(&alternates, format!("{}\n", objects.display()))
+                .map_err(|e| GitError::Other(format!("writing {}: {e}", alternates.display())))?;
+            let mut update = command(Some(&scratch.dir));
+            update.args(["update-ref", "refs/otto/commit", commit]);
+            run(update, "update-ref", LOCAL_DEADLINE, 4096).await?;
+            let mut create = command(Some(&scratch.dir));
+            create
+                .args(["bundle", "create", "--quiet"])
+                .arg(out)
+                .arg("refs/otto/commit");
+            run(create, "bundle create", LOCAL_DEADLINE, 1 << 20)
+                .await
+                .map(drop)
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(scratch);
+        made
     }
 
     /// The remote's branches and tags without fetching (`git ls-remote`): ref name to
@@ -408,9 +478,21 @@ impl Mirror {
             max_bytes.saturating_add(1 << 20),
         )
         .await?;
-        tokio::task::spawn_blocking(move || snapshot_of_archive(&tar, max_bytes))
+        let commit = commit.to_owned();
+        tokio::task::spawn_blocking(move || snapshot_of_archive(&tar, &commit, max_bytes))
             .await
             .map_err(|e| GitError::Other(e.to_string()))?
+    }
+}
+
+/// `+<commit>:refs/otto/commits/<commit>`, once `commit` is checked to be a full commit id.
+fn commit_refspec(commit: &str) -> Result<String, GitError> {
+    if is_commit_id(commit) {
+        Ok(format!("+{commit}:refs/otto/commits/{commit}"))
+    } else {
+        Err(GitError::Other(format!(
+            "{commit:?} is not a full commit id"
+        )))
     }
 }
 
@@ -434,19 +516,41 @@ pub fn parse_ls_remote(text: &str) -> BTreeMap<String, String> {
     refs
 }
 
-/// Rewrites `git archive`'s tar as a snapshot: the pax header holding the commit id is
-/// left out, anything but files, directories and symbolic links is refused.
-fn snapshot_of_archive(tar_bytes: &[u8], max_bytes: usize) -> Result<Vec<u8>, GitError> {
+/// Rewrites `git archive`'s tar of `commit` as a snapshot: the pax header holding the
+/// commit id is checked to name `commit` (the tree archived is that commit's) and left
+/// out; anything but files, directories and symbolic links is refused.
+fn snapshot_of_archive(
+    tar_bytes: &[u8],
+    commit: &str,
+    max_bytes: usize,
+) -> Result<Vec<u8>, GitError> {
     let bad = |e: std::io::Error| GitError::Other(format!("reading git archive's output: {e}"));
     let mut archive = tar::Archive::new(tar_bytes);
     let mut out = tar::Builder::new(Vec::new());
+    let mut named = false;
     for entry in archive.entries().map_err(bad)? {
         let mut entry = entry.map_err(bad)?;
         let kind = entry.header().entry_type();
-        if matches!(
-            kind,
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader
-        ) {
+        if kind == tar::EntryType::XGlobalHeader {
+            let mut archived = None;
+            if let Some(extensions) = entry.pax_extensions().map_err(bad)? {
+                for extension in extensions {
+                    let extension = extension.map_err(bad)?;
+                    if extension.key() == Ok("comment") {
+                        archived =
+                            Some(String::from_utf8_lossy(extension.value_bytes()).into_owned());
+                    }
+                }
+            }
+            if archived.as_deref() != Some(commit) {
+                return Err(GitError::Other(format!(
+                    "git archive of {commit} says it archived {archived:?}"
+                )));
+            }
+            named = true;
+            continue;
+        }
+        if kind == tar::EntryType::XHeader {
             continue;
         }
         let path = entry.path().map_err(bad)?.into_owned();
@@ -493,6 +597,11 @@ fn snapshot_of_archive(tar_bytes: &[u8], max_bytes: usize) -> Result<Vec<u8>, Gi
                 limit: max_bytes,
             });
         }
+    }
+    if !named {
+        return Err(GitError::Other(format!(
+            "git archive of {commit} did not say which commit it archived"
+        )));
     }
     let bytes = out.into_inner().map_err(bad)?;
     if bytes.len() > max_bytes {
@@ -549,22 +658,6 @@ mod tests {
     }
 
     #[test]
-    fn commit_ids_are_full_lowercase_hex() {
-        assert!(is_commit_id(&"a".repeat(40)));
-        assert!(is_commit_id(&"0".repeat(64)));
-        for bad in [
-            "",
-            "HEAD",
-            "-a",
-            &"A".repeat(40),
-            &"a".repeat(39),
-            "--output=x",
-        ] {
-            assert!(!is_commit_id(bad), "{bad}");
-        }
-    }
-
-    #[test]
     fn ls_remote_output_peels_annotated_tags_and_skips_garbage() {
         let a = "a".repeat(40);
         let b = "b".repeat(40);
@@ -576,5 +669,133 @@ mod tests {
         assert_eq!(refs.len(), 2);
         assert_eq!(refs["refs/heads/main"], a);
         assert_eq!(refs["refs/tags/v1"], c);
+    }
+
+    /// A work tree with two commits (`one`, then `two` adding `only-in-two.txt`); their ids.
+    fn repository(dir: &Path) -> (String, String) {
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "Dev")
+                .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+                .env("GIT_COMMITTER_NAME", "Dev")
+                .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        git(&["init", "--quiet", "-b", "main"]);
+        std::fs::write(dir.join("version.txt"), "one\n").unwrap();
+        git(&["add", "version.txt"]);
+        git(&["commit", "--quiet", "-m", "one"]);
+        let one = git(&["rev-parse", "HEAD"]);
+        std::fs::write(dir.join("only-in-two.txt"), "two\n").unwrap();
+        git(&["add", "only-in-two.txt"]);
+        git(&["commit", "--quiet", "-m", "two"]);
+        (one, git(&["rev-parse", "HEAD"]))
+    }
+
+    fn files_of(tar: &[u8]) -> Vec<String> {
+        tar::Archive::new(tar)
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_bundle_brings_exactly_the_commit_it_is_asked_for() {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        let (one, two) = repository(&work);
+        let source = Mirror::create(
+            tmp.path().join("source.git"),
+            &format!("file://{}", work.display()),
+        )
+        .await
+        .unwrap();
+        source.fetch(&[]).await.unwrap();
+        let bundle_one = tmp.path().join("one.bundle");
+        source
+            .create_bundle(&one, &bundle_one, &tmp.path().join("scratch"))
+            .await
+            .unwrap();
+        assert!(!tmp.path().join("scratch").exists());
+        let bundle_two = tmp.path().join("two.bundle");
+        source
+            .create_bundle(&two, &bundle_two, &tmp.path().join("scratch"))
+            .await
+            .unwrap();
+        // The mirror's refs did not change.
+        assert!(
+            source
+                .refs()
+                .await
+                .unwrap()
+                .keys()
+                .all(|r| !r.starts_with("refs/otto"))
+        );
+
+        let owner = Mirror::create_local(tmp.path().join("owner.git"))
+            .await
+            .unwrap();
+        // A commit that is not in the bundle (the bundle of `one` does not hold `two`,
+        // although its only ref has the name every bundle of this node has).
+        let err = owner.import_bundle(&bundle_one, &two).await.unwrap_err();
+        assert!(err.to_string().contains("git fetch failed"), "{err}");
+        assert!(!owner.has_commit(&two).await);
+        // Garbage, and a bundle cut short, into a repository that holds nothing yet.
+        let fresh = Mirror::create_local(tmp.path().join("fresh.git"))
+            .await
+            .unwrap();
+        let garbage = tmp.path().join("garbage.bundle");
+        std::fs::write(&garbage, b"# v2 git bundle\nnot a pack at all").unwrap();
+        let err = fresh.import_bundle(&garbage, &one).await.unwrap_err();
+        assert!(err.to_string().starts_with("git "), "{err}");
+        let cut = tmp.path().join("cut.bundle");
+        let bytes = std::fs::read(&bundle_two).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() - 30]).unwrap();
+        assert!(fresh.import_bundle(&cut, &two).await.is_err());
+        assert!(!fresh.has_commit(&two).await);
+        assert!(!fresh.has_commit(&one).await);
+        // Not a commit id at all: refused before git runs.
+        for bad in ["HEAD", "refs/otto/commit", "--upload-pack=x"] {
+            let err = owner.import_bundle(&bundle_two, bad).await.unwrap_err();
+            assert!(err.to_string().contains("not a full commit id"), "{err}");
+        }
+
+        // The right bundle: `two` arrives, and with it `one`, its parent.
+        owner.import_bundle(&bundle_two, &two).await.unwrap();
+        owner.resolve_commit(&one).await.unwrap();
+        let tar = owner.checkout(&two, 1 << 20).await.unwrap();
+        assert_eq!(files_of(&tar), ["only-in-two.txt", "version.txt"]);
+        let tar = owner.checkout(&one, 1 << 20).await.unwrap();
+        assert_eq!(files_of(&tar), ["version.txt"]);
+    }
+
+    #[test]
+    fn an_archive_of_another_commit_than_asked_is_refused() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::XGlobalHeader);
+        let record = format!("52 comment={}\n", "b".repeat(40));
+        header.set_size(record.len() as u64);
+        header.set_cksum();
+        builder
+            .append_data(&mut header, "pax_global_header", record.as_bytes())
+            .unwrap();
+        let tar = builder.into_inner().unwrap();
+        let err = snapshot_of_archive(&tar, &"a".repeat(40), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("says it archived"), "{err}");
+        snapshot_of_archive(&tar, &"b".repeat(40), 1 << 20).unwrap();
+        let empty = tar::Builder::new(Vec::new()).into_inner().unwrap();
+        let err = snapshot_of_archive(&empty, &"a".repeat(40), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("did not say"), "{err}");
     }
 }

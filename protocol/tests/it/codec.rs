@@ -176,6 +176,7 @@ fn every_reject_code_has_a_stable_wire_string() {
         "replayed",
         "definition_not_approved",
         "attempt_refused",
+        "source_refused",
         "unsupported_version",
         "malformed",
         "internal",

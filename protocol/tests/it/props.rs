@@ -8,8 +8,8 @@ use otto_protocol::limits::{
     MAX_TEXT_LEN, MAX_TOKEN_LEN, MAX_UPSTREAM,
 };
 use otto_protocol::{
-    Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, HandoffId,
-    InputArtifact, JoinRequest, JoinResponse, KeyBytes, Kind, Message, NodeCertificate,
+    Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, GitBundle,
+    HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Kind, Message, NodeCertificate,
     NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Revocation, RevocationList,
     RunSource, Scope, Signature, StageState, Status, decode, decode_envelope, encode,
     encode_envelope,
@@ -216,7 +216,16 @@ fn certificate_envelope(
 fn offer() -> impl Strategy<Value = Offer> {
     let source = prop_oneof![
         digest().prop_map(|digest| RunSource::Snapshot { digest }),
-        (text(64), text(40)).prop_map(|(url, commit)| RunSource::Git { url, commit }),
+        (
+            text(64),
+            text(40),
+            proptest::option::of((digest(), any::<u64>()))
+        )
+            .prop_map(|(url, commit, bundle)| RunSource::Git {
+                url,
+                commit,
+                bundle: bundle.map(|(sha256, size)| GitBundle { sha256, size }),
+            }),
     ];
     let facts = (
         proptest::option::of(text(16)),

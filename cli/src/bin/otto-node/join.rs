@@ -79,6 +79,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 .grant
                 .max_parallel
                 .unwrap_or(Policy::default().max_parallel),
+            repos: Vec::new(),
         })
     };
     let options = JoinOptions {

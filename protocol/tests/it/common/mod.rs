@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use otto_protocol::{
-    Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, HandoffId,
-    InputArtifact, JoinRequest, JoinResponse, KeyBytes, Message, NodeCertificate, NodeIdentity,
-    Offer, Outcome, Receipt, Reject, RejectCode, Revocation, RevocationList, RunSource, Scope,
-    Signature, StageState, Status, ed25519_keyid,
+    Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, GitBundle,
+    HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Message, NodeCertificate,
+    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Revocation, RevocationList,
+    RunSource, Scope, Signature, StageState, Status, ed25519_keyid,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -195,12 +195,30 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
         source: RunSource::Git {
             url: "https://git.example/acme/webapp.git".to_owned(),
             commit: "9fceb02d0ae598e95dc970b74767f19372d61af8".to_owned(),
+            bundle: None,
         },
         facts: Facts::default(),
         inputs: Vec::new(),
         receipts: Vec::new(),
         attempt: 2,
         ..offer(small_plan.clone(), Vec::new())
+    };
+    let bundled_offer = Offer {
+        source: RunSource::Git {
+            url: "https://git.example/acme/webapp.git".to_owned(),
+            commit: "9fceb02d0ae598e95dc970b74767f19372d61af8".to_owned(),
+            bundle: Some(GitBundle {
+                sha256: sha256(b"a git bundle of 9fceb02"),
+                size: 48_213,
+            }),
+        },
+        facts: Facts {
+            branch: Some("main".to_owned()),
+            commit: Some("9fceb02d0ae598e95dc970b74767f19372d61af8".to_owned()),
+            ..Facts::default()
+        },
+        inputs: Vec::new(),
+        ..offer(small_plan.clone(), chain.clone())
     };
     let certified_offer = Offer {
         certificates: vec![certificate_envelope("build-1", "acme-dev", DEV_ORG, 0x2d)],
@@ -219,6 +237,10 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
         (
             "certificate of another receipt signer",
             certified_offer.into(),
+        ),
+        (
+            "git source with a bundle the sender serves",
+            bundled_offer.into(),
         ),
         (
             "accept",
