@@ -71,9 +71,11 @@
 //! ## `POST /events`
 //!
 //! The agent reports progress as a JSON array of [`Event`]s, in order. It sends a batch
-//! when [`MAX_BATCH_EVENTS`] events are waiting or [`FLUSH_INTERVAL_MS`] after the first
-//! event of the batch was produced, whichever comes first, and one last batch before the
-//! result. `seq` starts at 0 and grows by one per event over the whole attempt, so the node
+//! when [`MAX_BATCH_EVENTS`] events are waiting, when one more event would make the body
+//! larger than [`MAX_EVENTS_BODY_BYTES`], or [`FLUSH_INTERVAL_MS`] after the first event of
+//! the batch was produced, whichever comes first, and one last batch before the result.
+//! The node refuses a larger body whole (`413`, none of its events taken; hence protocol
+//! version 4). `seq` starts at 0 and grows by one per event over the whole attempt, so the node
 //! can spot a gap. A batch the node did not take is sent again (three tries in all), so the
 //! node ignores events whose `seq` it already has. Every event has `time`, milliseconds since the Unix epoch, and a `kind`:
 //!
@@ -121,7 +123,7 @@ pub mod mask;
 pub mod packages;
 
 /// The version of this protocol, sent in [`VERSION_HEADER`] on every request.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The request header that carries [`PROTOCOL_VERSION`].
 pub const VERSION_HEADER: &str = "otto-agent-protocol";
@@ -141,7 +143,8 @@ pub const RESULT_PATH: &str = "/result";
 /// The largest [`Job`] body the agent reads, in bytes.
 pub const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
 
-/// The most events the agent puts in one `POST /events`.
+/// The most events the agent puts in one `POST /events` (the body is bounded by
+/// [`MAX_EVENTS_BODY_BYTES`] too).
 pub const MAX_BATCH_EVENTS: usize = 256;
 
 /// How long, in milliseconds, an event may wait before its batch is sent.
@@ -150,8 +153,12 @@ pub const FLUSH_INTERVAL_MS: u64 = 100;
 /// The longest log line, in bytes; longer output is cut into several lines.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// The largest events body a node needs to accept: a full batch of the longest lines.
-pub const MAX_EVENTS_BODY_BYTES: usize = MAX_BATCH_EVENTS * (MAX_LINE_BYTES * 6 + 256);
+/// The largest `POST /events` body, in bytes of JSON: the agent ends a batch before it
+/// would grow past this, and the node refuses a larger one (`413`). One event always fits,
+/// even a line of the longest size made only of characters JSON writes as `\u00XX`.
+pub const MAX_EVENTS_BODY_BYTES: usize = 1024 * 1024;
+
+const _: () = assert!(MAX_LINE_BYTES * 6 + 1024 <= MAX_EVENTS_BODY_BYTES);
 
 /// The largest [`RunResult`] body a node needs to accept, in bytes.
 pub const MAX_RESULT_BYTES: usize = 1024 * 1024;

@@ -23,8 +23,8 @@ use tokio::net::UnixStream;
 
 use crate::error::Error;
 use crate::protocol::{
-    BLOBS_PATH, BlobRef, EVENTS_PATH, Event, JOB_PATH, MAX_JOB_BYTES, PROTOCOL_VERSION,
-    RESULT_PATH, RunResult, VERSION_HEADER, is_digest,
+    BLOBS_PATH, BlobRef, EVENTS_PATH, JOB_PATH, MAX_JOB_BYTES, PROTOCOL_VERSION, RESULT_PATH,
+    RunResult, VERSION_HEADER, is_digest,
 };
 
 /// How long the agent keeps trying to reach the socket when it starts.
@@ -91,9 +91,9 @@ impl Client {
         })
     }
 
-    /// `POST /events` with one batch.
-    pub(crate) async fn post_events(&self, events: &[Event]) -> Result<(), Error> {
-        self.post_json(EVENTS_PATH, events).await
+    /// `POST /events` with one batch, already encoded as a JSON array of events.
+    pub(crate) async fn post_events(&self, body: Bytes) -> Result<(), Error> {
+        self.post_body(EVENTS_PATH, body).await
     }
 
     /// `POST /result`. While the node refuses the connection (so it cannot have taken the
@@ -211,17 +211,18 @@ impl Client {
         Ok(size)
     }
 
-    /// Posts `value` as JSON; fails when the exchange takes longer than
-    /// [`REQUEST_TIMEOUT`].
+    /// Posts `value` as JSON.
     async fn post_json<T: Serialize + ?Sized>(&self, path: &str, value: &T) -> Result<(), Error> {
         let request = format!("POST {path}");
-        let bytes = serde_json::to_vec(value).map_err(|source| Error::Json {
-            request: request.clone(),
-            source,
-        })?;
-        let body = Full::new(Bytes::from(bytes))
-            .map_err(|never| match never {})
-            .boxed();
+        let bytes = serde_json::to_vec(value).map_err(|source| Error::Json { request, source })?;
+        self.post_body(path, Bytes::from(bytes)).await
+    }
+
+    /// `POST` of a JSON body; a small answer is read and dropped. Fails when the exchange
+    /// takes longer than [`REQUEST_TIMEOUT`].
+    async fn post_body(&self, path: &str, bytes: Bytes) -> Result<(), Error> {
+        let request = format!("POST {path}");
+        let body = Full::new(bytes).map_err(|never| match never {}).boxed();
         let exchange = async {
             let response = self
                 .send(Method::POST, path, body, Some("application/json"))

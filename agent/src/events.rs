@@ -1,6 +1,6 @@
 //! Batching events to the node: bounded buffering, a batch at most every
-//! [`FLUSH_INTERVAL_MS`] or every [`MAX_BATCH_EVENTS`] events; and watching that the node is
-//! still there.
+//! [`FLUSH_INTERVAL_MS`], every [`MAX_BATCH_EVENTS`] events or before its body would grow past
+//! [`MAX_EVENTS_BODY_BYTES`]; and watching that the node is still there.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +9,11 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::Error;
-use crate::protocol::{Event, EventBody, FLUSH_INTERVAL_MS, MAX_BATCH_EVENTS};
+use bytes::Bytes;
+
+use crate::protocol::{
+    Event, EventBody, FLUSH_INTERVAL_MS, MAX_BATCH_EVENTS, MAX_EVENTS_BODY_BYTES,
+};
 use crate::stop::{Stop, StopReason};
 
 /// How many events may wait to be sent before producers wait (and with them the steps,
@@ -65,30 +69,42 @@ impl Forwarder {
     /// dropped.
     pub(crate) async fn run(mut self, client: Client, stop: Stop) -> Result<u64, Error> {
         let mut seq = 0u64;
-        let mut batch: Vec<Event> = Vec::with_capacity(MAX_BATCH_EVENTS);
+        let mut batch = Batch::default();
+        // An event that did not fit in the last batch: the first of the next.
+        let mut carried: Option<Vec<u8>> = None;
         let interval = Duration::from_millis(FLUSH_INTERVAL_MS);
         let mut health = Health::default();
         let mut open = true;
         while open {
-            let first = match tokio::time::timeout(PROBE_INTERVAL, self.rx.recv()).await {
-                Ok(Some(first)) => first,
-                Ok(None) => break,
-                Err(_) => {
-                    match client.probe().await {
-                        Ok(()) => health.ok(),
-                        Err(error) if health.failed() => return Err(lost(&stop, error)),
-                        Err(error) => {
-                            tracing::debug!(target: "otto_agent::events", %error, "the node refuses connections");
+            let first = match carried.take() {
+                Some(first) => first,
+                None => match tokio::time::timeout(PROBE_INTERVAL, self.rx.recv()).await {
+                    Ok(Some(first)) => encode(&mut seq, first)?,
+                    Ok(None) => break,
+                    Err(_) => {
+                        match client.probe().await {
+                            Ok(()) => health.ok(),
+                            Err(error) if health.failed() => return Err(lost(&stop, error)),
+                            Err(error) => {
+                                tracing::debug!(target: "otto_agent::events", %error, "the node refuses connections");
+                            }
                         }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
             let deadline = Instant::now() + interval;
-            push(&mut batch, &mut seq, first);
-            while batch.len() < MAX_BATCH_EVENTS {
+            batch.push(&first);
+            while batch.events < MAX_BATCH_EVENTS {
                 match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                    Ok(Some(event)) => push(&mut batch, &mut seq, event),
+                    Ok(Some(event)) => {
+                        let event = encode(&mut seq, event)?;
+                        if !batch.fits(&event) {
+                            carried = Some(event);
+                            break;
+                        }
+                        batch.push(&event);
+                    }
                     Ok(None) => {
                         open = false;
                         break;
@@ -96,13 +112,56 @@ impl Forwarder {
                     Err(_) => break,
                 }
             }
-            if let Err(error) = deliver(&client, &batch, &mut health).await {
+            if let Err(error) = deliver(&client, batch.finish(), &mut health).await {
                 return Err(lost(&stop, error));
             }
-            batch.clear();
         }
         Ok(seq)
     }
+}
+
+/// The JSON body of a batch being gathered: `[`, the events, `,` between them, `]`.
+#[derive(Debug, Default)]
+struct Batch {
+    body: Vec<u8>,
+    events: usize,
+}
+
+impl Batch {
+    /// Whether one more encoded event keeps the body within [`MAX_EVENTS_BODY_BYTES`]. The
+    /// first event always fits: the protocol's bounds on a line make any one event fit.
+    fn fits(&self, event: &[u8]) -> bool {
+        // The separator before it and the closing bracket after it.
+        let grown = self.body.len() + 1 + event.len() + 1;
+        self.events == 0 || grown <= MAX_EVENTS_BODY_BYTES
+    }
+
+    fn push(&mut self, event: &[u8]) {
+        self.body.push(if self.events == 0 { b'[' } else { b',' });
+        self.body.extend_from_slice(event);
+        self.events += 1;
+    }
+
+    /// The finished body; the batch is empty again.
+    fn finish(&mut self) -> Bytes {
+        self.body.push(b']');
+        self.events = 0;
+        Bytes::from(std::mem::take(&mut self.body))
+    }
+}
+
+/// Numbers an event and encodes it as JSON.
+fn encode(seq: &mut u64, (time, body): (u64, EventBody)) -> Result<Vec<u8>, Error> {
+    let event = Event {
+        seq: *seq,
+        time,
+        body,
+    };
+    *seq += 1;
+    serde_json::to_vec(&event).map_err(|source| Error::Json {
+        request: "POST /events".into(),
+        source,
+    })
 }
 
 /// Since when the node has been failing, if it is.
@@ -133,21 +192,12 @@ fn lost(stop: &Stop, error: Error) -> Error {
     error
 }
 
-fn push(batch: &mut Vec<Event>, seq: &mut u64, (time, body): (u64, EventBody)) {
-    batch.push(Event {
-        seq: *seq,
-        time,
-        body,
-    });
-    *seq += 1;
-}
-
 /// Sends one batch, again and again until the node takes it or has failed for
 /// [`NODE_PATIENCE`].
-async fn deliver(client: &Client, batch: &[Event], health: &mut Health) -> Result<(), Error> {
+async fn deliver(client: &Client, batch: Bytes, health: &mut Health) -> Result<(), Error> {
     let mut pause = FIRST_RETRY;
     loop {
-        match client.post_events(batch).await {
+        match client.post_events(batch.clone()).await {
             Ok(()) => {
                 health.ok();
                 return Ok(());

@@ -11,8 +11,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use otto_agent::mask::MASK;
 use otto_agent::packages;
 use otto_agent::protocol::{
-    CacheRestore, CacheSave, EventBody, MAX_BATCH_EVENTS, Outcome, PackageRef, SecretValue,
-    SourceRef, Stream,
+    CacheRestore, CacheSave, EventBody, MAX_BATCH_EVENTS, MAX_EVENTS_BODY_BYTES, MAX_LINE_BYTES,
+    Outcome, PackageRef, SecretValue, SourceRef, Stream,
 };
 use serde_json::{Value, json};
 
@@ -555,6 +555,31 @@ async fn output_is_sent_in_bounded_batches() {
     assert_eq!(output[699], "line 699");
     let seen = node.seen();
     assert!(seen.batches.len() >= 3, "{:?}", seen.batches);
+    assert!(seen.batches.iter().all(|&n| n <= MAX_BATCH_EVENTS));
+    assert!(seen.batch_bytes.iter().all(|&n| n <= MAX_EVENTS_BODY_BYTES));
+}
+
+#[tokio::test]
+async fn one_huge_line_is_sent_in_batches_bounded_by_bytes() {
+    // One 300 MB line without a newline: the agent cuts it into lines of the longest size
+    // and lets 32 MiB through. However long the lines, no events body may be larger than
+    // the bound the node takes (a batch of 256 such lines would be 16 MiB of JSON).
+    let node = TestNode::start_with(vec![sh("head -c 300000000 /dev/zero | tr -c x x")], |job| {
+        job.limits.output_bytes = 32 << 20;
+    })
+    .await;
+    let result = node.run().await;
+    assert_eq!(result.outcome, Outcome::Success);
+    let output = node.output();
+    assert!(output.iter().all(|l| l.len() <= MAX_LINE_BYTES));
+    let kept: usize = output.iter().map(String::len).sum();
+    assert!(kept > 31 << 20, "{kept} bytes of output arrived");
+    let seen = node.seen();
+    let largest = seen.batch_bytes.iter().copied().max().unwrap_or(0);
+    assert!(
+        largest <= MAX_EVENTS_BODY_BYTES,
+        "an events body of {largest} bytes (bound {MAX_EVENTS_BODY_BYTES})"
+    );
     assert!(seen.batches.iter().all(|&n| n <= MAX_BATCH_EVENTS));
 }
 

@@ -7,12 +7,14 @@
 //!   input artifacts, caches to restore) and those the agent stored itself, never any
 //!   other blob of the node;
 //! - events are taken in order by `seq`; a batch sent again is ignored up to what was
-//!   already stored, so a retried batch never duplicates lines. Log lines are masked again
-//!   with the job's secrets, appended to the stage's log file (synced) in one write per
-//!   batch, and then announced (the event carries their numbers, not their text);
+//!   already stored, so a retried batch never duplicates lines. A body larger than
+//!   [`MAX_EVENTS_BODY_BYTES`] is refused whole (`413`). Log lines are masked again with
+//!   the job's secrets, appended to the stage's log file (synced once per batch), and then
+//!   announced (the event carries their numbers, not their text);
 //! - the first result is kept; a second one gets `409`.
 #![warn(clippy::unwrap_used)]
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read};
 use std::pin::Pin;
@@ -22,6 +24,7 @@ use std::task::{Context, Poll, ready};
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -245,8 +248,9 @@ async fn put_blob(State(served): State<Arc<Served>>, body: Body) -> Result<Json<
 
 async fn events(
     State(served): State<Arc<Served>>,
-    Json(batch): Json<Vec<Event>>,
+    batch: Result<Json<Vec<Event>>, JsonRejection>,
 ) -> Result<StatusCode, Refusal> {
+    let Json(batch) = batch.map_err(|rejection| refuse_events(&served, &rejection))?;
     let mut next_seq = served.next_seq.lock().await;
     let mut expected = *next_seq;
     let mut lines = Vec::new();
@@ -272,11 +276,16 @@ async fn events(
                 } else {
                     None
                 };
+                // The line itself when masking changed nothing: no copy of it.
+                let masked = match served.masker.mask(&log.line) {
+                    Cow::Owned(masked) => Some(masked),
+                    Cow::Borrowed(_) => None,
+                };
                 lines.push(NewLine {
                     time: event.time,
                     stream,
                     step,
-                    text: served.masker.mask(&log.line).into_owned(),
+                    text: masked.unwrap_or(log.line),
                 });
             }
             EventBody::StepStarted(started) => {
@@ -341,6 +350,29 @@ async fn events(
         });
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why an events body was not taken. One larger than the protocol allows is refused
+/// whole (`413`): none of its events are stored, so the agent can send them again in
+/// smaller batches and nothing is lost.
+fn refuse_events(served: &Served, rejection: &JsonRejection) -> Refusal {
+    let status = rejection.status();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        tracing::warn!(target: "otto_node::engine", run = %served.run, stage = %served.stage,
+            "an agent sent an events body larger than the agent protocol allows; refused");
+        return (
+            status,
+            format!(
+                "an events body may hold at most {MAX_EVENTS_BODY_BYTES} bytes (agent protocol \
+                 {PROTOCOL_VERSION}); none of this batch was taken: send its events in smaller \
+                 batches"
+            ),
+        );
+    }
+    (
+        status,
+        format!("bad events body: {}", rejection.body_text()),
+    )
 }
 
 async fn result(

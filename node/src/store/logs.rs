@@ -20,8 +20,8 @@
 //! # Bounded
 //!
 //! Lines are written as they arrive, one batch at a time (synced to disk before
-//! [`Logs::append`] returns, as the store's transactions are); nothing of a log is held in
-//! memory. A line's text is cut at [`MAX_LINE`] bytes. An attempt may write at most
+//! [`Logs::append`] returns, as the store's transactions are), in pieces of 64 KiB; nothing
+//! of a log, nor a copy of a whole batch, is held in memory. A line's text is cut at [`MAX_LINE`] bytes. An attempt may write at most
 //! `max_bytes` bytes (records, headers included); the first line past that is replaced by
 //! one line saying "log truncated after N MiB" and the rest of the attempt is dropped. A
 //! stage may write at most [`STAGE_BUDGETS`] times that over all its attempts, after which
@@ -33,6 +33,7 @@
 //! reader stops before it; the index is rebuilt from the log where it falls short or
 //! points past its end. A batch that was synced is never lost.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -63,6 +64,9 @@ pub const STRIDE: u64 = 256;
 
 /// The most bytes of text one [`Logs::read`] returns (at least one line).
 pub const MAX_PAGE_BYTES: usize = 4 << 20;
+
+/// About how many bytes of records [`Logs::append`] gathers before it writes them.
+const WRITE_CHUNK: usize = 64 * 1024;
 
 /// Writers kept open at once; past that, the least recently used one is closed.
 const MAX_OPEN: usize = 128;
@@ -456,9 +460,55 @@ impl Writer {
         }
     }
 
+    /// Appends `lines` as records, written in pieces of about [`WRITE_CHUNK`] bytes (no copy
+    /// of the whole batch is made) and synced once. When a write fails, the file and the
+    /// numbers are left as they were before the batch.
     fn append(&mut self, attempt: u32, lines: &[NewLine], max: u64) -> Result<Appended, Error> {
         let first = self.seq + 1;
-        let mut out = Vec::new();
+        let before = (
+            self.len,
+            self.seq,
+            self.attempt,
+            self.attempt_bytes,
+            self.attempt_cut,
+            self.stage_bytes,
+            self.stage_cut,
+        );
+        let index = match self.write_lines(attempt, lines, max) {
+            Ok(index) => index,
+            Err(error) => {
+                // Leave the file as it was, so that the numbers stay in step with it.
+                (
+                    self.len,
+                    self.seq,
+                    self.attempt,
+                    self.attempt_bytes,
+                    self.attempt_cut,
+                    self.stage_bytes,
+                    self.stage_cut,
+                ) = before;
+                let _ = self.log.set_len(self.len);
+                let _ = self.log.seek(SeekFrom::Start(self.len));
+                return Err(Error::Io(self.log_path.clone(), error));
+            }
+        };
+        if !index.is_empty() {
+            // The index is rebuilt from the log when it falls short: no sync needed.
+            let idx_path = self.log_path.with_extension("idx");
+            self.idx
+                .write_all(&index)
+                .map_err(|e| Error::Io(idx_path, e))?;
+        }
+        Ok(Appended {
+            first,
+            last: self.seq,
+        })
+    }
+
+    /// Writes the records of `lines` and syncs them; returns the index entries they add.
+    fn write_lines(&mut self, attempt: u32, lines: &[NewLine], max: u64) -> io::Result<Vec<u8>> {
+        let start = self.len;
+        let mut out = Vec::with_capacity(WRITE_CHUNK + HEADER + MAX_LINE);
         let mut index = Vec::new();
         for line in lines {
             if self.stage_cut {
@@ -479,28 +529,28 @@ impl Writer {
             let (flags, text) = if self.stage_bytes + size > max.saturating_mul(STAGE_BUDGETS) {
                 (
                     STAGE_CUT,
-                    format!(
+                    Cow::Owned(format!(
                         "otto: log truncated after {}: the node keeps at most {} of a stage's \
                          log over all its attempts ([node] max_log_bytes × {STAGE_BUDGETS}); \
                          the rest is dropped",
                         mib(self.stage_bytes),
                         mib(max.saturating_mul(STAGE_BUDGETS))
-                    ),
+                    )),
                 )
             } else if self.attempt_bytes + size > max {
                 (
                     ATTEMPT_CUT,
-                    format!(
+                    Cow::Owned(format!(
                         "otto: log truncated after {}: the node keeps at most {} of an \
                          attempt's log ([node] max_log_bytes); the rest of attempt {} is \
                          dropped",
                         mib(self.attempt_bytes),
                         mib(max),
                         self.attempt
-                    ),
+                    )),
                 )
             } else {
-                (0, text.to_owned())
+                (0, Cow::Borrowed(text))
             };
             let (stream, step) = if flags == 0 {
                 (line.stream, line.step)
@@ -530,30 +580,20 @@ impl Writer {
                 self.attempt_cut = true;
                 self.stage_cut = flags == STAGE_CUT;
             }
+            if out.len() >= WRITE_CHUNK {
+                self.log.write_all(&out)?;
+                self.len += out.len() as u64;
+                out.clear();
+            }
         }
         if !out.is_empty() {
-            let path = self.log_path.clone();
-            let result = self.log.write_all(&out).and_then(|()| self.log.sync_data());
-            if let Err(error) = result {
-                // Leave the file as it was, so that the numbers stay in step with it.
-                let _ = self.log.set_len(self.len);
-                let _ = self.log.seek(SeekFrom::Start(self.len));
-                self.seq = first - 1;
-                return Err(Error::Io(path, error));
-            }
+            self.log.write_all(&out)?;
             self.len += out.len() as u64;
-            if !index.is_empty() {
-                // The index is rebuilt from the log when it falls short: no sync needed.
-                let idx_path = path.with_extension("idx");
-                self.idx
-                    .write_all(&index)
-                    .map_err(|e| Error::Io(idx_path, e))?;
-            }
         }
-        Ok(Appended {
-            first,
-            last: self.seq,
-        })
+        if self.len != start {
+            self.log.sync_data()?;
+        }
+        Ok(index)
     }
 }
 

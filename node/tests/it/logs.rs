@@ -353,3 +353,118 @@ fn dir_size(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+/// Writes a stand-in agent into `dir`: a script that posts each of `requests` (a path and
+/// a file of the body) to the node in order, from one `curl` process (the node serves only
+/// the process it started), and keeps each answer's head and body in `dir/answer-N` and
+/// `dir/body-N`.
+fn fake_agent(dir: &std::path::Path, requests: &[(&str, &str)]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let version = otto_agent_protocol::PROTOCOL_VERSION;
+    let dir = dir.display();
+    let transfers: Vec<String> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, (path, body))| {
+            format!(
+                "--unix-socket \"$2\" -sS -H '{}: {version}' -H 'content-type: application/json' \
+                 -H 'expect: 100-continue' --data-binary '@{dir}/{body}' -D '{dir}/answer-{i}' \
+                 -o '{dir}/body-{i}' 'http://otto-node{path}'",
+                otto_agent_protocol::VERSION_HEADER
+            )
+        })
+        .collect();
+    let script = format!("#!/bin/sh\nexec curl {}\n", transfers.join(" --next "));
+    let path = std::path::Path::new(&dir.to_string()).join("agent");
+    fs::write(&path, script).expect("script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+/// The status and the body of the fake agent's `n`th answer.
+fn answer(dir: &std::path::Path, n: usize) -> (u16, String) {
+    let head = fs::read_to_string(dir.join(format!("answer-{n}"))).unwrap_or_default();
+    // The last head (after a `100 Continue`) holds the final status.
+    let status = head
+        .split("HTTP/1.1 ")
+        .filter_map(|h| h.get(..3)?.parse().ok())
+        .last()
+        .unwrap_or(0);
+    let body = fs::read_to_string(dir.join(format!("body-{n}"))).unwrap_or_default();
+    (status, body)
+}
+
+fn log_events(lines: &[String], first_seq: u64) -> Vec<u8> {
+    let events: Vec<serde_json::Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::json!({"seq": first_seq + i as u64, "time": 1, "kind": "log",
+                "step": 0, "stream": "stdout", "line": line})
+        })
+        .collect();
+    serde_json::to_vec(&events).expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_events_body_past_the_protocols_bound_is_refused_whole_and_nothing_is_lost() {
+    use otto_agent_protocol::MAX_EVENTS_BODY_BYTES;
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("skipped: no curl on PATH to speak for the hostile agent");
+        return;
+    }
+    // 20 lines of 60,000 bytes: 1.2 MB of JSON in one body, past the bound; then the same
+    // events in two bodies within it, then the result.
+    let lines: Vec<String> = (0..20u8)
+        .map(|i| char::from(b'a' + i).to_string().repeat(60_000))
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = log_events(&lines, 0);
+    assert!(whole.len() > MAX_EVENTS_BODY_BYTES);
+    fs::write(dir.path().join("whole.json"), &whole).expect("write");
+    fs::write(dir.path().join("first.json"), log_events(&lines[..10], 0)).expect("write");
+    fs::write(dir.path().join("second.json"), log_events(&lines[10..], 10)).expect("write");
+    fs::write(
+        dir.path().join("result.json"),
+        r#"{"outcome": "success", "artifacts": [], "caches_saved": []}"#,
+    )
+    .expect("write");
+    let agent = fake_agent(
+        dir.path(),
+        &[
+            ("/events", "whole.json"),
+            ("/events", "first.json"),
+            ("/events", "second.json"),
+            ("/result", "result.json"),
+        ],
+    );
+    let mut node = TestNode::start_with_agent(agent);
+    let run = node
+        .submit(
+            "stage('Loud') {\n  steps {\n    sh 'true'\n  }\n}\n",
+            Facts::default(),
+            &[],
+        )
+        .await;
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+    let refused = answer(dir.path(), 0);
+    assert_eq!(refused.0, 413, "{}", refused.1);
+    assert_eq!(
+        refused.1,
+        format!(
+            "an events body may hold at most {MAX_EVENTS_BODY_BYTES} bytes (agent protocol {}); \
+             none of this batch was taken: send its events in smaller batches",
+            otto_agent_protocol::PROTOCOL_VERSION
+        )
+    );
+    for n in 1..4 {
+        assert_eq!(answer(dir.path(), n).0, 204, "answer {n}");
+    }
+    // Every line once, in order: none from the refused body, none lost.
+    let log: Vec<String> = node.log(run, "Loud").into_iter().map(|l| l.text).collect();
+    assert_eq!(log, lines);
+}

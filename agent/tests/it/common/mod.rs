@@ -29,6 +29,8 @@ pub struct Seen {
     pub blobs: HashMap<String, Vec<u8>>,
     pub events: Vec<Event>,
     pub batches: Vec<usize>,
+    /// The size of each `POST /events` body, in bytes.
+    pub batch_bytes: Vec<usize>,
     pub result: Option<RunResult>,
     pub job_requests: usize,
 }
@@ -375,12 +377,13 @@ async fn get_blob(
         .ok_or(StatusCode::NOT_FOUND)
 }
 
-async fn post_events(
-    State(shared): State<Arc<Shared>>,
-    Json(events): Json<Vec<Event>>,
-) -> StatusCode {
+async fn post_events(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
+    let Ok(events) = serde_json::from_slice::<Vec<Event>>(&body) else {
+        return StatusCode::BAD_REQUEST;
+    };
     let mut seen = shared.seen.lock().expect("lock");
     seen.batches.push(events.len());
+    seen.batch_bytes.push(body.len());
     seen.events.extend(events);
     StatusCode::NO_CONTENT
 }

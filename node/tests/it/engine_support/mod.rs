@@ -93,7 +93,14 @@ impl TestNode {
             SLOTS,
             Vec::new(),
             Some((max_log_bytes, output_bytes)),
+            None,
         )
+    }
+
+    /// A new home whose engine starts `agent` instead of `otto-agent` (a test's stand-in
+    /// that speaks the agent protocol as a hostile agent would).
+    pub fn start_with_agent(agent: PathBuf) -> Self {
+        Self::start_limits(Vec::new(), None, SLOTS, Vec::new(), None, Some(agent))
     }
 
     fn start_full(
@@ -101,7 +108,7 @@ impl TestNode {
         user: Option<otto_agent_protocol::StepUser>,
         slots: usize,
     ) -> Self {
-        Self::start_limits(answers_to, user, slots, Vec::new(), None)
+        Self::start_limits(answers_to, user, slots, Vec::new(), None, None)
     }
 
     fn start_full_with(
@@ -110,7 +117,7 @@ impl TestNode {
         slots: usize,
         packages: Vec<String>,
     ) -> Self {
-        Self::start_limits(answers_to, user, slots, packages, None)
+        Self::start_limits(answers_to, user, slots, packages, None, None)
     }
 
     fn start_limits(
@@ -119,6 +126,7 @@ impl TestNode {
         slots: usize,
         packages: Vec<String>,
         bounds: Option<(u64, u64)>,
+        agent: Option<PathBuf>,
     ) -> Self {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -128,6 +136,9 @@ impl TestNode {
         let mut ctx = context(dir.path(), &store, &blobs, &vault, &answers_to);
         ctx.slots = slots;
         ctx.packages = packages.iter().map(|p| dir.path().join(p)).collect();
+        if let Some(agent) = agent {
+            ctx.agent_path = agent;
+        }
         if let Some((max_log_bytes, output_bytes)) = bounds {
             ctx.logs =
                 otto_node::store::Logs::open(dir.path().join("logs"), max_log_bytes).expect("logs");
