@@ -85,23 +85,36 @@ impl Budget {
     }
 }
 
-/// Starts `command` as the leader of a new process group, stdin closed, stdout and stderr
-/// streamed as masked log lines of step `index`.
+/// Starts `command` as the leader of a new process group, stdout and stderr streamed as
+/// masked log lines of step `index`; its stdin is `input` and then closed, or closed from
+/// the start when there is none.
 pub(crate) fn spawn(
     mut command: Command,
+    input: Option<Vec<u8>>,
     index: usize,
     events: &Events,
     masker: &Masker,
     budget: &Budget,
 ) -> std::io::Result<Running> {
     command
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     let mut child = command.spawn()?;
     let pgid = child.id();
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // A process that ends without reading it all just closes the pipe.
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            let _ = stdin.write_all(&input).await;
+        });
+    }
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
         readers.push(tokio::spawn(read_lines(

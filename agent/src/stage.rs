@@ -453,17 +453,26 @@ impl Stage {
         cwd: &Path,
     ) -> Result<Option<i32>, Failure> {
         let container = self.step_container(index, cwd);
+        let mut input = None;
         let command = match &container {
             Some(Ok(step)) => step.command(program, args),
             Some(Err(e)) => Err(e.clone()),
             None => wall::command(&self.wall_spec, program, args)
                 .map(|mut command| {
-                    command
-                        .current_dir(cwd)
-                        .envs(self.env.iter().map(|(k, v)| (k, v)));
+                    command.current_dir(cwd);
+                    // The agent's own environment, then the step's variables over it.
+                    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+                    env.extend(
+                        self.env
+                            .iter()
+                            .map(|(k, v)| (OsString::from(k), OsString::from(v))),
+                    );
                     if let Some(file) = invocation {
-                        command.env(INVOCATION_VAR, file);
+                        env.insert(INVOCATION_VAR.into(), file.as_os_str().to_owned());
                     }
+                    input = Some(wall::encode_env(
+                        env.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())),
+                    ));
                     command
                 })
                 .map_err(|e| e.to_string()),
@@ -478,7 +487,7 @@ impl Stage {
                 ));
             }
         };
-        let ended = self.spawn_and_wait(index, symbol, command).await;
+        let ended = self.spawn_and_wait(index, symbol, command, input).await;
         if let Some(Ok(step)) = &container {
             step.remove().await;
         }
@@ -525,8 +534,16 @@ impl Stage {
         index: usize,
         symbol: &str,
         command: tokio::process::Command,
+        input: Option<Vec<u8>>,
     ) -> Result<Option<i32>, Failure> {
-        let spawned = process::spawn(command, index, &self.events, &self.masker, &self.budget);
+        let spawned = process::spawn(
+            command,
+            input,
+            index,
+            &self.events,
+            &self.masker,
+            &self.budget,
+        );
         let running = match spawned {
             Ok(running) => running,
             Err(e) => {

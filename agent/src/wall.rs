@@ -151,7 +151,12 @@ impl StepWall {
     }
 }
 
-/// The command that runs `program` with `args` inside the wall `spec` describes.
+/// The command that runs `program` with `args` inside the wall `spec` describes. It starts
+/// with an empty environment: the dynamic loader reads variables such as `LD_PRELOAD` when
+/// `otto-agent --wall` itself starts, before the wall exists, so none of the step's may be
+/// there. The step's environment goes to the wall process on its stdin ([`encode_env`])
+/// and is applied only by the final `execve`, inside the wall, as the step's user; never
+/// on the command line, which every process on the machine can read.
 pub(crate) fn command(
     spec: &str,
     program: &Path,
@@ -160,6 +165,7 @@ pub(crate) fn command(
     let me = std::env::current_exe()?;
     let mut command = tokio::process::Command::new(me);
     command
+        .env_clear()
         .arg(WALL_ARG)
         .arg(spec)
         .arg("--")
@@ -168,13 +174,66 @@ pub(crate) fn command(
     Ok(command)
 }
 
-/// `otto-agent --wall SPEC -- PROGRAM ARGS…`: builds the wall `spec` (its JSON) describes
-/// around this process and replaces it with `program`. Returns only on failure.
+/// The most bytes of environment the wall process reads from its stdin.
+const MAX_ENV_BYTES: u64 = 64 << 20;
+
+/// `vars` as the wall process reads them from its stdin: `NAME=VALUE` entries, each ended
+/// by a NUL byte (as in `/proc/<pid>/environ`). A name with `=` or NUL in it, or a value
+/// with NUL in it, cannot be an environment variable and is left out.
+pub(crate) fn encode_env<'a>(vars: impl IntoIterator<Item = (&'a OsStr, &'a OsStr)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let (name, value) = (name.as_bytes(), value.as_bytes());
+        if name.is_empty() || name.contains(&b'=') || name.contains(&0) || value.contains(&0) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.push(b'=');
+        out.extend_from_slice(value);
+        out.push(0);
+    }
+    out
+}
+
+/// The variables [`encode_env`] wrote.
+fn decode_env(bytes: &[u8]) -> Vec<(OsString, OsString)> {
+    use std::os::unix::ffi::OsStringExt as _;
+    bytes
+        .split(|b| *b == 0)
+        .filter_map(|entry| {
+            let at = entry.iter().position(|b| *b == b'=').filter(|at| *at > 0)?;
+            Some((
+                OsString::from_vec(entry[..at].to_vec()),
+                OsString::from_vec(entry[at + 1..].to_vec()),
+            ))
+        })
+        .collect()
+}
+
+/// `otto-agent --wall SPEC -- PROGRAM ARGS…`: reads the step's environment from stdin to
+/// its end, builds the wall `spec` (its JSON) describes around this process and replaces
+/// it with `program`, its stdin `/dev/null`. Returns only on failure.
 pub fn enter(spec: &OsStr, program: &OsString, args: &[OsString]) -> io::Error {
+    use std::io::Read as _;
+    let mut input = Vec::new();
+    if let Err(error) = io::stdin()
+        .lock()
+        .take(MAX_ENV_BYTES + 1)
+        .read_to_end(&mut input)
+    {
+        return io::Error::other(format!("cannot read the step's environment: {error}"));
+    }
+    if input.len() as u64 > MAX_ENV_BYTES {
+        return io::Error::other("the step's environment is larger than 64 MiB");
+    }
     match build(spec) {
         Ok(user) => {
             let mut command = std::process::Command::new(program);
-            command.args(args);
+            command
+                .args(args)
+                .env_clear()
+                .envs(decode_env(&input))
+                .stdin(std::process::Stdio::null());
             if let Some(user) = user {
                 command.uid(user.uid).gid(user.gid);
             }
@@ -305,6 +364,21 @@ pub(crate) fn tasks_of(uid: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_environment_survives_the_trip_through_stdin_and_bad_names_do_not() {
+        let vars: [(&OsStr, &OsStr); 5] = [
+            ("A".as_ref(), "1=2".as_ref()),
+            ("EMPTY".as_ref(), "".as_ref()),
+            ("B=C".as_ref(), "x".as_ref()),
+            ("".as_ref(), "x".as_ref()),
+            ("D".as_ref(), OsStr::from_bytes(b"a\0b")),
+        ];
+        let decoded = decode_env(&encode_env(vars));
+        let expected: Vec<(OsString, OsString)> =
+            vec![("A".into(), "1=2".into()), ("EMPTY".into(), "".into())];
+        assert_eq!(decoded, expected);
+    }
 
     #[test]
     fn read_roots_leave_out_hidden_directories_and_keep_their_siblings() {

@@ -612,3 +612,97 @@ JSON
         "{text}"
     );
 }
+
+/// The reviewer's payload (issue #12, F1): a shared object whose constructor reads the
+/// node's key as soon as the dynamic loader maps it into a process.
+const PRELOAD_PAYLOAD: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((constructor)) static void evil(void) {
+    const char *home = getenv("NODE_HOME");
+    char path[4096], buf[64] = {0};
+    snprintf(path, sizeof path, "%s/node.key", home ? home : "/nonexistent");
+    FILE *f = fopen(path, "r");
+    if (f) {
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = 0;
+        fprintf(stderr, "EVIL uid=%d LEAK %s\n", (int)getuid(), buf);
+        fclose(f);
+    } else {
+        fprintf(stderr, "EVIL uid=%d walled\n", (int)getuid());
+    }
+}
+"#;
+
+/// Compiles [`PRELOAD_PAYLOAD`] into `dir/evil.so` (readable by anyone).
+fn build_payload(dir: &Path) -> Result<PathBuf, String> {
+    let source = dir.join("evil.c");
+    let object = dir.join("evil.so");
+    fs::write(&source, PRELOAD_PAYLOAD).expect("payload source");
+    let built = std::process::Command::new("gcc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&object)
+        .arg(&source)
+        .output();
+    match built {
+        Ok(out) if out.status.success() => {
+            fs::set_permissions(&object, fs::Permissions::from_mode(0o755)).expect("chmod");
+            Ok(object)
+        }
+        Ok(out) => Err(format!(
+            "skipped: gcc failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+        Err(e) => Err(format!("skipped: no gcc ({e})")),
+    }
+}
+
+#[tokio::test]
+async fn a_loader_variable_in_the_settings_runs_nothing_before_the_wall() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    // The step user (nobody when the test is root: a run_as node) and the agent's own
+    // user (the unprivileged node, or root without run_as): in neither may the payload
+    // run outside the wall, where it could read the node's key.
+    let mut users = vec![step_user()];
+    if step_user().is_some() {
+        users.push(None);
+    }
+    for user in users {
+        let layout = Layout::new();
+        let payload = match build_payload(layout.home.parent().expect("layout root")) {
+            Ok(path) => path,
+            Err(skip) => {
+                println!("{skip}");
+                return;
+            }
+        };
+        let node = TestNode::start_with(vec![sh("echo step ran")], |job| {
+            layout.wall(job, user);
+            job.env
+                .insert("LD_PRELOAD".into(), payload.display().to_string());
+            job.secrets
+                .insert("MY_TOKEN".into(), SecretValue::new("MY-OWN-SECRET"));
+            job.secret_env = true;
+            job.timeout_secs = Some(120);
+        })
+        .await;
+        node.run().await;
+        let text = node.all_text();
+        assert_eq!(node.result().outcome, Outcome::Success, "{user:?}: {text}");
+        assert!(text.contains("step ran"), "{user:?}: {text}");
+        for leak in ["LEAK", "NODE-KEY-BYTES"] {
+            assert!(!text.contains(leak), "{user:?}: {leak} in {text}");
+        }
+        // The payload did run, but only in the step, inside the wall, as the step's user.
+        let me = rustix::process::geteuid().as_raw();
+        let uid = user.map_or(me, |u| u.uid);
+        assert!(
+            text.contains(&format!("EVIL uid={uid} walled")),
+            "{user:?}: {text}"
+        );
+    }
+}
