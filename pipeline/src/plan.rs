@@ -217,8 +217,16 @@ pub struct Facts {
     pub branch: Option<String>,
     /// The commit being delivered, or null when not given.
     pub commit: Option<String>,
+    /// `sha256:<hex>` of the uncommitted changes on top of `commit` the run was started
+    /// with (`otto run --dirty`); left out when there were none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dirty: Option<String>,
     /// The target environment of the run, or null when not given.
     pub environment: Option<String>,
+    /// The repository `commit` is from (a URL without credentials, or a work tree's path);
+    /// left out when not known, so plans made without it keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
     /// The tag being delivered, or null when not given.
     pub tag: Option<String>,
     /// The pipeline's vars with their resolved values.

@@ -80,6 +80,8 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         tag: args.facts.tag,
         environment: args.facts.environment,
         commit: args.facts.commit,
+        repository: None,
+        dirty: None,
     };
     // Like a node reading a snapshot, read nothing outside the repository: the directory
     // given, or the one holding the file given.

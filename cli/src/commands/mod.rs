@@ -13,3 +13,4 @@ pub(crate) mod secrets;
 pub(crate) mod status;
 pub(crate) mod ui;
 pub(crate) mod verify;
+pub(crate) mod worktree;

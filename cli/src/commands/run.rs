@@ -15,6 +15,7 @@ use otto_node::store::{RunId, RunState, Source, StageState, Stream};
 
 use super::facts::FactsArgs;
 use super::status::{describe_stage, stage_symbol};
+use super::worktree;
 use crate::Failure;
 use crate::client::{ApiFailure, Client, NodeArgs, Polled, user_name};
 
@@ -37,6 +38,9 @@ const FAILED_TAIL: usize = 20;
 
 The directory is uploaded as a snapshot. Left out: .git/, target/ and node_modules/
 anywhere, and what the directory's .gitignore and .ottoignore list (see docs/operating.md).
+In a git work tree the run records repository, branch and commit; uncommitted changes
+under the directory are refused unless --dirty (then their digest is recorded), and
+--commit must name HEAD's commit.
 While it watches, the steps' output is shown as it comes, each line after its stage's
 name (`--quiet` shows only the stages' progress). Exit status: 0 when the run succeeds, 1
 when it fails or is cancelled. Ctrl-C stops watching (exit status 130); the run goes on:
@@ -53,6 +57,10 @@ pub(crate) struct Args {
     /// While watching, show only the stages' progress, not their steps' output.
     #[arg(long, short, conflicts_with = "detach")]
     quiet: bool,
+    /// In a git work tree with uncommitted changes under the directory: run them anyway,
+    /// recording their digest as the run's `dirty` fact.
+    #[arg(long)]
+    dirty: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -60,6 +68,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> Result<(), Failure> {
     let client = args.node.client()?;
     let (dir, path) = split_path(&args.path)?;
+    let git = git_facts(&dir, &args.facts, args.dirty)?;
     let mut tar = Vec::new();
     otto_node::snapshot::create(&dir, &mut tar)
         .with_context(|| format!("cannot snapshot {}", dir.display()))?;
@@ -76,10 +85,12 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())),
         facts: FactsInput {
             vars: args.facts.var_map(),
-            branch: args.facts.branch,
+            branch: args.facts.branch.or(git.branch),
             tag: args.facts.tag,
             environment: args.facts.environment,
-            commit: args.facts.commit,
+            commit: git.commit.or(args.facts.commit),
+            repository: git.repository,
+            dirty: git.dirty,
         },
         started_by: Some(user_name()),
     };
@@ -98,6 +109,53 @@ pub(crate) fn run(args: Args) -> Result<(), Failure> {
         RunState::Succeeded => Ok(()),
         _ => Err(Failure::Reported),
     }
+}
+
+/// What the git work tree adds to the facts.
+#[derive(Debug, Default)]
+struct GitFacts {
+    repository: Option<String>,
+    branch: Option<String>,
+    commit: Option<String>,
+    dirty: Option<String>,
+}
+
+/// Reads the git work tree `dir` is in (see [`worktree`]): repository, branch and commit
+/// become facts; changes under `dir` are refused unless `dirty`, which records their
+/// digest. `--commit` must name HEAD's commit and `--branch` the checked-out branch.
+/// Outside a work tree nothing is added, and `--commit` is refused (nothing can check it).
+fn git_facts(dir: &Path, given: &FactsArgs, dirty: bool) -> anyhow::Result<GitFacts> {
+    let Some(tree) = worktree::WorkTree::of(dir)? else {
+        if let Some(commit) = &given.commit {
+            return Err(anyhow!(
+                "--commit {commit}: {} is not in a git work tree, so nothing can check that                  its files are that commit's",
+                dir.display()
+            ));
+        }
+        return Ok(GitFacts::default());
+    };
+    if let Some(commit) = &given.commit {
+        worktree::check_commit(dir, &tree, commit)?;
+    }
+    if let (Some(given), Some(on)) = (&given.branch, &tree.branch)
+        && given != on
+    {
+        return Err(anyhow!(
+            "--branch {given}: the work tree of {} has branch {on} checked out (leave              --branch out: otto run records the branch it runs)",
+            dir.display()
+        ));
+    }
+    let dirty = match (tree.changes.is_empty(), dirty) {
+        (true, _) => None,
+        (false, true) => Some(tree.digest()?),
+        (false, false) => return Err(anyhow!("{}", tree.dirty_message(dir))),
+    };
+    Ok(GitFacts {
+        repository: Some(tree.repository),
+        branch: tree.branch,
+        commit: Some(tree.commit),
+        dirty,
+    })
 }
 
 /// A plan failure prints its diagnostics in full; other errors stay one line.

@@ -75,13 +75,28 @@ fn print_detail(detail: &RunDetail, out: &mut impl io::Write) -> io::Result<()> 
         state_word(run.state),
         run.started_by
     )?;
-    if let otto_node::store::Source::Git { url, commit } = &run.source {
+    let from = match &run.source {
+        otto_node::store::Source::Git { url, commit } => Some((commit, Some(url))),
+        _ => run
+            .facts
+            .commit
+            .as_ref()
+            .map(|commit| (commit, run.facts.repository.as_ref())),
+    };
+    if let Some((commit, repository)) = from {
+        let of = repository.map(|r| format!(" of {r}")).unwrap_or_default();
         let on = match (&run.facts.branch, &run.facts.tag) {
             (_, Some(tag)) => format!(", tag {tag}"),
             (Some(branch), None) => format!(", branch {branch}"),
             (None, None) => String::new(),
         };
-        writeln!(out, "  commit {commit} of {url}{on}")?;
+        let dirty = run
+            .facts
+            .dirty
+            .as_ref()
+            .map(|d| format!(", with uncommitted changes {d}"))
+            .unwrap_or_default();
+        writeln!(out, "  commit {commit}{of}{on}{dirty}")?;
     }
     let width = detail
         .stages

@@ -18,6 +18,7 @@ mod node_repo;
 mod node_restart;
 mod node_retry;
 mod node_run;
+mod node_run_git;
 mod node_runtimes;
 mod operating_doc;
 mod tutorial;

@@ -269,6 +269,8 @@ pub(crate) async fn start(
         tag: event.tag.clone(),
         environment: None,
         commit: Some(commit.to_owned()),
+        repository: Some(crate::sources::git::without_credentials(&config.url)),
+        dirty: None,
         vars: Default::default(),
     };
     let (url, name, commit) = (config.url.clone(), config.name.clone(), commit.to_owned());

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::types::{
-    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, Retried, Retry, RunCreated,
-    RunDetail, RunList, SnapshotCreated, StageDetail,
+    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, FactsInput, Retried, Retry,
+    RunCreated, RunDetail, RunList, SnapshotCreated, StageDetail,
 };
 use super::{
     ApiError, ApiParts, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking,
@@ -328,6 +328,7 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
         ),
         other => ApiError::internal(other),
     })?;
+    check_source_facts(&request.facts)?;
     let plan = plan_snapshot(
         state,
         &bytes,
@@ -338,6 +339,8 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
             tag: request.facts.tag,
             environment: request.facts.environment,
             commit: request.facts.commit,
+            repository: request.facts.repository,
+            dirty: request.facts.dirty,
             vars: request.facts.vars,
         },
     )?;
@@ -349,6 +352,53 @@ fn plan_run(state: &ApiState, request: CreateRun) -> Result<NewRun, ApiError> {
             .filter(|s| !s.is_empty() && s.len() <= 128)
             .unwrap_or_else(|| "local".to_owned()),
     ))
+}
+
+/// The longest `repository` fact taken.
+const MAX_REPOSITORY: usize = 2048;
+
+/// Refuses a `repository` that is empty, too long, has control characters or carries
+/// credentials (`scheme://user@…`), and a `dirty` that is not `sha256:` and 64 lowercase
+/// hex digits or comes without a `commit`.
+fn check_source_facts(facts: &FactsInput) -> Result<(), ApiError> {
+    if let Some(repository) = &facts.repository {
+        if repository.is_empty()
+            || repository.len() > MAX_REPOSITORY
+            || repository.chars().any(char::is_control)
+        {
+            return Err(ApiError::invalid(format!(
+                "facts.repository must be 1 to {MAX_REPOSITORY} characters without control characters"
+            )));
+        }
+        if let Some((_, rest)) = repository.split_once("://")
+            && rest
+                .split('/')
+                .next()
+                .is_some_and(|host| host.contains('@'))
+        {
+            return Err(ApiError::invalid(
+                "facts.repository must not carry credentials (user@ in the URL)",
+            ));
+        }
+    }
+    if let Some(dirty) = &facts.dirty {
+        let hex = dirty.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(ApiError::invalid(
+                "facts.dirty must be sha256: and 64 lowercase hex digits",
+            ));
+        }
+        if facts.commit.is_none() {
+            return Err(ApiError::invalid(
+                "facts.dirty names changes on top of a commit: give facts.commit too",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Plans the pipeline at `path` in the snapshot `bytes` with `facts`; `root_name` names

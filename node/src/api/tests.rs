@@ -426,6 +426,76 @@ async fn an_ottofile_with_errors_gets_422_with_its_location() {
 }
 
 #[tokio::test]
+async fn source_facts_are_checked_before_planning() {
+    let f = fixture().await;
+    let digest = f
+        .snapshot(&[("Ottofile", "stage('Build') { steps { echo 'hi' } }\n")])
+        .await;
+    let commit = "a".repeat(40);
+    let dirty = format!("sha256:{}", "b".repeat(64));
+    for (facts, why) in [
+        (
+            json!({"commit": commit, "dirty": "sha256:xyz"}),
+            "facts.dirty must be",
+        ),
+        (
+            json!({"commit": commit, "dirty": format!("sha256:{}", "B".repeat(64))}),
+            "facts.dirty must be",
+        ),
+        (json!({"dirty": dirty}), "give facts.commit too"),
+        (
+            json!({"commit": commit, "repository": ""}),
+            "facts.repository must be",
+        ),
+        (
+            json!({"commit": commit, "repository": "https://x/\u{7}"}),
+            "facts.repository must be",
+        ),
+        (
+            json!({"commit": commit, "repository": "x".repeat(2049)}),
+            "facts.repository must be",
+        ),
+        (
+            json!({"commit": commit, "repository": "https://bob:pw@git.example.com/a.git"}),
+            "credentials",
+        ),
+    ] {
+        let answer = f
+            .call(
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"source": {"kind": "snapshot", "digest": digest}, "facts": facts})),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{facts}");
+        let (code, message) = answer.error();
+        assert_eq!(code, "invalid", "{facts}");
+        assert!(message.contains(why), "{facts}: {message}");
+    }
+    let answer = f
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({
+                "source": {"kind": "snapshot", "digest": digest},
+                "facts": {"commit": commit, "repository": "https://git.example.com/a.git", "dirty": dirty}
+            })),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.json());
+    let run = answer.json()["run"].as_str().unwrap().to_owned();
+    let detail = f
+        .call(Method::GET, &format!("/v1/runs/{run}"), None)
+        .await
+        .json();
+    assert_eq!(detail["run"]["facts"]["dirty"], dirty.as_str());
+    assert_eq!(
+        detail["run"]["facts"]["repository"],
+        "https://git.example.com/a.git"
+    );
+}
+
+#[tokio::test]
 async fn a_run_is_created_listed_and_shown() {
     let f = fixture().await;
     let digest = f

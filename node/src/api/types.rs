@@ -59,6 +59,12 @@ pub struct FactsInput {
     /// The commit being delivered.
     #[serde(default)]
     pub commit: Option<String>,
+    /// The repository the commit is from: a URL without credentials, or a path.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// `sha256:<hex>` of the uncommitted changes the snapshot has on top of `commit`.
+    #[serde(default)]
+    pub dirty: Option<String>,
     /// Values for the pipeline's vars, as text.
     #[serde(default)]
     pub vars: BTreeMap<String, String>,

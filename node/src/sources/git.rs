@@ -109,6 +109,18 @@ pub fn check_url(url: &str, home: &Path) -> Result<(), String> {
 
 pub use otto_handoff::source::is_commit_id;
 
+/// A URL without `user[:password]@`: credentials never go into a plan.
+pub fn without_credentials(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find('/').unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
 /// A git command for the bare repository `git_dir`, hardened as the module says.
 fn command(git_dir: Option<&Path>) -> Command {
     let mut cmd = Command::new("git");
@@ -655,6 +667,23 @@ mod tests {
         ] {
             check_url(ok, home.path()).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
+    }
+
+    #[test]
+    fn credentials_never_reach_the_plan() {
+        assert_eq!(
+            without_credentials("https://bob:s3cret@git.example.com/acme/app.git"),
+            "https://git.example.com/acme/app.git"
+        );
+        assert_eq!(
+            without_credentials("https://token@git.example.com/a@b.git"),
+            "https://git.example.com/a@b.git"
+        );
+        assert_eq!(
+            without_credentials("git@github.com:acme/app.git"),
+            "git@github.com:acme/app.git"
+        );
+        assert_eq!(without_credentials("/srv/git/app"), "/srv/git/app");
     }
 
     #[test]

@@ -64,6 +64,11 @@ pub struct Facts {
     pub environment: Option<String>,
     /// The commit being delivered.
     pub commit: Option<String>,
+    /// The repository the commit is from (its URL, or the work tree's path).
+    pub repository: Option<String>,
+    /// `sha256:<hex>` of the changes on top of `commit` the run was started with (`otto
+    /// run --dirty`); `None` when there were none.
+    pub dirty: Option<String>,
     /// Values for the pipeline's vars (`--var NAME=VALUE`), as text.
     pub vars: BTreeMap<String, String>,
 }
@@ -285,6 +290,8 @@ impl Planner<'_> {
                 tag: self.facts.tag.clone(),
                 environment: self.facts.environment.clone(),
                 commit: self.facts.commit.clone(),
+                repository: self.facts.repository.clone(),
+                dirty: self.facts.dirty.clone(),
                 vars: vars
                     .values
                     .iter()
