@@ -923,6 +923,34 @@ fn wall_settings(
                 .map_err(io(format!("creating agent.writable {}", dir.display())))?;
         }
     }
+    // Landlock rules only grant: a writable directory that holds the home or the work
+    // directory (or lies inside one) would open them to every step.
+    for dir in &config.agent.writable {
+        let path = std::fs::canonicalize(dir)
+            .map_err(io(format!("reading agent.writable {}", dir.display())))?;
+        let reason = if root.starts_with(&path) {
+            Some(format!("holds the home {}", root.display()))
+        } else if path.starts_with(&root) {
+            Some(format!("is inside the home {}", root.display()))
+        } else if work_dir.starts_with(&path) {
+            Some(format!("holds the work directory {}", work_dir.display()))
+        } else if path.starts_with(&work_dir) {
+            Some(format!(
+                "is inside the work directory {}",
+                work_dir.display()
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(DaemonError::Io {
+                what: format!("agent.writable {}", dir.display()),
+                source: std::io::Error::other(format!(
+                    "{reason}, which the wall hides from steps; name a directory outside both"
+                )),
+            });
+        }
+    }
     let landlock_abi = crate::engine::wall_abi(agent).unwrap_or_else(|reason| {
         tracing::warn!(target: TARGET, "cannot ask the agent which wall it builds: {reason}");
         0

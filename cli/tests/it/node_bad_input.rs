@@ -2,9 +2,11 @@
 //! crash. Unknown runs, a wrong token, an Ottofile with errors, a node that is not
 //! running, an existing home.
 
-use std::process::Command;
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-use crate::node_support::{Node, project, text};
+use crate::node_support::{Node, PATIENCE, agent, project, text, wait_output_within};
 
 #[test]
 fn bad_input_gets_one_line_and_a_non_zero_exit() {
@@ -49,7 +51,7 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     // An Ottofile that is not UTF-8 is reported as such by the node, not as a file
     // without stages.
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
+    fs::write(
         dir.path().join("Ottofile"),
         b"stage('B') { steps { sh '\xff\xfe' } }\n",
     )
@@ -72,8 +74,8 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
 
     // A wrong token: a copy of the home with another api.token.
     let other = tempfile::tempdir().unwrap();
-    std::fs::write(other.path().join("api.token"), "0".repeat(64)).unwrap();
-    std::fs::copy(node.home.join("api.addr"), other.path().join("api.addr")).unwrap();
+    fs::write(other.path().join("api.token"), "0".repeat(64)).unwrap();
+    fs::copy(node.home.join("api.addr"), other.path().join("api.addr")).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_otto"))
         .args(["status", "--home"])
         .arg(other.path())
@@ -96,7 +98,7 @@ fn bad_input_gets_one_line_and_a_non_zero_exit() {
     );
 
     // --node with a home that has the right token works.
-    let addr = std::fs::read_to_string(node.home.join("api.addr")).unwrap();
+    let addr = fs::read_to_string(node.home.join("api.addr")).unwrap();
     let out = node.otto(&["status", "--node", addr.trim()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
@@ -184,7 +186,7 @@ fn status_answers_while_1100_idle_or_half_sent_connections_are_open() {
     )
     .unwrap();
     let node = Node::start_new();
-    let addr = std::fs::read_to_string(node.home.join("api.addr")).unwrap();
+    let addr = fs::read_to_string(node.home.join("api.addr")).unwrap();
     let mut held = Vec::new();
     for i in 0..1_100 {
         let mut stream = std::net::TcpStream::connect(addr.trim()).unwrap();
@@ -205,4 +207,49 @@ fn status_answers_while_1100_idle_or_half_sent_connections_are_open() {
         .unwrap();
     assert_eq!(unauthorized.status().as_u16(), 401);
     drop(held);
+}
+
+#[test]
+fn a_writable_directory_holding_or_inside_the_home_or_work_dir_stops_the_start() {
+    // Landlock rules only grant: a step allowed to write a directory holding the home can
+    // read its keys and rewrite trust.toml (review of #12, F4). The node must not start.
+    let node = Node::init();
+    let config = fs::read_to_string(node.home.join("config.toml")).unwrap();
+    assert!(config.contains("writable = []"), "{config}");
+    let parent = node.home.parent().unwrap().to_owned();
+    let work = parent.join("home-work");
+    for (writable, says) in [
+        (parent.clone(), "holds the home"),
+        (PathBuf::from("/"), "holds the home"),
+        (node.home.join("site"), "is inside the home"),
+        (work.clone(), "holds the work directory"),
+        (work.join("site"), "is inside the work directory"),
+    ] {
+        let edited = config.replace(
+            "writable = []",
+            &format!("writable = [{:?}]", writable.display().to_string()),
+        );
+        fs::write(node.home.join("config.toml"), edited).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+            .args(["start", "--home"])
+            .arg(&node.home)
+            .env("OTTO_AGENT", agent())
+            .env_remove("OTTO_HOME")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = wait_output_within(child, PATIENCE);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", writable.display());
+        let line = err.lines().last().unwrap_or_default();
+        assert!(
+            line.contains(&format!("agent.writable {}", writable.display())) && line.contains(says),
+            "{}: {err}",
+            writable.display()
+        );
+        assert!(!node.home.join("api.addr").exists(), "{err}");
+    }
 }
