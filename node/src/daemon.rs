@@ -278,6 +278,10 @@ pub async fn run_until_with(
             answers_to: answers_to(&config),
             owners: config.node.upstream_owners,
             fetch_dir: home.root().join("fetch"),
+            sources: Some(crate::engine::Checkouts {
+                repos: repos.clone(),
+                max_bytes: max_snapshot_bytes,
+            }),
             offer_ttl: exchange::DEFAULT_OFFER_TTL,
             machine: otto_handoff::machine::Config {
                 backoff_max: exchange::BACKOFF_MAX_MS,

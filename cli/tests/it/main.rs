@@ -20,6 +20,7 @@ mod node_retry;
 mod node_run;
 mod node_run_git;
 mod node_runtimes;
+mod node_source;
 mod operating_doc;
 mod tutorial;
 mod verify;

@@ -297,8 +297,16 @@ impl StageTask {
 
         let workspace = self.workspace(Some(n));
         let mut source = match self.stage_source().await {
-            Ok(source) => source,
+            Ok(source) => {
+                if let (false, Some((url, commit))) = (self.run.started_here, &self.run.git) {
+                    let text = format!("source: commit {commit} of {url}, checked out here");
+                    self.system_line(n, &text).await;
+                }
+                source
+            }
             Err(text) => {
+                // In the stage's log too, so the node that offered it reads why.
+                self.system_line(n, &text).await;
                 drop(turn);
                 return self.end_attempt(n, Err(text), None).await;
             }
@@ -1020,10 +1028,22 @@ impl StageTask {
         if self.run.started_here {
             return self.run_snapshot().await;
         }
+        // A run from a commit: the commit must be here, checked out, whatever the stage
+        // uses of it (the exchange fetched it or took it out of the asker's bundle when it
+        // accepted the offer; if that failed, this says why).
+        let snapshot = if self.run.git.is_some() {
+            self.run_snapshot().await?
+        } else {
+            None
+        };
         if self.plan.uses.is_empty() {
             return Ok(None);
         }
-        let Some(snapshot) = self.run_snapshot().await? else {
+        let snapshot = match snapshot {
+            Some(snapshot) => Some(snapshot),
+            None => self.run_snapshot().await?,
+        };
+        let Some(snapshot) = snapshot else {
             return Err("the stage uses source files, but the run has no source snapshot".into());
         };
         let (blobs, uses) = (self.sh.blobs.clone(), self.plan.uses.clone());
@@ -1052,10 +1072,18 @@ impl StageTask {
         let Some(checkouts) = &self.sh.checkouts else {
             return Err(format!("this node cannot check out {url} at {commit}"));
         };
-        checkouts
-            .repos
-            .checkout(url, commit, &self.sh.blobs, checkouts.max_bytes)
-            .await
+        let checkout = if self.run.started_here {
+            checkouts
+                .repos
+                .checkout(url, commit, &self.sh.blobs, checkouts.max_bytes)
+                .await
+        } else {
+            checkouts
+                .repos
+                .checkout_offered(url, commit, &self.sh.blobs, checkouts.max_bytes)
+                .await
+        };
+        checkout
             .map(Some)
             .map_err(|e| format!("cannot check out commit {commit} of {url}: {e}"))
     }

@@ -53,6 +53,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otto_handoff::machine::{self, Action, Command, Event, Verdict, command, event};
+use otto_handoff::source::Obtain;
 use otto_handoff::{Definition, VerifyContext, rules};
 use otto_pipeline::plan::Body;
 use otto_protocol::{
@@ -77,6 +78,9 @@ pub const DEFAULT_OFFER_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// The longest wait between two sends of an unanswered offer: short, so an owner that
 /// comes back is served within seconds (an offer is small).
 pub const BACKOFF_MAX_MS: u64 = 10_000;
+
+/// The largest git bundle this node makes for an offer or takes from one: 1 GiB.
+pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 
 /// How often buffered status events (log lines) are published.
 const STATUS_FLUSH: Duration = Duration::from_millis(250);
@@ -114,6 +118,10 @@ pub struct ExchangeParts {
     pub owners: otto_handoff::OwnerPolicy,
     /// Where fetches in progress are kept (a private directory of the home).
     pub fetch_dir: PathBuf,
+    /// The node's repositories and mirrors: bundles of the commits of runs this node
+    /// offers stages of, and the commits of runs offered to it (`None`: runs from a
+    /// commit are offered without a bundle, and their stages here get no checkout).
+    pub sources: Option<crate::engine::Checkouts>,
     /// How long offers stay valid.
     pub offer_ttl: Duration,
     /// The machine's limits and timings.
@@ -1003,19 +1011,28 @@ impl Exchange {
             Action::FetchArtifacts { id, peer, inputs } => {
                 let parts = self.parts.clone();
                 let done = self.done_tx.clone();
-                let source = self.offers.get(&id).and_then(|o| match &o.source {
-                    RunSource::Snapshot { digest } => Some(*digest),
-                    RunSource::Git { .. } => None,
-                });
+                let obtain = self.offers.get(&id).map(|offer| self.obtain(offer));
                 tokio::spawn(async move {
                     let mut wanted: Vec<(WireDigest, String)> = inputs
                         .iter()
                         .map(|i| (i.sha256, i.provider.clone()))
                         .collect();
-                    if let Some(digest) = source {
-                        wanted.push((digest, peer.clone()));
-                    }
-                    let result = fetch_all(&parts, &wanted).await;
+                    let result = match obtain {
+                        Some(Ok(Obtain::Snapshot { digest })) => {
+                            wanted.push((digest, peer.clone()));
+                            Ok(())
+                        }
+                        Some(Ok(obtain)) => obtain_commit(&parts, &peer, &obtain).await,
+                        Some(Err(reason)) => {
+                            tracing::warn!(target: TARGET, %reason, "the run's source cannot be had");
+                            Ok(())
+                        }
+                        None => Ok(()),
+                    };
+                    let result = match result {
+                        Ok(()) => fetch_all(&parts, &wanted).await,
+                        Err(error) => Err(error),
+                    };
                     let _ = done.send(Done::Fetched(id, result)).await;
                 });
             }
@@ -1051,6 +1068,59 @@ impl Exchange {
             Action::Wakeup { at } => self.wakeup = Some(at),
         }
         Ok(())
+    }
+
+    /// How this node gets the source of an accepted offer's run, by the same rule
+    /// `verify_offer` applied (check 11b), against the trust store as it is now. `Err`:
+    /// it cannot be had any more (the policy changed, say), recorded for the stage to say.
+    fn obtain(&self, offer: &Offer) -> Result<Obtain, String> {
+        let own = offer.run.parse::<RunId>().ok().is_some_and(|run| {
+            self.parts
+                .store
+                .run(&run)
+                .ok()
+                .flatten()
+                .is_some_and(|r| !r.started_by.starts_with(crate::engine::OFFERED_BY))
+        });
+        let refused = |reason: String| {
+            if let (RunSource::Git { url, commit, .. }, Some(sources)) =
+                (&offer.source, &self.parts.sources)
+            {
+                sources.repos.record_refusal(url, commit, &reason);
+            }
+            reason
+        };
+        let trust = self.parts.membership.trust();
+        let cert = trust
+            .verify_cert(&offer.sender, now_ms() / 1000)
+            .map_err(|e| refused(format!("the sender's certificate: {e}")))?;
+        let body: Body = serde_json::from_slice(&offer.plan)
+            .map_err(|e| refused(format!("the plan does not read: {e}")))?;
+        otto_handoff::source::check_source(&trust, cert.org(), &body, &offer.source, own)
+            .map_err(|rejection| refused(rejection.message))
+    }
+
+    /// The git bundle of the commit of `run`, when its source is one and a mirror here
+    /// has the commit; `None` otherwise (the owner then fetches the commit itself, if its
+    /// policy lets it, or refuses the offer saying so).
+    async fn bundle_of(&self, run: RunId) -> Option<otto_protocol::GitBundle> {
+        let sources = self.parts.sources.clone()?;
+        let store = self.parts.store.clone();
+        let record = blocking(move || store.run(&run)).await.ok().flatten()?;
+        let store::Source::Git { url, commit } = record.source else {
+            return None;
+        };
+        match sources
+            .repos
+            .bundle(&url, &commit, &self.parts.blobs, MAX_BUNDLE_BYTES)
+            .await
+        {
+            Ok(bundle) => bundle,
+            Err(error) => {
+                tracing::warn!(target: TARGET, %run, %error, "no git bundle of the run's commit goes with its offer");
+                None
+            }
+        }
     }
 
     /// An offer is accepted and persisted: record its run here (the upstream stages from
@@ -1345,6 +1415,7 @@ impl Exchange {
             }
         };
         self.unresolved.remove(&(run, stage.clone()));
+        let bundle = self.bundle_of(run).await;
         let mut id = [0u8; 16];
         crate::daemon::fill_random(&mut id);
         let spec = offers::OfferSpec {
@@ -1357,7 +1428,7 @@ impl Exchange {
             to_org,
             now: now_ms() / 1000,
             ttl: self.parts.offer_ttl.as_secs(),
-            bundle: None,
+            bundle,
         };
         let store = self.parts.store.clone();
         let offer = match blocking(move || offers::build(&store, &spec)).await {
@@ -1799,6 +1870,67 @@ fn peer_and_key(peer: &str) -> Result<(PeerId, PublicKey), String> {
     let peer: PeerId = peer.parse().map_err(|e| format!("peer id {peer:?}: {e}"))?;
     let key = peer_key(&peer).ok_or_else(|| format!("peer {peer} has no Ed25519 key"))?;
     Ok((peer, key))
+}
+
+/// Gets the commit of an accepted offer's run as `obtain` says: fetched from the
+/// repository itself, or taken out of the sender's (`peer`'s) bundle, fetched over the mesh
+/// like an artifact (its digest checked, at most [`MAX_BUNDLE_BYTES`]). A transfer that
+/// broke is `Err` (fetched again later); a commit that cannot be had from what came (a
+/// bundle without it, a repository that does not have it) is recorded as refused, and the
+/// stage fails saying so when it starts.
+async fn obtain_commit(parts: &ExchangeParts, peer: &str, obtain: &Obtain) -> Result<(), String> {
+    let Some(sources) = &parts.sources else {
+        return Ok(());
+    };
+    let repos = &sources.repos;
+    let refuse = |url: &str, commit: &str, reason: String| {
+        tracing::warn!(target: TARGET, %url, %commit, %reason, "the run's commit cannot be had");
+        repos.record_refusal(url, commit, &reason);
+        Ok(())
+    };
+    match obtain {
+        Obtain::Snapshot { .. } | Obtain::Own { .. } => Ok(()),
+        Obtain::Fetch { url, commit } => match repos.fetch_commit(url, commit).await {
+            Ok(()) => Ok(()),
+            Err(e) => refuse(url, commit, format!("fetching it from {url}: {e}")),
+        },
+        Obtain::Bundle {
+            url,
+            commit,
+            bundle,
+        } => {
+            if bundle.size > MAX_BUNDLE_BYTES {
+                return refuse(
+                    url,
+                    commit,
+                    format!(
+                        "the git bundle the asking node offers has {} bytes, more than the {}                          this node takes",
+                        bundle.size, MAX_BUNDLE_BYTES
+                    ),
+                );
+            }
+            fetch_all(parts, &[(bundle.sha256, peer.to_owned())]).await?;
+            let digest = Digest::from_bytes(bundle.sha256.0);
+            let path = parts.blobs.path(&digest);
+            match repos.import_bundle(url, commit, &path).await {
+                Ok(()) => {
+                    tracing::info!(target: TARGET, %url, %commit, "took the run's commit out of the asking node's git bundle");
+                    Ok(())
+                }
+                Err(e) => refuse(
+                    url,
+                    commit,
+                    format!(
+                        "the git bundle {digest} from the asking node does not give commit \
+                         {commit}: {}",
+                        // The asker is told why, not where this node keeps its blobs.
+                        e.to_string()
+                            .replace(&path.display().to_string(), "the bundle")
+                    ),
+                ),
+            }
+        }
+    }
 }
 
 /// Fetches every (digest, provider) not already in the blob store, checking digests.

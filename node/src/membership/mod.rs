@@ -55,6 +55,9 @@ pub use types::{
 };
 
 use crate::home::{Home, Identity};
+
+/// The most repositories a policy lists.
+pub const MAX_POLICY_REPOS: usize = 256;
 use crate::mesh::{self, MeshError, Multiaddr, PeerId, PeerPolicy};
 use crate::store::{self, KnownNode, Store};
 
@@ -386,12 +389,29 @@ impl Membership {
         })
     }
 
-    /// Changes the secrets a pinned org's stages may receive and how many of one of its
-    /// runs run at once (`otto-node trust policy`); the org must have a policy here.
+    /// Changes the secrets a pinned org's stages may receive, how many of one of its runs
+    /// run at once and which git repositories this node fetches itself for its runs
+    /// (`otto-node trust policy`); the org must have a policy here.
     /// Returns the policy as it now is.
     pub fn set_policy_limits(&self, request: &PolicyRequest) -> Result<Policy, MembershipError> {
         if let Some(secrets) = &request.secrets {
             invite::check_secret_globs(secrets)?;
+        }
+        if let Some(repos) = &request.repos {
+            if repos.len() > MAX_POLICY_REPOS {
+                return Err(MembershipError::Invalid(format!(
+                    "at most {MAX_POLICY_REPOS} repositories, not {}",
+                    repos.len()
+                )));
+            }
+            for url in repos {
+                otto_handoff::source::check_repo_url(url).map_err(|why| {
+                    MembershipError::Invalid(format!(
+                        "the repository URL {:?} is refused: {why}",
+                        url.chars().take(256).collect::<String>()
+                    ))
+                })?;
+            }
         }
         let max_parallel = request
             .max_parallel
@@ -412,6 +432,9 @@ impl Membership {
             }
             if let Some(n) = max_parallel {
                 policy.max_parallel = n;
+            }
+            if let Some(repos) = &request.repos {
+                policy.repos.clone_from(repos);
             }
             trust.set_policy(&org, policy.clone())?;
             Ok(policy)

@@ -93,6 +93,10 @@ pub struct PolicyRequest {
     /// How many stages of one of its runs run here at once (at least 1).
     #[serde(default, deserialize_with = "whole_count")]
     pub max_parallel: Option<u32>,
+    /// The git repositories (exact URLs) this node fetches itself for its runs (replacing
+    /// the list; empty: it takes every commit from the asking node's bundles).
+    #[serde(default)]
+    pub repos: Option<Vec<String>>,
 }
 
 /// `POST /v1/invites` answers this (201).

@@ -6,6 +6,14 @@
 //! commit; `deliveries.json`: the last webhook delivery ids) and the snapshots of commits it checked out
 //! (`checkouts/<commit>`: the snapshot's blob digest).
 //!
+//! Commits of runs other nodes offered stages of are kept apart from those mirrors, per
+//! repository URL, under `<home>/mirrors/<sha256 of the URL, 32 hex digits>/`:
+//! `fetched.git` (fetched from the URL itself, when the policy for the asking org lists it
+//! and the node has no repository with that URL), `received.git` (taken out of the asking
+//! node's git bundles, by commit id; it has no remote), `checkouts/<commit>` and
+//! `bundles/<commit>` (the digests of the snapshot and of the bundle made of a commit) and
+//! `refused/<commit>` (why the commit could not be had, for the stage to say).
+//!
 //! Changes are found the same way whatever told the node to look (a webhook, a poll, a
 //! local hook): fetch into the mirror, compare the mirror's refs with `seen`, act on the
 //! refs whose commit changed, then record them. One lock per repository orders this, so
@@ -22,6 +30,9 @@ use serde::{Deserialize, Serialize};
 
 pub use forge::Forge;
 pub use git::{GitError, Mirror};
+
+use otto_protocol::GitBundle;
+use sha2::Digest as _;
 
 use crate::blobs::{BlobStore, Digest};
 
@@ -414,14 +425,244 @@ impl Repos {
 }
 
 impl Repos {
-    /// The committer time of `commit` in the mirror of the repository at `url`.
+    /// The committer time of `commit` of the repository at `url`, from a mirror that has it.
     pub async fn commit_time(&self, url: &str, commit: &str) -> Result<i64, RepoError> {
-        let config = self.by_url(url).ok_or_else(|| {
-            RepoError::Invalid(format!(
-                "this node has no repository {url} (add it with otto-node repo add)"
-            ))
+        let mirror = self.mirror_with(url, commit).await.ok_or_else(|| {
+            RepoError::Invalid(format!("this node has not got commit {commit} of {url}"))
         })?;
-        Ok(self.mirror(&config.name).commit_time(commit).await?)
+        Ok(mirror.commit_time(commit).await?)
+    }
+}
+
+impl Repos {
+    /// `<home>/mirrors/<32 hex digits of the URL's sha256>`.
+    fn url_dir(&self, url: &str) -> PathBuf {
+        let hash = sha2::Sha256::digest(url.as_bytes());
+        let hex: String = hash.iter().take(16).map(|b| format!("{b:02x}")).collect();
+        self.0.home.join("mirrors").join(hex)
+    }
+
+    /// The mirrors that may hold commits of `url`: the repository's own when the node has
+    /// one with that URL, then those of offered runs, where they exist.
+    fn mirrors_of(&self, url: &str) -> Vec<Mirror> {
+        let mut mirrors = Vec::new();
+        if let Some(config) = self.by_url(url) {
+            mirrors.push(self.mirror(&config.name));
+        }
+        let dir = self.url_dir(url);
+        for name in ["fetched.git", "received.git"] {
+            if dir.join(name).is_dir() {
+                mirrors.push(Mirror::at(dir.join(name)));
+            }
+        }
+        mirrors
+    }
+
+    /// The first mirror of `url` that has `commit`.
+    async fn mirror_with(&self, url: &str, commit: &str) -> Option<Mirror> {
+        for mirror in self.mirrors_of(url) {
+            if mirror.has_commit(commit).await {
+                return Some(mirror);
+            }
+        }
+        None
+    }
+
+    /// Fetches `commit` from `url` itself (the policy for the asking org lists the
+    /// repository): into the repository's mirror when the node has one with that URL,
+    /// else into `fetched.git`. The URL is checked again here, with the node's home
+    /// (`file://` into it is refused).
+    pub async fn fetch_commit(&self, url: &str, commit: &str) -> Result<(), RepoError> {
+        git::check_url(url, &self.0.home).map_err(RepoError::BadUrl)?;
+        if !git::is_commit_id(commit) {
+            return Err(RepoError::Invalid(format!(
+                "{commit:?} is not a full commit id"
+            )));
+        }
+        let (mirror, lock) = match self.by_url(url) {
+            Some(config) => (self.mirror(&config.name), self.lock_of(&config.name)),
+            None => {
+                let dir = self.url_dir(url);
+                let lock = self.lock_of(&format!("/{}", dir.display()));
+                let _guard = lock.lock().await;
+                let path = dir.join("fetched.git");
+                if !path.is_dir() {
+                    std::fs::create_dir_all(&dir)
+                        .map_err(io(format!("creating {}", dir.display())))?;
+                    if let Err(e) = Mirror::create(path.clone(), url).await {
+                        let _ = std::fs::remove_dir_all(&path);
+                        return Err(e.into());
+                    }
+                }
+                drop(_guard);
+                (Mirror::at(path), lock)
+            }
+        };
+        let _guard = lock.lock().await;
+        if !mirror.has_commit(commit).await {
+            mirror.fetch(&[]).await?;
+        }
+        if !mirror.has_commit(commit).await {
+            // No branch or tag has it (any more): ask for it by its id.
+            if let Err(e) = mirror.fetch_commit(commit).await {
+                return Err(RepoError::Invalid(format!(
+                    "commit {commit} is not in {url} (fetched just now: {e})"
+                )));
+            }
+        }
+        mirror.resolve_commit(commit).await?;
+        self.clear_refusal(url, commit);
+        Ok(())
+    }
+
+    /// Takes `commit` out of the git bundle at `bundle` (fetched from the asking node),
+    /// into `received.git` of `url`; see [`Mirror::import_bundle`].
+    pub async fn import_bundle(
+        &self,
+        url: &str,
+        commit: &str,
+        bundle: &Path,
+    ) -> Result<(), RepoError> {
+        let dir = self.url_dir(url);
+        let lock = self.lock_of(&format!("/{}", dir.display()));
+        let _guard = lock.lock().await;
+        let path = dir.join("received.git");
+        if !path.is_dir() {
+            std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+            if let Err(e) = Mirror::create_local(path.clone()).await {
+                let _ = std::fs::remove_dir_all(&path);
+                return Err(e.into());
+            }
+        }
+        Mirror::at(path).import_bundle(bundle, commit).await?;
+        self.clear_refusal(url, commit);
+        Ok(())
+    }
+
+    /// Records why `commit` of `url` could not be had: a stage that needs it fails with
+    /// this reason.
+    pub fn record_refusal(&self, url: &str, commit: &str, reason: &str) {
+        let dir = self.url_dir(url).join("refused");
+        if git::is_commit_id(commit) {
+            let _ = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(dir.join(commit), reason.as_bytes()));
+        }
+    }
+
+    fn clear_refusal(&self, url: &str, commit: &str) {
+        if git::is_commit_id(commit) {
+            let _ = std::fs::remove_file(self.url_dir(url).join("refused").join(commit));
+        }
+    }
+
+    /// The snapshot of `commit` of `url` for a stage of a run another node offered: from a
+    /// mirror that already has it (never fetched here: the exchange got it when it
+    /// accepted the offer), checked out as [`Mirror::checkout`] says. `Err` says why not.
+    pub async fn checkout_offered(
+        &self,
+        url: &str,
+        commit: &str,
+        blobs: &BlobStore,
+        max_bytes: usize,
+    ) -> Result<Digest, RepoError> {
+        if !git::is_commit_id(commit) {
+            return Err(RepoError::Invalid(format!(
+                "{commit:?} is not a full commit id"
+            )));
+        }
+        let dir = self.url_dir(url);
+        let cached = dir.join("checkouts").join(commit);
+        if let Some(digest) = std::fs::read_to_string(&cached)
+            .ok()
+            .and_then(|t| t.trim().parse::<Digest>().ok())
+            .filter(|d| blobs.has(d))
+        {
+            return Ok(digest);
+        }
+        let Some(mirror) = self.mirror_with(url, commit).await else {
+            let refused = std::fs::read_to_string(dir.join("refused").join(commit))
+                .ok()
+                .map(|r| r.chars().take(1024).collect::<String>());
+            return Err(RepoError::Invalid(refused.unwrap_or_else(|| {
+                format!("this node has not got commit {commit} of {url}")
+            })));
+        };
+        let tar = mirror.checkout(commit, max_bytes).await?;
+        let digest = blobs
+            .put_bytes(&tar)
+            .map_err(|e| RepoError::Invalid(format!("storing the checkout: {e}")))?;
+        std::fs::create_dir_all(dir.join("checkouts"))
+            .and_then(|()| std::fs::write(&cached, digest.to_string()))
+            .map_err(io(format!("writing {}", cached.display())))?;
+        Ok(digest)
+    }
+
+    /// A git bundle of `commit` of `url` (with its whole history) for the owner of a
+    /// stage this node offers, stored as a blob: from the cache of bundles, else made from
+    /// a mirror that has the commit. `Ok(None)` when no mirror here has it; `Err` when
+    /// making it failed or it is larger than `max_bytes`.
+    pub async fn bundle(
+        &self,
+        url: &str,
+        commit: &str,
+        blobs: &BlobStore,
+        max_bytes: u64,
+    ) -> Result<Option<GitBundle>, RepoError> {
+        if !git::is_commit_id(commit) {
+            return Ok(None);
+        }
+        let dir = self.url_dir(url);
+        let cached = dir.join("bundles").join(commit);
+        if let Some(digest) = std::fs::read_to_string(&cached)
+            .ok()
+            .and_then(|t| t.trim().parse::<Digest>().ok())
+            .filter(|d| blobs.has(d))
+            && let Ok(size) = blobs.size(&digest)
+        {
+            return Ok(Some(GitBundle {
+                sha256: otto_protocol::Digest(*digest.as_bytes()),
+                size,
+            }));
+        }
+        let Some(mirror) = self.mirror_with(url, commit).await else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(dir.join("bundles"))
+            .map_err(io(format!("creating {}", dir.display())))?;
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let out = dir
+            .join("bundles")
+            .join(format!(".{commit}.{unique}.bundle"));
+        let scratch = dir.join(format!(".scratch-{unique}"));
+        let made = mirror.create_bundle(commit, &out, &scratch).await;
+        let stored = made.map_err(RepoError::from).and_then(|()| {
+            let size = std::fs::metadata(&out)
+                .map_err(io(format!("reading {}", out.display())))?
+                .len();
+            if size > max_bytes {
+                return Err(RepoError::Invalid(format!(
+                    "the git bundle of {commit} has {size} bytes, more than the {max_bytes}                      a bundle may have"
+                )));
+            }
+            let file = std::fs::File::open(&out).map_err(io(format!("reading {}", out.display())))?;
+            let digest = blobs
+                .put(file)
+                .map_err(|e| RepoError::Invalid(format!("storing the bundle: {e}")))?;
+            std::fs::write(&cached, digest.to_string())
+                .map_err(io(format!("writing {}", cached.display())))?;
+            Ok(GitBundle {
+                sha256: otto_protocol::Digest(*digest.as_bytes()),
+                size,
+            })
+        });
+        let _ = std::fs::remove_file(&out);
+        stored.map(Some)
     }
 }
 

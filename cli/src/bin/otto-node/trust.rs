@@ -18,6 +18,7 @@ use crate::invite::{definitions_name, list_or_none};
   otto-node trust revoke ed25519:3fa1…
   otto-node trust policy acme-dev --secrets DEPLOY_KEY,REGISTRY_TOKEN --max-parallel 4
   otto-node trust policy acme-dev --no-secrets
+  otto-node trust policy acme-dev --repos https://git.example/acme/app.git
 
 `alias NAME TARGET` gives a pinned org (or a node: its key id or its name in
 `otto-node peers`) a second name, e.g. the owner name an Ottofile uses. `revoke NODE`
@@ -25,8 +26,10 @@ needs the org key (org.key in the home): it signs the org's next revocation list
 it here and delivers it to every known node, which then refuses the revoked node. A node
 that cannot be reached now gets the list at its next connection with a node of this org.
 `policy ORG` sets which of this node's secrets the org's stages may receive (--secrets
-replaces the list) and how many stages of one of its runs run here at once; what it
-leaves out stays as it is.")]
+replaces the list), how many stages of one of its runs run here at once, and which git
+repositories (exact URLs, --repos replaces the list) this node fetches itself when one of
+the org's runs comes from a commit (for any other repository it takes the commit from a
+git bundle the asking node sends); what it leaves out stays as it is.")]
 pub(crate) struct Args {
     #[command(subcommand)]
     command: Command,
@@ -55,11 +58,13 @@ enum Command {
         /// A pinned org's name, a node key id (ed25519:…) or a known node's name.
         target: String,
     },
-    /// Set which secrets a pinned org's stages may receive, and how many of one of its
-    /// runs run here at once.
+    /// Set which secrets a pinned org's stages may receive, how many of one of its runs
+    /// run here at once, and which repositories this node fetches itself for its runs.
     #[command(after_help = "Examples:
   otto-node trust policy acme-dev --secrets DEPLOY_KEY,REGISTRY_TOKEN --max-parallel 4
-  otto-node trust policy acme-dev --no-secrets")]
+  otto-node trust policy acme-dev --no-secrets
+  otto-node trust policy acme-dev --repos https://git.example/acme/app.git
+  otto-node trust policy acme-dev --no-repos")]
     Policy {
         /// The org: its pinned name or an alias.
         org: String,
@@ -73,6 +78,14 @@ enum Command {
         /// How many stages of one of its runs run here at once (at least 1).
         #[arg(long = "max-parallel", value_name = "N")]
         max_parallel: Option<u32>,
+        /// Git repositories (exact URLs) this node fetches itself when one of the org's
+        /// runs comes from a commit of one, replacing the list (repeatable, or
+        /// comma-separated); for any other it takes the asking node's git bundle.
+        #[arg(long = "repos", value_name = "URL", value_delimiter = ',', num_args = 1.., conflicts_with = "no_repos")]
+        repos: Vec<String>,
+        /// Fetch no repository itself: take every commit from the asking node's bundles.
+        #[arg(long)]
+        no_repos: bool,
     },
     /// Revoke a node of this node's org (needs org.key in the home).
     #[command(after_help = "Examples:
@@ -118,19 +131,29 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             secrets,
             no_secrets,
             max_parallel,
+            repos,
+            no_repos,
         } => {
             let secrets = if no_secrets {
                 Some(Vec::new())
             } else {
                 (!secrets.is_empty()).then_some(secrets)
             };
-            if secrets.is_none() && max_parallel.is_none() {
-                anyhow::bail!("nothing to change: give --secrets, --no-secrets or --max-parallel");
+            let repos = if no_repos {
+                Some(Vec::new())
+            } else {
+                (!repos.is_empty()).then_some(repos)
+            };
+            if secrets.is_none() && max_parallel.is_none() && repos.is_none() {
+                anyhow::bail!(
+                    "nothing to change: give --secrets, --no-secrets, --max-parallel, --repos or --no-repos"
+                );
             }
             let request = PolicyRequest {
                 org: org.clone(),
                 secrets,
                 max_parallel,
+                repos,
             };
             let policy: Policy = client.post("/v1/trust/policy", &request)?;
             writeln!(out, "{org}: {}", limits_line(&policy))?;
@@ -239,13 +262,21 @@ fn print_trust(out: &mut impl io::Write, trust: &TrustView) -> io::Result<()> {
     Ok(())
 }
 
-/// What a policy gives an org's stages: secrets and the cap on stages at once.
+/// What a policy gives an org's stages: secrets, the cap on stages at once, and the
+/// repositories this node fetches itself.
 fn limits_line(policy: &Policy) -> String {
-    format!(
+    let mut line = format!(
         "may receive secrets {}; at most {} of one run at once",
         list_or_none(&policy.secrets),
         policy.max_parallel
-    )
+    );
+    if !policy.repos.is_empty() {
+        line.push_str(&format!(
+            "; repositories fetched here: {}",
+            policy.repos.join(", ")
+        ));
+    }
+    line
 }
 
 /// `org NAME` or `node KEYID`.
