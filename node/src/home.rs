@@ -362,6 +362,12 @@ pub enum HomeError {
         /// The name.
         name: String,
     },
+    /// `origin` among the owner names a node answers to: the name is the plan's, for the
+    /// node that started the run, and a node's own names never make it one.
+    #[error(
+        "--answers-to origin: \"origin\" is reserved for the node that starts a run (stages without an owner run there); leave it out"
+    )]
+    ReservedOwner,
     /// The configuration is not valid.
     #[error("{}: {reason}", path.display())]
     Config {
@@ -418,6 +424,9 @@ pub fn init(
     check_name("node name", &options.name)?;
     for owner in &options.answers_to {
         check_name("owner name", owner)?;
+        if owner == otto_pipeline::plan::ORIGIN {
+            return Err(HomeError::ReservedOwner);
+        }
     }
     // Read the org key before creating anything, so a bad key file leaves no trace.
     let existing_org = options
@@ -1257,6 +1266,20 @@ mod tests {
         let err = init(dir.path(), &options(), &mut rng(), NOW).unwrap_err();
         assert!(matches!(err, HomeError::NotEmpty(_)), "{err}");
         assert_eq!(fs::read_to_string(dir.path().join("keep")).unwrap(), "x");
+    }
+
+    #[test]
+    fn init_refuses_origin_as_an_owner_name_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("home");
+        let options = InitOptions {
+            answers_to: vec!["ops".into(), "origin".into()],
+            ..options()
+        };
+        let err = init(&root, &options, &mut rng(), NOW).unwrap_err();
+        assert!(matches!(err, HomeError::ReservedOwner), "{err}");
+        assert!(err.to_string().contains("\"origin\" is reserved"), "{err}");
+        assert!(!root.exists());
     }
 
     #[test]

@@ -125,6 +125,29 @@ fn commands_fail_cleanly_without_a_running_node_or_with_an_existing_home() {
     assert!(err.contains("not empty"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
 
+    // `origin` is the plan's name for the node that started a run: no node answers to it.
+    let third = node.dir.path().join("third");
+    let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+        .args([
+            "init",
+            "--org",
+            "acme",
+            "--name",
+            "n3",
+            "--answers-to",
+            "origin",
+        ])
+        .arg("--home")
+        .arg(&third)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("--answers-to origin"), "{err}");
+    assert!(err.contains("\"origin\" is reserved"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(!third.exists());
+
     // A second node of the same org, from the first one's org key.
     let second = node.dir.path().join("second");
     let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
