@@ -44,7 +44,8 @@
 //!   "packages": [{"name": "greet", "digest": "sha256:…"}],
 //!   "timeout_secs": 1800, "kill_grace_secs": 5,
 //!   "container": {"engine": "/usr/bin/podman", "kind": "podman", "options": [],
-//!                 "image": "localhost/tools:1"}
+//!                 "image": "localhost/tools:1",
+//!                 "labels": {"otto.job": "3f9c0d1e2a4b", "otto.node": "ed25519:…"}}
 //! }
 //! ```
 //!
@@ -239,6 +240,10 @@ pub struct Container {
     pub options: Vec<String>,
     /// The image, already present where the engine keeps images: it is never pulled.
     pub image: String,
+    /// Labels put on every container of the job (`--label NAME=VALUE`): the node finds by
+    /// them the containers an agent that died left behind, and removes them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// The container engines the agent can drive.

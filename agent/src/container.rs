@@ -128,6 +128,9 @@ impl StepContainer {
         .map(|s| (*s).to_owned())
         .collect();
         out.push(format!("--name={}", self.name));
+        for (name, value) in &self.container.labels {
+            out.push(format!("--label={name}={value}"));
+        }
         if self.container.kind == EngineKind::Docker {
             // Podman mounts a tmpfs on /tmp of a read-only container by itself.
             out.push("--tmpfs=/tmp".into());
@@ -224,6 +227,7 @@ mod tests {
             kind: EngineKind::Podman,
             options: vec!["--root=/r".into()],
             image: "localhost/x:1".into(),
+            labels: [("otto.job".to_owned(), "0a1b2c".to_owned())].into(),
         }
     }
 
@@ -264,6 +268,8 @@ mod tests {
             "--env MODE=fast",
             "--env TOKEN ",
             "--entrypoint=/bin/sh -- localhost/x:1 -c true",
+            // The node finds a dead agent's containers by their labels.
+            "--label=otto.job=0a1b2c",
         ] {
             assert!(line.contains(wanted), "{wanted:?} missing from {line}");
         }

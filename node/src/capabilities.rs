@@ -37,7 +37,15 @@ pub struct Runtimes {
     pub engine: Result<Engine, String>,
     /// The labels `runtime computer { label }` matches.
     pub labels: Vec<String>,
+    /// The value of [`LABEL_NODE`] on the containers this node's agents start (the
+    /// node's key id), when it runs them.
+    pub owner: Option<String>,
 }
+
+/// The label naming the node whose agent started a container.
+pub const LABEL_NODE: &str = "otto.node";
+/// The label naming the agent job that started a container.
+pub const LABEL_JOB: &str = "otto.job";
 
 impl Default for Runtimes {
     /// Local processes only, no labels.
@@ -45,6 +53,7 @@ impl Default for Runtimes {
         Self {
             engine: Err("no container engine was looked for".into()),
             labels: Vec::new(),
+            owner: None,
         }
     }
 }
@@ -59,6 +68,7 @@ impl Runtimes {
                 &config.containers.options,
             ),
             labels: config.node.labels.clone(),
+            owner: None,
         }
     }
 
@@ -125,7 +135,46 @@ impl Runtimes {
             kind: engine.kind,
             options: engine.options.clone(),
             image: runtime.image.clone()?,
+            labels: self
+                .owner
+                .iter()
+                .map(|owner| (LABEL_NODE.to_owned(), owner.clone()))
+                .collect(),
         })
+    }
+}
+
+impl Engine {
+    /// Removes every container of this engine labelled `label=value`, running or not
+    /// (`ps --all --filter`, then `rm --force`); returns how many it removed. Each engine
+    /// command is bounded by [`ENGINE_PATIENCE`].
+    pub fn remove_labelled(&self, label: &str, value: &str) -> Result<usize, String> {
+        let filter = format!("label={label}={value}");
+        let listed =
+            self.command(&["ps", "--all", "--quiet", "--no-trunc", "--filter", &filter])?;
+        let ids: Vec<&str> = listed
+            .lines()
+            .map(str::trim)
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut args = vec!["rm", "--force"];
+        if self.kind == EngineKind::Podman {
+            args.extend(["--ignore", "--time=0"]);
+        }
+        args.extend(&ids);
+        self.command(&args)?;
+        Ok(ids.len())
+    }
+
+    /// Runs the engine with its options and `args`; its standard output, or the first
+    /// line of its error.
+    fn command(&self, args: &[&str]) -> Result<String, String> {
+        let mut command = std::process::Command::new(&self.path);
+        command.args(&self.options).args(args);
+        bounded_output(command, args.first().copied().unwrap_or("?"))
     }
 }
 
@@ -189,19 +238,54 @@ fn find_program(name: &str) -> Option<PathBuf> {
 /// The engine's version: podman's own, docker's daemon's (a docker command line without
 /// a daemon cannot run anything). Bounded by [`ENGINE_PATIENCE`].
 fn version(path: &Path, kind: EngineKind, options: &[String]) -> Result<String, String> {
-    use std::io::Read as _;
     let format = match kind {
         EngineKind::Podman => "{{.Client.Version}}",
         EngineKind::Docker => "{{.Server.Version}}",
     };
-    let mut child = std::process::Command::new(path)
-        .args(options)
-        .args(["version", "--format", format])
+    let mut command = std::process::Command::new(path);
+    command.args(options).args(["version", "--format", format]);
+    let out = bounded_output(command, "version")?;
+    let out = out.trim();
+    if out.is_empty() {
+        Err("no version".into())
+    } else {
+        Ok(out.chars().take(64).collect())
+    }
+}
+
+/// Runs an engine `command` (`what` names it in errors) with no input, for at most
+/// [`ENGINE_PATIENCE`]; its standard output (the first 64 KiB) when it succeeds, else the
+/// first line of its error.
+fn bounded_output(mut command: std::process::Command, what: &str) -> Result<String, String> {
+    use std::io::Read as _;
+    let mut child = command
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
+    // Read both pipes while waiting, so that a chatty engine cannot block on a full one.
+    let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(pipe) = pipe {
+                let _ = pipe.take(64 * 1024).read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
+    );
     let started = Instant::now();
     let status = loop {
         match child.try_wait().map_err(|e| e.to_string())? {
@@ -210,35 +294,26 @@ fn version(path: &Path, kind: EngineKind, options: &[String]) -> Result<String, 
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "no answer to `version` within {} s",
+                    "no answer to `{what}` within {} s",
                     ENGINE_PATIENCE.as_secs()
                 ));
             }
             None => std::thread::sleep(Duration::from_millis(20)),
         }
     };
-    let read = |pipe: Option<&mut dyn std::io::Read>| {
-        let mut text = String::new();
-        if let Some(pipe) = pipe {
-            let _ = pipe.take(64 * 1024).read_to_string(&mut text);
-        }
-        text
-    };
-    let out = read(child.stdout.as_mut().map(|p| p as &mut dyn std::io::Read));
-    let err = read(child.stderr.as_mut().map(|p| p as &mut dyn std::io::Read));
-    let out = out.trim();
-    if status.success() && !out.is_empty() {
-        Ok(out.chars().take(64).collect())
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    if status.success() {
+        Ok(out)
     } else {
-        let line = err
+        Err(err
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty())
-            .unwrap_or("no version")
+            .unwrap_or("failed")
             .chars()
             .take(200)
-            .collect::<String>();
-        Err(line)
+            .collect())
     }
 }
 
@@ -322,6 +397,7 @@ mod tests {
         let none = Runtimes {
             engine: Err("no podman on PATH".into()),
             labels: Vec::new(),
+            owner: None,
         };
         let why = none.problem(&docker).expect("refused");
         assert!(
@@ -341,11 +417,17 @@ mod tests {
                 options: vec!["--root=/s".into()],
             }),
             labels: vec!["gpu".into(), "linux".into()],
+            owner: Some("ed25519:ab".into()),
         };
         assert_eq!(some.problem(&docker), None);
         assert_eq!(some.problem(&linux), None);
         let c = some.container(&docker).expect("a container");
         assert_eq!((c.image.as_str(), c.options.len()), ("localhost/x:1", 1));
+        // Every container says which node's agent started it.
+        assert_eq!(
+            c.labels.get(LABEL_NODE).map(String::as_str),
+            Some("ed25519:ab")
+        );
         assert_eq!(some.container(&plain), None);
         let mac =
             stage("stage('M') { runtime { computer { label = 'macos' } } steps { sh 'true' } }");

@@ -208,15 +208,39 @@ pub async fn run_until_with(
         format!("https://{ip}:{}", hooks_addr.port())
     });
     let packages = crate::capabilities::package_dirs(&home, &config);
+    let owner = identity.key.keyid().to_owned();
     let runtimes = {
         let config = config.clone();
-        tokio::task::spawn_blocking(move || crate::capabilities::Runtimes::detect(&config))
-            .await
-            .unwrap_or_default()
+        tokio::task::spawn_blocking(move || {
+            let mut runtimes = crate::capabilities::Runtimes::detect(&config);
+            runtimes.owner = Some(owner);
+            runtimes
+        })
+        .await
+        .unwrap_or_default()
     };
     match &runtimes.engine {
         Ok(engine) => {
             tracing::info!(target: TARGET, engine = %engine.path.display(), version = %engine.version, "runtime docker stages run in containers");
+            // No agent of this node process runs yet: every container labelled with this
+            // node was left by an agent of an earlier one (killed, or the node was).
+            let (engine, owner) = (engine.clone(), runtimes.owner.clone().unwrap_or_default());
+            let swept = tokio::task::spawn_blocking(move || {
+                engine.remove_labelled(crate::capabilities::LABEL_NODE, &owner)
+            })
+            .await;
+            match swept {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(target: TARGET, containers = n, "removed the containers agents of an earlier node process left behind");
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(target: TARGET, %error, "cannot look for containers earlier agents left behind");
+                }
+                Err(error) => {
+                    tracing::warn!(target: TARGET, %error, "cannot look for containers earlier agents left behind");
+                }
+            }
         }
         Err(why) => {
             tracing::info!(target: TARGET, reason = %why, "no container engine: runtime docker stages are refused");

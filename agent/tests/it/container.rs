@@ -89,6 +89,7 @@ impl Engine {
             kind: EngineKind::Podman,
             options: self.options.clone(),
             image: image.into(),
+            labels: std::collections::BTreeMap::new(),
         }
     }
 

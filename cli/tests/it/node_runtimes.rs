@@ -268,6 +268,95 @@ fn a_container_stage_runs_in_a_local_image_and_hands_its_artifact_on() {
         .output();
 }
 
+/// The ids of the containers of the podman store `options` labelled `label`.
+fn labelled(options: &[String], label: &str) -> Vec<String> {
+    let out = Command::new("podman")
+        .args(options)
+        .args(["ps", "--all", "--quiet", "--filter"])
+        .arg(format!("label={label}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn a_container_an_agent_killed_mid_step_left_is_removed() {
+    let store = tempfile::tempdir().unwrap();
+    let store_dir: PathBuf = fs::canonicalize(store.path()).unwrap();
+    let options = match image_store(&store_dir) {
+        Ok(options) => options,
+        Err(skip) => {
+            println!("{skip}");
+            return;
+        }
+    };
+    let mut node = Node::init();
+    configure(&node, Some("podman"), &options, &[]);
+    node.start();
+    let key = node_info(&node)["node_key"].as_str().unwrap().to_owned();
+    let ours = format!("otto.node={key}");
+
+    let dir = project(&[(
+        "Ottofile",
+        "stage('Sleep') { runtime { docker { image = 'localhost/otto-test:1' } } steps { sh 'echo started; sleep 600' } }\n",
+    )]);
+    let run = node
+        .ok(&["run", dir.path().to_str().unwrap(), "--detach"])
+        .trim()
+        .to_owned();
+    // The step runs in its container, labelled with this node.
+    node.wait_for("the step to start in its container", || {
+        let logs = text(&node.otto(&["logs", &run, "Sleep"]).stdout);
+        logs.contains("started").then_some(())
+    });
+    assert_eq!(labelled(&options, &ours).len(), 1, "{}", node.log());
+    let status = node.status(&run);
+    let agent = status["stages"][0]["attempts"][0]["agent_pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no agent pid: {status}"));
+
+    // The agent dies at once: nothing of it removes the container, which podman's
+    // monitor keeps running outside the step's process group.
+    let pid = rustix::process::Pid::from_raw(i32::try_from(agent).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
+    let status = node.wait_final(&run);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    assert_eq!(
+        labelled(&options, &ours),
+        Vec::<String>::new(),
+        "the container outlived its agent: {}",
+        node.log()
+    );
+
+    // A container an agent of an earlier node process left (the node was killed too) is
+    // removed when the node starts; another node's is left alone.
+    node.terminate();
+    for label in [ours.as_str(), "otto.node=ed25519:another"] {
+        let created = Command::new("podman")
+            .args(&options)
+            .args(["create", "--label", label, IMAGE, "sh"])
+            .output()
+            .unwrap();
+        assert!(created.status.success(), "{}", text(&created.stderr));
+    }
+    assert_eq!(labelled(&options, &ours).len(), 1);
+    node.start();
+    assert_eq!(
+        labelled(&options, &ours),
+        Vec::<String>::new(),
+        "{}",
+        node.log()
+    );
+    assert_eq!(labelled(&options, "otto.node=ed25519:another").len(), 1);
+
+    node.terminate();
+    let _ = Command::new("podman")
+        .args(&options)
+        .args(["system", "reset", "--force"])
+        .output();
+}
+
 /// Whether the ELF executable at `path` is statically linked (it has no `PT_INTERP`
 /// program header, so it runs in an image that holds nothing else).
 fn is_static(path: &Path) -> bool {

@@ -144,6 +144,20 @@ async fn run_in(
             Err(error) => return fail(error),
         }
     }
+    // The job's containers carry its directory's random name, so that they can be found
+    // and removed if the agent dies and leaves them behind.
+    let job_label = dir
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned());
+    let engine = match (spec.job.container.as_mut(), &job_label, &sh.runtimes.engine) {
+        (Some(container), Some(label), Ok(engine)) => {
+            container
+                .labels
+                .insert(crate::capabilities::LABEL_JOB.to_owned(), label.clone());
+            Some(engine.clone())
+        }
+        _ => None,
+    };
     let socket = dir.join("agent.sock");
     let listener = match UnixListener::bind(&socket) {
         Ok(listener) => listener,
@@ -258,6 +272,14 @@ async fn run_in(
         // Nothing is left to stop the last step's processes.
         if let Some(pgid) = served.last_pgid() {
             signal_group(pgid, Signal::KILL);
+            if engine.is_some() {
+                group_gone(pgid).await;
+            }
+        }
+        // A container step's container is not in the step's process group (the engine's
+        // monitor runs it): remove what the job left.
+        if let (Some(engine), Some(label)) = (engine, job_label) {
+            remove_left_behind(engine, label).await;
         }
         let status = match status {
             Ok(status) => status.to_string(),
@@ -270,6 +292,37 @@ async fn run_in(
         });
     }
     end
+}
+
+/// How long the processes of a killed step may take to be gone.
+const GROUP_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Waits (at most [`GROUP_PATIENCE`]) until no process of group `pgid` is left, so that an
+/// engine client killed while creating a container is done before its containers are
+/// looked for.
+async fn group_gone(pgid: u32) {
+    let Some(pid) = i32::try_from(pgid).ok().and_then(Pid::from_raw) else {
+        return;
+    };
+    let deadline = Instant::now() + GROUP_PATIENCE;
+    while rustix::process::test_kill_process_group(pid).is_ok() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Removes the containers labelled with job `label`: those of a dead agent's steps.
+async fn remove_left_behind(engine: crate::capabilities::Engine, label: String) {
+    let removed =
+        blocking(move || engine.remove_labelled(crate::capabilities::LABEL_JOB, &label)).await;
+    match removed {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::info!(target: "otto_node::engine", containers = n, "removed the containers of an agent that ended without a result");
+        }
+        Err(error) => {
+            tracing::warn!(target: "otto_node::engine", %error, "cannot remove the containers of an agent that ended without a result");
+        }
+    }
 }
 
 /// A new private directory for one agent's socket.
