@@ -58,6 +58,7 @@
 pub mod attest;
 pub mod bundle;
 pub mod chain;
+pub mod logseq;
 pub mod machine;
 pub mod outputs;
 pub mod owners;

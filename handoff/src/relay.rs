@@ -83,6 +83,7 @@ impl Relays {
             at: now,
             detail: Some(format!("{}; relayed by {me}", end.origin)),
             log: Vec::new(),
+            log_seq: None,
         })
     }
 

@@ -105,6 +105,13 @@ pub struct Status {
         deserialize_with = "bounded_vec::<_, _, MAX_LOG_LINES>"
     )]
     pub log: Vec<String>,
+    /// `log_seq`: the number, in the runner's log of the stage, of the first line in `log`
+    /// (the lines are numbered 1, 2, 3… across the stage's attempts on the runner, and those
+    /// in `log` are consecutive); with no `log`, the number the runner's next line will have.
+    /// A receiver drops lines it holds already and shows a jump as a gap. Omitted by older
+    /// nodes (their lines are taken as they come, unnumbered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_seq: Option<u64>,
 }
 
 /// The state of a stage attempt in a [`Status`] event. On the wire a snake_case string.

@@ -26,7 +26,7 @@ stage('Deploy') {
 
 /// dev-1 of acme-dev and ops-1 of acme-ops, started, with dev joined to ops through an
 /// invite that lets acme-dev hand ops its `Deploy*` stages with approved definitions.
-fn two_orgs() -> (Node, Node) {
+pub(crate) fn two_orgs() -> (Node, Node) {
     two_orgs_with(&[])
 }
 
@@ -58,7 +58,7 @@ fn two_orgs_with(invite_flags: &[&str]) -> (Node, Node) {
     (dev, ops)
 }
 
-fn start_run(dev: &Node, dir: &tempfile::TempDir) -> String {
+pub(crate) fn start_run(dev: &Node, dir: &tempfile::TempDir) -> String {
     dev.ok(&["run", dir.path().to_str().unwrap(), "--detach"])
         .trim()
         .to_owned()
@@ -139,7 +139,7 @@ fn dev_hands_deploy_to_ops_which_runs_it_with_the_artifact_after_approval() {
 
 /// Runs the project once on dev, which ops refuses for its unapproved steps, and approves
 /// the digest the refusal names on ops.
-fn approve_after_refusal(dev: &Node, ops: &Node, dir: &tempfile::TempDir, stage: &str) {
+pub(crate) fn approve_after_refusal(dev: &Node, ops: &Node, dir: &tempfile::TempDir, stage: &str) {
     let refused = start_run(dev, dir);
     let status = dev.wait_final(&refused);
     let why = note(&status, stage).to_owned();

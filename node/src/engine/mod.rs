@@ -62,7 +62,7 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::blobs::BlobStore;
 use crate::store::{
-    self, GateKind, GatePhase, GateRef, GateResolution, GateState, Logs, RunId, RunState,
+    self, GateKind, GatePhase, GateRef, GateResolution, GateState, Logs, Placed, RunId, RunState,
     StageState, Store,
 };
 use crate::vault::Vault;
@@ -251,6 +251,13 @@ pub struct RemoteStage {
     pub log: Vec<String>,
     /// The attempt the log lines belong to.
     pub attempt: u32,
+    /// How the runner numbered the lines: the first 8 bytes of its key and its number of
+    /// the first line in `log` (with no lines, of its next line); `None` for lines it did
+    /// not number (an older node) or lines of this node's own.
+    pub numbered: Option<([u8; 8], u64)>,
+    /// Whether a jump in the numbers is held back (this node fetches the missing lines)
+    /// rather than written as a gap line.
+    pub hold_jumps: bool,
 }
 
 /// How a stage run by another node ended, from its verified receipt.
@@ -683,8 +690,9 @@ impl Engine {
     /// Records what another node reported about a stage it runs: log lines, where it
     /// stands, and, from its verified receipt, how it ended (then the run moves on: later
     /// stages start or are handed off, and a failure fails the run).
-    pub async fn remote_stage(&self, update: RemoteStage) -> Result<(), EngineError> {
-        let records = remote::record(&self.shared, &update).await?;
+    /// Returns what became of numbered log lines (`None` without any).
+    pub async fn remote_stage(&self, update: RemoteStage) -> Result<Option<Placed>, EngineError> {
+        let (records, placed) = remote::record(&self.shared, &update).await?;
         let (run, stage) = (update.run, update.stage);
         self.ask(|reply| Command::Remote {
             run,
@@ -692,7 +700,8 @@ impl Engine {
             records,
             reply,
         })
-        .await
+        .await?;
+        Ok(placed)
     }
 
     /// The notices for the handoff exchange; `None` after the first call (there is one

@@ -11,60 +11,84 @@ use std::sync::Arc;
 use super::outputs::Record;
 use super::util::{blocking, now_ms};
 use super::{EngineError, EngineEvent, RemoteStage, Shared};
-use crate::store::{Attempt, AttemptState, NewLine, StageState, Stream};
+use crate::store::{Attempt, AttemptState, NewLine, Placed, StageState, Stream};
 
-/// Stores what `update` says and publishes it; returns the outputs a receipt recorded.
+/// Stores what `update` says and publishes it; returns the outputs a receipt recorded, and
+/// what became of numbered log lines.
 pub(crate) async fn record(
     sh: &Arc<Shared>,
     update: &RemoteStage,
-) -> Result<Vec<Record>, EngineError> {
+) -> Result<(Vec<Record>, Option<Placed>), EngineError> {
     let (run, stage) = (update.run, update.stage.clone());
     let now = now_ms();
-    let mut lines: Vec<NewLine> = update
-        .log
-        .iter()
-        .map(|text| NewLine {
-            time: now,
-            stream: Stream::Stdout,
-            step: None,
-            text: text.clone(),
-        })
-        .collect();
+    let as_lines = |texts: &mut dyn Iterator<Item = (Stream, String)>| -> Vec<NewLine> {
+        texts
+            .map(|(stream, text)| NewLine {
+                time: now,
+                stream,
+                step: None,
+                text,
+            })
+            .collect()
+    };
+    let log = as_lines(&mut update.log.iter().map(|t| (Stream::Stdout, t.clone())));
     let records: Vec<Record> = update
         .ended
         .iter()
         .flat_map(|end| end.artifacts.iter())
         .map(|(name, digest, size)| Record::Artifact(name.clone(), *digest, *size))
         .collect();
-    lines.extend(records.iter().map(|r| NewLine {
-        time: now,
-        stream: Stream::System,
-        step: None,
-        text: r.line(),
-    }));
-    if !lines.is_empty() {
+    let mut own = as_lines(&mut records.iter().map(|r| (Stream::System, r.line())));
+    let numbered = update.numbered;
+    let hold = update.hold_jumps;
+    let mut placed = None;
+    if numbered.is_some() || !log.is_empty() || !own.is_empty() {
         let (store, logs) = (sh.store.clone(), sh.logs.clone());
         let (id, n) = (stage.clone(), update.attempt);
         // Only a stage of the run has a log: a peer's word makes no file of any other name.
-        let appended = blocking(move || {
+        let (first, last, outcome) = blocking(move || {
             store
                 .stage(&run, &id)?
                 .ok_or_else(|| crate::store::Error::UnknownStage {
                     run,
                     stage: id.clone(),
                 })?;
-            logs.append(&run, &id, n, &lines)
+            let mut outcome = None;
+            let mut first = None;
+            let mut last = 0;
+            match numbered {
+                Some((runner, from)) => {
+                    let result = logs.append_numbered(&run, &id, n, runner, from, &log, hold)?;
+                    if let Placed::Written { appended, .. } = result {
+                        first = Some(appended.first);
+                        last = appended.last;
+                    }
+                    outcome = Some(result);
+                }
+                None => {
+                    let mut lines = log;
+                    lines.append(&mut own);
+                    own = lines;
+                }
+            }
+            if !own.is_empty() {
+                let appended = logs.append(&run, &id, n, &own)?;
+                first = first.or(Some(appended.first));
+                last = appended.last;
+            }
+            Ok::<_, crate::store::Error>((first.unwrap_or(last + 1), last, outcome))
         })
         .await?;
-        if appended.first <= appended.last {
+        if first <= last {
             sh.publish(EngineEvent::Log {
                 run,
                 stage: stage.clone(),
                 attempt: update.attempt,
-                first: appended.first,
-                last: appended.last,
+                first,
+                last,
             });
         }
+        placed = outcome;
     }
     let store = sh.store.clone();
     let (id, note) = (stage.clone(), update.note.clone());
@@ -95,7 +119,7 @@ pub(crate) async fn record(
             match result {
                 Ok(_) => {}
                 // The same end again (a receipt delivered twice): nothing new.
-                Err(crate::store::Error::StageFinished { .. }) => return Ok(Vec::new()),
+                Err(crate::store::Error::StageFinished { .. }) => return Ok((Vec::new(), placed)),
                 Err(error) => return Err(error.into()),
             }
             (end.state, Some(update.attempt))
@@ -107,7 +131,7 @@ pub(crate) async fn record(
             })
             .await?;
             if current.is_none_or(|s| s.state.is_final()) || note.is_none() {
-                return Ok(records);
+                return Ok((records, placed));
             }
             blocking(move || store.set_stage_state(&run, &id, StageState::HandedOff, note, now))
                 .await?;
@@ -121,5 +145,5 @@ pub(crate) async fn record(
         attempt,
         note: update.note.clone(),
     });
-    Ok(records)
+    Ok((records, placed))
 }

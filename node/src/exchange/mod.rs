@@ -360,7 +360,9 @@ impl Exchange {
         .await
         .map_err(|e| Halt(format!("cannot read the outbox and inbox: {e}")))?;
         let (outbox, given, inbox) = loaded;
-        for entry in &outbox {
+        // The runs of offers in flight and of stages given to others: their status (and
+        // the log lines missed while this node was down, as a gap) comes on the topic.
+        for entry in outbox.iter().chain(&given) {
             self.shared.insert(entry.run);
             self.subscribe(entry.run).await;
         }
@@ -529,6 +531,12 @@ impl Exchange {
                 envelope,
             } => {
                 self.on_gossip(&run, &author, envelope.into_inner()).await;
+                Ok(())
+            }
+            mesh::Event::Subscribed { run, .. } => {
+                if let Ok(run) = run.parse::<RunId>() {
+                    self.status.subscribed(run);
+                }
                 Ok(())
             }
             _ => Ok(()),
@@ -1191,6 +1199,8 @@ impl Exchange {
             note: None,
             log: Vec::new(),
             attempt: receipt.attempt,
+            numbered: None,
+            hold_jumps: false,
         };
         let origin = format!(
             "{} on {} ({})",
@@ -1542,7 +1552,8 @@ impl Exchange {
             self.status.remote(run, &status.stage);
             let (stage, attempt) = (status.stage.clone(), status.attempt.max(1));
             let known = here.as_ref().is_some_and(|h| h.attempt_ended(attempt));
-            let update = status::remote_update(run, &who, status);
+            let runner = peer_key(author).map_or([0; 8], |key| runner_tag(&key));
+            let update = status::remote_update(run, &who, runner, status);
             let end = update.ended.as_ref().map(|e| status::LearntEnd {
                 run,
                 stage,
@@ -1680,28 +1691,51 @@ impl Exchange {
     }
 
     async fn flush_status(&mut self) {
-        for (run, mut status, after) in self.status.take() {
-            if let Some(after) = after {
-                let logs = self.parts.engine.logs().clone();
-                let stage = status.stage.clone();
-                let read =
-                    blocking(move || logs.read(&run, &stage, after, status::MAX_LINES)).await;
-                match read {
-                    Ok(page) => {
-                        status.log = page
-                            .lines
-                            .into_iter()
-                            .map(|l| status::relay_text(l.text))
-                            .collect();
-                    }
-                    Err(error) => {
-                        tracing::warn!(target: TARGET, %run, %error, "cannot read a log to relay");
+        for (run, gathered, mut after) in self.status.take() {
+            let mut more = false;
+            for _ in 0..status::MAX_EVENTS_PER_FLUSH {
+                let mut event = gathered.clone();
+                let mut lines = None;
+                if let Some(from) = after {
+                    let logs = self.parts.engine.logs().clone();
+                    let stage = event.stage.clone();
+                    let read =
+                        blocking(move || logs.read(&run, &stage, from, status::MAX_LINES)).await;
+                    match read {
+                        Ok(page) => {
+                            if let (Some(first), Some(last)) =
+                                (page.lines.first(), page.lines.last())
+                            {
+                                lines = Some((first.seq, last.seq));
+                            }
+                            event.log = page
+                                .lines
+                                .into_iter()
+                                .map(|l| status::relay_text(l.text))
+                                .collect();
+                        }
+                        Err(error) => {
+                            tracing::warn!(target: TARGET, %run, %error, "cannot read a log to relay");
+                        }
                     }
                 }
+                more = self.status.next(run, &mut event, lines);
+                match self.parts.membership.sign(&Message::Status(event)) {
+                    Ok(envelope) => self.publish(run, &envelope).await,
+                    Err(error) => {
+                        tracing::warn!(target: TARGET, %error, "cannot sign a status event");
+                    }
+                }
+                let Some((_, last)) = lines else {
+                    break;
+                };
+                if !more {
+                    break;
+                }
+                after = Some(last);
             }
-            match self.parts.membership.sign(&Message::Status(status)) {
-                Ok(envelope) => self.publish(run, &envelope).await,
-                Err(error) => tracing::warn!(target: TARGET, %error, "cannot sign a status event"),
+            if more {
+                self.status.again(run, gathered);
             }
         }
     }
@@ -1736,6 +1770,8 @@ impl Exchange {
             note: Some(note),
             log: Vec::new(),
             attempt: 1,
+            numbered: None,
+            hold_jumps: false,
         };
         if let Err(error) = self.parts.engine.remote_stage(update).await {
             tracing::debug!(target: TARGET, %run, %stage, %error, "cannot show a note");
@@ -1768,6 +1804,8 @@ impl Exchange {
             note: Some(note.clone()),
             log: vec![note.clone()],
             attempt,
+            numbered: None,
+            hold_jumps: false,
         };
         if let Err(error) = self.parts.engine.remote_stage(update).await {
             tracing::warn!(target: TARGET, %run, %stage, %error, "cannot fail a handed-off stage");
@@ -1783,6 +1821,7 @@ impl Exchange {
             at: now / 1000,
             detail: Some(note.clone()),
             log: Vec::new(),
+            log_seq: None,
         };
         match self.parts.membership.sign(&Message::Status(status)) {
             Ok(envelope) => self.publish(run, &envelope).await,
@@ -2035,4 +2074,11 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The first 8 bytes of a node's key: whose numbering a copy of a log follows.
+fn runner_tag(key: &PublicKey) -> [u8; 8] {
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&key.as_bytes()[..8]);
+    tag
 }

@@ -3,8 +3,13 @@
 //!
 //! The engine's events of a stage this node runs become signed [`Status`] events on the
 //! run's gossip topic: one per change of state, gate or note, and log lines gathered into
-//! one event per stage every flush (a stage that prints a lot sends a few large events, not
-//! many small ones). `seq` counts the events of one attempt from 0.
+//! events of up to [`MAX_LINES`] lines per stage every flush (a stage that prints a lot
+//! sends a few large events, not many small ones). `seq` counts the events of one attempt
+//! from 0. Every event says the number of its first line in this node's log of the stage
+//! (`log_seq`), so the others keep the lines in order, drop repeats and see what they
+//! missed; lines not yet sent wait for the next flush, and a stage more than
+//! [`MAX_BACKLOG`] lines behind skips to its latest lines (the others fetch what they
+//! missed, or mark it as not received).
 //!
 //! # Relayed ends
 //!
@@ -29,6 +34,13 @@ use crate::store::{GateState, RunId, StageState};
 /// The most log lines in one status event (the protocol's limit).
 pub(crate) const MAX_LINES: usize = otto_protocol::limits::MAX_LOG_LINES;
 
+/// The most status events with log lines one stage publishes per flush.
+pub(crate) const MAX_EVENTS_PER_FLUSH: usize = 4;
+
+/// How many lines a stage's published log may lag behind its written log before the
+/// publisher skips to the latest lines.
+pub(crate) const MAX_BACKLOG: u64 = 256 * MAX_LINES as u64;
+
 pub(crate) use otto_handoff::relay::RELAY_SEQ;
 
 /// Status events waiting to be published.
@@ -39,8 +51,12 @@ pub(crate) struct Publisher {
     /// Per (run, stage): the last line of its log written (the lines themselves are read
     /// from the log when the status leaves).
     written: BTreeMap<(RunId, String), u64>,
-    /// Per (run, stage): the last line of its log published.
+    /// Per (run, stage): the last line of its log published (from the line before the
+    /// first this publisher learnt of: a restarted node does not send its old lines again).
     published: BTreeMap<(RunId, String), u64>,
+    /// Per (run, stage): the last event published, without its lines (gathered again
+    /// when a node subscribes to the run, so it learns where the stage and its log stand).
+    last: BTreeMap<(RunId, String), Status>,
     /// Per (run, stage, attempt): the next `seq`.
     seqs: BTreeMap<(RunId, String, u32), u64>,
     /// Stages of other nodes (recorded here from their events): never published.
@@ -137,6 +153,7 @@ impl Publisher {
         self.pending.retain(|(r, _), _| *r != run);
         self.written.retain(|(r, _), _| *r != run);
         self.published.retain(|(r, _), _| *r != run);
+        self.last.retain(|(r, _), _| *r != run);
         self.seqs.retain(|(r, _, _), _| *r != run);
         self.remote.retain(|(r, _)| *r != run);
         self.relays.forget(&run.to_string());
@@ -181,36 +198,111 @@ impl Publisher {
                 run,
                 stage,
                 attempt,
+                first,
                 last,
-                ..
             } => {
                 self.entry(*run, stage, *attempt, now);
-                let written = self.written.entry((*run, stage.clone())).or_insert(0);
+                let key = (*run, stage.clone());
+                self.published
+                    .entry(key.clone())
+                    .or_insert(first.saturating_sub(1));
+                let written = self.written.entry(key).or_insert(0);
                 *written = (*written).max(*last);
             }
             _ => {}
         }
     }
 
-    /// The gathered events, numbered, and forgets them; with each, the log lines to read
-    /// into it: up to [`MAX_LINES`] after the given line. (Lines written past those are
-    /// not sent.)
+    /// The gathered events, and forgets them; with each, the number of the last line
+    /// published of its stage (`None` when this publisher knows of no line of it): its
+    /// lines are read after that one ([`Self::next`]). A stage more than [`MAX_BACKLOG`]
+    /// lines behind skips to its last [`MAX_LINES`] lines.
     pub(crate) fn take(&mut self) -> Vec<(RunId, Status, Option<u64>)> {
         let pending = std::mem::take(&mut self.pending);
         pending
             .into_iter()
-            .map(|((run, stage), mut status)| {
+            .map(|((run, stage), status)| {
                 let key = (run, stage);
-                let written = self.written.get(&key).copied().unwrap_or(0);
-                let published = self.published.entry(key.clone()).or_insert(0);
-                let after = (written > *published).then_some(*published);
-                *published = written;
-                let seq = self.seqs.entry((run, key.1, status.attempt)).or_insert(0);
-                status.seq = *seq;
-                *seq += 1;
+                let written = self.written.get(&key).copied();
+                let after = written.map(|written| {
+                    let published = self.published.entry(key.clone()).or_insert(0);
+                    if written.saturating_sub(*published) > MAX_BACKLOG {
+                        *published = written - MAX_LINES as u64;
+                    }
+                    *published
+                });
                 (run, status, after)
             })
             .collect()
+    }
+
+    /// Numbers `status` (the next `seq` of its attempt) and notes that the log lines it
+    /// carries, `lines` (the first's and the last's numbers) when it has any, are
+    /// published; returns whether more lines wait. `log_seq` is the first line's number,
+    /// or with no lines the next line's when every line written is published.
+    pub(crate) fn next(
+        &mut self,
+        run: RunId,
+        status: &mut Status,
+        lines: Option<(u64, u64)>,
+    ) -> bool {
+        let key = (run, status.stage.clone());
+        let seq = self
+            .seqs
+            .entry((run, key.1.clone(), status.attempt))
+            .or_insert(0);
+        status.seq = *seq;
+        *seq += 1;
+        self.last.insert(
+            key.clone(),
+            Status {
+                log: Vec::new(),
+                log_seq: None,
+                ..status.clone()
+            },
+        );
+        let written = self.written.get(&key).copied();
+        let Some(published) = self.published.get_mut(&key) else {
+            return false;
+        };
+        match lines {
+            Some((first, last)) => {
+                status.log_seq = Some(first);
+                *published = (*published).max(last);
+            }
+            None if written == Some(*published) => {
+                status.log_seq = Some(published.saturating_add(1));
+            }
+            None => {}
+        }
+        written.is_some_and(|w| w > *published)
+    }
+
+    /// Gathers the last event of each stage of `run` again for the next flush: a node
+    /// (re)subscribed to the run, and learns from them where each stage and its log stand
+    /// (a node that restarted sees the lines it missed meanwhile as a gap).
+    pub(crate) fn subscribed(&mut self, run: RunId) {
+        let again: Vec<Status> = self
+            .last
+            .range((run, String::new())..)
+            .take_while(|((r, _), _)| *r == run)
+            .map(|(_, status)| status.clone())
+            .collect();
+        for status in again {
+            self.again(run, status);
+        }
+    }
+
+    /// Gathers `status` again for the next flush (its stage has lines waiting), unless an
+    /// event of its stage is gathered already.
+    pub(crate) fn again(&mut self, run: RunId, status: Status) {
+        self.pending
+            .entry((run, status.stage.clone()))
+            .or_insert(Status {
+                log: Vec::new(),
+                log_seq: None,
+                ..status
+            });
     }
 
     fn entry(&mut self, run: RunId, stage: &str, attempt: u32, now: u64) -> &mut Status {
@@ -225,6 +317,7 @@ impl Publisher {
                 at: now,
                 detail: None,
                 log: Vec::new(),
+                log_seq: None,
             })
     }
 
@@ -284,8 +377,10 @@ pub(crate) fn relay_text(mut text: String) -> String {
     text
 }
 
-/// What a status event of another node's stage changes here: its note and log lines.
-pub(crate) fn remote_update(run: RunId, who: &str, status: Status) -> RemoteStage {
+/// What a status event of another node's stage changes here: its note and log lines,
+/// numbered by `runner` (the first 8 bytes of the author's key) when the event numbers
+/// them.
+pub(crate) fn remote_update(run: RunId, who: &str, runner: [u8; 8], status: Status) -> RemoteStage {
     let state = match status.state {
         WireState::Queued => "queued",
         WireState::WaitingGate => "waiting",
@@ -322,6 +417,8 @@ pub(crate) fn remote_update(run: RunId, who: &str, status: Status) -> RemoteStag
         note: Some(note),
         log: status.log,
         attempt: status.attempt.max(1),
+        numbered: status.log_seq.map(|first| (runner, first)),
+        hold_jumps: false,
     }
 }
 
@@ -352,6 +449,8 @@ pub(crate) fn relayed_end(
         note: Some(format!("{origin}; relayed by {who}")),
         log: Vec::new(),
         attempt,
+        numbered: None,
+        hold_jumps: false,
     };
     let end = LearntEnd {
         run,

@@ -224,6 +224,7 @@ fn the_policy_allows_known_nodes_of_pinned_orgs_only() {
         at: NOW,
         detail: None,
         log: vec![],
+        log_seq: None,
     });
     let signed = |key: &NodeKey| {
         otto_trust::dsse::sign(

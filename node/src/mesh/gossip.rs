@@ -131,6 +131,7 @@ mod tests {
             at: 1_700_000_000,
             detail: None,
             log: Vec::new(),
+            log_seq: None,
         })))
     }
 

@@ -13,9 +13,21 @@
 //! A `.log` file starts with the 8 bytes `OTTOLOG1`, then one record per line, numbers
 //! big-endian: text length (u32), seq (u64), attempt (u32), time in ms (u64), stream (u8:
 //! 0 stdout, 1 stderr, 2 the node's own; bit 7 marks an attempt's truncation line, bit 6
-//! the stage's), step (u32, `u32::MAX` for none), the attempt's bytes so far and the
-//! stage's bytes so far (u64 each, this record included), then the UTF-8 text. A `.idx`
-//! file is a list of u64 offsets: entry k is where line `k * STRIDE + 1` starts.
+//! the stage's, bit 5 a numbered record), step (u32, `u32::MAX` for none), the attempt's
+//! bytes so far and the stage's bytes so far (u64 each, this record included); a numbered
+//! record then has 16 more bytes, the first 8 bytes of the key of the node whose numbering
+//! the copy follows and that node's number of the last of its lines held as of this
+//! record; then the UTF-8 text. A `.idx` file is a list of u64 offsets: entry k is where
+//! line `k * STRIDE + 1` starts.
+//!
+//! # Copies of other nodes' logs
+//!
+//! The log of a stage another node runs is a copy of that runner's lines
+//! ([`Logs::append_numbered`]): every record of it is numbered, so the copy knows, across
+//! restarts, the runner's number of the last line it holds ([`Logs::tail`]). Lines held
+//! already are dropped, and a jump in the numbers is either held back (the node fetches the
+//! missing lines first) or written as one line, `… 1,203 lines not received …`
+//! ([`otto_handoff::logseq`] decides which).
 //!
 //! # Bounded
 //!
@@ -75,6 +87,11 @@ const MAGIC: &[u8; 8] = b"OTTOLOG1";
 const HEADER: usize = 4 + 8 + 4 + 8 + 1 + 4 + 8 + 8;
 const ATTEMPT_CUT: u8 = 0x80;
 const STAGE_CUT: u8 = 0x40;
+const NUMBERED: u8 = 0x20;
+/// The bytes a numbered record has after its header: the runner's key prefix and number.
+const NUMBER_LEN: u64 = 16;
+
+pub use otto_handoff::logseq::Tail;
 
 /// The stage logs of a node. Cheap to clone; every method blocks on disk I/O.
 #[derive(Clone)]
@@ -138,6 +155,32 @@ struct Writer {
     attempt_cut: bool,
     stage_bytes: u64,
     stage_cut: bool,
+    /// Where a copy of another node's log stands in that node's numbering (`None` for a
+    /// log of this node's own).
+    tail: Option<Tail>,
+}
+
+/// What [`Logs::append_numbered`] did with the lines it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// Written (the new ones), after one gap line for the runner's lines `gap` (first,
+    /// last) when it had to mark one.
+    Written {
+        /// The lines written.
+        appended: Appended,
+        /// The runner's lines marked as not received.
+        gap: Option<(u64, u64)>,
+    },
+    /// Not written: they jump past the runner's line `after`, the last held; fetch the
+    /// lines after it first.
+    Held {
+        /// The runner's number of the last line held.
+        after: u64,
+        /// The runner's number of the first line that arrived.
+        first: u64,
+    },
+    /// Not written: their numbers cannot be right.
+    Refused(&'static str),
 }
 
 /// One record's fixed part.
@@ -151,6 +194,11 @@ struct Head {
     step: u32,
     attempt_bytes: u64,
     stage_bytes: u64,
+}
+
+/// The bytes after a record's header before its text.
+fn extra(flags: u8) -> u64 {
+    if flags & NUMBERED != 0 { NUMBER_LEN } else { 0 }
 }
 
 impl Logs {
@@ -197,7 +245,72 @@ impl Logs {
     ) -> Result<Appended, Error> {
         let writer = self.writer(run, stage)?;
         let mut writer = lock(&writer);
-        writer.append(attempt, lines, self.0.max_bytes)
+        writer.append(attempt, lines, self.0.max_bytes, None)
+    }
+
+    /// Appends lines of attempt `attempt` that another node, the stage's runner (`runner`:
+    /// the first 8 bytes of its key), numbered from `first` in its log: those this copy
+    /// holds already are dropped, and a jump past the last line held is held back (when
+    /// `hold_jumps`: nothing written, the caller fetches the missing lines) or written
+    /// after one gap line (see [`otto_handoff::logseq::place`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn append_numbered(
+        &self,
+        run: &RunId,
+        stage: &str,
+        attempt: u32,
+        runner: [u8; 8],
+        first: u64,
+        lines: &[NewLine],
+        hold_jumps: bool,
+    ) -> Result<Placed, Error> {
+        use otto_handoff::logseq::{Numbered, Placement, gap_line, place};
+        let writer = self.writer(run, stage)?;
+        let mut writer = lock(&writer);
+        let arriving = Numbered {
+            runner,
+            first,
+            count: lines.len(),
+        };
+        let (gap, skip, tail) = match place(writer.tail.unwrap_or_default(), arriving, hold_jumps) {
+            Placement::Refuse(reason) => return Ok(Placed::Refused(reason)),
+            Placement::Hold { after, first } => return Ok(Placed::Held { after, first }),
+            Placement::Write { gap, skip, tail } => (gap, skip, tail),
+        };
+        let max = self.0.max_bytes;
+        let mut appended = Appended {
+            first: writer.seq + 1,
+            last: writer.seq,
+        };
+        if let Some((from, to)) = gap {
+            let line = NewLine {
+                time: lines.first().map_or_else(now_ms, |l| l.time),
+                stream: Stream::System,
+                step: None,
+                text: gap_line(from, to),
+            };
+            appended.last = writer
+                .append(attempt, &[line], max, Some((runner, to)))?
+                .last;
+        }
+        let new = lines.get(skip..).unwrap_or_default();
+        if !new.is_empty() {
+            let from = first.saturating_add(skip as u64);
+            appended.last = writer.append(attempt, new, max, Some((runner, from)))?.last;
+        }
+        // Lines a budget dropped count as held: the copy never asks for them again.
+        writer.tail = Some(tail);
+        Ok(Placed::Written { appended, gap })
+    }
+
+    /// Where the copy of another node's log of a stage stands in that node's numbering;
+    /// `None` for a log of this node's own, or none.
+    pub fn tail(&self, run: &RunId, stage: &str) -> Result<Option<Tail>, Error> {
+        if !self.stage_path(run, stage).with_extension("log").exists() {
+            return Ok(None);
+        }
+        let writer = self.writer(run, stage)?;
+        Ok(lock(&writer).tail)
     }
 
     /// Up to `limit` lines of a stage with numbers above `after`, and at most
@@ -323,7 +436,7 @@ impl Logs {
                             text: l.text.clone(),
                         })
                         .collect();
-                    writer.append(group[0].attempt, &new, u64::MAX / STAGE_BUDGETS)?;
+                    writer.append(group[0].attempt, &new, u64::MAX / STAGE_BUDGETS, None)?;
                     done.lines += new.len() as u64;
                 }
                 if lines.len() < PAGE {
@@ -399,11 +512,12 @@ impl Writer {
         reader.seek(SeekFrom::Start(at)).map_err(io(&log_path))?;
         let mut entries = offsets[..usable].to_vec();
         let mut last: Option<Head> = None;
+        let mut tail = None;
         loop {
             let Some(head) = read_head(&mut reader, &log_path)? else {
                 break;
             };
-            let end = at + HEADER as u64 + u64::from(head.len);
+            let end = at + HEADER as u64 + extra(head.flags) + u64::from(head.len);
             if end > size || head.seq != seq + 1 {
                 break;
             }
@@ -412,6 +526,13 @@ impl Writer {
             {
                 entries.push(at);
             }
+            tail = if head.flags & NUMBERED != 0 {
+                let mut number = [0u8; NUMBER_LEN as usize];
+                reader.read_exact(&mut number).map_err(io(&log_path))?;
+                Some(read_tail(&number))
+            } else {
+                None
+            };
             reader
                 .seek_relative(i64::from(head.len))
                 .map_err(io(&log_path))?;
@@ -442,6 +563,7 @@ impl Writer {
             writer.stage_bytes = head.stage_bytes;
             writer.stage_cut = head.flags & STAGE_CUT != 0;
         }
+        writer.tail = tail;
         Ok(writer)
     }
 
@@ -457,14 +579,24 @@ impl Writer {
             attempt_cut: false,
             stage_bytes: 0,
             stage_cut: false,
+            tail: None,
         }
     }
 
     /// Appends `lines` as records, written in pieces of about [`WRITE_CHUNK`] bytes (no copy
     /// of the whole batch is made) and synced once. When a write fails, the file and the
-    /// numbers are left as they were before the batch.
-    fn append(&mut self, attempt: u32, lines: &[NewLine], max: u64) -> Result<Appended, Error> {
+    /// numbers are left as they were before the batch. With `numbered` (runner, number of
+    /// the first), line i is the runner's line `number + i`; else every record carries the
+    /// copy's tail as it is (so the last record of a copy always says where it stands).
+    fn append(
+        &mut self,
+        attempt: u32,
+        lines: &[NewLine],
+        max: u64,
+        numbered: Option<([u8; 8], u64)>,
+    ) -> Result<Appended, Error> {
         let first = self.seq + 1;
+        let tail = self.tail;
         let before = (
             self.len,
             self.seq,
@@ -474,9 +606,10 @@ impl Writer {
             self.stage_bytes,
             self.stage_cut,
         );
-        let index = match self.write_lines(attempt, lines, max) {
+        let index = match self.write_lines(attempt, lines, max, numbered) {
             Ok(index) => index,
             Err(error) => {
+                self.tail = tail;
                 // Leave the file as it was, so that the numbers stay in step with it.
                 (
                     self.len,
@@ -506,11 +639,17 @@ impl Writer {
     }
 
     /// Writes the records of `lines` and syncs them; returns the index entries they add.
-    fn write_lines(&mut self, attempt: u32, lines: &[NewLine], max: u64) -> io::Result<Vec<u8>> {
+    fn write_lines(
+        &mut self,
+        attempt: u32,
+        lines: &[NewLine],
+        max: u64,
+        numbered: Option<([u8; 8], u64)>,
+    ) -> io::Result<Vec<u8>> {
         let start = self.len;
         let mut out = Vec::with_capacity(WRITE_CHUNK + HEADER + MAX_LINE);
         let mut index = Vec::new();
-        for line in lines {
+        for (i, line) in lines.iter().enumerate() {
             if self.stage_cut {
                 break;
             }
@@ -557,6 +696,13 @@ impl Writer {
             } else {
                 (Stream::System, None)
             };
+            let number = match numbered {
+                Some((runner, from)) => Some(Tail {
+                    runner,
+                    last: from.saturating_add(i as u64),
+                }),
+                None => self.tail,
+            };
             let size = (HEADER + text.len()) as u64;
             self.attempt_bytes += size;
             self.stage_bytes += size;
@@ -569,12 +715,17 @@ impl Writer {
                 seq: self.seq,
                 attempt,
                 time: line.time,
-                flags: stream_byte(stream) | flags,
+                flags: stream_byte(stream) | flags | number.map_or(0, |_| NUMBERED),
                 step: step.unwrap_or(u32::MAX),
                 attempt_bytes: self.attempt_bytes,
                 stage_bytes: self.stage_bytes,
             };
             write_head(&mut out, &head);
+            if let Some(number) = number {
+                out.extend_from_slice(&number.runner);
+                out.extend_from_slice(&number.last.to_be_bytes());
+                self.tail = Some(number);
+            }
             out.extend_from_slice(text.as_bytes());
             if flags != 0 {
                 self.attempt_cut = true;
@@ -668,7 +819,7 @@ fn scan(base: &Path, after: u64, limit: usize) -> Result<(Page, u64), Error> {
             page.end = true;
             return Ok((page, seq));
         };
-        let end = at + HEADER as u64 + u64::from(head.len);
+        let end = at + HEADER as u64 + extra(head.flags) + u64::from(head.len);
         if end > size || head.seq != seq + 1 || head.len as usize > MAX_LINE * 4 {
             // A record being written, or torn by a crash: the end of what is there.
             page.end = true;
@@ -683,9 +834,14 @@ fn scan(base: &Path, after: u64, limit: usize) -> Result<(Page, u64), Error> {
         seq = head.seq;
         if head.seq < target {
             reader
-                .seek_relative(i64::from(head.len))
+                .seek_relative(extra(head.flags) as i64 + i64::from(head.len))
                 .map_err(|e| Error::Io(log_path.clone(), e))?;
             continue;
+        }
+        if head.flags & NUMBERED != 0 {
+            reader
+                .seek_relative(NUMBER_LEN as i64)
+                .map_err(|e| Error::Io(log_path.clone(), e))?;
         }
         let mut text = vec![0u8; head.len as usize];
         reader
@@ -715,7 +871,8 @@ fn entry_holds(log: &File, size: u64, offset: u64, k: u64) -> bool {
     }
     match read_head(&mut &buf[..], Path::new("")) {
         Ok(Some(head)) => {
-            head.seq == k * STRIDE + 1 && offset + HEADER as u64 + u64::from(head.len) <= size
+            head.seq == k * STRIDE + 1
+                && offset + HEADER as u64 + extra(head.flags) + u64::from(head.len) <= size
         }
         _ => false,
     }
@@ -798,8 +955,26 @@ fn stream_byte(stream: Stream) -> u8 {
     }
 }
 
+/// The runner's key prefix and number after a numbered record's header.
+fn read_tail(bytes: &[u8; NUMBER_LEN as usize]) -> Tail {
+    let mut runner = [0u8; 8];
+    runner.copy_from_slice(&bytes[..8]);
+    let mut last = [0u8; 8];
+    last.copy_from_slice(&bytes[8..]);
+    Tail {
+        runner,
+        last: u64::from_be_bytes(last),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn stream_of(flags: u8) -> Stream {
-    match flags & 0x3f {
+    match flags & 0x1f {
         0 => Stream::Stdout,
         1 => Stream::Stderr,
         _ => Stream::System,

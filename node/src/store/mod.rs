@@ -50,7 +50,7 @@ use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTran
 
 pub use handoffs::HandoffIntent;
 pub use ids::{RunId, RunIdError};
-pub use logs::{Appended, Logs, Migrated, Page};
+pub use logs::{Appended, Logs, Migrated, Page, Placed, Tail};
 pub use records::{
     Attempt, AttemptEnd, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind,
     GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState, KnownNode,

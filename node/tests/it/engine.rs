@@ -399,6 +399,8 @@ stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
             note: Some("ran on ops-1 (acme-ops)".into()),
             log: vec!["deployed".into()],
             attempt: 1,
+            numbered: None,
+            hold_jumps: false,
         })
         .await
         .unwrap();

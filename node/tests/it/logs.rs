@@ -468,3 +468,160 @@ async fn an_events_body_past_the_protocols_bound_is_refused_whole_and_nothing_is
     let log: Vec<String> = node.log(run, "Loud").into_iter().map(|l| l.text).collect();
     assert_eq!(log, lines);
 }
+
+fn texts(logs: &Logs, run: &RunId, stage: &str) -> Result<Vec<String>> {
+    Ok(all(logs, run, stage)?.into_iter().map(|l| l.text).collect())
+}
+
+fn numbered(from: u64, count: u64) -> Vec<NewLine> {
+    (from..from + count)
+        .map(|n| line(n, &format!("ops line {n}")))
+        .collect()
+}
+
+const OPS: [u8; 8] = [0x0a; 8];
+
+/// A copy of another node's log takes its lines by the runner's numbers: repeats,
+/// overlaps and numbers going backwards add nothing; a jump is one bounded gap line (or
+/// nothing, held for a fetch); numbers that cannot be right (0, past u64::MAX) are
+/// refused; and across a restart the copy still knows where it stands.
+#[test]
+fn a_copy_of_another_nodes_log_keeps_the_runners_order_and_marks_jumps() -> Result {
+    use otto_node::store::{Placed, Tail};
+    let dir = tempfile::tempdir()?;
+    let run = run_id(9);
+    let mut expected: Vec<String> = Vec::new();
+    {
+        let logs = Logs::open(dir.path().join("logs"), 1 << 20)?;
+        let placed = logs.append_numbered(&run, "Deploy", 1, OPS, 1, &numbered(1, 3), false)?;
+        assert!(
+            matches!(placed, Placed::Written { gap: None, .. }),
+            "{placed:?}"
+        );
+        expected.extend((1..=3).map(|n| format!("ops line {n}")));
+        // The same event again, an overlap, and lines from before: only 4 and 5 are new.
+        logs.append_numbered(&run, "Deploy", 1, OPS, 1, &numbered(1, 3), false)?;
+        logs.append_numbered(&run, "Deploy", 1, OPS, 2, &numbered(2, 4), false)?;
+        logs.append_numbered(&run, "Deploy", 1, OPS, 1, &numbered(1, 1), false)?;
+        expected.extend((4..=5).map(|n| format!("ops line {n}")));
+        assert_eq!(texts(&logs, &run, "Deploy")?, expected);
+        // A jump held for a fetch writes nothing and says from where to fetch.
+        let held = logs.append_numbered(&run, "Deploy", 1, OPS, 1209, &numbered(1209, 2), true)?;
+        assert_eq!(
+            held,
+            Placed::Held {
+                after: 5,
+                first: 1209
+            }
+        );
+        assert_eq!(texts(&logs, &run, "Deploy")?, expected);
+        // Not held: one line for lines 6..=1208, then the new lines.
+        let placed =
+            logs.append_numbered(&run, "Deploy", 1, OPS, 1209, &numbered(1209, 2), false)?;
+        assert!(
+            matches!(
+                placed,
+                Placed::Written {
+                    gap: Some((6, 1208)),
+                    ..
+                }
+            ),
+            "{placed:?}"
+        );
+        expected.push("… 1,203 lines not received …".to_owned());
+        expected.extend((1209..=1210).map(|n| format!("ops line {n}")));
+        // Lines from inside the gap that come late are not slipped in out of order.
+        logs.append_numbered(&run, "Deploy", 1, OPS, 7, &numbered(7, 3), false)?;
+        // Numbers that cannot be right.
+        for (first, count) in [(0, 2), (u64::MAX, 2)] {
+            let refused = logs.append_numbered(
+                &run,
+                "Deploy",
+                1,
+                OPS,
+                first,
+                &numbered(first.min(10), count),
+                false,
+            )?;
+            assert!(matches!(refused, Placed::Refused(_)), "{refused:?}");
+        }
+        // The node's own line (an artifact record) keeps where the copy stands.
+        logs.append(&run, "Deploy", 1, &[line(0, "otto: output app")])?;
+        expected.push("otto: output app".to_owned());
+        assert_eq!(texts(&logs, &run, "Deploy")?, expected);
+        assert_eq!(
+            logs.tail(&run, "Deploy")?,
+            Some(Tail {
+                runner: OPS,
+                last: 1210
+            })
+        );
+    }
+    // Restarted: the copy still stands at 1210, so a repeat adds nothing.
+    let logs = Logs::open(dir.path().join("logs"), 1 << 20)?;
+    assert_eq!(
+        logs.tail(&run, "Deploy")?,
+        Some(Tail {
+            runner: OPS,
+            last: 1210
+        })
+    );
+    logs.append_numbered(&run, "Deploy", 1, OPS, 1205, &numbered(1205, 7), false)?;
+    expected.push("ops line 1211".to_owned());
+    assert_eq!(texts(&logs, &run, "Deploy")?, expected);
+    // A number far ahead: one gap line with an exact count, then nothing after it wraps.
+    let far = u64::MAX - 1;
+    let placed = logs.append_numbered(&run, "Deploy", 1, OPS, far, &[line(0, "far")], false)?;
+    assert!(
+        matches!(placed, Placed::Written { gap: Some((1212, to)), .. } if to == far - 1),
+        "{placed:?}"
+    );
+    logs.append_numbered(&run, "Deploy", 1, OPS, u64::MAX, &[line(0, "last")], false)?;
+    let refused = logs.append_numbered(&run, "Deploy", 1, OPS, u64::MAX, &numbered(1, 2), false)?;
+    assert!(matches!(refused, Placed::Refused(_)), "{refused:?}");
+    let got = texts(&logs, &run, "Deploy")?;
+    assert_eq!(got.len(), expected.len() + 3, "{got:?}");
+    assert_eq!(
+        got[expected.len()],
+        "… 18,446,744,073,709,550,402 lines not received …"
+    );
+    assert!(
+        got.iter()
+            .all(|t| t.len() < 100 || t.starts_with("ops line"))
+    );
+    // A log of this node's own has no tail; nor has a stage with no log.
+    logs.append(&run, "Build", 1, &[line(0, "built")])?;
+    assert_eq!(logs.tail(&run, "Build")?, None);
+    assert_eq!(logs.tail(&run, "Nothing")?, None);
+    Ok(())
+}
+
+/// The lines of a copy past its budget are dropped as the runner's are, and count as held:
+/// the copy does not ask for them again.
+#[test]
+fn a_copy_past_its_budget_counts_the_dropped_lines_as_held() -> Result {
+    use otto_node::store::Placed;
+    let dir = tempfile::tempdir()?;
+    let logs = Logs::open(dir.path().join("logs"), 4096)?;
+    let run = run_id(10);
+    let lines = numbered(1, 200);
+    let placed = logs.append_numbered(&run, "Deploy", 1, OPS, 1, &lines, true)?;
+    assert!(
+        matches!(placed, Placed::Written { gap: None, .. }),
+        "{placed:?}"
+    );
+    let got = texts(&logs, &run, "Deploy")?;
+    assert!(got.len() < 200, "{}", got.len());
+    assert!(
+        got.last()
+            .is_some_and(|t| t.starts_with("otto: log truncated")),
+        "{got:?}"
+    );
+    // The next lines follow on: not a jump to fetch.
+    let next = logs.append_numbered(&run, "Deploy", 1, OPS, 201, &numbered(201, 1), true)?;
+    assert!(
+        matches!(next, Placed::Written { gap: None, .. }),
+        "{next:?}"
+    );
+    Ok(())
+}

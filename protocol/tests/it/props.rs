@@ -393,9 +393,10 @@ fn status(
         ),
         (state, any::<u64>(), proptest::option::of(text(detail))),
         vec(line, 0..=lines),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
-            |((run, stage, attempt, seq), (state, at, detail), log)| Status {
+            |((run, stage, attempt, seq), (state, at, detail), log, log_seq)| Status {
                 run,
                 stage,
                 attempt,
@@ -404,6 +405,7 @@ fn status(
                 at,
                 detail,
                 log,
+                log_seq,
             },
         )
 }
@@ -573,6 +575,7 @@ fn largest_messages() -> Vec<Message> {
             at: max,
             detail: Some(text.clone()),
             log: vec!["l".repeat(MAX_LOG_LINE_LEN); MAX_LOG_LINES],
+            log_seq: Some(max),
         }
         .into(),
         ArtifactRequest {

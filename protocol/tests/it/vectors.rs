@@ -260,6 +260,7 @@ fn rejected() -> Vec<(&'static str, String, Vec<u8>, &'static str)> {
         at: crate::common::T0,
         detail: None,
         log: vec!["x".to_owned(); otto_protocol::limits::MAX_LOG_LINES + 1],
+        log_seq: None,
     });
 
     let mut deep = Value::from(0);

@@ -164,6 +164,7 @@ pub fn status(run: &str, seq: u64) -> Message {
         at: 1_700_000_000 + seq,
         detail: Some(format!("event {seq}")),
         log: vec![format!("line {seq}")],
+        log_seq: Some(seq + 1),
     })
 }
 

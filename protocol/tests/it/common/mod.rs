@@ -307,6 +307,25 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
                     "deploying site to production".to_owned(),
                     "uploaded 17 bytes".to_owned(),
                 ],
+                log_seq: None,
+            }
+            .into(),
+        ),
+        (
+            "running, with numbered log lines",
+            Status {
+                run: "run-0001".to_owned(),
+                stage: "Deploy".to_owned(),
+                attempt: 1,
+                seq: 4,
+                state: StageState::Running,
+                at: T0 + 91,
+                detail: None,
+                log: vec![
+                    "checking the site".to_owned(),
+                    "site answers 200".to_owned(),
+                ],
+                log_seq: Some(3),
             }
             .into(),
         ),
@@ -321,6 +340,7 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
                 at: T0 + 80,
                 detail: Some("input 'Ship it?' waits for approval".to_owned()),
                 log: Vec::new(),
+                log_seq: None,
             }
             .into(),
         ),
