@@ -216,7 +216,7 @@ fn fixture() -> Fixture {
             },
         )
         .unwrap();
-    trust.approve(&definition_digest(&stage(CHAIN)), T0);
+    trust.approve(&definition_digest(&plan.body, &stage(CHAIN)), T0);
 
     let raw = std::iter::once(&offer)
         .chain(&receipts)

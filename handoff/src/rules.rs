@@ -368,7 +368,7 @@ pub fn check_definition(
             name: blueprint.name.clone(),
         },
         _ => Definition::Inline {
-            digest: definition_digest(stage),
+            digest: definition_digest(body, stage),
         },
     };
     let asked = match &definition {

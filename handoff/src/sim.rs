@@ -469,7 +469,7 @@ impl Sim {
         );
         let now = self.now / 1000;
         for stage in &plan.body.stages {
-            let digest = definition_digest(stage);
+            let digest = definition_digest(&plan.body, stage);
             for owner in self.owners_of(&run, stage.owner_name()) {
                 self.nodes[owner].trust.approve(&digest, now);
             }

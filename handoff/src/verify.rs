@@ -49,7 +49,7 @@ use std::iter;
 
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{
-    Body, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used, sha256_digest,
+    Body, Cache, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used, sha256_digest,
 };
 use otto_protocol::limits::MAX_TEXT_LEN;
 use otto_protocol::{
@@ -342,7 +342,7 @@ pub fn verify_offer(
     // 22. The stage's definition.
     let definition = if own {
         Definition::Own {
-            digest: definition_digest(stage),
+            digest: definition_digest(&body, stage),
         }
     } else {
         rules::check_definition(ctx.trust, sender.org(), &body, stage, ctx.publishes)?
@@ -366,19 +366,33 @@ pub fn verify_offer(
 /// The digest by which a node approves a stage's inline definition
 /// (`otto-node approve DIGEST`): `sha256:` and the lowercase hex SHA-256 of the canonical
 /// JSON (keys sorted, no whitespace, as for plans) of
-/// `{"gates", "notify", "runtime", "schema": "otto.stage-definition/v1", "secrets",
-/// "steps", "uses"}`, with the stage's fields as the plan format writes them; `secrets`
-/// and `uses` are left out when empty.
+/// `{"caches", "environment", "gates", "notify", "runtime", "schema":
+/// "otto.stage-definition/v1", "secrets", "steps", "uses"}`, with the stage's fields as the
+/// plan format writes them and `environment` as `{"name", "settings"}` (the environment
+/// the stage names and its settings in `body`); `caches`, `environment`, `secrets` and
+/// `uses` are left out when empty, so a stage without them has the digest it had before
+/// they were covered.
 ///
 /// It covers everything the owner would execute or hand over, or that decides how: the
 /// steps, the notify steps, the gates (a poll gate runs a command), the runtime (the
-/// image), the names of the secrets the stage receives, and the source files it names
-/// with `uses` by their digests (a changed `deploy.sh` is a new definition). It does not
-/// cover the stage's name, owner, needs or environment, so an approval survives renaming
-/// or moving the stage; which environments a peer may target is the policy's business.
-pub fn definition_digest(stage: &Stage) -> String {
+/// image), the names of the secrets the stage receives, the environment it runs in and
+/// that environment's settings (a variable such as `LD_PRELOAD` changes what the steps
+/// run), the caches it restores and saves (what they put in the workspace), and the
+/// source files it names with `uses` by their digests (a changed `deploy.sh` is a new
+/// definition). It does not cover the stage's name, owner or needs, so an approval
+/// survives renaming or moving the stage.
+pub fn definition_digest(body: &Body, stage: &Stage) -> String {
+    #[derive(Serialize)]
+    struct EnvironmentDoc<'a> {
+        name: &'a str,
+        settings: Option<&'a std::collections::BTreeMap<String, String>>,
+    }
     #[derive(Serialize)]
     struct DefinitionDoc<'a> {
+        #[serde(skip_serializing_if = "<[Cache]>::is_empty")]
+        caches: &'a [Cache],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        environment: Option<EnvironmentDoc<'a>>,
         gates: &'a Gates,
         notify: &'a Notify,
         runtime: &'a Runtime,
@@ -389,7 +403,13 @@ pub fn definition_digest(stage: &Stage) -> String {
         #[serde(skip_serializing_if = "<[Used]>::is_empty")]
         uses: &'a [Used],
     }
+    let environment = stage.environment.as_deref().map(|name| EnvironmentDoc {
+        name,
+        settings: body.environments.get(name).map(|e| &e.settings),
+    });
     let doc = DefinitionDoc {
+        caches: &stage.caches,
+        environment,
         gates: &stage.gates,
         notify: &stage.notify,
         runtime: &stage.runtime,

@@ -137,6 +137,55 @@ fn a_changed_deploy_script_is_a_new_definition_refused_until_approved() {
     assert!(!on_ops.contains("deploying v2"));
 }
 
+const WITH_SETTINGS: &str = "
+environments { production { settings { MODE = 'fast' } } }
+stage('Build') { steps { echo 'built' } }
+stage('Deploy') {
+  owner = 'ops'
+  environment -> production
+  steps { sh 'echo \"mode=$MODE\"' }
+}
+";
+
+/// The review of #12 (F1, F5): a setting added to the environment an approved stage runs
+/// in (a loader variable, here) changes what its steps run, so it is a new definition,
+/// refused on the asker's side as not approved, and nothing of it runs on ops.
+#[test]
+fn an_added_setting_in_an_approved_stages_environment_is_a_new_definition() {
+    let (dev, ops) = two_orgs(&["--envs", "production"]);
+    let one = project(&[("Ottofile", WITH_SETTINGS)]);
+    let (_, refused) = run_to_end(&dev, &one);
+    let first = digest_in(note(&refused, "Deploy"));
+    approve(&ops, &first);
+    let (run, status) = run_to_end(&dev, &one);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(log.contains("mode=fast"), "{log}");
+
+    let preloaded = project(&[(
+        "Ottofile",
+        &WITH_SETTINGS.replace("MODE = 'fast'", "MODE = 'fast'  LD_PRELOAD = 'out/evil.so'"),
+    )]);
+    let (run, refused) = run_to_end(&dev, &preloaded);
+    assert_eq!(refused["run"]["state"], "failed", "{refused}");
+    let second = note(&refused, "Deploy").to_owned();
+    assert!(second.contains("ops-1 rejected Deploy"), "{second}");
+    assert!(second.contains("is not approved here"), "{second}");
+    assert!(second.contains("definition_not_approved"), "{second}");
+    assert_ne!(digest_in(&second), first);
+    let on_ops = ops.otto(&["logs", &run, "Deploy"]);
+    assert!(
+        !text(&on_ops.stdout).contains("mode="),
+        "{}",
+        text(&on_ops.stdout)
+    );
+}
+
 const WITH_SECRETS: &str = "
 environments { production { secrets { DEPLOY_TOKEN } } }
 stage('Build') { steps { echo 'built' } }

