@@ -932,7 +932,7 @@ fn wall_settings(
         }
         Some(name) => {
             let user = step_user(name)?;
-            reachable(&work_dir, user).map_err(|reason| bad(format!(
+            crate::step_user::reachable(&work_dir, user).map_err(|reason| bad(format!(
                 "cannot be reached by the step user {name:?}: {reason}; make it searchable (chmod o+x) or set [agent] work_dir elsewhere"
             )))?;
             Some(user)
@@ -1014,46 +1014,14 @@ fn wall_settings(
     Ok((wall, info, work_dir))
 }
 
-/// Whether `user` may pass through every directory from `/` down to `dir`.
-fn reachable(dir: &Path, user: otto_agent_protocol::StepUser) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt as _;
-    for ancestor in dir.ancestors() {
-        let meta = std::fs::metadata(ancestor).map_err(|e| e.to_string())?;
-        let bit = if meta.uid() == user.uid {
-            0o100
-        } else if meta.gid() == user.gid {
-            0o010
-        } else {
-            0o001
-        };
-        if meta.mode() & bit == 0 {
-            return Err(format!(
-                "{} is mode {:o}",
-                ancestor.display(),
-                meta.mode() & 0o7777
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// The user and group ids of user `name`, which must exist and not be root.
 fn step_user(name: &str) -> Result<otto_agent_protocol::StepUser, DaemonError> {
-    let bad = |reason: &str| DaemonError::Io {
+    let bad = |reason: String| DaemonError::Io {
         what: format!("agent.run_as {name:?}"),
-        source: std::io::Error::other(reason.to_owned()),
+        source: std::io::Error::other(reason),
     };
-    let entry = nix::unistd::User::from_name(name)
-        .map_err(|e| bad(&format!("cannot look the user up: {e}")))?
-        .ok_or_else(|| {
-            bad("no such user; create it (otto-node init does as root) or change the setting")
-        })?;
-    if entry.uid.is_root() {
-        return Err(bad("is root; steps need an unprivileged user"));
-    }
-    Ok(otto_agent_protocol::StepUser {
-        uid: entry.uid.as_raw(),
-        gid: entry.gid.as_raw(),
+    crate::step_user::lookup(name).map_err(bad)?.ok_or_else(|| {
+        bad("no such user; create it (otto-node init --run-as NAME does, as root) or change the setting".into())
     })
 }
 

@@ -314,6 +314,9 @@ pub struct InitOptions {
     pub org_key: Option<PathBuf>,
     /// The stage owners this node runs.
     pub answers_to: Vec<String>,
+    /// The user steps run as (`[agent] run_as`), for a node that runs as root; the user
+    /// must exist by the time the node starts ([`crate::step_user::ensure`]).
+    pub run_as: Option<String>,
 }
 
 /// What [`init`] made.
@@ -678,7 +681,8 @@ impl Home {
         now: u64,
     ) -> Result<Initialized, HomeError> {
         set_mode(&self.root, 0o700)?;
-        let config = Config::new(&options.name, &options.org, options.answers_to.clone());
+        let mut config = Config::new(&options.name, &options.org, options.answers_to.clone());
+        config.agent.run_as.clone_from(&options.run_as);
         persist::write_private_file(&self.config_file(), config.to_documented_toml().as_bytes())?;
 
         let node_key = NodeKey::generate(rng);
@@ -1150,6 +1154,7 @@ mod tests {
             name: "ops-1".into(),
             org_key: None,
             answers_to: vec!["ops".into()],
+            run_as: None,
         }
     }
 

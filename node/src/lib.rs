@@ -18,6 +18,7 @@ pub mod outbound;
 pub mod secrets;
 pub mod snapshot;
 pub mod sources;
+pub mod step_user;
 pub mod store;
 pub mod ui;
 pub mod vault;

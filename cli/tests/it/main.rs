@@ -22,6 +22,7 @@ mod node_run;
 mod node_run_git;
 mod node_runtimes;
 mod node_source;
+mod node_step_user;
 mod operating_doc;
 mod tutorial;
 mod verify;

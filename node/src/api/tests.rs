@@ -35,6 +35,7 @@ pub(crate) async fn state(dir: &std::path::Path, max_json_bytes: usize) -> ApiSt
         name: "n1".into(),
         org_key: None,
         answers_to: vec![],
+        run_as: None,
     };
     home::init(&root, &options, &mut rng, 1_700_000_000).unwrap();
     let home = Home::new(&root);

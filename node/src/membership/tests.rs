@@ -38,6 +38,7 @@ fn fixture() -> Fixture {
         name: "dev-1".into(),
         org_key: None,
         answers_to: vec![],
+        run_as: None,
     };
     home::init(
         &root,

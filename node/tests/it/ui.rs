@@ -132,6 +132,7 @@ async fn a_signed_in_browser_sees_every_page_of_a_run_and_never_a_secret() {
         name: "dev-1".into(),
         org_key: None,
         answers_to: vec![],
+        run_as: None,
     };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

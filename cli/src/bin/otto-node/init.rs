@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use otto_node::daemon::{system_rng, unix_now};
 use otto_node::home::{self, Home, InitOptions};
+use otto_node::step_user;
 
 /// Create a node's home: configuration, keys, certificate, trust store, CA, store.
 #[derive(Debug, clap::Args)]
@@ -13,11 +14,15 @@ use otto_node::home::{self, Home, InitOptions};
   otto-node init --home ~/.otto --org acme --name ci-1
   otto-node init --home /srv/otto-ops --org acme --name ops-1 --answers-to ops
   otto-node init --home /srv/otto-2 --org acme --name ci-2 --org-key ~/.otto/org.key --json
+  otto-node init --home /var/lib/otto --org acme --name ci-3 --run-as otto-step
 
 The first node of an org makes the org key (org.key in its home; keep a copy somewhere
 safe and off the node). Further nodes of the org are made with --org-key FILE: their
 certificate is signed with that key, which is not copied into their home.
-An existing non-empty directory is refused.")]
+An existing non-empty directory is refused.
+A node that runs as root should run steps as an unprivileged user: --run-as USER (as root)
+creates that user when it does not exist (useradd --system --no-create-home) and writes
+[agent] run_as; the user must be able to pass through the directories above the home.")]
 pub(crate) struct Args {
     /// The home directory to create [default: ~/.otto].
     #[arg(long, value_name = "DIR", env = "OTTO_HOME")]
@@ -34,6 +39,10 @@ pub(crate) struct Args {
     /// A stage owner this node runs (repeatable), e.g. --answers-to ops.
     #[arg(long = "answers-to", value_name = "NAME")]
     answers_to: Vec<String>,
+    /// Run steps as this unprivileged user, e.g. otto-step (for a node that runs as root;
+    /// created when missing).
+    #[arg(long = "run-as", value_name = "USER")]
+    run_as: Option<String>,
     /// Print what was made as JSON.
     #[arg(long)]
     json: bool,
@@ -41,11 +50,15 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let home = Home::resolve(args.home)?;
+    if let Some(name) = &args.run_as {
+        step_user(&home, name).with_context(|| format!("--run-as {name}"))?;
+    }
     let options = InitOptions {
         org: args.org,
         name: args.name,
         org_key: args.org_key,
         answers_to: args.answers_to,
+        run_as: args.run_as.clone(),
     };
     let made = home::init(home.root(), &options, &mut system_rng(), unix_now())
         .with_context(|| format!("cannot create a node home in {}", home.root().display()))?;
@@ -57,6 +70,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "org": made.org,
             "peer_id": made.peer_id,
             "org_key": made.org_key,
+            "run_as": args.run_as,
         });
         writeln!(out, "{value}")?;
     } else {
@@ -74,11 +88,41 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             made.org_key,
             made.org_key_file.display()
         )?;
+        if let Some(user) = &args.run_as {
+            writeln!(out, "  steps run as user {user}")?;
+        }
         writeln!(
             out,
             "start it with: otto-node start --home {}",
             made.home.display()
         )?;
     }
+    Ok(())
+}
+
+/// Makes sure steps can run as user `name`: this process is root, the user can pass
+/// through the directories above the home (the work directory is made next to it), and
+/// the user exists (created when it does not). Checked before anything is made.
+fn step_user(home: &Home, name: &str) -> anyhow::Result<()> {
+    if !rustix::process::geteuid().is_root() {
+        anyhow::bail!(
+            "only a node running as root can run steps as another user; init without --run-as \
+             (steps then run as this user)"
+        );
+    }
+    if !otto_trust::valid_name(name) {
+        anyhow::bail!("{name:?} is not a valid user name");
+    }
+    // An existing user that is root is refused before anything else is said of it.
+    step_user::lookup(name).map_err(anyhow::Error::msg)?;
+    let work_dir = std::path::absolute(home.work_dir())?;
+    step_user::reaches(name, &work_dir).map_err(|reason| {
+        anyhow::anyhow!(
+            "the step user could not reach the work directory {}: {reason}; make it \
+             searchable (chmod o+x) or put the home elsewhere",
+            work_dir.display()
+        )
+    })?;
+    step_user::ensure(name).map_err(anyhow::Error::msg)?;
     Ok(())
 }

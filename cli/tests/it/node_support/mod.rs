@@ -34,7 +34,11 @@ impl Node {
     /// A fresh home of node `name` of org `org`, made with the `extra` init flags (e.g.
     /// `--org-key FILE`), not started.
     pub fn init_as(org: &str, name: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::init_in(tempfile::tempdir().unwrap(), org, name, extra)
+    }
+
+    /// [`Node::init_as`] with the home in `dir`.
+    pub fn init_in(dir: tempfile::TempDir, org: &str, name: &str, extra: &[&str]) -> Self {
         let home = dir.path().join("home");
         let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
             .args(["init", "--org", org, "--name", name, "--json"])
