@@ -40,6 +40,7 @@ fn seed(i: usize) -> [u8; 32] {
 fn stage(i: usize) -> Stage {
     let id = format!("s{i:04}");
     Stage {
+        concurrency: None,
         blueprint: None,
         caches: Vec::new(),
         environment: None,
@@ -113,6 +114,7 @@ fn fixture() -> Fixture {
         .collect();
     let plan = Plan {
         body: Body {
+            concurrency: None,
             config: Value::Object(serde_json::Map::new()),
             environments: BTreeMap::new(),
             facts: Facts::default(),

@@ -31,7 +31,7 @@
 //! | 19 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
 //! | 20 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
 //! | 21 | every owner name the plan binds and this node knows is bound to the org this node knows by that name | `owner_binding_mismatch` |
-//! | 22 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files) is approved here under a policy with `definitions = "approved"`; for a stage of a run this node started, its own plan ([`Definition::Own`]) | `definition_not_approved` |
+//! | 22 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files, concurrency group) is approved here under a policy with `definitions = "approved"`; for a stage of a run this node started, its own plan ([`Definition::Own`]) | `definition_not_approved` |
 //!
 //! Authentication comes first, so nothing unauthenticated decides more than `malformed`
 //! or `bad_signature`; cheap freshness checks come before the plan is parsed; the receipt
@@ -49,7 +49,8 @@ use std::iter;
 
 use otto_pipeline::Plan;
 use otto_pipeline::plan::{
-    Body, Cache, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used, sha256_digest,
+    Body, Cache, Concurrency, Gates, Notify, Provenance, Runtime, SCHEMA, Stage, Step, Used,
+    sha256_digest,
 };
 use otto_protocol::limits::MAX_TEXT_LEN;
 use otto_protocol::{
@@ -366,12 +367,12 @@ pub fn verify_offer(
 /// The digest by which a node approves a stage's inline definition
 /// (`otto-node approve DIGEST`): `sha256:` and the lowercase hex SHA-256 of the canonical
 /// JSON (keys sorted, no whitespace, as for plans) of
-/// `{"caches", "environment", "gates", "notify", "runtime", "schema":
+/// `{"caches", "concurrency", "environment", "gates", "notify", "runtime", "schema":
 /// "otto.stage-definition/v1", "secrets", "steps", "uses"}`, with the stage's fields as the
 /// plan format writes them and `environment` as `{"name", "settings"}` (the environment
-/// the stage names and its settings in `body`); `caches`, `environment`, `secrets` and
-/// `uses` are left out when empty, so a stage without them has the digest it had before
-/// they were covered.
+/// the stage names and its settings in `body`); `caches`, `concurrency`, `environment`,
+/// `secrets` and `uses` are left out when empty, so a stage without them has the digest it
+/// had before they were covered.
 ///
 /// It covers everything the owner would execute or hand over, or that decides how: the
 /// steps, the notify steps, the gates (a poll gate runs a command), the runtime (the
@@ -379,7 +380,9 @@ pub fn verify_offer(
 /// that environment's settings (a variable such as `LD_PRELOAD` changes what the steps
 /// run), the caches it restores and saves (what they put in the workspace), and the
 /// source files it names with `uses` by their digests (a changed `deploy.sh` is a new
-/// definition). It does not cover the stage's name, owner or needs, so an approval
+/// definition), and its concurrency group (which deploys of this node it queues behind or,
+/// with `cancel_in_progress`, cancels: a peer cannot name the owner's group unapproved).
+/// It does not cover the stage's name, owner or needs, so an approval
 /// survives renaming or moving the stage.
 pub fn definition_digest(body: &Body, stage: &Stage) -> String {
     #[derive(Serialize)]
@@ -391,6 +394,8 @@ pub fn definition_digest(body: &Body, stage: &Stage) -> String {
     struct DefinitionDoc<'a> {
         #[serde(skip_serializing_if = "<[Cache]>::is_empty")]
         caches: &'a [Cache],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        concurrency: &'a Option<Concurrency>,
         #[serde(skip_serializing_if = "Option::is_none")]
         environment: Option<EnvironmentDoc<'a>>,
         gates: &'a Gates,
@@ -409,6 +414,7 @@ pub fn definition_digest(body: &Body, stage: &Stage) -> String {
     });
     let doc = DefinitionDoc {
         caches: &stage.caches,
+        concurrency: &stage.concurrency,
         environment,
         gates: &stage.gates,
         notify: &stage.notify,

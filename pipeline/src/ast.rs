@@ -37,6 +37,21 @@ pub struct File {
     /// The pipeline: `pipeline { ... }`, or stage items / `steps { }` written at top level.
     /// `None` when the file defines no stages (a library of blueprints, say).
     pub pipeline: Option<Pipeline>,
+    /// `concurrency { }` of the pipeline, written inside `pipeline { }` or at top level.
+    pub concurrency: Option<Concurrency>,
+}
+
+/// `concurrency { group = 'deploy-production'  cancel_in_progress = false }`: at most one
+/// run of the pipeline (or one running instance of the stage) in the group at a time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concurrency {
+    /// `group = value`: the group's name (`None` only after an error, already reported).
+    pub group: Option<Expr>,
+    /// `cancel_in_progress = value`: a newer run cancels the one in progress instead of
+    /// waiting for it.
+    pub cancel_in_progress: Option<Expr>,
+    /// Where the block was written (the `concurrency` keyword to the closing brace).
+    pub span: Span,
 }
 
 /// One reference inside `use { ... }`.
@@ -217,6 +232,8 @@ pub struct Stage {
     pub uses: Vec<Expr>,
     /// Sub-stages: a stage that groups stages runs them in order.
     pub children: Vec<StageItem>,
+    /// `concurrency { }`: one running instance of the stage in the group at a time.
+    pub concurrency: Option<Concurrency>,
     /// Where the block was written (the `stage` keyword to the closing brace).
     pub span: Span,
 }

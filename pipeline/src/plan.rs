@@ -43,6 +43,10 @@ pub struct Plan {
 /// Everything in a plan that affects execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Body {
+    /// The pipeline's `concurrency { }`: at most one run in its group at a time on the node
+    /// that starts the run. Left out when not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// The `configure { }` tree as a JSON object.
     pub config: Value,
     /// The environments some stage uses, by name.
@@ -273,6 +277,11 @@ pub struct Stage {
     pub blueprint: Option<BlueprintRef>,
     /// The caches it restores and saves, sorted by name.
     pub caches: Vec<Cache>,
+    /// Its `concurrency { }`: one running instance of a stage in its group at a time on the
+    /// node that runs it. Part of its definition (the owner approves it with the steps).
+    /// Left out when not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
     /// The environment it runs in.
     pub environment: Option<String>,
     /// Its gates.
@@ -311,6 +320,56 @@ pub struct Stage {
     pub uses: Vec<Used>,
     /// Its `when` condition (all lines ANDed, a group's included).
     pub when: Option<Condition>,
+}
+
+/// A `concurrency { }` block: a group that holds one run (of a pipeline) or one running
+/// stage at a time; a newer one waits its turn, in arrival order, or, with
+/// `cancel_in_progress`, has the one in progress cancelled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrency {
+    /// Whether a newer member cancels the one in progress (and those waiting) instead of
+    /// waiting for it.
+    pub cancel_in_progress: bool,
+    /// The group's name ([`check_group`] holds for it).
+    pub group: String,
+}
+
+impl Concurrency {
+    /// The block for people: `group 'deploy' (one run at a time; a newer run cancels the
+    /// one in progress)`, `member` naming what the group holds.
+    pub fn describe(&self, member: &str) -> String {
+        let then = if self.cancel_in_progress {
+            format!("a newer {member} cancels the one in progress")
+        } else {
+            "the others wait their turn".to_owned()
+        };
+        format!("group '{}' (one {member} at a time; {then})", self.group)
+    }
+}
+
+/// The longest concurrency group name, in bytes.
+pub const MAX_GROUP_BYTES: usize = 128;
+
+/// Whether `group` may name a concurrency group: 1 to [`MAX_GROUP_BYTES`] bytes, no
+/// control characters (a name is shown on one line in status, logs and the UI). The reason
+/// otherwise, which never repeats the name.
+pub fn check_group(group: &str) -> Result<(), String> {
+    if group.is_empty() {
+        return Err("a group name must not be empty".into());
+    }
+    if group.len() > MAX_GROUP_BYTES {
+        return Err(format!(
+            "a group name has at most {MAX_GROUP_BYTES} bytes, this one has {}",
+            group.len()
+        ));
+    }
+    if let Some(c) = group.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "a group name must not hold control characters (found U+{:04X})",
+            u32::from(c)
+        ));
+    }
+    Ok(())
 }
 
 /// A condition and what it gives for the plan's facts.

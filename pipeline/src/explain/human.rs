@@ -132,6 +132,9 @@ fn header(plan: &Plan, out: &mut String) {
         let triggers: Vec<String> = body.triggers.iter().map(|t| t.describe()).collect();
         let _ = writeln!(out, "triggers: {}", triggers.join("; "));
     }
+    if let Some(c) = &body.concurrency {
+        let _ = writeln!(out, "concurrency: {}", c.describe("run"));
+    }
     if !body.libraries.is_empty() {
         let libs: Vec<String> = body
             .libraries
@@ -281,6 +284,9 @@ fn details(plan: &Plan, stage: &Stage, out: &mut String) {
     }
     if let Some(timeout) = &stage.timeout {
         let _ = writeln!(out, "{IN}timeout {}", timeout.text);
+    }
+    if let Some(c) = &stage.concurrency {
+        let _ = writeln!(out, "{IN}concurrency: {}", c.describe("running stage"));
     }
     if let Some(bp) = &stage.blueprint {
         let _ = writeln!(out, "{IN}from blueprint {} ({})", bp.name, bp.library);

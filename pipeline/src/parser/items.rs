@@ -1,4 +1,4 @@
-//! Top-level items: `use`, `configure`, `environments`, `triggers`, `vars`, `blueprint`, `pipeline`,
+//! Top-level items: `use`, `configure`, `environments`, `triggers`, `concurrency`, `vars`, `blueprint`, `pipeline`,
 //! and stage items written at top level.
 
 use super::stage::item_span;
@@ -17,6 +17,7 @@ pub(crate) const FILE_KEYWORDS: &[&str] = &[
     "configure",
     "environments",
     "triggers",
+    "concurrency",
     "vars",
     "blueprint",
     "step",
@@ -28,6 +29,14 @@ pub(crate) const FILE_KEYWORDS: &[&str] = &[
     "stages",
     "steps",
 ];
+
+/// What a `pipeline { }` or `blueprint { }` body takes besides stages and `name`.
+enum Container<'a> {
+    /// A pipeline's `concurrency { }`.
+    Pipeline(&'a mut Option<crate::ast::Concurrency>),
+    /// A blueprint's `vars { }`.
+    Blueprint(&'a mut Vec<VarDecl>),
+}
 
 /// What the top level has collected so far.
 #[derive(Default)]
@@ -101,6 +110,10 @@ impl Parser<'_> {
                 self.bump();
                 let entries = self.config_entries("after `triggers`")?;
                 top.file.triggers.extend(entries);
+            }
+            "concurrency" => {
+                let concurrency = self.concurrency()?;
+                self.set_concurrency(&mut top.file.concurrency, concurrency, "this pipeline");
             }
             "vars" => {
                 self.bump();
@@ -191,13 +204,17 @@ impl Parser<'_> {
             items: Vec::new(),
             span: start,
         };
+        let mut concurrency = None;
         self.stages_container(
             "after `pipeline`",
             "a pipeline",
             &mut pipeline.name,
             &mut pipeline.items,
-            None,
+            Container::Pipeline(&mut concurrency),
         )?;
+        if let Some(concurrency) = concurrency {
+            self.set_concurrency(&mut top.file.concurrency, concurrency, "this pipeline");
+        }
         pipeline.span = self.span_from(start);
         if let Some(first) = &top.explicit {
             let first = first.span;
@@ -233,7 +250,7 @@ impl Parser<'_> {
             "a blueprint",
             &mut blueprint.name,
             &mut blueprint.items,
-            Some(&mut blueprint.vars),
+            Container::Blueprint(&mut blueprint.vars),
         )?;
         blueprint.span = self.span_from(start);
         Ok(blueprint)
@@ -288,16 +305,22 @@ impl Parser<'_> {
         within: &str,
         name: &mut Option<Str>,
         items: &mut Vec<StageItem>,
-        mut vars: Option<&mut Vec<VarDecl>>,
+        mut container: Container<'_>,
     ) -> PResult<()> {
-        let known: &[&str] = if vars.is_some() {
-            &[
+        let known: &[&str] = match container {
+            Container::Blueprint(_) => &[
                 "name", "vars", "stages", "stage", "parallel", "each", "from", "steps",
-            ]
-        } else {
-            &[
-                "name", "stages", "stage", "parallel", "each", "from", "steps",
-            ]
+            ],
+            Container::Pipeline(_) => &[
+                "name",
+                "concurrency",
+                "stages",
+                "stage",
+                "parallel",
+                "each",
+                "from",
+                "steps",
+            ],
         };
         self.block(after, Items::Stages, |p| {
             match p.peek_ident() {
@@ -313,11 +336,17 @@ impl Parser<'_> {
                         None => *name = Some(value),
                     }
                 }
-                Some("vars") if vars.is_some() => {
+                Some("vars") if matches!(container, Container::Blueprint(_)) => {
                     p.bump();
                     let declared = p.vars()?;
-                    if let Some(vars) = vars.as_deref_mut() {
+                    if let Container::Blueprint(vars) = &mut container {
                         vars.extend(declared);
+                    }
+                }
+                Some("concurrency") if matches!(container, Container::Pipeline(_)) => {
+                    let concurrency = p.concurrency()?;
+                    if let Container::Pipeline(slot) = &mut container {
+                        p.set_concurrency(slot, concurrency, "this pipeline");
                     }
                 }
                 Some("steps") => items.push(p.unnamed_stage()?),

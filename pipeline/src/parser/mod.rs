@@ -80,7 +80,9 @@ impl Items {
         const STAGE_ITEMS: &[&str] = &["stage", "parallel", "each", "from", "stages", "steps"];
         match self {
             Self::File => STAGE_ITEMS.contains(&name) || expr::one_of(name, items::FILE_KEYWORDS),
-            Self::Stages => STAGE_ITEMS.contains(&name) || name == "name" || name == "vars",
+            Self::Stages => {
+                STAGE_ITEMS.contains(&name) || matches!(name, "name" | "vars" | "concurrency")
+            }
             Self::StageBody => {
                 STAGE_ITEMS.contains(&name) || expr::one_of(name, stage::BODY_KEYWORDS)
             }

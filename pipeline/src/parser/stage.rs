@@ -2,7 +2,10 @@
 //! a stage holds (`runtime`, `cache`, `gates`, `steps`, `notify`, ...).
 
 use super::{Fail, Items, PResult, Parser};
-use crate::ast::{CacheEntry, Expr, GateItem, Ident, Notify, Runtime, Stage, StageItem, Step};
+use crate::ast::{
+    CacheEntry, Concurrency, Expr, ExprKind, GateItem, Ident, Notify, Runtime, Stage, StageItem,
+    Step,
+};
 use crate::diagnostic::Diagnostic;
 use crate::lexer::TokenKind;
 use crate::span::Span;
@@ -20,6 +23,7 @@ pub(crate) const BODY_KEYWORDS: &[&str] = &[
     "gates",
     "steps",
     "notify",
+    "concurrency",
     "before",
     "feedback",
     "stage",
@@ -55,6 +59,9 @@ struct Seen {
     environment: Option<Span>,
     runtime: Option<Span>,
 }
+
+/// The keys of a `concurrency { }` block.
+const CONCURRENCY_KEYS: &[&str] = &["group", "cancel_in_progress"];
 
 impl Parser<'_> {
     /// Parses a stage item into `items` when the next token starts one; `None` otherwise
@@ -301,12 +308,89 @@ impl Parser<'_> {
                 self.bump();
                 self.notify(&mut stage.notify)?;
             }
+            "concurrency" => {
+                let concurrency = self.concurrency()?;
+                self.set_concurrency(&mut stage.concurrency, concurrency, "this stage");
+            }
             _ => match self.stage_item(&mut stage.children) {
                 Some(result) => return result,
                 None => return Err(self.unknown_keyword("a stage body", BODY_KEYWORDS)),
             },
         }
         Ok(())
+    }
+
+    /// `concurrency { group = '...'  cancel_in_progress = true }`, the keyword next. A group
+    /// written as a string is checked here ([`crate::plan::check_group`]): an empty one, one
+    /// too long or one with control characters is one diagnostic at the string.
+    pub(crate) fn concurrency(&mut self) -> PResult<Concurrency> {
+        let start = self.bump().span;
+        let mut group: Option<Expr> = None;
+        let mut cancel: Option<Expr> = None;
+        let reported = self.diagnostics.len();
+        self.block(
+            "after `concurrency`",
+            Items::Keywords(CONCURRENCY_KEYS),
+            |p| {
+                if p.peek_ident()
+                    .is_some_and(|k| !CONCURRENCY_KEYS.contains(&k))
+                {
+                    return Err(p.unknown_keyword("`concurrency`", CONCURRENCY_KEYS));
+                }
+                let (key, value) = p.assignment("`group` or `cancel_in_progress`")?;
+                if key.name == "group"
+                    && let ExprKind::Str(name) = &value.kind
+                    && let Err(why) = crate::plan::check_group(name)
+                {
+                    p.report(
+                        Diagnostic::new(format!("bad concurrency group: {why}"), value.span)
+                            .with_label("not a group name"),
+                    );
+                }
+                let slot = if key.name == "group" {
+                    &mut group
+                } else {
+                    &mut cancel
+                };
+                match slot {
+                    Some(first) => {
+                        let first = first.span;
+                        p.duplicate(&key.name, "this `concurrency`", key.span, first);
+                    }
+                    None => *slot = Some(value),
+                }
+                Ok(())
+            },
+        )?;
+        let span = self.span_from(start);
+        if group.is_none() && self.diagnostics.len() == reported {
+            self.report(
+                Diagnostic::new("`concurrency` needs `group = ...`", span)
+                    .with_label("no `group`")
+                    .with_hint("write concurrency { group = 'deploy-production' }"),
+            );
+        }
+        Ok(Concurrency {
+            group,
+            cancel_in_progress: cancel,
+            span,
+        })
+    }
+
+    /// Keeps the first `concurrency { }` of a stage or pipeline; a second is reported.
+    pub(crate) fn set_concurrency(
+        &mut self,
+        slot: &mut Option<Concurrency>,
+        concurrency: Concurrency,
+        within: &str,
+    ) {
+        match slot {
+            Some(first) => {
+                let first = first.span;
+                self.duplicate("concurrency", within, concurrency.span, first);
+            }
+            None => *slot = Some(concurrency),
+        }
     }
 
     fn runtime(&mut self, runtime: &mut Runtime) -> PResult<()> {

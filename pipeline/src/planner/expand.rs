@@ -270,6 +270,7 @@ impl<'a> Expander<'a> {
             (!stage.caches.is_empty(), "caches"),
             (!notify_is_empty(&stage.notify), "notify"),
             (stage.timeout.is_some(), "a timeout"),
+            (stage.concurrency.is_some(), "concurrency"),
         ] {
             if present {
                 self.diags.push(

@@ -238,6 +238,10 @@ impl Planner<'_> {
         let config = configure(&ast.configure, &scope, &mut diags);
         let environments = environments(ast, &scope, &sources, &mut diags);
         let triggers = triggers::triggers(&ast.triggers, &scope, &mut diags);
+        let concurrency = ast
+            .concurrency
+            .as_ref()
+            .and_then(|c| scope.concurrency(c, &mut diags));
         if let Some(given) = &self.facts.environment
             && !environments.contains_key(given)
         {
@@ -283,6 +287,7 @@ impl Planner<'_> {
                 .unwrap_or_else(|| "pipeline".to_owned()),
         };
         let body = plan::Body {
+            concurrency,
             schema: SCHEMA.to_owned(),
             pipeline: name,
             facts: plan::Facts {

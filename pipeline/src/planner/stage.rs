@@ -74,6 +74,10 @@ impl Expander<'_> {
             let paths = scope.strings(expr, "uses", &mut self.diags);
             uses.extend(paths.into_iter().flatten().map(|p| (p, expr.span)));
         }
+        let concurrency = stage
+            .concurrency
+            .as_ref()
+            .and_then(|c| scope.concurrency(c, &mut self.diags));
         let Some(name) = name else {
             return entry;
         };
@@ -98,6 +102,7 @@ impl Expander<'_> {
                     label: runtime.label,
                 },
                 caches: Vec::new(),
+                concurrency,
                 steps,
                 notify,
                 timeout,

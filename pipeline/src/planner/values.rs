@@ -285,6 +285,51 @@ impl Scope<'_> {
         }
     }
 
+    /// Evaluates a `concurrency { }` block: its group a string [`plan::check_group`] takes,
+    /// `cancel_in_progress` a boolean (false when not written). `None` after an error.
+    pub(crate) fn concurrency(
+        &self,
+        block: &crate::ast::Concurrency,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<plan::Concurrency> {
+        let expr = block.group.as_ref()?;
+        let group = self.string(expr, "a concurrency group", diags)?;
+        // A literal was checked by the parser; a computed name is checked here.
+        if !matches!(expr.kind, ExprKind::Str(_))
+            && let Err(why) = plan::check_group(&group)
+        {
+            diags.push(
+                Diagnostic::new(format!("bad concurrency group: {why}"), expr.span)
+                    .with_label("not a group name"),
+            );
+            return None;
+        }
+        let cancel_in_progress = match &block.cancel_in_progress {
+            None => false,
+            Some(expr) => match self.eval(expr, diags)? {
+                Val::Bool(b) => b,
+                other => {
+                    diags.push(
+                        Diagnostic::new(
+                            format!(
+                                "cancel_in_progress must be true or false, not {}",
+                                other.kind()
+                            ),
+                            expr.span,
+                        )
+                        .with_label("expected a boolean"),
+                    );
+                    return None;
+                }
+            },
+        };
+        plan::check_group(&group).ok()?;
+        Some(plan::Concurrency {
+            cancel_in_progress,
+            group,
+        })
+    }
+
     /// Evaluates an expression that must give a string or a list of strings.
     pub(crate) fn strings(
         &self,

@@ -9,6 +9,7 @@ mod parse;
 mod parse_errors;
 mod parse_props;
 mod plan_classic;
+mod plan_concurrency;
 mod plan_diagnostics;
 mod plan_digest;
 mod plan_examples;

@@ -492,7 +492,7 @@ fn smaller_structural_errors() {
         (
             "'x'",
             "1:1",
-            "expected a top-level item (`use`, `configure`, `environments`, `triggers`, `vars`, `blueprint`, `step`, `pipeline`, `stage`, `parallel`, `each`, `from`, `stages` or `steps`), found string \"x\"",
+            "expected a top-level item (`use`, `configure`, `environments`, `triggers`, `concurrency`, `vars`, `blueprint`, `step`, `pipeline`, `stage`, `parallel`, `each`, `from`, `stages` or `steps`), found string \"x\"",
         ),
     ];
     for (text, at, message) in cases {

@@ -138,7 +138,7 @@ proptest! {
 
     #[test]
     fn parse_never_panics_on_token_soup(
-        picks in proptest::collection::vec(0usize..64, 0..200),
+        picks in proptest::collection::vec(0usize..72, 0..200),
         separators in proptest::collection::vec(0usize..SEPARATORS.len(), 200),
     ) {
         const WORDS: &[&str] = &[
@@ -148,7 +148,8 @@ proptest! {
             "stage", "parallel", "each", "from", "steps", "name", "owner", "timeout",
             "environment", "when", "runtime", "docker", "computer", "cache", "gates", "enter",
             "exit", "input", "webhook", "poll", "notify", "success", "failure", "settings",
-            "secrets", "sha256", "stdlib", "type", "default", "sh",
+            "secrets", "sha256", "stdlib", "type", "default", "sh", "concurrency", "group",
+            "cancel_in_progress",
         ];
         let mut text = String::new();
         for (i, pick) in picks.iter().enumerate() {

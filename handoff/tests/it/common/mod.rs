@@ -118,6 +118,7 @@ pub(crate) fn stage(id: &str, owner: Option<&str>, needs: &[&str]) -> Stage {
     Stage {
         blueprint: None,
         caches: Vec::new(),
+        concurrency: None,
         environment: None,
         gates: Gates::default(),
         group: Vec::new(),
@@ -158,6 +159,7 @@ pub(crate) fn plan() -> Plan {
     smoke.handoffs_from = vec!["ops".to_owned()];
     Plan {
         body: Body {
+            concurrency: None,
             config: Value::Object(serde_json::Map::new()),
             environments: BTreeMap::from([("production".to_owned(), Environment::default())]),
             facts: Facts {
