@@ -67,9 +67,15 @@ fn print_detail(detail: &RunDetail, out: &mut impl io::Write) -> io::Result<()> 
         .finished_at
         .map(|end| format!(" in {}", human_ms(end.saturating_sub(run.created_at))))
         .unwrap_or_default();
+    // Why the run is where it is: `queued — waiting for run X in group G`.
+    let note = run
+        .note
+        .as_deref()
+        .map(|n| format!(" — {n}"))
+        .unwrap_or_default();
     writeln!(
         out,
-        "run {}  {}  {}{elapsed}  (started by {})",
+        "run {}  {}  {}{note}{elapsed}  (started by {})",
         run.id,
         run.pipeline,
         state_word(run.state),
@@ -196,6 +202,10 @@ pub(crate) fn describe_stage(stage: &StageDetail) -> String {
     let last = s.last_attempt();
     let waiting = stage.gates.iter().find(|g| g.state == GateState::Waiting);
     let mut text = match s.state {
+        // Queued for a concurrency group or an agent slot: the note says for what.
+        StageState::Pending if s.note.as_deref().is_some_and(|n| n.starts_with("queued")) => {
+            return s.note.clone().unwrap_or_default();
+        }
         StageState::Pending => "pending".to_owned(),
         StageState::WaitingGate => match waiting {
             Some(gate) => format!(

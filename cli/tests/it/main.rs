@@ -8,6 +8,7 @@ mod explain;
 mod node_approvals;
 mod node_bad_input;
 mod node_cancel;
+mod node_concurrency;
 mod node_conventions;
 mod node_forge;
 mod node_gates;

@@ -141,6 +141,7 @@ impl From<EngineError> for ApiError {
             | EngineError::GateElsewhere { .. }
             | EngineError::Finished(_)
             | EngineError::NotRetryable(_)
+            | EngineError::GroupFull { .. }
             | EngineError::Store(crate::store::Error::NotRetryable(_)) => {
                 Self::conflict(e.to_string())
             }

@@ -76,6 +76,14 @@ pub const EVENT_BUFFER: usize = 4096;
 /// How many commands may wait for the engine task.
 const COMMAND_BUFFER: usize = 64;
 
+/// How many members a concurrency group holds at most (the one holding it and those
+/// waiting): a run or stage past it is refused, not queued, so a flood of runs never grows a
+/// queue without bound.
+pub const MAX_GROUP_MEMBERS: usize = 100;
+
+/// What cancels a stage task: a reason sent on it.
+pub(crate) type StageCancel = tokio::sync::watch::Sender<Option<String>>;
+
 /// How many notices may wait for the exchange ([`NoticeFeed`]).
 pub const NOTICE_BUFFER: usize = 256;
 
@@ -458,6 +466,22 @@ pub enum EngineError {
     /// Nothing of the run can be retried as asked, and why.
     #[error("{0}")]
     NotRetryable(String),
+    /// The concurrency group of the run's pipeline holds as many runs as it may; the run
+    /// was refused (recorded as failed, with the reason).
+    #[error(
+        "concurrency group {group} already has {members} runs running or waiting, as many as a \
+         group holds ({max}); run {run} was refused, not queued"
+    )]
+    GroupFull {
+        /// The run refused.
+        run: RunId,
+        /// The group.
+        group: String,
+        /// How many runs it holds.
+        members: usize,
+        /// The cap, [`MAX_GROUP_MEMBERS`].
+        max: usize,
+    },
     /// The run's stored plan cannot be read.
     #[error("the plan of run {run} cannot be read: {reason}")]
     Plan {
@@ -599,6 +623,8 @@ impl Engine {
             runtimes: ctx.runtimes,
             run_slots: Mutex::new(HashMap::new()),
             offered: Mutex::new(HashMap::new()),
+            groups: tokio::sync::watch::Sender::new(0),
+            stage_cancels: Mutex::new(HashMap::new()),
             events,
             notices,
             notices_missed: missed.clone(),
@@ -834,6 +860,12 @@ pub(crate) struct Shared {
     pub(crate) run_slots: Mutex<HashMap<RunId, Arc<Semaphore>>>,
     /// Stages other nodes offered this node and it accepted, with the attempt offered.
     pub(crate) offered: Mutex<HashMap<(RunId, String), u32>>,
+    /// Bumped whenever a concurrency group may have changed (a member ended or was
+    /// cancelled): who waits for a group looks at the store again.
+    pub(crate) groups: tokio::sync::watch::Sender<u64>,
+    /// The cancel senders of the stage tasks alive now, so that a stage taking its
+    /// concurrency group with `cancel_in_progress` cancels the one holding it.
+    pub(crate) stage_cancels: Mutex<HashMap<(RunId, String), StageCancel>>,
     pub(crate) events: broadcast::Sender<EngineEvent>,
     /// The notices for the exchange, and whether one was dropped.
     notices: mpsc::Sender<Notice>,
@@ -858,6 +890,18 @@ impl Shared {
         if let Err(mpsc::error::TrySendError::Full(notice)) = self.notices.try_send(notice) {
             self.notices_missed.store(true, Ordering::Release);
             tracing::debug!(target: "otto_node::engine", ?notice, "the exchange is behind; it reads the store again");
+        }
+    }
+
+    /// Wakes everyone who waits for a concurrency group to look again.
+    pub(crate) fn groups_changed(&self) {
+        self.groups.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Cancels the stage task of `stage` in `run` with `reason`, when one is alive.
+    pub(crate) fn cancel_stage(&self, run: RunId, stage: &str, reason: String) {
+        if let Some(cancel) = util::lock(&self.stage_cancels).get(&(run, stage.to_owned())) {
+            let _ = cancel.send(Some(reason));
         }
     }
 

@@ -12,8 +12,15 @@ use super::agent;
 use super::outputs;
 use super::stage::{RunCtx, StageTask};
 use super::util::{blocking, lock, now_ms};
-use super::{Command, EngineError, EngineEvent, Shared};
-use crate::store::{NewLine, RunId, RunState, Source, StageState, Stream};
+use super::{Command, EngineError, EngineEvent, MAX_GROUP_MEMBERS, Shared};
+use crate::store::{
+    GroupKind, GroupMember, GroupTurn, Joined, NewLine, QUEUED_NOTE, RunId, RunState, Source,
+    StageState, Stream,
+};
+
+/// How the note of a stage cancelled in favour of a newer member of its concurrency group
+/// begins (the run then ends cancelled, not failed).
+pub(crate) const SUPERSEDED: &str = "cancelled by concurrency group ";
 
 /// How `started_by` begins for a run another node offered a stage of
 /// (`node:<name>@<org>`).
@@ -32,6 +39,8 @@ pub(crate) struct Orchestrator {
     /// Which stage each task drives.
     task_ids: HashMap<Id, (RunId, String)>,
     runs: HashMap<RunId, Active>,
+    /// Ticks when a concurrency group may have changed ([`Shared::groups`]).
+    groups: watch::Receiver<u64>,
 }
 
 /// A run in progress.
@@ -42,6 +51,10 @@ struct Active {
     tasks: HashMap<String, watch::Sender<Option<String>>>,
     /// Why the run is ending early, once it is.
     ending: Option<Ending>,
+    /// Whether the run holds its pipeline's concurrency group (or has none to hold).
+    holds_group: bool,
+    /// The note last written on the run.
+    note: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,12 +63,16 @@ enum Ending {
     Failed(String),
     /// Someone cancelled the run; who.
     Cancelled(String),
+    /// The run was refused before it started, and why.
+    Refused(String),
 }
 
 impl Orchestrator {
     pub(crate) fn new(sh: Arc<Shared>, commands: mpsc::Receiver<Command>) -> Self {
         let (changes_tx, changes) = mpsc::channel(CHANGES_BUFFER);
+        let groups = sh.groups.subscribe();
         Self {
+            groups,
             sh,
             commands,
             changes_tx,
@@ -111,6 +128,7 @@ impl Orchestrator {
                         }
                     };
                     if let Some((run, stage)) = self.task_ids.remove(&id) {
+                        lock(&self.sh.stage_cancels).remove(&(run, stage.clone()));
                         if let Some(active) = self.runs.get_mut(&run) {
                             active.tasks.remove(&stage);
                         }
@@ -118,6 +136,18 @@ impl Orchestrator {
                     }
                 }
                 Some(run) = self.changes.recv() => self.advance(run).await,
+                Ok(()) = self.groups.changed() => {
+                    // A group may have a new holder: the runs waiting for one look again.
+                    let waiting: Vec<RunId> = self
+                        .runs
+                        .iter()
+                        .filter(|(_, a)| !a.holds_group && a.ending.is_none())
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for run in waiting {
+                        self.advance(run).await;
+                    }
+                }
             }
         }
     }
@@ -126,6 +156,16 @@ impl Orchestrator {
         // Socket directories left by a previous node process serve nothing any more.
         let run_dir = self.sh.run_dir.clone();
         blocking(move || clear_dir(&run_dir)).await;
+        let store = self.sh.store.clone();
+        match blocking(move || store.prune_groups()).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!(target: "otto_node::engine", pruned, "concurrency group members of ended runs taken out");
+            }
+            Err(error) => {
+                tracing::warn!(target: "otto_node::engine", %error, "cannot prune the concurrency groups");
+            }
+        }
         let store = self.sh.store.clone();
         let recovery = match blocking(move || store.recover(now_ms())).await {
             Ok(recovery) => recovery,
@@ -177,8 +217,15 @@ impl Orchestrator {
             return Ok(());
         }
         self.load(run).await?;
-        self.advance(run).await;
-        Ok(())
+        // A run refused by its concurrency group says so to whoever submitted it.
+        match self.try_advance(run).await {
+            Err(error @ EngineError::GroupFull { .. }) => Err(error),
+            Err(error) => {
+                tracing::error!(target: "otto_node::engine", %run, %error, "cannot advance the run");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Moves a run on, loading it first if it is not in progress here; a finished run
@@ -394,9 +441,88 @@ impl Orchestrator {
                 state,
                 tasks: HashMap::new(),
                 ending: None,
+                holds_group: false,
+                note: None,
             },
         );
         Ok(())
+    }
+
+    /// Where a run this node started stands in its pipeline's concurrency group, joining
+    /// it first when it is not a member. Runs another org started are not in this node's
+    /// pipeline groups (their origin keeps them). The runs the run cancels by joining with
+    /// `cancel_in_progress` end cancelled, in favour of it.
+    async fn run_turn(&mut self, run: RunId) -> Result<RunTurn, EngineError> {
+        let Some(active) = self.runs.get(&run) else {
+            return Ok(RunTurn::Go);
+        };
+        let Some(concurrency) = active
+            .ctx
+            .body
+            .concurrency
+            .clone()
+            .filter(|_| active.ctx.started_here)
+        else {
+            return Ok(RunTurn::Go);
+        };
+        let group = concurrency.group.clone();
+        if let Err(why) = otto_pipeline::plan::check_group(&group) {
+            return Ok(RunTurn::Refused(format!("bad concurrency group: {why}")));
+        }
+        let store = self.sh.store.clone();
+        let name = group.clone();
+        let turn = blocking(move || -> Result<Joined, EngineError> {
+            if let Some(turn) = store.group_turn(GroupKind::Run, &name, &run, None)? {
+                return Ok(Joined::In {
+                    turn,
+                    superseded: Vec::new(),
+                });
+            }
+            let member = GroupMember {
+                run,
+                stage: None,
+                org: None,
+                cancel_in_progress: concurrency.cancel_in_progress,
+                joined_at: now_ms(),
+                superseded_by: None,
+            };
+            Ok(store.join_group(GroupKind::Run, &name, member, MAX_GROUP_MEMBERS)?)
+        })
+        .await?;
+        let (turn, superseded) = match turn {
+            Joined::Full { members } => {
+                return Ok(RunTurn::Full(EngineError::GroupFull {
+                    run,
+                    group,
+                    members,
+                    max: MAX_GROUP_MEMBERS,
+                }));
+            }
+            Joined::In { turn, superseded } => (turn, superseded),
+        };
+        let who = format!("concurrency group {group} in favour of run {run}");
+        for member in &superseded {
+            tracing::info!(target: "otto_node::engine", run = %member.run, by = %run, %group, "cancelled in favour of a newer run of its concurrency group");
+            if let Some(other) = self.runs.get_mut(&member.run)
+                && other.ending.is_none()
+            {
+                let reason = format!("cancelled by {who}");
+                other.ending = Some(Ending::Cancelled(who.clone()));
+                for cancel in other.tasks.values() {
+                    let _ = cancel.send(Some(reason.clone()));
+                }
+                let _ = self.changes_tx.try_send(member.run);
+            }
+        }
+        Ok(match turn {
+            GroupTurn::Holds => RunTurn::Go,
+            GroupTurn::Waits { holder, .. } => {
+                RunTurn::Wait(format!("{QUEUED_NOTE} {} in group {group}", holder.run))
+            }
+            GroupTurn::Superseded { by } => {
+                RunTurn::Cancelled(format!("concurrency group {group} in favour of run {by}"))
+            }
+        })
     }
 
     /// Starts what can start, cancels the rest after a failure, and keeps the run's state.
@@ -407,6 +533,66 @@ impl Orchestrator {
     }
 
     async fn try_advance(&mut self, run: RunId) -> Result<(), EngineError> {
+        let Some(active) = self.runs.get(&run) else {
+            return Ok(());
+        };
+        let mut refusal = None;
+        let mut waiting = None;
+        if active.ending.is_none() && !active.holds_group {
+            let turn = self.run_turn(run).await?;
+            let Some(active) = self.runs.get_mut(&run) else {
+                return Ok(());
+            };
+            match turn {
+                RunTurn::Go => active.holds_group = true,
+                RunTurn::Wait(note) => waiting = Some(note),
+                RunTurn::Cancelled(who) => active.ending = Some(Ending::Cancelled(who)),
+                RunTurn::Refused(reason) => active.ending = Some(Ending::Refused(reason)),
+                RunTurn::Full(error) => {
+                    active.ending = Some(Ending::Refused(error.to_string()));
+                    refusal = Some(error);
+                }
+            }
+        }
+        self.set_run_note(run, waiting.clone()).await?;
+        if waiting.is_some() {
+            // Queued behind its group's holder: nothing of it starts.
+            return Ok(());
+        }
+        self.try_advance_held(run).await?;
+        match refusal {
+            Some(error) => Err(error),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes the run's note when it changed; a queued note goes when the run leaves the
+    /// queue, other notes stay.
+    async fn set_run_note(&mut self, run: RunId, note: Option<String>) -> Result<(), EngineError> {
+        let Some(active) = self.runs.get_mut(&run) else {
+            return Ok(());
+        };
+        let note = match note {
+            Some(note) => Some(note),
+            None if active
+                .note
+                .as_deref()
+                .is_some_and(|n| n.starts_with(QUEUED_NOTE)) =>
+            {
+                None
+            }
+            None => return Ok(()),
+        };
+        if active.note != note {
+            active.note = note.clone();
+            let store = self.sh.store.clone();
+            blocking(move || store.set_run_note(&run, note)).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Self::try_advance`] once the run holds its concurrency group (or is ending).
+    async fn try_advance_held(&mut self, run: RunId) -> Result<(), EngineError> {
         let Some(active) = self.runs.get_mut(&run) else {
             return Ok(());
         };
@@ -435,7 +621,19 @@ impl Orchestrator {
             && let Some(failed) = super::dag::first_failure(body, &states)
         {
             let reason = format!("cancelled: stage {failed} failed");
-            active.ending = Some(Ending::Failed(failed));
+            // A stage cancelled in favour of a newer one of its concurrency group ends the
+            // run cancelled, by that group.
+            let superseded = records
+                .iter()
+                .find(|r| r.id == failed && r.state == StageState::Cancelled)
+                .and_then(|r| r.note.as_deref())
+                .and_then(|n| n.strip_prefix("cancelled by "))
+                .filter(|who| who.starts_with(SUPERSEDED.trim_start_matches("cancelled by ")))
+                .map(str::to_owned);
+            active.ending = Some(match superseded {
+                Some(who) => Ending::Cancelled(who),
+                None => Ending::Failed(failed),
+            });
             for cancel in active.tasks.values() {
                 let _ = cancel.send(Some(reason.clone()));
             }
@@ -456,6 +654,7 @@ impl Orchestrator {
                 };
                 let handle = self.tasks.spawn(task.drive());
                 self.task_ids.insert(handle.id(), (run, id.clone()));
+                lock(&self.sh.stage_cancels).insert((run, id.clone()), cancel_tx.clone());
                 active.tasks.insert(id, cancel_tx);
             }
         }
@@ -470,7 +669,18 @@ impl Orchestrator {
                     format!("not run: the run was cancelled by {who}"),
                     RunState::Cancelled,
                 ),
+                Ending::Refused(reason) => (format!("not run: {reason}"), RunState::Failed),
             };
+            let run_note = match &ending {
+                Ending::Failed(_) => None,
+                Ending::Cancelled(who) => Some(format!("cancelled by {who}")),
+                Ending::Refused(reason) => Some(reason.clone()),
+            };
+            if let Some(note) = run_note {
+                active.note = Some(note.clone());
+                let store = self.sh.store.clone();
+                blocking(move || store.set_run_note(&run, Some(note))).await?;
+            }
             for record in records.iter().filter(|s| !s.state.is_final()) {
                 let store = self.sh.store.clone();
                 let (id, n) = (record.id.clone(), note.clone());
@@ -507,9 +717,25 @@ impl Orchestrator {
             self.runs.remove(&run);
             // Nothing of an ended run runs here any more.
             lock(&self.sh.offered).retain(|(r, _), _| *r != run);
+            // The store took it out of its concurrency groups with its final state.
+            self.sh.groups_changed();
         }
         Ok(())
     }
+}
+
+/// Where a run stands in its pipeline's concurrency group.
+enum RunTurn {
+    /// It holds the group, or has none: its stages may start.
+    Go,
+    /// It waits for the group, with this note (`waiting for run X in group G`).
+    Wait(String),
+    /// A newer run cancelled it: by whom, for people.
+    Cancelled(String),
+    /// It cannot take its group, and why.
+    Refused(String),
+    /// The group is full: the run is refused with this error.
+    Full(EngineError),
 }
 
 /// Removes everything inside `dir`, keeping the directory; a missing one is fine.

@@ -20,6 +20,7 @@ use super::agent::{self, AgentEnd, AgentJob};
 use super::caches;
 use super::dag;
 use super::gates;
+use super::orchestrator::SUPERSEDED;
 use super::outputs::{Outputs, Record};
 use super::receipts::{self, Ended};
 use super::util::{self, blocking, lock, now_ms};
@@ -29,7 +30,8 @@ use crate::failpoint;
 use crate::secrets::{self, StageSecrets};
 use crate::store::{
     self, AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind, GatePhase, GateRef,
-    GateResolution, GateState, NewLine, RunId, Stage, StageState, Stream,
+    GateResolution, GateState, GroupKind, GroupMember, GroupTurn, Joined, NewLine, RunId, Stage,
+    StageState, Stream,
 };
 
 /// The cache name under which a stage's whole workspace is saved for a stage that starts
@@ -100,6 +102,16 @@ pub(crate) struct StageTask {
     pub(crate) cancel: watch::Receiver<Option<String>>,
     /// Tells the engine task that a stage changed state.
     pub(crate) changed: mpsc::Sender<RunId>,
+}
+
+/// What came of taking a stage's concurrency group.
+enum Taken {
+    /// It holds the group (or has none): its attempt may start.
+    Go,
+    /// It was cancelled while it waited, or by a newer member: why.
+    Cancelled(String),
+    /// It cannot take the group: why (the stage fails).
+    Refused(String),
 }
 
 /// Whether to go on after a gate.
@@ -180,6 +192,17 @@ impl StageTask {
                 if let Flow::Stop = self.gate(GatePhase::Enter, index, gate, None).await? {
                     return self.after_stop(None).await;
                 }
+            }
+            // Its concurrency group, taken once its enter gates passed and held until the
+            // stage ends (the store lets go of it with the final state).
+            match self.take_group().await? {
+                Taken::Go => {}
+                Taken::Cancelled(reason) => {
+                    self.set_state(StageState::Cancelled, Some(reason), None)
+                        .await?;
+                    return Ok(());
+                }
+                Taken::Refused(reason) => return self.fail_before_steps(reason).await,
             }
             match self.attempt(&record).await? {
                 Some(n) => attempt = Some(n),
@@ -476,6 +499,7 @@ impl StageTask {
         .await?;
         if stage_state.is_final() {
             failpoint::hit(failpoint::STAGE_ENDED);
+            self.sh.groups_changed();
         }
         if let Some(envelope) = receipt {
             self.receipt_signed(n, envelope);
@@ -929,6 +953,105 @@ impl StageTask {
         }
     }
 
+    /// Waits until this stage holds its concurrency group, when it has one: it joins the
+    /// group's queue (on this node, the one that runs it) and waits, pending with the note
+    /// `queued — waiting for run X in group G`, until the members before it ended. Joining
+    /// with `cancel_in_progress` cancels the members before it that came from the same org
+    /// (this node's own runs, or the same asking org's). Cancelled while it waits, or by a
+    /// newer member; refused when the group is full.
+    async fn take_group(&mut self) -> Result<Taken, Trouble> {
+        let Some(concurrency) = self.plan.concurrency.clone() else {
+            return Ok(Taken::Go);
+        };
+        let group = concurrency.group.clone();
+        if let Err(why) = plan::check_group(&group) {
+            return Ok(Taken::Refused(format!("bad concurrency group: {why}")));
+        }
+        // Subscribed before looking, so no change after the look is missed.
+        let mut ticks = self.sh.groups.subscribe();
+        let member = GroupMember {
+            run: self.run.id,
+            stage: Some(self.plan.id.clone()),
+            org: if self.run.started_here {
+                None
+            } else {
+                Some(self.run.started_by_org.clone().unwrap_or_default())
+            },
+            cancel_in_progress: concurrency.cancel_in_progress,
+            joined_at: now_ms(),
+            superseded_by: None,
+        };
+        let (store, name) = (self.sh.store.clone(), group.clone());
+        let joined = blocking(move || {
+            store.join_group(GroupKind::Stage, &name, member, super::MAX_GROUP_MEMBERS)
+        })
+        .await?;
+        let mut turn = match joined {
+            Joined::Full { members } => {
+                return Ok(Taken::Refused(format!(
+                    "concurrency group {group} already has {members} stages running or \
+                     waiting, as many as a group holds ({}); the stage was not queued",
+                    super::MAX_GROUP_MEMBERS
+                )));
+            }
+            Joined::In { turn, superseded } => {
+                let reason = format!("{SUPERSEDED}{group} in favour of run {}", self.run.id);
+                for member in &superseded {
+                    if let Some(stage) = &member.stage {
+                        tracing::info!(target: "otto_node::engine", run = %member.run, %stage, by = %self.run.id, %group, "cancelled in favour of a newer stage of its concurrency group");
+                        self.sh.cancel_stage(member.run, stage, reason.clone());
+                    }
+                }
+                if !superseded.is_empty() {
+                    self.sh.groups_changed();
+                }
+                turn
+            }
+        };
+        let mut noted: Option<String> = None;
+        let mut cancel_open = true;
+        loop {
+            match turn {
+                GroupTurn::Holds => return Ok(Taken::Go),
+                GroupTurn::Superseded { by } => {
+                    return Ok(Taken::Cancelled(format!(
+                        "{SUPERSEDED}{group} in favour of run {by}"
+                    )));
+                }
+                GroupTurn::Waits { holder, .. } => {
+                    let note = format!("queued — waiting for run {} in group {group}", holder.run);
+                    if noted.as_ref() != Some(&note) {
+                        tracing::info!(target: "otto_node::engine", run = %self.run.id, stage = %self.plan.id, %note, "stage queued");
+                        self.set_state(StageState::Pending, Some(note.clone()), None)
+                            .await?;
+                        noted = Some(note);
+                    }
+                }
+            }
+            if let Some(reason) = self.cancel_reason() {
+                return Ok(Taken::Cancelled(reason));
+            }
+            tokio::select! {
+                _ = ticks.changed() => {}
+                changed = self.cancel.changed(), if cancel_open => {
+                    cancel_open = changed.is_ok();
+                }
+            }
+            let (store, name, run, stage) = (
+                self.sh.store.clone(),
+                group.clone(),
+                self.run.id,
+                self.plan.id.clone(),
+            );
+            let now =
+                blocking(move || store.group_turn(GroupKind::Stage, &name, &run, Some(&stage)))
+                    .await?;
+            // Not a member any more (taken out by hand): it takes its turn now rather than
+            // wait for nothing.
+            turn = now.unwrap_or(GroupTurn::Holds);
+        }
+    }
+
     /// Waits until this stage may start an attempt: a slot of its run, when another org
     /// started the run (at most that org's `max_parallel` stages of one run at once), then
     /// one of the node's agent slots. While it waits the stage is pending with a note
@@ -1238,6 +1361,8 @@ impl StageTask {
         .await?;
         if state.is_final() {
             failpoint::hit(failpoint::STAGE_ENDED);
+            // The store let go of its concurrency group with the final state.
+            self.sh.groups_changed();
         }
         if let Some((n, envelope)) = receipt {
             self.receipt_signed(n, envelope);

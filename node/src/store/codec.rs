@@ -60,8 +60,14 @@ pub(crate) const NODES: Bytes = TableDefinition::new("nodes");
 pub(crate) const SECRETS: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("secrets");
 
+/// group kind, name, arrival seq → [`GroupMember`](super::GroupMember): the concurrency
+/// groups' queues.
+pub(crate) const GROUPS: Bytes = TableDefinition::new("groups");
+/// run id, stage (empty for a run's own membership) → its key in [`GROUPS`].
+pub(crate) const GROUP_MEMBERS: Bytes = TableDefinition::new("group_members");
+
 /// Every byte table, created when the store is opened.
-pub(crate) const BYTE_TABLES: [Bytes; 17] = [
+pub(crate) const BYTE_TABLES: [Bytes; 19] = [
     RUNS,
     ACTIVE_RUNS,
     PLANS,
@@ -79,6 +85,8 @@ pub(crate) const BYTE_TABLES: [Bytes; 17] = [
     GIVEN,
     CACHES,
     NODES,
+    GROUPS,
+    GROUP_MEMBERS,
 ];
 
 /// The version byte in front of every CBOR record.

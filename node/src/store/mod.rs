@@ -32,6 +32,7 @@
 //! Every method blocks on disk I/O; async callers run them on a blocking thread.
 
 mod codec;
+mod groups;
 mod handoffs;
 mod ids;
 pub mod logs;
@@ -48,6 +49,7 @@ use std::sync::Arc;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, ReadableTable, WriteTransaction};
 
+pub use groups::{GroupKind, GroupMember, GroupTurn, Joined};
 pub use handoffs::HandoffIntent;
 pub use ids::{RunId, RunIdError};
 pub use logs::{Appended, Logs, Migrated, Page, Placed, Tail};
@@ -57,6 +59,7 @@ pub use records::{
     LogLine, NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Retry, Run, RunFilter,
     RunState, Source, Stage, StageState, Stream,
 };
+pub use runs::QUEUED_NOTE;
 
 /// The name of the database file in the node's home.
 pub const FILE_NAME: &str = "store.redb";

@@ -70,6 +70,10 @@ pub struct Run {
     pub state: RunState,
     /// Who started it.
     pub started_by: String,
+    /// Why it is where it is, for people, e.g. `waiting for run 01J… in group deploy`
+    /// while it waits for its concurrency group; left out when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Where a run's code came from.

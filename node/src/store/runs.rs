@@ -8,6 +8,9 @@ use super::codec::{self, ACTIVE_RUNS, PLANS, RUNS, STAGES};
 use super::{Error, NewRun, Run, RunFilter, RunId, RunState, Stage, Store};
 use crate::blobs::Digest;
 
+/// How the note of a run waiting for its concurrency group begins.
+pub const QUEUED_NOTE: &str = "waiting for run";
+
 impl Store {
     /// Records a new run in state [`RunState::Queued`] with its plan and its stages, in
     /// one transaction. Fails with [`Error::RunExists`] if the id is taken.
@@ -28,6 +31,7 @@ impl Store {
             finished_at: None,
             state: RunState::Queued,
             started_by: new.started_by,
+            note: None,
         };
         self.write(|txn| {
             let mut runs = txn.open_table(RUNS)?;
@@ -140,8 +144,34 @@ impl Store {
             if state.is_final() {
                 run.finished_at = Some(now);
                 txn.open_table(ACTIVE_RUNS)?.remove(key)?;
+                // An ended run holds no concurrency group, nor do its stages.
+                super::groups::leave_in(txn, id, None)?;
+            }
+            if state != RunState::Queued
+                && run
+                    .note
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(QUEUED_NOTE))
+            {
+                run.note = None;
             }
             runs.insert(key, codec::encode(&run)?.as_slice())?;
+            Ok(run)
+        })
+    }
+
+    /// Sets the note of a run (why it is where it is, for people), or clears it; the note
+    /// stays when the run's state changes, except that a queued run's note (starting with
+    /// [`QUEUED_NOTE`]) goes when it leaves the queue.
+    pub fn set_run_note(&self, id: &RunId, note: Option<String>) -> Result<Run, Error> {
+        self.write(|txn| {
+            let mut runs = txn.open_table(RUNS)?;
+            let key = id.as_bytes().as_slice();
+            let mut run: Run = codec::get(&runs, "runs", key)?.ok_or(Error::UnknownRun(*id))?;
+            if run.note != note {
+                run.note = note;
+                runs.insert(key, codec::encode(&run)?.as_slice())?;
+            }
             Ok(run)
         })
     }

@@ -206,6 +206,9 @@ impl Store {
             record.state = stage_state;
             record.updated_at = end.finished_at;
             put_stage(&mut table, &record)?;
+            if stage_state.is_final() {
+                super::groups::leave_in(txn, run, Some(stage))?;
+            }
             let kept = receipt
                 .map(|bytes| super::mesh::put_receipt_in(txn, run, stage, n, bytes))
                 .transpose()?;
@@ -451,6 +454,9 @@ impl Store {
             }
             stage.updated_at = resolution.at;
             put_stage(&mut stages, &stage)?;
+            if stage_state.is_final() {
+                super::groups::leave_in(txn, &at.run, Some(&at.stage))?;
+            }
             Ok(gate)
         })
     }
@@ -684,6 +690,10 @@ pub(super) fn set_state_in(
     record.note = note;
     record.updated_at = now;
     put_stage(&mut table, &record)?;
+    if state.is_final() {
+        // A stage that ended holds no concurrency group and waits for none.
+        super::groups::leave_in(txn, run, Some(stage))?;
+    }
     Ok(record)
 }
 

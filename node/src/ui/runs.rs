@@ -296,7 +296,7 @@ fn run_body(ui: &Ui, view: &RunView, current: &Current) -> String {
     let _ = write!(
         b,
         "<div class=\"head\"><h1>{p} <span class=\"mono muted\">{id}</span></h1>\
-         <p data-testid=\"run-state\" class=\"run-state\" data-state=\"{word}\">{badge}</p></div>\
+         <p data-testid=\"run-state\" class=\"run-state\" data-state=\"{word}\">{badge}{note}</p></div>\
          <dl class=\"facts\"><dt>Pipeline</dt><dd>{p}</dd><dt>Branch / commit</dt><dd>{src}</dd>\
          <dt>Started by</dt><dd>{by}</dd><dt>Created</dt><dd>{created}</dd><dt>Duration</dt><dd>{dur}</dd>\
          <dt>Plan digest</dt><dd data-testid=\"plan-digest\" class=\"mono\">{digest}</dd>\
@@ -304,6 +304,11 @@ fn run_body(ui: &Ui, view: &RunView, current: &Current) -> String {
         p = esc(&run.pipeline),
         id = esc(&id),
         badge = badge(icon, word),
+        // Why it is where it is: `queued — waiting for run X in group G`.
+        note = run.note.as_deref().map_or(String::new(), |n| format!(
+            " <span data-testid=\"run-note\" class=\"muted\">— {}</span>",
+            esc(n)
+        )),
         src = branch_commit(run),
         by = esc(&run.started_by),
         created = html::time(run.created_at),

@@ -7,6 +7,7 @@ mod mesh_support;
 
 mod blobs;
 mod engine;
+mod engine_concurrency;
 mod engine_gates;
 mod engine_recovery;
 mod engine_wall;

@@ -779,3 +779,109 @@ fn a_stage_ends_with_its_receipt_in_one_transaction_and_a_stored_receipt_is_kept
     ));
     Ok(())
 }
+
+/// Concurrency groups (issue #14, item 4): arrival order, members leaving with their
+/// final state, and `cancel_in_progress` reaching only members of the joining member's org:
+/// a peer org's stage in the owner's group queues behind the owner's deploy but never
+/// cancels it, nor another org's.
+#[test]
+fn a_group_keeps_arrival_order_and_a_newer_member_cancels_only_its_own_orgs() -> Result {
+    use otto_node::store::{GroupKind, GroupMember, GroupTurn, Joined};
+    let dir = tempfile::tempdir()?;
+    let store = open(dir.path())?;
+    let runs: Vec<RunId> = (1..=5).map(|n| id(1_000 + n, n as u8)).collect();
+    for run in &runs {
+        store.create_run(new_run(*run, "webapp", &["Deploy"]))?;
+    }
+    let member = |run: RunId, org: Option<&str>, cancel: bool| GroupMember {
+        run,
+        stage: Some("Deploy".into()),
+        org: org.map(Into::into),
+        cancel_in_progress: cancel,
+        joined_at: 0,
+        superseded_by: None,
+    };
+    let join = |m: GroupMember| store.join_group(GroupKind::Stage, "prod", m, 4);
+    // The owner's own deploy holds; two peers' wait behind it, in arrival order.
+    assert!(matches!(
+        join(member(runs[0], None, false))?,
+        Joined::In {
+            turn: GroupTurn::Holds,
+            ..
+        }
+    ));
+    assert!(matches!(
+        join(member(runs[1], Some("dev"), false))?,
+        Joined::In {
+            turn: GroupTurn::Waits { ahead: 1, .. },
+            ..
+        }
+    ));
+    assert!(matches!(
+        join(member(runs[2], Some("qa"), false))?,
+        Joined::In {
+            turn: GroupTurn::Waits { ahead: 2, .. },
+            ..
+        }
+    ));
+    // Joining again changes nothing.
+    assert!(matches!(join(member(runs[1], Some("dev"), false))?,
+        Joined::In { turn: GroupTurn::Waits { ahead: 1, .. }, superseded } if superseded.is_empty()));
+    // A newer dev stage with cancel_in_progress cancels dev's earlier one only.
+    let Joined::In { turn, superseded } = join(member(runs[3], Some("dev"), true))? else {
+        panic!("not joined")
+    };
+    assert!(matches!(turn, GroupTurn::Waits { ahead: 3, .. }));
+    let cancelled: Vec<RunId> = superseded.iter().map(|m| m.run).collect();
+    assert_eq!(cancelled, [runs[1]]);
+    assert_eq!(
+        store.group_turn(GroupKind::Stage, "prod", &runs[1], Some("Deploy"))?,
+        Some(GroupTurn::Superseded { by: runs[3] })
+    );
+    assert_eq!(
+        store.group_turn(GroupKind::Stage, "prod", &runs[0], Some("Deploy"))?,
+        Some(GroupTurn::Holds),
+        "a peer never cancels the owner's deploy"
+    );
+    // Full at 4: the fifth is refused, not queued.
+    assert_eq!(
+        join(member(runs[4], None, false))?,
+        Joined::Full { members: 4 }
+    );
+    // A stage that ends leaves its group in the same transaction; the next takes it.
+    store.set_stage_state(&runs[0], "Deploy", StageState::Succeeded, None, 2_000)?;
+    assert!(matches!(
+        store.group_turn(GroupKind::Stage, "prod", &runs[1], Some("Deploy"))?,
+        Some(GroupTurn::Superseded { .. })
+    ));
+    store.set_stage_state(&runs[1], "Deploy", StageState::Cancelled, None, 2_000)?;
+    assert_eq!(
+        store.group_turn(GroupKind::Stage, "prod", &runs[2], Some("Deploy"))?,
+        Some(GroupTurn::Holds)
+    );
+    // A run that ends takes its stages out too; the groups of a pipeline are apart.
+    store.set_run_state(&runs[2], RunState::Failed, 3_000)?;
+    assert_eq!(
+        store.group_turn(GroupKind::Stage, "prod", &runs[2], Some("Deploy"))?,
+        None
+    );
+    assert_eq!(
+        store.group_turn(GroupKind::Run, "prod", &runs[3], Some("Deploy"))?,
+        None
+    );
+    let left: Vec<RunId> = store
+        .group_members(GroupKind::Stage, "prod")?
+        .iter()
+        .map(|m| m.run)
+        .collect();
+    assert_eq!(left, [runs[3]]);
+    // Reopened, the queue is as it was.
+    drop(store);
+    let store = open(dir.path())?;
+    assert_eq!(store.prune_groups()?, 0);
+    assert_eq!(
+        store.group_turn(GroupKind::Stage, "prod", &runs[3], Some("Deploy"))?,
+        Some(GroupTurn::Holds)
+    );
+    Ok(())
+}
