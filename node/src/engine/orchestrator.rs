@@ -328,6 +328,8 @@ impl Orchestrator {
                 }
             }
             store.retry_stages(&run, &chosen, &who, now_ms())?;
+            // What the note said of the run's end (cancelled by whom) is over.
+            store.set_run_note(&run, None)?;
             Ok(chosen)
         })
         .await?;

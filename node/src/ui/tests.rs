@@ -16,6 +16,7 @@ const ADDR: &str = "127.0.0.1:7777";
 struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
+    store: crate::store::Store,
 }
 
 struct Answer {
@@ -27,8 +28,13 @@ struct Answer {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let state = crate::api::tests::state(dir.path(), 1024 * 1024).await;
+    let store = state.store.clone();
     let app = crate::api::router(state.clone()).merge(router(state, ADDR.parse().unwrap()));
-    Fixture { _dir: dir, app }
+    Fixture {
+        _dir: dir,
+        app,
+        store,
+    }
 }
 
 impl Fixture {
@@ -407,6 +413,20 @@ async fn a_run_has_its_pages() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // A run's note (why it is where it is, e.g. queued behind its concurrency group) is
+    // on its page, escaped.
+    let id: crate::store::RunId = run.parse().unwrap();
+    f.store
+        .set_run_note(&id, Some("waiting for run <b>X</b> in group deploy".into()))
+        .unwrap();
+    let page = f.get(&format!("/ui/runs/{run}"), Some(&cookie)).await;
+    assert!(
+        page.body.contains(
+            "data-testid=\"run-note\" class=\"muted\">— waiting for run &lt;b&gt;X&lt;/b&gt; in group deploy</span>"
+        ),
+        "{}",
+        page.body
+    );
     // The failed run can be retried from its page, with the session's CSRF token only.
     let (_, csrf) = f.sign_in().await;
     let page = f.get(&format!("/ui/runs/{run}"), Some(&cookie)).await;

@@ -271,3 +271,36 @@ async fn a_full_group_refuses_more_runs() {
     assert_eq!(members.len(), MAX_GROUP_MEMBERS);
     assert_eq!(members[0].run, first);
 }
+
+/// A plan is checked when it is made, but a stored or offered plan is read again: a group
+/// name no planner would have made (control characters, a megabyte) fails the stage, or
+/// refuses the run, with a one-line reason that does not repeat the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_group_name_in_a_plan_fails_with_one_line() {
+    let mut node = TestNode::start();
+    let text = "stage('Deploy') { concurrency { group = 'ok' }  steps { echo 'deployed' } }\n";
+    let mut bad = plan(text, &Facts::default());
+    bad.body.stages[0].concurrency.as_mut().unwrap().group = "deploy\u{1b}[2J".into();
+    let run = node.create_run(&bad, text, &[]);
+    node.engine.submit(run).await.expect("submit");
+    assert_eq!(node.wait_run(run).await, RunState::Failed);
+    let deploy = node.stage(run, "Deploy");
+    assert_eq!(
+        deploy.attempts[0].error.as_deref(),
+        Some("bad concurrency group: a group name must not hold control characters (found U+001B)")
+    );
+
+    let mut huge = plan(text, &Facts::default());
+    huge.body.concurrency = Some(otto_pipeline::plan::Concurrency {
+        group: "x".repeat(1 << 20),
+        cancel_in_progress: false,
+    });
+    let run = node.create_run(&huge, text, &[]);
+    node.engine.submit(run).await.expect("submit");
+    assert_eq!(node.wait_run(run).await, RunState::Failed);
+    let note = run_note(&node, run).expect("a note");
+    assert_eq!(
+        note,
+        "bad concurrency group: a group name has at most 128 bytes, this one has 1048576"
+    );
+}
