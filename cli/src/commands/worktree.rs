@@ -15,25 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context as _, anyhow, bail};
+use otto_node::sources::git::CLEARED_ENV;
 use sha2::{Digest as _, Sha256};
-
-/// Variables that would make git use another repository, configuration or object store.
-const CLEARED_ENV: [&str; 14] = [
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_NAMESPACE",
-    "GIT_COMMON_DIR",
-    "GIT_CEILING_DIRECTORIES",
-    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
-    "GIT_EXTERNAL_DIFF",
-    "GIT_PAGER",
-];
 
 /// Settings given to every git call, over any configuration file: no program named by
 /// the configuration runs.

@@ -33,8 +33,10 @@ const LOCAL_DEADLINE: Duration = Duration::from_secs(300);
 /// The most a git command may print on stderr that is kept for its error.
 const MAX_STDERR: usize = 4096;
 
-/// Variables that would make git use another repository, configuration or object store.
-const CLEARED_ENV: [&str; 12] = [
+/// Variables that would make git use another repository, configuration or object store,
+/// or run a program of the caller's choosing. Every git command Otto runs clears them: the
+/// node's mirrors here, and `otto run` reading the user's work tree.
+pub const CLEARED_ENV: [&str; 15] = [
     "GIT_DIR",
     "GIT_WORK_TREE",
     "GIT_INDEX_FILE",
@@ -45,8 +47,11 @@ const CLEARED_ENV: [&str; 12] = [
     "GIT_CONFIG_COUNT",
     "GIT_NAMESPACE",
     "GIT_COMMON_DIR",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
     "GIT_PROXY_COMMAND",
     "GIT_EXTERNAL_DIFF",
+    "GIT_PAGER",
 ];
 
 /// Why a git command failed.
