@@ -2,7 +2,7 @@
 // a node made with `otto-node init` and started with `otto-node start`, and the `otto`
 // commands an operator types, with the node's home.
 
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -98,7 +98,8 @@ export function apiBase(home) {
 
 /**
  * Makes a node (`otto-node init --home DIR/home --org ORG --name NAME`) and starts it;
- * resolves once it wrote its API address. `stop()` stops it by PID.
+ * resolves once it wrote its API address. `stop()` stops it by PID and removes its
+ * directory.
  */
 export async function startNode({ org = 'acme', name = 'n1' } = {}) {
   const dir = tempDir(name);
@@ -122,7 +123,10 @@ export async function startNode({ org = 'acme', name = 'n1' } = {}) {
     logFile,
     proc,
     base: apiBase(home),
-    stop: () => proc.stop(),
+    stop: async () => {
+      await proc.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
 

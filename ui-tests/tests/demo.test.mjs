@@ -3,7 +3,7 @@
 // every page.
 
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 
@@ -11,6 +11,8 @@ import { launch, newPage, shot, showingFailure } from '../lib/browser.mjs';
 import { bin, binDir, loginUrl, startGroup, tempDir, waitFor } from '../lib/otto.mjs';
 
 let demo;
+/** The test's own directory: the demo's work directory and its log, removed after. */
+let parent;
 let dir;
 let logFile;
 let browser;
@@ -19,7 +21,7 @@ let nodes;
 let firstRun;
 
 before(async () => {
-  const parent = tempDir('demo');
+  parent = tempDir('demo');
   dir = join(parent, 'work');
   logFile = join(parent, 'demo.log');
   demo = startGroup(
@@ -49,6 +51,7 @@ after(async () => {
     // Stopped by SIGTERM, the demo stops its nodes and exits 0.
     assert.equal(code, 0, `the demo exits 0 when stopped (log: ${logFile})`);
   }
+  if (parent) rmSync(parent, { recursive: true, force: true });
 });
 
 test('nodes.json lists both kept nodes', () => {

@@ -4,6 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 
 import { launch, newPage, shot, showingFailure } from '../lib/browser.mjs';
@@ -44,6 +45,8 @@ const WAITING = ['waiting', 'waiting_gate'];
 
 let node;
 let browser;
+/** The project directory `otto run` snapshots, removed after. */
+let project;
 /** The run of the first test. */
 let runId;
 
@@ -56,6 +59,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await node?.stop();
+  if (project) rmSync(project, { recursive: true, force: true });
 });
 
 test('a run moves on live, is approved from the page and ends succeeded', { timeout: 150_000 }, async () => {
@@ -67,7 +71,7 @@ async function liveRun(page) {
   await page.goto(await loginUrl(node.home));
   assert.equal(new URL(page.url()).pathname, '/ui/runs');
 
-  const project = writeProject('live', { Ottofile: OTTOFILE });
+  project = writeProject('live', { Ottofile: OTTOFILE });
   runId = await startRun(node.home, project);
   await page.goto(`${node.base}/ui/runs/${runId}`);
   const stage = (name) => page.locator(`svg[data-testid=stage-graph] g[data-testid=stage][data-stage="${name}"]`);
