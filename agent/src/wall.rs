@@ -17,6 +17,11 @@
 //! - Limits: `RLIMIT_NPROC` (processes of the step's user, counted from how many it has
 //!   when the stage starts), `RLIMIT_DATA` (memory per process), `RLIMIT_CORE` 0.
 //! - `PR_SET_PDEATHSIG`: a step whose agent dies is killed (unless it changes user).
+//! - No capabilities: the bounding and ambient sets are emptied and no_new_privs is set
+//!   for every step; a step that keeps the agent's user (a root agent with no step user)
+//!   also loses its effective, permitted and inheritable sets, so it runs as uid 0 with no
+//!   capability (no raw sockets, no reading other root processes' `/proc/<pid>/environ`,
+//!   no bypassing file permissions) and cannot gain one by `exec`.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -272,7 +277,56 @@ fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
             ));
         }
     }
+    // Last, once Landlock has opened the paths it needs (which may take a capability to
+    // reach), and before the user switch, which still needs CAP_SETUID and CAP_SETGID.
+    drop_capabilities(wall.user.is_some())?;
     Ok(wall.user)
+}
+
+/// Takes from this process every capability it could hand to the step, and the means to
+/// gain one: empties the bounding and ambient sets and sets no_new_privs (a set-user-id
+/// program or a file capability then grants nothing, and neither does `execve` as root).
+/// When the step keeps this process's user (`switching_user` false: a root agent with no
+/// step user, a root node without `[agent] run_as`), the effective, permitted and
+/// inheritable sets are emptied too and read back, so such a step runs as uid 0 with no
+/// capability at all; otherwise the switch to the step user at `exec` empties them.
+fn drop_capabilities(switching_user: bool) -> io::Result<()> {
+    use rustix::io::Errno;
+    use rustix::thread::{self as t, CapabilitySet, CapabilitySets};
+    let failed = |what: &str, e: Errno| io::Error::other(format!("{what}: {e}"));
+    let held = t::capabilities(None).map_err(|e| failed("capget", e))?;
+    if held.effective.contains(CapabilitySet::SETPCAP) {
+        // Capability numbers the kernel knows run from 0 up; the first it does not know
+        // answers EINVAL.
+        for n in 0..64 {
+            match t::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << n)) {
+                Ok(()) => {}
+                Err(Errno::INVAL) => break,
+                Err(e) => return Err(failed("dropping the capability bounding set", e)),
+            }
+        }
+    }
+    match t::clear_ambient_capability_set() {
+        // A kernel older than 4.3 has no ambient set.
+        Ok(()) | Err(Errno::INVAL) => {}
+        Err(e) => return Err(failed("clearing the ambient capabilities", e)),
+    }
+    t::set_no_new_privs(true).map_err(|e| failed("setting no_new_privs", e))?;
+    if !switching_user {
+        let none = CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        };
+        t::set_capabilities(None, none).map_err(|e| failed("capset", e))?;
+        let left = t::capabilities(None).map_err(|e| failed("capget", e))?;
+        if left != none {
+            return Err(io::Error::other(format!(
+                "capabilities are left after dropping them all: {left:?}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The Landlock ruleset: read roots, writable directories, scopes.

@@ -373,6 +373,66 @@ async fn a_required_wall_runs_as_the_step_user_and_hands_it_the_workspace() {
     );
 }
 
+/// A root agent with no step user (a root node without `[agent] run_as`, #12 F3): the
+/// step still runs as uid 0, but with no capability in any set and no way to gain one, so
+/// it can neither open a raw socket (sniffing the loopback for API tokens) nor read a root
+/// process's environment.
+#[tokio::test]
+async fn a_root_step_without_a_step_user_has_no_capabilities_and_gains_none() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: only a root agent has capabilities to drop");
+        return;
+    }
+    if let Some(skip) = missing_tool("python3") {
+        println!("{skip}");
+        return;
+    }
+    let script = r#"
+        grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):' /proc/self/status
+        id -u
+        python3 -c '
+import socket
+try:
+    socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    print("RAW-SOCKET")
+except OSError as e:
+    print("raw socket refused:", e.strerror)
+'
+        for pid in "$PPID" "$TEST_PID" 1; do
+          if cat "/proc/$pid/environ" > /dev/null; then echo "LEAK-ENVIRON $pid"; fi
+        done
+        echo done
+    "#;
+    let layout = Layout::new();
+    let node = TestNode::start_with(vec![sh(script)], |job| {
+        layout.wall(job, None);
+        job.timeout_secs = Some(120);
+    })
+    .await;
+    node.run().await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    let out = node.output();
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let line = format!("{set}:\t0000000000000000");
+        assert!(out.contains(&line), "{line:?} not in {text}");
+    }
+    assert!(out.contains(&"NoNewPrivs:\t1".to_owned()), "{text}");
+    assert!(out.contains(&"0".to_owned()), "still uid 0: {text}");
+    assert!(
+        text.contains("raw socket refused: Operation not permitted"),
+        "{text}"
+    );
+    assert!(text.contains("done"), "{text}");
+    for leak in ["RAW-SOCKET", "LEAK"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+}
+
 #[tokio::test]
 async fn a_step_cannot_unwall_the_steps_after_it() {
     if let Some(skip) = no_landlock() {
