@@ -331,11 +331,15 @@ pub fn wall_info(home: &Home, config: &Config) -> WallInfo {
             Some(format!("cannot ask the agent which wall it builds: {why}")),
         ),
     };
+    // The node runs as the user that owns its home (it must own its work directory too).
+    let root_home =
+        std::fs::metadata(home.root()).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
     WallInfo {
         walled: missing.is_none(),
         landlock_abi,
         missing,
         run_as: config.agent.run_as.clone(),
+        steps_as_root: root_home && config.agent.run_as.is_none(),
         work_dir: config
             .agent
             .work_dir

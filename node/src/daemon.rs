@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
-use crate::api::types::{NodeInfo, WallInfo};
+use crate::api::types::{NodeInfo, STEPS_AS_ROOT, WallInfo};
 use crate::api::{self, ApiParts, ApiState, Limits};
 use crate::artifacts::BlobArtifacts;
 use crate::blobs::{BlobError, BlobStore};
@@ -1000,14 +1000,16 @@ fn wall_settings(
             tracing::info!(target: TARGET, landlock_abi = wall.landlock_abi, work_dir = %work_dir.display(), run_as = config.agent.run_as.as_deref().unwrap_or("(the node's user)"), "steps run walled in")
         }
     }
-    if me == 0 && user.is_none() {
-        tracing::warn!(target: TARGET, "the node runs as root and steps run as root too: set [agent] run_as to an unprivileged user");
+    let steps_as_root = me == 0 && user.is_none();
+    if steps_as_root {
+        tracing::warn!(target: TARGET, "the node runs as root and names no step user: {STEPS_AS_ROOT}");
     }
     let info = WallInfo {
         walled: missing.is_none(),
         landlock_abi: wall.landlock_abi,
         missing,
         run_as: config.agent.run_as.clone(),
+        steps_as_root,
         work_dir: work_dir.display().to_string(),
         refuse_foreign_unwalled: wall.refuse_foreign_unwalled,
     };
@@ -1021,7 +1023,7 @@ fn step_user(name: &str) -> Result<otto_agent_protocol::StepUser, DaemonError> {
         source: std::io::Error::other(reason),
     };
     crate::step_user::lookup(name).map_err(bad)?.ok_or_else(|| {
-        bad("no such user; create it (otto-node init --run-as NAME does, as root) or change the setting".into())
+        bad("no such user; create it (useradd --system --no-create-home --shell /usr/sbin/nologin NAME, or otto-node init --run-as NAME for a new home, as root) or change the setting".into())
     })
 }
 

@@ -440,6 +440,13 @@ fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_woul
             || text.contains("  wall: steps run without a wall: the kernel has no Landlock"),
         "{text}"
     );
+    // A home made as root without --run-as: the node would run steps as root, and says
+    // so with what to set (#12 F3).
+    assert_eq!(
+        text.contains("steps run as root: set [agent] run_as to an unprivileged user"),
+        rustix::process::geteuid().is_root(),
+        "{text}"
+    );
 
     // JSON stays the plan alone; the node's lines go to stderr.
     let out = otto(&["explain", project, "--home", home, "--json"]);

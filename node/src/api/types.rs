@@ -290,6 +290,11 @@ impl From<&crate::capabilities::Runtimes> for RuntimesInfo {
     }
 }
 
+/// What a node says when it runs as root and names no step user.
+pub const STEPS_AS_ROOT: &str = "steps run as root: set [agent] run_as to an unprivileged user \
+     (otto-node init --run-as otto-step creates it); as root they can read what root owns, \
+     other nodes' homes on this machine included";
+
 /// How a node walls in the steps it runs, as `GET /v1/node` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WallInfo {
@@ -301,6 +306,10 @@ pub struct WallInfo {
     pub missing: Option<String>,
     /// The user steps run as, when not the node's own.
     pub run_as: Option<String>,
+    /// Whether steps run as root: the node runs as root and names no step user. They
+    /// have no capabilities, but own what root owns (#12 F3).
+    #[serde(default)]
+    pub steps_as_root: bool,
     /// Where workspaces live.
     pub work_dir: String,
     /// Whether other orgs' stages are refused when the node cannot wall them in.
@@ -312,6 +321,10 @@ impl WallInfo {
     /// and `otto explain --home` show it).
     pub fn summary(&self) -> String {
         match &self.missing {
+            None if self.steps_as_root => format!(
+                "steps run walled in (Landlock ABI {}) as root without capabilities, in {}; {}",
+                self.landlock_abi, self.work_dir, STEPS_AS_ROOT
+            ),
             None => format!(
                 "steps run walled in (Landlock ABI {}) as {}, in {}",
                 self.landlock_abi,
@@ -321,11 +334,16 @@ impl WallInfo {
                 self.work_dir
             ),
             Some(why) => format!(
-                "steps run without a wall: {why}; other orgs' stages are {}",
+                "steps run without a wall: {why}; other orgs' stages are {}{}",
                 if self.refuse_foreign_unwalled {
                     "refused"
                 } else {
                     "run anyway ([agent] refuse_foreign_unwalled = false)"
+                },
+                if self.steps_as_root {
+                    format!("; {STEPS_AS_ROOT}")
+                } else {
+                    String::new()
                 }
             ),
         }
