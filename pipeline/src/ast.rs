@@ -67,12 +67,17 @@ pub enum Use {
     /// reports it as an external library that must be pinned.
     Bare(Str),
     /// An external library pinned by content digest:
-    /// `'https://example.com/libs/rails.git' sha256 '0123…'` (64 lowercase hex digits).
+    /// `'https://example.com/libs/rails.git' sha256 '0123…'` (64 lowercase hex digits),
+    /// and, for one a node fetches from a git repository, by the commit that holds it:
+    /// `'https://example.com/libs/rails.git' commit '89ab…' sha256 '0123…'`.
     External {
         /// Where the library comes from.
         location: Str,
         /// The pinned sha256 content digest, as written (already checked to be 64 hex digits).
         sha256: Str,
+        /// The pinned commit, as written (already checked to be a full commit id: 40 or 64
+        /// lowercase hex digits), when the library is fetched from a git repository.
+        commit: Option<Str>,
     },
 }
 

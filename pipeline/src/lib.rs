@@ -18,6 +18,8 @@ pub mod steps;
 
 pub use parser::parse;
 pub use plan::Plan;
-pub use planner::{Convention, Facts, Failed, Planned, plan, plan_text};
+pub use planner::{
+    Convention, Facts, Failed, Libraries, LibraryPin, Planned, plan, plan_text, plan_with_libraries,
+};
 pub use source::{EntryKind, FsSource, MemSource, Source, SourceError};
 pub use steps::{StepCatalog, StepSpec};

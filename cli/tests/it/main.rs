@@ -15,6 +15,7 @@ mod node_gates;
 mod node_gc;
 mod node_handoff;
 mod node_join;
+mod node_libs;
 mod node_logs;
 mod node_repo;
 mod node_restart;

@@ -416,7 +416,7 @@ pub(super) fn plan_snapshot(
         snapshot::read_source(bytes, root_name).map_err(|e| ApiError::invalid(e.to_string()))?;
     let path = relative_path(path)?;
     let catalog = step_catalog(&state.packages)?;
-    let planned = plan_in(&source, &path, &facts, &catalog).map_err(|failed| {
+    let planned = plan_fetching(state, &source, &path, &facts, &catalog).map_err(|failed| {
         let lines = failed.to_string();
         let message = lines
             .lines()
@@ -436,6 +436,55 @@ pub(super) fn plan_snapshot(
     // unbound (docs/plan-format.md, owner binding).
     plan.body.owners = bind_owners(state, &plan.body).owners;
     Ok(plan)
+}
+
+/// Plans as [`plan_in`] does, fetching the external libraries pinned to a commit that the
+/// planner asks for (see [`crate::sources::libs`]) and planning again, until nothing more
+/// is asked for or the limits are reached: what cannot be had is given to the planner as
+/// refused, so it reports it at the `use` that names it. Runs on a blocking thread.
+fn plan_fetching(
+    state: &ApiState,
+    source: &SnapshotSource,
+    path: &std::path::Path,
+    facts: &Facts,
+    catalog: &StepCatalog,
+) -> Result<otto_pipeline::Planned, otto_pipeline::Failed> {
+    use crate::sources::libs::{MAX_LIBRARIES, MAX_ROUNDS};
+    let mut libraries = otto_pipeline::Libraries::new();
+    let mut round = 0;
+    loop {
+        let failed = match plan_in(source, path, facts, catalog, &libraries) {
+            Err(failed) if !failed.wanted.is_empty() && round < MAX_ROUNDS => failed,
+            done => return done,
+        };
+        round += 1;
+        for pin in failed.wanted {
+            if libraries.contains(&pin) {
+                continue;
+            }
+            if libraries.len() >= MAX_LIBRARIES {
+                libraries.refuse(
+                    pin,
+                    format!("a plan fetches at most {MAX_LIBRARIES} external libraries"),
+                );
+                continue;
+            }
+            let fetched = match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => runtime.block_on(state.repos.library(&pin.location, &pin.commit)),
+                Err(_) => Err("the node cannot fetch here".to_owned()),
+            };
+            match fetched {
+                Ok(files) => {
+                    tracing::info!(target: super::TARGET, library = %pin.location, commit = %pin.commit, "fetched an external library");
+                    libraries.insert(pin, files);
+                }
+                Err(reason) => {
+                    tracing::warn!(target: super::TARGET, library = %pin.location, commit = %pin.commit, %reason, "an external library cannot be had");
+                    libraries.refuse(pin, reason);
+                }
+            }
+        }
+    }
 }
 
 /// Refuses a plan with a stage this node would run (no owner, or one it answers to) on a
@@ -523,17 +572,23 @@ fn plan_in(
     path: &std::path::Path,
     facts: &Facts,
     catalog: &StepCatalog,
+    libraries: &otto_pipeline::Libraries,
 ) -> Result<otto_pipeline::Planned, otto_pipeline::Failed> {
     let global = |message: String| otto_pipeline::Failed {
         sources: Default::default(),
         diagnostics: vec![otto_pipeline::diagnostic::Diagnostic::global(message)],
+        wanted: Vec::new(),
     };
     match source.kind(path) {
-        Some(EntryKind::File) => otto_pipeline::plan(source, path, facts, catalog),
+        Some(EntryKind::File) => {
+            otto_pipeline::plan_with_libraries(source, path, facts, catalog, libraries)
+        }
         Some(EntryKind::Dir) => {
             let ottofile = path.join("Ottofile");
             if source.kind(&ottofile).is_some() {
-                return otto_pipeline::plan(source, &ottofile, facts, catalog);
+                return otto_pipeline::plan_with_libraries(
+                    source, &ottofile, facts, catalog, libraries,
+                );
             }
             let Some(detected) = conventions::detect(source, path) else {
                 return Err(global(format!(

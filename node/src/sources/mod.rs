@@ -21,6 +21,7 @@
 
 pub mod forge;
 pub mod git;
+pub mod libs;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};

@@ -371,24 +371,34 @@ impl Parser<'_> {
                 TokenKind::Str(_) => {
                     let location = p.string("")?;
                     if is_relative(&location.value) {
-                        if p.at_ident("sha256") {
-                            let span = p.bump().span;
-                            let _ = p.string("after `sha256`")?;
+                        if p.at_ident("sha256") || p.at_ident("commit") {
+                            let span = p.peek().span;
+                            let _ = p.pins()?;
                             p.report(
                                 Diagnostic::new("an in-repository path is not pinned", p.span_from(span))
                                     .with_label("not needed")
-                                    .with_hint("remove `sha256 '...'`: ./ and ../ paths are part of the repository"),
+                                    .with_hint("remove `sha256 '...'` and `commit '...'`: ./ and ../ paths are part of the repository"),
                             );
                         }
                         uses.push(Use::Path(location));
-                    } else if p.at_ident("sha256") {
-                        p.bump();
-                        let digest = p.string("after `sha256`")?;
-                        if p.check_digest(&digest) {
-                            uses.push(Use::External {
+                    } else if p.at_ident("sha256") || p.at_ident("commit") {
+                        let (sha256, commit, wrote_sha256) = p.pins()?;
+                        match sha256 {
+                            Some(sha256) => uses.push(Use::External {
                                 location,
-                                sha256: digest,
-                            });
+                                sha256,
+                                commit,
+                            }),
+                            // A malformed digest is reported already.
+                            None if wrote_sha256 => {}
+                            None => p.report(
+                                Diagnostic::new(
+                                    "external library must be pinned: add sha256 '<digest>'",
+                                    location.span,
+                                )
+                                .with_label("pinned to a commit, not to its content")
+                                .with_hint("a commit names where the node fetches the library; its sha256 content digest is what the plan records"),
+                            ),
                         }
                     } else if could_be_in_repo(&location.value) {
                         // `'blueprints/rubygem'`: in the repository when it exists there
@@ -407,7 +417,7 @@ impl Parser<'_> {
                 }
                 _ => {
                     let hint = Some(
-                        "write `stdlib`, './path/in/repo' or 'https://host/lib.git' sha256 '<digest>'"
+                        "write `stdlib`, './path/in/repo' or 'https://host/lib.git' commit '<id>' sha256 '<digest>'"
                             .to_owned(),
                     );
                     return Err(p.error_expected(
@@ -420,6 +430,68 @@ impl Parser<'_> {
             Ok(())
         })?;
         Ok(())
+    }
+
+    /// The pins after an external library's location, in either order: `sha256 '<digest>'`
+    /// and `commit '<id>'`. Each is `None` when not written or malformed (reported); the
+    /// last value says whether `sha256` was written.
+    fn pins(&mut self) -> PResult<(Option<Str>, Option<Str>, bool)> {
+        let (mut sha256, mut commit) = (None, None);
+        let mut seen = (false, false);
+        while self.at_ident("sha256") || self.at_ident("commit") {
+            let keyword = self.bump();
+            let is_commit = matches!(keyword.kind, TokenKind::Ident("commit"));
+            let value = self.string(if is_commit {
+                "after `commit`"
+            } else {
+                "after `sha256`"
+            })?;
+            let twice = if is_commit { &mut seen.1 } else { &mut seen.0 };
+            if std::mem::replace(twice, true) {
+                self.report(
+                    Diagnostic::new("this pin is written twice", self.span_from(keyword.span))
+                        .with_label("written twice")
+                        .with_hint("a library has one content digest and at most one commit"),
+                );
+                continue;
+            }
+            if is_commit {
+                if self.check_commit(&value) {
+                    commit = Some(value);
+                }
+            } else if self.check_digest(&value) {
+                sha256 = Some(value);
+            }
+        }
+        Ok((sha256, commit, seen.0))
+    }
+
+    /// Reports a commit pin that is not a full commit id (40 or 64 lowercase hex digits);
+    /// returns whether it is good.
+    fn check_commit(&mut self, commit: &Str) -> bool {
+        let value = &commit.value;
+        let hex = value
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if matches!(value.len(), 40 | 64) && hex {
+            return true;
+        }
+        let hint = if value.bytes().any(|b| b.is_ascii_uppercase())
+            && matches!(value.len(), 40 | 64)
+        {
+            "write the commit id in lowercase".to_owned()
+        } else {
+            format!(
+                "'{}' is no full commit id: a branch, a tag or a short id can move or become ambiguous; write the 40 hex digits `git rev-parse` prints",
+                value
+            )
+        };
+        self.report(
+            Diagnostic::new("malformed commit pin", commit.span)
+                .with_label("expected a full commit id")
+                .with_hint(hint),
+        );
+        false
     }
 
     /// Reports a digest that is not 64 lowercase hex digits; returns whether it is good.

@@ -3,7 +3,7 @@
 //! Every file is read through a [`Source`] (the repository's, or the embedded stdlib's),
 //! added to the [`SourceMap`] and parsed once. Relative paths resolve against the directory
 //! of the file that names them and may not leave the file's boundary: the directory holding
-//! the root Ottofile, an external library's cache directory, or the stdlib.
+//! the root Ottofile, an external library's cache directory or fetched files, or the stdlib.
 
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
@@ -15,7 +15,7 @@ use crate::diagnostic::Diagnostic;
 use crate::source::{EntryKind, Source};
 use crate::span::{FileId, SourceMap, Span};
 
-use super::stdlib;
+use super::{Libraries, LibraryPin, stdlib};
 
 /// Where a file's bytes come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -24,6 +24,8 @@ pub(crate) enum Origin {
     Repo,
     /// The stdlib embedded in this crate.
     Stdlib,
+    /// An external library the caller fetched: its index in [`Libraries`].
+    Fetched(usize),
 }
 
 /// One loaded and parsed file.
@@ -65,6 +67,8 @@ pub(crate) struct Loaded {
     pub(crate) from_paths: HashMap<(FileId, String), Vec<FileId>>,
     /// Whether some file had syntax errors.
     pub(crate) syntax_errors: bool,
+    /// Libraries pinned to a commit that are neither cached nor given.
+    pub(crate) wanted: Vec<LibraryPin>,
 }
 
 impl Loaded {
@@ -76,6 +80,7 @@ impl Loaded {
 /// Loads the root file (given as text) and everything it reaches.
 pub(crate) fn load(
     repo: &dyn Source,
+    libraries: &Libraries,
     root_dir: &Path,
     root_rel: &Path,
     text: String,
@@ -84,6 +89,7 @@ pub(crate) fn load(
 ) -> Loaded {
     let mut loader = Loader {
         repo,
+        libraries,
         root_dir,
         sources,
         diags,
@@ -137,6 +143,7 @@ pub(crate) fn is_relative(target: &str) -> bool {
 
 struct Loader<'a> {
     repo: &'a dyn Source,
+    libraries: &'a Libraries,
     root_dir: &'a Path,
     sources: &'a mut SourceMap,
     diags: &'a mut Vec<Diagnostic>,
@@ -160,12 +167,25 @@ impl Loader<'_> {
         match origin {
             Origin::Repo => self.repo,
             Origin::Stdlib => stdlib::source(),
+            Origin::Fetched(index) => match self.libraries.get(index) {
+                Some((_, Ok(files))) => files,
+                _ => &NOTHING,
+            },
         }
     }
 
     fn display(&self, origin: Origin, real: &Path) -> String {
         match origin {
             Origin::Stdlib => format!("<stdlib>/{}", real.display()),
+            Origin::Fetched(index) => match self.libraries.get(index) {
+                Some((pin, _)) => format!(
+                    "<{}@{}>/{}",
+                    pin.location,
+                    pin.commit.get(..12).unwrap_or(&pin.commit),
+                    real.display()
+                ),
+                None => real.display().to_string(),
+            },
             Origin::Repo => match real.strip_prefix(self.root_dir) {
                 Ok(rel) if !self.root_dir.as_os_str().is_empty() => rel.display().to_string(),
                 _ => real.display().to_string(),
@@ -246,7 +266,11 @@ impl Loader<'_> {
                 Use::Stdlib(span) => self.stdlib_lib(*span),
                 Use::Path(target) => self.path_lib(id, target),
                 Use::Bare(target) => self.bare_lib(id, target),
-                Use::External { location, sha256 } => self.external_lib(location, sha256),
+                Use::External {
+                    location,
+                    sha256,
+                    commit,
+                } => self.external_lib(location, sha256, commit.as_ref()),
             };
             if let Some(lib) = lib {
                 self.loaded.units[id.0 as usize].uses.push(lib);
@@ -351,33 +375,102 @@ impl Loader<'_> {
         })
     }
 
-    fn external_lib(&mut self, location: &Str, sha256: &Str) -> Option<LibId> {
+    fn external_lib(
+        &mut self,
+        location: &Str,
+        sha256: &Str,
+        commit: Option<&Str>,
+    ) -> Option<LibId> {
+        let pin = commit.map(|commit| LibraryPin {
+            location: location.value.clone(),
+            commit: commit.value.clone(),
+        });
+        if let Some(index) = pin.as_ref().and_then(|p| self.libraries.position(p)) {
+            if let Some((pin, Err(reason))) = self.libraries.get(index) {
+                self.diags.push(
+                    Diagnostic::new(
+                        format!(
+                            "external library {} at commit {} cannot be had: {reason}",
+                            location.value, pin.commit
+                        ),
+                        location.span,
+                    )
+                    .with_label("fetched by the node, and refused"),
+                );
+                return None;
+            }
+            let holder = format!("commit {}", pin.as_ref().map_or("", |p| p.commit.as_str()));
+            return self.pinned_lib(
+                Origin::Fetched(index),
+                PathBuf::new(),
+                location,
+                sha256,
+                &holder,
+            );
+        }
         let dir = self
             .root_dir
             .join(".otto")
             .join("libs")
             .join(format!("sha256-{}", sha256.value));
-        let key = (Origin::Repo, dir.clone());
-        if let Some(&lib) = self.libs_by_path.get(&key) {
-            return Some(lib);
+        if self.libs_by_path.contains_key(&(Origin::Repo, dir.clone())) {
+            return self.pinned_lib(Origin::Repo, dir, location, sha256, "the library cache");
         }
         if self.repo.kind(&dir) != Some(EntryKind::Dir) {
-            self.diags.push(
-                Diagnostic::new(
+            let diagnostic = match pin {
+                Some(pin) => {
+                    let d = Diagnostic::new(
+                        format!(
+                            "external library {} at commit {} has not been fetched",
+                            location.value, pin.commit
+                        ),
+                        location.span,
+                    )
+                    .with_hint(format!(
+                        "the node that starts a run fetches it; without a node, put its files in {}",
+                        self.display(Origin::Repo, &dir)
+                    ));
+                    if !self.loaded.wanted.contains(&pin) {
+                        self.loaded.wanted.push(pin);
+                    }
+                    d
+                }
+                None => Diagnostic::new(
                     format!(
-                        "external library {} is not in the library cache (fetching is not supported yet)",
+                        "external library {} is not in the library cache, and without a commit pin it cannot be fetched",
                         location.value
                     ),
                     location.span,
                 )
-                .with_hint(format!("put its files in {}", self.display(Origin::Repo, &dir))),
-            );
+                .with_hint(format!(
+                    "add commit '<id>' to fetch it from its git repository, or put its files in {}",
+                    self.display(Origin::Repo, &dir)
+                )),
+            };
+            self.diags.push(diagnostic);
             return None;
         }
-        let names = self.otto_files(Origin::Repo, &dir, Path::new(""));
+        self.pinned_lib(Origin::Repo, dir, location, sha256, "the library cache")
+    }
+
+    /// Loads the external library whose files are the `.otto` files directly in `dir` of
+    /// `origin`, checking them against the pinned digest (`holder` says where they are).
+    fn pinned_lib(
+        &mut self,
+        origin: Origin,
+        dir: PathBuf,
+        location: &Str,
+        sha256: &Str,
+        holder: &str,
+    ) -> Option<LibId> {
+        let key = (origin, dir.clone());
+        if let Some(&lib) = self.libs_by_path.get(&key) {
+            return Some(lib);
+        }
+        let names = self.otto_files(origin, &dir, Path::new(""));
         let mut texts = Vec::new();
         for name in &names {
-            match self.repo.read(&dir.join(name)) {
+            match self.source(origin).read(&dir.join(name)) {
                 Ok(text) => texts.push((name.clone(), text)),
                 Err(e) => {
                     self.diags.push(Diagnostic::new(
@@ -393,7 +486,7 @@ impl Loader<'_> {
         if digest != pinned {
             self.diags.push(
                 Diagnostic::new("pinned digest does not match", sha256.span)
-                    .with_label(format!("the library cache holds {digest}"))
+                    .with_label(format!("{holder} holds {digest}"))
                     .with_hint(format!(
                         "the files of {} changed since it was pinned",
                         location.value
@@ -404,15 +497,9 @@ impl Loader<'_> {
         let mut ids = Vec::new();
         for (name, text) in texts {
             let real = dir.join(&name);
-            let id = match self.by_path.get(&(Origin::Repo, real)) {
+            let id = match self.by_path.get(&(origin, real)) {
                 Some(&id) => id,
-                None => self.add_file(
-                    Origin::Repo,
-                    &dir,
-                    &name,
-                    text,
-                    Some(location.value.clone()),
-                ),
+                None => self.add_file(origin, &dir, &name, text, Some(location.value.clone())),
             };
             ids.push(id);
         }
@@ -630,6 +717,10 @@ fn collect_from_targets<'a>(items: impl Iterator<Item = &'a StageItem>, out: &mu
         }
     }
 }
+
+/// What a fetched library that is not there reads as.
+static NOTHING: crate::source::MemSource =
+    crate::source::MemSource(std::collections::BTreeMap::new());
 
 /// A relative path with `/` separators, for digests.
 fn slash_path(path: &Path) -> String {

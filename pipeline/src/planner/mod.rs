@@ -3,7 +3,8 @@
 //! Planning runs in phases, each collecting diagnostics rather than stopping at the first:
 //!
 //! 1. **Load** (`load`): read the root file, the libraries its `use` names (stdlib,
-//!    in-repository paths, pinned external libraries in the library cache) and the files
+//!    in-repository paths, pinned external libraries from the library cache or as the
+//!    caller fetched them, see [`Libraries`]) and the files
 //!    its relative `from` paths name; parse each once. Syntax errors and missing files end
 //!    planning here, since later phases would only report their echoes.
 //! 2. **Inputs**: bind the pipeline's vars from `--var` values and defaults; evaluate
@@ -73,6 +74,74 @@ pub struct Facts {
     pub vars: BTreeMap<String, String>,
 }
 
+/// An external library pinned to a commit: where the caller fetches it from.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LibraryPin {
+    /// The location as written in `use`.
+    pub location: String,
+    /// The full commit id as written (checked by the parser).
+    pub commit: String,
+}
+
+/// External libraries the caller fetched for the planner (the planner never fetches):
+/// each pin's files, named relative to the library's root, or why they could not be had.
+/// The planner checks the files against the pinned content digest as it does the library
+/// cache's, and reports a refusal at the `use` that names the library.
+#[derive(Debug, Clone, Default)]
+pub struct Libraries {
+    fetched: Vec<(LibraryPin, Result<crate::source::MemSource, String>)>,
+}
+
+impl Libraries {
+    /// None fetched.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Gives the files of `pin` (replacing anything given for it before).
+    pub fn insert(&mut self, pin: LibraryPin, files: crate::source::MemSource) {
+        self.set(pin, Ok(files));
+    }
+
+    /// Says why the files of `pin` could not be had (one line).
+    pub fn refuse(&mut self, pin: LibraryPin, reason: impl Into<String>) {
+        self.set(pin, Err(reason.into()));
+    }
+
+    fn set(&mut self, pin: LibraryPin, entry: Result<crate::source::MemSource, String>) {
+        match self.fetched.iter_mut().find(|(p, _)| *p == pin) {
+            Some(slot) => slot.1 = entry,
+            None => self.fetched.push((pin, entry)),
+        }
+    }
+
+    /// Whether `pin` was given (its files or a refusal).
+    pub fn contains(&self, pin: &LibraryPin) -> bool {
+        self.position(pin).is_some()
+    }
+
+    /// How many libraries were given (files or refusals).
+    pub fn len(&self) -> usize {
+        self.fetched.len()
+    }
+
+    /// Whether none was given.
+    pub fn is_empty(&self) -> bool {
+        self.fetched.is_empty()
+    }
+
+    pub(crate) fn position(&self, pin: &LibraryPin) -> Option<usize> {
+        self.fetched.iter().position(|(p, _)| p == pin)
+    }
+
+    pub(crate) fn get(
+        &self,
+        index: usize,
+    ) -> Option<&(LibraryPin, Result<crate::source::MemSource, String>)> {
+        self.fetched.get(index)
+    }
+}
+
 /// A successful plan with the files it was made from.
 #[derive(Debug, Clone)]
 pub struct Planned {
@@ -89,6 +158,9 @@ pub struct Failed {
     pub sources: SourceMap,
     /// The problems, sorted by file and position (problems outside any file first).
     pub diagnostics: Vec<Diagnostic>,
+    /// External libraries pinned to a commit that were neither in the library cache nor
+    /// given in [`Libraries`]: the caller may fetch them and plan again.
+    pub wanted: Vec<LibraryPin>,
 }
 
 /// Plans the Ottofile at `path`, or the `Ottofile` in the directory `path`.
@@ -98,9 +170,21 @@ pub fn plan(
     facts: &Facts,
     steps: &StepCatalog,
 ) -> Result<Planned, Failed> {
+    plan_with_libraries(source, path, facts, steps, &Libraries::new())
+}
+
+/// [`plan`], with the external libraries the caller fetched.
+pub fn plan_with_libraries(
+    source: &dyn Source,
+    path: &Path,
+    facts: &Facts,
+    steps: &StepCatalog,
+    libraries: &Libraries,
+) -> Result<Planned, Failed> {
     let fail = |message: String| Failed {
         sources: SourceMap::new(),
         diagnostics: vec![Diagnostic::global(message)],
+        wanted: Vec::new(),
     };
     let file = match source.kind(path) {
         Some(EntryKind::Dir) => {
@@ -119,6 +203,7 @@ pub fn plan(
         facts,
         catalog: steps,
         root: path,
+        libraries,
     }
     .run(&file, text, None)
 }
@@ -139,6 +224,7 @@ pub fn plan_text(
         facts,
         catalog: steps,
         root: virtual_path,
+        libraries: &Libraries::new(),
     }
     .run(virtual_path, text.to_owned(), convention)
 }
@@ -197,6 +283,7 @@ struct Planner<'a> {
     facts: &'a Facts,
     catalog: &'a StepCatalog,
     root: &'a Path,
+    libraries: &'a Libraries,
 }
 
 impl Planner<'_> {
@@ -212,6 +299,7 @@ impl Planner<'_> {
         let mut diags = Vec::new();
         let loaded = load::load(
             self.source,
+            self.libraries,
             &root_dir,
             &root_rel,
             text,
@@ -219,7 +307,9 @@ impl Planner<'_> {
             &mut diags,
         );
         if !diags.is_empty() {
-            return Err(failed(sources, diags));
+            let mut failed = failed(sources, diags);
+            failed.wanted = loaded.wanted;
+            return Err(failed);
         }
         let root = FileId(0);
         let Some(unit) = loaded.unit(root) else {
@@ -526,5 +616,6 @@ fn failed(sources: SourceMap, mut diagnostics: Vec<Diagnostic>) -> Failed {
     Failed {
         sources,
         diagnostics,
+        wanted: Vec::new(),
     }
 }

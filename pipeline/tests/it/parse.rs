@@ -617,7 +617,10 @@ fn use_stdlib_paths_and_pinned_external() {
     assert!(matches!(file.uses[0], Use::Stdlib(_)));
     assert!(matches!(&file.uses[1], Use::Path(p) if p.value == "./a"));
     assert!(matches!(&file.uses[2], Use::Path(p) if p.value == "../b/c.otto"));
-    let Use::External { location, sha256 } = &file.uses[3] else {
+    let Use::External {
+        location, sha256, ..
+    } = &file.uses[3]
+    else {
         panic!("external")
     };
     assert_eq!(location.value, "https://example.com/rails.git");

@@ -332,6 +332,39 @@ fn bad_sha256_digest() {
 }
 
 #[test]
+fn a_commit_pin_is_a_full_commit_id_never_a_name_that_moves() {
+    let digest = "a".repeat(64);
+    for (commit, why) in [
+        ("v1.0", "'v1.0' is no full commit id"),
+        ("main", "'main' is no full commit id"),
+        ("0123abc", "'0123abc' is no full commit id"),
+        (&"0123ABCD".repeat(5), "write the commit id in lowercase"),
+        (&"g".repeat(40), "is no full commit id"),
+    ] {
+        let d = single(
+            &format!("use {{ 'https://e.com/l.git' commit '{commit}' sha256 '{digest}' }}"),
+            "1:36",
+            "malformed commit pin",
+        );
+        assert!(hint(&d).contains(why), "{commit}: {}", hint(&d));
+    }
+    let commit = "0123abcd".repeat(5);
+    let d = single(
+        &format!("use {{ 'https://e.com/l.git' commit '{commit}' }}"),
+        "1:7",
+        "external library must be pinned: add sha256 '<digest>'",
+    );
+    assert_eq!(label(&d), "pinned to a commit, not to its content");
+    single(
+        &format!(
+            "use {{ 'https://e.com/l.git' commit '{commit}' sha256 '{digest}' commit '{commit}' }}"
+        ),
+        "1:153",
+        "this pin is written twice",
+    );
+}
+
+#[test]
 fn in_repository_paths_are_not_pinned() {
     single(
         &format!("use {{ './lib' sha256 '{}' }}", "a".repeat(64)),

@@ -306,8 +306,42 @@ fn external_library_not_in_the_cache() {
     assert_diag(
         &failed,
         "Ottofile:1:7",
-        "external library https://example.com/lib.git is not in the library cache (fetching is not supported yet)",
+        "external library https://example.com/lib.git is not in the library cache, and without a commit pin it cannot be fetched",
     );
+    assert!(
+        failed.wanted.is_empty(),
+        "nothing without a commit is fetched"
+    );
+}
+
+#[test]
+fn external_library_pinned_to_a_commit_and_not_given_is_wanted() {
+    let commit = "0123abcd".repeat(5);
+    let failed = fail_one(&format!(
+        "use {{ 'https://example.com/lib.git' commit '{commit}' sha256 '{PIN}' }}\nuse {{ 'https://example.com/lib.git' sha256 '{PIN}' commit '{commit}' }}\nstage('A') {{ steps {{ sh 'a' }} }}\n"
+    ));
+    let message = format!(
+        "external library https://example.com/lib.git at commit {commit} has not been fetched"
+    );
+    let found: Vec<_> = failed
+        .diagnostics
+        .iter()
+        .filter(|d| d.message == message)
+        .collect();
+    assert_eq!(
+        found.len(),
+        2,
+        "one for each use, pins in either order: {failed}"
+    );
+    assert!(
+        found[0]
+            .hint
+            .as_deref()
+            .unwrap_or("")
+            .contains("the node that starts a run fetches it")
+    );
+    assert_eq!(failed.wanted.len(), 1, "asked for once");
+    assert_eq!(failed.wanted[0].commit, commit);
 }
 
 #[test]

@@ -358,6 +358,73 @@ fn a_pinned_external_library_is_read_from_the_library_cache() {
 }
 
 #[test]
+fn a_library_pinned_to_a_commit_is_planned_from_the_files_the_caller_fetched() {
+    let digest = framed_digest(&[("deploy.otto", ALPHA), ("more.otto", BETA)]);
+    let hex = digest.trim_start_matches("sha256:");
+    let commit = "89abcdef".repeat(5);
+    let ottofile = format!(
+        "use {{ 'file:///libs/ops.git' commit '{commit}' sha256 '{hex}' }}\nfrom 'alpha'\n"
+    );
+    let repo = otto_pipeline::MemSource::new().with("/repo/Ottofile", ottofile.as_str());
+    let plan_of = |libraries: &otto_pipeline::Libraries| {
+        otto_pipeline::plan_with_libraries(
+            &repo,
+            std::path::Path::new("/repo"),
+            &Facts::default(),
+            &otto_pipeline::StepCatalog::builtins(),
+            libraries,
+        )
+    };
+    // Not given: the planner names what to fetch, and reads nothing anywhere else.
+    let failed = plan_of(&otto_pipeline::Libraries::new()).unwrap_err();
+    let pin = otto_pipeline::LibraryPin {
+        location: "file:///libs/ops.git".into(),
+        commit: commit.clone(),
+    };
+    assert_eq!(failed.wanted, std::slice::from_ref(&pin));
+    // Given, with a subdirectory the digest does not cover and a `use` inside the library
+    // that stays inside it.
+    let mut libraries = otto_pipeline::Libraries::new();
+    libraries.insert(
+        pin.clone(),
+        otto_pipeline::MemSource::new()
+            .with("deploy.otto", ALPHA)
+            .with("more.otto", BETA)
+            .with("sub/ignored.otto", "this is not read"),
+    );
+    let plan = plan_of(&libraries).unwrap_or_else(|f| panic!("{f}")).plan;
+    assert_eq!(ids(&plan), ["Alpha"]);
+    assert_eq!(plan.body.libraries[0].name, "file:///libs/ops.git");
+    assert_eq!(plan.body.libraries[0].digest, digest);
+    // What the caller could not fetch is reported at the `use`, and not asked for again.
+    libraries.refuse(pin.clone(), "the repository has no such commit");
+    let failed = plan_of(&libraries).unwrap_err();
+    assert!(failed.wanted.is_empty());
+    assert_eq!(
+        failed.diagnostics[0].message,
+        format!(
+            "external library file:///libs/ops.git at commit {commit} cannot be had: the repository has no such commit"
+        )
+    );
+    // Other files than pinned: refused, naming the commit that holds them.
+    libraries.insert(
+        pin,
+        otto_pipeline::MemSource::new().with("deploy.otto", BETA),
+    );
+    let failed = plan_of(&libraries).unwrap_err();
+    assert!(failed.wanted.is_empty());
+    let d = &failed.diagnostics[0];
+    assert_eq!(d.message, "pinned digest does not match", "{failed}");
+    assert!(
+        d.label
+            .as_deref()
+            .unwrap_or("")
+            .starts_with(&format!("commit {commit} holds sha256:")),
+        "{failed}"
+    );
+}
+
+#[test]
 fn a_failing_when_skips_the_stage_but_dependents_still_wait_for_it() {
     let plan = plan_with(
         &[(
