@@ -1,7 +1,8 @@
 //! `otto retry` across two organisations, two real `otto-node` processes on 127.0.0.1: ops
 //! refuses Deploy, approves it, and dev retries the failed stage with one command, as
 //! attempt 2 of the same run; Build is not run again, and nothing that succeeded can be
-//! retried into a second receipt.
+//! retried into a second receipt. A stage that ran on ops and failed there is offered to
+//! ops again, as attempt 3, by one `otto retry` on dev.
 
 use serde_json::Value;
 
@@ -195,4 +196,92 @@ fn a_failed_stage_and_what_depends_on_it_are_retried_on_one_node() {
         "{log}"
     );
     assert!(log.contains("deployed"), "{log}");
+}
+
+#[test]
+fn a_stage_that_failed_on_the_other_orgs_node_is_offered_again_as_the_next_attempt() {
+    let (dev, ops) = two_orgs();
+    let gate = tempfile::tempdir().unwrap();
+    let flag = gate.path().join("go");
+    let ottofile = format!(
+        "stage('Build') {{ steps {{ echo 'built' }} }}
+stage('Deploy') {{
+  owner = 'ops'
+  steps {{ sh 'test -e {} && echo deployed || {{ echo not yet; exit 3; }}' }}
+}}
+",
+        flag.display()
+    );
+    let dir = project(&[("Ottofile", &ottofile)]);
+    let run = dev
+        .ok(&["run", dir.path().to_str().unwrap(), "--detach"])
+        .trim()
+        .to_owned();
+    let status = dev.wait_final(&run);
+    let why = stage(&status, "Deploy")["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let digest = why
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '`' || c == ';')
+                .strip_prefix("sha256:")
+        })
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .unwrap_or_else(|| panic!("a digest in the note: {status}"));
+    let approved = ops.otto_node(&["approve", &digest]);
+    assert!(approved.status.success(), "{}", text(&approved.stderr));
+
+    // Attempt 2 runs on ops and fails there: the run fails on dev with ops's receipt.
+    dev.ok(&["retry", &run, "Deploy"]);
+    let ended = |what: &str| {
+        ops.wait_for(what, || {
+            let status = dev.status(&run);
+            let state = status["run"]["state"].as_str().unwrap_or_default();
+            (["succeeded", "failed"].contains(&state) && attempts(&status, "Deploy").len() >= 2)
+                .then_some(status)
+        })
+    };
+    let status = ended("attempt 2 to end on dev");
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    assert_eq!(attempts(&status, "Deploy"), [1, 2], "{status}");
+    let on_ops = ops.wait_for("Deploy to fail on ops", || {
+        let s = ops.status(&run);
+        (stage(&s, "Deploy")["state"] == "failed").then_some(s)
+    });
+    assert_eq!(attempts(&on_ops, "Deploy"), [2], "{on_ops}");
+    assert!(ops.ok(&["logs", &run, "Deploy"]).contains("not yet"));
+
+    // Fixed on ops's side; dev retries the stage ops ran and failed: ops gets a new
+    // offer for attempt 3, runs it, and the run succeeds on both nodes. Build stays at 1.
+    std::fs::write(&flag, "").unwrap();
+    let said = dev.ok(&["retry", &run, "Deploy"]);
+    assert!(
+        said.starts_with(&format!("retrying Deploy of run {run}")),
+        "{said}"
+    );
+    let status = ops.wait_for("attempt 3 to end on dev", || {
+        let status = dev.status(&run);
+        let state = status["run"]["state"].as_str().unwrap_or_default();
+        (["succeeded", "failed"].contains(&state) && attempts(&status, "Deploy").len() >= 3)
+            .then_some(status)
+    });
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}\n{}",
+        dev.log(),
+        ops.log()
+    );
+    assert_eq!(attempts(&status, "Build"), [1]);
+    assert_eq!(attempts(&status, "Deploy"), [1, 2, 3], "{status}");
+    let on_ops = ops.wait_for("Deploy to succeed on ops", || {
+        let s = ops.status(&run);
+        (stage(&s, "Deploy")["state"] == "succeeded").then_some(s)
+    });
+    assert_eq!(attempts(&on_ops, "Deploy"), [2, 3], "{on_ops}");
+    assert!(ops.ok(&["logs", &run, "Deploy"]).contains("deployed"));
+    let verified = dev.ok(&["verify", &run]);
+    assert!(verified.contains("verified"), "{verified}");
 }
