@@ -1,7 +1,8 @@
 //! What a node tells a forge about the runs it starts from a repository: one commit status
 //! per stage and one per run, posted to a real HTTP endpoint on 127.0.0.1 standing in for
 //! the forge's API, with the token from the vault and never in the log; a forge that
-//! fails or refuses never holds up a run.
+//! fails or refuses never holds up a run. With two orgs, the stage the other org's node
+//! runs is reported by the node that started the run, from the receipt that ended it.
 
 use std::collections::BTreeMap;
 
@@ -284,4 +285,129 @@ fn notify_messages_go_only_where_the_operator_allows_signed_and_never_hold_up_th
             "{secret} is in the node's log"
         );
     }
+}
+
+const TWO_ORGS: &str = "pipeline {
+  name = 'app'
+  stage('Build') { steps { sh 'cat version.txt' } }
+  stage('Deploy') { owner = 'ops'  steps { sh 'echo deploying' } }
+}
+triggers { push { branches = ['main'] } }
+";
+
+#[test]
+fn a_stage_another_org_runs_is_reported_to_the_forge_by_the_node_that_started_the_run() {
+    let forge = Endpoint::start(Box::new(|_, _| 201));
+    let remote = Remote::new(TWO_ORGS);
+    let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
+    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    dev.start();
+    ops.start();
+    let token = node_ok(
+        &ops,
+        &[
+            "invite",
+            "--role",
+            "deploy",
+            "--stages",
+            "Deploy*",
+            "--definitions",
+            "approved",
+        ],
+    );
+    node_ok(&dev, &["join", token.trim(), "--alias", "ops"]);
+    let set = dev.otto_with_stdin(&["secrets", "set", "GH_TOKEN"], Some(TOKEN.as_bytes()));
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    node_ok(
+        &dev,
+        &[
+            "repo",
+            "add",
+            &remote.url(),
+            "--name",
+            "app",
+            "--forge",
+            "github",
+            "--api-url",
+            &forge.url(),
+            "--token-secret",
+            "GH_TOKEN",
+        ],
+    );
+    let commit = remote.commit("version.txt", "two\n", "two");
+    remote.push("main");
+    let run = fetch(&dev, "app")["runs"][0]["run"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Ops refuses Deploy (its steps are not approved there): dev reports the refusal.
+    let refused = dev.wait_final(&run);
+    assert_eq!(refused["run"]["state"], "failed", "{refused}");
+    let states = dev.wait_for("the refused run's status", || {
+        let states = last_states(&forge.requests());
+        (states.get("otto").map(String::as_str) == Some("failure")).then_some(states)
+    });
+    assert_eq!(states["otto/Build"], "success", "{states:?}");
+    assert_eq!(states["otto/Deploy"], "failure", "{states:?}");
+
+    // Approved on ops and retried on dev: Deploy runs on ops, and its outcome reaches the
+    // forge from dev, once ops's receipt ended it there.
+    let note = crate::node_support::stage_of(&refused, "Deploy").unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let digest = note
+        .split_whitespace()
+        .find_map(|w| w.trim_matches(['`', ';']).strip_prefix("sha256:"))
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .unwrap_or_else(|| panic!("a digest in {note}"));
+    node_ok(&ops, &["approve", &digest]);
+    dev.ok(&["retry", &run]);
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    let requests = dev.wait_for("the retried run's status", || {
+        let requests = forge.requests();
+        (last_states(&requests).get("otto").map(String::as_str) == Some("success"))
+            .then_some(requests)
+    });
+    let states = last_states(&requests);
+    assert_eq!(states["otto/Deploy"], "success", "{requests:#?}");
+    assert_eq!(states["otto/Build"], "success", "{requests:#?}");
+    assert_eq!(states.len(), 3, "{states:?}");
+    assert!(
+        ops.ok(&["logs", &run, "Deploy"]).contains("deploying"),
+        "Deploy ran on ops"
+    );
+    // Every status is about that commit, from dev's token; ops has no token, no
+    // repository, and posted nothing (one endpoint, and every request carries dev's token).
+    for request in &requests {
+        assert_eq!(
+            request.path,
+            format!("/repos/{}/statuses/{commit}", repo_path(&remote))
+        );
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {TOKEN}").as_str())
+        );
+    }
+    let deploy: Vec<String> = requests
+        .iter()
+        .map(Request::json)
+        .filter(|b| b["context"] == "otto/Deploy")
+        .map(|b| b["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        deploy.iter().filter(|s| *s == "success").count(),
+        1,
+        "one success for Deploy: {deploy:?}"
+    );
+    let repos: serde_json::Value =
+        serde_json::from_str(&node_ok(&ops, &["repo", "list", "--json"])).unwrap();
+    assert_eq!(repos["repos"], serde_json::json!([]));
 }
