@@ -7,7 +7,8 @@
 //! no transport helper, no option, no path into the node's home); the commit is fetched
 //! into the URL's mirror (`<home>/mirrors/<hash>/fetched.git`, or the watched repository's
 //! own mirror when the node has one with that URL), by its id when no branch or tag has it
-//! (any more), and `git archive` must say it archived that very commit. A library holds
+//! (any more), and `git archive` must say it archived that very commit. A URL carrying
+//! credentials is refused: they would go into the plan, which peers see. A library holds
 //! plain files only: a symbolic link anywhere in it is refused, and so are more than
 //! [`MAX_LIBRARY_BYTES`] of files. A warm mirror that has the commit is not asked again.
 
@@ -30,6 +31,11 @@ impl Repos {
     /// The files of `commit` of the git repository at `url`, for an external library
     /// pinned to that commit, as the module says. `Err` is one line saying why not.
     pub async fn library(&self, url: &str, commit: &str) -> Result<MemSource, String> {
+        if carries_credentials(url) {
+            return Err(
+                "the URL carries credentials (user:password@ or a token@): an Ottofile is no place for them, and the node fetches with its own git credentials".to_owned(),
+            );
+        }
         self.fetch_commit(url, commit)
             .await
             .map_err(|e| e.to_string())?;
@@ -50,6 +56,19 @@ impl Repos {
         tokio::task::spawn_blocking(move || files_of(&tar))
             .await
             .map_err(|e| e.to_string())?
+    }
+}
+
+/// Whether `url` carries credentials in its user part: any for http and https (a token
+/// stands there), a password for the others (`ssh://git@host/…` names only a user).
+fn carries_credentials(url: &str) -> bool {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => matches!(scheme, "http" | "https") || authority[..at].contains(':'),
+        None => false,
     }
 }
 
@@ -202,10 +221,19 @@ mod tests {
                 format!("file://{}", home.display()),
                 "inside the node's home".to_owned(),
             ),
+            (
+                "https://ghp_t0ken@example.com/lib.git".to_owned(),
+                "carries credentials".to_owned(),
+            ),
+            (
+                "ssh://bob:s3cret@example.com/lib.git".to_owned(),
+                "carries credentials".to_owned(),
+            ),
         ] {
             let err = repos.library(&url, &id).await.unwrap_err();
             assert!(err.contains(&why), "{url}: {err}");
             assert!(!err.contains('\n'), "{err}");
+            assert!(!err.contains("t0ken") && !err.contains("s3cret"), "{err}");
         }
         assert!(!trap.exists(), "no command ran");
         assert!(!home.join("mirrors").exists(), "nothing was fetched");
