@@ -7,7 +7,9 @@
 //! node is the server. Both sides use the types of this crate, so a change here is a
 //! change of the protocol: bump [`PROTOCOL_VERSION`] when it stops being compatible.
 //! Everything the agent uses (steps, step packages, the source, artifacts, caches,
-//! secrets) reaches it through this protocol; it reads nothing of the node's by path.
+//! secrets) reaches it through this protocol; it reads nothing of the node's by path, but
+//! for one directory of the node's work directory the job names: a workspace an earlier
+//! stage of the run handed on (`start_from`, `hand_on`).
 //!
 //! # Wire format
 //!
@@ -60,6 +62,14 @@
 //! engine and the image every `sh` step runs in ([`Container`]); an agent that cannot run
 //! it must fail the attempt, never run the steps outside (hence protocol version 3).
 //!
+//! `hand_on` (`{"dir": "/home/otto/.otto/work/01J9Z4/.handed/build-1", "exclude":
+//! [".npm"]}`), for a stage a later stage starts from (`runtime { from }`), tells the agent
+//! to copy the workspace, without the excluded paths, into that new directory once the
+//! steps succeeded, and to say so in the result's `handed_on`; `start_from` names such a
+//! directory for the later stage, whose workspace starts as a copy of it instead of
+//! `source` ([`HandOn`]). An agent that ignored them would start a later stage from an
+//! empty workspace, hence protocol version 5.
+//!
 //! ## `GET /blobs/{digest}` and `PUT /blobs`
 //!
 //! Blobs are addressed by their digest, `sha256:` followed by 64 lowercase hex digits
@@ -105,7 +115,7 @@
 //! ```json
 //! {"outcome": "failure", "failed_step": 2, "error": "'sh' exited with code 1",
 //!  "artifacts": [{"name": "site", "digest": "sha256:9f86d0…", "size": 10240}],
-//!  "caches_saved": []}
+//!  "caches_saved": [], "handed_on": null}
 //! ```
 //!
 //! Caches are saved only when the steps succeeded. After the result the agent removes its
@@ -124,7 +134,7 @@ pub mod mask;
 pub mod packages;
 
 /// The version of this protocol, sent in [`VERSION_HEADER`] on every request.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The request header that carries [`PROTOCOL_VERSION`].
 pub const VERSION_HEADER: &str = "otto-agent-protocol";
@@ -225,6 +235,29 @@ pub struct Job {
     /// it steps run as processes of the node's machine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<Container>,
+    /// A directory holding the workspace an earlier stage of the run handed on (see
+    /// [`HandOn`]), on this machine: copied into the workspace before the steps, in place
+    /// of `source`. The node names it; it is never a path a step chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_from: Option<PathBuf>,
+    /// Where to leave the workspace for later stages of the run, when the steps succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hand_on: Option<HandOn>,
+}
+
+/// A workspace handed on to later stages on the same machine: after the steps succeed,
+/// the agent copies the workspace, without the paths in `exclude`, into `dir` (which must
+/// not exist yet). The copy is the node's: steps never see it (it lies in the node's work
+/// directory, which the wall hides), so what later stages start from is the workspace as
+/// the steps left it, whatever runs in the stage's workspace afterwards.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandOn {
+    /// The directory to create and copy the workspace into.
+    pub dir: PathBuf,
+    /// Paths relative to the workspace left out (the stage's cache paths: later stages
+    /// get them from the cache).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// A container engine and the image a stage's program steps run in (see
@@ -471,6 +504,18 @@ pub struct RunResult {
     pub artifacts: Vec<Artifact>,
     /// The caches saved after success.
     pub caches_saved: Vec<SavedCache>,
+    /// The workspace copied into the job's [`HandOn`] directory after success.
+    #[serde(default)]
+    pub handed_on: Option<HandedOn>,
+}
+
+/// What was copied into the [`HandOn`] directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandedOn {
+    /// Files, directories and symbolic links copied.
+    pub entries: u64,
+    /// Bytes of the files copied.
+    pub bytes: u64,
 }
 
 /// An artifact stored by an `archive` step.

@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -269,6 +270,120 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// What [`copy_tree`] copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Copied {
+    /// Files, directories and symbolic links.
+    pub(crate) entries: u64,
+    /// Bytes of the files.
+    pub(crate) bytes: u64,
+}
+
+/// Copies what is inside the directory `from` into the existing directory `to`, without
+/// the paths in `exclude` (relative to `from`, as [`relative`] gives them) and everything
+/// under them: a workspace handed from one stage to another on the same machine.
+///
+/// A step made the tree, so nothing in it is followed or trusted: a symbolic link is copied
+/// as a link, and only when its text leads to a place inside `from` (as extraction judges
+/// links); a link leading out, a fifo, a socket or a device refuses the whole copy. Files
+/// are opened without following links and without blocking, and refused unless they are
+/// regular files when open. Files keep their contents and modification times (build tools
+/// compare them); files and directories keep their permission bits without setuid, setgid
+/// and sticky, and stay readable (directories usable) by the copy's owner, the agent's
+/// user, which owns everything copied. Hard links become separate files.
+pub(crate) fn copy_tree(from: &Path, to: &Path, exclude: &[PathBuf]) -> Result<Copied, String> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+    let mut copied = Copied::default();
+    // Directories get their modes and times once everything inside them is written.
+    let mut dirs: Vec<(PathBuf, u32, std::time::SystemTime)> = Vec::new();
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel) = todo.pop() {
+        let listing =
+            fs::read_dir(from.join(&rel)).map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+        for entry in listing {
+            let entry = entry.map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+            let rel = rel.join(entry.file_name());
+            if exclude.contains(&rel) {
+                continue;
+            }
+            let source = from.join(&rel);
+            let dest = to.join(&rel);
+            let meta =
+                fs::symlink_metadata(&source).map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                fs::create_dir(&dest).map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+                dirs.push((
+                    dest,
+                    meta.mode() & 0o777 | 0o700,
+                    meta.modified()
+                        .map_err(|e| format!("'{}': {e}", shown(&rel)))?,
+                ));
+                todo.push(rel);
+            } else if kind.is_symlink() {
+                let target =
+                    fs::read_link(&source).map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+                if !link_stays_inside(&rel, &target) {
+                    return Err(format!(
+                        "'{}' is a symbolic link to '{}', which leads outside the workspace",
+                        shown(&rel),
+                        target.display()
+                    ));
+                }
+                std::os::unix::fs::symlink(&target, &dest)
+                    .map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+            } else if kind.is_file() {
+                let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+                let mut input = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(flags.bits() as i32)
+                    .open(&source)
+                    .map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+                let opened = input
+                    .metadata()
+                    .map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+                if !opened.is_file() {
+                    return Err(format!("'{}' changed while it was copied", shown(&rel)));
+                }
+                let mut output = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&dest)
+                    .map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+                copied.bytes += io::copy(&mut input, &mut output)
+                    .map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+                output
+                    .set_permissions(fs::Permissions::from_mode(opened.mode() & 0o777 | 0o400))
+                    .and_then(|()| output.set_modified(opened.modified()?))
+                    .map_err(|e| format!("'{}': {e}", shown(&rel)))?;
+            } else {
+                return Err(format!(
+                    "'{}' is not a file, a directory or a symbolic link (a fifo, socket or device)",
+                    shown(&rel)
+                ));
+            }
+            copied.entries += 1;
+        }
+    }
+    for (dir, mode, modified) in dirs.into_iter().rev() {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(mode))
+            .and_then(|()| fs::File::open(&dir)?.set_modified(modified))
+            .map_err(|e| format!("'{}': {e}", dir.display()))?;
+    }
+    Ok(copied)
+}
+
+/// A relative path for a message.
+fn shown(rel: &Path) -> String {
+    if rel.as_os_str().is_empty() {
+        ".".to_owned()
+    } else {
+        rel.display().to_string()
+    }
+}
+
 /// Gives `dir` and everything under it to `uid`:`gid`, symbolic links themselves rather
 /// than what they point to.
 pub(crate) fn chown_tree(dir: &Path, uid: u32, gid: u32) -> io::Result<()> {
@@ -389,5 +504,89 @@ mod tests {
             fs::read_link(dest.join("dist/link")).expect("link"),
             Path::new("a.txt")
         );
+    }
+
+    #[test]
+    fn a_handed_on_tree_keeps_files_links_and_times_and_leaves_out_what_is_excluded() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let ws = tempfile::tempdir().expect("tempdir");
+        let root = fs::canonicalize(ws.path()).expect("canonical");
+        fs::create_dir_all(root.join("node_modules/pkg")).expect("mkdir");
+        fs::create_dir_all(root.join(".npm/_cacache")).expect("mkdir");
+        fs::write(root.join("node_modules/pkg/index.js"), "x").expect("write");
+        fs::write(root.join(".npm/_cacache/blob"), "cached").expect("write");
+        fs::write(root.join("tool"), "#!/bin/sh").expect("write");
+        fs::set_permissions(root.join("tool"), fs::Permissions::from_mode(0o6755)).expect("chmod");
+        symlink("../pkg/index.js", root.join("node_modules/pkg/self")).expect("symlink");
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+        fs::File::options()
+            .write(true)
+            .open(root.join("node_modules/pkg/index.js"))
+            .and_then(|f| f.set_modified(old))
+            .expect("mtime");
+
+        let out = tempfile::tempdir().expect("tempdir");
+        let copied = copy_tree(&root, out.path(), &[PathBuf::from(".npm")]).expect("copy");
+        // node_modules, pkg, index.js, self, tool
+        assert_eq!(
+            copied,
+            Copied {
+                entries: 5,
+                bytes: 10
+            }
+        );
+        assert!(
+            !out.path().join(".npm").exists(),
+            "the cache travels in the cache"
+        );
+        let index = out.path().join("node_modules/pkg/index.js");
+        assert_eq!(
+            fs::metadata(&index)
+                .and_then(|m| m.modified())
+                .expect("mtime"),
+            old
+        );
+        assert_eq!(
+            fs::read_link(out.path().join("node_modules/pkg/self")).expect("link"),
+            Path::new("../pkg/index.js")
+        );
+        let mode = fs::metadata(out.path().join("tool")).expect("stat").mode();
+        assert_eq!(
+            mode & 0o7777,
+            0o755,
+            "no setuid or setgid bit survives the copy"
+        );
+    }
+
+    #[test]
+    fn a_handed_on_tree_with_a_link_out_or_a_fifo_is_refused_without_reading_them() {
+        let secret = tempfile::tempdir().expect("tempdir");
+        fs::write(secret.path().join("key"), "private").expect("write");
+        for (name, make) in [("link", 0), ("dir link", 1), ("fifo", 2)] {
+            let ws = tempfile::tempdir().expect("tempdir");
+            let root = fs::canonicalize(ws.path()).expect("canonical");
+            fs::create_dir(root.join("sub")).expect("mkdir");
+            let entry = root.join("sub/x");
+            match make {
+                0 => symlink(secret.path().join("key"), &entry).expect("symlink"),
+                1 => symlink("../../..", &entry).expect("symlink"),
+                _ => rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &entry,
+                    rustix::fs::FileType::Fifo,
+                    rustix::fs::Mode::from_raw_mode(0o644),
+                    0,
+                )
+                .expect("mkfifo"),
+            }
+            let out = tempfile::tempdir().expect("tempdir");
+            // A fifo would block a reader forever: the copy must refuse it, not open it.
+            let err = copy_tree(&root, out.path(), &[]).expect_err(name);
+            assert!(err.contains("sub/x"), "{name}: {err}");
+            let leaked = fs::read_dir(out.path().join("sub"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            assert_eq!(leaked, 0, "{name}: nothing of it was copied");
+        }
     }
 }

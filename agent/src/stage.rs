@@ -23,8 +23,8 @@ use crate::mask::Masker;
 use crate::packages::{self, Invocation, Package};
 use crate::process::{self, Budget, Ended};
 use crate::protocol::{
-    Artifact, EventBody, Job, LogLine, Outcome, PackageRef, RunResult, SavedCache, StepResult,
-    StepStarted, Stream,
+    Artifact, EventBody, HandedOn, Job, LogLine, Outcome, PackageRef, RunResult, SavedCache,
+    StepResult, StepStarted, Stream,
 };
 use crate::stop::Stop;
 use crate::wall::{self, StepWall};
@@ -77,9 +77,9 @@ pub(crate) async fn run(
             ))
         }
     };
-    let caches_saved = match outcome {
-        Ok(()) => stage.save_caches().await,
-        Err(_) => Vec::new(),
+    let (caches_saved, handed_on) = match outcome {
+        Ok(()) => (stage.save_caches().await, stage.hand_on().await),
+        Err(_) => (Vec::new(), None),
     };
     let (outcome, failed_step, error) = match outcome {
         Ok(()) => (Outcome::Success, None, None),
@@ -95,6 +95,7 @@ pub(crate) async fn run(
         error,
         artifacts: std::mem::take(&mut stage.artifacts),
         caches_saved,
+        handed_on,
     }
 }
 
@@ -183,6 +184,22 @@ impl Stage {
             self.say(
                 None,
                 format!("restored the source snapshot ({entries} entries)"),
+            )
+            .await;
+        }
+        if let Some(from) = self.job.start_from.clone() {
+            let root = self.root.clone();
+            let copied = tokio::task::spawn_blocking(move || files::copy_tree(&from, &root, &[]))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("cannot copy the workspace handed on: {e}"))?;
+            self.hand_over(&self.root)?;
+            self.say(
+                None,
+                format!(
+                    "started from the workspace handed on ({} entries, {} bytes)",
+                    copied.entries, copied.bytes
+                ),
             )
             .await;
         }
@@ -580,6 +597,64 @@ impl Stage {
                 Some(index),
                 format!("lost track of '{symbol}': {e}"),
             )),
+        }
+    }
+
+    /// Copies the workspace into the job's `hand_on` directory, if it has one; a copy that
+    /// cannot be made is reported, removed, and leaves later stages without it.
+    async fn hand_on(&mut self) -> Option<HandedOn> {
+        let hand_on = self.job.hand_on.clone()?;
+        let exclude: Result<Vec<PathBuf>, String> =
+            hand_on.exclude.iter().map(|p| files::relative(p)).collect();
+        let root = self.root.clone();
+        let dir = hand_on.dir.clone();
+        let copied = match exclude {
+            Err(message) => Err(message),
+            Ok(exclude) => tokio::task::spawn_blocking(move || {
+                // Its own new directory, which only the agent's user may enter.
+                let mut builder = fs::DirBuilder::new();
+                builder.mode(0o700);
+                if let Some(parent) = dir.parent() {
+                    builder
+                        .recursive(true)
+                        .create(parent)
+                        .map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                builder
+                    .recursive(false)
+                    .create(&dir)
+                    .map_err(|e| format!("{}: {e}", dir.display()))?;
+                files::copy_tree(&root, &dir, &exclude)
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string())),
+        };
+        match copied {
+            Ok(copied) => {
+                let left_out = if hand_on.exclude.is_empty() {
+                    String::new()
+                } else {
+                    format!(", without {}", hand_on.exclude.join(", "))
+                };
+                self.say(
+                    None,
+                    format!(
+                        "workspace handed on to later stages: {} entries, {} bytes{left_out}",
+                        copied.entries, copied.bytes
+                    ),
+                )
+                .await;
+                Some(HandedOn {
+                    entries: copied.entries,
+                    bytes: copied.bytes,
+                })
+            }
+            Err(message) => {
+                let _ = fs::remove_dir_all(&hand_on.dir);
+                self.say(None, format!("workspace not handed on: {message}"))
+                    .await;
+                None
+            }
         }
     }
 

@@ -266,9 +266,13 @@ fn named_blobs(parts: &Parts<'_>, run: &Run) -> Result<HashSet<Digest>, GcError>
                     && line.step.is_none()
                     && let Some(record) = Record::parse(&line.text)
                 {
-                    out.insert(match record {
-                        Record::Artifact(_, digest, _) | Record::Workspace(digest, _) => digest,
-                    });
+                    match record {
+                        Record::Artifact(_, digest, _) | Record::Workspace(digest, _) => {
+                            out.insert(digest);
+                        }
+                        // A directory in the run's work directory, which goes with it.
+                        Record::HandedOn(..) => {}
+                    }
                 }
             }
             match page.lines.last() {

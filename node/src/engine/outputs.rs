@@ -6,8 +6,12 @@
 //!
 //! ```text
 //! artifact 'site' stored as sha256:9f86d0… (10240 bytes)
-//! workspace stored as sha256:2c26b4… (52100 bytes)
+//! workspace of attempt 1 handed on (18028 entries, 91234567 bytes)
 //! ```
+//!
+//! A handed-on workspace is a directory of the node's work directory
+//! (`<work>/<run>/.handed/<stage>-<attempt>/`, see the engine's stage task); runs from
+//! before it was so read `workspace stored as sha256:… (N bytes)`, a blob.
 //!
 //! so that people see them and a restarted node finds them again ([`load`]). Only lines of
 //! the attempt that succeeded count, and the agent never writes lines that start this way.
@@ -26,7 +30,16 @@ pub(crate) struct Outputs {
     /// Artifacts by the stage that archived them, in the order archived: name, blob, size.
     artifacts: HashMap<String, Vec<(String, Digest, u64)>>,
     /// Saved workspaces, by stage.
-    workspaces: HashMap<String, Digest>,
+    workspaces: HashMap<String, Handed>,
+}
+
+/// Where a stage's workspace was left for the stages that start from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Handed {
+    /// In the work directory, copied there by this attempt's agent.
+    Dir(u32),
+    /// As a blob (runs of an older node).
+    Blob(Digest),
 }
 
 /// One output, as recorded in a log line.
@@ -34,8 +47,11 @@ pub(crate) struct Outputs {
 pub(crate) enum Record {
     /// An artifact: its name, blob and size.
     Artifact(String, Digest, u64),
-    /// The stage's workspace: its blob and size.
+    /// The stage's workspace: its blob and size (an older node's record).
     Workspace(Digest, u64),
+    /// The stage's workspace, handed on in the work directory: the attempt, the entries
+    /// and bytes copied.
+    HandedOn(u32, u64, u64),
 }
 
 impl Outputs {
@@ -49,7 +65,12 @@ impl Outputs {
                     .or_default()
                     .push((name.clone(), *digest, *size)),
                 Record::Workspace(digest, _) => {
-                    self.workspaces.insert(stage.to_owned(), *digest);
+                    self.workspaces
+                        .insert(stage.to_owned(), Handed::Blob(*digest));
+                }
+                Record::HandedOn(attempt, _, _) => {
+                    self.workspaces
+                        .insert(stage.to_owned(), Handed::Dir(*attempt));
                 }
             }
         }
@@ -73,7 +94,7 @@ impl Outputs {
     }
 
     /// The saved workspace of a stage.
-    pub(crate) fn workspace(&self, stage: &str) -> Option<Digest> {
+    pub(crate) fn workspace(&self, stage: &str) -> Option<Handed> {
         self.workspaces.get(stage).copied()
     }
 }
@@ -88,6 +109,11 @@ impl Record {
             Self::Workspace(digest, size) => {
                 format!("workspace stored as {digest} ({size} bytes)")
             }
+            Self::HandedOn(attempt, entries, bytes) => {
+                format!(
+                    "workspace of attempt {attempt} handed on ({entries} entries, {bytes} bytes)"
+                )
+            }
         }
     }
 
@@ -97,6 +123,15 @@ impl Record {
             let (name, rest) = rest.rsplit_once("' stored as ")?;
             let (digest, size) = digest_and_size(rest)?;
             Some(Self::Artifact(name.to_owned(), digest, size))
+        } else if let Some(rest) = text.strip_prefix("workspace of attempt ") {
+            let (attempt, rest) = rest.split_once(" handed on (")?;
+            let (entries, rest) = rest.split_once(" entries, ")?;
+            let bytes = rest.strip_suffix(" bytes)")?;
+            Some(Self::HandedOn(
+                attempt.parse().ok()?,
+                entries.parse().ok()?,
+                bytes.parse().ok()?,
+            ))
         } else {
             let rest = text.strip_prefix("workspace stored as ")?;
             let (digest, size) = digest_and_size(rest)?;
@@ -158,6 +193,7 @@ mod tests {
         for record in [
             Record::Artifact("site's build".into(), digest, 10),
             Record::Workspace(digest, 7),
+            Record::HandedOn(2, 18_028, 91_234_567),
         ] {
             assert_eq!(Record::parse(&record.line()), Some(record));
         }

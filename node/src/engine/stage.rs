@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otto_agent_protocol::{CacheRestore, CacheSave, Job, SourceRef, Wall};
+use otto_agent_protocol::{CacheRestore, HandOn, Job, SourceRef, Wall};
 use otto_handoff::rules::{self, Mover, Next};
 use otto_pipeline::plan::{self, Body, Gate as PlanGate, Step};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
@@ -21,7 +21,7 @@ use super::caches;
 use super::dag;
 use super::gates;
 use super::orchestrator::SUPERSEDED;
-use super::outputs::{Outputs, Record};
+use super::outputs::{Handed, Outputs, Record};
 use super::receipts::{self, Ended};
 use super::util::{self, blocking, lock, now_ms};
 use super::{EngineEvent, Notice, Shared, phase_name};
@@ -33,10 +33,6 @@ use crate::store::{
     GateResolution, GateState, GroupKind, GroupMember, GroupTurn, Joined, NewLine, RunId, Stage,
     StageState, Stream,
 };
-
-/// The cache name under which a stage's whole workspace is saved for a stage that starts
-/// from it. Not an identifier, so no Ottofile cache has it.
-const WORKSPACE_CACHE: &str = "(workspace)";
 
 /// How often a poll gate polls when its `every` is not given.
 const DEFAULT_POLL_EVERY: u64 = 10;
@@ -335,10 +331,26 @@ impl StageTask {
             }
         };
         let mut restore = cache_plan.restore.clone();
+        let mut start_from = None;
         if let Some(from) = &self.plan.runtime.from {
             let saved = lock(&self.run.outputs).workspace(from);
-            match saved {
-                Some(digest) => {
+            let dir = match saved {
+                Some(Handed::Dir(attempt)) => {
+                    let dir = self.handed_dir(from, attempt);
+                    let there = dir.clone();
+                    blocking(move || Ok::<_, Trouble>(there.is_dir()))
+                        .await?
+                        .then_some(dir)
+                }
+                _ => None,
+            };
+            match (saved, dir) {
+                (Some(Handed::Dir(_)), Some(dir)) => {
+                    source = None;
+                    start_from = Some(dir);
+                }
+                (Some(Handed::Blob(digest)), _) => {
+                    // A run an older node started: its workspace is a blob.
                     source = None;
                     restore.insert(
                         0,
@@ -349,7 +361,7 @@ impl StageTask {
                         },
                     );
                 }
-                None => {
+                _ => {
                     let text = format!(
                         "the workspace of {from} is not available; starting from the source snapshot"
                     );
@@ -357,13 +369,20 @@ impl StageTask {
                 }
             }
         }
-        let mut save = cache_plan.save.clone();
-        if dag::workspace_wanted(&self.run.body, &self.plan.id) {
-            save.push(CacheSave {
-                name: WORKSPACE_CACHE.into(),
-                paths: vec![".".into()],
-            });
-        }
+        let save = cache_plan.save.clone();
+        // The workspace is left, on this node, for the stages that start from it: copied
+        // by the agent into a directory of the node's work directory, without the stage's
+        // cache paths (those stages get them from the cache). Workspaces never travel to
+        // another node (a stage offered elsewhere starts from the source snapshot).
+        let hand_on = dag::workspace_wanted(&self.run.body, &self.plan.id).then(|| HandOn {
+            dir: self.handed_dir(&self.plan.id, n),
+            exclude: self
+                .plan
+                .caches
+                .iter()
+                .flat_map(|c| c.paths.iter().cloned())
+                .collect(),
+        });
         let artifacts = lock(&self.run.outputs).artifacts_for(&self.run.body, &self.plan.id);
         let mut allowed: HashSet<Digest> = artifacts.values().copied().collect();
         allowed.extend(source);
@@ -382,6 +401,8 @@ impl StageTask {
             .collect();
         job.restore_caches = restore;
         job.save_caches = save;
+        job.start_from = start_from;
+        job.hand_on = hand_on;
         job.timeout_secs = self.plan.timeout.as_ref().map(|t| t.seconds);
         job.container = self.sh.runtimes.container(&self.plan);
         if job.source.is_some()
@@ -444,14 +465,15 @@ impl StageTask {
                     ));
                 }
             }
+            if let Some(handed) = result.handed_on {
+                records.push(Record::HandedOn(n, handed.entries, handed.bytes));
+            }
             let keys = keys.unwrap_or_default();
             for saved in &result.caches_saved {
                 let Ok(digest) = saved.digest.parse::<Digest>() else {
                     continue;
                 };
-                if saved.name == WORKSPACE_CACHE {
-                    records.push(Record::Workspace(digest, saved.size));
-                } else if let Some((_, key)) = keys.iter().find(|(name, _)| *name == saved.name) {
+                if let Some((_, key)) = keys.iter().find(|(name, _)| *name == saved.name) {
                     let entry = CacheEntry {
                         name: caches::index_name(
                             self.cache_org().as_deref(),
@@ -1266,7 +1288,21 @@ impl StageTask {
                 required: self.is_foreign() && self.sh.wall.refuse_foreign_unwalled,
             }),
             container: None,
+            start_from: None,
+            hand_on: None,
         }
+    }
+
+    /// Where attempt `attempt` of `stage` leaves its workspace for the stages that start
+    /// from it: `<work>/<run>/.handed/<stage>-<attempt>`. Beside the attempts' workspaces
+    /// (whose names never start with a dot), in the work directory the wall hides from
+    /// every step, and removed with the run's directory.
+    fn handed_dir(&self, stage: &str, attempt: u32) -> PathBuf {
+        self.sh
+            .work_dir
+            .join(self.run.id.to_string())
+            .join(".handed")
+            .join(format!("{}-{attempt}", util::dir_name(stage)))
     }
 
     /// The workspace of an attempt: `<work>/<run>/<stage>-<n>`, or `<stage>-notify`

@@ -541,3 +541,91 @@ async fn the_node_runs_no_more_agents_than_its_slots_and_queues_the_rest() {
     let stages = ["Copy a", "Copy b", "Copy c", "Copy d"];
     assert_eq!(most_at_once(&node, run, &stages), 1);
 }
+
+/// `runtime { from }` on one node: the later stages start from a copy of the workspace as
+/// the earlier stage's steps left it (not as its exit gate's poll left it afterwards),
+/// each in a workspace of its own, without the earlier stage's cache paths (a stage that
+/// wants them uses the cache), and the workspace is never archived into a blob.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_is_handed_on_as_the_steps_left_it_without_its_caches() {
+    let mut node = TestNode::start();
+    let text = "
+stage('Build') {
+  cache { dl { paths = ['.dl/']  key = ['deps.lock'] } }
+  steps { sh 'mkdir -p .dl out && echo downloaded > .dl/pkg && echo built > out/app && touch -d @1600000000 out/app' }
+  feedback { poll { command = 'echo changed-by-the-poll > out/app'  every = '1s'  timeout = '1m' } }
+}
+stage('Lint') {
+  runtime { from 'Build' }
+  steps { sh 'cat out/app && test ! -e .dl && stat -c %Y out/app | grep -qx 1600000000 && echo linted > out/app' }
+}
+stage('Test') {
+  runtime { from 'Build' }
+  cache { use dl }
+  steps { sh 'cat out/app && cat .dl/pkg' }
+}
+";
+    let run = node
+        .submit(text, Facts::default(), &[("deps.lock", "pkg 1")])
+        .await;
+    let state = node.wait_run(run).await;
+    let logs: Vec<String> = ["Build", "Lint", "Test"]
+        .iter()
+        .map(|s| node.log_text(run, s))
+        .collect();
+    assert_eq!(state, RunState::Succeeded, "{logs:#?}");
+    let build = node.log_text(run, "Build");
+    assert!(
+        build.contains("workspace of attempt 1 handed on (") && !build.contains("saved cache '("),
+        "{build}"
+    );
+    let lint = node.log_text(run, "Lint");
+    assert!(
+        lint.contains("started from the workspace handed on"),
+        "{lint}"
+    );
+    assert!(lint.lines().any(|l| l == "built"), "{lint}");
+    let test = node.log_text(run, "Test");
+    // Lint's change stayed in Lint's workspace; the cache came from the cache.
+    assert!(test.lines().any(|l| l == "built"), "{test}");
+    assert!(test.lines().any(|l| l == "downloaded"), "{test}");
+    assert_eq!(node.stage(run, "Test").attempts[0].cache_hits, ["dl"]);
+}
+
+/// A workspace whose steps left a symbolic link leading out of it is not handed on: the
+/// later stage starts from the source snapshot and never reads what the link names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_with_a_link_leading_out_is_not_handed_on() {
+    let mut node = TestNode::start();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), "the node's secret").unwrap();
+    let text = format!(
+        "
+stage('Build') {{ steps {{ sh 'echo built > app && ln -s {} leak && mkfifo pipe' }} }}
+stage('Test') {{
+  runtime {{ from 'Build' }}
+  steps {{ sh 'cat input.txt; test ! -e app; test ! -e pipe; cat leak || echo no leak' }}
+}}
+",
+        outside.path().join("secret").display()
+    );
+    let run = node
+        .submit(&text, Facts::default(), &[("input.txt", "from the source")])
+        .await;
+    assert_eq!(node.wait_run(run).await, RunState::Succeeded);
+    let build = node.log_text(run, "Build");
+    assert!(
+        build.contains("workspace not handed on: 'leak' is a symbolic link"),
+        "{build}"
+    );
+    let test = node.log_text(run, "Test");
+    assert!(
+        test.contains("the workspace of Build is not available; starting from the source snapshot"),
+        "{test}"
+    );
+    assert!(
+        test.contains("from the source") && test.contains("no leak"),
+        "{test}"
+    );
+    assert!(!test.contains("the node's secret"), "{test}");
+}
