@@ -324,22 +324,23 @@ pub fn wall_info(home: &Home, config: &Config) -> WallInfo {
     let abi = crate::daemon::agent_path(config)
         .map_err(|e| e.to_string())
         .and_then(|agent| crate::engine::wall_abi(&agent));
+    // The node runs as the user that owns its home (it must own its work directory too).
+    let root_home =
+        std::fs::metadata(home.root()).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let steps_as_root = root_home && config.agent.run_as.is_none();
     let (landlock_abi, missing) = match abi {
-        Ok(abi) => (abi, crate::engine::wall_missing(abi)),
+        Ok(abi) => (abi, crate::engine::wall_missing(abi, steps_as_root)),
         Err(why) => (
             0,
             Some(format!("cannot ask the agent which wall it builds: {why}")),
         ),
     };
-    // The node runs as the user that owns its home (it must own its work directory too).
-    let root_home =
-        std::fs::metadata(home.root()).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
     WallInfo {
         walled: missing.is_none(),
         landlock_abi,
         missing,
         run_as: config.agent.run_as.clone(),
-        steps_as_root: root_home && config.agent.run_as.is_none(),
+        steps_as_root,
         work_dir: config
             .agent
             .work_dir

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
-use crate::api::types::{NodeInfo, STEPS_AS_ROOT, WallInfo};
+use crate::api::types::{NodeInfo, WallInfo};
 use crate::api::{self, ApiParts, ApiState, Limits};
 use crate::artifacts::BlobArtifacts;
 use crate::blobs::{BlobError, BlobStore};
@@ -990,6 +990,7 @@ fn wall_settings(
         limits: config.agent.limits.into(),
         landlock_abi,
         refuse_foreign_unwalled: config.agent.refuse_foreign_unwalled,
+        steps_as_root: me == 0 && user.is_none(),
     };
     let missing = wall.missing();
     match &missing {
@@ -1000,10 +1001,7 @@ fn wall_settings(
             tracing::info!(target: TARGET, landlock_abi = wall.landlock_abi, work_dir = %work_dir.display(), run_as = config.agent.run_as.as_deref().unwrap_or("(the node's user)"), "steps run walled in")
         }
     }
-    let steps_as_root = me == 0 && user.is_none();
-    if steps_as_root {
-        tracing::warn!(target: TARGET, "the node runs as root and names no step user: {STEPS_AS_ROOT}");
-    }
+    let steps_as_root = wall.steps_as_root;
     let info = WallInfo {
         walled: missing.is_none(),
         landlock_abi: wall.landlock_abi,

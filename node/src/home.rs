@@ -223,7 +223,8 @@ pub struct AgentConfig {
     pub writable: Vec<PathBuf>,
     /// The user steps run as when the node runs as root.
     pub run_as: Option<String>,
-    /// Whether a node that cannot wall steps in (a kernel without Landlock) refuses the
+    /// Whether a node that cannot wall steps in completely (a kernel without Landlock, or
+    /// a root node with no `run_as`) refuses the
     /// stages of other orgs' runs.
     pub refuse_foreign_unwalled: bool,
     /// What one stage may use.
@@ -911,8 +912,9 @@ impl Config {
         );
         out.push_str(&optional("run_as", self.agent.run_as.clone(), "otto-step"));
         out.push_str(
-            "# Whether a node that cannot wall steps in (a kernel without Landlock)\n\
-             # refuses the stages of other orgs' runs.\n",
+            "# Whether a node that cannot wall steps in completely (a kernel without\n\
+             # Landlock, or a root node with no run_as) refuses the stages of other\n\
+             # orgs' runs.\n",
         );
         out.push_str(&format!(
             "refuse_foreign_unwalled = {}\n",

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use otto_agent_protocol::StepUser;
 
-/// The name `otto-node init` suggests for the step user.
+/// The step user `otto-node init` names when it runs as root and is given no `--run-as`.
 pub const DEFAULT_NAME: &str = "otto-step";
 
 /// The user and group ids of user `name`: none when there is no such user; an error when
@@ -42,20 +42,36 @@ pub fn ensure(name: &str) -> Result<StepUser, String> {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("/bin/false");
-    let output = Command::new("useradd")
-        .args(["--system", "--no-create-home", "--shell", nologin, "--"])
-        .arg(name)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run useradd to create it: {e}"))?;
-    if !output.status.success() {
+    // Another init may be making the same user at the same time: useradd then fails on
+    // the lock or finds the user made, so a failure is looked at again (a few times).
+    let mut failure = String::new();
+    for _ in 0..5 {
+        let output = Command::new("useradd")
+            .args(["--system", "--no-create-home", "--shell", nologin, "--"])
+            .arg(name)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run useradd to create it: {e}"))?;
+        if output.status.success() {
+            break;
+        }
+        if let Some(user) = lookup(name)? {
+            return Ok(user);
+        }
         let said = String::from_utf8_lossy(&output.stderr);
         let said = said.lines().next().unwrap_or("").trim();
-        return Err(format!(
+        failure = format!(
             "useradd could not create it ({}{}{said})",
             output.status,
             if said.is_empty() { "" } else { ": " }
-        ));
+        );
+        if !said.contains("lock") {
+            return Err(failure);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    if !failure.is_empty() && lookup(name)?.is_none() {
+        return Err(failure);
     }
     lookup(name)?.ok_or_else(|| "useradd succeeded but the user is not there".into())
 }

@@ -361,7 +361,15 @@ fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_woul
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     let init = Command::new(env!("CARGO_BIN_EXE_otto-node"))
-        .args(["init", "--org", "acme", "--name", "n1", "--home"])
+        .args([
+            "init",
+            "--org",
+            "acme",
+            "--name",
+            "n1",
+            "--no-run-as",
+            "--home",
+        ])
         .arg(&home)
         .output()
         .unwrap();
@@ -437,10 +445,11 @@ fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_woul
     // The wall, as the node's agent says it can build it.
     assert!(
         text.contains("  wall: steps run walled in (Landlock ABI ")
-            || text.contains("  wall: steps run without a wall: the kernel has no Landlock"),
+            || text.contains("  wall: steps run without a wall: the kernel has no Landlock")
+            || text.contains("  wall: steps run without a wall: steps run as root"),
         "{text}"
     );
-    // A home made as root without --run-as: the node would run steps as root, and says
+    // A home made as root with --no-run-as: the node would run steps as root, and says
     // so with what to set (#12 F3).
     assert_eq!(
         text.contains("steps run as root: set [agent] run_as to an unprivileged user"),

@@ -15,8 +15,19 @@ fn two_orgs(invite_flags: &[&str]) -> (Node, Node) {
 
 /// [`two_orgs`], with `[agent] slots` set on ops when given.
 fn two_orgs_with_slots(invite_flags: &[&str], ops_slots: Option<usize>) -> (Node, Node) {
+    two_orgs_made(invite_flags, ops_slots, &[])
+}
+
+/// [`two_orgs_with_slots`], ops made with these further init flags.
+fn two_orgs_made(
+    invite_flags: &[&str],
+    ops_slots: Option<usize>,
+    ops_init: &[&str],
+) -> (Node, Node) {
     let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
-    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    let mut init = vec!["--answers-to", "ops"];
+    init.extend_from_slice(ops_init);
+    let mut ops = Node::init_as("acme-ops", "ops-1", &init);
     if let Some(slots) = ops_slots {
         let path = ops.home.join("config.toml");
         let config = std::fs::read_to_string(&path).unwrap();
@@ -388,4 +399,37 @@ fn a_wide_matrix_runs_at_most_max_parallel_at_once_on_the_owner() {
         .max()
         .unwrap();
     assert_eq!(most, 2, "{windows:?}");
+}
+
+/// #12 F3: a root node that names no step user (`otto-node init --no-run-as`) would run
+/// another org's approved stage as root: it refuses it before any step, and the asker
+/// sees why and what to set. (Every other two-org test here runs ops's steps as the step
+/// user `otto-step` when it runs as root: `init` names it by default.)
+#[test]
+fn a_root_node_without_a_step_user_refuses_other_orgs_stages_naming_the_fix() {
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: only a root node runs steps as root");
+        return;
+    }
+    let (dev, ops) = two_orgs_made(&[], None, &["--no-run-as"]);
+    let dir = project(&[(
+        "Ottofile",
+        "stage('Deploy') {\n  owner = 'ops'\n  steps {\n    sh 'echo RAN-AS-ROOT'\n  }\n}\n",
+    )]);
+    let (_, first) = run_to_end(&dev, &dir);
+    approve(&ops, &digest_in(note(&first, "Deploy")));
+    let (run, second) = run_to_end(&dev, &dir);
+    let deploy = stage_of(&second, "Deploy").unwrap();
+    assert_eq!(deploy["state"], "failed", "{second}");
+    // The reason reaches dev with the stage's log, which ops relays.
+    let logs = dev.wait_for("the reason in dev's copy of the log", || {
+        let logs = text(&dev.otto(&["logs", &run, "Deploy"]).stdout);
+        logs.contains("refuses other orgs' stages without a wall")
+            .then_some(logs)
+    });
+    assert!(
+        logs.contains("steps run as root: set [agent] run_as to an unprivileged user"),
+        "{logs}"
+    );
+    assert!(!logs.contains("RAN-AS-ROOT"), "{logs}");
 }

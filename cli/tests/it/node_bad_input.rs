@@ -116,7 +116,15 @@ fn commands_fail_cleanly_without_a_running_node_or_with_an_existing_home() {
     assert!(text(&out.stderr).contains(&hint), "{}", text(&out.stderr));
 
     let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
-        .args(["init", "--org", "acme", "--name", "n2", "--home"])
+        .args([
+            "init",
+            "--org",
+            "acme",
+            "--name",
+            "n2",
+            "--no-run-as",
+            "--home",
+        ])
         .arg(&node.home)
         .output()
         .unwrap();
@@ -136,6 +144,7 @@ fn commands_fail_cleanly_without_a_running_node_or_with_an_existing_home() {
             "n3",
             "--answers-to",
             "origin",
+            "--no-run-as",
         ])
         .arg("--home")
         .arg(&third)
@@ -151,7 +160,16 @@ fn commands_fail_cleanly_without_a_running_node_or_with_an_existing_home() {
     // A second node of the same org, from the first one's org key.
     let second = node.dir.path().join("second");
     let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
-        .args(["init", "--org", "acme", "--name", "n2", "--json", "--home"])
+        .args([
+            "init",
+            "--org",
+            "acme",
+            "--name",
+            "n2",
+            "--json",
+            "--no-run-as",
+            "--home",
+        ])
         .arg(&second)
         .arg("--org-key")
         .arg(node.home.join("org.key"))

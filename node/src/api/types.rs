@@ -298,7 +298,8 @@ pub const STEPS_AS_ROOT: &str = "steps run as root: set [agent] run_as to an unp
 /// How a node walls in the steps it runs, as `GET /v1/node` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WallInfo {
-    /// Whether steps run inside Landlock.
+    /// Whether steps run inside the complete wall: Landlock, and as an unprivileged user
+    /// when the node runs as root.
     pub walled: bool,
     /// The kernel's Landlock ABI version; 0 when it has none.
     pub landlock_abi: i32,
@@ -321,10 +322,6 @@ impl WallInfo {
     /// and `otto explain --home` show it).
     pub fn summary(&self) -> String {
         match &self.missing {
-            None if self.steps_as_root => format!(
-                "steps run walled in (Landlock ABI {}) as root without capabilities, in {}; {}",
-                self.landlock_abi, self.work_dir, STEPS_AS_ROOT
-            ),
             None => format!(
                 "steps run walled in (Landlock ABI {}) as {}, in {}",
                 self.landlock_abi,
@@ -334,17 +331,12 @@ impl WallInfo {
                 self.work_dir
             ),
             Some(why) => format!(
-                "steps run without a wall: {why}; other orgs' stages are {}{}",
+                "steps run without a wall: {why}; other orgs' stages are {}",
                 if self.refuse_foreign_unwalled {
                     "refused"
                 } else {
                     "run anyway ([agent] refuse_foreign_unwalled = false)"
                 },
-                if self.steps_as_root {
-                    format!("; {STEPS_AS_ROOT}")
-                } else {
-                    String::new()
-                }
             ),
         }
     }

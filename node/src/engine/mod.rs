@@ -527,8 +527,13 @@ pub struct WallSettings {
     /// The highest Landlock ABI version the wall uses that the kernel offers; 0 when
     /// it has none.
     pub landlock_abi: i32,
-    /// Whether the stages of other orgs' runs are refused when the kernel has no Landlock.
+    /// Whether the stages of other orgs' runs are refused when the wall is not complete
+    /// (no Landlock, or steps as root).
     pub refuse_foreign_unwalled: bool,
+    /// Whether steps run as root: the node runs as root and names no step user (`user`
+    /// is none). They have no capabilities, but own what root owns, so the wall is not
+    /// complete. The daemon sets it from its user and `[agent] run_as`.
+    pub steps_as_root: bool,
 }
 
 impl Default for WallSettings {
@@ -542,17 +547,25 @@ impl Default for WallSettings {
             limits: otto_agent_protocol::Limits::default(),
             landlock_abi: 0,
             refuse_foreign_unwalled: true,
+            steps_as_root: false,
         }
     }
 }
 
-/// Why steps cannot be walled in with Landlock ABI `abi` (0: none), if they cannot.
-pub fn wall_missing(abi: i32) -> Option<String> {
-    (abi == 0).then(|| {
-        "the kernel has no Landlock (not built in, or not enabled at boot: add \
-         `lsm=landlock,…` to the kernel command line)"
-            .to_owned()
-    })
+/// Why steps cannot be walled in completely with Landlock ABI `abi` (0: none), and as
+/// root when `steps_as_root`, if they cannot.
+pub fn wall_missing(abi: i32, steps_as_root: bool) -> Option<String> {
+    let mut missing = Vec::new();
+    if abi == 0 {
+        missing.push(
+            "the kernel has no Landlock (not built in, or not enabled at boot: add \
+             `lsm=landlock,…` to the kernel command line)",
+        );
+    }
+    if steps_as_root {
+        missing.push(crate::api::types::STEPS_AS_ROOT);
+    }
+    (!missing.is_empty()).then(|| missing.join("; "))
 }
 
 /// The Landlock ABI version the agent at `agent` builds its walls with, as
@@ -580,7 +593,7 @@ pub fn wall_abi(agent: &Path) -> Result<i32, String> {
 impl WallSettings {
     /// Why this node cannot wall steps in, if it cannot.
     pub fn missing(&self) -> Option<String> {
-        wall_missing(self.landlock_abi)
+        wall_missing(self.landlock_abi, self.steps_as_root)
     }
 }
 

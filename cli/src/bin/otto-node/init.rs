@@ -20,9 +20,11 @@ The first node of an org makes the org key (org.key in its home; keep a copy som
 safe and off the node). Further nodes of the org are made with --org-key FILE: their
 certificate is signed with that key, which is not copied into their home.
 An existing non-empty directory is refused.
-A node that runs as root should run steps as an unprivileged user: --run-as USER (as root)
-creates that user when it does not exist (useradd --system --no-create-home) and writes
-[agent] run_as; the user must be able to pass through the directories above the home.")]
+A node that runs as root runs steps as an unprivileged user: as root, init names otto-step
+unless --run-as USER names another, creates that user when it does not exist (useradd
+--system --no-create-home) and writes [agent] run_as; the user must be able to pass
+through the directories above the home. --no-run-as leaves run_as unset: steps then run
+as root without capabilities, and the node refuses other orgs' stages.")]
 pub(crate) struct Args {
     /// The home directory to create [default: ~/.otto].
     #[arg(long, value_name = "DIR", env = "OTTO_HOME")]
@@ -39,10 +41,14 @@ pub(crate) struct Args {
     /// A stage owner this node runs (repeatable), e.g. --answers-to ops.
     #[arg(long = "answers-to", value_name = "NAME")]
     answers_to: Vec<String>,
-    /// Run steps as this unprivileged user, e.g. otto-step (for a node that runs as root;
-    /// created when missing).
+    /// Run steps as this unprivileged user (for a node that runs as root; created when
+    /// missing) [default as root: otto-step].
     #[arg(long = "run-as", value_name = "USER")]
     run_as: Option<String>,
+    /// As root: name no step user, so steps run as root without capabilities and the
+    /// node refuses other orgs' stages (nothing changes for a node not run as root).
+    #[arg(long = "no-run-as", conflicts_with = "run_as")]
+    no_run_as: bool,
     /// Print what was made as JSON.
     #[arg(long)]
     json: bool,
@@ -50,15 +56,30 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let home = Home::resolve(args.home)?;
-    if let Some(name) = &args.run_as {
-        step_user(&home, name).with_context(|| format!("--run-as {name}"))?;
-    }
+    let root = rustix::process::geteuid().is_root();
+    let run_as = match (&args.run_as, args.no_run_as) {
+        (Some(name), _) => {
+            step_user(&home, name).with_context(|| format!("--run-as {name}"))?;
+            Some(name.clone())
+        }
+        (None, false) if root => {
+            let name = step_user::DEFAULT_NAME;
+            step_user(&home, name).with_context(|| {
+                format!(
+                    "steps of a root node run as {name} (--run-as USER names another user, \
+                     --no-run-as runs them as root and refuses other orgs' stages)"
+                )
+            })?;
+            Some(name.to_owned())
+        }
+        (None, _) => None,
+    };
     let options = InitOptions {
         org: args.org,
         name: args.name,
         org_key: args.org_key,
         answers_to: args.answers_to,
-        run_as: args.run_as.clone(),
+        run_as: run_as.clone(),
     };
     let made = home::init(home.root(), &options, &mut system_rng(), unix_now())
         .with_context(|| format!("cannot create a node home in {}", home.root().display()))?;
@@ -70,7 +91,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             "org": made.org,
             "peer_id": made.peer_id,
             "org_key": made.org_key,
-            "run_as": args.run_as,
+            "run_as": run_as,
         });
         writeln!(out, "{value}")?;
     } else {
@@ -88,7 +109,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             made.org_key,
             made.org_key_file.display()
         )?;
-        if let Some(user) = &args.run_as {
+        if let Some(user) = &run_as {
             writeln!(out, "  steps run as user {user}")?;
         }
         writeln!(

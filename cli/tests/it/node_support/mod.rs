@@ -26,9 +26,11 @@ pub struct Node {
 }
 
 impl Node {
-    /// A fresh home (`otto-node init`), not started.
+    /// A fresh home (`otto-node init`), not started. It runs only its own org's stages,
+    /// so it names no step user (`--no-run-as`): as root its steps run as root, without
+    /// capabilities.
     pub fn init() -> Self {
-        Self::init_as("acme", "n1", &[])
+        Self::init_as("acme", "n1", &["--no-run-as"])
     }
 
     /// A fresh home of node `name` of org `org`, made with the `extra` init flags (e.g.
@@ -37,8 +39,23 @@ impl Node {
         Self::init_in(tempfile::tempdir().unwrap(), org, name, extra)
     }
 
-    /// [`Node::init_as`] with the home in `dir`.
+    /// [`Node::init_as`] with the home in `dir`. As root, unless `extra` says
+    /// `--run-as` or `--no-run-as`, init makes the node run steps as `otto-step` (other
+    /// orgs' stages need that), so `dir` is made passable (0711) for that user, which is
+    /// made once per test process.
     pub fn init_in(dir: tempfile::TempDir, org: &str, name: &str, extra: &[&str]) -> Self {
+        let chosen = extra
+            .iter()
+            .any(|a| a.starts_with("--run-as") || *a == "--no-run-as");
+        if !chosen && rustix::process::geteuid().is_root() {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+            static STEP_USER: OnceLock<()> = OnceLock::new();
+            STEP_USER.get_or_init(|| {
+                otto_node::step_user::ensure(otto_node::step_user::DEFAULT_NAME)
+                    .expect("the step user otto-step");
+            });
+        }
         let home = dir.path().join("home");
         let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
             .args(["init", "--org", org, "--name", name, "--json"])
