@@ -12,6 +12,12 @@
 //! here before its own needs ended ([`may_record`]), and relay it once in turn, so the end
 //! spreads org by org; "the first time" stops the echo.
 //!
+//! Gossip is lost on a node that is down, and the ends are told once: so when a node
+//! (re)subscribes to a run's topic, or takes a receipt a node delivered to it, the nodes
+//! that hold ends of the run tell them again ([`again`]): a node that was down while the
+//! run went on (the node that started it, killed while another org's node moved the next
+//! stage on to a third org) learns how it ended.
+//!
 //! The node's exchange publishes what this decides; the simulator calls it on every end a
 //! node learns and checks that no node vouches twice for one end in one incarnation.
 #![warn(clippy::unwrap_used)]
@@ -19,9 +25,9 @@
 use std::collections::HashSet;
 
 use otto_pipeline::plan::Body;
-use otto_protocol::{Outcome, Status};
+use otto_protocol::{Envelope, KeyBytes, Outcome, Status};
 
-use crate::rules;
+use crate::rules::{self, Held};
 
 /// The `seq` of a status event that relays the end of a stage its author did not run: a
 /// runner numbers its own events from 0 and never reaches it.
@@ -74,17 +80,7 @@ impl Relays {
         if !first || known {
             return None;
         }
-        Some(Status {
-            run: end.run.clone(),
-            stage: end.stage.clone(),
-            attempt: end.attempt,
-            seq: RELAY_SEQ,
-            state: rules::state_of(end.outcome),
-            at: now,
-            detail: Some(format!("{}; relayed by {me}", end.origin)),
-            log: Vec::new(),
-            log_seq: None,
-        })
+        Some(words(end, me, now))
     }
 
     /// Forgets everything about `run` (it ended).
@@ -141,4 +137,75 @@ pub fn may_record(
         .iter()
         .filter(|later| later.needs.iter().any(|need| need == stage))
         .all(|later| ended(&later.id))
+}
+
+/// The status event that relays `end`, signed by the node named `me` at `now` (seconds).
+fn words(end: &End, me: &str, now: u64) -> Status {
+    Status {
+        run: end.run.clone(),
+        stage: end.stage.clone(),
+        attempt: end.attempt,
+        seq: RELAY_SEQ,
+        state: rules::state_of(end.outcome),
+        at: now,
+        detail: Some(format!("{}; relayed by {me}", end.origin)),
+        log: Vec::new(),
+        log_seq: None,
+    }
+}
+
+/// Who ran a stage and how it ended, in the words of a relay ("ran on ops-1 (acme-ops)"),
+/// from its receipt.
+pub fn origin_of(receipt: &otto_protocol::Receipt) -> String {
+    format!(
+        "{} on {} ({})",
+        rules::verb(receipt.outcome),
+        receipt.node.name,
+        receipt.node.org
+    )
+}
+
+/// What a node tells a run's other nodes again about an end it holds (see [`again`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Again<'a> {
+    /// Its own receipt of a stage it ran, as it signed it.
+    Receipt(&'a Envelope),
+    /// An end of a stage another node ran: a relay, to sign and publish.
+    Relay(Status),
+}
+
+/// What a node, key `me` and named `name`, tells the run's other nodes again at `now`
+/// (seconds) when a node (re)subscribed to the run's topic or took a receipt it delivered:
+/// for each stage it holds receipts of, the latest attempt's end: its own receipt if it
+/// ran that attempt, else a relay of the end in [`Relays::relay`]'s words. An end is told
+/// once on gossip, and gossip does not reach a node that is down: without this, a node
+/// that restarted would never learn the ends it missed, and a run whose next stage another
+/// org's node moved on would never end on the node that started it. Unlike
+/// [`Relays::relay`] this is not "the first time": it answers a node that may have missed
+/// it. A node that knew the end already records nothing and relays nothing (its
+/// [`Relays`] and its records say it knew), so telling again starts no echo.
+pub fn again<'a>(held: &'a [Held], me: &KeyBytes, name: &str, now: u64) -> Vec<Again<'a>> {
+    let mut stages: Vec<&str> = Vec::new();
+    for (receipt, _) in held {
+        if !stages.contains(&receipt.stage.as_str()) {
+            stages.push(&receipt.stage);
+        }
+    }
+    stages
+        .into_iter()
+        .filter_map(|stage| rules::latest(held, stage))
+        .map(|(receipt, envelope)| {
+            if receipt.node.key == *me {
+                return Again::Receipt(envelope);
+            }
+            let end = End {
+                run: receipt.run.clone(),
+                stage: receipt.stage.clone(),
+                attempt: receipt.attempt,
+                outcome: receipt.outcome,
+                origin: origin_of(receipt),
+            };
+            Again::Relay(words(&end, name, now))
+        })
+        .collect()
 }

@@ -843,21 +843,7 @@ impl<'a> Player<'a> {
                     continue;
                 }
                 let (run, starter) = self.runs[&name].clone();
-                let out = self.node(&starter).otto(&["verify", &run]);
-                let (held, detail) = match out {
-                    Ok(out) => (
-                        out.status.success(),
-                        crate::process::tail(
-                            &String::from_utf8_lossy(if out.status.success() {
-                                &out.stdout
-                            } else {
-                                &out.stderr
-                            }),
-                            1,
-                        ),
-                    ),
-                    Err(e) => (false, e.to_string()),
-                };
+                let (held, detail) = self.verify(&starter, &run);
                 checks.push(Check {
                     name: format!("otto verify {name} on {starter}"),
                     held,
@@ -1011,6 +997,34 @@ impl<'a> Player<'a> {
     }
 
     /// Waits until `run` is final on `node`; its status there.
+    /// `otto verify RUN` on `node`, again until it passes (bounded by the wait limit): a
+    /// run may end on a relayed end before the runner's receipt arrives (a node that
+    /// restarted learns both again, in any order). Whether it passed, and its last line.
+    fn verify(&mut self, node: &str, run: &str) -> (bool, String) {
+        let began = Instant::now();
+        loop {
+            let (held, detail) = match self.node(node).otto(&["verify", run]) {
+                Ok(out) => {
+                    let (stdout, stderr) = (
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr),
+                    );
+                    let said = if out.status.success() || stderr.trim().is_empty() {
+                        stdout
+                    } else {
+                        stderr
+                    };
+                    (out.status.success(), crate::process::tail(&said, 1))
+                }
+                Err(e) => (false, e.to_string()),
+            };
+            if held || began.elapsed() > self.limit {
+                return (held, detail);
+            }
+            thread::sleep(POLL);
+        }
+    }
+
     fn wait_final(&mut self, node: &str, run: &str) -> anyhow::Result<Value> {
         let began = Instant::now();
         let i = self.index(node);

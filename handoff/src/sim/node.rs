@@ -617,12 +617,7 @@ impl Sim {
             stage: receipt.stage.clone(),
             attempt: receipt.attempt,
             outcome: receipt.outcome,
-            origin: format!(
-                "{} on {} ({})",
-                rules::verb(receipt.outcome),
-                receipt.node.name,
-                receipt.node.org
-            ),
+            origin: relay::origin_of(receipt),
         };
         let (me, epoch) = (node.name.clone(), node.epoch);
         let now = self.now / 1000;

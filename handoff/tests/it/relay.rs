@@ -3,7 +3,8 @@
 //! recorded only once the stages that need it ended here.
 
 use crate::common::*;
-use otto_handoff::relay::{End, RELAY_SEQ, Relays, may_record, relayed};
+use otto_handoff::relay::{Again, End, RELAY_SEQ, Relays, again, may_record, origin_of, relayed};
+use otto_handoff::rules::Held;
 use otto_protocol::{Outcome, StageState, Status};
 
 fn end(stage: &str, attempt: u32, outcome: Outcome) -> End {
@@ -84,4 +85,83 @@ fn a_relayed_success_waits_for_the_stages_that_need_it() {
     assert!(may_record(body, "Test", Outcome::Cancelled, none));
     assert!(may_record(body, "Smoke", Outcome::Success, none));
     assert!(may_record(body, "Test", Outcome::Success, |s| s == "Deploy"));
+}
+
+/// The ends a node holds of a run: Build (its own, twice: attempt 2 after a retry), Test
+/// (qa's) and Deploy (ops's, failed).
+fn held(world: &World) -> Vec<Held> {
+    let mut build_2 = world.receipt(&world.dev, "Build", Outcome::Success, vec![]);
+    build_2.attempt = 2;
+    [
+        (
+            &world.dev,
+            world.receipt(&world.dev, "Build", Outcome::Failure, vec![]),
+        ),
+        (
+            &world.qa,
+            world.receipt(&world.qa, "Test", Outcome::Success, vec![]),
+        ),
+        (&world.dev, build_2),
+        (
+            &world.ops,
+            world.receipt(&world.ops, "Deploy", Outcome::Failure, vec![]),
+        ),
+    ]
+    .into_iter()
+    .map(|(by, receipt)| {
+        let envelope = sign_receipt(by, &receipt);
+        (receipt, envelope)
+    })
+    .collect()
+}
+
+#[test]
+fn a_node_tells_again_its_own_receipts_and_relays_the_others_latest_ends() {
+    let world = World::new();
+    let held = held(&world);
+    let me = world.dev.identity().key;
+    let told = again(&held, &me, "dev-1", 77);
+    // One word per stage, in the order the stages were first held; the latest attempt.
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert_eq!(
+        told[0],
+        Again::Receipt(&held[2].1),
+        "Build: its own attempt 2, as signed"
+    );
+    let Again::Relay(test) = &told[1] else {
+        panic!("Test is qa's: relayed, {told:?}")
+    };
+    assert_eq!(
+        (test.seq, test.state, test.attempt, test.at),
+        (RELAY_SEQ, StageState::Succeeded, 1, 77)
+    );
+    assert_eq!(
+        test.detail.as_deref(),
+        Some("ran on qa-1 (acme-qa); relayed by dev-1")
+    );
+    // Each relay reads back as the end its receipt says.
+    assert_eq!(
+        relayed(test),
+        Some(End {
+            run: RUN.to_owned(),
+            stage: "Test".to_owned(),
+            attempt: 1,
+            outcome: Outcome::Success,
+            origin: origin_of(&held[1].0),
+        })
+    );
+    let Again::Relay(deploy) = &told[2] else {
+        panic!("Deploy is ops's: relayed, {told:?}")
+    };
+    assert_eq!(deploy.state, StageState::Failed);
+    assert_eq!(relayed(deploy).map(|e| e.outcome), Some(Outcome::Failure));
+    // Telling again is not vouching the first time: it never uses up a node's relays, and
+    // the node that knew the end (it holds it) records and relays nothing.
+    let mut relays = Relays::default();
+    let end = relayed(test).unwrap();
+    assert!(relays.relay(&end, false, false, "ops-1", 78).is_some());
+    assert_eq!(again(&held, &me, "dev-1", 79).len(), 3);
+    assert_eq!(relays.relay(&end, false, true, "ops-1", 80), None);
+    // Nothing held, nothing told.
+    assert!(again(&[], &me, "dev-1", 81).is_empty());
 }

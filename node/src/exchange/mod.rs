@@ -54,7 +54,7 @@ use std::time::Duration;
 
 use otto_handoff::machine::{self, Action, Command, Event, Verdict, command, event};
 use otto_handoff::source::Obtain;
-use otto_handoff::{Definition, VerifyContext, rules};
+use otto_handoff::{Definition, VerifyContext, relay, rules};
 use otto_pipeline::plan::Body;
 use otto_protocol::{
     Accept, Digest as WireDigest, Envelope, HandoffId, Message, Offer, Receipt, RunSource,
@@ -203,6 +203,42 @@ struct Exchange {
     plans: HashMap<RunId, Arc<Body>>,
     /// Relayed ends waiting for the stages that need them to end here.
     deferred: Vec<RemoteStage>,
+    /// When this node last told a run's ends again on a node's subscription.
+    told: Told,
+}
+
+/// When the ends of each run were last told again on each peer's subscription: at most
+/// once per run and peer every [`Told::EVERY_MS`], so a peer that subscribes and leaves
+/// over and over cannot keep this node reading and signing.
+#[derive(Debug, Default)]
+struct Told {
+    at: HashMap<(RunId, PeerId), u64>,
+}
+
+impl Told {
+    const EVERY_MS: u64 = 2_000;
+    const MAX_RUNS: usize = 4096;
+
+    /// Whether the ends of `run` may be told again at `now` (milliseconds) on `peer`'s
+    /// subscription; if so, notes it.
+    fn may_tell(&mut self, run: RunId, peer: PeerId, now: u64) -> bool {
+        if self
+            .at
+            .get(&(run, peer))
+            .is_some_and(|at| now.saturating_sub(*at) < Self::EVERY_MS)
+        {
+            return false;
+        }
+        if self.at.len() >= Self::MAX_RUNS {
+            self.at
+                .retain(|_, at| now.saturating_sub(*at) < Self::EVERY_MS);
+            if self.at.len() >= Self::MAX_RUNS {
+                self.at.clear();
+            }
+        }
+        self.at.insert((run, peer), now);
+        true
+    }
 }
 
 /// Where a stage of another node's report stands here.
@@ -249,6 +285,7 @@ impl Exchange {
             views: HashMap::new(),
             plans: HashMap::new(),
             deferred: Vec::new(),
+            told: Told::default(),
         };
         (exchange, done)
     }
@@ -533,9 +570,12 @@ impl Exchange {
                 self.on_gossip(&run, &author, envelope.into_inner()).await;
                 Ok(())
             }
-            mesh::Event::Subscribed { run, .. } => {
+            mesh::Event::Subscribed { run, peer } => {
                 if let Ok(run) = run.parse::<RunId>() {
                     self.status.subscribed(run);
+                    if self.told.may_tell(run, peer, now_ms()) {
+                        self.tell_again(run).await;
+                    }
                 }
                 Ok(())
             }
@@ -757,7 +797,15 @@ impl Exchange {
             Done::Answer(id, Err(error)) => command::SendFailed { id, error, now }.into(),
             Done::Fetched(id, Ok(())) => command::ArtifactsReady { id, now }.into(),
             Done::Fetched(id, Err(error)) => command::ArtifactsFailed { id, error, now }.into(),
-            Done::ReceiptSent(id, Ok(())) => command::ReceiptAcked { id, now }.into(),
+            Done::ReceiptSent(id, Ok(())) => {
+                // The node the stage was given by holds its receipt now: the ends it may
+                // have missed while it was down are told again, and now it can judge them
+                // (who moves the next stage on is read from that receipt).
+                if let Some(run) = self.offers.get(&id).and_then(|o| o.run.parse().ok()) {
+                    self.tell_again(run).await;
+                }
+                command::ReceiptAcked { id, now }.into()
+            }
             Done::ReceiptSent(id, Err(error)) => command::ReceiptFailed { id, error, now }.into(),
         };
         let event = self.machine.handle(command);
@@ -1169,6 +1217,42 @@ impl Exchange {
         Ok(())
     }
 
+    /// Tells the run's other nodes again the ends this node holds of `run`
+    /// ([`relay::again`]): its own receipts, and relays of the other nodes' ends. Gossip
+    /// does not reach a node that is down, and each end is told once: a node that
+    /// restarted (the node that started the run, say, while another org's node moved the
+    /// next stage on to a third org) learns this way how its run went on.
+    async fn tell_again(&mut self, run: RunId) {
+        let store = self.parts.store.clone();
+        let held = match blocking(move || crate::engine::receipts::stored(&store, &run)).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::debug!(target: TARGET, %run, %error, "cannot read the run's receipts to tell them again");
+                return;
+            }
+        };
+        let membership = &self.parts.membership;
+        let me = otto_protocol::KeyBytes(*membership.node_key().public_key().as_bytes());
+        let name = membership.verified_certificate().node().to_owned();
+        let told = relay::again(&held, &me, &name, now_ms() / 1000);
+        if !told.is_empty() {
+            tracing::debug!(target: TARGET, %run, ends = told.len(), "telling the run's ends again");
+        }
+        for again in told {
+            match again {
+                relay::Again::Receipt(envelope) => self.publish(run, envelope).await,
+                relay::Again::Relay(status) => {
+                    match self.parts.membership.sign(&Message::Status(status)) {
+                        Ok(envelope) => self.publish(run, &envelope).await,
+                        Err(error) => {
+                            tracing::warn!(target: TARGET, %error, "cannot sign a status event");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Records a verified receipt of a stage another node ran on the stage here.
     async fn record_receipt(&mut self, run: RunId, receipt: Receipt) {
         if receipt.node.key.0 == *self.parts.membership.node_key().public_key().as_bytes() {
@@ -1202,12 +1286,7 @@ impl Exchange {
             numbered: None,
             hold_jumps: false,
         };
-        let origin = format!(
-            "{} on {} ({})",
-            rules::verb(receipt.outcome),
-            receipt.node.name,
-            receipt.node.org
-        );
+        let origin = relay::origin_of(&receipt);
         let update = RemoteStage {
             note: Some(format!("{origin}, receipt verified")),
             ..update

@@ -54,7 +54,8 @@ pub fn run_of_topic(topic: &TopicHash) -> Option<&str> {
 }
 
 /// Builds the gossipsub behaviour: signed messages, strict validation, validation by the
-/// node before forwarding, content-addressed message ids and peer scoring.
+/// node before forwarding, message ids of each publication ([`message_id`]) and peer
+/// scoring.
 pub(crate) fn behaviour(config: &Config, key: &Keypair) -> Result<gossipsub::Behaviour, MeshError> {
     let setup = |err: &dyn std::fmt::Display| MeshError::Setup(format!("gossipsub: {err}"));
     let gossip_config = gossipsub::ConfigBuilder::default()
@@ -62,9 +63,7 @@ pub(crate) fn behaviour(config: &Config, key: &Keypair) -> Result<gossipsub::Beh
         .max_transmit_size(MAX_GOSSIP_BYTES)
         .validation_mode(ValidationMode::Strict)
         .validate_messages()
-        .message_id_fn(|message: &gossipsub::Message| {
-            MessageId::from(Sha256::digest(&message.data).to_vec())
-        })
+        .message_id_fn(message_id)
         .build()
         .map_err(|err| setup(&err))?;
     let mut gossip =
@@ -79,6 +78,27 @@ pub(crate) fn behaviour(config: &Config, key: &Keypair) -> Result<gossipsub::Beh
         .with_peer_score(params, PeerScoreThresholds::default())
         .map_err(|err| setup(&err))?;
     Ok(gossip)
+}
+
+/// The id of a gossip message: sha256 of its author, the author's number of the message and
+/// its bytes (all covered by the author's signature). Copies of one publication forwarded
+/// by several peers share it and are delivered once; the same bytes published again are a
+/// new message. A node tells a run's ends again for a node that missed them (a receipt it
+/// published before is published again, byte for byte): with ids of the bytes alone, its
+/// own gossipsub would drop that as a copy of the first for a minute, and the node that
+/// restarted would never hold the receipt.
+fn message_id(message: &gossipsub::Message) -> MessageId {
+    let mut hasher = Sha256::new();
+    let source = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+    hasher.update(
+        u64::try_from(source.len())
+            .unwrap_or(u64::MAX)
+            .to_be_bytes(),
+    );
+    hasher.update(&source);
+    hasher.update(message.sequence_number.unwrap_or(0).to_be_bytes());
+    hasher.update(&message.data);
+    MessageId::from(hasher.finalize().to_vec())
 }
 
 /// The score parameters of a run's topic: status topics are quiet, so nothing is expected

@@ -101,6 +101,27 @@ async fn a_status_with_an_invalid_signature_is_dropped() {
     assert_eq!(first_at_c.seq, 1);
 }
 
+//   a ── b      only b follows the run; a publishes the same event twice
+#[tokio::test]
+async fn the_same_event_published_again_reaches_a_subscriber_again_from_a_node_off_the_topic() {
+    let mut a = spawn(44, Transport::Tcp).await;
+    let mut b = spawn(45, Transport::Tcp).await;
+    trust_each_other(&a, &b);
+    a.connect(&mut b).await;
+    within(b.client.subscribe(RUN)).await.expect("subscribes");
+    wait_subscribed(&mut a, b.peer()).await;
+    // A node tells a run's ends again, byte for byte, for a node that (re)subscribed: not
+    // a copy of the first publication, and heard although a left the run's topic.
+    let told = sign(&a.key, &status(RUN, 3));
+    for _ in 0..2 {
+        within(a.client.publish_status(RUN, told.clone()))
+            .await
+            .expect("published");
+        let (author, got) = next_status(&mut b).await;
+        assert_eq!((author, Message::Status(got)), (a.peer(), status(RUN, 3)));
+    }
+}
+
 //   a      nobody subscribed to the run: publishing says so
 #[tokio::test]
 async fn publishing_with_no_subscriber_is_an_error() {
