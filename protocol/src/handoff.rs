@@ -208,6 +208,11 @@ pub enum RejectCode {
     /// or commit id the owner refuses, a commit other than the plan's, or a repository the
     /// owner's policy does not let it fetch itself while the offer carries no bundle.
     SourceRefused,
+    /// `receipt_refused`: the answer to a receipt (not to an offer): the node it went to
+    /// holds no handoff of its stage to the sender (its offer expired before an accept
+    /// came, none was made, or the stage went to another node), takes it from no one, and
+    /// the sender stops sending it.
+    ReceiptRefused,
     /// `unsupported_version`: the message's protocol version is not spoken here.
     UnsupportedVersion,
     /// `malformed`: the message does not decode.
@@ -220,7 +225,7 @@ pub enum RejectCode {
 
 impl RejectCode {
     /// Every code this version knows, in the order of the documentation.
-    pub const KNOWN: [Self; 22] = [
+    pub const KNOWN: [Self; 23] = [
         Self::BadSignature,
         Self::UnknownOrg,
         Self::CertificateExpired,
@@ -240,6 +245,7 @@ impl RejectCode {
         Self::DefinitionNotApproved,
         Self::AttemptRefused,
         Self::SourceRefused,
+        Self::ReceiptRefused,
         Self::UnsupportedVersion,
         Self::Malformed,
         Self::Internal,
@@ -267,6 +273,7 @@ impl RejectCode {
             Self::DefinitionNotApproved => "definition_not_approved",
             Self::AttemptRefused => "attempt_refused",
             Self::SourceRefused => "source_refused",
+            Self::ReceiptRefused => "receipt_refused",
             Self::UnsupportedVersion => "unsupported_version",
             Self::Malformed => "malformed",
             Self::Internal => "internal",

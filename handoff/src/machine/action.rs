@@ -87,6 +87,22 @@ pub enum Action {
         /// The attempt.
         attempt: u32,
     },
+    /// Sender: refuse the receipt to the peer that sent it, with a signed reject (the
+    /// response to its request): this node gave the stage to no one, or to another peer, so
+    /// the peer stops sending it ([`command::ReceiptRefused`](super::command::ReceiptRefused)
+    /// on its side). Nothing is stored.
+    RefuseReceipt {
+        /// The peer that sent it.
+        peer: String,
+        /// The run.
+        run: String,
+        /// The stage.
+        stage: String,
+        /// The attempt.
+        attempt: u32,
+        /// Why, in words for the peer's log.
+        reason: String,
+    },
     /// Receiver: put the offer and its answer in the durable inbox, in one write (store
     /// `inbox_put` of an entry with its state and signed answer). Durable before the
     /// [`Action::Reply`] that follows. If the store already holds the id, it keeps what it
@@ -186,6 +202,7 @@ impl Action {
                 | Self::Reply { .. }
                 | Self::SendReceipt { .. }
                 | Self::AckReceipt { .. }
+                | Self::RefuseReceipt { .. }
         )
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Sender side: [`HandOff`], [`Answer`], [`SendFailed`], [`Receipt`]. Receiver side:
 //! [`OfferReceived`], [`ArtifactsReady`], [`ArtifactsFailed`], [`StageFinished`],
-//! [`ReceiptAcked`], [`ReceiptFailed`]. Both: [`Tick`], [`Restore`]. Every command carries
+//! [`ReceiptAcked`], [`ReceiptRefused`], [`ReceiptFailed`]. Both: [`Tick`], [`Restore`]. Every command carries
 //! `now`, in milliseconds since the Unix epoch.
 
 use std::fmt;
@@ -34,6 +34,8 @@ pub enum Command<'a> {
     StageFinished(StageFinished),
     /// The sender acknowledged the receipt of an accepted offer.
     ReceiptAcked(ReceiptAcked),
+    /// The sender refused the receipt of an accepted offer: it takes it from no one.
+    ReceiptRefused(ReceiptRefused),
     /// Sending the receipt of an accepted offer failed at the transport.
     ReceiptFailed(ReceiptFailed),
     /// Time passed: retry, resend and expire what is due.
@@ -165,6 +167,21 @@ pub struct ReceiptAcked {
     pub now: u64,
 }
 
+/// The sender refused the receipt of accepted offer `id`, with a signed reject (the node
+/// checked its signature against the peer the receipt went to): it holds no handoff of the
+/// stage to this node (its offer expired before the accept came and it restarted since, or
+/// it gave the stage to another node). Sending it again would change nothing: the machine
+/// stops.
+#[derive(Debug, Clone)]
+pub struct ReceiptRefused {
+    /// The handoff id.
+    pub id: HandoffId,
+    /// The sender's words.
+    pub reason: String,
+    /// The time now.
+    pub now: u64,
+}
+
 /// Sending the receipt of accepted offer `id` failed; the machine sends it again after a
 /// backoff.
 #[derive(Debug, Clone)]
@@ -269,6 +286,7 @@ commands!(
     ArtifactsFailed,
     StageFinished,
     ReceiptAcked,
+    ReceiptRefused,
     ReceiptFailed,
     Tick,
     Restore,

@@ -30,6 +30,8 @@ pub enum Event {
     StageFinished(StageFinished),
     /// The outcome of [`Command::ReceiptAcked`](super::Command::ReceiptAcked).
     ReceiptAcked(ReceiptAcked),
+    /// The outcome of [`Command::ReceiptRefused`](super::Command::ReceiptRefused).
+    ReceiptRefused(ReceiptRefused),
     /// The outcome of [`Command::ReceiptFailed`](super::Command::ReceiptFailed).
     ReceiptFailed(Retry),
     /// The outcome of [`Command::Tick`](super::Command::Tick).
@@ -167,8 +169,9 @@ pub enum Receipt {
         /// How it ended.
         outcome: Outcome,
     },
-    /// The receipt is for a stage this node handed to another peer: refused, not stored
-    /// and not acknowledged; nothing changed.
+    /// The receipt is for a stage this node handed to another peer: refused (answered
+    /// with [`Action::RefuseReceipt`](super::Action::RefuseReceipt), so its sender stops),
+    /// not stored; nothing changed.
     Refused {
         /// The peer that sent it.
         peer: String,
@@ -181,9 +184,11 @@ pub enum Receipt {
         /// The peer the stage was handed to.
         given_to: String,
     },
-    /// The receipt is for a stage this node gave to no peer (it never handed it off, or
-    /// that handoff ended and its receipt is not this one): refused, not stored and not
-    /// acknowledged; nothing changed.
+    /// The receipt is for a stage this node gave to no peer (it never handed it off, its
+    /// offer expired before an accept came and the node restarted since, or that handoff
+    /// ended and its receipt is not this one): refused (answered with
+    /// [`Action::RefuseReceipt`](super::Action::RefuseReceipt), so its sender stops), not
+    /// stored; nothing changed.
     Stray {
         /// The peer that sent it.
         peer: String,
@@ -314,6 +319,24 @@ pub enum StageFinished {
 
 /// The outcome of a receipt acknowledgement.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptRefused {
+    /// The receipt is not sent again: the handoff is done on this side, as if acknowledged
+    /// (its accept is kept for duplicates until expiry).
+    GivenUp {
+        /// The handoff id.
+        id: HandoffId,
+        /// The sender's words.
+        reason: String,
+    },
+    /// No receipt with this id is being delivered; nothing changed.
+    Unknown {
+        /// The handoff id.
+        id: HandoffId,
+    },
+}
+
+/// The outcome of a receipt acknowledged by the sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReceiptAcked {
     /// The handoff is done on this side; its accept is kept for duplicates until expiry.
     Done {
@@ -396,6 +419,7 @@ events!(
     ArtifactsReady => ArtifactsReady,
     StageFinished => StageFinished,
     ReceiptAcked => ReceiptAcked,
+    ReceiptRefused => ReceiptRefused,
     Tick => Tick,
     Restore => Restore,
 );

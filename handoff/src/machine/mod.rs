@@ -255,6 +255,7 @@ impl Machine {
             Command::ArtifactsFailed(c) => Event::ArtifactsFailed(self.artifacts_failed(c)),
             Command::StageFinished(c) => self.stage_finished(c).into(),
             Command::ReceiptAcked(c) => self.receipt_acked(c).into(),
+            Command::ReceiptRefused(c) => self.receipt_refused(c).into(),
             Command::ReceiptFailed(c) => Event::ReceiptFailed(self.receipt_failed(c)),
             Command::Tick(c) => self.tick(c).into(),
             Command::Restore(c) => self.restore(c).into(),

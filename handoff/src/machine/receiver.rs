@@ -304,6 +304,24 @@ impl Machine {
         }
     }
 
+    /// [`command::ReceiptRefused`]: the sender takes the receipt from no one; it is not
+    /// sent again, and the handoff is done here (the inbox says so durably).
+    pub(super) fn receipt_refused(
+        &mut self,
+        command: command::ReceiptRefused,
+    ) -> event::ReceiptRefused {
+        let command::ReceiptRefused { id, reason, now: _ } = command;
+        match self.incoming.get_mut(&id) {
+            Some(entry) if matches!(entry.stage, Stage::Delivering { .. }) => {
+                entry.stage = Stage::Finished;
+                self.note_finished(id);
+                self.push(Action::InboxDone { id });
+                event::ReceiptRefused::GivenUp { id, reason }
+            }
+            _ => event::ReceiptRefused::Unknown { id },
+        }
+    }
+
     /// [`command::ReceiptFailed`]: send the receipt again after a backoff.
     pub(super) fn receipt_failed(&mut self, command: command::ReceiptFailed) -> event::Retry {
         let command::ReceiptFailed { id, error: _, now } = command;

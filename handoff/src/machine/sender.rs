@@ -201,8 +201,15 @@ impl Machine {
             .or(stored_given.as_ref());
         match given_to {
             Some(given_to) if *given_to != peer => {
+                let given_to = given_to.clone();
+                self.refuse_receipt(
+                    &peer,
+                    &receipt,
+                    "this node gave the stage to another node; it takes its receipt from that \
+                     node only",
+                );
                 return event::Receipt::Refused {
-                    given_to: given_to.clone(),
+                    given_to,
                     peer,
                     run: receipt.run,
                     stage: receipt.stage,
@@ -225,8 +232,16 @@ impl Machine {
                     attempt: receipt.attempt,
                 };
             }
-            // Nobody was given the stage: whoever sends it, it is no one's to end.
+            // Nobody was given the stage: whoever sends it, it is no one's to end. The
+            // answer says so, so that the sender stops: sending it again changes nothing
+            // (a late receipt of an offer that expired here before the node restarted).
             None => {
+                self.refuse_receipt(
+                    &peer,
+                    &receipt,
+                    "this node holds no handoff of the stage to the sending node (its offer \
+                     expired, or none was made); the receipt is not taken",
+                );
                 return event::Receipt::Stray {
                     peer,
                     run: receipt.run,
@@ -275,6 +290,17 @@ impl Machine {
             attempt: receipt.attempt,
             outcome: receipt.outcome,
         }
+    }
+
+    /// Queues the refusal of `receipt`, sent by `peer`.
+    fn refuse_receipt(&mut self, peer: &str, receipt: &otto_protocol::Receipt, reason: &str) {
+        self.push(Action::RefuseReceipt {
+            peer: peer.to_owned(),
+            run: receipt.run.clone(),
+            stage: receipt.stage.clone(),
+            attempt: receipt.attempt,
+            reason: reason.to_owned(),
+        });
     }
 
     /// The sending side of a tick: expire, time out and resend.

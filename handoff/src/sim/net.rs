@@ -49,6 +49,8 @@ pub(super) enum Message {
     Answer(HandoffId, Envelope),
     Receipt(HandoffId, Envelope),
     ReceiptAck(HandoffId),
+    /// The receipt of `id` is refused by the node it went to, with its words.
+    ReceiptRefused(HandoffId, String),
     /// The offer `id` could not be delivered (reported to its sender).
     OfferFailed(HandoffId),
     /// The receipt of `id` could not be delivered (reported to its sender).
@@ -228,6 +230,13 @@ impl Sim {
                 self.handle(
                     to,
                     Command::ReceiptAcked(command::ReceiptAcked { id, now }),
+                    None,
+                );
+            }
+            Message::ReceiptRefused(id, reason) => {
+                self.handle(
+                    to,
+                    Command::ReceiptRefused(command::ReceiptRefused { id, reason, now }),
                     None,
                 );
             }

@@ -439,6 +439,11 @@ impl Sim {
                     self.send(n, to, Message::ReceiptAck(id));
                 }
             }
+            Action::RefuseReceipt { peer, reason, .. } => {
+                if let (Some(to), Some(id)) = (self.index(&peer), request) {
+                    self.send(n, to, Message::ReceiptRefused(id, reason));
+                }
+            }
             Action::PersistInbox {
                 id,
                 peer,

@@ -663,6 +663,52 @@ fn a_failed_receipt_send_backs_off() {
 }
 
 #[test]
+fn a_refused_receipt_is_not_sent_again() {
+    // The sender restarted after the offer expired there: it holds no handoff of the
+    // stage and refuses the receipt. Sending it again would change nothing, for ever.
+    let world = World::new();
+    let offer = world.offer();
+    let mut machine = running(&world, &offer);
+    finished(&mut machine, offer.id, signed_receipt(&world, 1), AT + 100);
+    machine.drain_actions().for_each(drop);
+    let reason = "this node holds no handoff of the stage to the sending node".to_owned();
+    let event = machine.handle(Command::ReceiptRefused(command::ReceiptRefused {
+        id: offer.id,
+        reason: reason.clone(),
+        now: AT + 150,
+    }));
+    assert_eq!(
+        event,
+        Event::ReceiptRefused(event::ReceiptRefused::GivenUp {
+            id: offer.id,
+            reason
+        })
+    );
+    // Done durably, so a restart does not send it again either.
+    assert_eq!(actions(&mut machine), [Action::InboxDone { id: offer.id }]);
+    assert_eq!(machine.incoming(&offer.id), Some(IncomingState::Done));
+    assert_eq!(machine.next_wakeup(), None);
+    tick(&mut machine, AT + 3_600_000);
+    assert!(
+        !actions(&mut machine)
+            .iter()
+            .any(|a| matches!(a, Action::SendReceipt { .. })),
+        "sent again"
+    );
+    // A refusal of a receipt that is not being delivered changes nothing.
+    let again = machine.handle(Command::ReceiptRefused(command::ReceiptRefused {
+        id: offer.id,
+        reason: "again".to_owned(),
+        now: AT + 3_600_001,
+    }));
+    assert_eq!(
+        again,
+        Event::ReceiptRefused(event::ReceiptRefused::Unknown { id: offer.id })
+    );
+    assert_eq!(actions(&mut machine), []);
+}
+
+#[test]
 fn a_stage_can_end_without_running_when_its_inputs_are_bad() {
     // A tampered artifact never becomes ready: the node ends the stage with a failed
     // receipt straight from fetching.

@@ -641,7 +641,7 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
         held: false,
         now: AT + 1,
     })));
-    assert_eq!(actions(&mut machine), []);
+    assert_refused(&mut machine, "qa-1");
     assert_eq!(machine.pending_offers(), 1);
 
     answer(
@@ -658,7 +658,7 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
         held: false,
         now: AT + 6,
     })));
-    assert_eq!(actions(&mut machine), []);
+    assert_refused(&mut machine, "qa-1");
 
     // The owner's own receipt still ends the handoff.
     let event = machine.handle(Command::Receipt(command::Receipt {
@@ -690,7 +690,7 @@ fn a_receipt_from_a_peer_the_stage_was_not_given_to_is_refused_and_not_stored() 
         held: false,
         now: AT + 8,
     })));
-    assert_eq!(actions(&mut machine), []);
+    assert_refused(&mut machine, "qa-1");
     let again = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
@@ -781,7 +781,7 @@ fn after_a_restart_an_accepted_offer_still_takes_a_receipt_only_from_its_peer() 
         matches!(&event, Event::Receipt(event::Receipt::Refused { given_to, .. }) if given_to == "ops-1"),
         "{event:?}"
     );
-    assert_eq!(actions(&mut machine), []);
+    assert_refused(&mut machine, "qa-1");
     let event = machine.handle(Command::Receipt(command::Receipt {
         peer: "ops-1".to_owned(),
         envelope: verified(&world.ops, &deploy_receipt(&world, 1)),
@@ -794,6 +794,21 @@ fn after_a_restart_an_accepted_offer_still_takes_a_receipt_only_from_its_peer() 
         "{event:?}"
     );
     assert_eq!(machine.outgoing(&offer.id), None);
+}
+
+/// The only action after a refused receipt: its refusal to `peer`, so that `peer` stops
+/// sending it. Nothing stored, nothing acknowledged.
+#[track_caller]
+fn assert_refused(machine: &mut Machine, peer: &str) {
+    let taken = actions(machine);
+    assert!(
+        matches!(
+            taken.as_slice(),
+            [Action::RefuseReceipt { peer: p, run, stage, attempt: 1, reason }]
+                if p == peer && run == RUN && stage == "Deploy" && !reason.is_empty()
+        ),
+        "{taken:?}"
+    );
 }
 
 /// Command::Receipt of `receipt` signed by `by`, from peer `peer`, with what the store says.
@@ -816,8 +831,10 @@ fn receipt_from(
 
 #[test]
 fn a_receipt_for_a_stage_given_to_nobody_is_refused_and_not_stored() {
-    // Ops-1 is trusted, and its receipt is genuine, but this node never gave it Deploy:
-    // nothing is stored, nothing acknowledged, and the run is not moved on from ops-1.
+    // Ops-1 is trusted, and its receipt is genuine, but this node never gave it Deploy (or
+    // gave it, the offer expired before the accept came, and the node restarted since):
+    // nothing is stored, nothing acknowledged, and the run is not moved on from ops-1. The
+    // refusal answers it, so ops-1 stops sending it.
     let world = World::new();
     let mut machine = machine();
     let event = machine.handle(receipt_from(
@@ -837,7 +854,7 @@ fn a_receipt_for_a_stage_given_to_nobody_is_refused_and_not_stored() {
             attempt: 1,
         })
     );
-    assert_eq!(actions(&mut machine), []);
+    assert_refused(&mut machine, "ops-1");
 }
 
 #[test]
@@ -907,7 +924,7 @@ fn a_handoff_the_machine_forgot_is_matched_by_the_stores_given_record() {
         matches!(&event, Event::Receipt(event::Receipt::Refused { given_to, .. }) if given_to == "ops-1"),
         "{event:?}"
     );
-    assert_eq!(actions(&mut machine), []);
+    assert_refused(&mut machine, "qa-1");
     let event = machine.handle(receipt_from(
         &world.ops,
         "ops-1",

@@ -176,6 +176,8 @@ enum Done {
     Answer(HandoffId, Result<Box<Verified<Envelope>>, String>),
     Fetched(HandoffId, Result<(), String>),
     ReceiptSent(HandoffId, Result<(), String>),
+    /// The node the receipt went to refused it with a signed reject, in these words.
+    ReceiptRefused(HandoffId, String),
 }
 
 struct Exchange {
@@ -807,6 +809,7 @@ impl Exchange {
                 command::ReceiptAcked { id, now }.into()
             }
             Done::ReceiptSent(id, Err(error)) => command::ReceiptFailed { id, error, now }.into(),
+            Done::ReceiptRefused(id, reason) => command::ReceiptRefused { id, reason, now }.into(),
         };
         let event = self.machine.handle(command);
         self.after(event).await
@@ -904,9 +907,7 @@ impl Exchange {
                 attempt,
                 given_to,
             }) => {
-                // Not stored, not acknowledged: dropping the reply closes the request.
-                self.receipt_replies
-                    .remove(&(run.clone(), stage.clone(), attempt));
+                // Not stored; the refusal answers the request (Action::RefuseReceipt).
                 let (who, owner) = (self.node_name(&peer), self.node_name(&given_to));
                 tracing::warn!(target: TARGET, %run, %stage, attempt, from = %who, given_to = %owner, "a receipt from a node the stage was not given to; refused");
             }
@@ -916,11 +917,19 @@ impl Exchange {
                 stage,
                 attempt,
             }) => {
-                // Not stored, not acknowledged: nobody was given the stage by this node.
-                self.receipt_replies
-                    .remove(&(run.clone(), stage.clone(), attempt));
+                // Not stored: nobody was given the stage by this node (its offer expired
+                // before an accept came, say, and the node restarted since). The refusal
+                // answers the request (Action::RefuseReceipt), and the sender stops.
                 let who = self.node_name(&peer);
                 tracing::warn!(target: TARGET, %run, %stage, attempt, from = %who, "a receipt for a stage this node gave to nobody; refused");
+            }
+            Event::ReceiptRefused(event::ReceiptRefused::GivenUp { id, reason }) => {
+                let (run, stage) = self
+                    .offers
+                    .get(&id)
+                    .map(|o| (o.run.clone(), o.stage.clone()))
+                    .unwrap_or_default();
+                tracing::warn!(target: TARGET, %run, %stage, id = %id, %reason, "the node that offered the stage refused its receipt; it is not sent again");
             }
             Event::OfferReceived(event::OfferReceived::Rejected { rejection, .. }) => {
                 tracing::warn!(target: TARGET, code = %rejection.code, message = %rejection.message, "offer rejected");
@@ -1031,6 +1040,31 @@ impl Exchange {
                     });
                 }
             }
+            Action::RefuseReceipt {
+                run,
+                stage,
+                attempt,
+                reason,
+                ..
+            } => {
+                if let Some(reply) = self.receipt_replies.remove(&(run, stage, attempt)) {
+                    // A receipt names no handoff id: the refusal's is all zero.
+                    let refusal = Message::Reject(otto_protocol::Reject {
+                        id: HandoffId([0; 16]),
+                        code: otto_protocol::RejectCode::ReceiptRefused,
+                        message: reason,
+                        hint: None,
+                    });
+                    let signed = self
+                        .parts
+                        .membership
+                        .sign(&refusal)
+                        .map_err(|e| e.to_string())?;
+                    tokio::spawn(async move {
+                        let _ = reply.send(signed).await;
+                    });
+                }
+            }
             Action::PersistInbox {
                 id,
                 peer,
@@ -1112,8 +1146,12 @@ impl Exchange {
                 let parts = self.parts.clone();
                 let done = self.done_tx.clone();
                 tokio::spawn(async move {
-                    let result = send_receipt(&parts, &peer, (*receipt).clone()).await;
-                    let _ = done.send(Done::ReceiptSent(id, result)).await;
+                    let report = match send_receipt(&parts, &peer, (*receipt).clone()).await {
+                        Ok(Delivery::Acked) => Done::ReceiptSent(id, Ok(())),
+                        Ok(Delivery::Refused(reason)) => Done::ReceiptRefused(id, reason),
+                        Err(error) => Done::ReceiptSent(id, Err(error)),
+                    };
+                    let _ = done.send(report).await;
                 });
             }
             Action::InboxDone { id } => {
@@ -1947,8 +1985,22 @@ async fn send_offer(
         .map_err(|e| format!("the answer's signature does not verify: {e}"))
 }
 
-/// Sends a receipt to `peer` and waits for its acknowledgement.
-async fn send_receipt(parts: &ExchangeParts, peer: &str, envelope: Envelope) -> Result<(), String> {
+/// What the node a receipt went to answered.
+enum Delivery {
+    /// It took the receipt.
+    Acked,
+    /// It takes it from no one (`receipt_refused`), in these words.
+    Refused(String),
+}
+
+/// Sends a receipt to `peer` and waits for its answer, checked against the peer's key: an
+/// acknowledgement, or a refusal (`receipt_refused`) after which it is not sent again.
+/// Anything else is an error (sent again later).
+async fn send_receipt(
+    parts: &ExchangeParts,
+    peer: &str,
+    envelope: Envelope,
+) -> Result<Delivery, String> {
     let (peer, key) = peer_and_key(peer)?;
     connect(parts, peer).await?;
     let ack = parts
@@ -1959,9 +2011,15 @@ async fn send_receipt(parts: &ExchangeParts, peer: &str, envelope: Envelope) -> 
     let ack = ack
         .verify(&key)
         .map_err(|e| format!("the acknowledgement's signature does not verify: {e}"))?;
-    ack.payload_as::<Accept>()
-        .map(|_| ())
-        .map_err(|_| "the receipt was not acknowledged".to_owned())
+    if ack.payload_as::<Accept>().is_ok() {
+        return Ok(Delivery::Acked);
+    }
+    match ack.payload_as::<otto_protocol::Reject>() {
+        Ok(reject) if reject.code == otto_protocol::RejectCode::ReceiptRefused => {
+            Ok(Delivery::Refused(reject.message))
+        }
+        _ => Err("the receipt was not acknowledged".to_owned()),
+    }
 }
 
 /// Dials `peer` at its known addresses unless a connection is open.

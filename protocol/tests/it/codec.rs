@@ -177,6 +177,7 @@ fn every_reject_code_has_a_stable_wire_string() {
         "definition_not_approved",
         "attempt_refused",
         "source_refused",
+        "receipt_refused",
         "unsupported_version",
         "malformed",
         "internal",
