@@ -143,29 +143,43 @@ fn ruby(p: &Probe<'_>) -> Option<Detected> {
     })
 }
 
+/// Where the cargo convention keeps Cargo's home: in the workspace, so that its download
+/// cache can be cached (a walled step's own HOME is new in every attempt).
+const CARGO_ENV: &str = "CARGO_HOME=\"$PWD/.cache/cargo\"";
+
 fn cargo(p: &Probe<'_>) -> Option<Detected> {
     if !p.has("Cargo.toml") {
         return None;
     }
-    let (locked, key) = if p.has("Cargo.lock") {
-        (" --locked", "  key = ['Cargo.lock']")
+    let (locked, key, keyed_by) = if p.has("Cargo.lock") {
+        (" --locked", "  key = ['Cargo.lock']", "Cargo.lock")
     } else {
-        ("", "")
+        ("", "  key = ['Cargo.toml']", "Cargo.toml")
     };
+    // The registry's index and downloaded crates (not their unpacked sources, which cargo
+    // makes again from them) and git checkouts' databases; build outputs in target/,
+    // which a build with other inputs updates, so it is saved after every build without a
+    // lockfile to key it.
+    let target_key = if locked.is_empty() { "" } else { key };
     let ottofile = format!(
         "// Inferred by the cargo convention.\n\
          stage('Build') {{\n\
-         \x20 cache {{ target {{ paths = ['target/']{key} }} }}\n\
-         \x20 steps {{ sh 'cargo build --workspace --all-targets{locked}' }}\n\
+         \x20 cache {{\n\
+         \x20   cargo {{ paths = ['.cache/cargo/registry/index/', '.cache/cargo/registry/cache/', '.cache/cargo/git/db/']{key} }}\n\
+         \x20   target {{ paths = ['target/']{target_key} }}\n\
+         \x20 }}\n\
+         \x20 steps {{ sh '{CARGO_ENV} cargo build --workspace --all-targets{locked}' }}\n\
          }}\n\
          stage('Test') {{\n\
-         \x20 cache {{ use target }}\n\
-         \x20 steps {{ sh 'cargo test --workspace{locked}' }}\n\
+         \x20 cache {{ use cargo  use target }}\n\
+         \x20 steps {{ sh '{CARGO_ENV} cargo test --workspace{locked}' }}\n\
          }}\n"
     );
     Some(Detected {
         name: "cargo",
-        reason: "found Cargo.toml".into(),
+        reason: format!(
+            "found Cargo.toml; downloaded crates in .cache/cargo, keyed by {keyed_by}, and target/"
+        ),
         ottofile,
     })
 }

@@ -1,6 +1,6 @@
 //! Zero-configuration runs on a real node with the toolchains this machine has: the
-//! `make` and `configure` conventions (gcc and make are on every machine Otto is built
-//! on) and, where `go` is installed, the Go convention with its caches.
+//! `make`, `configure` and `cargo` conventions (gcc, make and cargo are on every machine
+//! Otto is built on) and, where `go` is installed, the Go convention with its caches.
 
 use std::fs;
 use std::path::Path;
@@ -14,11 +14,21 @@ fn example(name: &str) -> tempfile::TempDir {
     let from = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/conventions")
         .join(name);
-    for entry in fs::read_dir(&from).unwrap() {
-        let entry = entry.unwrap();
-        fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
+    copy_dir(&from, dir.path());
     dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            fs::create_dir(&dest).unwrap();
+            copy_dir(&entry.path(), &dest);
+        } else {
+            fs::copy(entry.path(), dest).unwrap();
+        }
+    }
 }
 
 /// Runs the directory with no Ottofile; returns the run id after checking it succeeded.
@@ -93,4 +103,26 @@ fn a_go_module_runs_green_and_the_second_run_uses_its_caches() {
     assert_eq!(hits(&node, &warm, "Test"), ["go"]);
     let tests = node.ok(&["logs", &warm, "Test"]);
     assert!(tests.contains("ok  \texample.com/hello"), "{tests}");
+}
+
+#[test]
+fn a_cargo_crate_runs_green_and_the_second_run_builds_nothing_again() {
+    let node = Node::start_new();
+    let dir = example("cargo");
+    let first = run_green(&node, dir.path());
+    assert!(hits(&node, &first, "Build").is_empty());
+    let tests = node.ok(&["logs", &first, "Test"]);
+    assert!(tests.contains("test tests::greets ... ok"), "{tests}");
+
+    // target/ comes back with its times, in another workspace: cargo finds it fresh. (A
+    // crate without dependencies downloads nothing, so its `cargo` cache is never saved.)
+    let warm = run_green(&node, dir.path());
+    assert_eq!(hits(&node, &warm, "Build"), ["target"]);
+    let build = node.ok(&["logs", &warm, "Build"]);
+    assert!(
+        !build.contains("Compiling hello"),
+        "the warm run rebuilt: {build}"
+    );
+    let tests = node.ok(&["logs", &warm, "Test"]);
+    assert!(tests.contains("test tests::greets ... ok"), "{tests}");
 }

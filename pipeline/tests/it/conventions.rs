@@ -435,3 +435,35 @@ fn make_tests_in_the_built_tree_and_configure_writes_the_makefile() {
     let d = detected(&[("configure", "#!/bin/sh\n"), ("Makefile", "all:\n")]);
     assert!(!d.ottofile.contains("./configure"), "{}", d.ottofile);
 }
+
+#[test]
+fn cargo_caches_its_download_cache_in_the_workspace_keyed_by_the_lockfile() {
+    let toml = "[package]\nname = 'x'\nversion = '0.1.0'\n";
+    let locked = detected(&[("Cargo.toml", toml), ("Cargo.lock", "version = 4\n")]);
+    let text = &locked.ottofile;
+    // A walled step's HOME is new in every attempt: cargo's home is in the workspace.
+    assert!(
+        text.contains(
+            "sh 'CARGO_HOME=\"$PWD/.cache/cargo\" cargo build --workspace --all-targets --locked'"
+        ) && text.contains("sh 'CARGO_HOME=\"$PWD/.cache/cargo\" cargo test --workspace --locked'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("cargo { paths = ['.cache/cargo/registry/index/', '.cache/cargo/registry/cache/', '.cache/cargo/git/db/']  key = ['Cargo.lock'] }")
+            && text.contains("target { paths = ['target/']  key = ['Cargo.lock'] }")
+            && text.contains("cache { use cargo  use target }"),
+        "{text}"
+    );
+    assert!(
+        locked.reason.contains("keyed by Cargo.lock"),
+        "{}",
+        locked.reason
+    );
+
+    // Without a lockfile the manifest keys the downloads, and target/ is saved each time.
+    let unlocked = detected(&[("Cargo.toml", toml)]);
+    let text = &unlocked.ottofile;
+    assert!(!text.contains("--locked"), "{text}");
+    assert!(text.contains("key = ['Cargo.toml']"), "{text}");
+    assert!(text.contains("target { paths = ['target/'] }"), "{text}");
+}

@@ -1,3 +1,15 @@
+fn greeting(name: &str) -> String {
+    format!("hello, {name}")
+}
+
 fn main() {
-    println!("hello");
+    println!("{}", greeting("cargo"));
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn greets() {
+        assert_eq!(super::greeting("otto"), "hello, otto");
+    }
 }
