@@ -49,7 +49,7 @@ git(tree, "add", "-A");
 git(tree, "commit", "--quiet", "-m", "start");
 git(tree, "push", "--quiet", "origin", "main");
 
-run(join(bins, "otto-node"), ["init", "--org", "acme", "--name", "bench"]);
+run(join(bins, "otto-node"), ["init", "--org", "acme", "--name", "bench", "--no-run-as"]);
 const config = join(home, "config.toml");
 writeFileSync(config, readFileSync(config, "utf8").replace("writable = []", `writable = ["${out}"]`));
 const log = createWriteStream(join(work, "node.log"));
