@@ -41,6 +41,7 @@
 //!   "secrets": {"DEPLOY_TOKEN": "..."}, "secret_env": false,
 //!   "artifacts": {"site": "sha256:9f86d0…"},
 //!   "source": {"digest": "sha256:2c26b4…"},
+//!   "uses": [{"path": "deploy.sh", "sha256": "sha256:5e1a07…"}],
 //!   "restore_caches": [{"name": "deps", "paths": ["vendor/"], "digest": "sha256:…"}],
 //!   "save_caches": [{"name": "deps", "paths": ["vendor/"]}],
 //!   "packages": [{"name": "greet", "digest": "sha256:…"}],
@@ -54,7 +55,12 @@
 //! `steps` are the stage's resolved steps exactly as in the plan
 //! ([`otto_pipeline::plan::Step`]). `secrets` holds only the secrets of the stage's
 //! environment, by name. `artifacts` maps the names `unarchive` may ask for to blob
-//! digests. `source` is the snapshot the workspace starts from, a tar blob. `packages`
+//! digests. `source` is the snapshot the workspace starts from, a tar blob. `uses`, for a
+//! stage of another node's run, names the source files (or directories, by the digest of
+//! the files under them) its owner's approval covers: the agent refuses an `unarchive` or
+//! cache entry that would replace, shadow or add to one of them, and runs a program step
+//! only while they hold their approved digests (see [`uses`]); an agent that does not know
+//! the field would ignore it, hence protocol version 6. `packages`
 //! are the node's step packages, each a tar blob of its directory (its manifest and
 //! executable) named by its symbol, which the agent unpacks into its private directory. Every field
 //! after `workspace` may be left out and then means "none" (`kill_grace_secs` defaults to
@@ -127,14 +133,15 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use otto_pipeline::plan::Step;
+use otto_pipeline::plan::{Step, Used};
 use serde::{Deserialize, Serialize};
 
 pub mod mask;
 pub mod packages;
+pub mod uses;
 
 /// The version of this protocol, sent in [`VERSION_HEADER`] on every request.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The request header that carries [`PROTOCOL_VERSION`].
 pub const VERSION_HEADER: &str = "otto-agent-protocol";
@@ -205,6 +212,11 @@ pub struct Job {
     /// The source snapshot the workspace starts from, if any.
     #[serde(default)]
     pub source: Option<SourceRef>,
+    /// The source files an approval covers, with their approved digests (a stage of
+    /// another node's run that names them with `uses`): nothing unpacked may replace them,
+    /// and each program step runs only while they hold what was approved ([`uses`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub uses: Vec<Used>,
     /// The caches to restore before the steps run.
     #[serde(default)]
     pub restore_caches: Vec<CacheRestore>,

@@ -7,9 +7,10 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::MetadataExt as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
 
+use otto_agent_protocol::uses::{self, Covered, Found, Place, Verdict};
 use sha2::{Digest as _, Sha256};
 use tar::{EntryType, HeaderMode};
 
@@ -158,15 +159,40 @@ pub(crate) fn write_tar(
     })
 }
 
+/// The files an approval covers in the workspace `root`: archive entries extracted under
+/// it are judged against them (see [`otto_agent_protocol::uses`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Guard<'a> {
+    /// The canonical workspace.
+    pub(crate) root: &'a Path,
+    /// What its approval covers.
+    pub(crate) covered: &'a Covered,
+}
+
+/// What [`extract_tar`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Extracted {
+    /// Entries written.
+    pub(crate) written: usize,
+    /// Entries left out because the workspace holds them already as approved.
+    pub(crate) kept: usize,
+}
+
 /// Extracts the tar at `archive` into the directory `dest` (inside the workspace).
 /// Refuses, before writing it, any entry that is absolute, holds `..`, is a symbolic link
 /// leading outside `dest`, a hard link or a device; refuses writing through an existing
-/// link that leads out. Returns the number of entries written.
-pub(crate) fn extract_tar(archive: &Path, dest: &Path) -> Result<usize, String> {
+/// link that leads out. With a `guard`, also refuses an entry that would replace, shadow
+/// or add to a file the approval covers, wherever the links already in the workspace lead
+/// it, and leaves out one that is already there as approved.
+pub(crate) fn extract_tar(
+    archive: &Path,
+    dest: &Path,
+    guard: Option<Guard<'_>>,
+) -> Result<Extracted, String> {
     let file = fs::File::open(archive).map_err(|e| format!("cannot open archive: {e}"))?;
     let mut tar = tar::Archive::new(io::BufReader::new(file));
     tar.set_overwrite(true);
-    let mut count = 0;
+    let mut done = Extracted::default();
     let entries = tar.entries().map_err(|e| format!("bad archive: {e}"))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| format!("bad archive: {e}"))?;
@@ -176,7 +202,8 @@ pub(crate) fn extract_tar(archive: &Path, dest: &Path) -> Result<usize, String> 
             .into_owned();
         let shown = path.display().to_string();
         let rel = relative(&shown).map_err(|e| format!("refused archive entry: {e}"))?;
-        match entry.header().entry_type() {
+        let kind = entry.header().entry_type();
+        match kind {
             EntryType::Regular
             | EntryType::Continuous
             | EntryType::GNUSparse
@@ -201,15 +228,183 @@ pub(crate) fn extract_tar(archive: &Path, dest: &Path) -> Result<usize, String> 
                 ));
             }
         }
+        if let Some(guard) = guard {
+            let is_dir = kind == EntryType::Directory;
+            let at = landing(guard.root, dest, &rel, is_dir)
+                .map_err(|e| format!("refused archive entry '{shown}': {e}"))?;
+            let verdict = match (guard.covered.place(&at), kind) {
+                (Place::File { .. }, EntryType::Regular | EntryType::Continuous) => {
+                    let digest = hash_reader(&mut entry)
+                        .map_err(|e| format!("cannot read archive entry '{shown}': {e}"))?;
+                    guard.covered.judge(&at, uses::Entry::File(&digest))
+                }
+                (_, EntryType::Directory) => guard.covered.judge(&at, uses::Entry::Dir),
+                // A sparse file is judged as something other than the covered bytes.
+                (_, _) => guard.covered.judge(&at, uses::Entry::Other),
+            };
+            match verdict {
+                Verdict::Write => {}
+                Verdict::Skip => {
+                    done.kept += 1;
+                    continue;
+                }
+                Verdict::Refuse(why) => {
+                    return Err(format!("refused archive entry '{shown}': {why}"));
+                }
+            }
+        }
         let written = entry
             .unpack_in(dest)
             .map_err(|e| format!("cannot extract '{shown}': {e}"))?;
         if !written {
             return Err(format!("refused archive entry '{shown}'"));
         }
-        count += 1;
+        done.written += 1;
     }
-    Ok(count)
+    Ok(done)
+}
+
+/// Where an archive entry `rel` extracted into `dest` lands, relative to the workspace
+/// `root` (`/`-separated, empty for the root itself): the symbolic links already on its
+/// way are followed, as extracting it would follow them, and so is the entry's own path
+/// when it is a directory (extracting a directory over a link to one keeps the link).
+/// Refused when it would lead outside `root` or through a link that leads nowhere.
+fn landing(root: &Path, dest: &Path, rel: &Path, follow_last: bool) -> Result<String, String> {
+    let parts: Vec<&std::ffi::OsStr> = rel.components().map(|c| c.as_os_str()).collect();
+    let mut current = dest.to_owned();
+    let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let last = i + 1 == parts.len();
+        if !rest.is_empty() || (last && !follow_last) {
+            rest.push(part);
+            continue;
+        }
+        let next = current.join(part);
+        match fs::symlink_metadata(&next) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                current = fs::canonicalize(&next).map_err(|e| {
+                    format!(
+                        "'{}' is a symbolic link that leads nowhere ({e})",
+                        next.display()
+                    )
+                })?;
+            }
+            Ok(_) => current = next,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => rest.push(part),
+            Err(e) => return Err(format!("'{}': {e}", next.display())),
+        }
+    }
+    let inside = current
+        .strip_prefix(root)
+        .map_err(|_| "it leads outside the workspace through a symbolic link".to_owned())?;
+    let mut out: Vec<String> = inside
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    out.extend(rest.iter().map(|p| p.to_string_lossy().into_owned()));
+    Ok(out.join("/"))
+}
+
+/// What the workspace `root` holds at the used path `path` (see [`uses::Found`]): every
+/// directory on the way must be one, not a symbolic link, and so must everything under a
+/// used directory be a regular file or a directory.
+pub(crate) fn find_used(root: &Path, path: &str) -> Found {
+    let rel = match relative(path) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel,
+        Ok(_) => return Found::Other("it names the whole workspace".into()),
+        Err(e) => return Found::Other(e),
+    };
+    let mut current = root.to_owned();
+    let mut shown = String::new();
+    let parts: Vec<_> = rel.components().collect();
+    for (i, part) in parts.iter().enumerate() {
+        current.push(part);
+        if !shown.is_empty() {
+            shown.push('/');
+        }
+        shown.push_str(&part.as_os_str().to_string_lossy());
+        let meta = match fs::symlink_metadata(&current) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Found::Missing,
+            Err(e) => return Found::Other(format!("'{shown}': {e}")),
+        };
+        if meta.file_type().is_symlink() {
+            return Found::Other(format!("'{shown}' is a symbolic link"));
+        }
+        if i + 1 < parts.len() {
+            if !meta.is_dir() {
+                return Found::Other(format!("'{shown}' is not a directory"));
+            }
+            continue;
+        }
+        if meta.is_file() {
+            return match hash_file(&current) {
+                Ok(digest) => Found::File(digest),
+                Err(e) => Found::Other(format!("'{shown}': {e}")),
+            };
+        }
+        if !meta.is_dir() {
+            return Found::Other(format!("'{shown}' is not a regular file or a directory"));
+        }
+    }
+    let mut files = Vec::new();
+    let mut todo = vec![(current, shown)];
+    while let Some((dir, name)) = todo.pop() {
+        let listed = match fs::read_dir(&dir) {
+            Ok(listed) => listed,
+            Err(e) => return Found::Other(format!("'{name}': {e}")),
+        };
+        for entry in listed {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(e) => return Found::Other(format!("'{name}': {e}")),
+            };
+            let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Found::Other(format!("'{name}' holds a name that is not UTF-8"));
+            };
+            let sub = format!("{name}/{file_name}");
+            let meta = match fs::symlink_metadata(entry.path()) {
+                Ok(meta) => meta,
+                Err(e) => return Found::Other(format!("'{sub}': {e}")),
+            };
+            if meta.file_type().is_symlink() {
+                return Found::Other(format!("'{sub}' is a symbolic link"));
+            } else if meta.is_dir() {
+                todo.push((entry.path(), sub));
+            } else if meta.is_file() {
+                match hash_file(&entry.path()) {
+                    Ok(digest) => files.push((sub, digest)),
+                    Err(e) => return Found::Other(format!("'{sub}': {e}")),
+                }
+            } else {
+                return Found::Other(format!("'{sub}' is not a regular file or a directory"));
+            }
+        }
+    }
+    Found::Dir(files)
+}
+
+/// `sha256:<hex>` of a regular file's bytes, never through a symbolic link.
+fn hash_file(path: &Path) -> io::Result<String> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(i32::try_from(rustix::fs::OFlags::NOFOLLOW.bits()).unwrap_or(i32::MAX))
+        .open(path)?;
+    hash_reader(&mut file)
+}
+
+/// `sha256:<hex>` of everything `reader` gives.
+fn hash_reader(reader: &mut impl io::Read) -> io::Result<String> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(buf.get(..n).unwrap_or_default());
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
 }
 
 /// Whether a symbolic link at `entry` (relative to the extraction root) pointing at
@@ -456,7 +651,7 @@ mod tests {
         let items = [(PathBuf::from("sparse.bin"), sparse.clone())];
         write_tar(&tar, &items, Times::Keep, u64::MAX).expect("tar");
         let out = tempfile::tempdir().expect("tempdir");
-        extract_tar(&tar, out.path()).expect("extract");
+        extract_tar(&tar, out.path(), None).expect("extract");
         let restored = out.path().join("sparse.bin");
         assert_eq!(
             fs::read(&restored).expect("read"),
@@ -495,7 +690,7 @@ mod tests {
 
         let out = tempfile::tempdir().expect("tempdir");
         let dest = fs::canonicalize(out.path()).expect("canonical");
-        extract_tar(&scratch.path().join("1.tar"), &dest).expect("extract");
+        extract_tar(&scratch.path().join("1.tar"), &dest, None).expect("extract");
         assert_eq!(
             fs::read_to_string(dest.join("dist/sub/b.txt")).expect("read"),
             "beta"

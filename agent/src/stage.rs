@@ -22,6 +22,7 @@ use crate::files;
 use crate::mask::Masker;
 use crate::packages::{self, Invocation, Package};
 use crate::process::{self, Budget, Ended};
+use crate::protocol::uses::{self, Covered};
 use crate::protocol::{
     Artifact, EventBody, HandedOn, Job, LogLine, Outcome, PackageRef, RunResult, SavedCache,
     StepResult, StepStarted, Stream,
@@ -57,6 +58,7 @@ pub(crate) async fn run(
         private: None,
         env: Vec::new(),
         packages: BTreeMap::new(),
+        covered: None,
         artifacts: Vec::new(),
         next_index: 0,
         next_file: 0,
@@ -119,6 +121,9 @@ struct Stage {
     /// What every step process gets in its environment, on top of the agent's own.
     env: Vec<(String, String)>,
     packages: BTreeMap<String, Package>,
+    /// The source files the approval covers, once found as approved (a stage with `uses`
+    /// of another node's run); `None` for a stage without.
+    covered: Option<Covered>,
     artifacts: Vec<Artifact>,
     next_index: usize,
     next_file: u64,
@@ -177,16 +182,9 @@ impl Stage {
             self.add_package(&package).await?;
         }
 
-        if let Some(source) = self.job.source.clone() {
-            let root = self.root.clone();
-            let entries = self.restore(&source.digest, &root).await?;
-            self.hand_over(&root)?;
-            self.say(
-                None,
-                format!("restored the source snapshot ({entries} entries)"),
-            )
-            .await;
-        }
+        // A workspace handed on comes first; for a stage of another node's run the source
+        // (only the files its approval covers) is put over it, so the copy cannot stand in
+        // for them.
         if let Some(from) = self.job.start_from.clone() {
             let root = self.root.clone();
             let copied = tokio::task::spawn_blocking(move || files::copy_tree(&from, &root, &[]))
@@ -203,14 +201,35 @@ impl Stage {
             )
             .await;
         }
+        if let Some(source) = self.job.source.clone() {
+            let root = self.root.clone();
+            let entries = self.restore(&source.digest, &root, false).await?.written;
+            self.hand_over(&root)?;
+            self.say(
+                None,
+                format!("restored the source snapshot ({entries} entries)"),
+            )
+            .await;
+        }
+        if !self.job.uses.is_empty() {
+            // What the approval covers must be here as approved before anything else is
+            // unpacked around it.
+            let mut found = Vec::new();
+            for used in &self.job.uses {
+                let files = uses::check(used, &files::find_used(&self.root, &used.path))
+                    .map_err(|e| e.to_string())?;
+                found.push((used.clone(), files));
+            }
+            self.covered = Some(Covered::new(&found));
+        }
         for cache in self.job.restore_caches.clone() {
             let root = self.root.clone();
-            match self.restore(&cache.digest, &root).await {
-                Ok(entries) => {
+            match self.restore(&cache.digest, &root, true).await {
+                Ok(done) => {
                     self.hand_over(&root)?;
                     self.say(
                         None,
-                        format!("restored cache '{}' ({entries} entries)", cache.name),
+                        format!("restored cache '{}' ({})", cache.name, entries_text(done)),
                     )
                     .await;
                 }
@@ -399,11 +418,14 @@ impl Stage {
                     )
                 })
             })?;
-        let entries = self.restore(&digest, cwd).await.map_err(fail)?;
+        let done = self
+            .restore(&digest, cwd, true)
+            .await
+            .map_err(|e| fail(format!("artifact '{name}': {e}")))?;
         self.hand_over(cwd).map_err(fail)?;
         self.say(
             Some(index),
-            format!("restored '{name}' ({entries} entries)"),
+            format!("restored '{name}' ({})", entries_text(done)),
         )
         .await;
         Ok(None)
@@ -469,6 +491,13 @@ impl Stage {
         invocation: Option<&Path>,
         cwd: &Path,
     ) -> Result<Option<i32>, Failure> {
+        if let Err(mismatch) = self.check_uses() {
+            self.started(index, symbol, None).await;
+            return Err(Failure::new(
+                Some(index),
+                format!("'{symbol}' not run: {mismatch}; a step before it changed it"),
+            ));
+        }
         let container = self.step_container(index, cwd);
         let mut input = None;
         let command = match &container {
@@ -509,6 +538,17 @@ impl Stage {
             step.remove().await;
         }
         ended
+    }
+
+    /// Whether every used path still holds what the approval covers.
+    fn check_uses(&self) -> Result<(), uses::Mismatch> {
+        if self.covered.is_none() {
+            return Ok(());
+        }
+        for used in &self.job.uses {
+            uses::check(used, &files::find_used(&self.root, &used.path))?;
+        }
+        Ok(())
     }
 
     /// The container step `index` runs in, for a stage of `runtime docker`.
@@ -746,8 +786,14 @@ impl Stage {
         Ok((blob.digest, blob.size))
     }
 
-    /// Fetches the tar blob `digest`, checks it, and extracts it into `dest`.
-    async fn restore(&mut self, digest: &str, dest: &Path) -> Result<usize, String> {
+    /// Fetches the tar blob `digest`, checks it, and extracts it into `dest`; `guarded`,
+    /// with no entry over what the approval covers.
+    async fn restore(
+        &mut self,
+        digest: &str,
+        dest: &Path,
+        guarded: bool,
+    ) -> Result<files::Extracted, String> {
         let file = self.scratch_file("blob", "tar")?;
         let fetched = self
             .interruptible(self.client.get_blob(digest, &file))
@@ -758,9 +804,17 @@ impl Stage {
         }
         let target = file.clone();
         let dest = dest.to_owned();
-        let extracted = tokio::task::spawn_blocking(move || files::extract_tar(&target, &dest))
-            .await
-            .map_err(|e| e.to_string());
+        let root = self.root.clone();
+        let covered = self.covered.clone().filter(|_| guarded);
+        let extracted = tokio::task::spawn_blocking(move || {
+            let guard = covered.as_ref().map(|covered| files::Guard {
+                root: &root,
+                covered,
+            });
+            files::extract_tar(&target, &dest, guard)
+        })
+        .await
+        .map_err(|e| e.to_string());
         let _ = fs::remove_file(&file);
         extracted?
     }
@@ -806,7 +860,7 @@ impl Stage {
             }
             Err(e) => return Err(format!("step package '{name}': {e}")),
         }
-        self.restore(&package.digest, &dir)
+        self.restore(&package.digest, &dir, false)
             .await
             .map_err(|e| format!("step package '{name}': {e}"))?;
         self.hand_over(&dir)?;
@@ -1037,6 +1091,17 @@ enum StoreError {
 impl From<String> for StoreError {
     fn from(message: String) -> Self {
         Self::Other(message)
+    }
+}
+
+/// `6 entries`, or `6 entries, 1 already here as the approval covers them`.
+fn entries_text(done: files::Extracted) -> String {
+    match done.kept {
+        0 => format!("{} entries", done.written),
+        kept => format!(
+            "{} entries, {kept} already here as the approval covers them",
+            done.written
+        ),
     }
 }
 

@@ -7,4 +7,5 @@ mod common;
 mod agent;
 mod container;
 mod node_lost;
+mod uses;
 mod wall;

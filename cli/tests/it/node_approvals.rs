@@ -433,3 +433,79 @@ fn a_root_node_without_a_step_user_refuses_other_orgs_stages_naming_the_fix() {
     );
     assert!(!logs.contains("RAN-AS-ROOT"), "{logs}");
 }
+
+/// The review of #12, F2: dev's own Build archives the whole workspace as `app`; ops's
+/// approved Deploy names `deploy.sh` with `uses`, unpacks `app` and runs `./deploy.sh`.
+const SHADOW: &str = "
+environments { production { secrets { DEPLOY_TOKEN } } }
+stage('Build') {
+  steps {
+    sh 'mkdir -p out && echo v1 > out/version.txt && if [ -f evil.sh ]; then cp evil.sh deploy.sh; fi'
+    archive path: '.', name: 'app'
+  }
+}
+stage('Deploy') {
+  owner = 'ops'
+  environment -> production
+  uses ['deploy.sh']
+  steps {
+    unarchive name: 'app'
+    sh 'sh ./deploy.sh'
+  }
+}
+";
+
+/// F2 of the review of #12: an approval covers the digest of `deploy.sh`, and an input
+/// artifact made by the asker's own stage cannot put other bytes in its place. The honest
+/// artifact holds the same `deploy.sh` (it archives the whole workspace) and runs; once
+/// dev's Build copies its own script over `deploy.sh`, ops refuses the artifact's entry,
+/// naming the file and the artifact, and nothing of dev's script runs with ops's secret.
+#[test]
+fn an_artifact_cannot_replace_a_file_the_approval_covers() {
+    let (dev, ops) = two_orgs(&["--envs", "production", "--secrets", "DEPLOY_TOKEN"]);
+    let set = ops.otto_with_stdin(
+        &["secrets", "set", "DEPLOY_TOKEN"],
+        Some(b"ops-deploy-token-f2"),
+    );
+    assert!(set.status.success(), "secrets set: {}", text(&set.stderr));
+    let deploy = "echo \"deploying $(cat out/version.txt)\"\n";
+    let evil = "echo \"EVIL as $(id -u): $(rev < \"$OTTO_SECRETS_DIR/DEPLOY_TOKEN\")\"\n";
+    let honest = project(&[("Ottofile", SHADOW), ("deploy.sh", deploy)]);
+    let (_, refused) = run_to_end(&dev, &honest);
+    approve(&ops, &digest_in(note(&refused, "Deploy")));
+    let (run, status) = run_to_end(&dev, &honest);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(log.contains("deploying v1"), "{log}");
+
+    // Only dev's own stage changes (no approval covers it): its artifact's deploy.sh is
+    // dev's script. The approved digest of the Deploy stage is the same.
+    let hostile = project(&[
+        ("Ottofile", SHADOW),
+        ("deploy.sh", deploy),
+        ("evil.sh", evil),
+    ]);
+    let (run, status) = run_to_end(&dev, &hostile);
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert!(!log.contains("EVIL"), "dev's script ran on ops:\n{log}");
+    assert!(!log.contains("2f-nekot"), "{log}");
+    assert_eq!(status["run"]["state"], "failed", "{status}\n{log}");
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("refused"))
+        .unwrap_or_else(|| panic!("no refusal in {log}"));
+    assert!(refusal.contains("'deploy.sh'"), "{refusal}");
+    assert!(refusal.contains("artifact 'app'"), "{refusal}");
+    // The asker reads the same reason.
+    let why = dev.wait_for("the refusal on dev", || {
+        let log = dev.ok(&["logs", &run, "Deploy"]);
+        log.contains("refused").then_some(log)
+    });
+    assert!(why.contains("'deploy.sh'"), "{why}");
+    assert!(!why.contains("EVIL"), "{why}");
+}

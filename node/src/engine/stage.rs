@@ -344,14 +344,22 @@ impl StageTask {
                 }
                 _ => None,
             };
+            // A stage of another node's run keeps the files its approval covers from the
+            // source, put over the workspace it starts from (the agent then checks them
+            // and refuses a cache entry in their place).
+            let keep_source = !self.run.started_here && !self.plan.uses.is_empty();
             match (saved, dir) {
                 (Some(Handed::Dir(_)), Some(dir)) => {
-                    source = None;
+                    if !keep_source {
+                        source = None;
+                    }
                     start_from = Some(dir);
                 }
                 (Some(Handed::Blob(digest)), _) => {
                     // A run an older node started: its workspace is a blob.
-                    source = None;
+                    if !keep_source {
+                        source = None;
+                    }
                     restore.insert(
                         0,
                         CacheRestore {
@@ -1274,6 +1282,14 @@ impl StageTask {
             secret_env: stage_secrets.env,
             artifacts: Default::default(),
             source: None,
+            // What another org's approval covers, for the agent to keep as approved; on the
+            // node that started the run the stage's own plan decides, and the workspace is
+            // the whole snapshot.
+            uses: if self.run.started_here {
+                Vec::new()
+            } else {
+                self.plan.uses.clone()
+            },
             restore_caches: Vec::new(),
             save_caches: Vec::new(),
             packages: Vec::new(),
