@@ -509,3 +509,70 @@ fn an_artifact_cannot_replace_a_file_the_approval_covers() {
     assert!(why.contains("'deploy.sh'"), "{why}");
     assert!(!why.contains("EVIL"), "{why}");
 }
+
+/// A node of acme-dev that certifies itself, with acme-dev's own org key, as a node of
+/// acme-ops (the owner's org, its name only) is still acme-dev to ops: ops knows an org by
+/// the key that signed a certificate, never by the name the certificate claims. So the
+/// forged name lists dev-1 under acme-dev, and gets none of acme-ops's own rights: a stage
+/// ops never approved is refused, and nothing of it runs.
+#[test]
+fn a_peer_certificate_claiming_the_owners_org_name_is_still_its_own_org() {
+    let (mut dev, ops) = two_orgs(&[]);
+    assert!(dev.terminate());
+    let org_key = otto_trust::persist::load_org_key(&dev.home.join("org.key")).unwrap();
+    let node_key = otto_trust::persist::load_node_key(&dev.home.join("node.key"))
+        .unwrap()
+        .public_key();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let spec = otto_trust::CertSpec {
+        node: "dev-1".into(),
+        org: "acme-ops".into(),
+        node_key,
+        roles: vec!["deploy".into()],
+        not_before: now - 60,
+        not_after: now + 86_400,
+    };
+    let forged = otto_trust::cert::issue_cert(&spec, &org_key).unwrap();
+    std::fs::write(
+        dev.home.join("node.cert"),
+        otto_protocol::encode_envelope(&forged),
+    )
+    .unwrap();
+    dev.start();
+
+    let dir = project(&[(
+        "Ottofile",
+        "stage('Build') { steps { echo 'built' } }
+stage('Deploy') { owner = 'ops'  steps { sh 'echo ran-on-ops' } }
+",
+    )]);
+    let (run, status) = run_to_end(&dev, &dir);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    let why = note(&status, "Deploy").to_owned();
+    assert!(
+        why.contains("ops-1 rejected Deploy"),
+        "{why}\n{}",
+        ops.log()
+    );
+    let on_ops = ops.otto(&["logs", &run, "Deploy"]);
+    assert!(
+        !text(&on_ops.stdout).contains("ran-on-ops"),
+        "{}",
+        text(&on_ops.stdout)
+    );
+
+    let peers = ops.otto_node(&["peers", "--json"]);
+    assert!(peers.status.success(), "{}", text(&peers.stderr));
+    let peers: Value = serde_json::from_slice(&peers.stdout).unwrap();
+    let dev_1 = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == "dev-1")
+        .unwrap_or_else(|| panic!("{peers}"));
+    assert_eq!(dev_1["org"], "acme-dev", "{peers}");
+    println!("refusal on dev: {why}");
+}
