@@ -185,6 +185,51 @@ pub fn mover(
     }
 }
 
+/// Whether the node that starts a run of `body`, answering to `names`, moves `stage` on
+/// itself, as the plan alone says before any receipt exists: [`mover`] with the receipts
+/// the run will hold, where the last stage `stage` needs (in plan order) is signed for by
+/// the node that runs it, the starter when that stage has no owner or one of `names`; with
+/// no needs, the starter moves it on.
+pub fn starter_moves_on(body: &Body, stage: &Stage, names: &[String]) -> bool {
+    body.stages
+        .iter()
+        .rfind(|s| stage.needs.contains(&s.id))
+        .is_none_or(|need| owns(need.owner.as_deref(), names, true))
+}
+
+/// The stages of `body` the node that starts its run would offer to an owner it cannot
+/// resolve, with that owner: stages with an owner not in `names` (the starter's own),
+/// that the run does not skip ([`runs_at_all`]), that the starter moves on ([`starter_moves_on`]), whose
+/// owner is in `unresolved` (see [`crate::owners::Binding`]). A run of such a plan would
+/// wait for a node nothing names; an owner another node moves its stage on to is that
+/// node's to resolve and is not listed.
+pub fn unreachable<'a>(
+    body: &'a Body,
+    names: &[String],
+    unresolved: &[String],
+) -> Vec<(&'a str, &'a str)> {
+    body.stages
+        .iter()
+        .filter(|stage| runs_at_all(stage))
+        .filter_map(|stage| Some((stage, stage.owner.as_deref()?)))
+        .filter(|(_, owner)| !names.iter().any(|n| n == owner))
+        .filter(|(_, owner)| unresolved.iter().any(|u| u == owner))
+        .filter(|(stage, _)| starter_moves_on(body, stage, names))
+        .map(|(stage, owner)| (stage.id.as_str(), owner))
+        .collect()
+}
+
+/// Whether a run ever runs (or offers) `stage`: not when its `when` fails or is unknown
+/// for the run's facts (unknown counts as not holding), where whichever node reaches it
+/// marks it skipped.
+pub fn runs_at_all(stage: &Stage) -> bool {
+    !stage.skipped
+        && stage
+            .when
+            .as_ref()
+            .is_none_or(|when| when.result == otto_pipeline::plan::Outcome::Pass)
+}
+
 /// What a node does with a stage that is ready (see [`ready`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Next {

@@ -307,6 +307,7 @@ pub async fn run_until_with(
                 max_bytes: max_snapshot_bytes,
             }),
             offer_ttl: exchange::DEFAULT_OFFER_TTL,
+            owner_wait: Duration::from_secs(config.node.owner_wait_secs),
             machine: otto_handoff::machine::Config {
                 backoff_max: exchange::BACKOFF_MAX_MS,
                 ..otto_handoff::machine::Config::default()

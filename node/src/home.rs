@@ -164,6 +164,18 @@ pub struct NodeConfig {
     /// (e.g. `["linux", "x86_64"]`); a stage whose label is not here is refused.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
+    /// How long a stage this node moves on waits for a node that answers to its owner
+    /// before it fails, saying no known node answers to it (an owner whose org is pinned
+    /// but none of whose nodes is known yet). Default 300 (five minutes).
+    #[serde(default = "default_owner_wait_secs")]
+    pub owner_wait_secs: u64,
+}
+
+/// The default of `[node] owner_wait_secs`.
+pub const DEFAULT_OWNER_WAIT_SECS: u64 = 300;
+
+fn default_owner_wait_secs() -> u64 {
+    DEFAULT_OWNER_WAIT_SECS
 }
 
 /// The default of `[node] retention_days`.
@@ -756,6 +768,7 @@ impl Config {
                 max_log_bytes: default_max_log_bytes(),
                 retention_days: DEFAULT_RETENTION_DAYS,
                 labels: Vec::new(),
+                owner_wait_secs: DEFAULT_OWNER_WAIT_SECS,
             },
             api: ApiConfig::default(),
             webhooks: WebhookConfig::default(),

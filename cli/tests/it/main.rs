@@ -17,6 +17,7 @@ mod node_handoff;
 mod node_join;
 mod node_libs;
 mod node_logs;
+mod node_owner;
 mod node_repo;
 mod node_restart;
 mod node_retry;

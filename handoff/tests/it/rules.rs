@@ -231,3 +231,42 @@ fn outcomes_and_end_states_map_both_ways_and_nothing_else_is_an_end() {
     assert_eq!(rules::verb(Outcome::Success), "ran");
     assert_eq!(rules::verb(Outcome::Failure), "failed");
 }
+
+#[test]
+fn the_starter_must_resolve_only_the_owners_it_offers_stages_to() {
+    let text = "
+stage('Build') { steps { sh 'b' } }
+stage('Deploy') { owner = 'opps'  steps { sh 'd' } }
+stage('Prod') { owner = 'prod'  steps { sh 'p' } }
+stage('Back') { owner = 'dev'  steps { sh 'x' } }
+stage('Docs') { owner = 'docs'  when { tag != '' }  steps { sh 'x' } }
+stage('Audit') { owner = 'audit'  steps { sh 'x' } }
+";
+    let source = otto_pipeline::source::MemSource::default();
+    let plan = otto_pipeline::plan_text(
+        &source,
+        std::path::Path::new("Ottofile"),
+        text,
+        &otto_pipeline::Facts::default(),
+        &otto_pipeline::StepCatalog::builtins(),
+        None,
+    )
+    .unwrap()
+    .plan;
+    let body = &plan.body;
+    let stage = |id: &str| body.stages.iter().find(|s| s.id == id).unwrap();
+    let names = vec!["dev".to_owned()];
+    // Build runs here (no owner), so the starter offers Deploy; ops's node moves Prod
+    // on; Back is the starter's own, and it moves Docs on, which the plan skips; Audit
+    // comes after the skipped Docs, whose skip the starter signs.
+    assert!(rules::starter_moves_on(body, stage("Build"), &names));
+    assert!(rules::starter_moves_on(body, stage("Deploy"), &names));
+    assert!(!rules::starter_moves_on(body, stage("Prod"), &names));
+    assert!(!rules::starter_moves_on(body, stage("Back"), &names));
+    assert!(rules::starter_moves_on(body, stage("Docs"), &names));
+    assert!(!rules::starter_moves_on(body, stage("Audit"), &names));
+    let all: Vec<String> = ["opps", "prod", "docs", "audit"].map(String::from).to_vec();
+    assert_eq!(rules::unreachable(body, &names, &all), [("Deploy", "opps")]);
+    // A name the binding resolved is never listed.
+    assert!(rules::unreachable(body, &names, &["prod".to_owned()]).is_empty());
+}

@@ -433,8 +433,11 @@ pub(super) fn plan_snapshot(
     let mut plan = planned.plan;
     runnable_here(state, &plan)?;
     // The run binds every owner name to an org now; names nothing here resolves stay
-    // unbound (docs/plan-format.md, owner binding).
-    plan.body.owners = bind_owners(state, &plan.body).owners;
+    // unbound (docs/plan-format.md, owner binding), unless this node would have to offer
+    // a stage to one.
+    let binding = bind_owners(state, &plan.body);
+    reachable_owners(state, &plan.body, &binding.unresolved)?;
+    plan.body.owners = binding.owners;
     Ok(plan)
 }
 
@@ -485,6 +488,55 @@ fn plan_fetching(
             }
         }
     }
+}
+
+/// Refuses a plan with a stage this node would offer to an owner nothing here resolves
+/// (`otto_handoff::rules::unreachable`): no node of the run could ever take it, so the run
+/// would wait for nothing. Says the closest name this node knows (its own names, its
+/// aliases, pinned orgs and known nodes) and how to make the name known.
+fn reachable_owners(state: &ApiState, body: &Body, unresolved: &[String]) -> Result<(), ApiError> {
+    let mut names = state.node.answers_to.clone();
+    names.push(state.node.name.clone());
+    let lost = otto_handoff::rules::unreachable(body, &names, unresolved);
+    if lost.is_empty() {
+        return Ok(());
+    }
+    let trust = state.membership.trust();
+    let mut known: Vec<String> = names.clone();
+    known.extend(trust.aliases().map(|(alias, _)| alias.to_owned()));
+    known.extend(trust.orgs().iter().map(|org| org.name.clone()));
+    known.extend(
+        state
+            .membership
+            .peers()
+            .into_iter()
+            .filter_map(|peer| peer.node),
+    );
+    known.sort();
+    known.dedup();
+    let lines: Vec<String> = lost
+        .iter()
+        .map(|(stage, owner)| {
+            let hint = match otto_pipeline::steps::closest(owner, known.iter().map(String::as_str))
+            {
+                Some(name) => format!("did you mean '{name}'? "),
+                None => String::new(),
+            };
+            format!(
+                "stage '{stage}' is owned by '{owner}', which no node, org or alias known here \
+                 answers to: {hint}fix the owner, or join that org first (otto-node join \
+                 TOKEN --alias {owner})"
+            )
+        })
+        .collect();
+    let message = match lines.len() {
+        1 => lines[0].clone(),
+        n => format!("{} (and {} more)", lines[0], n - 1),
+    };
+    Err(
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_owner", message)
+            .with_details(lines.join("\n")),
+    )
 }
 
 /// Refuses a plan with a stage this node would run (no owner, or one it answers to) on a

@@ -124,6 +124,9 @@ pub struct ExchangeParts {
     pub sources: Option<crate::engine::Checkouts>,
     /// How long offers stay valid.
     pub offer_ttl: Duration,
+    /// How long a stage to offer waits for a known node that answers to its owner before
+    /// it fails (`[node] owner_wait_secs`).
+    pub owner_wait: Duration,
     /// The machine's limits and timings.
     pub machine: machine::Config,
 }
@@ -182,8 +185,9 @@ enum Done {
 
 struct Exchange {
     parts: Arc<ExchangeParts>,
-    /// Handoff intents whose owner no known node answers to, already noted on the stage.
-    unresolved: HashSet<(RunId, String)>,
+    /// Handoff intents whose owner no known node answers to, already noted on the stage,
+    /// with when that was first found (milliseconds).
+    unresolved: HashMap<(RunId, String), u64>,
     machine: machine::Machine,
     done_tx: mpsc::Sender<Done>,
     /// The peers waiting for the answer to an offer, by handoff id.
@@ -275,7 +279,7 @@ impl Exchange {
         let exchange = Self {
             machine: machine::Machine::new(parts.machine, u64::from_le_bytes(seed)),
             parts,
-            unresolved: HashSet::new(),
+            unresolved: HashMap::new(),
             done_tx,
             replies: HashMap::new(),
             receipt_replies: HashMap::new(),
@@ -544,7 +548,7 @@ impl Exchange {
         self.offers.retain(|_, offer| offer.run != text);
         self.deferred.retain(|d| d.run != run);
         self.receipt_replies.retain(|(r, _, _), _| *r != text);
-        self.unresolved.retain(|(r, _)| *r != run);
+        self.unresolved.retain(|(r, _), _| *r != run);
         self.status.forget(run);
         if let Err(error) = self.parts.mesh.unsubscribe(&text).await {
             tracing::debug!(target: TARGET, %run, %error, "cannot leave the run's topic");
@@ -1523,19 +1527,33 @@ impl Exchange {
         let (node, to_org) = match resolved {
             Some((node, Some(to_org))) => (node, to_org),
             unresolved => {
-                if self.unresolved.insert((run, stage.clone())) {
-                    let note = match (unresolved, &to) {
-                        (Some((node, _)), _) => {
-                            format!("the certificate of {} names no usable org key", node.name)
-                        }
-                        (None, rules::OfferTo::Owner(owner)) => format!(
-                            "no known node answers to {owner}: join its org first (otto-node join TOKEN)"
-                        ),
-                        (None, rules::OfferTo::Origin(key)) => format!(
-                            "the node that started the run ({}) is not a node this node knows and trusts",
-                            key.keyid()
-                        ),
-                    };
+                let now = now_ms();
+                let key = (run, stage.clone());
+                let first = !self.unresolved.contains_key(&key);
+                let since = *self.unresolved.entry(key.clone()).or_insert(now);
+                let waited = Duration::from_millis(now.saturating_sub(since));
+                let note = match (unresolved, &to) {
+                    (Some((node, _)), _) => {
+                        format!("the certificate of {} names no usable org key", node.name)
+                    }
+                    (None, rules::OfferTo::Owner(owner)) => format!(
+                        "no known node answers to {owner}: join its org first (otto-node join TOKEN)"
+                    ),
+                    (None, rules::OfferTo::Origin(key)) => format!(
+                        "the node that started the run ({}) is not a node this node knows and trusts",
+                        key.keyid()
+                    ),
+                };
+                if waited >= self.parts.owner_wait {
+                    self.unresolved.remove(&key);
+                    let wait = self.parts.owner_wait.as_secs();
+                    self.give_up(
+                        run,
+                        &stage,
+                        format!("{note}; gave up after waiting {wait} s ([node] owner_wait_secs)"),
+                    )
+                    .await;
+                } else if first {
                     self.note(&run.to_string(), &stage, note).await;
                 }
                 return Ok(());

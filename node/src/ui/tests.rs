@@ -16,7 +16,7 @@ const ADDR: &str = "127.0.0.1:7777";
 struct Fixture {
     _dir: tempfile::TempDir,
     app: Router,
-    store: crate::store::Store,
+    state: ApiState,
 }
 
 struct Answer {
@@ -28,12 +28,11 @@ struct Answer {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let state = crate::api::tests::state(dir.path(), 1024 * 1024).await;
-    let store = state.store.clone();
-    let app = crate::api::router(state.clone()).merge(router(state, ADDR.parse().unwrap()));
+    let app = crate::api::router(state.clone()).merge(router(state.clone(), ADDR.parse().unwrap()));
     Fixture {
         _dir: dir,
         app,
-        store,
+        state,
     }
 }
 
@@ -348,7 +347,13 @@ async fn a_run_has_its_pages() {
     let f = fixture().await;
     let (cookie, _) = f.sign_in().await;
     // A snapshot with an Ottofile, and a run of it (its agent does not exist, so the
-    // run fails; the pages still show it).
+    // run fails; the pages still show it). `ops` is an org pinned here, none of whose
+    // nodes is known.
+    let ops = otto_trust::OrgKey::from_seed(&[0x0e; 32]).public_key();
+    f.state
+        .membership
+        .update_trust(|trust| Ok(trust.pin_org("ops", ops, 0)?))
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("Ottofile"),
@@ -416,7 +421,8 @@ async fn a_run_has_its_pages() {
     // A run's note (why it is where it is, e.g. queued behind its concurrency group) is
     // on its page, escaped.
     let id: crate::store::RunId = run.parse().unwrap();
-    f.store
+    f.state
+        .store
         .set_run_note(&id, Some("waiting for run <b>X</b> in group deploy".into()))
         .unwrap();
     let page = f.get(&format!("/ui/runs/{run}"), Some(&cookie)).await;
