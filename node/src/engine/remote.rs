@@ -113,12 +113,27 @@ pub(crate) async fn record(
                 agent_pid: None,
             };
             let state = end.state;
-            let result =
-                blocking(move || store.record_remote_attempt(&run, &id, attempt, state, note))
-                    .await;
+            let n = update.attempt;
+            let result = blocking(move || {
+                // The same end of the same attempt again (a receipt delivered twice, or
+                // the receipt after a relay or a failed status event): recorded, with
+                // what it adds, but no news for those who follow the stage's state.
+                let again = store.stage(&run, &id)?.is_some_and(|s| {
+                    s.state == state
+                        && s.attempts
+                            .iter()
+                            .any(|a| a.n == n && a.state == attempt_state)
+                });
+                store
+                    .record_remote_attempt(&run, &id, attempt, state, note)
+                    .map(|_| again)
+            })
+            .await;
             match result {
-                Ok(_) => {}
-                // The same end again (a receipt delivered twice): nothing new.
+                Ok(false) => {}
+                Ok(true) => return Ok((records, placed)),
+                // An end that contradicts the recorded one, or of an attempt from before a
+                // retry: nothing new.
                 Err(crate::store::Error::StageFinished { .. }) => return Ok((Vec::new(), placed)),
                 Err(error) => return Err(error.into()),
             }
