@@ -14,7 +14,7 @@
 //! echoes it is masked before it is logged. A status carries the stage's name, its state
 //! and the run id, nothing a step printed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde_json::json;
@@ -323,8 +323,24 @@ enum Tracked {
         last: HashMap<String, Outcome>,
         pipeline: String,
     },
+    /// Ended, its poster gone: what was queued last per context is kept, so a late event
+    /// (a receipt verified after the run's end) posts nothing twice, and a retry starts a
+    /// poster that says only what changed.
+    Ended {
+        last: HashMap<String, Outcome>,
+        pipeline: String,
+    },
     /// No statuses (not started here, not from a repository with a token, ...).
     Skip,
+}
+
+/// How many ended runs the reporter remembers (a few bytes per context each).
+const ENDED_KEPT: usize = 1024;
+
+/// Whether `status` repeats what was last said of its context for `run`, which ended.
+fn said_already(runs: &HashMap<RunId, Tracked>, run: &RunId, status: &Status) -> bool {
+    matches!(runs.get(run), Some(Tracked::Ended { last, .. })
+        if last.get(&status.context) == Some(&status.outcome))
 }
 
 /// The parts the reporter needs.
@@ -339,6 +355,7 @@ pub(crate) struct Parts {
 pub(crate) async fn report(parts: Parts, mut events: broadcast::Receiver<EngineEvent>) {
     let parts = Arc::new(parts);
     let mut runs: HashMap<RunId, Tracked> = HashMap::new();
+    let mut ended: VecDeque<RunId> = VecDeque::new();
     loop {
         let event = match events.recv().await {
             Ok(event) => event,
@@ -359,17 +376,26 @@ pub(crate) async fn report(parts: Parts, mut events: broadcast::Receiver<EngineE
                 let Some(outcome) = Outcome::of_stage(state) else {
                     continue;
                 };
+                let status = Status::stage(&run, &stage, outcome);
+                if said_already(&runs, &run, &status) {
+                    continue;
+                }
                 track(&parts, &mut runs, run).await;
-                queue(&mut runs, run, Status::stage(&run, &stage, outcome));
+                queue(&mut runs, run, status);
             }
             EngineEvent::Run { run, state } => {
-                track(&parts, &mut runs, run).await;
                 let outcome = Outcome::of_run(state);
+                if let Some(Tracked::Ended { pipeline, .. }) = runs.get(&run)
+                    && said_already(&runs, &run, &Status::run(&run, pipeline, outcome))
+                {
+                    continue;
+                }
+                track(&parts, &mut runs, run).await;
                 if outcome.is_final() {
                     // Every stage's last word first (an event may have been missed),
                     // then the run's; then its poster ends once its queue is empty.
                     resync(&parts, &mut runs, run, true).await;
-                    runs.remove(&run);
+                    end(&mut runs, &mut ended, run);
                 } else if let Some(Tracked::Report { pipeline, .. }) = runs.get(&run) {
                     let status = Status::run(&run, &pipeline.clone(), outcome);
                     queue(&mut runs, run, status);
@@ -383,9 +409,14 @@ pub(crate) async fn report(parts: Parts, mut events: broadcast::Receiver<EngineE
 /// Starts tracking `run` when it is new: decides whether its statuses go anywhere and,
 /// when they do, starts its poster.
 async fn track(parts: &Arc<Parts>, runs: &mut HashMap<RunId, Tracked>, run: RunId) {
-    if runs.contains_key(&run) {
-        return;
-    }
+    let last = match runs.remove(&run) {
+        Some(Tracked::Ended { last, .. }) => last,
+        Some(tracked) => {
+            runs.insert(run, tracked);
+            return;
+        }
+        None => HashMap::new(),
+    };
     let looked = {
         let parts = parts.clone();
         tokio::task::spawn_blocking(move || {
@@ -425,16 +456,31 @@ async fn track(parts: &Arc<Parts>, runs: &mut HashMap<RunId, Tracked>, run: RunI
         commit,
         rx,
     ));
-    // Bounded: runs are forgotten when they end; one that never ends stays, as a few
-    // bytes.
+    // Bounded: an ended run's poster ends and at most ENDED_KEPT ended runs are kept; one
+    // that never ends stays, as a few bytes.
     runs.insert(
         run,
         Tracked::Report {
             queue: tx,
-            last: HashMap::new(),
+            last,
             pipeline,
         },
     );
+}
+
+/// Ends `run`'s poster (once its queue is empty) and keeps what it said last.
+fn end(runs: &mut HashMap<RunId, Tracked>, ended: &mut VecDeque<RunId>, run: RunId) {
+    if let Some(Tracked::Report { last, pipeline, .. }) = runs.remove(&run) {
+        runs.insert(run, Tracked::Ended { last, pipeline });
+        ended.push_back(run);
+        while ended.len() > ENDED_KEPT {
+            if let Some(old) = ended.pop_front()
+                && matches!(runs.get(&old), Some(Tracked::Ended { .. }))
+            {
+                runs.remove(&old);
+            }
+        }
+    }
 }
 
 /// Queues `status` unless it says what the last one of its context said.
