@@ -1,14 +1,72 @@
 //! The step user (`[agent] run_as`): the unprivileged user a node running as root runs
-//! steps as. `otto-node init --run-as NAME` creates it when it does not exist; the node
-//! checks at start that it exists, is not root and can reach the work directory.
+//! steps as. `otto-node init` as root makes a user of the node's own ([`create_own`]),
+//! `otto-node init --run-as NAME` creates NAME when it does not exist; the node checks at
+//! start that it exists, is not root and can reach the work directory.
+//!
+//! One user per node: the steps of two nodes that share a user share its uid, and a step
+//! of one could then open the files the other node's steps own (their workspaces, and
+//! their private directories when it can find them).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use otto_agent_protocol::StepUser;
 
-/// The step user `otto-node init` names when it runs as root and is given no `--run-as`.
+/// The user every root node's steps ran as before each node got its own ([`create_own`]);
+/// homes that name it keep working, and tests that need a step user share it.
 pub const DEFAULT_NAME: &str = "otto-step";
+
+/// The longest user name `useradd` takes.
+const MAX_USER_NAME: usize = 32;
+
+/// The names [`create_own`] tries for node `node`, in order: `otto-step-NODE` (the node's
+/// name in lower case, anything but letters, digits, `-` and `_` as `-`, cut so that the
+/// whole name fits 32 bytes), then the same with `-2`, `-3`, … up to `-99`.
+pub fn own_names(node: &str) -> impl Iterator<Item = String> {
+    let mut base: String = node
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '_' | '-') => c,
+            _ => '-',
+        })
+        .collect();
+    base.insert_str(0, "otto-step-");
+    (1..100u32).map(move |n| {
+        let suffix = if n == 1 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let mut name = base.clone();
+        name.truncate(MAX_USER_NAME - suffix.len());
+        let name = name.trim_end_matches('-');
+        format!("{name}{suffix}")
+    })
+}
+
+/// Creates a step user that belongs to node `node` alone: the first of [`own_names`] that
+/// is no user yet, made with [`create`] (a name another init takes first is passed over,
+/// never shared). `check` is asked about each name before it is made (e.g. whether such
+/// a user could reach the work directory); its error stops the search. Returns the name
+/// and ids.
+pub fn create_own(
+    node: &str,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(String, StepUser), String> {
+    for name in own_names(node) {
+        if lookup(&name)?.is_some() {
+            continue;
+        }
+        check(&name)?;
+        match create(&name)? {
+            Some(user) => return Ok((name, user)),
+            None => continue,
+        }
+    }
+    Err(format!(
+        "every step user name for node {node:?} is taken (otto-step-…-99); name one with --run-as"
+    ))
+}
 
 /// The user and group ids of user `name`: none when there is no such user; an error when
 /// it is root (steps need an unprivileged user) or cannot be looked up.
@@ -38,6 +96,22 @@ pub fn ensure(name: &str) -> Result<StepUser, String> {
     if let Some(user) = lookup(name)? {
         return Ok(user);
     }
+    match create(name)? {
+        Some(user) => Ok(user),
+        // Another init made it first.
+        None => lookup(name)?.ok_or_else(|| "useradd succeeded but the user is not there".into()),
+    }
+}
+
+/// Creates `name` as a system user (see [`ensure`]); `None` when a user of that name
+/// exists (made by someone else, maybe at the same time).
+fn create(name: &str) -> Result<Option<StepUser>, String> {
+    if !otto_trust::valid_name(name) {
+        return Err(format!("{name:?} is not a valid user name"));
+    }
+    if lookup(name)?.is_some() {
+        return Ok(None);
+    }
     let nologin = ["/usr/sbin/nologin", "/sbin/nologin"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -53,10 +127,13 @@ pub fn ensure(name: &str) -> Result<StepUser, String> {
             .output()
             .map_err(|e| format!("cannot run useradd to create it: {e}"))?;
         if output.status.success() {
-            break;
+            return lookup(name)?
+                .map(Some)
+                .ok_or_else(|| "useradd succeeded but the user is not there".into());
         }
-        if let Some(user) = lookup(name)? {
-            return Ok(user);
+        // useradd says 9 when the name is taken: someone else made it.
+        if output.status.code() == Some(9) || lookup(name)?.is_some() {
+            return Ok(None);
         }
         let said = String::from_utf8_lossy(&output.stderr);
         let said = said.lines().next().unwrap_or("").trim();
@@ -70,10 +147,7 @@ pub fn ensure(name: &str) -> Result<StepUser, String> {
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    if !failure.is_empty() && lookup(name)?.is_none() {
-        return Err(failure);
-    }
-    lookup(name)?.ok_or_else(|| "useradd succeeded but the user is not there".into())
+    Err(failure)
 }
 
 /// Whether `user` may pass through every directory from `/` down to `dir` (those that

@@ -404,7 +404,7 @@ fn a_wide_matrix_runs_at_most_max_parallel_at_once_on_the_owner() {
 /// #12 F3: a root node that names no step user (`otto-node init --no-run-as`) would run
 /// another org's approved stage as root: it refuses it before any step, and the asker
 /// sees why and what to set. (Every other two-org test here runs ops's steps as the step
-/// user `otto-step` when it runs as root: `init` names it by default.)
+/// user `otto-step` when it runs as root: the tests' `init` names it.)
 #[test]
 fn a_root_node_without_a_step_user_refuses_other_orgs_stages_naming_the_fix() {
     if !rustix::process::geteuid().is_root() {

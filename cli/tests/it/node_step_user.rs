@@ -97,6 +97,52 @@ fn init_run_as_creates_the_step_user_and_the_nodes_steps_run_as_it() {
     assert!(node.terminate());
 }
 
+/// #12 F6: two root nodes on one machine that shared the step user `otto-step` shared its
+/// uid, and a step of one read the secrets the other gave a stage. Init as root now makes
+/// each node a user of its own, named after the node, never one that exists already.
+#[test]
+fn init_as_root_gives_each_node_a_step_user_of_its_own() {
+    if let Some(reason) = cannot_run() {
+        println!("skipped: {reason}");
+        return;
+    }
+    // A node name of this test process alone, long and with a dot, as node names may be.
+    let node = format!("Ci.{}-with-a-long-name-for-a-user", std::process::id());
+    let names: Vec<String> = otto_node::step_user::own_names(&node).take(2).collect();
+    let made: Vec<TempUser> = names.iter().map(|n| TempUser(n.clone())).collect();
+    for user in &made {
+        assert!(!user.exists(), "{} is left from an earlier run", user.0);
+        assert!(user.0.len() <= 32, "{}", user.0);
+    }
+    let dir = passable_dir();
+    let init = |home: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
+            .args(["init", "--org", "acme", "--name", &node, "--json", "--home"])
+            .arg(home)
+            .env_remove("OTTO_HOME")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        made["run_as"].as_str().unwrap().to_owned()
+    };
+    // Two nodes of the same name (two orgs may name theirs alike) on one machine.
+    let first = init(&dir.path().join("a"));
+    let second = init(&dir.path().join("b"));
+    assert_eq!([&first, &second], [&names[0], &names[1]]);
+    assert!(first.starts_with("otto-step-ci-"), "{first}");
+    let uid = |name: &str| otto_node::step_user::lookup(name).unwrap().unwrap().uid;
+    assert_ne!(uid(&first), uid(&second));
+    for (home, name) in [("a", &first), ("b", &second)] {
+        let config = std::fs::read_to_string(dir.path().join(home).join("config.toml")).unwrap();
+        assert!(
+            config.contains(&format!("\nrun_as = \"{name}\"\n")),
+            "{config}"
+        );
+    }
+    drop(made);
+}
+
 #[test]
 fn init_run_as_refuses_a_home_its_user_could_not_reach_and_makes_nothing() {
     if let Some(reason) = cannot_run() {

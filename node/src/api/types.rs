@@ -292,8 +292,8 @@ impl From<&crate::capabilities::Runtimes> for RuntimesInfo {
 
 /// What a node says when it runs as root and names no step user.
 pub const STEPS_AS_ROOT: &str = "steps run as root: set [agent] run_as to an unprivileged user \
-     (otto-node init --run-as otto-step creates it); as root they can read what root owns, \
-     other nodes' homes on this machine included";
+     of this node's own (otto-node init as root creates one for a new home); as root they can \
+     read what root owns, other nodes' homes on this machine included";
 
 /// How a node walls in the steps it runs, as `GET /v1/node` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

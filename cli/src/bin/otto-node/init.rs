@@ -20,10 +20,11 @@ The first node of an org makes the org key (org.key in its home; keep a copy som
 safe and off the node). Further nodes of the org are made with --org-key FILE: their
 certificate is signed with that key, which is not copied into their home.
 An existing non-empty directory is refused.
-A node that runs as root runs steps as an unprivileged user: as root, init names otto-step
-unless --run-as USER names another, creates that user when it does not exist (useradd
---system --no-create-home) and writes [agent] run_as; the user must be able to pass
-through the directories above the home. --no-run-as leaves run_as unset: steps then run
+A node that runs as root runs steps as an unprivileged user of its own: as root, init
+creates a new user otto-step-NODE (useradd --system --no-create-home; -2, -3… when the
+name is taken, so no two nodes share one) unless --run-as USER names one (created when
+it does not exist), and writes [agent] run_as; the user must be able to pass through the
+directories above the home. --no-run-as leaves run_as unset: steps then run
 as root without capabilities, and the node refuses other orgs' stages.")]
 pub(crate) struct Args {
     /// The home directory to create [default: ~/.otto].
@@ -42,7 +43,7 @@ pub(crate) struct Args {
     #[arg(long = "answers-to", value_name = "NAME")]
     answers_to: Vec<String>,
     /// Run steps as this unprivileged user (for a node that runs as root; created when
-    /// missing) [default as root: otto-step].
+    /// missing) [default as root: a new user otto-step-NODE of this node's own].
     #[arg(long = "run-as", value_name = "USER")]
     run_as: Option<String>,
     /// As root: name no step user, so steps run as root without capabilities and the
@@ -62,16 +63,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             step_user(&home, name).with_context(|| format!("--run-as {name}"))?;
             Some(name.clone())
         }
-        (None, false) if root => {
-            let name = step_user::DEFAULT_NAME;
-            step_user(&home, name).with_context(|| {
-                format!(
-                    "steps of a root node run as {name} (--run-as USER names another user, \
-                     --no-run-as runs them as root and refuses other orgs' stages)"
-                )
-            })?;
-            Some(name.to_owned())
-        }
+        (None, false) if root => Some(own_step_user(&home, &args.name).context(
+            "steps of a root node run as a user of its own (--run-as USER names one, \
+             --no-run-as runs them as root and refuses other orgs' stages)",
+        )?),
         (None, _) => None,
     };
     let options = InitOptions {
@@ -119,6 +114,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Creates a step user for node `node` alone ([`step_user::create_own`]), checked as
+/// [`step_user`] checks a named one; returns its name.
+fn own_step_user(home: &Home, node: &str) -> anyhow::Result<String> {
+    let work_dir = std::path::absolute(home.work_dir())?;
+    let (name, _) = step_user::create_own(node, |name| {
+        step_user::reaches(name, &work_dir).map_err(|reason| {
+            format!(
+                "the step user could not reach the work directory {}: {reason}; make it \
+                 searchable (chmod o+x) or put the home elsewhere",
+                work_dir.display()
+            )
+        })
+    })
+    .map_err(anyhow::Error::msg)?;
+    Ok(name)
 }
 
 /// Makes sure steps can run as user `name`: this process is root, the user can pass

@@ -40,14 +40,16 @@ impl Node {
     }
 
     /// [`Node::init_as`] with the home in `dir`. As root, unless `extra` says
-    /// `--run-as` or `--no-run-as`, init makes the node run steps as `otto-step` (other
-    /// orgs' stages need that), so `dir` is made passable (0711) for that user, which is
-    /// made once per test process.
+    /// `--run-as` or `--no-run-as`, the node runs steps as `otto-step` (other orgs' stages
+    /// need a step user; the tests share that one rather than have init make a user per
+    /// node, as it does by default), so `dir` is made passable (0711) for that user, which
+    /// is made once per test process.
     pub fn init_in(dir: tempfile::TempDir, org: &str, name: &str, extra: &[&str]) -> Self {
         let chosen = extra
             .iter()
             .any(|a| a.starts_with("--run-as") || *a == "--no-run-as");
-        if !chosen && rustix::process::geteuid().is_root() {
+        let shared = !chosen && rustix::process::geteuid().is_root();
+        if shared {
             use std::os::unix::fs::PermissionsExt as _;
             fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
             static STEP_USER: OnceLock<()> = OnceLock::new();
@@ -60,6 +62,11 @@ impl Node {
         let out = Command::new(env!("CARGO_BIN_EXE_otto-node"))
             .args(["init", "--org", org, "--name", name, "--json"])
             .args(extra)
+            .args(if shared {
+                &["--run-as", otto_node::step_user::DEFAULT_NAME][..]
+            } else {
+                &[]
+            })
             .arg("--home")
             .arg(&home)
             .env_remove("OTTO_HOME")
