@@ -27,6 +27,10 @@ const REFSPECS: [&str; 2] = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/ta
 /// The longest a fetch or `ls-remote` may take.
 pub(crate) const NETWORK_DEADLINE: Duration = Duration::from_secs(600);
 
+/// The most pack data one fetch may receive: a remote that sends more is cut off, what it
+/// sent is removed and no ref moves. The same bound as a bundle served between nodes.
+pub const MAX_FETCH_BYTES: u64 = 1 << 30;
+
 /// The longest a local git command may take.
 const LOCAL_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -67,6 +71,17 @@ pub enum GitError {
         what: &'static str,
         /// The end of what git printed, on one line.
         stderr: String,
+    },
+    /// A fetch received more pack data than allowed and was stopped.
+    #[error(
+        "git {what} received more than {} MiB from the remote and was stopped",
+        limit >> 20
+    )]
+    FetchTooLarge {
+        /// Which command.
+        what: &'static str,
+        /// The limit.
+        limit: u64,
     },
     /// git took longer than its deadline and was stopped.
     #[error("git {0} took too long and was stopped")]
@@ -159,10 +174,64 @@ fn command(git_dir: Option<&Path>) -> Command {
 /// Runs `cmd` until it exits or `deadline` passes, keeping at most `max_out` bytes of its
 /// stdout; a non-zero exit is an error with the end of its stderr.
 async fn run(
+    cmd: Command,
+    what: &'static str,
+    deadline: Duration,
+    max_out: usize,
+) -> Result<Vec<u8>, GitError> {
+    run_guarded(cmd, what, deadline, max_out, None).await
+}
+
+/// How much a fetch may receive: the pack directory of the repository it writes into
+/// and the most bytes of packs being received there. The fetch must keep every pack it
+/// receives (`fetch.unpackLimit=1`), so all it receives goes to `tmp_pack_*` files there
+/// until it is done.
+struct Received<'a> {
+    pack_dir: &'a Path,
+    limit: u64,
+}
+
+/// How often a fetch's received bytes are looked at.
+const RECEIVED_POLL: Duration = Duration::from_millis(100);
+
+impl Received<'_> {
+    /// The bytes of packs being received now.
+    fn now(&self) -> u64 {
+        self.partial()
+            .filter_map(|path| std::fs::symlink_metadata(path).ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+
+    /// The files git writes while it receives (a pack, then its index and reverse index).
+    fn partial(&self) -> impl Iterator<Item = PathBuf> {
+        std::fs::read_dir(self.pack_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_name().as_encoded_bytes().starts_with(b"tmp_"))
+            .map(|entry| entry.path())
+    }
+
+    /// Waits until more than the limit has arrived.
+    async fn exceeded(&self) {
+        loop {
+            tokio::time::sleep(RECEIVED_POLL).await;
+            if self.now() > self.limit {
+                return;
+            }
+        }
+    }
+}
+
+/// [`run`], and with `received`, the fetch is stopped (its process group killed, what it
+/// received removed) once more than the limit has arrived.
+async fn run_guarded(
     mut cmd: Command,
     what: &'static str,
     deadline: Duration,
     max_out: usize,
+    received: Option<Received<'_>>,
 ) -> Result<Vec<u8>, GitError> {
     let mut child = cmd.spawn().map_err(GitError::Spawn)?;
     let group = child.id();
@@ -189,9 +258,33 @@ async fn run(
         let (out, err) = tokio::join!(read_out, read_err);
         (out, err)
     };
-    let Ok((out, err)) = tokio::time::timeout(deadline, work).await else {
-        kill_group(group);
-        return Err(GitError::Timeout(what));
+    let guarded = async {
+        match &received {
+            None => Some(work.await),
+            Some(received) => tokio::select! {
+                done = work => Some(done),
+                () = received.exceeded() => None,
+            },
+        }
+    };
+    let (out, err) = match tokio::time::timeout(deadline, guarded).await {
+        Ok(Some(done)) => done,
+        Ok(None) => {
+            kill_group(group);
+            let _ = child.wait().await;
+            let received = received.expect("only a guarded fetch is stopped for its size");
+            for partial in received.partial() {
+                let _ = std::fs::remove_file(partial);
+            }
+            return Err(GitError::FetchTooLarge {
+                what,
+                limit: received.limit,
+            });
+        }
+        Err(_) => {
+            kill_group(group);
+            return Err(GitError::Timeout(what));
+        }
     };
     let out = out.map_err(|e| GitError::Other(format!("reading git {what}'s output: {e}")))?;
     if out.len() > max_out {
@@ -234,12 +327,40 @@ fn kill_group(group: Option<u32>) {
 #[derive(Debug, Clone)]
 pub struct Mirror {
     dir: PathBuf,
+    /// The most pack data one fetch into it may receive.
+    fetch_limit: u64,
 }
 
 impl Mirror {
     /// The mirror in `dir` (made by [`Mirror::create`]).
     pub fn at(dir: PathBuf) -> Self {
-        Self { dir }
+        Self {
+            dir,
+            fetch_limit: MAX_FETCH_BYTES,
+        }
+    }
+
+    /// This mirror with another bound on what one fetch may receive than
+    /// [`MAX_FETCH_BYTES`].
+    #[cfg(test)]
+    fn with_fetch_limit(self, fetch_limit: u64) -> Self {
+        Self {
+            fetch_limit,
+            ..self
+        }
+    }
+
+    /// Runs a `git fetch` (`cmd`, which names the remote and refspecs) into this mirror,
+    /// keeping every pack it receives so that [`Received`] sees all of it.
+    async fn run_fetch(&self, cmd: Command) -> Result<(), GitError> {
+        let pack_dir = self.dir.join("objects/pack");
+        let received = Received {
+            pack_dir: &pack_dir,
+            limit: self.fetch_limit,
+        };
+        run_guarded(cmd, "fetch", NETWORK_DEADLINE, 1 << 20, Some(received))
+            .await
+            .map(drop)
     }
 
     /// Its directory.
@@ -268,7 +389,7 @@ impl Mirror {
         let mut init = command(None);
         init.args(["init", "--bare", "--quiet"]).arg(&dir);
         run(init, "init", LOCAL_DEADLINE, 4096).await?;
-        let mirror = Self { dir };
+        let mirror = Self::at(dir);
         for key in ["transfer.fsckObjects", "fetch.fsckObjects"] {
             mirror.config(&[key, "true"]).await?;
         }
@@ -290,18 +411,19 @@ impl Mirror {
     /// `extra` refs, each named as `refs/…` on both sides.
     pub async fn fetch(&self, extra: &[String]) -> Result<(), GitError> {
         let mut cmd = command(Some(&self.dir));
-        cmd.args([
-            "fetch",
-            "--quiet",
-            "--prune",
-            "--no-tags",
-            "--no-write-fetch-head",
-        ])
-        .args(["--no-recurse-submodules", "origin"]);
+        cmd.args(["-c", "fetch.unpackLimit=1"])
+            .args([
+                "fetch",
+                "--quiet",
+                "--prune",
+                "--no-tags",
+                "--no-write-fetch-head",
+            ])
+            .args(["--no-recurse-submodules", "origin"]);
         for reference in extra {
             cmd.arg(format!("+{reference}:{reference}"));
         }
-        run(cmd, "fetch", NETWORK_DEADLINE, 1 << 20).await.map(drop)
+        self.run_fetch(cmd).await
     }
 
     /// Fetches `commit` (a full commit id) from the remote by its id, kept under
@@ -310,7 +432,7 @@ impl Mirror {
     pub async fn fetch_commit(&self, commit: &str) -> Result<(), GitError> {
         let spec = commit_refspec(commit)?;
         let mut cmd = command(Some(&self.dir));
-        cmd.args([
+        cmd.args(["-c", "fetch.unpackLimit=1"]).args([
             "fetch",
             "--quiet",
             "--no-tags",
@@ -319,7 +441,7 @@ impl Mirror {
             "origin",
             &spec,
         ]);
-        run(cmd, "fetch", NETWORK_DEADLINE, 1 << 20).await.map(drop)
+        self.run_fetch(cmd).await
     }
 
     /// Takes `commit` out of the git bundle at `bundle` (a file of this node's): the
@@ -811,6 +933,68 @@ mod tests {
         assert_eq!(files_of(&tar), ["only-in-two.txt", "version.txt"]);
         let tar = owner.checkout(&one, 1 << 20).await.unwrap();
         assert_eq!(files_of(&tar), ["version.txt"]);
+    }
+
+    #[tokio::test]
+    async fn a_remote_that_sends_more_than_a_fetch_may_receive_is_cut_off_and_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let work = tmp.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        repository(&work);
+        // 64 MiB that do not compress, in one more commit.
+        let mut noise = vec![0u8; 64 << 20];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for chunk in noise.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        std::fs::write(work.join("huge.bin"), &noise).unwrap();
+        drop(noise);
+        for args in [
+            &["add", "huge.bin"][..],
+            &["commit", "--quiet", "-m", "huge"],
+        ] {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&work)
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "Dev")
+                .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+                .env("GIT_COMMITTER_NAME", "Dev")
+                .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+                .env("GIT_CONFIG_NOSYSTEM", "1")
+                .env("GIT_CONFIG_GLOBAL", "/dev/null")
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {out:?}");
+        }
+        let mirror = Mirror::create(
+            tmp.path().join("mirror.git"),
+            &format!("file://{}", work.display()),
+        )
+        .await
+        .unwrap()
+        .with_fetch_limit(1 << 20);
+
+        let err = mirror.fetch(&[]).await.unwrap_err();
+        assert!(
+            matches!(err, GitError::FetchTooLarge { limit, .. } if limit == 1 << 20),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "git fetch received more than 1 MiB from the remote and was stopped"
+        );
+        // Nothing of it stays: no partial pack, no ref.
+        let packs = mirror.dir().join("objects/pack");
+        let left: Vec<_> = std::fs::read_dir(&packs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        assert!(mirror.refs().await.unwrap().is_empty());
     }
 
     #[test]
