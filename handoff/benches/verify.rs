@@ -194,6 +194,7 @@ fn fixture() -> Fixture {
         expires_at: T0 + 3_600,
         created_at: T0,
         certificates: certs[1..].to_vec(),
+        retry: None,
     };
     let offer = dsse::sign(
         Offer::KIND.payload_type(),

@@ -43,6 +43,9 @@
 //!   simulator: which stages may start, the upstream chain, ownership, who moves a stage
 //!   on and what a node does with it, what an offer carries, whether a peer org may have a
 //!   stage run here, and how outcomes read as stage states.
+//! - [`retry`]: retries across handoffs: the run's origin signs a [`Retry`](otto_protocol::Retry),
+//!   the node that moves the stage on checks it ([`retry::check_request`]) and offers the
+//!   stage again carrying it, the owner checks it ([`retry::check_offered`], check 12b).
 //! - [`relay`]: the stage-end relay, what a node tells the run's other nodes when it
 //!   learns that a stage it does not run ended, and how it reads such a word back.
 //! - `sim` (with the `sim` feature, and in this crate's tests): a deterministic
@@ -63,6 +66,7 @@ pub mod machine;
 pub mod outputs;
 pub mod owners;
 pub mod relay;
+pub mod retry;
 pub mod rules;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

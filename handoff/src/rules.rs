@@ -29,14 +29,16 @@
 //! - **Attempts and retries** ([`check_attempt`], check 12b of
 //!   [`verify_offer`](crate::verify_offer)): a stage that succeeded on its owner never runs
 //!   again, an offered attempt is above every attempt of the stage the owner began, and
-//!   only the org that started the run offers a retry (an attempt above 1).
+//!   a retry (an attempt above 1) carries the run's origin's signed decision
+//!   ([`crate::retry`]).
 //! - **Outcomes and states** ([`outcome_of`], [`state_of`], [`verb`]): how a receipt's
 //!   outcome reads as a stage state and back.
 #![warn(clippy::unwrap_used)]
 
 use otto_pipeline::plan::{Body, ORIGIN, Stage};
 use otto_protocol::{
-    Digest, Envelope, InputArtifact, KeyBytes, Outcome, Receipt, RejectCode, StageState,
+    Digest, Envelope, InputArtifact, KeyBytes, NodeIdentity, Outcome, Receipt, RejectCode,
+    StageState,
 };
 use otto_trust::policy::ScopeError;
 use otto_trust::{PublicKey, StageDefinition, TrustStore, VerifiedCert};
@@ -162,8 +164,8 @@ pub enum Mover {
 
 /// Who moves `stage` on, given the run's receipts held here, this node's key `me`, and
 /// whether this node started the run: the signer of the latest receipt of the last stage,
-/// in plan order, of those `stage` needs that have one; with none, the node that started
-/// the run.
+/// in plan order, of those `stage` needs that have one ([`mover_node`]); with none, the
+/// node that started the run.
 pub fn mover(
     body: &Body,
     stage: &Stage,
@@ -171,18 +173,29 @@ pub fn mover(
     me: &KeyBytes,
     started_here: bool,
 ) -> Mover {
-    let last = body
-        .stages
-        .iter()
-        .filter(|s| stage.needs.contains(&s.id))
-        .filter_map(|s| latest(receipts, &s.id))
-        .next_back();
-    match last {
-        Some((receipt, _)) if receipt.node.key == *me => Mover::Me,
-        Some((receipt, _)) => Mover::Other(Some(receipt.node.name.clone())),
+    match mover_node(body, stage, receipts) {
+        Some(node) if node.key == *me => Mover::Me,
+        Some(node) => Mover::Other(Some(node.name.clone())),
         None if started_here => Mover::Me,
         None => Mover::Other(None),
     }
+}
+
+/// The node that moves `stage` on, by the receipts held here: the signer of the latest
+/// receipt of the last stage, in plan order, of those `stage` needs that have one. `None`
+/// when none has: then the node that started the run moves it on. Where the run's origin
+/// sends its retry of the stage ([`crate::retry`]).
+pub fn mover_node<'a>(
+    body: &Body,
+    stage: &Stage,
+    receipts: &'a [Held],
+) -> Option<&'a NodeIdentity> {
+    body.stages
+        .iter()
+        .filter(|s| stage.needs.contains(&s.id))
+        .filter_map(|s| latest(receipts, &s.id))
+        .next_back()
+        .map(|(receipt, _)| &receipt.node)
 }
 
 /// Whether the node that starts a run of `body`, answering to `names`, moves `stage` on
@@ -451,24 +464,18 @@ pub struct Prior {
     pub succeeded: bool,
 }
 
-/// Check 12b: whether attempt `attempt` of `stage` may run here, given what this node
-/// holds of the stage (`prior`) and the org key (key id) of the node that offers it.
+/// Check 12b, the part this node's records decide: whether attempt `attempt` of `stage`
+/// may run here, given what this node holds of the stage (`prior`).
 ///
 /// - a stage that succeeded here is never run again, whatever the attempt: a second
 ///   receipt of a succeeded stage is what a retry must never give;
 /// - the attempt is above every attempt of the stage begun here (a stale or repeated offer
-///   under a new handoff id runs nothing);
-/// - an attempt above 1 is a retry, and only the run's origin retries: the sender must be
-///   the node the plan's binding of [`ORIGIN`] names (inside the plan digest), or, in a
-///   plan bound before bindings named the node, a node of the org it binds; so another
-///   node cannot send attempt N+1 of a stage on its own.
-pub fn check_attempt(
-    body: &Body,
-    stage: &Stage,
-    attempt: u32,
-    prior: Prior,
-    (sender_org_key, sender_node_key): (&str, &str),
-) -> Result<(), Rejection> {
+///   under a new handoff id runs nothing, and neither does an old retry replayed).
+///
+/// An attempt above 1 is a retry, and only the run's origin retries: the offer must also
+/// carry the origin's signed retry for exactly this attempt ([`crate::retry::check_offered`]),
+/// whoever sends it.
+pub fn check_attempt(stage: &Stage, attempt: u32, prior: Prior) -> Result<(), Rejection> {
     let refused = |message: String| Rejection::new(RejectCode::AttemptRefused, message);
     if attempt == 0 {
         return Err(Rejection::new(
@@ -491,27 +498,6 @@ pub fn check_attempt(
             quoted(&stage.id)
         ))
         .hint("a retry is offered as the next attempt"));
-    }
-    if attempt > 1 {
-        match body.owners.get(ORIGIN) {
-            Some(origin)
-                if origin.key == sender_org_key
-                    && origin.node.as_deref().is_none_or(|n| n == sender_node_key) => {}
-            Some(origin) => {
-                return Err(refused(format!(
-                    "attempt {attempt} of stage {} is a retry, and only the node of org {} that started the run retries its stages",
-                    quoted(&stage.id),
-                    quoted(&origin.org)
-                ))
-                .hint("ask the run's origin to run `otto retry`"));
-            }
-            None => {
-                return Err(refused(format!(
-                    "attempt {attempt} of stage {} is a retry, and the plan binds no org as the run's origin",
-                    quoted(&stage.id)
-                )));
-            }
-        }
     }
     Ok(())
 }

@@ -21,7 +21,7 @@
 //! | 11 | the policy of the sender's org allows the plan's pipeline, the stage and the stage's environment, and names every secret the stage receives (not for a stage of a run this node started: its own plan) | `out_of_scope` |
 //! | 11b | the run's source ([`source::check_source`](crate::source::check_source)): a git repository URL of a form the owner would fetch, a full commit id, the commit the plan's facts name, and a way to get it: the policy lists the repository (the owner fetches it itself) or the offer carries a bundle (for a run this node started: its own) | `source_refused` |
 //! | 12 | the stage's owner in the plan is one of the names this node answers to, and the plan binds that name to this node's org; a stage without an owner only when this node started the run with this plan ([`VerifyContext::started`]) and the plan's binding names it as the origin ([`rules::runs_for_origin`]) | `stage_not_owned` |
-//! | 12b | the attempt ([`rules::check_attempt`]): the stage did not succeed here ([`VerifyContext::prior`]), the attempt is above every attempt of it begun here, and an attempt above 1 (a retry) comes from the node the plan binds `origin` to (a node of its org, in a plan that names no node) | `attempt_refused` |
+//! | 12b | the attempt ([`rules::check_attempt`], [`retry::check_offered`](crate::retry::check_offered)): the stage did not succeed here ([`VerifyContext::prior`]), the attempt is above every attempt of it begun here, and an attempt above 1 (a retry) carries a retry signed by the node the plan binds `origin` to (a node of its org, in a plan that names no node), certified by an org trusted as for receipts, for exactly this run, plan, stage and attempt; whoever sends the offer (the node that moves the stage on) | `attempt_refused` |
 //! | 13 | every receipt in the chain decodes, is signed by a node whose certificate (the sender's or one in `certificates`) chains to a pinned org, is valid and not revoked, and names that node; all signatures verify (one batch) | `upstream_receipt_invalid` |
 //! | 14 | each receipt, in chain order: it is for this run | `upstream_receipt_invalid` |
 //! | 15 | … it names this plan's digest | `plan_digest_mismatch` |
@@ -316,15 +316,10 @@ pub fn verify_offer(
         .hint("start the run on a node whose trust store binds the owner to this node's org"));
     }
 
-    // 12b. The attempt: never a succeeded stage again, always a new attempt, retries from
-    // the origin only.
-    rules::check_attempt(
-        &body,
-        stage,
-        offer.attempt,
-        (ctx.prior)(&offer.run, &stage.id),
-        (&sender.org_key().keyid(), &sender.node_key().keyid()),
-    )?;
+    // 12b. The attempt: never a succeeded stage again, always a new attempt, and a retry
+    // only with the origin's signed word for exactly this attempt.
+    rules::check_attempt(stage, offer.attempt, (ctx.prior)(&offer.run, &stage.id))?;
+    crate::retry::check_offered(&offer, &body, &owners.trust_for(&body, now), now)?;
 
     // 13-20. The receipt chain.
     let signers: Vec<&Envelope> = iter::once(&offer.sender)

@@ -18,12 +18,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::envelope::{Envelope, NodeCertificate};
-use crate::handoff::{Accept, Offer, Reject, RejectCode};
+use crate::handoff::{Accept, Offer, Reject, RejectCode, Retry};
 use crate::limits::{
     MAX_ACCEPT_BYTES, MAX_ARTIFACT_CHUNK_BYTES, MAX_ARTIFACT_REQUEST_BYTES, MAX_DEPTH,
     MAX_ENVELOPE_BYTES, MAX_JOIN_REQUEST_BYTES, MAX_JOIN_RESPONSE_BYTES,
     MAX_NODE_CERTIFICATE_BYTES, MAX_OFFER_BYTES, MAX_RECEIPT_BYTES, MAX_REJECT_BYTES,
-    MAX_REVOCATION_LIST_BYTES, MAX_STATUS_BYTES,
+    MAX_RETRY_BYTES, MAX_REVOCATION_LIST_BYTES, MAX_STATUS_BYTES,
 };
 use crate::membership::{JoinRequest, JoinResponse, RevocationList};
 use crate::receipt::{Receipt, Status};
@@ -55,6 +55,8 @@ pub enum Kind {
     RevocationList,
     /// A [`NodeCertificate`] issued by an org.
     NodeCertificate,
+    /// A [`Retry`]: the run's origin asks the node that moves a stage on to run it again.
+    Retry,
 }
 
 /// Any message, as decoded from a payload whose kind is known.
@@ -86,6 +88,8 @@ pub enum Message {
     RevocationList(RevocationList),
     /// A node certificate.
     NodeCertificate(NodeCertificate),
+    /// A retry request.
+    Retry(Retry),
 }
 
 /// A type that travels as the payload of one message kind.
@@ -141,6 +145,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
         Message::JoinResponse(m) => encode_payload(m),
         Message::RevocationList(m) => encode_payload(m),
         Message::NodeCertificate(m) => encode_payload(m),
+        Message::Retry(m) => encode_payload(m),
     }
 }
 
@@ -160,6 +165,7 @@ pub fn decode(kind: &str, bytes: &[u8]) -> Result<Message, DecodeError> {
         Kind::JoinResponse => Message::JoinResponse(decode_payload(bytes)?),
         Kind::RevocationList => Message::RevocationList(decode_payload(bytes)?),
         Kind::NodeCertificate => Message::NodeCertificate(decode_payload(bytes)?),
+        Kind::Retry => Message::Retry(decode_payload(bytes)?),
     })
 }
 
@@ -225,7 +231,7 @@ pub fn check_len(kind: Kind, len: usize) -> Result<(), DecodeError> {
 
 impl Kind {
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::Offer,
         Self::Accept,
         Self::Reject,
@@ -237,6 +243,7 @@ impl Kind {
         Self::JoinResponse,
         Self::RevocationList,
         Self::NodeCertificate,
+        Self::Retry,
     ];
 
     /// The kind's name, e.g. `artifact_request`.
@@ -253,6 +260,7 @@ impl Kind {
             Self::JoinResponse => "join_response",
             Self::RevocationList => "revocation_list",
             Self::NodeCertificate => "node_certificate",
+            Self::Retry => "retry",
         }
     }
 
@@ -270,6 +278,7 @@ impl Kind {
             Self::JoinResponse => "application/vnd.otto.join-response+cbor",
             Self::RevocationList => "application/vnd.otto.revocation-list+cbor",
             Self::NodeCertificate => "application/vnd.otto.node-certificate+cbor",
+            Self::Retry => "application/vnd.otto.retry+cbor",
         }
     }
 
@@ -287,6 +296,7 @@ impl Kind {
             Self::JoinResponse => MAX_JOIN_RESPONSE_BYTES,
             Self::RevocationList => MAX_REVOCATION_LIST_BYTES,
             Self::NodeCertificate => MAX_NODE_CERTIFICATE_BYTES,
+            Self::Retry => MAX_RETRY_BYTES,
         }
     }
 
@@ -313,6 +323,7 @@ impl Message {
             Self::JoinResponse(_) => Kind::JoinResponse,
             Self::RevocationList(_) => Kind::RevocationList,
             Self::NodeCertificate(_) => Kind::NodeCertificate,
+            Self::Retry(_) => Kind::Retry,
         }
     }
 
@@ -337,6 +348,7 @@ impl Message {
             Self::JoinResponse(m) => serde_json::to_value(m),
             Self::RevocationList(m) => serde_json::to_value(m),
             Self::NodeCertificate(m) => serde_json::to_value(m),
+            Self::Retry(m) => serde_json::to_value(m),
         };
         // SAFETY: these types serialize to JSON without error: maps have string keys and
         // no Serialize impl of theirs fails.
@@ -384,6 +396,7 @@ impl Message {
             Kind::JoinResponse => parse::<JoinResponse>(value),
             Kind::RevocationList => parse::<RevocationList>(value),
             Kind::NodeCertificate => parse::<NodeCertificate>(value),
+            Kind::Retry => parse::<Retry>(value),
         }
     }
 }
@@ -451,6 +464,7 @@ payloads!(
     JoinResponse,
     RevocationList,
     NodeCertificate,
+    Retry,
 );
 
 /// CBOR major type of unsigned integers.

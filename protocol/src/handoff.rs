@@ -57,6 +57,40 @@ pub struct Offer {
         deserialize_with = "bounded_vec::<_, _, MAX_RECEIPTS>"
     )]
     pub certificates: Vec<Envelope>,
+    /// `retry`: for an attempt above 1, the run's origin's signed decision to run the stage
+    /// again (an envelope whose payload is a [`Retry`] for exactly this run, plan, stage
+    /// and attempt, signed by the origin's node key). The sender is the node that moves the
+    /// stage on, which need not be the origin. Omitted on a first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Envelope>,
+}
+
+/// The run's origin's signed decision to run a stage that failed (or was refused) again,
+/// as attempt `attempt` of the same run.
+///
+/// The node that started the run (its *origin*) signs it with its node key and sends it
+/// to the node that moves the stage on under the plan's rules; that node offers the stage
+/// again carrying this envelope in [`Offer::retry`] (or runs it itself when it owns the
+/// stage). The answer to it is an [`Accept`] or a [`Reject`] with the same `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// `id`: 16 random bytes naming this request; the answer names it.
+    pub id: HandoffId,
+    /// `run`: the run id.
+    pub run: String,
+    /// `plan_digest`: the digest of the run's plan.
+    pub plan_digest: String,
+    /// `stage`: the stage to run again.
+    pub stage: String,
+    /// `attempt`: the attempt it runs as (above every attempt of it so far).
+    pub attempt: u32,
+    /// `reason`: why, for people (e.g. `retried by alice@dev-1`).
+    pub reason: String,
+    /// `created_at`: when the origin decided it, in seconds since the Unix epoch.
+    pub created_at: u64,
+    /// `sender`: the origin's node certificate (an envelope whose payload is a
+    /// [`NodeCertificate`](crate::NodeCertificate), signed by its org key).
+    pub sender: Envelope,
 }
 
 /// Where a run's code came from.
@@ -202,7 +236,9 @@ pub enum RejectCode {
     DefinitionNotApproved,
     /// `attempt_refused`: the offered attempt may not run: the stage already succeeded on
     /// the owner, the attempt is not above the last one the owner began, or a retry (an
-    /// attempt above 1) comes from a node outside the org that started the run.
+    /// attempt above 1) carries no valid [`Retry`] signed by the node that started the run
+    /// for exactly that run, stage and attempt. Also the answer to a [`Retry`] the node it
+    /// went to does not take (it does not move the stage on, or the attempt is stale).
     AttemptRefused,
     /// `source_refused`: the run's source cannot be taken as offered: a git repository URL
     /// or commit id the owner refuses, a commit other than the plan's, or a repository the

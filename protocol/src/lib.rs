@@ -39,7 +39,9 @@ pub use codec::{
     encode, encode_envelope, encode_payload,
 };
 pub use envelope::{Envelope, NodeCertificate, Signature, ed25519_keyid, pae};
-pub use handoff::{Accept, Facts, GitBundle, InputArtifact, Offer, Reject, RejectCode, RunSource};
+pub use handoff::{
+    Accept, Facts, GitBundle, InputArtifact, Offer, Reject, RejectCode, Retry, RunSource,
+};
 pub use membership::{JoinRequest, JoinResponse, Revocation, RevocationList, Scope};
 pub use receipt::{Artifact, NodeIdentity, Outcome, Receipt, StageState, Status};
 

@@ -18,6 +18,8 @@ pub const MAX_OFFER_BYTES: usize = 16 * MIB;
 pub const MAX_ACCEPT_BYTES: usize = 4 * KIB;
 /// Largest encoded reject: 64 KiB.
 pub const MAX_REJECT_BYTES: usize = 64 * KIB;
+/// Largest encoded retry request: 64 KiB (a node certificate and a reason).
+pub const MAX_RETRY_BYTES: usize = 64 * KIB;
 /// Largest encoded receipt: 1 MiB.
 pub const MAX_RECEIPT_BYTES: usize = MIB;
 /// Largest encoded status event: 1 MiB.

@@ -168,6 +168,7 @@ impl Sim {
             expires_at: seconds + self.config.offer_ttl,
             created_at: seconds,
             certificates: Vec::new(),
+            retry: None,
         };
         let envelope = sign(&self.nodes[n].key, &offer);
         let (me, them) = (self.nodes[n].name.clone(), self.nodes[to].name.clone());

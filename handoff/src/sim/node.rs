@@ -887,6 +887,7 @@ impl Sim {
             expires_at: seconds + self.config.offer_ttl,
             created_at: seconds,
             certificates,
+            retry: None,
         };
         let envelope = sign(&self.nodes[n].key, &offer);
         let peer = self.nodes[owner].name.clone();

@@ -16,6 +16,7 @@ mod machine_sender;
 mod origin;
 mod owners;
 mod relay;
+mod retry;
 mod rules;
 mod sim_faults;
 mod sim_properties;

@@ -61,6 +61,7 @@ fn notify_offer(world: &World, plan: &Plan, builder: &Node) -> Offer {
         expires_at: T0 + 3_600,
         created_at: T0 + 50,
         certificates: vec![builder.cert.clone()],
+        retry: None,
     }
 }
 

@@ -1103,6 +1103,7 @@ fn a_retry_from_the_origin_runs_as_the_next_attempt() {
     let world = World::new();
     let mut offer = world.offer();
     offer.attempt = 2;
+    offer.retry = Some(world.retry(&world.dev, "Deploy", 2));
     let trust = world.ops_trust();
     // Refused before (nothing here), or failed here as attempt 1: attempt 2 runs.
     for prior in [
@@ -1180,14 +1181,22 @@ fn only_the_org_that_started_the_run_offers_a_retry() {
         last_attempt: Some(1),
         succeeded: false,
     };
+    // On its own word: no retry, or one it signed itself.
     let rejection = rejected(
         check_prior(&trust, &world.qa, &offer, failed),
         RejectCode::AttemptRefused,
-        "only the node of org \"dev\" that started the run retries its stages",
+        "carries no retry signed by the node that started run",
     );
     assert!(rejection.hint.unwrap().contains("otto retry"));
+    offer.retry = Some(world.retry(&world.qa, "Deploy", 2));
+    rejected(
+        check_prior(&trust, &world.qa, &offer, failed),
+        RejectCode::AttemptRefused,
+        "only the node of org \"dev\" that started run",
+    );
     // Its first attempt is no retry: refused later, for the chain it cannot sign.
     offer.attempt = 1;
+    offer.retry = None;
     let first = check_prior(&trust, &world.qa, &offer, Prior::default());
     assert_ne!(first.unwrap_err().code, RejectCode::AttemptRefused);
 }
@@ -1207,12 +1216,19 @@ fn a_retry_comes_from_the_origin_node_itself_when_the_plan_names_it() {
     // Another node of the origin's org is not the origin.
     let mut offer = world.offer();
     offer.sender = world.builder.cert.clone();
+    offer.certificates = vec![world.dev.cert.clone()];
     offer.attempt = 2;
+    offer.retry = Some(world.retry(&world.builder, "Deploy", 2));
     rejected(
         check_prior(&world.ops_trust(), &world.builder, &offer, Prior::default()),
         RejectCode::AttemptRefused,
-        "is a retry",
+        "only the node of org",
     );
+    // The origin node's retry, sent by the other node, passes check 12b (this plan's
+    // chain, whose Build the builder signed, is refused later).
+    offer.retry = Some(world.retry(&world.dev, "Deploy", 2));
+    let later = check_prior(&world.ops_trust(), &world.builder, &offer, Prior::default());
+    assert_ne!(later.unwrap_err().code, RejectCode::AttemptRefused);
 }
 
 const COMMIT: &str = "9fceb02d0ae598e95dc970b74767f19372d61af8";

@@ -211,6 +211,9 @@ struct Exchange {
     deferred: Vec<RemoteStage>,
     /// When this node last told a run's ends again on a node's subscription.
     told: Told,
+    /// The run's origin's signed retries of stages this node moves on, by (run, stage),
+    /// with their attempt: the next offer of the stage carries it.
+    retries: HashMap<(RunId, String), (u32, Envelope)>,
 }
 
 /// When the ends of each run were last told again on each peer's subscription: at most
@@ -292,6 +295,7 @@ impl Exchange {
             plans: HashMap::new(),
             deferred: Vec::new(),
             told: Told::default(),
+            retries: HashMap::new(),
         };
         (exchange, done)
     }
@@ -549,6 +553,7 @@ impl Exchange {
         self.deferred.retain(|d| d.run != run);
         self.receipt_replies.retain(|(r, _, _), _| *r != text);
         self.unresolved.retain(|(r, _), _| *r != run);
+        self.retries.retain(|(r, _), _| *r != run);
         self.status.forget(run);
         if let Err(error) = self.parts.mesh.unsubscribe(&text).await {
             tracing::debug!(target: TARGET, %run, %error, "cannot leave the run's topic");
@@ -1490,7 +1495,8 @@ impl Exchange {
                 return Ok(None);
             };
             // Where it goes is the core's rule, read from the run's plan.
-            let body = match store.run(&run)? {
+            let record = store.run(&run)?;
+            let body = match &record {
                 Some(record) => store
                     .plan(&record.plan_digest)?
                     .and_then(|bytes| serde_json::from_slice::<Body>(&bytes).ok()),
@@ -1503,10 +1509,17 @@ impl Exchange {
                     Some(rules::offer_to(body, stage))
                 })
                 .unwrap_or(rules::OfferTo::Owner(intent.owner));
-            Ok(Some((to, next_attempt(&stage))))
+            // A retry this node decides itself: the run started here.
+            let origin = record
+                .filter(|r| !r.started_by.starts_with(crate::engine::OFFERED_BY))
+                .map(|r| {
+                    let by = stage.retries.last().map(|r| r.by.clone());
+                    (r.plan_digest.to_string(), by)
+                });
+            Ok(Some((to, next_attempt(&stage), origin)))
         })
         .await;
-        let (to, attempt) = match found {
+        let (to, attempt, origin) = match found {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(()),
             Err(error) => {
@@ -1560,6 +1573,23 @@ impl Exchange {
             }
         };
         self.unresolved.remove(&(run, stage.clone()));
+        // An attempt above 1 carries the origin's signed retry: one the origin sent this
+        // node, the mover, or this node's own when it started the run.
+        let (attempt, retry) = match self.retries.get(&(run, stage.clone())) {
+            Some((n, retry)) if *n >= attempt => (*n, Some(retry.clone())),
+            _ if attempt > 1 => match origin {
+                Some((plan_digest, by)) => {
+                    let reason = by.map_or_else(
+                        || "retried by the node that started the run".to_owned(),
+                        |by| format!("retried by {by}"),
+                    );
+                    let retry = self.sign_retry(run, &stage, attempt, plan_digest, reason);
+                    (attempt, retry)
+                }
+                None => (attempt, None),
+            },
+            _ => (attempt, None),
+        };
         let bundle = self.bundle_of(run).await;
         let mut id = [0u8; 16];
         crate::daemon::fill_random(&mut id);
@@ -1574,6 +1604,7 @@ impl Exchange {
             now: now_ms() / 1000,
             ttl: self.parts.offer_ttl.as_secs(),
             bundle,
+            retry,
         };
         let store = self.parts.store.clone();
         let offer = match blocking(move || offers::build(&store, &spec)).await {
@@ -1622,6 +1653,37 @@ impl Exchange {
     }
 
     /// Fails a stage whose offer cannot be made, and forgets its handoff intent.
+    /// This node's signed retry, as the run's origin, of attempt `attempt` of `stage`
+    /// (`None`, logged, when it cannot sign).
+    fn sign_retry(
+        &self,
+        run: RunId,
+        stage: &str,
+        attempt: u32,
+        plan_digest: String,
+        reason: String,
+    ) -> Option<Envelope> {
+        let mut id = [0u8; 16];
+        crate::daemon::fill_random(&mut id);
+        let retry = otto_protocol::Retry {
+            id: HandoffId(id),
+            run: run.to_string(),
+            plan_digest,
+            stage: stage.to_owned(),
+            attempt,
+            reason: truncated(&reason, otto_protocol::limits::MAX_TEXT_LEN),
+            created_at: now_ms() / 1000,
+            sender: self.parts.membership.certificate().clone(),
+        };
+        match self.parts.membership.sign(&Message::Retry(retry)) {
+            Ok(envelope) => Some(envelope),
+            Err(error) => {
+                tracing::warn!(target: TARGET, %run, %stage, %error, "cannot sign the retry");
+                None
+            }
+        }
+    }
+
     async fn give_up(&mut self, run: RunId, stage: &str, note: String) {
         self.fail(&run.to_string(), stage, note).await;
         let store = self.parts.store.clone();
@@ -2159,6 +2221,15 @@ async fn fetch_all(parts: &ExchangeParts, wanted: &[(WireDigest, String)]) -> Re
         let _ = std::fs::remove_file(&path);
     }
     Ok(())
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncated(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default().to_owned()
 }
 
 /// The peer id of an offer's sender, from its certificate.

@@ -43,6 +43,8 @@ pub(crate) struct OfferSpec {
     pub(crate) ttl: u64,
     /// The git bundle of the run's commit this node serves, for a run from a commit.
     pub(crate) bundle: Option<GitBundle>,
+    /// For an attempt above 1, the run's origin's signed retry of it.
+    pub(crate) retry: Option<Envelope>,
 }
 
 /// Builds the (unsigned) offer of `spec.stage`: the run's plan, facts and source, the
@@ -106,6 +108,7 @@ pub(crate) fn build(store: &Store, spec: &OfferSpec) -> Result<Offer, OfferError
         expires_at: spec.now + spec.ttl,
         created_at: spec.now,
         certificates,
+        retry: spec.retry.clone(),
     })
 }
 

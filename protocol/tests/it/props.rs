@@ -10,7 +10,7 @@ use otto_protocol::limits::{
 use otto_protocol::{
     Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, GitBundle,
     HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Kind, Message, NodeCertificate,
-    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Revocation, RevocationList,
+    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Retry, Revocation, RevocationList,
     RunSource, Scope, Signature, StageState, Status, decode, decode_envelope, encode,
     encode_envelope,
 };
@@ -103,6 +103,7 @@ fn any_message() -> impl Strategy<Value = Message> {
         join_response(text(32), 4, 64).prop_map(Message::from),
         revocation_list(text(32), 4).prop_map(Message::from),
         certificate(text(32), 4).prop_map(Message::from),
+        retry(text(32), text(64), envelope(256).boxed()).prop_map(Message::from),
     ]
 }
 
@@ -120,6 +121,12 @@ fn bounded_message() -> impl Strategy<Value = Message> {
         join_response(name(), MAX_SCOPE_ENTRIES, MAX_TEXT_LEN).prop_map(Message::from),
         revocation_list(name(), MAX_REVOKED).prop_map(Message::from),
         certificate(name(), MAX_SCOPE_ENTRIES).prop_map(Message::from),
+        retry(
+            name(),
+            text(MAX_TEXT_LEN),
+            certificate_envelope(name(), MAX_SCOPE_ENTRIES).boxed()
+        )
+        .prop_map(Message::from),
     ]
 }
 
@@ -266,13 +273,14 @@ fn offer() -> impl Strategy<Value = Offer> {
             any::<u64>(),
             any::<u64>(),
             vec(envelope(512), 0..3),
+            proptest::option::of(envelope(512)),
         ),
     )
         .prop_map(
             |(
                 (id, run, source, plan, plan_digest, stage),
                 (attempt, facts, inputs),
-                (receipts, sender, expires_at, created_at, certificates),
+                (receipts, sender, expires_at, created_at, certificates, retry),
             )| Offer {
                 id,
                 run,
@@ -288,6 +296,30 @@ fn offer() -> impl Strategy<Value = Offer> {
                 expires_at,
                 created_at,
                 certificates,
+                retry,
+            },
+        )
+}
+
+fn retry(
+    name: BoxedStrategy<String>,
+    reason: BoxedStrategy<String>,
+    sender: BoxedStrategy<Envelope>,
+) -> impl Strategy<Value = Retry> {
+    (
+        (handoff_id(), name.clone(), name.clone(), name),
+        (any::<u32>(), reason, any::<u64>(), sender),
+    )
+        .prop_map(
+            |((id, run, plan_digest, stage), (attempt, reason, created_at, sender))| Retry {
+                id,
+                run,
+                plan_digest,
+                stage,
+                attempt,
+                reason,
+                created_at,
+                sender,
             },
         )
 }
@@ -590,6 +622,17 @@ fn largest_messages() -> Vec<Message> {
             data: vec![0xff; MAX_ARTIFACT_CHUNK_DATA],
             total: max,
             last: true,
+        }
+        .into(),
+        Retry {
+            id: HandoffId([0xff; 16]),
+            run: name.clone(),
+            plan_digest: name.clone(),
+            stage: name.clone(),
+            attempt: u32::MAX,
+            reason: text.clone(),
+            created_at: max,
+            sender: cert.clone(),
         }
         .into(),
         JoinRequest {

@@ -309,7 +309,34 @@ impl World {
             expires_at: T0 + 3_600,
             created_at: T0 + 50,
             certificates: vec![self.builder.cert.clone()],
+            retry: None,
         }
+    }
+
+    /// The origin's (dev-1's) retry of attempt `attempt` of `stage` of [`RUN`], unsigned.
+    pub(crate) fn retry_of(&self, stage: &str, attempt: u32) -> otto_protocol::Retry {
+        otto_protocol::Retry {
+            id: HandoffId([0x7e; 16]),
+            run: RUN.to_owned(),
+            plan_digest: self.plan.digest(),
+            stage: stage.to_owned(),
+            attempt,
+            reason: "retried by alice@dev-1".to_owned(),
+            created_at: T0 + 60,
+            sender: self.dev.cert.clone(),
+        }
+    }
+
+    /// A retry of attempt `attempt` of `stage` of [`RUN`] made and signed by `by` (the
+    /// run's origin is dev's org).
+    pub(crate) fn retry(&self, by: &Node, stage: &str, attempt: u32) -> Envelope {
+        sign_retry(
+            by,
+            &otto_protocol::Retry {
+                sender: by.cert.clone(),
+                ..self.retry_of(stage, attempt)
+            },
+        )
     }
 
     /// `offer` signed by dev.
@@ -322,6 +349,15 @@ impl Default for World {
     fn default() -> Self {
         Self::new()
     }
+}
+
+pub(crate) fn sign_retry(by: &Node, retry: &otto_protocol::Retry) -> Envelope {
+    dsse::sign(
+        otto_protocol::Retry::KIND.payload_type(),
+        otto_protocol::encode_payload(retry),
+        &by.key,
+    )
+    .unwrap()
 }
 
 pub(crate) fn sign_offer(by: &Node, offer: &Offer) -> Envelope {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use otto_protocol::{
     Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, GitBundle,
     HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Message, NodeCertificate,
-    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Revocation, RevocationList,
+    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Retry, Revocation, RevocationList,
     RunSource, Scope, Signature, StageState, Status, ed25519_keyid,
 };
 use sha2::{Digest as _, Sha256};
@@ -184,6 +184,24 @@ pub(crate) fn offer(plan: Vec<u8>, chain: Vec<Envelope>) -> Offer {
         expires_at: T0 + 3_600,
         created_at: T0 + 75,
         certificates: Vec::new(),
+        retry: None,
+    }
+}
+
+/// The origin's (dev-1's) retry of Deploy as attempt 2 of the run of `plan`.
+pub(crate) fn retry(plan: &[u8]) -> Retry {
+    Retry {
+        id: HandoffId([
+            0x51, 0x7e, 0x0a, 0x42, 0x9c, 0x13, 0xd8, 0x6f, 0x20, 0xb4, 0x77, 0x05, 0xe1, 0x3a,
+            0xc9, 0x68,
+        ]),
+        run: "run-0001".to_owned(),
+        plan_digest: plan_digest(plan),
+        stage: "Deploy".to_owned(),
+        attempt: 2,
+        reason: "retried by alice@dev-1".to_owned(),
+        created_at: T0 + 600,
+        sender: certificate_envelope("dev-1", "acme-dev", DEV_ORG, DEV_NODE),
     }
 }
 
@@ -224,6 +242,13 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
         certificates: vec![certificate_envelope("build-1", "acme-dev", DEV_ORG, 0x2d)],
         ..offer(small_plan.clone(), chain.clone())
     };
+    let moved_retry = Offer {
+        sender: certificate_envelope("qa-1", "acme-qa", 0x4a, 0x4b),
+        certificates: vec![certificate_envelope("dev-1", "acme-dev", DEV_ORG, DEV_NODE)],
+        attempt: 2,
+        retry: Some(signed(retry(&small_plan).into(), key(DEV_NODE))),
+        ..offer(small_plan.clone(), chain.clone())
+    };
     let handoff = offer(small_plan.clone(), chain.clone()).id;
     vec![
         (
@@ -241,6 +266,14 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
         (
             "git source with a bundle the sender serves",
             bundled_offer.into(),
+        ),
+        (
+            "a retry as attempt 2, sent by the node that moves the stage on",
+            moved_retry.into(),
+        ),
+        (
+            "the origin's retry of Deploy as attempt 2",
+            retry(&small_plan).into(),
         ),
         (
             "accept",
