@@ -162,6 +162,8 @@ fn fixture() -> Fixture {
                 log_digest: Digest([7; 32]),
                 started_at: T0 + 1,
                 finished_at: T0 + 2,
+                started_at_ms: None,
+                finished_at_ms: None,
                 upstream: Vec::new(),
                 node: NodeIdentity {
                     name: format!("dev-{}", i % SIGNERS),

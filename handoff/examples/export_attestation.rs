@@ -47,6 +47,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         log_digest: digest(b"log of Deploy"),
         started_at: 1_735_689_610,
         finished_at: 1_735_689_670,
+        started_at_ms: None,
+        finished_at_ms: None,
         upstream: vec![digest(b"receipt of Build"), digest(b"receipt of Test")],
         node: NodeIdentity {
             name: "ops-1".to_owned(),

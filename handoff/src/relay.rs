@@ -62,7 +62,7 @@ impl Relays {
     /// Whether this node, named `me`, vouches for `end`, which it just learnt: the first
     /// time it learns the end of an attempt of a stage it does not run (`runs_here`) and
     /// had not recorded before (`known`). Returns the status event to sign and publish at
-    /// `now` (seconds).
+    /// `now` (milliseconds since the Unix epoch).
     pub fn relay(
         &mut self,
         end: &End,
@@ -139,18 +139,21 @@ pub fn may_record(
         .all(|later| ended(&later.id))
 }
 
-/// The status event that relays `end`, signed by the node named `me` at `now` (seconds).
+/// The status event that relays `end`, signed by the node named `me` at `now`
+/// (milliseconds since the Unix epoch).
 fn words(end: &End, me: &str, now: u64) -> Status {
+    let (at, at_ms) = otto_protocol::time::split(now);
     Status {
         run: end.run.clone(),
         stage: end.stage.clone(),
         attempt: end.attempt,
         seq: RELAY_SEQ,
         state: rules::state_of(end.outcome),
-        at: now,
+        at,
         detail: Some(format!("{}; relayed by {me}", end.origin)),
         log: Vec::new(),
         log_seq: None,
+        at_ms,
     }
 }
 
@@ -175,7 +178,7 @@ pub enum Again<'a> {
 }
 
 /// What a node, key `me` and named `name`, tells the run's other nodes again at `now`
-/// (seconds) when a node (re)subscribed to the run's topic or took a receipt it delivered:
+/// (milliseconds) when a node (re)subscribed to the run's topic or took a receipt it delivered:
 /// for each stage it holds receipts of, the latest attempt's end: its own receipt if it
 /// ran that attempt, else a relay of the end in [`Relays::relay`]'s words. An end is told
 /// once on gossip, and gossip does not reach a node that is down: without this, a node

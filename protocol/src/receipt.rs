@@ -32,6 +32,16 @@ pub struct Receipt {
     pub started_at: u64,
     /// `finished_at`: when the attempt ended, in seconds since the Unix epoch.
     pub finished_at: u64,
+    /// `started_at_ms`: when the attempt started, in milliseconds since the Unix epoch;
+    /// counts only inside the second `started_at` signs ([`Receipt::started_ms`]).
+    /// Omitted by older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// `finished_at_ms`: when the attempt ended, in milliseconds since the Unix epoch;
+    /// counts only inside the second `finished_at` signs ([`Receipt::finished_ms`]).
+    /// Omitted by older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
     /// `upstream`: sha256 of the canonical bytes (see
     /// [`Envelope::canonical_bytes`](crate::Envelope::canonical_bytes)) of each receipt
     /// envelope the stage ran on, in the order of the offer's receipt chain; empty for a
@@ -40,6 +50,28 @@ pub struct Receipt {
     pub upstream: Vec<Digest>,
     /// `node`: the node that ran the stage and signs this receipt.
     pub node: NodeIdentity,
+}
+
+impl Receipt {
+    /// When the attempt started, in milliseconds since the Unix epoch: `started_at_ms`
+    /// when it lies inside the second `started_at` says, else the start of that second
+    /// ([`crate::time::millis`]).
+    pub fn started_ms(&self) -> u64 {
+        crate::time::millis(self.started_at, self.started_at_ms)
+    }
+
+    /// When the attempt ended, in milliseconds since the Unix epoch: `finished_at_ms`
+    /// when it lies inside the second `finished_at` says, else the start of that second.
+    pub fn finished_ms(&self) -> u64 {
+        crate::time::millis(self.finished_at, self.finished_at_ms)
+    }
+
+    /// Whether the receipt's times are to the millisecond: both `*_ms` fields are there
+    /// and lie inside their seconds (a receipt of an older node gives whole seconds).
+    pub fn has_millis(&self) -> bool {
+        crate::time::within(self.started_at, self.started_at_ms)
+            && crate::time::within(self.finished_at, self.finished_at_ms)
+    }
 }
 
 /// How an attempt of a stage ended. On the wire a snake_case string.
@@ -94,6 +126,10 @@ pub struct Status {
     pub state: StageState,
     /// `at`: when the event happened, in seconds since the Unix epoch.
     pub at: u64,
+    /// `at_ms`: when the event happened, in milliseconds since the Unix epoch; counts only
+    /// inside the second `at` signs ([`Status::at_millis`]). Omitted by older nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<u64>,
     /// `detail`: a short human note, e.g. which gate is waited on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -112,6 +148,15 @@ pub struct Status {
     /// nodes (their lines are taken as they come, unnumbered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_seq: Option<u64>,
+}
+
+impl Status {
+    /// When the event happened, in milliseconds since the Unix epoch: `at_ms` when it lies
+    /// inside the second `at` says, else the start of that second
+    /// ([`crate::time::millis`]).
+    pub fn at_millis(&self) -> u64 {
+        crate::time::millis(self.at, self.at_ms)
+    }
 }
 
 /// The state of a stage attempt in a [`Status`] event. On the wire a snake_case string.

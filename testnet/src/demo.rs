@@ -303,8 +303,9 @@ impl Demo {
                 self.fetch_logs(id, run, &status, &mut logs)?;
             }
             // A fact happened since the last look began. A node's time before that is not
-            // precise (a stage run elsewhere has its receipt's whole seconds): such a
-            // fact is placed when it was seen, so the timeline stays in order.
+            // precise (a stage run elsewhere is timed by its runner's clock, and an older
+            // runner's receipt gives whole seconds): such a fact is placed when it was
+            // seen, so the timeline stays in order.
             let now = now_ms();
             for (_, fact) in &mut facts {
                 if !(looked..=now).contains(&fact.at_ms) {

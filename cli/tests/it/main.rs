@@ -23,6 +23,7 @@ mod node_restart;
 mod node_retry;
 mod node_run;
 mod node_run_git;
+mod node_runfacts;
 mod node_runtimes;
 mod node_source;
 mod node_step_user;

@@ -119,6 +119,8 @@ fn receipt(plan: &Plan, by: &Signer, stage: &str, upstream: Vec<Digest>) -> Enve
         log_digest: Digest([3; 32]),
         started_at: now() - 60,
         finished_at: now() - 30,
+        started_at_ms: None,
+        finished_at_ms: None,
         upstream,
         node: NodeIdentity {
             name: by.name.to_owned(),

@@ -78,6 +78,8 @@ impl Sim {
             log_digest: sha256(b"forged"),
             started_at: seconds.saturating_sub(1),
             finished_at: seconds,
+            started_at_ms: None,
+            finished_at_ms: None,
             upstream,
             node: otto_protocol::NodeIdentity {
                 name: node.name.clone(),

@@ -625,7 +625,7 @@ impl Sim {
             origin: relay::origin_of(receipt),
         };
         let (me, epoch) = (node.name.clone(), node.epoch);
-        let now = self.now / 1000;
+        let now = self.now;
         let Some(status) = self.nodes[n].relays.relay(&end, runs_here, known, &me, now) else {
             return;
         };
@@ -734,6 +734,8 @@ impl Sim {
             log_digest: sha256(format!("log {run}/{stage}/{attempt}").as_bytes()),
             started_at: seconds.saturating_sub(1),
             finished_at: seconds,
+            started_at_ms: Some(self.now.saturating_sub(1000)),
+            finished_at_ms: Some(self.now),
             upstream,
             node: NodeIdentity {
                 name: node.name.clone(),

@@ -21,10 +21,10 @@ fn end(stage: &str, attempt: u32, outcome: Outcome) -> End {
 fn an_end_is_vouched_for_once_and_reads_back_as_itself() {
     let mut relays = Relays::default();
     let deploy = end("Deploy", 1, Outcome::Success);
-    let status = relays.relay(&deploy, false, false, "qa-1", 42).unwrap();
+    let status = relays.relay(&deploy, false, false, "qa-1", 42_317).unwrap();
     assert_eq!(
-        (status.seq, status.state, status.at),
-        (RELAY_SEQ, StageState::Succeeded, 42)
+        (status.seq, status.state, status.at, status.at_ms),
+        (RELAY_SEQ, StageState::Succeeded, 42, Some(42_317))
     );
     assert_eq!(
         status.detail.as_deref(),
@@ -120,7 +120,7 @@ fn a_node_tells_again_its_own_receipts_and_relays_the_others_latest_ends() {
     let world = World::new();
     let held = held(&world);
     let me = world.dev.identity().key;
-    let told = again(&held, &me, "dev-1", 77);
+    let told = again(&held, &me, "dev-1", 77_001);
     // One word per stage, in the order the stages were first held; the latest attempt.
     assert_eq!(told.len(), 3, "{told:?}");
     assert_eq!(
@@ -132,8 +132,8 @@ fn a_node_tells_again_its_own_receipts_and_relays_the_others_latest_ends() {
         panic!("Test is qa's: relayed, {told:?}")
     };
     assert_eq!(
-        (test.seq, test.state, test.attempt, test.at),
-        (RELAY_SEQ, StageState::Succeeded, 1, 77)
+        (test.seq, test.state, test.attempt, test.at, test.at_ms),
+        (RELAY_SEQ, StageState::Succeeded, 1, 77, Some(77_001))
     );
     assert_eq!(
         test.detail.as_deref(),

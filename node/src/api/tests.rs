@@ -773,6 +773,8 @@ mod receipt_chains {
             log_digest: Sha256Digest([3; 32]),
             started_at: now_secs() - 60,
             finished_at: now_secs() - 30,
+            started_at_ms: None,
+            finished_at_ms: None,
             upstream,
             node: NodeIdentity {
                 name: by.name.to_owned(),

@@ -86,6 +86,8 @@ pub(crate) fn sign_ended(
     };
     let receipts = stored(store, &ended.run)?;
     let upstream = rules::upstream_digests(ended.body, ended.stage, &receipts);
+    let (started_at, started_at_ms) = otto_protocol::time::split(ended.started_at_ms);
+    let (finished_at, finished_at_ms) = otto_protocol::time::split(ended.finished_at_ms);
     let receipt = Receipt {
         run: ended.run.to_string(),
         plan_digest: ended.plan_digest,
@@ -94,8 +96,10 @@ pub(crate) fn sign_ended(
         outcome,
         outputs: ended.outputs,
         log_digest: log_digest(logs, &ended.run, ended.stage, ended.attempt)?,
-        started_at: ended.started_at_ms / 1000,
-        finished_at: ended.finished_at_ms / 1000,
+        started_at,
+        finished_at,
+        started_at_ms,
+        finished_at_ms,
         upstream,
         node: NodeIdentity {
             name: signer.name.clone(),

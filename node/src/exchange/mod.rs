@@ -1281,7 +1281,7 @@ impl Exchange {
         let membership = &self.parts.membership;
         let me = otto_protocol::KeyBytes(*membership.node_key().public_key().as_bytes());
         let name = membership.verified_certificate().node().to_owned();
-        let told = relay::again(&held, &me, &name, now_ms() / 1000);
+        let told = relay::again(&held, &me, &name, now_ms());
         if !told.is_empty() {
             tracing::debug!(target: TARGET, %run, ends = told.len(), "telling the run's ends again");
         }
@@ -1319,8 +1319,8 @@ impl Exchange {
             stage: receipt.stage.clone(),
             ended: Some(RemoteEnd {
                 state,
-                started_at: receipt.started_at * 1000,
-                finished_at: receipt.finished_at * 1000,
+                started_at: receipt.started_ms(),
+                finished_at: receipt.finished_ms(),
                 artifacts: receipt
                     .outputs
                     .iter()
@@ -1363,7 +1363,7 @@ impl Exchange {
             .verified_certificate()
             .node()
             .to_owned();
-        let Some(relay) = self.status.relay(end, false, known, &me, now_ms() / 1000) else {
+        let Some(relay) = self.status.relay(end, false, known, &me, now_ms()) else {
             return;
         };
         match self.parts.membership.sign(&Message::Status(relay)) {
@@ -2019,6 +2019,7 @@ impl Exchange {
             detail: Some(note.clone()),
             log: Vec::new(),
             log_seq: None,
+            at_ms: Some(now),
         };
         match self.parts.membership.sign(&Message::Status(status)) {
             Ok(envelope) => self.publish(run, &envelope).await,

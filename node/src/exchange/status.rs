@@ -161,7 +161,7 @@ impl Publisher {
 
     /// Gathers an engine event of a stage this node runs.
     pub(crate) fn record(&mut self, event: &EngineEvent) {
-        let now = now_secs();
+        let now = now_ms();
         match event {
             EngineEvent::Stage {
                 run,
@@ -314,17 +314,18 @@ impl Publisher {
                 attempt,
                 seq: 0,
                 state: WireState::Running,
-                at: now,
+                at: now / 1000,
                 detail: None,
                 log: Vec::new(),
                 log_seq: None,
+                at_ms: Some(now),
             })
     }
 
     /// Decides whether this node vouches for `end`, which it just learnt: the first time
     /// it learns the end of an attempt of a stage it does not run (`runs_here`), and had
     /// not recorded it before (`known`), it returns the status event to publish, signed by
-    /// this node (named `me`) at `now` (seconds). Never for a state that is not final.
+    /// this node (named `me`) at `now` (milliseconds). Never for a state that is not final.
     pub(crate) fn relay(
         &mut self,
         end: &LearntEnd,
@@ -398,7 +399,7 @@ pub(crate) fn remote_update(run: RunId, who: &str, runner: [u8; 8], status: Stat
     // A failure ends the stage here at once: the runner's receipt, when one comes, only
     // confirms it; a stage refused before it ran has no receipt at all.
     let ended = (status.state == WireState::Failed).then(|| {
-        let at = status.at * 1000;
+        let at = status.at_millis();
         RemoteEnd {
             state: StageState::Failed,
             started_at: at,
@@ -435,7 +436,7 @@ pub(crate) fn relayed_end(
     let end = otto_handoff::relay::relayed(status)?;
     let state = StageState::from_wire(otto_handoff::rules::state_of(end.outcome));
     let origin = end.origin;
-    let at = status.at.saturating_mul(1000);
+    let at = status.at_millis();
     let attempt = end.attempt;
     let update = RemoteStage {
         run,
@@ -462,10 +463,10 @@ pub(crate) fn relayed_end(
     Some((update, end))
 }
 
-fn now_secs() -> u64 {
+fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]
@@ -511,11 +512,14 @@ stage('Deploy') { owner = 'ops'  steps { sh 'd' } }
         let mut publisher = Publisher::default();
         let deploy = end("Deploy", StageState::Succeeded);
         let status = publisher
-            .relay(&deploy, false, false, "qa-1", 42)
+            .relay(&deploy, false, false, "qa-1", 42_250)
             .expect("relayed");
         assert_eq!(status.state, WireState::Succeeded);
         assert_eq!(status.seq, RELAY_SEQ);
-        assert_eq!((status.attempt, status.at), (1, 42));
+        assert_eq!(
+            (status.attempt, status.at, status.at_ms),
+            (1, 42, Some(42_250))
+        );
         assert_eq!(
             status.detail.as_deref(),
             Some("ran on ops-1 (acme-ops); relayed by qa-1")
@@ -567,13 +571,13 @@ stage('Deploy') { owner = 'ops'  steps { sh 'd' } }
                 false,
                 false,
                 "qa-1",
-                42,
+                42_250,
             )
             .expect("relayed");
         let (update, learnt) = relayed_end(run(), "qa-1", &status).expect("an end");
         let ended = update.ended.expect("ended");
         assert_eq!(ended.state, StageState::Succeeded);
-        assert_eq!((ended.started_at, ended.finished_at), (42_000, 42_000));
+        assert_eq!((ended.started_at, ended.finished_at), (42_250, 42_250));
         assert!(ended.artifacts.is_empty());
         assert_eq!(
             update.note.as_deref(),
@@ -597,6 +601,72 @@ stage('Deploy') { owner = 'ops'  steps { sh 'd' } }
             ..again
         };
         assert_eq!(relayed_end(run(), "dev-1", &running), None);
+    }
+
+    fn failed_at(at: u64, at_ms: Option<u64>) -> Status {
+        Status {
+            run: run().to_string(),
+            stage: "Deploy".to_owned(),
+            attempt: 1,
+            seq: 4,
+            state: WireState::Failed,
+            at,
+            detail: Some("'sh' exited with code 1".to_owned()),
+            log: Vec::new(),
+            log_seq: None,
+            at_ms,
+        }
+    }
+
+    #[test]
+    fn a_peers_times_count_to_the_millisecond_only_inside_their_signed_second() {
+        let ended = |status: Status| {
+            let update = remote_update(run(), "ops-1", [1; 8], status);
+            let end = update.ended.expect("a failure ends the stage");
+            (end.started_at, end.finished_at)
+        };
+        assert_eq!(
+            ended(failed_at(1_700_000_042, Some(1_700_000_042_317))),
+            (1_700_000_042_317, 1_700_000_042_317)
+        );
+        // An older node sends whole seconds.
+        assert_eq!(
+            ended(failed_at(1_700_000_042, None)),
+            (1_700_000_042_000, 1_700_000_042_000)
+        );
+        // Milliseconds that contradict the signed second are not taken.
+        assert_eq!(
+            ended(failed_at(1_700_000_042, Some(1_600_000_000_000))),
+            (1_700_000_042_000, 1_700_000_042_000)
+        );
+        // A hostile peer's largest times neither panic nor wrap.
+        assert_eq!(ended(failed_at(u64::MAX, Some(0))), (u64::MAX, u64::MAX));
+        assert_eq!(ended(failed_at(u64::MAX, None)), (u64::MAX, u64::MAX));
+        let relay = Status {
+            seq: RELAY_SEQ,
+            detail: Some("failed on ops-1 (acme-ops); relayed by qa-1".to_owned()),
+            ..failed_at(u64::MAX, Some(u64::MAX))
+        };
+        let (update, _) = relayed_end(run(), "qa-1", &relay).expect("an end");
+        let end = update.ended.expect("ended");
+        assert_eq!((end.started_at, end.finished_at), (u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn own_events_carry_their_time_to_the_millisecond() {
+        let mut publisher = Publisher::default();
+        publisher.record(&EngineEvent::Stage {
+            run: run(),
+            stage: "Build".to_owned(),
+            state: StageState::Running,
+            attempt: Some(1),
+            note: None,
+        });
+        let taken = publisher.take();
+        let (_, status, _) = taken.first().expect("an event");
+        let ms = status.at_ms.expect("milliseconds");
+        assert_eq!(ms / 1000, status.at);
+        assert_eq!(status.at_millis(), ms);
     }
 
     #[test]

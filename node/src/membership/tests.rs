@@ -226,6 +226,7 @@ fn the_policy_allows_known_nodes_of_pinned_orgs_only() {
         detail: None,
         log: vec![],
         log_seq: None,
+        at_ms: None,
     });
     let signed = |key: &NodeKey| {
         otto_trust::dsse::sign(

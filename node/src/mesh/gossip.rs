@@ -152,6 +152,7 @@ mod tests {
             detail: None,
             log: Vec::new(),
             log_seq: None,
+            at_ms: None,
         })))
     }
 

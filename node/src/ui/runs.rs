@@ -615,15 +615,14 @@ pub(crate) fn stage_duration(stage: &Stage, now: u64) -> Option<u64> {
     )
 }
 
-/// A stage's duration for people. Another node's receipt gives whole seconds (its times
-/// travel in seconds), so its stages show `< 1s` or `Ns` rather than a precise-looking
-/// `0ms`.
+/// A stage's duration for people, to the millisecond. A receipt of another node that
+/// gives whole seconds only (an older node's: it carries no `*_ms` times) makes its stage
+/// show `< 1s` or `Ns` rather than a precise-looking `0ms`.
 fn shown_duration(ui: &Ui, s: &StageView, now: u64) -> Option<String> {
     let ms = stage_duration(&s.stage, now)?;
-    let remote = s
-        .receipt
-        .as_ref()
-        .is_some_and(|r| (&r.node.name, &r.node.org) != (&ui.api.node.name, &ui.api.node.org));
+    let remote = s.receipt.as_ref().is_some_and(|r| {
+        !r.has_millis() && (&r.node.name, &r.node.org) != (&ui.api.node.name, &ui.api.node.org)
+    });
     Some(match (remote, ms / 1000) {
         (false, _) => html::duration(ms),
         (true, 0) => "< 1s".to_owned(),

@@ -365,6 +365,8 @@ stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
         log_digest: otto_protocol::Digest([0; 32]),
         started_at: 1,
         finished_at: 2,
+        started_at_ms: None,
+        finished_at_ms: None,
         upstream: vec![],
         node: NodeIdentity {
             name: "ops-1".into(),

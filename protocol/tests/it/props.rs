@@ -379,13 +379,18 @@ fn receipt(name: BoxedStrategy<String>, artifacts: usize) -> impl Strategy<Value
             any::<u64>(),
             any::<u64>(),
         ),
-        (vec(digest(), 0..=artifacts.min(MAX_UPSTREAM)), node),
+        (
+            vec(digest(), 0..=artifacts.min(MAX_UPSTREAM)),
+            node,
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(any::<u64>()),
+        ),
     )
         .prop_map(
             |(
                 (run, plan_digest, stage, attempt, outcome),
                 (outputs, log_digest, started_at, finished_at),
-                (upstream, node),
+                (upstream, node, started_at_ms, finished_at_ms),
             )| Receipt {
                 run,
                 plan_digest,
@@ -396,6 +401,8 @@ fn receipt(name: BoxedStrategy<String>, artifacts: usize) -> impl Strategy<Value
                 log_digest,
                 started_at,
                 finished_at,
+                started_at_ms,
+                finished_at_ms,
                 upstream,
                 node,
             },
@@ -426,9 +433,10 @@ fn status(
         (state, any::<u64>(), proptest::option::of(text(detail))),
         vec(line, 0..=lines),
         proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<u64>()),
     )
         .prop_map(
-            |((run, stage, attempt, seq), (state, at, detail), log, log_seq)| Status {
+            |((run, stage, attempt, seq), (state, at, detail), log, log_seq, at_ms)| Status {
                 run,
                 stage,
                 attempt,
@@ -438,6 +446,7 @@ fn status(
                 detail,
                 log,
                 log_seq,
+                at_ms,
             },
         )
 }
@@ -590,6 +599,8 @@ fn largest_messages() -> Vec<Message> {
             log_digest: Digest([0xff; 32]),
             started_at: max,
             finished_at: max,
+            started_at_ms: Some(max),
+            finished_at_ms: Some(max),
             upstream: vec![Digest([0xff; 32]); MAX_UPSTREAM],
             node: NodeIdentity {
                 name: name.clone(),
@@ -608,6 +619,7 @@ fn largest_messages() -> Vec<Message> {
             detail: Some(text.clone()),
             log: vec!["l".repeat(MAX_LOG_LINE_LEN); MAX_LOG_LINES],
             log_seq: Some(max),
+            at_ms: Some(max),
         }
         .into(),
         ArtifactRequest {

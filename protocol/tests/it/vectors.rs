@@ -261,6 +261,7 @@ fn rejected() -> Vec<(&'static str, String, Vec<u8>, &'static str)> {
         detail: None,
         log: vec!["x".to_owned(); otto_protocol::limits::MAX_LOG_LINES + 1],
         log_seq: None,
+        at_ms: None,
     });
 
     let mut deep = Value::from(0);

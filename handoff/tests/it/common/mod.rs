@@ -270,6 +270,8 @@ impl World {
             log_digest: sha256(format!("log of {stage}").as_bytes()),
             started_at: T0 + 10,
             finished_at: T0 + 20,
+            started_at_ms: None,
+            finished_at_ms: None,
             upstream,
             node: by.identity(),
         }

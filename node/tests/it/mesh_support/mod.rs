@@ -165,6 +165,7 @@ pub fn status(run: &str, seq: u64) -> Message {
         detail: Some(format!("event {seq}")),
         log: vec![format!("line {seq}")],
         log_seq: Some(seq + 1),
+        at_ms: None,
     })
 }
 

@@ -130,6 +130,8 @@ pub(crate) fn receipt(plan: &[u8], stage: &str, upstream: Vec<Digest>) -> Receip
         log_digest: sha256(format!("log of {stage}").as_bytes()),
         started_at: T0 + 10,
         finished_at: T0 + 70,
+        started_at_ms: None,
+        finished_at_ms: None,
         upstream,
         node: dev_identity(),
     }
@@ -327,6 +329,17 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
             .into(),
         ),
         (
+            "success with millisecond times",
+            Receipt {
+                node: ops_identity(),
+                stage: "Deploy".to_owned(),
+                started_at_ms: Some((T0 + 10) * 1000 + 250),
+                finished_at_ms: Some((T0 + 70) * 1000 + 7),
+                ..receipt(&small_plan, "Deploy", Vec::new())
+            }
+            .into(),
+        ),
+        (
             "running, with log lines",
             Status {
                 run: "run-0001".to_owned(),
@@ -341,6 +354,7 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
                     "uploaded 17 bytes".to_owned(),
                 ],
                 log_seq: None,
+                at_ms: None,
             }
             .into(),
         ),
@@ -359,6 +373,7 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
                     "site answers 200".to_owned(),
                 ],
                 log_seq: Some(3),
+                at_ms: None,
             }
             .into(),
         ),
@@ -374,6 +389,23 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
                 detail: Some("input 'Ship it?' waits for approval".to_owned()),
                 log: Vec::new(),
                 log_seq: None,
+                at_ms: None,
+            }
+            .into(),
+        ),
+        (
+            "failed, with a millisecond time",
+            Status {
+                run: "run-0001".to_owned(),
+                stage: "Deploy".to_owned(),
+                attempt: 1,
+                seq: 5,
+                state: StageState::Failed,
+                at: T0 + 95,
+                detail: Some("'sh' exited with code 1".to_owned()),
+                log: Vec::new(),
+                log_seq: Some(5),
+                at_ms: Some((T0 + 95) * 1000 + 481),
             }
             .into(),
         ),
