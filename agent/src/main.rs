@@ -13,11 +13,14 @@ use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: otto-agent --socket PATH
        otto-agent --wall-abi
+       otto-agent --wall-mounts
 
 Runs one Otto stage attempt for the node serving PATH (a unix socket).
 The node starts this program; there is no reason to run it by hand.
 --wall-abi prints the Landlock ABI version the wall around steps uses
 (0: the kernel has no Landlock, steps cannot be walled in).
+--wall-mounts prints 'ok' when the file system around steps can be made
+read-only but for their own directories, or why it cannot.
 
 Log level: OTTO_LOG (e.g. OTTO_LOG=debug), default 'info'; logs go to stderr.";
 
@@ -31,6 +34,10 @@ fn main() -> ExitCode {
     }
     if args.len() == 1 && args[0] == otto_agent::wall::WALL_ABI_ARG {
         say_out(otto_agent::wall::landlock_abi());
+        return ExitCode::SUCCESS;
+    }
+    if args.len() == 1 && args[0] == otto_agent::wall::WALL_MOUNTS_ARG {
+        say_out(otto_agent::wall::probe_read_only_mounts());
         return ExitCode::SUCCESS;
     }
     let socket = match parse(std::env::args().skip(1)) {

@@ -150,10 +150,13 @@ impl Stage {
             .map_err(|e| format!("workspace {}: {e}", self.job.workspace.display()))?;
         self.root = fs::canonicalize(&self.job.workspace)
             .map_err(|e| format!("workspace {}: {e}", self.job.workspace.display()))?;
+        let user = self.job.wall.as_ref().and_then(|w| w.user);
+        if self.job.wall.is_some() {
+            close_run_dir(&self.root, user)?;
+        }
         let private = private_dir(&self.root)?;
         let secrets_dir = private.path().join("secrets");
         write_secrets(&secrets_dir, &self.job)?;
-        let user = self.job.wall.as_ref().and_then(|w| w.user);
         // A walled step may write only its own directories, so it gets a HOME of its own
         // there (tools write to it: npm, pip, cargo, nyc), as does a step of its own user.
         let own_home = user.is_some() || self.job.wall.is_some();
@@ -948,6 +951,35 @@ fn string_arg(step: &Step, position: usize, name: Option<&str>) -> Result<String
     }
 }
 
+/// Closes the directory that holds the workspace `root` (the run's directory, which also
+/// holds the stages' private directories and the workspaces handed on) to every user but
+/// the agent's and, when steps run as another user, that user's group, which may pass
+/// through it but not list it (mode 0710; 0700 otherwise). Then a process of another user
+/// (another node's step, or `nobody` running a set-user-id copy a uid-0 step left in its
+/// workspace, #12 F3a) cannot reach a workspace or private directory by a name it guesses.
+/// Left as it is when the agent's user does not own it or it is open to all (a workspace
+/// right under `/tmp`).
+fn close_run_dir(root: &Path, user: Option<crate::protocol::StepUser>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(parent) = root.parent() else {
+        return Ok(());
+    };
+    let meta = fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o1002 != 0 {
+        return Ok(());
+    }
+    let mode = match user {
+        Some(user) => {
+            std::os::unix::fs::chown(parent, None, Some(user.gid))
+                .map_err(|e| format!("cannot hand {} to the step user: {e}", parent.display()))?;
+            0o710
+        }
+        None => 0o700,
+    };
+    fs::set_permissions(parent, fs::Permissions::from_mode(mode))
+        .map_err(|e| format!("cannot close {}: {e}", parent.display()))
+}
+
 /// Creates the private directory (mode 0700) with `secrets/`, `scratch/` and `tmp/` (the
 /// steps' `TMPDIR`), next to the workspace: under the node's work directory, where no
 /// other stage's wall lets it in.
@@ -957,6 +989,8 @@ fn private_dir(root: &Path) -> Result<tempfile::TempDir, String> {
         .ok_or("the workspace cannot be the root directory")?;
     let dir = tempfile::Builder::new()
         .prefix(".otto-private-")
+        // A name no step of another stage guesses.
+        .rand_bytes(24)
         .tempdir_in(parent)
         .map_err(|e| format!("cannot create a private directory: {e}"))?;
     let path = fs::canonicalize(dir.path()).map_err(|e| e.to_string())?;

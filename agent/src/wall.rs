@@ -13,6 +13,14 @@
 //!   down from `/` towards each hidden directory, every sibling on the way is a root.
 //!   Landlock's scopes also keep the step from signalling processes outside its wall, and
 //!   its ptrace rule keeps it from tracing them or reading their `/proc/<pid>/{environ,mem}`.
+//! - A mount namespace of its own in which the whole file system is read-only but for
+//!   the directories the step may write (bound onto themselves and left writable), so that
+//!   what Landlock does not govern (mode, owner, extended attributes and times of a file:
+//!   `chmod`, `chown`, `setxattr`, `utime`) fails with `EROFS` outside them: a uid-0 step
+//!   cannot chmod what root owns, a step user cannot chmod what its uid owns elsewhere.
+//!   A root agent makes it with its own `CAP_SYS_ADMIN`; an agent that is not root first
+//!   enters a user namespace that maps its uid and gid to themselves. Mounts are private
+//!   first, so nothing done here is seen outside.
 //! - The step's user (when the agent runs as root and the job names one).
 //! - Limits: `RLIMIT_NPROC` (processes of the step's user, counted from how many it has
 //!   when the stage starts), `RLIMIT_DATA` (memory per process), `RLIMIT_CORE` 0.
@@ -26,7 +34,7 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -52,6 +60,22 @@ const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
 /// The argument that makes `otto-agent` print [`landlock_abi`] and exit: how the node
 /// learns what wall its agents can build without linking this crate.
 pub const WALL_ABI_ARG: &str = "--wall-abi";
+
+/// The argument that makes `otto-agent` try [`read_only_mounts`] on itself and print
+/// `ok`, or why it cannot, and exit: how the node learns whether its steps' file system
+/// can be made read-only.
+pub const WALL_MOUNTS_ARG: &str = "--wall-mounts";
+
+/// What `otto-agent --wall-mounts` prints: `ok`, or why the file system around steps
+/// cannot be made read-only here. Run in a process of its own: it changes this process's
+/// mount namespace (and user namespace, when not root).
+pub fn probe_read_only_mounts() -> String {
+    let dir = std::env::temp_dir();
+    match read_only_mounts(std::slice::from_ref(&dir)) {
+        Ok(()) => "ok".to_owned(),
+        Err(error) => error.to_string(),
+    }
+}
 
 /// The highest Landlock ABI version the running kernel offers that the wall uses (1 to
 /// 6); 0 when it has none (not built in, or not enabled at boot).
@@ -88,6 +112,14 @@ pub(crate) struct StepWall {
     write: Vec<PathBuf>,
     /// Whether Landlock is used at all (the job asked for a wall and the kernel has it).
     landlock: bool,
+    /// Whether the file system is made read-only but for `write` ([`read_only_mounts`]):
+    /// whenever the job asks for a wall.
+    #[serde(default)]
+    read_only: bool,
+    /// Whether a step that cannot be walled in fails rather than runs (the job's wall
+    /// is required).
+    #[serde(default)]
+    required: bool,
     user: Option<StepUser>,
     /// `RLIMIT_NPROC` for the step's user.
     nproc: Option<u64>,
@@ -139,6 +171,8 @@ impl StepWall {
             read,
             write,
             landlock,
+            read_only: wall.is_some(),
+            required: wall.is_some_and(|w| w.required),
             user,
             nproc,
             memory: limits.memory_bytes,
@@ -202,7 +236,6 @@ pub(crate) fn encode_env<'a>(vars: impl IntoIterator<Item = (&'a OsStr, &'a OsSt
 
 /// The variables [`encode_env`] wrote.
 fn decode_env(bytes: &[u8]) -> Vec<(OsString, OsString)> {
-    use std::os::unix::ffi::OsStringExt as _;
     bytes
         .split(|b| *b == 0)
         .filter_map(|entry| {
@@ -267,6 +300,19 @@ fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
     if let Some(nproc) = wall.nproc {
         limit(Resource::Nproc, nproc)?;
     }
+    // Before Landlock, which forbids a walled process to mount anything.
+    if wall.read_only {
+        match read_only_mounts(&wall.write) {
+            Ok(()) => {}
+            Err(error) if wall.required => {
+                return Err(io::Error::other(format!(
+                    "cannot make the file system read-only around the step: {error}"
+                )));
+            }
+            // The node said so at start (`otto-agent --wall-mounts`).
+            Err(_) => {}
+        }
+    }
     if wall.landlock {
         let status = ruleset(&wall)
             .and_then(RulesetCreated::restrict_self)
@@ -327,6 +373,180 @@ fn drop_capabilities(switching_user: bool) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes this (single-threaded) process's view of the file system read-only but for
+/// `writable` (directories or files; devices stay writable on a read-only mount): enters
+/// a mount namespace of its own (and, when not root, a user namespace mapping its uid
+/// and gid to themselves first, which gives it the right to), makes every mount private,
+/// remounts each read-only, keeping its `nosuid`, `nodev` and `noexec`, then binds each
+/// writable path onto itself and makes that bind writable again. The working directory is
+/// entered again by its name, so that it is the bind, not the read-only mount under it.
+pub fn read_only_mounts(writable: &[PathBuf]) -> io::Result<()> {
+    use nix::sched::CloneFlags;
+    use rustix::mount::{MountFlags, MountPropagationFlags};
+    let step =
+        |what: &'static str| move |e: io::Error| io::Error::new(e.kind(), format!("{what}: {e}"));
+    let cwd = std::env::current_dir().map_err(step("reading the working directory"))?;
+    let (uid, gid) = (rustix::process::getuid(), rustix::process::getgid());
+    let admin = rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+    });
+    if admin {
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNS): {e}")))?;
+    } else {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| {
+            io::Error::other(format!(
+                "unshare(CLONE_NEWUSER|CLONE_NEWNS): {e} (user namespaces disabled?)"
+            ))
+        })?;
+        fs::write("/proc/self/setgroups", "deny").map_err(step("/proc/self/setgroups"))?;
+        fs::write("/proc/self/uid_map", format!("{0} {0} 1", uid.as_raw()))
+            .map_err(step("/proc/self/uid_map"))?;
+        fs::write("/proc/self/gid_map", format!("{0} {0} 1", gid.as_raw()))
+            .map_err(step("/proc/self/gid_map"))?;
+    }
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .map_err(|e| io::Error::other(format!("making mounts private: {e}")))?;
+    // Each mount as it is now; a path that is mounted over twice is remounted once, on
+    // top, which is all a path reaches.
+    let mounts = mounts()?;
+    let mut done = std::collections::HashSet::new();
+    for mount in &mounts {
+        if !done.insert(&mount.point) {
+            continue;
+        }
+        match rustix::mount::mount_remount(
+            &mount.point,
+            MountFlags::BIND | MountFlags::RDONLY | mount.kept,
+            "",
+        ) {
+            Ok(()) => {}
+            // Out of this user's reach, gone, or no longer a mount point (another mount
+            // over a directory above it): nothing of it is reached by this path.
+            Err(e)
+                if [
+                    rustix::io::Errno::NOENT,
+                    rustix::io::Errno::ACCESS,
+                    rustix::io::Errno::NOTDIR,
+                    rustix::io::Errno::INVAL,
+                    rustix::io::Errno::STALE,
+                ]
+                .contains(&e) => {}
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "remounting {} read-only: {e}",
+                    mount.point.display()
+                )));
+            }
+        }
+    }
+    for path in writable {
+        // As mountinfo names it.
+        let Ok(path) = fs::canonicalize(path) else {
+            continue;
+        };
+        let path = &path;
+        let Ok(meta) = fs::metadata(path) else {
+            continue;
+        };
+        if !(meta.is_dir() || meta.is_file()) {
+            continue;
+        }
+        rustix::mount::mount_bind(path, path)
+            .map_err(|e| io::Error::other(format!("binding {}: {e}", path.display())))?;
+        let kept = mounts_at(path)?.map_or(MountFlags::empty(), |m| m.kept);
+        match rustix::mount::mount_remount(path, MountFlags::BIND | kept, "") {
+            Ok(()) => {}
+            // Read-only for good where it is mounted (locked when this user namespace
+            // was made): it was not writable before either.
+            Err(rustix::io::Errno::PERM) => {}
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "making {} writable: {e}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    std::env::set_current_dir(&cwd).map_err(step("entering the working directory again"))?;
+    Ok(())
+}
+
+/// A mount, as `/proc/self/mountinfo` lists it.
+struct Mount {
+    point: PathBuf,
+    /// Its flags that a remount must keep (a mount inherited into a user namespace cannot
+    /// lose them).
+    kept: rustix::mount::MountFlags,
+}
+
+/// The mounts of this process's namespace, in the order `/proc/self/mountinfo` lists them
+/// (parents before what is mounted on them).
+fn mounts() -> io::Result<Vec<Mount>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| io::Error::new(e.kind(), format!("/proc/self/mountinfo: {e}")))?;
+    Ok(text.lines().filter_map(parse_mount).collect())
+}
+
+/// The last (topmost) mount at `path`.
+fn mounts_at(path: &Path) -> io::Result<Option<Mount>> {
+    Ok(mounts()?.into_iter().rev().find(|m| m.point == path))
+}
+
+/// One line of `/proc/self/mountinfo`: `ID PARENT MAJ:MIN ROOT POINT OPTIONS …`.
+fn parse_mount(line: &str) -> Option<Mount> {
+    use rustix::mount::MountFlags;
+    let mut fields = line.split(' ');
+    let point = fields.nth(4)?;
+    let options = fields.next()?;
+    let mut kept = MountFlags::empty();
+    for option in options.split(',') {
+        kept |= match option {
+            "nosuid" => MountFlags::NOSUID,
+            "nodev" => MountFlags::NODEV,
+            "noexec" => MountFlags::NOEXEC,
+            "nosymfollow" => MountFlags::NOSYMFOLLOW,
+            _ => MountFlags::empty(),
+        };
+    }
+    Some(Mount {
+        point: PathBuf::from(OsString::from_vec(unescape(point))),
+        kept,
+    })
+}
+
+/// A mountinfo field with its `\NNN` (octal) escapes of space, tab, newline and backslash
+/// undone.
+fn unescape(field: &str) -> Vec<u8> {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let n = bytes[i + 1..i + 4]
+                .iter()
+                .fold(0u32, |n, b| n * 8 + u32::from(b - b'0'));
+            if let Ok(b) = u8::try_from(n) {
+                out.push(b);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
 }
 
 /// The Landlock ruleset: read roots, writable directories, scopes.

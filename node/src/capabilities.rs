@@ -328,8 +328,18 @@ pub fn wall_info(home: &Home, config: &Config) -> WallInfo {
     let root_home =
         std::fs::metadata(home.root()).is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
     let steps_as_root = root_home && config.agent.run_as.is_none();
+    let mounts = crate::daemon::agent_path(config)
+        .map_err(|e| e.to_string())
+        .and_then(|agent| crate::engine::wall_mounts(&agent));
     let (landlock_abi, missing) = match abi {
-        Ok(abi) => (abi, crate::engine::wall_missing(abi, steps_as_root)),
+        Ok(abi) => (
+            abi,
+            crate::engine::wall_missing(
+                abi,
+                steps_as_root,
+                mounts.as_ref().err().map(String::as_str),
+            ),
+        ),
         Err(why) => (
             0,
             Some(format!("cannot ask the agent which wall it builds: {why}")),
@@ -341,6 +351,7 @@ pub fn wall_info(home: &Home, config: &Config) -> WallInfo {
         missing,
         run_as: config.agent.run_as.clone(),
         steps_as_root,
+        read_only_mounts: mounts.is_ok(),
         work_dir: config
             .agent
             .work_dir

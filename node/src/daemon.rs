@@ -984,7 +984,9 @@ fn wall_settings(
         tracing::warn!(target: TARGET, "cannot ask the agent which wall it builds: {reason}");
         0
     });
+    let mounts_missing = crate::engine::wall_mounts(agent).err();
     let wall = WallSettings {
+        mounts_missing,
         hidden: vec![root, work_dir.clone()],
         writable: config.agent.writable.clone(),
         user,
@@ -1009,6 +1011,7 @@ fn wall_settings(
         missing,
         run_as: config.agent.run_as.clone(),
         steps_as_root,
+        read_only_mounts: wall.mounts_missing.is_none(),
         work_dir: work_dir.display().to_string(),
         refuse_foreign_unwalled: wall.refuse_foreign_unwalled,
     };

@@ -766,3 +766,291 @@ async fn a_loader_variable_in_the_settings_runs_nothing_before_the_wall() {
         );
     }
 }
+
+/// pip installs into a venv in the workspace what it unpacks in `TMPDIR`, which is another
+/// mount than the workspace inside the wall (a rename between them fails with `EXDEV`),
+/// and sets modes on what it installs: it still works.
+#[tokio::test]
+async fn pip_installs_a_wheel_into_a_venv_inside_the_wall() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    if let Some(skip) = missing_tool("python3") {
+        println!("{skip}");
+        return;
+    }
+    let script = r##"
+        python3 -m venv venv || { echo "skipped: no venv with pip here"; exit 0; }
+        python3 - <<'PY'
+import zipfile
+with zipfile.ZipFile("hello-1.0-py3-none-any.whl", "w") as z:
+    z.writestr("hello/__init__.py", "X = 'hi from hello'\n")
+    z.writestr("hello/run.sh", "#!/bin/sh\necho run\n")
+    z.writestr("hello-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: hello\nVersion: 1.0\n")
+    z.writestr("hello-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: otto\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+    z.writestr("hello-1.0.dist-info/RECORD", "")
+PY
+        venv/bin/pip install --no-index --disable-pip-version-check -q ./hello-1.0-py3-none-any.whl
+        venv/bin/python -c 'import hello; print(hello.X)'
+        chmod +x venv/lib/python3*/site-packages/hello/run.sh && echo chmod-installed
+    "##;
+    let (node, _layout) = run_walled(script, |_| {}).await;
+    let text = node.all_text();
+    if text.contains("skipped:") {
+        println!("skipped: python3 has no venv with pip here");
+        return;
+    }
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    assert_eq!(
+        node.output(),
+        ["hi from hello", "chmod-installed"],
+        "{text}"
+    );
+}
+
+/// Mode, owner, times and extended attributes of `path`, as the tests compare them.
+fn attributes(path: &Path) -> (u32, u32, i64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(path).expect("stat");
+    (meta.mode(), meta.uid(), meta.mtime())
+}
+
+/// Tries, from a step, what Landlock does not govern: mode, owner, times and extended
+/// attributes of each path in `$TARGETS` (space-separated); prints `CHANGED WHAT PATH` for
+/// each that works.
+const CHANGE_ATTRIBUTES: &str = r#"
+    for f in $TARGETS; do
+      chmod 4777 "$f" 2>/dev/null && echo "CHANGED mode $f"
+      chown 65534:65534 "$f" 2>/dev/null && echo "CHANGED owner $f"
+      touch -c -d 2001-02-03 "$f" 2>/dev/null && echo "CHANGED times $f"
+      if command -v python3 > /dev/null; then
+        python3 -c 'import os, sys; os.setxattr(sys.argv[1], "user.otto", b"x")' "$f" 2>/dev/null \
+          && echo "CHANGED xattr $f"
+      fi
+    done
+    chmod 0755 "$OTTO_WORKSPACE" && echo chmod-workspace
+    echo x > "$OTTO_WORKSPACE/mine" && chmod 0600 "$OTTO_WORKSPACE/mine" && echo chmod-own-file
+    mkdir -p "$TMPDIR/t" && chmod 0700 "$TMPDIR/t" && echo chmod-tmpdir
+    echo x > /dev/null && echo wrote-dev-null
+"#;
+
+/// #12 F3a: a root node's step with no step user runs as uid 0 without capabilities, and
+/// Landlock does not govern mode changes: it made a set-user-id-root copy of `id` that
+/// `nobody` ran as euid 0, and chmod'ed its own node's home open. Outside its own
+/// directories the file system is now read-only to it, and the set-user-id copy it may
+/// still make in its workspace is out of every other user's reach.
+#[tokio::test]
+async fn a_root_step_cannot_chmod_chown_or_touch_what_root_owns_nor_leave_a_setuid_copy_others_reach()
+ {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: only a root agent runs steps as uid 0");
+        return;
+    }
+    let layout = Layout::new();
+    let root = layout.home.parent().expect("layout root").to_owned();
+    let file = root.join("roots-file");
+    fs::write(&file, "root's").expect("file");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let dir = root.join("roots-dir");
+    fs::create_dir(&dir).expect("dir");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let targets = [
+        file.clone(),
+        dir.clone(),
+        layout.home.clone(),
+        layout.home.join("node.key"),
+    ];
+    let before: Vec<_> = targets.iter().map(|p| attributes(p)).collect();
+    let id = ["/usr/bin/id", "/bin/id"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("id");
+    let script = format!(
+        r#"{CHANGE_ATTRIBUTES}
+        cp {id} "$OTTO_WORKSPACE/id" && chmod 4755 "$OTTO_WORKSPACE/id" && echo setuid-in-workspace
+        for d in /tmp "$NODE_HOME" "$(dirname "$OTTO_WORKSPACE")"; do
+          cp {id} "$d/otto-id" 2>/dev/null && chmod 4755 "$d/otto-id" 2>/dev/null && echo "SETUID $d"
+        done
+        echo done
+    "#
+    );
+    let node = TestNode::start_with(vec![sh(&script)], |job| {
+        layout.wall(job, None);
+        job.env.insert(
+            "TARGETS".into(),
+            targets
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        job.timeout_secs = Some(120);
+    })
+    .await;
+    node.run().await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    for leak in ["CHANGED", "SETUID"] {
+        assert!(!text.contains(leak), "{leak} in {text}");
+    }
+    for ok in [
+        "chmod-workspace",
+        "chmod-own-file",
+        "chmod-tmpdir",
+        "wrote-dev-null",
+        "done",
+    ] {
+        assert!(text.contains(ok), "{ok} missing from {text}");
+    }
+    let after: Vec<_> = targets.iter().map(|p| attributes(p)).collect();
+    assert_eq!(before, after, "{targets:?} changed: {text}");
+    // The copy in the workspace is set-user-id root, but nobody else can reach it.
+    let copy = layout.workspace.join("id");
+    if text.contains("setuid-in-workspace") {
+        use std::os::unix::process::CommandExt as _;
+        let ran = std::process::Command::new(&copy)
+            .arg("-u")
+            .uid(NOBODY.uid)
+            .gid(NOBODY.gid)
+            .output();
+        if let Ok(out) = ran {
+            let said = String::from_utf8_lossy(&out.stdout);
+            assert_ne!(said.trim(), "0", "nobody ran the step's copy of id as root");
+        }
+    }
+}
+
+/// #12 F3a for a step user: Landlock keeps it from writing files its uid owns outside its
+/// writable directories, but not from changing their mode, owner or times; the read-only
+/// file system around it does.
+#[tokio::test]
+async fn a_step_user_cannot_chmod_what_its_uid_owns_outside_its_writable_dirs() {
+    if let Some(skip) = no_landlock() {
+        println!("{skip}");
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: switching the step's user needs root");
+        return;
+    }
+    let layout = Layout::new();
+    let root = layout.home.parent().expect("layout root").to_owned();
+    let file = root.join("nobodys-file");
+    let dir = root.join("nobodys-dir");
+    fs::write(&file, "nobody's").expect("file");
+    fs::create_dir(&dir).expect("dir");
+    for (path, mode) in [(&file, 0o644), (&dir, 0o700)] {
+        std::os::unix::fs::chown(path, Some(NOBODY.uid), Some(NOBODY.gid)).expect("chown");
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+    let targets = [file.clone(), dir.clone()];
+    let before: Vec<_> = targets.iter().map(|p| attributes(p)).collect();
+    let node = TestNode::start_with(vec![sh(CHANGE_ATTRIBUTES)], |job| {
+        layout.wall(job, Some(NOBODY));
+        job.env.insert(
+            "TARGETS".into(),
+            format!("{} {}", file.display(), dir.display()),
+        );
+        job.timeout_secs = Some(120);
+    })
+    .await;
+    node.run().await;
+    let text = node.all_text();
+    assert_eq!(node.result().outcome, Outcome::Success, "{text}");
+    assert!(!text.contains("CHANGED"), "{text}");
+    for ok in [
+        "chmod-workspace",
+        "chmod-own-file",
+        "chmod-tmpdir",
+        "wrote-dev-null",
+    ] {
+        assert!(text.contains(ok), "{ok} missing from {text}");
+    }
+    let after: Vec<_> = targets.iter().map(|p| attributes(p)).collect();
+    assert_eq!(before, after, "{text}");
+}
+
+/// An agent that is not root makes the file system read-only around its steps in a user
+/// namespace of its own: run here as `nobody`, straight through `otto-agent --wall`, a
+/// step cannot chmod a file of its own outside its writable directory, and can inside.
+#[test]
+fn an_unprivileged_agent_makes_the_file_system_read_only_around_its_steps() {
+    use std::io::Write as _;
+    use std::os::unix::process::CommandExt as _;
+    if !rustix::process::geteuid().is_root() {
+        println!("skipped: the test runs the agent as nobody, which needs root");
+        return;
+    }
+    let probe = std::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"))
+        .arg("--wall-mounts")
+        .uid(NOBODY.uid)
+        .gid(NOBODY.gid)
+        .current_dir("/")
+        .output()
+        .expect("otto-agent --wall-mounts");
+    let said = String::from_utf8_lossy(&probe.stdout);
+    if said.trim() != "ok" {
+        println!("skipped: no user namespaces for nobody here: {said}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let root = fs::canonicalize(dir.path()).expect("canonical");
+    let (mine, outside) = (root.join("writable"), root.join("outside"));
+    fs::create_dir(&mine).expect("mkdir");
+    fs::write(&outside, "x").expect("write");
+    for path in [&mine, &outside] {
+        std::os::unix::fs::chown(path, Some(NOBODY.uid), Some(NOBODY.gid)).expect("chown");
+    }
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let spec = serde_json::json!({
+        "read": ["/"], "write": [mine, "/dev/null"], "landlock": false, "read_only": true,
+        "required": true, "user": null, "nproc": null, "memory": 1u64 << 30,
+    });
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"))
+        .arg("--wall")
+        .arg(spec.to_string())
+        .args(["--", "/bin/sh", "-c"])
+        .arg(
+            r#"chmod 0777 "$1" 2>/dev/null && echo CHANGED; touch -c -d 2001-02-03 "$1" 2>/dev/null && echo CHANGED
+               echo x > "$2/f" && chmod 0600 "$2/f" && echo chmod-inside
+               echo x > /dev/null && echo wrote-dev-null; id -u"#,
+        )
+        .arg("sh")
+        .args([&outside, &mine])
+        .uid(NOBODY.uid)
+        .gid(NOBODY.gid)
+        .current_dir(&mine)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("otto-agent --wall");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"PATH=/usr/bin:/bin\0")
+        .expect("env");
+    let out = child.wait_with_output().expect("wait");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("CHANGED"), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        ["chmod-inside", "wrote-dev-null", "65534"],
+        "{text}"
+    );
+    assert_eq!(attributes(&outside).0 & 0o7777, 0o644);
+}

@@ -456,6 +456,17 @@ fn explain_with_a_home_plans_with_its_step_packages_and_names_the_stages_it_woul
         rustix::process::geteuid().is_root(),
         "{text}"
     );
+    // A root agent can always make the file system read-only around its steps (#12
+    // F3a); one that is not needs user namespaces, and says so when it has none.
+    if rustix::process::geteuid().is_root() {
+        assert!(!text.contains("steps can chmod"), "{text}");
+    } else {
+        assert!(
+            !text.contains("steps can chmod")
+                || text.contains("the file system cannot be made read-only around them: "),
+            "{text}"
+        );
+    }
 
     // JSON stays the plan alone; the node's lines go to stderr.
     let out = otto(&["explain", project, "--home", home, "--json"]);

@@ -293,7 +293,8 @@ impl From<&crate::capabilities::Runtimes> for RuntimesInfo {
 /// What a node says when it runs as root and names no step user.
 pub const STEPS_AS_ROOT: &str = "steps run as root: set [agent] run_as to an unprivileged user \
      of this node's own (otto-node init as root creates one for a new home); as root they can \
-     read what root owns, other nodes' homes on this machine included";
+     read what root owns, other nodes' homes on this machine included, and chmod what they \
+     make in their workspace set-user-id root";
 
 /// How a node walls in the steps it runs, as `GET /v1/node` says.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -311,6 +312,11 @@ pub struct WallInfo {
     /// have no capabilities, but own what root owns (#12 F3).
     #[serde(default)]
     pub steps_as_root: bool,
+    /// Whether the file system is read-only around steps but for their own directories
+    /// (a mount namespace of their own), so that they cannot chmod, chown or touch what
+    /// their user owns elsewhere (#12 F3a).
+    #[serde(default)]
+    pub read_only_mounts: bool,
     /// Where workspaces live.
     pub work_dir: String,
     /// Whether other orgs' stages are refused when the node cannot wall them in.
@@ -323,12 +329,17 @@ impl WallInfo {
     pub fn summary(&self) -> String {
         match &self.missing {
             None => format!(
-                "steps run walled in (Landlock ABI {}) as {}, in {}",
+                "steps run walled in (Landlock ABI {}) as {}, in {}{}",
                 self.landlock_abi,
                 self.run_as
                     .as_deref()
                     .map_or_else(|| "the node's own user".to_owned(), |u| format!("user {u}")),
-                self.work_dir
+                self.work_dir,
+                if self.read_only_mounts {
+                    ", on a file system read-only but for their own directories"
+                } else {
+                    ""
+                }
             ),
             Some(why) => format!(
                 "steps run without a wall: {why}; other orgs' stages are {}",

@@ -534,6 +534,9 @@ pub struct WallSettings {
     /// is none). They have no capabilities, but own what root owns, so the wall is not
     /// complete. The daemon sets it from its user and `[agent] run_as`.
     pub steps_as_root: bool,
+    /// Why the agent cannot make the file system read-only around steps, when it cannot
+    /// ([`wall_mounts`]): then a step can change the mode of what its user owns.
+    pub mounts_missing: Option<String>,
 }
 
 impl Default for WallSettings {
@@ -548,24 +551,62 @@ impl Default for WallSettings {
             landlock_abi: 0,
             refuse_foreign_unwalled: true,
             steps_as_root: false,
+            mounts_missing: None,
         }
     }
 }
 
-/// Why steps cannot be walled in completely with Landlock ABI `abi` (0: none), and as
-/// root when `steps_as_root`, if they cannot.
-pub fn wall_missing(abi: i32, steps_as_root: bool) -> Option<String> {
+/// Why steps cannot be walled in completely with Landlock ABI `abi` (0: none), as root
+/// when `steps_as_root`, and with a writable file system when `mounts_missing` says why
+/// it cannot be made read-only, if they cannot.
+pub fn wall_missing(abi: i32, steps_as_root: bool, mounts_missing: Option<&str>) -> Option<String> {
     let mut missing = Vec::new();
     if abi == 0 {
         missing.push(
             "the kernel has no Landlock (not built in, or not enabled at boot: add \
-             `lsm=landlock,…` to the kernel command line)",
+             `lsm=landlock,…` to the kernel command line)"
+                .to_owned(),
         );
     }
     if steps_as_root {
-        missing.push(crate::api::types::STEPS_AS_ROOT);
+        missing.push(crate::api::types::STEPS_AS_ROOT.to_owned());
+    }
+    if let Some(why) = mounts_missing {
+        missing.push(format!(
+            "steps can chmod, chown and touch what their user owns outside their workspace \
+             (Landlock does not govern that, and the file system cannot be made read-only \
+             around them: {why})"
+        ));
     }
     (!missing.is_empty()).then(|| missing.join("; "))
+}
+
+/// Whether the agent at `agent` can make the file system read-only around steps (a mount
+/// namespace of their own), as `otto-agent --wall-mounts` says; why not when it cannot.
+pub fn wall_mounts(agent: &Path) -> Result<(), String> {
+    let out = std::process::Command::new(agent)
+        .arg("--wall-mounts")
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", agent.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = text.trim();
+    match text {
+        "ok" if out.status.success() => Ok(()),
+        _ if out.status.success() && !text.is_empty() => Err(text
+            .lines()
+            .next()
+            .unwrap_or(text)
+            .chars()
+            .take(300)
+            .collect()),
+        _ => Err(format!(
+            "{} --wall-mounts answered {text:?} ({}): an agent of another version?",
+            agent.display(),
+            out.status
+        )),
+    }
 }
 
 /// The Landlock ABI version the agent at `agent` builds its walls with, as
@@ -593,7 +634,11 @@ pub fn wall_abi(agent: &Path) -> Result<i32, String> {
 impl WallSettings {
     /// Why this node cannot wall steps in, if it cannot.
     pub fn missing(&self) -> Option<String> {
-        wall_missing(self.landlock_abi, self.steps_as_root)
+        wall_missing(
+            self.landlock_abi,
+            self.steps_as_root,
+            self.mounts_missing.as_deref(),
+        )
     }
 }
 
