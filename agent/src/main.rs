@@ -36,6 +36,15 @@ fn main() -> ExitCode {
         say_out(otto_agent::wall::landlock_abi());
         return ExitCode::SUCCESS;
     }
+    if args.len() == 2 && args[0] == otto_agent::wall::WALL_HOLD_ARG {
+        return match otto_agent::wall::hold(&args[1]) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                say_out(error);
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.len() == 1 && args[0] == otto_agent::wall::WALL_MOUNTS_ARG {
         say_out(otto_agent::wall::probe_read_only_mounts());
         return ExitCode::SUCCESS;

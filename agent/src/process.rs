@@ -221,16 +221,29 @@ pub(crate) async fn sweep() {
     tracing::warn!(target: "otto_agent::process", "step processes were still forking after {SWEEP_ROUNDS} rounds of killing");
 }
 
-/// Sends `signal` to every descendant of the agent and reaps those that are its children
-/// and have exited; returns how many descendants there were.
+/// The one child of the agent that is not a step's and outlives steps: the process holding
+/// the stage's read-only mount namespace (`wall::Holder`), which starts no process; 0
+/// when there is none.
+static SPARED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Keeps child `pid` from [`sweep`] (`None`: no longer).
+pub(crate) fn spare(pid: Option<u32>) {
+    let pid = pid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    SPARED.store(pid, Ordering::SeqCst);
+}
+
+/// Sends `signal` to every descendant of the agent but the spared one ([`spare`]) and
+/// reaps those that are its children and have exited; returns how many descendants there
+/// were.
 fn signal_descendants(signal: Signal) -> usize {
     let me = rustix::process::getpid();
     let table = processes();
+    let spared = SPARED.load(Ordering::SeqCst);
     let mut found = 0;
     let mut parents = vec![me.as_raw_nonzero().get()];
     while let Some(parent) = parents.pop() {
         for &(pid, ppid) in &table {
-            if ppid != parent {
+            if ppid != parent || (parent == me.as_raw_nonzero().get() && pid == spared) {
                 continue;
             }
             found += 1;

@@ -54,6 +54,7 @@ pub(crate) async fn run(
         masker,
         stop,
         wall_spec: String::new(),
+        holder: None,
         root: PathBuf::new(),
         private: None,
         env: Vec::new(),
@@ -114,6 +115,9 @@ struct Stage {
     /// The wall around each step process (`otto-agent --wall`'s SPEC), made once the
     /// directories exist.
     wall_spec: String,
+    /// The process holding the stage's read-only mount namespace, which the steps enter;
+    /// ended before the private directory is removed.
+    holder: Option<wall::Holder>,
     /// The canonical workspace.
     root: PathBuf,
     /// The private directory: `secrets/` and `scratch/`; removed when dropped.
@@ -166,11 +170,12 @@ impl Stage {
                 .and_then(|()| files::chown_tree(private.path(), user.uid, user.gid))
                 .map_err(|e| format!("cannot hand the workspace to the step user: {e}"))?;
         }
-        let wall = StepWall::new(
+        let mut wall = StepWall::new(
             self.job.wall.as_ref(),
             &[&self.root, private.path()],
             &self.job.limits,
         )?;
+        self.holder = wall.hold();
         if self.job.wall.is_some() && !wall.is_landlocked() {
             self.say(
                 None,

@@ -20,7 +20,11 @@
 //!   cannot chmod what root owns, a step user cannot chmod what its uid owns elsewhere.
 //!   A root agent makes it with its own `CAP_SYS_ADMIN`; an agent that is not root first
 //!   enters a user namespace that maps its uid and gid to themselves. Mounts are private
-//!   first, so nothing done here is seen outside.
+//!   first, so nothing done here is seen outside. The namespace is made once per stage,
+//!   by a holder process (`otto-agent --wall-hold`, [`Holder`]) that lives as long as the
+//!   stage, and each step's wall process enters it (`setns`): a mount namespace's end
+//!   makes the last process that leaves it wait for the kernel (milliseconds), which
+//!   would otherwise be paid by every step.
 //! - The step's user (when the agent runs as root and the job names one).
 //! - Limits: `RLIMIT_NPROC` (processes of the step's user, counted from how many it has
 //!   when the stage starts), `RLIMIT_DATA` (memory per process), `RLIMIT_CORE` 0.
@@ -65,6 +69,39 @@ pub const WALL_ABI_ARG: &str = "--wall-abi";
 /// `ok`, or why it cannot, and exit: how the node learns whether its steps' file system
 /// can be made read-only.
 pub const WALL_MOUNTS_ARG: &str = "--wall-mounts";
+
+/// The argument that makes `otto-agent` make the read-only mount namespace for a stage
+/// and hold it until its stdin ends ([`hold`]).
+pub const WALL_HOLD_ARG: &str = "--wall-hold";
+
+/// `otto-agent --wall-hold PATHS`: makes the file system read-only but for `paths` (JSON,
+/// a list) in namespaces of its own ([`read_only_mounts`]), says `ready` on stdout (or
+/// why not, and fails), then waits for its stdin to end, holding the namespaces for the
+/// steps that enter them. It dies with its agent.
+pub fn hold(paths: &OsStr) -> io::Result<()> {
+    use std::io::{Read as _, Write as _};
+    let paths: Vec<PathBuf> = serde_json::from_slice(paths.as_bytes()).map_err(io::Error::other)?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    read_only_mounts(&paths)?;
+    let mut out = io::stdout().lock();
+    out.write_all(b"ready\n")?;
+    out.flush()?;
+    let mut sink = [0u8; 64];
+    while io::stdin().lock().read(&mut sink)? > 0 {}
+    Ok(())
+}
+
+/// The process holding a stage's read-only mount namespace; ends it when dropped.
+#[derive(Debug)]
+pub(crate) struct Holder(std::process::Child);
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        crate::process::spare(None);
+    }
+}
 
 /// What `otto-agent --wall-mounts` prints: `ok`, or why the file system around steps
 /// cannot be made read-only here. Run in a process of its own: it changes this process's
@@ -120,6 +157,10 @@ pub(crate) struct StepWall {
     /// is required).
     #[serde(default)]
     required: bool,
+    /// The process holding the stage's read-only mount namespace ([`Holder`]), which
+    /// steps enter instead of making their own.
+    #[serde(default)]
+    enter: Option<u32>,
     user: Option<StepUser>,
     /// `RLIMIT_NPROC` for the step's user.
     nproc: Option<u64>,
@@ -173,6 +214,7 @@ impl StepWall {
             landlock,
             read_only: wall.is_some(),
             required: wall.is_some_and(|w| w.required),
+            enter: None,
             user,
             nproc,
             memory: limits.memory_bytes,
@@ -182,6 +224,39 @@ impl StepWall {
     /// Whether steps run inside Landlock.
     pub(crate) fn is_landlocked(&self) -> bool {
         self.landlock
+    }
+
+    /// Starts the process that holds the stage's read-only mount namespace for its steps
+    /// to enter; none (each step makes its own) when it cannot be made.
+    pub(crate) fn hold(&mut self) -> Option<Holder> {
+        use std::io::BufRead as _;
+        if !self.read_only {
+            return None;
+        }
+        let paths = serde_json::to_string(&self.write).ok()?;
+        let mut child = std::process::Command::new(std::env::current_exe().ok()?)
+            .env_clear()
+            .arg(WALL_HOLD_ARG)
+            .arg(paths)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut line = String::new();
+        // It says `ready` or ends (closing its stdout) within a few system calls.
+        let said = child
+            .stdout
+            .take()
+            .map(|out| io::BufReader::new(out).read_line(&mut line));
+        // Spared by the sweep that ends each step's processes from now on.
+        crate::process::spare(Some(child.id()));
+        let holder = Holder(child);
+        if !matches!(said, Some(Ok(_))) || line.trim() != "ready" {
+            return None;
+        }
+        self.enter = Some(holder.0.id());
+        Some(holder)
     }
 
     /// The wall as the SPEC argument of the steps' `otto-agent --wall`.
@@ -302,7 +377,11 @@ fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
     }
     // Before Landlock, which forbids a walled process to mount anything.
     if wall.read_only {
-        match read_only_mounts(&wall.write) {
+        let made = match wall.enter {
+            Some(holder) => enter_mounts(holder),
+            None => read_only_mounts(&wall.write),
+        };
+        match made {
             Ok(()) => {}
             Err(error) if wall.required => {
                 return Err(io::Error::other(format!(
@@ -476,6 +555,34 @@ pub fn read_only_mounts(writable: &[PathBuf]) -> io::Result<()> {
     }
     std::env::set_current_dir(&cwd).map_err(step("entering the working directory again"))?;
     Ok(())
+}
+
+/// Enters the namespaces process `holder` made with [`read_only_mounts`] (its user
+/// namespace too, when this process is not root), and its working directory again by
+/// name (`setns` moves this process to the namespace's root).
+fn enter_mounts(holder: u32) -> io::Result<()> {
+    use nix::sched::CloneFlags;
+    let cwd = std::env::current_dir()?;
+    let admin = rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
+    });
+    let enter = |kind: &str, flag: CloneFlags| {
+        let ns = fs::File::open(format!("/proc/{holder}/ns/{kind}"))
+            .map_err(|e| io::Error::new(e.kind(), format!("the stage's {kind} namespace: {e}")))?;
+        nix::sched::setns(&ns, flag)
+            .map_err(|e| io::Error::other(format!("entering the stage's {kind} namespace: {e}")))
+    };
+    if !admin {
+        enter("user", CloneFlags::CLONE_NEWUSER)?;
+    }
+    enter("mnt", CloneFlags::CLONE_NEWNS)?;
+    std::env::set_current_dir(&cwd).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("entering the working directory again: {e}"),
+        )
+    })
 }
 
 /// A mount, as `/proc/self/mountinfo` lists it.

@@ -1008,49 +1008,73 @@ fn an_unprivileged_agent_makes_the_file_system_read_only_around_its_steps() {
         std::os::unix::fs::chown(path, Some(NOBODY.uid), Some(NOBODY.gid)).expect("chown");
     }
     fs::set_permissions(&outside, fs::Permissions::from_mode(0o644)).expect("chmod");
-    let spec = serde_json::json!({
-        "read": ["/"], "write": [mine, "/dev/null"], "landlock": false, "read_only": true,
-        "required": true, "user": null, "nproc": null, "memory": 1u64 << 30,
-    });
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"))
-        .arg("--wall")
-        .arg(spec.to_string())
-        .args(["--", "/bin/sh", "-c"])
-        .arg(
-            r#"chmod 0777 "$1" 2>/dev/null && echo CHANGED; touch -c -d 2001-02-03 "$1" 2>/dev/null && echo CHANGED
-               echo x > "$2/f" && chmod 0600 "$2/f" && echo chmod-inside
-               echo x > /dev/null && echo wrote-dev-null; id -u"#,
-        )
-        .arg("sh")
-        .args([&outside, &mine])
+    // Each step making its own namespaces, and a step entering those a holder made for
+    // the stage (`otto-agent --wall-hold`), as the agent's steps do.
+    let mut holder = std::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"))
+        .arg("--wall-hold")
+        .arg(serde_json::json!([mine]).to_string())
         .uid(NOBODY.uid)
         .gid(NOBODY.gid)
-        .current_dir(&mine)
+        .current_dir("/")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
         .spawn()
-        .expect("otto-agent --wall");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"PATH=/usr/bin:/bin\0")
-        .expect("env");
-    let out = child.wait_with_output().expect("wait");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
-    assert!(!text.contains("CHANGED"), "{text}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
-        ["chmod-inside", "wrote-dev-null", "65534"],
-        "{text}"
-    );
+        .expect("otto-agent --wall-hold");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut ready,
+    )
+    .expect("ready");
+    assert_eq!(ready.trim(), "ready");
+    for enter in [None, Some(holder.id())] {
+        let _ = fs::remove_file(mine.join("f"));
+        let spec = serde_json::json!({
+            "read": ["/"], "write": [mine, "/dev/null"], "landlock": false, "read_only": true,
+            "required": true, "enter": enter, "user": null, "nproc": null, "memory": 1u64 << 30,
+        });
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_otto-agent"))
+            .arg("--wall")
+            .arg(spec.to_string())
+            .args(["--", "/bin/sh", "-c"])
+            .arg(
+                r#"chmod 0777 "$1" 2>/dev/null && echo CHANGED; touch -c -d 2001-02-03 "$1" 2>/dev/null && echo CHANGED
+                   echo x > "$2/f" && chmod 0600 "$2/f" && echo chmod-inside
+                   echo x > /dev/null && echo wrote-dev-null; id -u"#,
+            )
+            .arg("sh")
+            .args([&outside, &mine])
+            .uid(NOBODY.uid)
+            .gid(NOBODY.gid)
+            .current_dir(&mine)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("otto-agent --wall");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"PATH=/usr/bin:/bin\0")
+            .expect("env");
+        let out = child.wait_with_output().expect("wait");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{text}");
+        assert!(!text.contains("CHANGED"), "{text}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .collect::<Vec<_>>(),
+            ["chmod-inside", "wrote-dev-null", "65534"],
+            "{text}"
+        );
+    }
+    drop(holder.stdin.take());
+    assert!(holder.wait().expect("holder").success());
     assert_eq!(attributes(&outside).0 & 0o7777, 0o644);
 }
