@@ -21,10 +21,11 @@ use crate::envelope::{Envelope, NodeCertificate};
 use crate::handoff::{Accept, Offer, Reject, RejectCode, Retry};
 use crate::limits::{
     MAX_ACCEPT_BYTES, MAX_ARTIFACT_CHUNK_BYTES, MAX_ARTIFACT_REQUEST_BYTES, MAX_DEPTH,
-    MAX_ENVELOPE_BYTES, MAX_JOIN_REQUEST_BYTES, MAX_JOIN_RESPONSE_BYTES,
-    MAX_NODE_CERTIFICATE_BYTES, MAX_OFFER_BYTES, MAX_RECEIPT_BYTES, MAX_REJECT_BYTES,
-    MAX_RETRY_BYTES, MAX_REVOCATION_LIST_BYTES, MAX_STATUS_BYTES,
+    MAX_ENVELOPE_BYTES, MAX_JOIN_REQUEST_BYTES, MAX_JOIN_RESPONSE_BYTES, MAX_LOG_LINES_BYTES,
+    MAX_LOG_REQUEST_BYTES, MAX_NODE_CERTIFICATE_BYTES, MAX_OFFER_BYTES, MAX_RECEIPT_BYTES,
+    MAX_REJECT_BYTES, MAX_RETRY_BYTES, MAX_REVOCATION_LIST_BYTES, MAX_STATUS_BYTES,
 };
+use crate::logs::{LogLines, LogRequest};
 use crate::membership::{JoinRequest, JoinResponse, RevocationList};
 use crate::receipt::{Receipt, Status};
 use crate::{ArtifactChunk, ArtifactRequest, PROTOCOL_VERSION};
@@ -57,6 +58,10 @@ pub enum Kind {
     NodeCertificate,
     /// A [`Retry`]: the run's origin asks the node that moves a stage on to run it again.
     Retry,
+    /// A [`LogRequest`] for lines of a stage's log.
+    LogRequest,
+    /// The [`LogLines`] answering a log request.
+    LogLines,
 }
 
 /// Any message, as decoded from a payload whose kind is known.
@@ -90,6 +95,10 @@ pub enum Message {
     NodeCertificate(NodeCertificate),
     /// A retry request.
     Retry(Retry),
+    /// A request for lines of a stage's log.
+    LogRequest(LogRequest),
+    /// Lines of a stage's log.
+    LogLines(LogLines),
 }
 
 /// A type that travels as the payload of one message kind.
@@ -146,6 +155,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
         Message::RevocationList(m) => encode_payload(m),
         Message::NodeCertificate(m) => encode_payload(m),
         Message::Retry(m) => encode_payload(m),
+        Message::LogRequest(m) => encode_payload(m),
+        Message::LogLines(m) => encode_payload(m),
     }
 }
 
@@ -166,6 +177,8 @@ pub fn decode(kind: &str, bytes: &[u8]) -> Result<Message, DecodeError> {
         Kind::RevocationList => Message::RevocationList(decode_payload(bytes)?),
         Kind::NodeCertificate => Message::NodeCertificate(decode_payload(bytes)?),
         Kind::Retry => Message::Retry(decode_payload(bytes)?),
+        Kind::LogRequest => Message::LogRequest(decode_payload(bytes)?),
+        Kind::LogLines => Message::LogLines(decode_payload(bytes)?),
     })
 }
 
@@ -231,7 +244,7 @@ pub fn check_len(kind: Kind, len: usize) -> Result<(), DecodeError> {
 
 impl Kind {
     /// Every kind, in the order of the documentation.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 14] = [
         Self::Offer,
         Self::Accept,
         Self::Reject,
@@ -244,6 +257,8 @@ impl Kind {
         Self::RevocationList,
         Self::NodeCertificate,
         Self::Retry,
+        Self::LogRequest,
+        Self::LogLines,
     ];
 
     /// The kind's name, e.g. `artifact_request`.
@@ -261,6 +276,8 @@ impl Kind {
             Self::RevocationList => "revocation_list",
             Self::NodeCertificate => "node_certificate",
             Self::Retry => "retry",
+            Self::LogRequest => "log_request",
+            Self::LogLines => "log_lines",
         }
     }
 
@@ -279,6 +296,8 @@ impl Kind {
             Self::RevocationList => "application/vnd.otto.revocation-list+cbor",
             Self::NodeCertificate => "application/vnd.otto.node-certificate+cbor",
             Self::Retry => "application/vnd.otto.retry+cbor",
+            Self::LogRequest => "application/vnd.otto.log-request+cbor",
+            Self::LogLines => "application/vnd.otto.log-lines+cbor",
         }
     }
 
@@ -297,6 +316,8 @@ impl Kind {
             Self::RevocationList => MAX_REVOCATION_LIST_BYTES,
             Self::NodeCertificate => MAX_NODE_CERTIFICATE_BYTES,
             Self::Retry => MAX_RETRY_BYTES,
+            Self::LogRequest => MAX_LOG_REQUEST_BYTES,
+            Self::LogLines => MAX_LOG_LINES_BYTES,
         }
     }
 
@@ -324,6 +345,8 @@ impl Message {
             Self::RevocationList(_) => Kind::RevocationList,
             Self::NodeCertificate(_) => Kind::NodeCertificate,
             Self::Retry(_) => Kind::Retry,
+            Self::LogRequest(_) => Kind::LogRequest,
+            Self::LogLines(_) => Kind::LogLines,
         }
     }
 
@@ -349,6 +372,8 @@ impl Message {
             Self::RevocationList(m) => serde_json::to_value(m),
             Self::NodeCertificate(m) => serde_json::to_value(m),
             Self::Retry(m) => serde_json::to_value(m),
+            Self::LogRequest(m) => serde_json::to_value(m),
+            Self::LogLines(m) => serde_json::to_value(m),
         };
         // SAFETY: these types serialize to JSON without error: maps have string keys and
         // no Serialize impl of theirs fails.
@@ -397,6 +422,8 @@ impl Message {
             Kind::RevocationList => parse::<RevocationList>(value),
             Kind::NodeCertificate => parse::<NodeCertificate>(value),
             Kind::Retry => parse::<Retry>(value),
+            Kind::LogRequest => parse::<LogRequest>(value),
+            Kind::LogLines => parse::<LogLines>(value),
         }
     }
 }
@@ -465,6 +492,8 @@ payloads!(
     RevocationList,
     NodeCertificate,
     Retry,
+    LogRequest,
+    LogLines,
 );
 
 /// CBOR major type of unsigned integers.

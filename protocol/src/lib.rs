@@ -28,6 +28,7 @@ mod bytes;
 mod codec;
 pub mod envelope;
 mod handoff;
+mod logs;
 mod membership;
 mod receipt;
 pub mod time;
@@ -42,6 +43,7 @@ pub use envelope::{Envelope, NodeCertificate, Signature, ed25519_keyid, pae};
 pub use handoff::{
     Accept, Facts, GitBundle, InputArtifact, Offer, Reject, RejectCode, Retry, RunSource,
 };
+pub use logs::{LogLines, LogRequest};
 pub use membership::{JoinRequest, JoinResponse, Revocation, RevocationList, Scope};
 pub use receipt::{Artifact, NodeIdentity, Outcome, Receipt, StageState, Status};
 

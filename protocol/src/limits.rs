@@ -30,6 +30,11 @@ pub const MAX_ARTIFACT_REQUEST_BYTES: usize = KIB;
 pub const MAX_ARTIFACT_CHUNK_DATA: usize = MIB;
 /// Largest encoded artifact chunk: [`MAX_ARTIFACT_CHUNK_DATA`] plus 1 KiB for the other fields.
 pub const MAX_ARTIFACT_CHUNK_BYTES: usize = MAX_ARTIFACT_CHUNK_DATA + KIB;
+/// Largest encoded log request: 1 KiB.
+pub const MAX_LOG_REQUEST_BYTES: usize = KIB;
+/// Largest encoded log lines answer: 128 KiB (it travels as an answer on
+/// `/otto/handoff/1`, whose answers are at most 192 KiB with their envelope).
+pub const MAX_LOG_LINES_BYTES: usize = 128 * KIB;
 /// Largest encoded join request: 128 KiB.
 pub const MAX_JOIN_REQUEST_BYTES: usize = 128 * KIB;
 /// Largest encoded join response: 128 KiB.
@@ -58,6 +63,8 @@ pub const MAX_UPSTREAM: usize = 1024;
 pub const MAX_VARS: usize = 1024;
 /// Most log lines in one status event.
 pub const MAX_LOG_LINES: usize = 256;
+/// Most lines in one log lines answer.
+pub const MAX_LOG_FETCH_LINES: usize = 4096;
 /// Most signatures on one envelope.
 pub const MAX_SIGNATURES: usize = 16;
 /// Most addresses in a join request.
@@ -76,5 +83,8 @@ pub const MAX_NAME_LEN: usize = 256;
 pub const MAX_TEXT_LEN: usize = 4 * KIB;
 /// Sender bound for one log line in a status event: 2 KiB of UTF-8 (split longer lines).
 pub const MAX_LOG_LINE_LEN: usize = 2 * KIB;
+/// Sender bound for the text of one log lines answer: 96 KiB of UTF-8 over all its lines
+/// (each within [`MAX_LOG_LINE_LEN`]).
+pub const MAX_LOG_FETCH_BYTES: usize = 96 * KIB;
 /// Sender bound for an invite token in a join request: 8 KiB.
 pub const MAX_TOKEN_LEN: usize = 8 * KIB;

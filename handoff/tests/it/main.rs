@@ -10,6 +10,7 @@ mod attest;
 mod bundle;
 mod chain;
 mod gossip;
+mod logfetch;
 mod machine_receiver;
 mod machine_restore;
 mod machine_sender;

@@ -44,6 +44,7 @@
 //! the receipts again when it starts, when a notice was dropped, and every
 //! [`MAINTAIN_EVERY`] (an owner no known node answered to yet, a full machine).
 
+pub mod logfetch;
 mod offers;
 mod status;
 
@@ -181,6 +182,27 @@ enum Done {
     ReceiptSent(HandoffId, Result<(), String>),
     /// The node the receipt went to refused it with a signed reject, in these words.
     ReceiptRefused(HandoffId, String),
+    /// A fetch of the missed lines of another node's stage log ended, after this many
+    /// requests: caught up, or why not.
+    LogFetched(RunId, String, u32, Result<(), String>),
+}
+
+/// The fetches of the missed lines of another node's stage log, per copy (run, stage).
+#[derive(Debug)]
+struct LogFetch {
+    /// The node whose numbering the copy follows, and its key: the only one asked.
+    peer: PeerId,
+    key: PublicKey,
+    /// The attempt the lines are written under.
+    attempt: u32,
+    /// The runner's number of the last line it is known to have written.
+    want: u64,
+    /// Requests this copy may still make ([`otto_handoff::logseq::FETCH_REQUESTS`]).
+    left: u32,
+    /// Whether a fetch is under way.
+    busy: bool,
+    /// Whether fetching ended for good: jumps are marked as gaps at once.
+    done: bool,
 }
 
 struct Exchange {
@@ -214,6 +236,8 @@ struct Exchange {
     /// The run's origin's signed retries of stages this node moves on, by (run, stage),
     /// with their attempt: the next offer of the stage carries it.
     retries: HashMap<(RunId, String), (u32, Envelope)>,
+    /// Fetches of lines missed from other nodes' stage logs.
+    fetches: HashMap<(RunId, String), LogFetch>,
 }
 
 /// When the ends of each run were last told again on each peer's subscription: at most
@@ -296,6 +320,7 @@ impl Exchange {
             deferred: Vec::new(),
             told: Told::default(),
             retries: HashMap::new(),
+            fetches: HashMap::new(),
         };
         (exchange, done)
     }
@@ -554,6 +579,7 @@ impl Exchange {
         self.receipt_replies.retain(|(r, _, _), _| *r != text);
         self.unresolved.retain(|(r, _), _| *r != run);
         self.retries.retain(|(r, _), _| *r != run);
+        self.fetches.retain(|(r, _), f| *r != run || f.busy);
         self.status.forget(run);
         if let Err(error) = self.parts.mesh.unsubscribe(&text).await {
             tracing::debug!(target: TARGET, %run, %error, "cannot leave the run's topic");
@@ -579,6 +605,14 @@ impl Exchange {
                 envelope,
             } => {
                 self.on_gossip(&run, &author, envelope.into_inner()).await;
+                Ok(())
+            }
+            mesh::Event::LogRequest {
+                peer,
+                envelope,
+                reply,
+            } => {
+                self.on_log_request(peer, envelope, reply).await;
                 Ok(())
             }
             mesh::Event::Subscribed { run, peer } => {
@@ -819,6 +853,10 @@ impl Exchange {
             }
             Done::ReceiptSent(id, Err(error)) => command::ReceiptFailed { id, error, now }.into(),
             Done::ReceiptRefused(id, reason) => command::ReceiptRefused { id, reason, now }.into(),
+            Done::LogFetched(run, stage, used, result) => {
+                self.log_fetched(run, stage, used, result).await;
+                return Ok(());
+            }
         };
         let event = self.machine.handle(command);
         self.after(event).await
@@ -1749,8 +1787,13 @@ impl Exchange {
             self.status.remote(run, &status.stage);
             let (stage, attempt) = (status.stage.clone(), status.attempt.max(1));
             let known = here.as_ref().is_some_and(|h| h.attempt_ended(attempt));
-            let runner = peer_key(author).map_or([0; 8], |key| runner_tag(&key));
-            let update = status::remote_update(run, &who, runner, status);
+            let key = peer_key(author);
+            let runner = key.as_ref().map_or([0; 8], logfetch::runner_tag);
+            let mut update = status::remote_update(run, &who, runner, status);
+            let copy = (run, update.stage.clone());
+            // A jump is held back while the missed lines can still be fetched.
+            update.hold_jumps = key.is_some() && !self.fetches.get(&copy).is_some_and(|f| f.done);
+            let arriving = update.log.len() as u64;
             let end = update.ended.as_ref().map(|e| status::LearntEnd {
                 run,
                 stage,
@@ -1758,14 +1801,255 @@ impl Exchange {
                 state: e.state,
                 origin: update.note.clone().unwrap_or_default(),
             });
-            if let Err(error) = self.parts.engine.remote_stage(update).await {
-                tracing::debug!(target: TARGET, %run, %error, "cannot record a status event");
-                return;
+            let placed = match self.parts.engine.remote_stage(update).await {
+                Ok(placed) => placed,
+                Err(error) => {
+                    tracing::debug!(target: TARGET, %run, %error, "cannot record a status event");
+                    return;
+                }
+            };
+            if let (Some(store::Placed::Held { first, .. }), Some(key)) = (placed, key) {
+                // The runner wrote every line up to the last that arrived (with none, up
+                // to the one before its next).
+                let want = (first + arriving).saturating_sub(1);
+                self.held(copy, *author, key, attempt, want);
             }
             if let Some(end) = end {
                 self.ended_elsewhere(&end, known).await;
             }
         }
+    }
+
+    /// Lines of `copy` up to the runner's line `want` were held back: fetches the missed
+    /// ones from the runner (`peer`, whose key is `key`), unless a fetch is under way (it
+    /// goes on to `want` when it ends).
+    fn held(
+        &mut self,
+        copy: (RunId, String),
+        peer: PeerId,
+        key: PublicKey,
+        attempt: u32,
+        want: u64,
+    ) {
+        let fetch = self.fetches.entry(copy.clone()).or_insert(LogFetch {
+            peer,
+            key,
+            attempt,
+            want,
+            left: otto_handoff::logseq::FETCH_REQUESTS,
+            busy: false,
+            done: false,
+        });
+        if fetch.peer != peer {
+            // Another runner (a later attempt elsewhere): its numbering starts afresh.
+            fetch.peer = peer;
+            fetch.key = key;
+            fetch.want = want;
+        }
+        fetch.attempt = attempt;
+        fetch.want = fetch.want.max(want);
+        if !fetch.busy {
+            self.start_fetch(copy);
+        }
+    }
+
+    /// Starts the fetch of `copy`'s missed lines in the background; it reports with
+    /// [`Done::LogFetched`].
+    fn start_fetch(&mut self, copy: (RunId, String)) {
+        let Some(fetch) = self.fetches.get_mut(&copy) else {
+            return;
+        };
+        fetch.busy = true;
+        let (peer, key, attempt, want, left) =
+            (fetch.peer, fetch.key, fetch.attempt, fetch.want, fetch.left);
+        let parts = self.parts.clone();
+        let done = self.done_tx.clone();
+        tokio::spawn(async move {
+            let (run, stage) = copy;
+            let mut used = 0;
+            let fill = fill(
+                &parts, run, &stage, peer, &key, attempt, want, left, &mut used,
+            );
+            let result = match tokio::time::timeout(logfetch::FETCH_DEADLINE, fill).await {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "the missed lines of stage '{stage}' did not come within {} s",
+                    logfetch::FETCH_DEADLINE.as_secs()
+                )),
+            };
+            let _ = done.send(Done::LogFetched(run, stage, used, result)).await;
+        });
+    }
+
+    /// A fetch of `stage`'s missed lines ended: goes on when more were held meanwhile, and
+    /// when it failed or ran out of requests marks what is still missing as a gap, and
+    /// fetches no more for this copy.
+    async fn log_fetched(
+        &mut self,
+        run: RunId,
+        stage: String,
+        used: u32,
+        result: Result<(), String>,
+    ) {
+        let copy = (run, stage);
+        let Some(fetch) = self.fetches.get_mut(&copy) else {
+            return;
+        };
+        fetch.busy = false;
+        fetch.left = fetch.left.saturating_sub(used);
+        let logs = self.parts.engine.logs().clone();
+        let (tail_run, tail_stage) = copy.clone();
+        let tail = blocking(move || logs.tail(&tail_run, &tail_stage))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let runner = logfetch::runner_tag(&fetch.key);
+        let missing = otto_handoff::logseq::ask(tail, runner, fetch.want).is_some();
+        let error = match result {
+            Err(error) => Some(error),
+            Ok(()) if missing && fetch.left == 0 => Some(format!(
+                "stage '{}': at most {} requests for the missed lines of one log",
+                copy.1,
+                otto_handoff::logseq::FETCH_REQUESTS
+            )),
+            Ok(()) => None,
+        };
+        match error {
+            None if missing => self.start_fetch(copy),
+            None => {
+                if used > 0 {
+                    tracing::info!(target: TARGET, %run, stage = %copy.1, requests = used, upto = fetch.want, "fetched the log lines missed from the stage's runner");
+                }
+            }
+            Some(error) => {
+                tracing::warn!(target: TARGET, %run, %error, "missed log lines not fetched; they are marked as not received");
+                fetch.done = true;
+                let mark = RemoteStage {
+                    run,
+                    stage: copy.1.clone(),
+                    ended: None,
+                    note: None,
+                    log: Vec::new(),
+                    attempt: fetch.attempt,
+                    numbered: Some((runner, fetch.want.saturating_add(1))),
+                    hold_jumps: false,
+                };
+                if let Err(error) = self.parts.engine.remote_stage(mark).await {
+                    tracing::warn!(target: TARGET, %run, %error, "cannot mark missed log lines");
+                }
+            }
+        }
+    }
+
+    /// Answers a node's request for lines of a stage log of this node's own
+    /// ([`otto_handoff::logseq`]: a node of the run asks, this node ran the stage; its own
+    /// lines, within the bounds), signed; anything else gets a signed reject.
+    async fn on_log_request(
+        &mut self,
+        peer: PeerId,
+        envelope: Unverified<Envelope>,
+        reply: ResponseHandle,
+    ) {
+        let refuse = |code: otto_protocol::RejectCode, message: String| otto_protocol::Reject {
+            id: HandoffId([0; 16]),
+            code,
+            message,
+            hint: None,
+        };
+        let verdict = self.judge_log_request(&peer, envelope).await;
+        let message = match verdict {
+            Ok((request, serve, run)) => {
+                let logs = self.parts.engine.logs().clone();
+                let membership = self.parts.membership.clone();
+                tokio::spawn(async move {
+                    let stage = request.stage.clone();
+                    let read = blocking(move || -> Result<_, store::Error> {
+                        let page = logs.read(&run, &stage, serve.after, serve.lines)?;
+                        let last = logs.last_seq(&run, &stage)?;
+                        Ok((page, last))
+                    })
+                    .await;
+                    let message = match read {
+                        Ok((page, last)) => Message::LogLines(otto_handoff::logseq::answer(
+                            &request,
+                            &serve,
+                            page.lines.into_iter().map(|l| l.text),
+                            last,
+                        )),
+                        Err(error) => Message::Reject(refuse(
+                            otto_protocol::RejectCode::Internal,
+                            format!("cannot read the log: {error}"),
+                        )),
+                    };
+                    answer_with(&membership, reply, &message).await;
+                });
+                return;
+            }
+            Err((code, reason)) => {
+                tracing::debug!(target: TARGET, %peer, %reason, "a request for log lines refused");
+                Message::Reject(refuse(code, reason))
+            }
+        };
+        answer_with(&self.parts.membership, reply, &message).await;
+    }
+
+    /// Whether `peer`'s log request is served, and what to read for it.
+    async fn judge_log_request(
+        &mut self,
+        peer: &PeerId,
+        envelope: Unverified<Envelope>,
+    ) -> Result<
+        (
+            otto_protocol::LogRequest,
+            otto_handoff::logseq::Serve,
+            RunId,
+        ),
+        (otto_protocol::RejectCode, String),
+    > {
+        use otto_protocol::RejectCode;
+        let key = peer_key(peer).ok_or((RejectCode::BadSignature, "no Ed25519 key".to_owned()))?;
+        let envelope = envelope.verify(&key).map_err(|e| {
+            (
+                RejectCode::BadSignature,
+                format!("the request's signature: {e}"),
+            )
+        })?;
+        let request: otto_protocol::LogRequest = envelope
+            .payload_as()
+            .map_err(|e| (RejectCode::Malformed, e.to_string()))?;
+        let serve =
+            otto_handoff::logseq::serve(&request).map_err(|e| (RejectCode::Malformed, e))?;
+        let unknown = || {
+            (
+                RejectCode::Malformed,
+                format!(
+                    "no stage '{}' of run {} ran here",
+                    request.stage.escape_default(),
+                    request.run.escape_default()
+                ),
+            )
+        };
+        let run: RunId = request.run.parse().map_err(|_| unknown())?;
+        let cert = self.parts.membership.verified_peer(peer).ok_or((
+            RejectCode::UnknownOrg,
+            "this node does not trust the asking node".to_owned(),
+        ))?;
+        let here = self.here(run, &request.stage).await.ok_or_else(unknown)?;
+        if !here.mine || here.stage.is_none() {
+            return Err(unknown());
+        }
+        let body = self.plan(run).await.ok_or_else(unknown)?;
+        let given_by = self
+            .running
+            .get(&(run, request.stage.clone()))
+            .and_then(|id| self.offers.get(id))
+            .and_then(|offer| sender_peer(offer))
+            .and_then(|p| p.parse::<PeerId>().ok())
+            .and_then(|p| peer_key(&p));
+        otto_handoff::logseq::may_fetch(&body, cert.node_key(), cert.org_key(), given_by.as_ref())
+            .map_err(|e| (RejectCode::UnknownOrg, e))?;
+        Ok((request, serve, run))
     }
 
     /// Whether `author`'s `word` about `stage` of `run` counts here ([`rules::may_tell`]:
@@ -2103,6 +2387,92 @@ async fn send_receipt(
     }
 }
 
+/// Fetches the missed lines of `stage`'s copy from its runner `peer` (key `key`) up to the
+/// runner's line `want`, request after request ([`otto_handoff::logseq::ask`]), each
+/// answer judged by [`logfetch::request`] and written as the runner numbered it; at most
+/// `left` requests, counted in `used`. `Ok` once the copy holds every line up to `want`.
+#[allow(clippy::too_many_arguments)]
+async fn fill(
+    parts: &ExchangeParts,
+    run: RunId,
+    stage: &str,
+    peer: PeerId,
+    key: &PublicKey,
+    attempt: u32,
+    want: u64,
+    left: u32,
+    used: &mut u32,
+) -> Result<(), String> {
+    let runner = logfetch::runner_tag(key);
+    let text = run.to_string();
+    loop {
+        let logs = parts.engine.logs().clone();
+        let id = stage.to_owned();
+        let tail = blocking(move || logs.tail(&run, &id))
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
+        let Some(ask) = otto_handoff::logseq::ask(tail, runner, want) else {
+            return Ok(());
+        };
+        if *used >= left {
+            return Ok(());
+        }
+        *used += 1;
+        connect(parts, peer).await?;
+        let request = parts
+            .membership
+            .sign(&Message::LogRequest(ask.request(&text, stage)))
+            .map_err(|e| e.to_string())?;
+        let (taken, lines) =
+            logfetch::request(&parts.mesh, peer, key, request, &ask, &text, stage).await?;
+        if taken.count > 0 {
+            let update = RemoteStage {
+                run,
+                stage: stage.to_owned(),
+                ended: None,
+                note: None,
+                log: lines,
+                attempt,
+                numbered: Some((runner, taken.first)),
+                hold_jumps: false,
+            };
+            parts
+                .engine
+                .remote_stage(update)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if taken.done {
+            let logs = parts.engine.logs().clone();
+            let id = stage.to_owned();
+            let tail = blocking(move || logs.tail(&run, &id))
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap_or_default();
+            if otto_handoff::logseq::ask(tail, runner, want).is_some() {
+                return Err(format!(
+                    "the node that ran stage '{stage}' holds no more of the lines missed here"
+                ));
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Signs `message` and sends it as the answer through `reply`.
+async fn answer_with(membership: &Membership, reply: ResponseHandle, message: &Message) {
+    let peer = *reply.peer();
+    match membership.sign(message) {
+        Ok(envelope) => {
+            if let Err(error) = reply.send(envelope).await {
+                tracing::debug!(target: TARGET, %peer, %error, "cannot answer a log request");
+            }
+        }
+        Err(error) => tracing::warn!(target: TARGET, %error, "cannot sign an answer"),
+    }
+}
+
 /// Dials `peer` at its known addresses unless a connection is open.
 async fn connect(parts: &ExchangeParts, peer: PeerId) -> Result<(), String> {
     if parts.membership.is_connected(&peer) {
@@ -2301,11 +2671,4 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-/// The first 8 bytes of a node's key: whose numbering a copy of a log follows.
-fn runner_tag(key: &PublicKey) -> [u8; 8] {
-    let mut tag = [0u8; 8];
-    tag.copy_from_slice(&key.as_bytes()[..8]);
-    tag
 }

@@ -9,7 +9,7 @@
 //! (`log_seq`), so the others keep the lines in order, drop repeats and see what they
 //! missed; lines not yet sent wait for the next flush, and a stage more than
 //! [`MAX_BACKLOG`] lines behind skips to its latest lines (the others fetch what they
-//! missed, or mark it as not received).
+//! missed, `logfetch.rs`, or mark it as not received).
 //!
 //! # Relayed ends
 //!
@@ -362,20 +362,9 @@ impl Publisher {
     }
 }
 
-/// A log line as it goes into a status event: cut at the protocol's bound for one line
-/// (at a character boundary), with `…` marking the cut.
-pub(crate) fn relay_text(mut text: String) -> String {
-    const MAX: usize = otto_protocol::limits::MAX_LOG_LINE_LEN;
-    if text.len() <= MAX {
-        return text;
-    }
-    let mut end = MAX - '…'.len_utf8();
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push('…');
-    text
+/// A log line as it goes into a status event: [`otto_handoff::logseq::wire_text`].
+pub(crate) fn relay_text(text: String) -> String {
+    otto_handoff::logseq::wire_text(text)
 }
 
 /// What a status event of another node's stage changes here: its note and log lines,

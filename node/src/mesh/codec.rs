@@ -21,7 +21,8 @@ use futures::prelude::*;
 use libp2p::StreamProtocol;
 use libp2p::request_response::Codec;
 use otto_protocol::limits::{
-    MAX_ACCEPT_BYTES, MAX_ENVELOPE_BYTES, MAX_JOIN_RESPONSE_BYTES, MAX_REJECT_BYTES,
+    MAX_ACCEPT_BYTES, MAX_ENVELOPE_BYTES, MAX_JOIN_RESPONSE_BYTES, MAX_LOG_LINES_BYTES,
+    MAX_REJECT_BYTES,
 };
 use otto_protocol::{DecodeError, Envelope, Kind};
 
@@ -29,23 +30,29 @@ use otto_protocol::{DecodeError, Envelope, Kind};
 /// signatures, [`MAX_ENVELOPE_BYTES`].
 pub const MAX_REQUEST_BYTES: usize = MAX_ENVELOPE_BYTES;
 
-/// The largest answer: the largest answer payload (a join response, 128 KiB) plus 64 KiB
-/// for the payload type and signatures.
+/// The largest answer: the largest answer payload (a join response or log lines, 128 KiB)
+/// plus 64 KiB for the payload type and signatures.
 pub const MAX_ANSWER_BYTES: usize = max(
     max(MAX_ACCEPT_BYTES, MAX_REJECT_BYTES),
-    MAX_JOIN_RESPONSE_BYTES,
+    max(MAX_JOIN_RESPONSE_BYTES, MAX_LOG_LINES_BYTES),
 ) + 64 * 1024;
 
 /// The payload types a request on `/otto/handoff/1` may carry.
-pub(crate) const REQUEST_KINDS: [Kind; 4] = [
+pub(crate) const REQUEST_KINDS: [Kind; 5] = [
     Kind::Offer,
     Kind::Receipt,
     Kind::JoinRequest,
     Kind::RevocationList,
+    Kind::LogRequest,
 ];
 
 /// The payload types an answer on `/otto/handoff/1` may carry.
-pub(crate) const ANSWER_KINDS: [Kind; 3] = [Kind::Accept, Kind::Reject, Kind::JoinResponse];
+pub(crate) const ANSWER_KINDS: [Kind; 4] = [
+    Kind::Accept,
+    Kind::Reject,
+    Kind::JoinResponse,
+    Kind::LogLines,
+];
 
 /// A request as read from a stream: an envelope of an allowed kind within its limits, or
 /// the reason it is not one.

@@ -6,7 +6,7 @@
 //! | protocol | what | shape |
 //! |---|---|---|
 //! | `/ipfs/id/1.0.0`, `/ipfs/ping/1.0.0` | identify, ping | standard, open to every peer |
-//! | [`HANDOFF_PROTOCOL`] `/otto/handoff/1` | offers, receipts, join requests and revocation lists, each answered by one envelope | request-response (`codec.rs`) |
+//! | [`HANDOFF_PROTOCOL`] `/otto/handoff/1` | offers, receipts, join requests, revocation lists and log requests, each answered by one envelope | request-response (`codec.rs`) |
 //! | [`ARTIFACT_PROTOCOL`] `/otto/artifact/1` | artifact bytes, chunked and resumable | one stream per fetch (`artifact.rs`) |
 //! | gossipsub `otto/run/<run>/status` | signed status events of a run | gossip (`gossip.rs`) |
 //!
@@ -195,6 +195,16 @@ pub enum Event {
         /// The delivering peer (not necessarily of the org that signed the list).
         peer: PeerId,
         /// The revocation list envelope, its signature (by the org key) not yet checked.
+        envelope: Unverified<Envelope>,
+        /// Where the answer goes.
+        reply: ResponseHandle,
+    },
+    /// A peer the policy allows asks for lines of a stage's log; answer with the
+    /// `log_lines` (or a `reject`) through `reply`.
+    LogRequest {
+        /// The asking peer.
+        peer: PeerId,
+        /// The log request envelope, its signatures not yet checked.
         envelope: Unverified<Envelope>,
         /// Where the answer goes.
         reply: ResponseHandle,
@@ -655,6 +665,16 @@ impl Client {
         self.request(peer, Kind::RevocationList, list).await
     }
 
+    /// Sends a signed log request to `peer` over `/otto/handoff/1` and returns its answer:
+    /// the `log_lines` (or a `reject`), whose signature the caller checks.
+    pub async fn request_log(
+        &self,
+        peer: PeerId,
+        request: Envelope,
+    ) -> Result<Unverified<Envelope>, MeshError> {
+        self.request(peer, Kind::LogRequest, request).await
+    }
+
     /// Fetches the artifact `sha256` from `peer` over `/otto/artifact/1` into the file at
     /// `dest` and checks its digest.
     ///
@@ -940,7 +960,7 @@ impl EventLoop {
             return Err(match err {
                 DecodeError::UnknownKind(got) | DecodeError::Malformed(got) => {
                     MeshError::WrongKind {
-                        expected: "accept, reject or join_response".to_owned(),
+                        expected: "accept, reject, join_response or log_lines".to_owned(),
                         got,
                     }
                 }
@@ -1214,6 +1234,11 @@ impl EventLoop {
                 reply,
             },
             Some(Kind::RevocationList) => Event::Revocation {
+                peer,
+                envelope: unverified,
+                reply,
+            },
+            Some(Kind::LogRequest) => Event::LogRequest {
                 peer,
                 envelope: unverified,
                 reply,

@@ -16,6 +16,7 @@ mod logs;
 mod mesh;
 mod mesh_artifact;
 mod mesh_gossip;
+mod mesh_logfetch;
 mod mesh_revocation;
 mod store;
 mod store_crash;

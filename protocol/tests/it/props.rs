@@ -3,16 +3,16 @@
 //! within the documented sender bounds always fit their kind's limit.
 
 use otto_protocol::limits::{
-    MAX_ADDRS, MAX_ARTIFACT_CHUNK_DATA, MAX_ARTIFACTS, MAX_LOG_LINE_LEN, MAX_LOG_LINES,
-    MAX_NAME_LEN, MAX_NODE_CERTIFICATE_BYTES, MAX_REVOKED, MAX_SCOPE_ENTRIES, MAX_SIGNATURES,
-    MAX_TEXT_LEN, MAX_TOKEN_LEN, MAX_UPSTREAM,
+    MAX_ADDRS, MAX_ARTIFACT_CHUNK_DATA, MAX_ARTIFACTS, MAX_LOG_FETCH_BYTES, MAX_LOG_FETCH_LINES,
+    MAX_LOG_LINE_LEN, MAX_LOG_LINES, MAX_NAME_LEN, MAX_NODE_CERTIFICATE_BYTES, MAX_REVOKED,
+    MAX_SCOPE_ENTRIES, MAX_SIGNATURES, MAX_TEXT_LEN, MAX_TOKEN_LEN, MAX_UPSTREAM,
 };
 use otto_protocol::{
     Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, GitBundle,
-    HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Kind, Message, NodeCertificate,
-    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Retry, Revocation, RevocationList,
-    RunSource, Scope, Signature, StageState, Status, decode, decode_envelope, encode,
-    encode_envelope,
+    HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Kind, LogLines, LogRequest,
+    Message, NodeCertificate, NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Retry,
+    Revocation, RevocationList, RunSource, Scope, Signature, StageState, Status, decode,
+    decode_envelope, encode, encode_envelope,
 };
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -104,6 +104,8 @@ fn any_message() -> impl Strategy<Value = Message> {
         revocation_list(text(32), 4).prop_map(Message::from),
         certificate(text(32), 4).prop_map(Message::from),
         retry(text(32), text(64), envelope(256).boxed()).prop_map(Message::from),
+        log_request(text(32)).prop_map(Message::from),
+        log_lines(text(32), text(64), 8).prop_map(Message::from),
     ]
 }
 
@@ -125,6 +127,13 @@ fn bounded_message() -> impl Strategy<Value = Message> {
             name(),
             text(MAX_TEXT_LEN),
             certificate_envelope(name(), MAX_SCOPE_ENTRIES).boxed()
+        )
+        .prop_map(Message::from),
+        log_request(name()).prop_map(Message::from),
+        log_lines(
+            name(),
+            text(MAX_LOG_LINE_LEN),
+            MAX_LOG_FETCH_BYTES / MAX_LOG_LINE_LEN
         )
         .prop_map(Message::from),
     ]
@@ -451,6 +460,48 @@ fn status(
         )
 }
 
+fn log_request(name: BoxedStrategy<String>) -> impl Strategy<Value = LogRequest> {
+    (
+        name.clone(),
+        name,
+        any::<u64>(),
+        any::<u64>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(run, stage, after, upto, max_lines, max_bytes)| LogRequest {
+                run,
+                stage,
+                after,
+                upto,
+                max_lines,
+                max_bytes,
+            },
+        )
+}
+
+fn log_lines(
+    name: BoxedStrategy<String>,
+    line: BoxedStrategy<String>,
+    lines: usize,
+) -> impl Strategy<Value = LogLines> {
+    (
+        name.clone(),
+        name,
+        any::<u64>(),
+        vec(line, 0..=lines),
+        any::<u64>(),
+    )
+        .prop_map(|(run, stage, first, lines, last)| LogLines {
+            run,
+            stage,
+            first,
+            lines,
+            last,
+        })
+}
+
 fn artifact_request() -> impl Strategy<Value = ArtifactRequest> {
     (digest(), any::<u64>(), any::<u64>()).prop_map(|(sha256, offset, max_len)| ArtifactRequest {
         sha256,
@@ -680,5 +731,31 @@ fn largest_messages() -> Vec<Message> {
         }
         .into(),
         certificate.into(),
+        LogRequest {
+            run: name.clone(),
+            stage: name.clone(),
+            after: max,
+            upto: max,
+            max_lines: u32::MAX,
+            max_bytes: u32::MAX,
+        }
+        .into(),
+        // The most lines, and the longest lines, within the answer's text bound.
+        LogLines {
+            run: name.clone(),
+            stage: name.clone(),
+            first: max,
+            lines: vec!["l".repeat(MAX_LOG_FETCH_BYTES / MAX_LOG_FETCH_LINES); MAX_LOG_FETCH_LINES],
+            last: max,
+        }
+        .into(),
+        LogLines {
+            run: name.clone(),
+            stage: name.clone(),
+            first: max,
+            lines: vec!["l".repeat(MAX_LOG_LINE_LEN); MAX_LOG_FETCH_BYTES / MAX_LOG_LINE_LEN],
+            last: max,
+        }
+        .into(),
     ]
 }

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use otto_protocol::{
     Accept, Artifact, ArtifactChunk, ArtifactRequest, Digest, Envelope, Facts, GitBundle,
-    HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, Message, NodeCertificate,
-    NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Retry, Revocation, RevocationList,
-    RunSource, Scope, Signature, StageState, Status, ed25519_keyid,
+    HandoffId, InputArtifact, JoinRequest, JoinResponse, KeyBytes, LogLines, LogRequest, Message,
+    NodeCertificate, NodeIdentity, Offer, Outcome, Receipt, Reject, RejectCode, Retry, Revocation,
+    RevocationList, RunSource, Scope, Signature, StageState, Status, ed25519_keyid,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -406,6 +406,44 @@ pub(crate) fn vector_messages() -> Vec<(&'static str, Message)> {
                 log: Vec::new(),
                 log_seq: Some(5),
                 at_ms: Some((T0 + 95) * 1000 + 481),
+            }
+            .into(),
+        ),
+        (
+            "the lines dev missed of ops's Deploy",
+            LogRequest {
+                run: "run-0001".to_owned(),
+                stage: "Deploy".to_owned(),
+                after: 5,
+                upto: 1208,
+                max_lines: 4096,
+                max_bytes: 98_304,
+            }
+            .into(),
+        ),
+        (
+            "lines 6 to 8 of 1208",
+            LogLines {
+                run: "run-0001".to_owned(),
+                stage: "Deploy".to_owned(),
+                first: 6,
+                lines: vec![
+                    "ops line 6".to_owned(),
+                    "ops line 7".to_owned(),
+                    "ops line 8".to_owned(),
+                ],
+                last: 1208,
+            }
+            .into(),
+        ),
+        (
+            "no line after 1208",
+            LogLines {
+                run: "run-0001".to_owned(),
+                stage: "Deploy".to_owned(),
+                first: 1209,
+                lines: Vec::new(),
+                last: 1208,
             }
             .into(),
         ),
