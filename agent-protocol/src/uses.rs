@@ -9,7 +9,17 @@
 //!   path the entry takes to get there (the agent resolves the symbolic links already in the
 //!   workspace before it asks, see [`Covered::place`]). An entry that is byte for byte the
 //!   covered file, or a directory where the workspace has one, is left alone: writing it
-//!   would change nothing, so an artifact of the whole source tree still unpacks;
+//!   would change nothing;
+//! - nor may it write a name directly in a directory that leads to a used path (a used
+//!   file's own directory, every directory above a used path, the top of the workspace
+//!   included): a used file loads what lies beside it (Python's `json.py`, a `lib.sh` it
+//!   sources) or above it (Node's `node_modules/`, looked up in every directory on the way
+//!   to the root), and the approval covers none of that ([`Covered::judge`]). An entry may
+//!   land inside a directory that was already there and leads to nothing covered (one a
+//!   step made, such as the `in/` of `dir 'in' { unarchive … }`), so inputs are unpacked in
+//!   a directory of their own. What a used file needs beside it comes with it in `uses`;
+//! - a workspace handed on (`runtime { from }`) holds nothing in those directories but
+//!   what is covered ([`Covered::stray`]);
 //! - before each program step (`sh`, a step package) every used path must still hold what
 //!   was approved ([`check`]): a file with its digest, a directory whose regular files
 //!   give its tree digest, with no symbolic link on the way. A step that rewrote a covered
@@ -103,8 +113,11 @@ pub struct Covered {
     /// The used directories.
     used_dirs: BTreeSet<String>,
     /// Every directory that leads to a covered file, the used directories and those
-    /// inside them included.
+    /// inside them included, and the top of the workspace (`""`) once anything is covered.
     dirs: BTreeSet<String>,
+    /// Each directory that leads to a used path (not one inside a used directory), with the
+    /// used path it is named by in a refusal: one directly in it when there is one.
+    sealed: BTreeMap<String, String>,
 }
 
 /// Where an archive entry would land, as far as the approval is concerned.
@@ -169,12 +182,73 @@ impl Covered {
                 }
             }
             let mut parent = used.path.as_str();
-            while let Some((up, _)) = parent.rsplit_once('/') {
+            let mut nearest = true;
+            loop {
+                let up = parent.rsplit_once('/').map_or("", |(up, _)| up);
                 covered.dirs.insert(up.to_owned());
+                let named = covered
+                    .sealed
+                    .entry(up.to_owned())
+                    .or_insert_with(|| used.path.clone());
+                if nearest && named.rsplit_once('/').map_or("", |(up, _)| up) != up {
+                    named.clone_from(&used.path);
+                }
+                nearest = false;
+                if up.is_empty() {
+                    break;
+                }
                 parent = up;
             }
         }
         covered
+    }
+
+    /// The directories that lead to a used path, the top of the workspace (`""`) first:
+    /// nothing but what is covered may be written directly in them.
+    pub fn sealed(&self) -> impl Iterator<Item = &str> {
+        self.sealed.keys().map(String::as_str)
+    }
+
+    /// Whether `name`, found directly in the sealed directory `dir` of a workspace (one
+    /// handed on), is something the approval does not cover; why, when it is.
+    pub fn stray(&self, dir: &str, name: &str) -> Option<String> {
+        let path = join(dir, name);
+        match self.place(&path) {
+            Place::Free => Some(format!(
+                "'{path}' lies {}: name it in uses too, or hand it on in a directory of its own",
+                self.where_(dir, "in")
+            )),
+            _ => None,
+        }
+    }
+
+    /// Why nothing may be written as `path` directly in the sealed directory `dir`; `verb`
+    /// says what writing it would do (`add`, `replace`).
+    fn beside(&self, dir: &str, path: &str, verb: &str) -> String {
+        let name = path.rsplit_once('/').map_or(path, |(_, name)| name);
+        let to = if verb == "add" { "to" } else { "in" };
+        format!(
+            "it would {verb} '{name}' {}: unpack inputs in a directory of their own (dir 'in' {{ unarchive … }}) or name the file in uses",
+            self.where_(dir, to)
+        )
+    }
+
+    /// "to 'ci', the directory of 'ci/deploy.py', which … covers (uses), and …".
+    fn where_(&self, dir: &str, to: &str) -> String {
+        let used = self.sealed.get(dir).map(String::as_str).unwrap_or_default();
+        let place = if dir.is_empty() {
+            format!("{to} the top of the workspace")
+        } else {
+            format!("{to} '{dir}'")
+        };
+        let how = if used.rsplit_once('/').map_or("", |(up, _)| up) == dir {
+            "the directory of"
+        } else {
+            "which leads to"
+        };
+        format!(
+            "{place}, {how} '{used}', which the stage's approval covers (uses), and a used file may load what lies beside or above it"
+        )
     }
 
     /// Whether nothing is covered.
@@ -213,11 +287,32 @@ impl Covered {
         Place::Free
     }
 
-    /// What to do with an entry of kind `entry` that would land at `path`. A refusal says
-    /// why in words that follow "refused archive entry 'NAME': ".
-    pub fn judge(&self, path: &str, entry: Entry<'_>) -> Verdict {
+    /// What to do with an entry of kind `entry` that would land at `path`, of which the
+    /// first `existing` components are in the workspace already (a directory each, but for
+    /// the last). A refusal says why in words that follow "refused archive entry 'NAME': ".
+    ///
+    /// Where nothing covered is, the entry is written unless the first name it writes (the
+    /// first component not there yet; the entry's own name when all are there, but for a
+    /// directory that is already one) is directly in a [sealed](Self::sealed) directory.
+    pub fn judge(&self, path: &str, existing: usize, entry: Entry<'_>) -> Verdict {
         match (self.place(path), entry) {
-            (Place::Free, _) => Verdict::Write,
+            (Place::Free, _) => {
+                let parts: Vec<&str> = path.split('/').collect();
+                let (first, verb) = if existing < parts.len() {
+                    (existing, "add")
+                } else if entry == Entry::Dir {
+                    return Verdict::Write;
+                } else {
+                    (parts.len().saturating_sub(1), "replace")
+                };
+                let dir = parts.get(..first).map(|p| p.join("/")).unwrap_or_default();
+                if self.sealed.contains_key(&dir) {
+                    let at = parts.get(..=first).map(|p| p.join("/")).unwrap_or_default();
+                    Verdict::Refuse(self.beside(&dir, &at, verb))
+                } else {
+                    Verdict::Write
+                }
+            }
             (Place::File { digest }, Entry::File(got)) if got == digest => Verdict::Skip,
             (Place::File { .. }, Entry::File(got)) => Verdict::Refuse(format!(
                 "it would replace '{path}' with {got}, and the stage's approval covers that file (uses)"
@@ -234,6 +329,14 @@ impl Covered {
                 "it would put '{path}' inside '{used}', which the stage's approval covers (uses)"
             )),
         }
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
     }
 }
 
@@ -331,36 +434,37 @@ mod tests {
         let c = covered();
         let same = sha256_digest(b"echo deploying\n");
         let other = sha256_digest(b"echo evil\n");
-        assert_eq!(c.judge("deploy.sh", Entry::File(&same)), Verdict::Skip);
-        let Verdict::Refuse(why) = c.judge("deploy.sh", Entry::File(&other)) else {
+        assert_eq!(c.judge("deploy.sh", 0, Entry::File(&same)), Verdict::Skip);
+        let Verdict::Refuse(why) = c.judge("deploy.sh", 0, Entry::File(&other)) else {
             panic!("other bytes are refused");
         };
         assert!(why.contains("'deploy.sh'") && why.contains(&other), "{why}");
         for kind in [Entry::Other, Entry::Dir] {
-            assert!(matches!(c.judge("deploy.sh", kind), Verdict::Refuse(_)));
+            assert!(matches!(c.judge("deploy.sh", 0, kind), Verdict::Refuse(_)));
         }
-        assert_eq!(c.judge("", Entry::Dir), Verdict::Skip);
-        assert_eq!(c.judge("k8s", Entry::Dir), Verdict::Skip);
+        assert_eq!(c.judge("", 0, Entry::Dir), Verdict::Skip);
+        assert_eq!(c.judge("k8s", 0, Entry::Dir), Verdict::Skip);
         // A link or a file where a directory leads to covered files would shadow them.
         for path in ["k8s", "k8s/base", ""] {
             for kind in [Entry::Other, Entry::File(&same)] {
-                let Verdict::Refuse(why) = c.judge(path, kind) else {
+                let Verdict::Refuse(why) = c.judge(path, 0, kind) else {
                     panic!("{path:?} {kind:?}");
                 };
                 assert!(why.contains("directory"), "{why}");
             }
         }
-        let Verdict::Refuse(why) = c.judge("k8s/new.yaml", Entry::File(&same)) else {
+        let Verdict::Refuse(why) = c.judge("k8s/new.yaml", 0, Entry::File(&same)) else {
             panic!("an added file is refused");
         };
         assert!(why.contains("inside 'k8s'"), "{why}");
+        // Where nothing covered is, an entry lands inside a directory that was there.
         assert_eq!(
-            c.judge("out/deploy.sh", Entry::File(&other)),
+            c.judge("out/deploy.sh", 1, Entry::File(&other)),
             Verdict::Write
         );
-        assert_eq!(c.judge("link", Entry::Other), Verdict::Write);
+        assert_eq!(c.judge("out/link", 1, Entry::Other), Verdict::Write);
         assert_eq!(
-            Covered::default().judge("deploy.sh", Entry::File(&other)),
+            Covered::default().judge("deploy.sh", 0, Entry::File(&other)),
             Verdict::Write
         );
     }
@@ -375,8 +479,85 @@ mod tests {
         assert_eq!(c.place("ci/bin"), Place::Dir);
         assert_eq!(c.place("ci/other.sh"), Place::Free);
         assert!(matches!(
-            c.judge("ci/bin", Entry::Other),
+            c.judge("ci/bin", 0, Entry::Other),
             Verdict::Refuse(_)
         ));
+    }
+
+    /// F2-e of the review of #12: a used file loads what lies beside it and above it, so
+    /// nothing may be written directly in a directory that leads to a used path.
+    #[test]
+    fn nothing_is_added_beside_or_above_a_used_path() {
+        let py = sha256_digest(b"import json");
+        let deploy = used("ci/deploy.py", &py);
+        let files = check(&deploy, &Found::File(py.clone())).expect("approved");
+        let c = Covered::new(&[(deploy, files)]);
+        assert_eq!(c.sealed().collect::<Vec<_>>(), ["", "ci"]);
+        let file = Entry::File(&py);
+        for (path, existing, kind, says) in [
+            (
+                "ci/json.py",
+                1,
+                file,
+                "add 'json.py' to 'ci', the directory of 'ci/deploy.py'",
+            ),
+            ("ci/json/__init__.py", 1, file, "add 'json' to 'ci'"),
+            ("ci/json", 1, Entry::Dir, "add 'json' to 'ci'"),
+            ("ci/json", 1, Entry::Other, "add 'json' to 'ci'"),
+            (
+                "node_modules/left-pad/index.js",
+                0,
+                file,
+                "add 'node_modules' to the top of the workspace, which leads to 'ci/deploy.py'",
+            ),
+            // A file a step left there is not replaced either.
+            ("ci/notes.txt", 2, file, "replace 'notes.txt' in 'ci'"),
+        ] {
+            let Verdict::Refuse(why) = c.judge(path, existing, kind) else {
+                panic!("{path} {existing} {kind:?} is refused");
+            };
+            assert!(why.contains(says), "{path}: {why}");
+            assert!(why.contains("dir 'in' { unarchive"), "{why}");
+        }
+        // Inside a directory that was there and leads to nothing covered (a step made it):
+        // written. A directory entry where one is already changes nothing.
+        assert_eq!(c.judge("in/json.py", 1, file), Verdict::Write);
+        assert_eq!(c.judge("in/a/b", 1, Entry::Dir), Verdict::Write);
+        assert_eq!(c.judge("out", 1, Entry::Dir), Verdict::Write);
+        assert_eq!(c.judge("ci/cache", 2, Entry::Dir), Verdict::Write);
+        assert_eq!(Covered::default().judge("json.py", 0, file), Verdict::Write);
+
+        // A used file at the top: the refusal names it as the top's own.
+        let sh = sha256_digest(b"run");
+        let top = used("deploy.sh", &sh);
+        let files = check(&top, &Found::File(sh.clone())).expect("approved");
+        let both = Covered::new(&[
+            (top, files),
+            (
+                used("ci/deploy.py", &py),
+                vec![("ci/deploy.py".into(), py.clone())],
+            ),
+        ]);
+        let Verdict::Refuse(why) = both.judge("lib.sh", 0, Entry::File(&sh)) else {
+            panic!("lib.sh beside deploy.sh");
+        };
+        assert!(
+            why.contains("add 'lib.sh' to the top of the workspace, the directory of 'deploy.sh'"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_stray_is_what_a_sealed_directory_holds_beyond_the_covered_paths() {
+        let c = covered();
+        assert_eq!(c.sealed().collect::<Vec<_>>(), [""]);
+        for name in ["deploy.sh", "k8s"] {
+            assert_eq!(c.stray("", name), None, "{name}");
+        }
+        let why = c.stray("", "lib.sh").expect("lib.sh is a stray");
+        assert!(
+            why.contains("'lib.sh'") && why.contains("'deploy.sh'"),
+            "{why}"
+        );
     }
 }

@@ -230,17 +230,18 @@ pub(crate) fn extract_tar(
         }
         if let Some(guard) = guard {
             let is_dir = kind == EntryType::Directory;
-            let at = landing(guard.root, dest, &rel, is_dir)
+            let (at, existing) = landing(guard.root, dest, &rel, is_dir)
                 .map_err(|e| format!("refused archive entry '{shown}': {e}"))?;
+            let judge = |entry| guard.covered.judge(&at, existing, entry);
             let verdict = match (guard.covered.place(&at), kind) {
                 (Place::File { .. }, EntryType::Regular | EntryType::Continuous) => {
                     let digest = hash_reader(&mut entry)
                         .map_err(|e| format!("cannot read archive entry '{shown}': {e}"))?;
-                    guard.covered.judge(&at, uses::Entry::File(&digest))
+                    judge(uses::Entry::File(&digest))
                 }
-                (_, EntryType::Directory) => guard.covered.judge(&at, uses::Entry::Dir),
+                (_, EntryType::Directory) => judge(uses::Entry::Dir),
                 // A sparse file is judged as something other than the covered bytes.
-                (_, _) => guard.covered.judge(&at, uses::Entry::Other),
+                (_, _) => judge(uses::Entry::Other),
             };
             match verdict {
                 Verdict::Write => {}
@@ -265,11 +266,17 @@ pub(crate) fn extract_tar(
 }
 
 /// Where an archive entry `rel` extracted into `dest` lands, relative to the workspace
-/// `root` (`/`-separated, empty for the root itself): the symbolic links already on its
-/// way are followed, as extracting it would follow them, and so is the entry's own path
-/// when it is a directory (extracting a directory over a link to one keeps the link).
-/// Refused when it would lead outside `root` or through a link that leads nowhere.
-fn landing(root: &Path, dest: &Path, rel: &Path, follow_last: bool) -> Result<String, String> {
+/// `root` (`/`-separated, empty for the root itself), and how many of that path's leading
+/// components are there already: the symbolic links already on its way are followed, as
+/// extracting it would follow them, and so is the entry's own path when it is a directory
+/// (extracting a directory over a link to one keeps the link). Refused when it would lead
+/// outside `root` or through a link that leads nowhere.
+fn landing(
+    root: &Path,
+    dest: &Path,
+    rel: &Path,
+    follow_last: bool,
+) -> Result<(String, usize), String> {
     let parts: Vec<&std::ffi::OsStr> = rel.components().map(|c| c.as_os_str()).collect();
     let mut current = dest.to_owned();
     let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
@@ -301,8 +308,16 @@ fn landing(root: &Path, dest: &Path, rel: &Path, follow_last: bool) -> Result<St
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
+    let mut existing = out.len();
+    // The entry's own name, not followed, is there when its directory is and holds it.
+    if let [last] = rest.as_slice()
+        && !follow_last
+        && fs::symlink_metadata(current.join(last)).is_ok()
+    {
+        existing += 1;
+    }
     out.extend(rest.iter().map(|p| p.to_string_lossy().into_owned()));
-    Ok(out.join("/"))
+    Ok((out.join("/"), existing))
 }
 
 /// What the workspace `root` holds at the used path `path` (see [`uses::Found`]): every
@@ -382,6 +397,34 @@ pub(crate) fn find_used(root: &Path, path: &str) -> Found {
         }
     }
     Found::Dir(files)
+}
+
+/// The first thing the workspace `root` holds directly in a directory that leads to a used
+/// path beyond what is covered, with why (see [`Covered::stray`]). The directories are
+/// real ones: [`find_used`] found no link on the way to a used path.
+pub(crate) fn find_stray(root: &Path, covered: &Covered) -> Result<(), String> {
+    for dir in covered.sealed() {
+        let listed =
+            fs::read_dir(root.join(dir)).map_err(|e| format!("'{}': {e}", display(dir)))?;
+        let mut names = Vec::new();
+        for entry in listed {
+            let entry = entry.map_err(|e| format!("'{}': {e}", display(dir)))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Err(format!("'{}' holds a name that is not UTF-8", display(dir)));
+            };
+            names.push(name.to_owned());
+        }
+        names.sort();
+        if let Some(why) = names.iter().find_map(|name| covered.stray(dir, name)) {
+            return Err(why);
+        }
+    }
+    Ok(())
+}
+
+fn display(dir: &str) -> &str {
+    if dir.is_empty() { "." } else { dir }
 }
 
 /// `sha256:<hex>` of a regular file's bytes, never through a symbolic link.

@@ -228,7 +228,13 @@ impl Stage {
                     .map_err(|e| e.to_string())?;
                 found.push((used.clone(), files));
             }
-            self.covered = Some(Covered::new(&found));
+            let covered = Covered::new(&found);
+            if self.job.start_from.is_some() {
+                files::find_stray(&self.root, &covered).map_err(|why| {
+                    format!("the workspace handed on holds what the approval does not cover: {why}")
+                })?;
+            }
+            self.covered = Some(covered);
         }
         for cache in self.job.restore_caches.clone() {
             let root = self.root.clone();

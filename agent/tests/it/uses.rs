@@ -85,10 +85,12 @@ fn deploy_sh(node: &TestNode) -> Vec<u8> {
 #[tokio::test]
 async fn an_artifact_entry_over_a_covered_file_is_refused_however_it_gets_there() {
     let evil: &[u8] = b"echo EVIL\n";
+    // The steps make `in/`, a directory of the stage's own that leads to nothing covered,
+    // so links the archive makes there are written and what is judged is where they lead.
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "other bytes",
-            raw_tar(&[file("out/v.txt", b"v1"), file("deploy.sh", evil)]),
+            raw_tar(&[file("deploy.sh", evil), file("in/v.txt", b"v1")]),
             "it would replace 'deploy.sh' with sha256:",
         ),
         (
@@ -98,22 +100,22 @@ async fn an_artifact_entry_over_a_covered_file_is_refused_however_it_gets_there(
         ),
         (
             "a link in its place",
-            raw_tar(&[file("out/evil.sh", evil), link("deploy.sh", "out/evil.sh")]),
+            raw_tar(&[file("in/evil.sh", evil), link("deploy.sh", "in/evil.sh")]),
             "a file the stage's approval covers",
         ),
         (
             "through a link the archive made",
-            raw_tar(&[link("x", "."), file("x/deploy.sh", evil)]),
+            raw_tar(&[link("in/x", ".."), file("in/x/deploy.sh", evil)]),
             "it would replace 'deploy.sh'",
         ),
         (
             "through a chain of links",
             raw_tar(&[
-                link("a", "."),
-                link("b", "a"),
-                dir_entry("b/c"),
-                link("b/c/up", ".."),
-                file("b/c/up/deploy.sh", evil),
+                link("in/a", "."),
+                link("in/b", "a"),
+                dir_entry("in/b/c"),
+                link("in/b/c/up", "../.."),
+                file("in/b/c/up/deploy.sh", evil),
             ]),
             "it would replace 'deploy.sh'",
         ),
@@ -124,21 +126,25 @@ async fn an_artifact_entry_over_a_covered_file_is_refused_however_it_gets_there(
         ),
         (
             "a used directory replaced by a link",
-            raw_tar(&[file("evil/app.yaml", evil), link("k8s", "evil")]),
+            raw_tar(&[file("in/evil/app.yaml", evil), link("k8s", "in/evil")]),
             "the directory 'k8s'",
         ),
         (
             "a used directory's file through a link to it",
-            raw_tar(&[link("kk", "k8s"), file("kk/app.yaml", evil)]),
+            raw_tar(&[link("in/kk", "../k8s"), file("in/kk/app.yaml", evil)]),
             "it would replace 'k8s/app.yaml'",
         ),
     ];
     for (what, artifact, expect) in cases {
-        let node = guarded(vec![unarchive("app"), sh("sh ./deploy.sh")], Some(artifact)).await;
+        let node = guarded(
+            vec![sh("mkdir in"), unarchive("app"), sh("sh ./deploy.sh")],
+            Some(artifact),
+        )
+        .await;
         let result = node.run().await;
         let text = node.all_text();
         assert_eq!(result.outcome, Outcome::Failure, "{what}: {text}");
-        assert_eq!(result.failed_step, Some(0), "{what}: {text}");
+        assert_eq!(result.failed_step, Some(1), "{what}: {text}");
         let error = result.error.unwrap_or_default();
         assert!(
             error.starts_with("artifact 'app': refused archive entry '"),
@@ -176,7 +182,8 @@ async fn a_link_a_step_made_does_not_lead_an_entry_past_the_guard() {
 }
 
 /// An artifact of the whole source tree holds the covered files with their approved
-/// bytes: they are left as they are, the rest is unpacked, and the steps run.
+/// bytes: they are left as they are, the rest is unpacked where the steps made room for it
+/// (`out/`, a directory of the stage's own), and the steps run.
 #[tokio::test]
 async fn an_artifact_holding_the_approved_bytes_unpacks_and_runs() {
     let artifact = raw_tar(&[
@@ -184,13 +191,15 @@ async fn an_artifact_holding_the_approved_bytes_unpacks_and_runs() {
         file("deploy.sh", DEPLOY),
         dir_entry("k8s"),
         file("k8s/app.yaml", APP),
+        dir_entry("out"),
         file("out/version.txt", b"v1\n"),
-        link("current", "out"),
+        link("out/current", "version.txt"),
     ]);
     let node = guarded(
         vec![
+            sh("mkdir out"),
             unarchive("app"),
-            sh("sh ./deploy.sh; cat current/version.txt"),
+            sh("sh ./deploy.sh; cat out/current"),
         ],
         Some(artifact),
     )
@@ -200,7 +209,7 @@ async fn an_artifact_holding_the_approved_bytes_unpacks_and_runs() {
     assert_eq!(result.outcome, Outcome::Success, "{text}");
     assert_eq!(node.output(), ["approved deploy", "v1"]);
     assert!(
-        text.contains("restored 'app' (2 entries, 4 already here as the approval covers them)"),
+        text.contains("restored 'app' (3 entries, 4 already here as the approval covers them)"),
         "{text}"
     );
 }
@@ -211,9 +220,9 @@ async fn an_artifact_holding_the_approved_bytes_unpacks_and_runs() {
 async fn a_cache_that_would_replace_a_covered_file_is_not_restored() {
     let node = guarded(vec![sh("sh ./deploy.sh; ls")], None).await;
     let cache = node.put_blob(raw_tar(&[
+        file("deploy.sh", b"echo EVIL\n"),
         dir_entry("vendor"),
         file("vendor/lib.txt", b"dep"),
-        file("deploy.sh", b"echo EVIL\n"),
     ]));
     node.edit_job(|job| {
         job.restore_caches = vec![CacheRestore {
@@ -320,4 +329,261 @@ async fn without_uses_a_chain_of_links_still_cannot_leave_the_workspace() {
     assert_eq!(result.failed_step, Some(0), "{}", node.all_text());
     let parent = node.workspace().parent().expect("parent").to_owned();
     assert!(!parent.join("escaped.txt").exists());
+}
+
+// F2-e of the review of #12: an approval covers a used file's bytes, and the file loads
+// what lies beside it (Python's `json.py`, a sourced `lib.sh`) or above it (Node's
+// `node_modules/`, looked up in every directory on the way to the root). No artifact or
+// cache entry may add to a directory that leads to a used path.
+
+const SCRIPT: &[u8] = b"[ -f ./lib.sh ] && . ./lib.sh; echo approved script\n";
+const PY: &[u8] = b"import json\nprint('approved py', json.dumps(1))\n";
+const JS: &[u8] = b"let pad = 'none';\ntry { pad = require('left-pad'); } catch (e) {}\nconsole.log('approved js', typeof pad);\n";
+
+/// `uses ['deploy.sh', 'ci/deploy.py', 'ci/deploy.js']`, with those files as the source.
+async fn loading(steps: Vec<otto_pipeline::plan::Step>, artifact: Option<Vec<u8>>) -> TestNode {
+    let source = raw_tar(&[
+        file("deploy.sh", SCRIPT),
+        file("ci/deploy.py", PY),
+        file("ci/deploy.js", JS),
+    ]);
+    let uses: Vec<Used> = [
+        ("deploy.sh", SCRIPT),
+        ("ci/deploy.py", PY),
+        ("ci/deploy.js", JS),
+    ]
+    .iter()
+    .map(|(path, bytes)| Used {
+        path: (*path).into(),
+        sha256: digest(bytes),
+    })
+    .collect();
+    let node = TestNode::start_with(steps, |job| job.uses = uses).await;
+    let source = node.put_blob(source);
+    let artifact = artifact.map(|bytes| node.put_blob(bytes));
+    node.edit_job(|job| {
+        job.source = Some(SourceRef { digest: source });
+        if let Some(digest) = artifact {
+            job.artifacts.insert("app".into(), digest);
+        }
+    });
+    node
+}
+
+#[tokio::test]
+async fn an_artifact_cannot_add_what_a_used_file_loads_beside_or_above_it() {
+    let evil_sh: &[u8] = b"echo EVIL-SH\n";
+    let evil_py: &[u8] = b"def dumps(x):\n    return 'EVIL-PY'\n";
+    let evil_js: &[u8] = b"console.log('EVIL-JS'); module.exports = 1;\n";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "json.py beside deploy.py",
+            raw_tar(&[file("ci/json.py", evil_py)]),
+            "it would add 'json.py' to 'ci', the directory of 'ci/deploy.",
+        ),
+        (
+            "a package directory beside deploy.py",
+            raw_tar(&[dir_entry("ci/json"), file("ci/json/__init__.py", evil_py)]),
+            "it would add 'json' to 'ci'",
+        ),
+        (
+            "a byte-compiled json beside deploy.py",
+            raw_tar(&[file("ci/__pycache__/json.cpython-311.pyc", evil_py)]),
+            "it would add '__pycache__' to 'ci'",
+        ),
+        (
+            "node_modules beside deploy.js, no directory entries",
+            raw_tar(&[file("ci/node_modules/left-pad/index.js", evil_js)]),
+            "it would add 'node_modules' to 'ci'",
+        ),
+        (
+            "node_modules at the root, which require() looks in too",
+            raw_tar(&[
+                dir_entry("node_modules"),
+                file("node_modules/left-pad/index.js", evil_js),
+            ]),
+            "it would add 'node_modules' to the top of the workspace",
+        ),
+        (
+            "a lib.sh the used script sources",
+            raw_tar(&[file("lib.sh", evil_sh)]),
+            "it would add 'lib.sh' to the top of the workspace",
+        ),
+        (
+            "through a link the archive made",
+            raw_tar(&[link("x", "ci"), file("x/json.py", evil_py)]),
+            "it would add 'x' to the top of the workspace",
+        ),
+    ];
+    for (what, artifact, expect) in cases {
+        let node = loading(
+            vec![
+                unarchive("app"),
+                sh("sh ./deploy.sh; python3 ci/deploy.py; node ci/deploy.js"),
+            ],
+            Some(artifact),
+        )
+        .await;
+        let result = node.run().await;
+        let text = node.all_text();
+        assert_eq!(result.outcome, Outcome::Failure, "{what}: {text}");
+        assert_eq!(result.failed_step, Some(0), "{what}: {text}");
+        let error = result.error.unwrap_or_default();
+        assert!(
+            error.starts_with("artifact 'app': refused archive entry '"),
+            "{what}: {error}"
+        );
+        assert!(error.contains(expect), "{what}: {error}");
+        assert!(error.contains("uses"), "{what}: {error}");
+        assert!(!error.contains('\n'), "{what}: one line: {error}");
+        assert!(!text.contains("EVIL"), "{what}: {text}");
+        for name in [
+            "ci/json.py",
+            "ci/json",
+            "ci/__pycache__",
+            "ci/node_modules",
+            "lib.sh",
+        ] {
+            assert!(
+                !node.workspace().join(name).exists(),
+                "{what}: {name} was written"
+            );
+        }
+    }
+}
+
+/// A link a step left leads an entry into a directory that leads to a used file: judged
+/// where it lands, refused.
+#[tokio::test]
+async fn a_link_a_step_made_does_not_lead_an_addition_beside_a_used_file() {
+    let artifact = raw_tar(&[file("x/json.py", b"def dumps(x):\n    return 'EVIL'\n")]);
+    let node = loading(
+        vec![
+            sh("ln -s ci x"),
+            unarchive("app"),
+            sh("python3 ci/deploy.py"),
+        ],
+        Some(artifact),
+    )
+    .await;
+    let result = node.run().await;
+    assert_eq!(result.failed_step, Some(1), "{}", node.all_text());
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.contains("refused archive entry 'x/json.py': it would add 'json.py' to 'ci'"),
+        "{error}"
+    );
+    assert!(!node.workspace().join("ci/json.py").exists());
+}
+
+/// Inputs unpack in a directory of their own (`dir 'in' { unarchive … }`), or in a
+/// directory a step made: what lies there is no neighbour of a used file, and the steps
+/// run. At the top of the workspace the same artifact is refused, saying so.
+#[tokio::test]
+async fn inputs_unpack_in_a_directory_of_their_own() {
+    let artifact = || {
+        raw_tar(&[
+            dir_entry("."),
+            file("deploy.sh", SCRIPT),
+            file("lib.sh", b"echo from the artifact\n"),
+            dir_entry("out"),
+            file("out/version.txt", b"v1\n"),
+            link("current", "out"),
+        ])
+    };
+    let node = loading(
+        vec![
+            dir("in", vec![unarchive("app")]),
+            sh("sh ./deploy.sh; cat in/current/version.txt"),
+        ],
+        Some(artifact()),
+    )
+    .await;
+    let result = node.run().await;
+    let text = node.all_text();
+    assert_eq!(result.outcome, Outcome::Success, "{text}");
+    assert_eq!(node.output(), ["approved script", "v1"]);
+
+    let node = loading(
+        vec![unarchive("app"), sh("sh ./deploy.sh")],
+        Some(artifact()),
+    )
+    .await;
+    let result = node.run().await;
+    let error = result.error.unwrap_or_default();
+    assert_eq!(result.failed_step, Some(0), "{error}");
+    assert!(error.contains("dir 'in' { unarchive"), "{error}");
+
+    // A directory a step made is the steps' own: entries land in it.
+    let outputs = raw_tar(&[dir_entry("out"), file("out/version.txt", b"v2\n")]);
+    let node = loading(
+        vec![
+            sh("mkdir out"),
+            unarchive("app"),
+            sh("sh ./deploy.sh; cat out/version.txt"),
+        ],
+        Some(outputs),
+    )
+    .await;
+    let result = node.run().await;
+    assert_eq!(result.outcome, Outcome::Success, "{}", node.all_text());
+    assert_eq!(node.output(), ["approved script", "v2"]);
+}
+
+/// A cache of `node_modules/` restored at the top of the workspace would be looked up by
+/// the used `ci/deploy.js`: not restored, one line says why, and the approved file runs.
+#[tokio::test]
+async fn a_cache_that_would_add_beside_a_used_file_is_not_restored() {
+    let node = loading(vec![sh("node ci/deploy.js")], None).await;
+    let cache = node.put_blob(raw_tar(&[
+        dir_entry("node_modules"),
+        file(
+            "node_modules/left-pad/index.js",
+            b"console.log('EVIL'); module.exports = 1;\n",
+        ),
+    ]));
+    node.edit_job(|job| {
+        job.restore_caches = vec![CacheRestore {
+            name: "npm".into(),
+            paths: vec!["node_modules/".into()],
+            digest: cache,
+        }];
+    });
+    let result = node.run().await;
+    let text = node.all_text();
+    assert_eq!(result.outcome, Outcome::Success, "{text}");
+    assert!(
+        text.contains("cache 'npm' not restored: refused archive entry 'node_modules': it would add 'node_modules' to the top of the workspace"),
+        "{text}"
+    );
+    assert!(!text.contains("EVIL"), "{text}");
+    assert!(!node.workspace().join("node_modules").exists());
+}
+
+/// A workspace handed on (`runtime { from }`) that holds a file beside a used one fails
+/// the stage before any step, naming it.
+#[tokio::test]
+async fn a_workspace_handed_on_with_a_file_beside_a_used_one_fails_before_any_step() {
+    let handed = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(handed.path().join("ci")).expect("ci");
+    std::fs::write(handed.path().join("ci/deploy.py"), PY).expect("deploy.py");
+    std::fs::write(
+        handed.path().join("ci/json.py"),
+        b"def dumps(x):\n    return 'EVIL'\n",
+    )
+    .expect("json.py");
+    let node = loading(vec![sh("python3 ci/deploy.py")], None).await;
+    let from = handed.path().to_owned();
+    node.edit_job(|job| job.start_from = Some(from));
+    let result = node.run().await;
+    let text = node.all_text();
+    assert_eq!(result.outcome, Outcome::Failure, "{text}");
+    assert_eq!(result.failed_step, None, "{text}");
+    let error = result.error.unwrap_or_default();
+    assert!(
+        error.contains("'ci/json.py'") && error.contains("'ci/deploy.py'"),
+        "{error}"
+    );
+    assert!(error.contains("workspace handed on"), "{error}");
+    assert!(!text.contains("EVIL"), "{text}");
 }

@@ -434,14 +434,15 @@ fn a_root_node_without_a_step_user_refuses_other_orgs_stages_naming_the_fix() {
     assert!(!logs.contains("RAN-AS-ROOT"), "{logs}");
 }
 
-/// The review of #12, F2: dev's own Build archives the whole workspace as `app`; ops's
-/// approved Deploy names `deploy.sh` with `uses`, unpacks `app` and runs `./deploy.sh`.
+/// The review of #12, F2: dev's own Build archives its script and its output as `app`;
+/// ops's approved Deploy names `deploy.sh` with `uses`, makes `out/` (its own directory,
+/// so the artifact may fill it: F2-e), unpacks `app` and runs `./deploy.sh`.
 const SHADOW: &str = "
 environments { production { secrets { DEPLOY_TOKEN } } }
 stage('Build') {
   steps {
-    sh 'mkdir -p out && echo v1 > out/version.txt && if [ -f evil.sh ]; then cp evil.sh deploy.sh; fi'
-    archive path: '.', name: 'app'
+    sh 'mkdir -p app/out && echo v1 > app/out/version.txt && if [ -f evil.sh ]; then cp evil.sh app/deploy.sh; else cp deploy.sh app/; fi'
+    dir 'app' { archive path: '.', name: 'app' }
   }
 }
 stage('Deploy') {
@@ -449,6 +450,7 @@ stage('Deploy') {
   environment -> production
   uses ['deploy.sh']
   steps {
+    sh 'mkdir out'
     unarchive name: 'app'
     sh 'sh ./deploy.sh'
   }
@@ -508,6 +510,93 @@ fn an_artifact_cannot_replace_a_file_the_approval_covers() {
     });
     assert!(why.contains("'deploy.sh'"), "{why}");
     assert!(!why.contains("EVIL"), "{why}");
+}
+
+/// F2-e of the review of #12: dev's Build puts the `lib.sh` that the approved
+/// `deploy.sh` sources in the artifact, unpacked beside it. An approval covers
+/// `deploy.sh`'s bytes, not `lib.sh`'s, so ops refuses the entry, the reason (name it in
+/// `uses`, or unpack inputs in a directory of their own) reaches dev, and nothing of
+/// dev's `lib.sh` runs with ops's secret.
+const SOURCES: &str = "
+environments { production { secrets { DEPLOY_TOKEN } } }
+stage('Build') {
+  steps {
+    sh 'mkdir -p app && cp lib.sh app/ && echo v1 > app/version.txt'
+    dir 'app' { archive path: '.', name: 'app' }
+  }
+}
+stage('Deploy') {
+  owner = 'ops'
+  environment -> production
+  uses ['deploy.sh']
+  steps {
+    unarchive name: 'app'
+    sh 'sh ./deploy.sh'
+  }
+}
+";
+
+#[test]
+fn a_file_a_used_script_sources_is_covered_only_when_named_in_uses() {
+    let (dev, ops) = two_orgs(&["--envs", "production", "--secrets", "DEPLOY_TOKEN"]);
+    let set = ops.otto_with_stdin(
+        &["secrets", "set", "DEPLOY_TOKEN"],
+        Some(b"ops-deploy-token-f2e"),
+    );
+    assert!(set.status.success(), "secrets set: {}", text(&set.stderr));
+    let deploy =
+        ". ./lib.sh\necho \"deploying $(cat \"${1:-.}/version.txt\") with $(lib_version)\"\n";
+    let lib = "echo \"LIB-RAN: $(rev < \"$OTTO_SECRETS_DIR/DEPLOY_TOKEN\")\"\nlib_version() { echo lib-1; }\n";
+    let beside = project(&[
+        ("Ottofile", SOURCES),
+        ("deploy.sh", deploy),
+        ("lib.sh", lib),
+    ]);
+    let (_, refused) = run_to_end(&dev, &beside);
+    approve(&ops, &digest_in(note(&refused, "Deploy")));
+    let (run, status) = run_to_end(&dev, &beside);
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert_eq!(status["run"]["state"], "failed", "{status}\n{log}");
+    assert!(!log.contains("LIB-RAN"), "dev's lib.sh ran on ops:\n{log}");
+    assert!(!log.contains("e2f-nekot"), "{log}");
+    assert!(!log.contains("deploying"), "{log}");
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("refused archive entry"))
+        .unwrap_or_else(|| panic!("no refusal in {log}"));
+    assert!(refusal.contains("artifact 'app'"), "{refusal}");
+    assert!(
+        refusal.contains("to the top of the workspace, the directory of 'deploy.sh'"),
+        "{refusal}"
+    );
+    assert!(refusal.contains("name the file in uses"), "{refusal}");
+    let why = dev.wait_for("the refusal on dev", || {
+        let log = dev.ok(&["logs", &run, "Deploy"]);
+        log.contains("refused archive entry").then_some(log)
+    });
+    assert!(why.contains("the directory of 'deploy.sh'"), "{why}");
+
+    // Named in uses, lib.sh is part of the definition (a new digest to approve), comes
+    // from dev's source as approved, and the artifact unpacks in a directory of its own.
+    let named = SOURCES
+        .replace("uses ['deploy.sh']", "uses ['deploy.sh', 'lib.sh']")
+        .replace(
+            "unarchive name: 'app'\n    sh 'sh ./deploy.sh'",
+            "dir 'in' { unarchive name: 'app' }\n    sh 'sh ./deploy.sh in'",
+        );
+    assert_ne!(named, SOURCES);
+    let covered = project(&[("Ottofile", &named), ("deploy.sh", deploy), ("lib.sh", lib)]);
+    let (_, refused) = run_to_end(&dev, &covered);
+    approve(&ops, &digest_in(note(&refused, "Deploy")));
+    let (run, status) = run_to_end(&dev, &covered);
+    let log = ops.ok(&["logs", &run, "Deploy"]);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{log}\n{}",
+        ops.log()
+    );
+    assert!(log.contains("deploying v1 with lib-1"), "{log}");
 }
 
 /// A node of acme-dev that certifies itself, with acme-dev's own org key, as a node of
