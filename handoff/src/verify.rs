@@ -31,6 +31,7 @@
 //! | 19 | … a receipt exists, unless the plan skips the stage | `upstream_receipt_missing` |
 //! | 20 | … the highest attempt's outcome is `success` (`skipped` for a stage the plan skips) | `upstream_receipt_failed` |
 //! | 21 | every owner name the plan binds and this node knows is bound to the org this node knows by that name | `owner_binding_mismatch` |
+//! | 21b | this node runs stages of other orgs' runs at all ([`VerifyContext::refuses_others`]: not when its steps cannot be walled in and it is set to refuse such stages); a stage of a run this node started, or one offered by a node of its own org, is not another org's | `out_of_scope` |
 //! | 22 | the stage's definition: a blueprint this node publishes, or inline steps whose [`definition_digest`] (steps, gates, runtime, secret names, `uses` files, concurrency group) is approved here under a policy with `definitions = "approved"`; for a stage of a run this node started, its own plan ([`Definition::Own`]) | `definition_not_approved` |
 //!
 //! Authentication comes first, so nothing unauthenticated decides more than `malformed`
@@ -98,6 +99,10 @@ pub struct VerifyContext<'a> {
     /// the stage is what that blueprint expands to. Only then does the stage run without
     /// an approved digest.
     pub publishes: &'a dyn Fn(&Body, &Stage) -> bool,
+    /// Why this node runs no stage of another org's run, when it runs none (its steps
+    /// cannot be walled in and it is set to refuse such stages): check 21b refuses the
+    /// offer with it, before anything is accepted. `None`: it runs them.
+    pub refuses_others: Option<&'a str>,
 }
 
 /// An offer that passed every check: what the node persists, answers with an accept for,
@@ -335,6 +340,19 @@ pub fn verify_offer(
         ));
     }
 
+    // 21b. Whether this node runs another org's stages at all: no approval could make
+    // it run this one, so it says so before the definition is looked at.
+    if let Some(why) = ctx.refuses_others
+        && !own
+        && sender.org_key() != ctx.org
+    {
+        return Err(Rejection::new(
+            RejectCode::OutOfScope,
+            format!("stage {}: {why}", quoted(&stage.id)),
+        )
+        .hint("the owner's operator fixes what the message names, or offers the stage to another node"));
+    }
+
     // 22. The stage's definition.
     let definition = if own {
         Definition::Own {
@@ -446,6 +464,7 @@ impl VerifyContext<'_> {
             seen: &never_seen,
             prior: &no_prior,
             publishes: &publishes_nothing,
+            refuses_others: None,
         }
     }
 }
@@ -490,6 +509,15 @@ impl<'a> VerifyContext<'a> {
     /// The same context, asking `publishes` whether a blueprint stage is this node's own.
     pub fn with_publishes(self, publishes: &'a dyn Fn(&Body, &Stage) -> bool) -> Self {
         Self { publishes, ..self }
+    }
+
+    /// The same context, for a node that runs no stage of another org's run, for the
+    /// reason `why` (see [`VerifyContext::refuses_others`]).
+    pub fn refusing_others(self, why: &'a str) -> Self {
+        Self {
+            refuses_others: Some(why),
+            ..self
+        }
     }
 }
 

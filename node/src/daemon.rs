@@ -250,6 +250,7 @@ pub async fn run_until_with(
 
     let repos = crate::sources::Repos::new(home.root());
     let max_snapshot_bytes = usize::try_from(config.api.max_snapshot_bytes).unwrap_or(usize::MAX);
+    let refuses_others = wall.refuses_others();
     let (engine, mut engine_task) = Engine::start(Context {
         store: store.clone(),
         logs: logs.clone(),
@@ -312,6 +313,7 @@ pub async fn run_until_with(
                 backoff_max: exchange::BACKOFF_MAX_MS,
                 ..otto_handoff::machine::Config::default()
             },
+            refuses_others,
         },
         exchange_rx,
         notices,

@@ -402,9 +402,10 @@ fn a_wide_matrix_runs_at_most_max_parallel_at_once_on_the_owner() {
 }
 
 /// #12 F3: a root node that names no step user (`otto-node init --no-run-as`) would run
-/// another org's approved stage as root: it refuses it before any step, and the asker
-/// sees why and what to set. (Every other two-org test here runs ops's steps as the step
-/// user `otto-step` when it runs as root: the tests' `init` names it.)
+/// another org's approved stage as root: it refuses the offer before accepting it (no
+/// approval would make it run the stage), and the asker sees why and what to set. (Every
+/// other two-org test here runs ops's steps as the step user `otto-step` when it runs as
+/// root: the tests' `init` names it.)
 #[test]
 fn a_root_node_without_a_step_user_refuses_other_orgs_stages_naming_the_fix() {
     if !rustix::process::geteuid().is_root() {
@@ -416,22 +417,27 @@ fn a_root_node_without_a_step_user_refuses_other_orgs_stages_naming_the_fix() {
         "Ottofile",
         "stage('Deploy') {\n  owner = 'ops'\n  steps {\n    sh 'echo RAN-AS-ROOT'\n  }\n}\n",
     )]);
-    let (_, first) = run_to_end(&dev, &dir);
-    approve(&ops, &digest_in(note(&first, "Deploy")));
-    let (run, second) = run_to_end(&dev, &dir);
-    let deploy = stage_of(&second, "Deploy").unwrap();
-    assert_eq!(deploy["state"], "failed", "{second}");
-    // The reason reaches dev with the stage's log, which ops relays.
-    let logs = dev.wait_for("the reason in dev's copy of the log", || {
-        let logs = text(&dev.otto(&["logs", &run, "Deploy"]).stdout);
-        logs.contains("refuses other orgs' stages without a wall")
-            .then_some(logs)
-    });
+    let (run, status) = run_to_end(&dev, &dir);
+    let deploy = stage_of(&status, "Deploy").unwrap();
+    assert_eq!(deploy["state"], "failed", "{status}");
+    // The offer's answer carries the reason: not "approve", which would change nothing.
+    let why = note(&status, "Deploy");
+    assert!(why.contains("ops-1 rejected Deploy"), "{why}");
     assert!(
-        logs.contains("steps run as root: set [agent] run_as to an unprivileged user"),
-        "{logs}"
+        why.contains("refuses other orgs' stages without a wall"),
+        "{why}"
     );
-    assert!(!logs.contains("RAN-AS-ROOT"), "{logs}");
+    assert!(
+        why.contains("steps run as root: set [agent] run_as to an unprivileged user"),
+        "{why}"
+    );
+    assert!(why.contains("(out_of_scope)"), "{why}");
+    assert!(!why.contains("otto-node approve"), "{why}");
+    // Ops accepted nothing: it holds no run, so nothing of it ran.
+    let on_ops = ops.otto(&["logs", &run, "Deploy"]);
+    assert!(!on_ops.status.success(), "{}", text(&on_ops.stdout));
+    assert!(!text(&on_ops.stdout).contains("RAN-AS-ROOT"));
+    assert!(!ops.log().contains("RAN-AS-ROOT"));
 }
 
 /// The review of #12, F2: dev's own Build archives its script and its output as `app`;

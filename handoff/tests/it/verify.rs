@@ -85,6 +85,38 @@ fn a_valid_offer_is_accepted() {
     assert_eq!(accepted.into_offer(), offer);
 }
 
+/// #12 F3 (review): a node that runs no other org's stage (no wall: steps as root, say)
+/// refuses the offer with the reason, before it accepts anything, and before the
+/// definition is looked at: no approval would make it run the stage.
+#[test]
+fn a_node_that_runs_no_other_orgs_stage_refuses_the_offer_with_its_reason() {
+    let world = World::new();
+    let offer = world.offer();
+    let names = ops_names();
+    let trust = world.ops_trust();
+    let why = "this node cannot wall steps in (steps run as root: set [agent] run_as to an unprivileged user) and refuses other orgs' stages without a wall ([agent] refuse_foreign_unwalled)";
+    let ctx = VerifyContext::new(&trust, ops_org(), &names).refusing_others(why);
+    let rejection = rejected(
+        verify_offer(world.signed(&offer), &ctx, NOW),
+        RejectCode::OutOfScope,
+        why,
+    );
+    assert!(
+        rejection.message.starts_with("stage \"Deploy\": "),
+        "{rejection:?}"
+    );
+
+    // Unapproved, it is still this reason that comes back, not "approve".
+    let mut unapproved = world.ops_trust();
+    assert!(unapproved.unapprove(&world.deploy_digest()));
+    let ctx = VerifyContext::new(&unapproved, ops_org(), &names).refusing_others(why);
+    rejected(
+        verify_offer(world.signed(&offer), &ctx, NOW),
+        RejectCode::OutOfScope,
+        why,
+    );
+}
+
 #[test]
 fn a_payload_that_is_not_an_offer_is_malformed() {
     let world = World::new();

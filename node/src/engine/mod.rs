@@ -640,6 +640,18 @@ impl WallSettings {
             self.mounts_missing.as_deref(),
         )
     }
+
+    /// Why this node runs no stage of another org's run, if it runs none: it cannot wall
+    /// steps in and `refuse_foreign_unwalled` is set. The exchange refuses such offers with
+    /// it before accepting them; the engine refuses such stages it would move on itself.
+    pub fn refuses_others(&self) -> Option<String> {
+        let missing = self.missing()?;
+        self.refuse_foreign_unwalled.then(|| {
+            format!(
+                "this node cannot wall steps in ({missing}) and refuses other orgs' stages without a wall ([agent] refuse_foreign_unwalled)"
+            )
+        })
+    }
 }
 
 impl Engine {

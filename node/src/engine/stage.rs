@@ -1488,12 +1488,7 @@ impl StageTask {
     /// Why this node must not run this stage unwalled: it is another org's, the kernel
     /// cannot build the wall and the node is set to refuse such stages.
     fn unwalled(&self) -> Option<String> {
-        let missing = self.sh.wall.missing()?;
-        (self.is_foreign() && self.sh.wall.refuse_foreign_unwalled).then(|| {
-            format!(
-                "this node cannot wall steps in ({missing}) and refuses other orgs' stages without a wall ([agent] refuse_foreign_unwalled)"
-            )
-        })
+        self.sh.wall.refuses_others().filter(|_| self.is_foreign())
     }
 
     /// Who moves this stage on ([`rules::mover`]).

@@ -130,6 +130,9 @@ pub struct ExchangeParts {
     pub owner_wait: Duration,
     /// The machine's limits and timings.
     pub machine: machine::Config,
+    /// Why this node runs no stage of another org's run, when it runs none
+    /// ([`crate::engine::WallSettings::refuses_others`]): such offers are refused with it.
+    pub refuses_others: Option<String>,
 }
 
 /// Starts the exchange task: it restores the machine from the store, then serves mesh
@@ -704,6 +707,7 @@ impl Exchange {
                 seen: &seen,
                 prior: &prior,
                 publishes: &publishes,
+                refuses_others: self.parts.refuses_others.as_deref(),
             };
             // Checking signatures and the chain is CPU work: off the async workers.
             let machine = &mut self.machine;
