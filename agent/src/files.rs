@@ -256,13 +256,28 @@ pub(crate) fn extract_tar(
         }
         let written = entry
             .unpack_in(dest)
-            .map_err(|e| format!("cannot extract '{shown}': {e}"))?;
+            .map_err(|e| format!("cannot extract '{shown}': {}", cause(&e)))?;
         if !written {
             return Err(format!("refused archive entry '{shown}'"));
         }
         done.written += 1;
     }
     Ok(done)
+}
+
+/// Why `error` happened: the innermost error it wraps (the archive crate's own message,
+/// "failed to unpack `PATH`", says what it did, and only its source says why), on one line.
+fn cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut inner = error;
+    let mut depth = 0;
+    while let Some(next) = inner.source() {
+        if depth == 16 {
+            break;
+        }
+        inner = next;
+        depth += 1;
+    }
+    inner.to_string().replace(['\n', '\r'], " ")
 }
 
 /// Where an archive entry `rel` extracted into `dest` lands, relative to the workspace

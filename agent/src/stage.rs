@@ -190,6 +190,13 @@ impl Stage {
             self.add_package(&package).await?;
         }
 
+        // The workspace handed on, by the name the node gave it (`<stage>-<attempt>`).
+        let handed = self.job.start_from.as_ref().map(|from| {
+            from.file_name().map_or_else(
+                || from.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        });
         // A workspace handed on comes first; for a stage of another node's run the source
         // (only the files its approval covers) is put over it, so the copy cannot stand in
         // for them.
@@ -198,7 +205,12 @@ impl Stage {
             let copied = tokio::task::spawn_blocking(move || files::copy_tree(&from, &root, &[]))
                 .await
                 .map_err(|e| e.to_string())?
-                .map_err(|e| format!("cannot copy the workspace handed on: {e}"))?;
+                .map_err(|e| {
+                    format!(
+                        "cannot copy the workspace handed on by '{}': {e}",
+                        handed.as_deref().unwrap_or_default()
+                    )
+                })?;
             self.hand_over(&self.root)?;
             self.say(
                 None,
@@ -211,7 +223,16 @@ impl Stage {
         }
         if let Some(source) = self.job.source.clone() {
             let root = self.root.clone();
-            let entries = self.restore(&source.digest, &root, false).await?.written;
+            let restored = self.restore(&source.digest, &root, false).await;
+            let entries = match (restored, &handed) {
+                (Ok(done), _) => done.written,
+                (Err(e), Some(handed)) => {
+                    return Err(format!(
+                        "cannot put the source's files over the workspace handed on by '{handed}': {e}"
+                    ));
+                }
+                (Err(e), None) => return Err(e),
+            };
             self.hand_over(&root)?;
             self.say(
                 None,

@@ -587,3 +587,36 @@ async fn a_workspace_handed_on_with_a_file_beside_a_used_one_fails_before_any_st
     assert!(error.contains("workspace handed on"), "{error}");
     assert!(!text.contains("EVIL"), "{text}");
 }
+
+/// A workspace handed on (`runtime { from 'Build' }`) whose `k8s` is a link that leads
+/// nowhere: the source's used `k8s/` cannot be put over it. The stage fails before any
+/// step with one line naming the workspace, the entry and why.
+#[tokio::test]
+async fn a_source_that_cannot_go_over_the_workspace_handed_on_says_where_and_why() {
+    let handed = tempfile::tempdir().expect("tempdir");
+    let from = handed.path().join("Build-1");
+    std::fs::create_dir(&from).expect("Build-1");
+    std::os::unix::fs::symlink("gone", from.join("k8s")).expect("link");
+    let (_, uses) = approved();
+    let node = TestNode::start_with(vec![sh("echo ran")], |job| job.uses = uses).await;
+    let source = node.put_blob(raw_tar(&[
+        file("deploy.sh", DEPLOY),
+        dir_entry("k8s"),
+        file("k8s/app.yaml", APP),
+    ]));
+    node.edit_job(|job| {
+        job.source = Some(SourceRef { digest: source });
+        job.start_from = Some(from);
+    });
+    let result = node.run().await;
+    assert_eq!(result.failed_step, None, "{}", node.all_text());
+    let error = result.error.unwrap_or_default();
+    assert!(!error.contains('\n'), "one line: {error}");
+    assert!(
+        error.contains("the workspace handed on by 'Build-1'"),
+        "{error}"
+    );
+    assert!(error.contains("'k8s'"), "{error}");
+    assert!(error.contains("File exists"), "the why: {error}");
+    assert!(node.output().is_empty());
+}
