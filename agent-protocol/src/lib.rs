@@ -255,6 +255,14 @@ pub struct Job {
     /// Where to leave the workspace for later stages of the run, when the steps succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hand_on: Option<HandOn>,
+    /// A directory of the node's (the same for every attempt) where each program step
+    /// sees the workspace and starts, when the agent can mount it there: each step gets a
+    /// mount namespace of its own with the workspace bound over this directory, so tools
+    /// that record absolute paths (cargo's fingerprints of its registry sources under a
+    /// `CARGO_HOME` in the workspace) find the same paths in every run. Without it, or
+    /// where the agent may not mount (not root), steps run at the workspace's own path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_workspace: Option<PathBuf>,
 }
 
 /// A workspace handed on to later stages on the same machine: after the steps succeed,

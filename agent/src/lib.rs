@@ -70,6 +70,7 @@ const RESULT_PATIENCE: Duration = Duration::from_secs(3);
 ///
 /// Must run inside a tokio runtime with I/O, time and signal drivers enabled.
 pub async fn run(socket: &Path) -> Result<(), Error> {
+    let began = std::time::Instant::now();
     let stop = Stop::new();
     let signals = watch_signals(stop.clone())?;
     let client = Client::connect(socket).await?;
@@ -80,6 +81,7 @@ pub async fn run(socket: &Path) -> Result<(), Error> {
         }
     };
     tracing::info!(target: "otto_agent", run = %job.run, stage = %job.stage, attempt = job.attempt, "job received");
+    stage::took("job received", began);
     let masker = mask::Masker::new(job.secrets.values().map(SecretValue::expose));
     let timer = job.timeout_secs.map(|secs| {
         let stop = stop.clone();
@@ -107,6 +109,7 @@ pub async fn run(socket: &Path) -> Result<(), Error> {
         Duration::ZERO
     };
     let posted = client.post_result(&result, patience).await;
+    stage::took("result posted (whole agent)", began);
     forwarded?;
     posted
 }

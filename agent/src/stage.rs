@@ -150,6 +150,7 @@ impl Stage {
     /// Creates the workspace and the private directory, writes the secrets, loads the step
     /// packages, restores the source snapshot and the caches.
     async fn prepare(&mut self) -> Result<(), String> {
+        let began = Instant::now();
         fs::create_dir_all(&self.job.workspace)
             .map_err(|e| format!("workspace {}: {e}", self.job.workspace.display()))?;
         self.root = fs::canonicalize(&self.job.workspace)
@@ -174,6 +175,7 @@ impl Stage {
             self.job.wall.as_ref(),
             &[&self.root, private.path()],
             &self.job.limits,
+            self.stable_workspace(),
         )?;
         self.holder = wall.hold();
         if self.job.wall.is_some() && !wall.is_landlocked() {
@@ -185,6 +187,7 @@ impl Stage {
         }
         self.wall_spec = wall.spec()?;
         self.private = Some(private);
+        took("workspace, private directory and wall", began);
 
         for package in self.job.packages.clone() {
             self.add_package(&package).await?;
@@ -201,6 +204,7 @@ impl Stage {
         // (only the files its approval covers) is put over it, so the copy cannot stand in
         // for them.
         if let Some(from) = self.job.start_from.clone() {
+            let began = Instant::now();
             let root = self.root.clone();
             let copied = tokio::task::spawn_blocking(move || files::copy_tree(&from, &root, &[]))
                 .await
@@ -220,8 +224,10 @@ impl Stage {
                 ),
             )
             .await;
+            took("workspace handed on copied", began);
         }
         if let Some(source) = self.job.source.clone() {
+            let began = Instant::now();
             let root = self.root.clone();
             let restored = self.restore(&source.digest, &root, false).await;
             let entries = match (restored, &handed) {
@@ -239,6 +245,7 @@ impl Stage {
                 format!("restored the source snapshot ({entries} entries)"),
             )
             .await;
+            took("source snapshot restored", began);
         }
         if !self.job.uses.is_empty() {
             // What the approval covers must be here as approved before anything else is
@@ -258,6 +265,7 @@ impl Stage {
             self.covered = Some(covered);
         }
         for cache in self.job.restore_caches.clone() {
+            let began = Instant::now();
             let root = self.root.clone();
             match self.restore(&cache.digest, &root, true).await {
                 Ok(done) => {
@@ -276,8 +284,21 @@ impl Stage {
                     .await;
                 }
             }
+            took(&format!("cache '{}' restored", cache.name), began);
         }
         Ok(())
+    }
+
+    /// The workspace and the stable directory its steps see it at (created here), when the
+    /// job names one that exists or can be made and lies apart from the workspace.
+    fn stable_workspace(&self) -> Option<(PathBuf, PathBuf)> {
+        let dir = self.job.stable_workspace.as_ref()?;
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true).mode(0o755);
+        builder.create(dir).ok()?;
+        let dir = fs::canonicalize(dir).ok()?;
+        let apart = !dir.starts_with(&self.root) && !self.root.starts_with(&dir);
+        apart.then(|| (self.root.clone(), dir))
     }
 
     fn run_steps<'a>(&'a mut self, steps: &'a [Step], cwd: &'a Path) -> StepFuture<'a> {
@@ -318,6 +339,7 @@ impl Stage {
             Err(_) => (Outcome::Failure, None),
         };
         let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        took(&format!("step {index} ({symbol})"), started);
         self.events
             .send(EventBody::StepFinished(StepResult {
                 index,
@@ -679,6 +701,7 @@ impl Stage {
     /// cannot be made is reported, removed, and leaves later stages without it.
     async fn hand_on(&mut self) -> Option<HandedOn> {
         let hand_on = self.job.hand_on.clone()?;
+        let began = Instant::now();
         let exclude: Result<Vec<PathBuf>, String> =
             hand_on.exclude.iter().map(|p| files::relative(p)).collect();
         let root = self.root.clone();
@@ -719,6 +742,7 @@ impl Stage {
                     ),
                 )
                 .await;
+                took("workspace handed on", began);
                 Some(HandedOn {
                     entries: copied.entries,
                     bytes: copied.bytes,
@@ -737,6 +761,8 @@ impl Stage {
     async fn save_caches(&mut self) -> Vec<SavedCache> {
         let mut saved = Vec::new();
         for cache in self.job.save_caches.clone() {
+            let began = Instant::now();
+            let phase = format!("cache '{}' saved", cache.name);
             match self.save_cache(&cache.paths).await {
                 Ok(Some((digest, size))) => {
                     self.say(None, format!("saved cache '{}': {size} bytes", cache.name))
@@ -759,6 +785,7 @@ impl Stage {
                         .await;
                 }
             }
+            took(&phase, began);
         }
         saved
     }
@@ -830,9 +857,11 @@ impl Stage {
         guarded: bool,
     ) -> Result<files::Extracted, String> {
         let file = self.scratch_file("blob", "tar")?;
+        let began = Instant::now();
         let fetched = self
             .interruptible(self.client.get_blob(digest, &file))
             .await;
+        took("blob fetched", began);
         if let Err(message) = fetched {
             let _ = fs::remove_file(&file);
             return Err(message);
@@ -850,6 +879,7 @@ impl Stage {
         })
         .await
         .map_err(|e| e.to_string());
+        took("blob extracted", began);
         let _ = fs::remove_file(&file);
         extracted?
     }
@@ -1179,4 +1209,10 @@ fn human_bytes(bytes: u64) -> String {
         }
     }
     format!("{bytes} bytes")
+}
+
+/// Logs at debug level how long a phase of the attempt took, for measuring where an
+/// attempt's time goes (`OTTO_LOG=otto_agent::timing=debug`).
+pub(crate) fn took(phase: &str, since: Instant) {
+    tracing::debug!(target: "otto_agent::timing", ms = since.elapsed().as_millis() as u64, "{phase}");
 }

@@ -165,6 +165,10 @@ pub(crate) struct StepWall {
     /// `RLIMIT_NPROC` for the step's user.
     nproc: Option<u64>,
     memory: u64,
+    /// The workspace (canonical) and the directory each step sees it at, when the job
+    /// names one ([`see_workspace_at`]).
+    #[serde(default)]
+    workspace: Option<(PathBuf, PathBuf)>,
 }
 
 impl StepWall {
@@ -175,6 +179,7 @@ impl StepWall {
         wall: Option<&Wall>,
         writable: &[&Path],
         limits: &Limits,
+        workspace: Option<(PathBuf, PathBuf)>,
     ) -> Result<Self, String> {
         let abi = landlock_abi();
         let landlock = match wall {
@@ -218,6 +223,7 @@ impl StepWall {
             user,
             nproc,
             memory: limits.memory_bytes,
+            workspace,
         })
     }
 
@@ -340,13 +346,16 @@ pub fn enter(spec: &OsStr, program: &OsString, args: &[OsString]) -> io::Error {
         return io::Error::other("the step's environment is larger than 64 MiB");
     }
     match build(spec) {
-        Ok(user) => {
+        Ok((user, moved)) => {
             let mut command = std::process::Command::new(program);
             command
                 .args(args)
                 .env_clear()
                 .envs(decode_env(&input))
                 .stdin(std::process::Stdio::null());
+            if let Some(cwd) = moved {
+                command.env("PWD", cwd);
+            }
             if let Some(user) = user {
                 command.uid(user.uid).gid(user.gid);
             }
@@ -357,8 +366,9 @@ pub fn enter(spec: &OsStr, program: &OsString, args: &[OsString]) -> io::Error {
 }
 
 /// Applies the wall in `spec` to this process, all but the user switch, which comes with
-/// `exec`; returns the user.
-fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
+/// `exec`; returns the user, and the directory it moved to when it sees the workspace at
+/// the job's stable directory.
+fn build(spec: &OsStr) -> io::Result<(Option<StepUser>, Option<PathBuf>)> {
     let wall: StepWall = serde_json::from_slice(spec.as_bytes()).map_err(io::Error::other)?;
     rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
     let limit = |resource, value| {
@@ -376,13 +386,14 @@ fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
         limit(Resource::Nproc, nproc)?;
     }
     // Before Landlock, which forbids a walled process to mount anything.
+    let mut own_namespace = false;
     if wall.read_only {
         let made = match wall.enter {
             Some(holder) => enter_mounts(holder),
             None => read_only_mounts(&wall.write),
         };
         match made {
-            Ok(()) => {}
+            Ok(()) => own_namespace = true,
             Err(error) if wall.required => {
                 return Err(io::Error::other(format!(
                     "cannot make the file system read-only around the step: {error}"
@@ -392,6 +403,12 @@ fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
             Err(_) => {}
         }
     }
+    // After the read-only mounts, so that the workspace is bound there as the writable
+    // bind they left it.
+    let moved = wall
+        .workspace
+        .as_ref()
+        .and_then(|(workspace, stable)| see_workspace_at(workspace, stable, own_namespace));
     if wall.landlock {
         let status = ruleset(&wall)
             .and_then(RulesetCreated::restrict_self)
@@ -405,7 +422,50 @@ fn build(spec: &OsStr) -> io::Result<Option<StepUser>> {
     // Last, once Landlock has opened the paths it needs (which may take a capability to
     // reach), and before the user switch, which still needs CAP_SETUID and CAP_SETGID.
     drop_capabilities(wall.user.is_some())?;
-    Ok(wall.user)
+    Ok((wall.user, moved))
+}
+
+/// Binds `workspace` over `stable` in this process's own mount namespace (made here,
+/// mounts private, unless `own_namespace` says [`read_only_mounts`] made one), and moves
+/// from where it is in the workspace to the same place there: the step
+/// then sees its workspace at the same path in every attempt, and tools that record
+/// absolute paths (cargo's fingerprints) find them unchanged. Every step has its own
+/// namespace, so a step sees only its own workspace at `stable` (another stage's, running
+/// at the same time, stays in that stage's namespace), and its mounts are private: nothing
+/// of them reaches the machine's namespace. The step has no capability afterwards, so it
+/// cannot undo or add mounts. `None`, with nothing changed but possibly the namespace,
+/// where this process may not mount (an agent that is not root, without the read-only
+/// mounts' user namespace) or is not in the workspace: the step then runs at the
+/// workspace's own path.
+fn see_workspace_at(workspace: &Path, stable: &Path, own_namespace: bool) -> Option<PathBuf> {
+    use rustix::mount::{MountPropagationFlags, mount_bind, mount_change};
+    let cwd = std::env::current_dir().ok()?;
+    let inside = cwd.strip_prefix(workspace).ok()?.to_owned();
+    if !own_namespace {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).ok()?;
+        mount_change(
+            "/",
+            MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+        )
+        .ok()?;
+    }
+    // The attempt's mount namespace (entered from its holder) has the bind already from
+    // the step before: bound once, not once a step.
+    let same = |a: &Path, b: &Path| {
+        let (a, b) = (fs::metadata(a).ok(), fs::metadata(b).ok());
+        a.zip(b)
+            .is_some_and(|(a, b)| a.dev() == b.dev() && a.ino() == b.ino())
+    };
+    if !same(workspace, stable) {
+        mount_bind(workspace, stable).ok()?;
+    }
+    let there = if inside.as_os_str().is_empty() {
+        stable.to_owned()
+    } else {
+        stable.join(inside)
+    };
+    std::env::set_current_dir(&there).ok()?;
+    Some(there)
 }
 
 /// Takes from this process every capability it could hand to the step, and the means to

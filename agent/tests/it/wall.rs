@@ -1078,3 +1078,143 @@ fn an_unprivileged_agent_makes_the_file_system_read_only_around_its_steps() {
     assert!(holder.wait().expect("holder").success());
     assert_eq!(attributes(&outside).0 & 0o7777, 0o644);
 }
+
+/// Why the stable workspace cannot be tested here: only a root agent may mount.
+fn not_root() -> Option<String> {
+    (!rustix::process::geteuid().is_root())
+        .then(|| "skipped: only a root agent sees its workspace at a stable directory".to_owned())
+}
+
+/// The lines of `/proc/self/mountinfo` that name `path`: mounts of this (the machine's)
+/// namespace there.
+fn mounts_at(path: &Path) -> Vec<String> {
+    let text = path.display().to_string();
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter(|line| line.contains(&text))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn steps_of_every_attempt_see_their_workspace_at_the_same_directory() {
+    if let Some(skip) = no_landlock().or_else(not_root) {
+        println!("{skip}");
+        return;
+    }
+    let layout = Layout::new();
+    let stable = layout.work.join(".workspace");
+    let script = r#"
+        echo "at $(pwd) PWD=$PWD"
+        echo "mine $OTTO_STAGE" > mine
+        ls -A
+    "#;
+    let mut seen = Vec::new();
+    for stage in ["build-1", "build-2"] {
+        let node = TestNode::start_with(vec![sh(script), dir("sub", vec![sh("pwd")])], |job| {
+            layout.wall(job, step_user());
+            job.workspace = layout.workspace.with_file_name(stage);
+            job.stage = stage.into();
+            job.stable_workspace = Some(stable.clone());
+        })
+        .await;
+        let result = node.run().await;
+        let text = node.all_text();
+        assert_eq!(result.outcome, Outcome::Success, "{text}");
+        let output = node.output();
+        // The step ran at the stable directory, and what it wrote is in its workspace.
+        assert_eq!(
+            output,
+            [
+                format!("at {0} PWD={0}", stable.display()),
+                "mine".to_owned(),
+                stable.join("sub").display().to_string(),
+            ],
+            "{text}"
+        );
+        let real = layout.workspace.with_file_name(stage);
+        assert_eq!(
+            fs::read_to_string(real.join("mine")).expect("written in the workspace"),
+            format!("mine {stage}\n")
+        );
+        seen.push(output);
+    }
+    assert_eq!(seen[0], seen[1]);
+    // Nothing of the steps' mounts is left in the machine's namespace, and the directory
+    // itself holds nothing.
+    assert!(mounts_at(&stable).is_empty(), "{:?}", mounts_at(&stable));
+    assert_eq!(fs::read_dir(&stable).expect("stable dir").count(), 0);
+}
+
+#[tokio::test]
+async fn a_step_sees_only_its_own_workspace_at_the_stable_directory_and_cannot_unmount_it() {
+    if let Some(skip) = no_landlock().or_else(not_root) {
+        println!("{skip}");
+        return;
+    }
+    let layout = Layout::new();
+    let stable = layout.work.join(".workspace");
+    // A directory both stages may write, where each says it is running: each stage's step
+    // waits (bounded) until the other's runs too, so the two are in the stable directory
+    // at the same time.
+    let meet = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(meet.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let meet = fs::canonicalize(meet.path()).expect("canonical");
+    let script = |me: &str, other: &str| {
+        format!(
+            r#"
+            echo "{me}" > "{me}.marker"
+            touch "$MEET/{me}"
+            i=0
+            while [ ! -e "$MEET/{other}" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done
+            [ -e "$MEET/{other}" ] && echo "met {other}"
+            ls -A "{stable}"
+            cat "{stable}/{other}.marker" 2>/dev/null && echo "LEAK {other}"
+            if umount "$PWD" 2>/dev/null || umount -l "{stable}" 2>/dev/null; then echo UNMOUNTED; fi
+            if mount --bind / "$PWD" 2>/dev/null; then echo MOUNTED; fi
+            ls -A "{stable}"
+            "#,
+            stable = stable.display()
+        )
+    };
+    let start = |stage: &'static str, script: String| {
+        let (layout, stable, meet) = (&layout, stable.clone(), meet.clone());
+        async move {
+            TestNode::start_with(vec![sh(&script)], move |job| {
+                layout.wall(job, step_user());
+                job.workspace = layout.workspace.with_file_name(stage);
+                job.stage = stage.into();
+                job.stable_workspace = Some(stable);
+                job.wall
+                    .as_mut()
+                    .expect("walled")
+                    .writable
+                    .push(meet.clone());
+                job.env.insert("MEET".into(), meet.display().to_string());
+                job.timeout_secs = Some(120);
+            })
+            .await
+        }
+    };
+    let a = start("build-1", script("build-1", "build-2")).await;
+    let b = start("build-2", script("build-2", "build-1")).await;
+    let (ra, rb) = tokio::join!(a.run(), b.run());
+    for (node, result, me, other) in [
+        (&a, ra, "build-1", "build-2"),
+        (&b, rb, "build-2", "build-1"),
+    ] {
+        let text = node.all_text();
+        assert_eq!(result.outcome, Outcome::Success, "{text}");
+        let output = node.output();
+        assert!(output.contains(&format!("met {other}")), "{text}");
+        for leak in ["LEAK", "UNMOUNTED", "MOUNTED"] {
+            assert!(!text.contains(leak), "{leak} in {text}");
+        }
+        // Both listings, before and after the tries, show this stage's own marker only.
+        let marker = format!("{me}.marker");
+        let listed: Vec<&String> = output.iter().filter(|l| l.ends_with(".marker")).collect();
+        assert_eq!(listed, [&marker, &marker], "{text}");
+    }
+    assert!(mounts_at(&stable).is_empty(), "{:?}", mounts_at(&stable));
+}

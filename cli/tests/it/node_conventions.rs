@@ -126,3 +126,30 @@ fn a_cargo_crate_runs_green_and_the_second_run_builds_nothing_again() {
     let tests = node.ok(&["logs", &warm, "Test"]);
     assert!(tests.contains("test tests::greets ... ok"), "{tests}");
 }
+
+#[test]
+fn a_cargo_crate_with_a_registry_dependency_compiles_nothing_in_the_warm_run() {
+    // greet comes from vendor/ through a source replacement: a registry package, whose
+    // fingerprint in target/ holds the absolute path of its sources. In a workspace at
+    // another path each run, cargo compiled it (and what depends on it) again every time;
+    // steps see their workspace at the same directory in every run, so it does not.
+    let node = Node::start_new();
+    let dir = example("cargo-vendored");
+    let first = run_green(&node, dir.path());
+    let build = node.ok(&["logs", &first, "Build"]);
+    assert!(build.contains("Compiling greet"), "{build}");
+    let tests = node.ok(&["logs", &first, "Test"]);
+    assert!(tests.contains("test tests::greets ... ok"), "{tests}");
+
+    let warm = run_green(&node, dir.path());
+    assert_eq!(hits(&node, &warm, "Build"), ["target"]);
+    for stage in ["Build", "Test"] {
+        let log = node.ok(&["logs", &warm, stage]);
+        assert!(
+            !log.contains("Compiling"),
+            "the warm run's {stage} compiled again: {log}"
+        );
+    }
+    let tests = node.ok(&["logs", &warm, "Test"]);
+    assert!(tests.contains("test tests::greets ... ok"), "{tests}");
+}

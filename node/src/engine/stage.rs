@@ -34,6 +34,10 @@ use crate::store::{
     StageState, Stream,
 };
 
+/// The directory of the work directory where every step sees its workspace
+/// (`Job::stable_workspace`); never a run's directory, whose names are run ids.
+pub(crate) const STABLE_WORKSPACE: &str = ".workspace";
+
 /// How often a poll gate polls when its `every` is not given.
 const DEFAULT_POLL_EVERY: u64 = 10;
 
@@ -251,10 +255,12 @@ impl StageTask {
                 return Ok(None);
             }
         };
+        let began = std::time::Instant::now();
         let previous = record.last_attempt().cloned();
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
         let floor = self.sh.offered_attempt(&run, &id);
         let n = blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor)).await?;
+        util::took(&self.plan.id, "attempt begun", began);
         if let Some(retry) = record.retries.last().filter(|_| record.retry_pending()) {
             let text = format!(
                 "attempt {n}: a retry by {} after attempt {}",
@@ -280,6 +286,7 @@ impl StageTask {
                 return self.end_attempt(n, Err(text), None).await;
             }
         };
+        let phase = std::time::Instant::now();
         let cache_plan = {
             let (store, blobs) = (self.sh.store.clone(), self.sh.blobs.clone());
             let (pipeline, source) = (self.run.pipeline.clone(), self.run.source);
@@ -313,6 +320,7 @@ impl StageTask {
             }
             self.system_line(n, &text.join("; ")).await;
         }
+        util::took(&self.plan.id, "caches planned and recorded", phase);
 
         let workspace = self.workspace(Some(n));
         let mut source = match self.stage_source().await {
@@ -430,11 +438,18 @@ impl StageTask {
             allowed,
             own_steps: true,
         };
+        util::took(&self.plan.id, "job made", began);
+        let phase = std::time::Instant::now();
         let end = agent::run(&self.sh, spec, &mut self.cancel).await;
+        util::took(&self.plan.id, "agent ran", phase);
         // Free the slots before the notify steps of a failure, which need one of their own.
         drop(turn);
         let keys = cache_plan.keys;
-        self.end_attempt(n, Ok(end), Some(keys)).await
+        let phase = std::time::Instant::now();
+        let ended = self.end_attempt(n, Ok(end), Some(keys)).await;
+        util::took(&self.plan.id, "attempt ended", phase);
+        util::took(&self.plan.id, "whole attempt", began);
+        ended
     }
 
     /// Records how attempt `n` ended. `Err` is a failure before the agent started.
@@ -1306,6 +1321,10 @@ impl StageTask {
             container: None,
             start_from: None,
             hand_on: None,
+            // One directory for every attempt on this node: each step sees its own
+            // workspace there (its own mount namespace), so absolute paths that tools
+            // record stay the same from run to run.
+            stable_workspace: Some(self.sh.work_dir.join(STABLE_WORKSPACE)),
         }
     }
 

@@ -76,6 +76,13 @@ pub(crate) fn human_secs(secs: u64) -> String {
     out
 }
 
+/// Logs at debug level how long a phase of a stage attempt took, for measuring where an
+/// attempt's time goes (`RUST_LOG=otto_node::timing=debug`).
+pub(crate) fn took(stage: &str, phase: &str, since: std::time::Instant) {
+    let ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+    tracing::debug!(target: "otto_node::timing", stage, ms, "{phase}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
