@@ -16,7 +16,9 @@
 //! (re)subscribes to a run's topic, or takes a receipt a node delivered to it, the nodes
 //! that hold ends of the run tell them again ([`again`]): a node that was down while the
 //! run went on (the node that started it, killed while another org's node moved the next
-//! stage on to a third org) learns how it ended.
+//! stage on to a third org) learns how it ended. Gossip reaches only the nodes connected
+//! and subscribed, so a node that (re)starts follows again every run that has not ended
+//! there, and reaches the nodes that move its open stages on ([`follow`]).
 //!
 //! The node's exchange publishes what this decides; the simulator calls it on every end a
 //! node learns and checks that no node vouches twice for one end in one incarnation.
@@ -211,4 +213,43 @@ pub fn again<'a>(held: &'a [Held], me: &KeyBytes, name: &str, now: u64) -> Vec<A
             Again::Relay(words(&end, name, now))
         })
         .collect()
+}
+
+/// The nodes a node, key `me`, that holds a run of `body` which has not ended here asks
+/// for the ends it may have missed when it (re)starts: for each stage `open` says has not
+/// ended here, the node that moves it on ([`rules::mover`]) when that is another node:
+/// the signer of the receipt it moves the stage on from ([`rules::mover_node`]), or,
+/// when no receipt held here says, the node that started the run (the plan's binding
+/// names it; `started_here`: this node did). A stage this node moves on itself is not
+/// asked for: it runs it, or gave it, and then its receipt comes from the node it gave it
+/// to, whom its outbox and given table keep sending to.
+///
+/// The node follows the run's topic again and connects to these nodes; their answer to
+/// its subscription is [`again`]. Without this, a node killed while a third org's node
+/// ran a stage, and back before that stage ended, would never learn how it ended: it
+/// holds the receipt of the stage it gave, so nothing of the run is in its outbox or
+/// given table; gossip reaches only the nodes connected and subscribed; and no node dials
+/// a node it owes nothing. In first-asked order, each node once, never `me`.
+pub fn follow(
+    body: &Body,
+    held: &[Held],
+    me: &KeyBytes,
+    started_here: bool,
+    open: impl Fn(&str) -> bool,
+) -> Vec<KeyBytes> {
+    let mut asked = Vec::new();
+    for stage in body.stages.iter().filter(|stage| open(&stage.id)) {
+        let key = match rules::mover_node(body, stage, held) {
+            Some(node) => node.key,
+            None if started_here => continue,
+            None => match rules::origin_node(body) {
+                Some(origin) => KeyBytes(*origin.as_bytes()),
+                None => continue,
+            },
+        };
+        if key != *me && !asked.contains(&key) {
+            asked.push(key);
+        }
+    }
+    asked
 }

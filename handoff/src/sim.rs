@@ -259,6 +259,9 @@ pub struct Sim {
     config: SimConfig,
     now: u64,
     rng: Rng,
+    /// The random numbers of the run's gossip (a stream of its own, so a seed plays the
+    /// handoffs the same with or without it).
+    gossip_rng: Rng,
     seq: u64,
     nodes: Vec<Node>,
     /// Node index by name, by node key, and the nodes of each org.
@@ -340,6 +343,7 @@ impl Sim {
                     durable: Durable::default(),
                     running: BTreeSet::new(),
                     relays: crate::relay::Relays::default(),
+                    followers: BTreeMap::new(),
                     hostile,
                     seen: Vec::new(),
                 });
@@ -361,6 +365,7 @@ impl Sim {
         }
         let mut sim = Self {
             rng: Rng(config.seed),
+            gossip_rng: Rng(crate::machine::mix64(config.seed ^ 0x676f_7373_6970)),
             config,
             now: START,
             seq: 0,

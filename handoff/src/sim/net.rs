@@ -55,6 +55,20 @@ pub(super) enum Message {
     OfferFailed(HandoffId),
     /// The receipt of `id` could not be delivered (reported to its sender).
     ReceiptFailed(HandoffId),
+    /// The sender follows the run (it subscribed to its topic, connected to this node).
+    Follow(String),
+    /// Ends of a run on its topic: told again to a node that follows it, or published to
+    /// the run's followers (a receipt signed, an end vouched for).
+    Told(String, Vec<Told>),
+}
+
+/// One end told on a run's topic.
+#[derive(Clone)]
+pub(super) enum Told {
+    /// A receipt, as its runner signed it.
+    Receipt(Envelope),
+    /// A relay of an end of a stage its author did not run.
+    Relay(otto_protocol::Status),
 }
 
 /// A node's own timer: work that takes time.
@@ -232,6 +246,17 @@ impl Sim {
                     Command::ReceiptAcked(command::ReceiptAcked { id, now }),
                     None,
                 );
+                // The node the stage was given by holds its receipt now, and follows the
+                // run (its given table did): the ends it may have missed are told again.
+                let run = self.nodes[to]
+                    .durable
+                    .inbox
+                    .get(&id)
+                    .and_then(|entry| entry.offer.payload_as::<Offer>().ok())
+                    .map(|offer| offer.run);
+                if let (Some(run), Some(from)) = (run, self.index(&peer)) {
+                    self.followed(to, from, &run);
+                }
             }
             Message::ReceiptRefused(id, reason) => {
                 self.handle(
@@ -239,6 +264,16 @@ impl Sim {
                     Command::ReceiptRefused(command::ReceiptRefused { id, reason, now }),
                     None,
                 );
+            }
+            Message::Follow(run) => {
+                if let Some(from) = self.index(&peer) {
+                    self.followed(to, from, &run);
+                }
+            }
+            Message::Told(run, told) => {
+                if let Some(from) = self.index(&peer) {
+                    self.told(to, from, &run, told);
+                }
             }
             Message::OfferFailed(id) => {
                 let error = "unreachable".to_owned();
@@ -274,6 +309,25 @@ impl Sim {
         };
         for _ in 0..copies {
             let at = self.now + self.rng.range(faults.latency);
+            let message = message.clone();
+            self.schedule(at, Item::Deliver { from, to, message });
+        }
+    }
+
+    /// Sends a message of a run's gossip ([`Message::Follow`], [`Message::Told`]): the
+    /// same faults as [`Sim::send`], drawn from the gossip's own random numbers.
+    pub(super) fn send_gossip(&mut self, from: usize, to: usize, message: Message) {
+        let faults = self.config.faults.clone();
+        if self.faulty() && self.gossip_rng.chance(faults.loss) {
+            return;
+        }
+        let copies = if self.faulty() && self.gossip_rng.chance(faults.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let at = self.now + self.gossip_rng.range(faults.latency);
             let message = message.clone();
             self.schedule(at, Item::Deliver { from, to, message });
         }

@@ -15,7 +15,7 @@ use otto_trust::{
 };
 use sha2::{Digest as _, Sha256};
 
-use super::net::{Item, Message, Timer};
+use super::net::{Item, Message, Timer, Told};
 use super::{OfferInfo, RunState, START, SenderOutcome, Sim, Start};
 use crate::machine::command::{self, InboxRecord, OutboxRecord};
 use crate::machine::{
@@ -49,6 +49,9 @@ pub(super) struct Node {
     pub(super) running: BTreeSet<(String, String)>,
     /// The ends this incarnation vouched for (the stage-end relay; memory only).
     pub(super) relays: Relays,
+    /// The nodes that follow each run through this one (subscribed to the run's topic
+    /// while connected to it), which its gossip reaches; memory only.
+    pub(super) followers: BTreeMap<String, BTreeSet<usize>>,
 }
 
 /// What a node keeps across crashes.
@@ -84,6 +87,9 @@ pub(super) struct RunRecord {
     /// Attempts of stages run locally, begun so far.
     pub(super) local_attempts: BTreeMap<String, u32>,
     pub(super) failed: Option<RunState>,
+    /// Ends of stages learnt without a receipt (a relay), with their attempt, as the
+    /// node's stage table records them.
+    pub(super) told: BTreeMap<String, (u32, Outcome)>,
 }
 
 /// What the simulator knows about a run as a whole.
@@ -149,8 +155,10 @@ impl Sim {
         self.nodes[n].wake_at = None;
         self.nodes[n].running.clear();
         self.nodes[n].relays = Relays::default();
+        self.nodes[n].followers.clear();
         self.settle(n, &event, actions, None);
         self.advance(n);
+        self.follow_again(n);
     }
 
     pub(super) fn crash(&mut self, n: usize, down_for: u64) {
@@ -162,7 +170,15 @@ impl Sim {
         node.wake_at = None;
         node.running.clear();
         node.relays = Relays::default();
+        node.followers.clear();
         node.epoch += 1;
+        // Its connections close: no node's gossip reaches it until it follows again.
+        for other in &mut self.nodes {
+            for followers in other.followers.values_mut() {
+                followers.remove(&n);
+            }
+        }
+        let node = &mut self.nodes[n];
         *self.trace.crashes.entry(node.name.clone()).or_default() += 1;
         let what = format!("{} crashes", node.name);
         self.log(what);
@@ -610,12 +626,11 @@ impl Sim {
     /// a stage it ran, and its word must read back as the end it vouches for.
     pub(super) fn learn_end(&mut self, n: usize, receipt: &Receipt) {
         let node = &self.nodes[n];
-        let known = node.durable.runs.get(&receipt.run).is_some_and(|record| {
-            record
-                .receipts
-                .iter()
-                .any(|(r, _)| r.stage == receipt.stage && r.attempt == receipt.attempt)
-        });
+        let known = node
+            .durable
+            .runs
+            .get(&receipt.run)
+            .is_some_and(|record| record.knows(&receipt.stage, receipt.attempt));
         let runs_here = receipt.node.key == KeyBytes(*node.key.public_key().as_bytes());
         let end = relay::End {
             run: receipt.run.clone(),
@@ -624,24 +639,188 @@ impl Sim {
             outcome: receipt.outcome,
             origin: relay::origin_of(receipt),
         };
+        self.learn(n, &end, runs_here, known);
+    }
+
+    /// Node `n` learns `end` (`runs_here`: of a stage it ran; `known`: it had recorded
+    /// it): vouches for it the first time ([`Relays::relay`]), checked, and publishes the
+    /// relay to the run's followers.
+    fn learn(&mut self, n: usize, end: &relay::End, runs_here: bool, known: bool) {
+        let node = &self.nodes[n];
         let (me, epoch) = (node.name.clone(), node.epoch);
         let now = self.now;
-        let Some(status) = self.nodes[n].relays.relay(&end, runs_here, known, &me, now) else {
+        let Some(status) = self.nodes[n].relays.relay(end, runs_here, known, &me, now) else {
             return;
         };
         self.trace.relays += 1;
         let what = format!("{}#{} of {}", end.stage, end.attempt, end.run);
         if runs_here {
             self.violate(format!("{me} vouches for the end of its own {what}"));
-        } else if !self.checks.vouch(n, epoch, &end) {
+        } else if !self.checks.vouch(n, epoch, end) {
             self.violate(format!(
                 "{me} vouches twice for the end of {what} in one incarnation"
             ));
-        } else if relay::relayed(&status).as_ref() != Some(&end) {
+        } else if relay::relayed(&status).as_ref() != Some(end) {
             self.violate(format!(
                 "{me}'s relay of the end of {what} does not read back as that end"
             ));
         }
+        self.publish(n, &end.run, Told::Relay(status));
+    }
+
+    /// Node `n` publishes `told` on the run's topic: it reaches the nodes that follow the
+    /// run through `n`.
+    fn publish(&mut self, n: usize, run: &str, told: Told) {
+        let followers: Vec<usize> = self.nodes[n]
+            .followers
+            .get(run)
+            .map(|f| f.iter().copied().collect())
+            .unwrap_or_default();
+        for to in followers {
+            self.send_gossip(n, to, Message::Told(run.to_owned(), vec![told.clone()]));
+        }
+    }
+
+    /// Node `n`, just (re)started, follows again the runs it holds that have not ended
+    /// here, through the nodes that move their open stages on ([`relay::follow`]), as the
+    /// node's exchange does: it subscribes to the run's topic and connects to them.
+    fn follow_again(&mut self, n: usize) {
+        let node = &self.nodes[n];
+        let me = KeyBytes(*node.key.public_key().as_bytes());
+        let mut asks = Vec::new();
+        for (run, record) in &node.durable.runs {
+            if record.failed.is_some() {
+                continue;
+            }
+            let started_here = self.runs.get(run).is_some_and(|info| info.origin == n);
+            let open = |stage: &str| !record.ended(stage);
+            for key in relay::follow(&record.plan.body, &record.receipts, &me, started_here, open) {
+                match self.by_key.get(&key) {
+                    Some(&to) if to != n => asks.push((to, run.clone())),
+                    _ => {}
+                }
+            }
+        }
+        // The runs of its offers out and of the stages it gave: it follows them too, and
+        // the machine sends to those nodes (an offer again, an acknowledgement).
+        let given = node
+            .durable
+            .given
+            .iter()
+            .map(|((run, _), record)| (run.clone(), record));
+        let out = node.durable.outbox.values().filter_map(|record| {
+            let offer = record.envelope.payload_as::<Offer>().ok()?;
+            Some((offer.run, record))
+        });
+        for (run, record) in given.chain(out).collect::<Vec<_>>() {
+            if let Some(to) = self.index(&record.peer) {
+                asks.push((to, run));
+            }
+        }
+        asks.sort_unstable();
+        asks.dedup();
+        for (to, run) in asks {
+            self.send_gossip(n, to, Message::Follow(run));
+        }
+    }
+
+    /// Node `from` follows `run` through node `n`: `n` tells it again the ends it holds
+    /// ([`relay::again`]) and publishes the ends to come to it.
+    pub(super) fn followed(&mut self, n: usize, from: usize, run: &str) {
+        if self.nodes[n].machine.is_none() {
+            return;
+        }
+        self.nodes[n]
+            .followers
+            .entry(run.to_owned())
+            .or_default()
+            .insert(from);
+        let node = &self.nodes[n];
+        let Some(record) = node.durable.runs.get(run) else {
+            return;
+        };
+        let me = KeyBytes(*node.key.public_key().as_bytes());
+        let told: Vec<Told> = relay::again(&record.receipts, &me, &node.name, self.now)
+            .into_iter()
+            .map(|again| match again {
+                relay::Again::Receipt(envelope) => Told::Receipt(envelope.clone()),
+                relay::Again::Relay(status) => Told::Relay(status),
+            })
+            .collect();
+        if !told.is_empty() {
+            self.send_gossip(n, from, Message::Told(run.to_owned(), told));
+        }
+    }
+
+    /// Node `n` takes the ends node `from` told of `run`: a receipt only as its runner
+    /// signed it (what a node tells again of its own), a relay only if it reads back as
+    /// an end; each is learnt (and vouched for the first time) and recorded, unless it is
+    /// of a stage `n` ran.
+    pub(super) fn told(&mut self, n: usize, from: usize, run: &str, told: Vec<Told>) {
+        let teller = KeyBytes(*self.nodes[from].key.public_key().as_bytes());
+        let mine = KeyBytes(*self.nodes[n].key.public_key().as_bytes());
+        let (me, them) = (self.nodes[n].name.clone(), self.nodes[from].name.clone());
+        for word in told {
+            if self.nodes[n].machine.is_none() || !self.nodes[n].durable.runs.contains_key(run) {
+                return;
+            }
+            match word {
+                Told::Receipt(envelope) => {
+                    let Ok(receipt) = envelope.payload_as::<Receipt>() else {
+                        self.violate(format!("{them} tells {me} a receipt that does not decode"));
+                        continue;
+                    };
+                    if receipt.node.key != teller || receipt.run != run {
+                        self.violate(format!(
+                            "{them} tells {me} of {run} a receipt it did not sign, of {} of {}",
+                            receipt.stage, receipt.run
+                        ));
+                        continue;
+                    }
+                    self.learn_end(n, &receipt);
+                    if let Some(record) = self.nodes[n].durable.runs.get_mut(run) {
+                        record.add(receipt, envelope);
+                    }
+                }
+                Told::Relay(status) => {
+                    let Some(end) = relay::relayed(&status) else {
+                        self.violate(format!(
+                            "{them} tells {me} of {} of {run} a relay that does not read as an end",
+                            status.stage
+                        ));
+                        continue;
+                    };
+                    let Some(record) = self.nodes[n].durable.runs.get(run) else {
+                        continue;
+                    };
+                    // Another node's word never changes a stage this node ran.
+                    let runs_here = record
+                        .receipts
+                        .iter()
+                        .any(|(r, _)| r.stage == end.stage && r.node.key == mine);
+                    if runs_here {
+                        continue;
+                    }
+                    let known = record.knows(&end.stage, end.attempt);
+                    self.learn(n, &end, false, known);
+                    if let Some(record) = self.nodes[n].durable.runs.get_mut(run)
+                        && !record.knows(&end.stage, end.attempt)
+                    {
+                        record
+                            .told
+                            .insert(end.stage.clone(), (end.attempt, end.outcome));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether node `node` knows how `stage` of `run` ended: it holds a receipt of it, or
+    /// was told its end.
+    pub fn knows_end(&self, node: &str, run: &str, stage: &str) -> bool {
+        self.index(node)
+            .and_then(|n| self.nodes[n].durable.runs.get(run))
+            .is_some_and(|record| record.ended(stage))
     }
 
     pub(super) fn local(&mut self, n: usize, event: Timer) {
@@ -747,6 +926,7 @@ impl Sim {
         if let Some(record) = self.nodes[n].durable.runs.get_mut(run) {
             record.add(receipt, envelope.clone());
         }
+        self.publish(n, run, Told::Receipt(envelope.clone()));
         if let Some(info) = self.runs.get_mut(run) {
             info.signed.push(envelope.clone());
         }
@@ -953,6 +1133,7 @@ impl RunRecord {
             handed: BTreeMap::new(),
             local_attempts: BTreeMap::new(),
             failed: None,
+            told: BTreeMap::new(),
         }
     }
 
@@ -965,6 +1146,23 @@ impl RunRecord {
         if !held {
             self.receipts.push((receipt, envelope));
         }
+    }
+
+    /// Whether the end of attempt `attempt` of `stage` is recorded: a receipt of it, or
+    /// an end told of it or of a later attempt.
+    pub(super) fn knows(&self, stage: &str, attempt: u32) -> bool {
+        self.receipts
+            .iter()
+            .any(|(r, _)| r.stage == stage && r.attempt == attempt)
+            || self
+                .told
+                .get(stage)
+                .is_some_and(|(told, _)| *told >= attempt)
+    }
+
+    /// Whether `stage` ended here: a receipt of it is held, or its end was told.
+    pub(super) fn ended(&self, stage: &str) -> bool {
+        rules::latest(&self.receipts, stage).is_some() || self.told.contains_key(stage)
     }
 
     /// Whether the latest receipt of `stage` says it succeeded.

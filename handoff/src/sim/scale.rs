@@ -350,7 +350,8 @@ impl Scale {
 /// starts the run, one after the other, the last two sometimes in parallel. (A stage
 /// after a parallel group, a join, would be moved on by the node that ran the later
 /// branch, which learns of the other branch's receipt only from the run's gossip: the
-/// simulator plays the handoffs, not the gossip, so its plans have no joins.)
+/// simulator plays the handoffs and only the gossip a node that follows a run again gets, so
+/// its plans have no joins.)
 fn random_plan(rng: &mut Rng, orgs: &[String]) -> String {
     let stages = 2 + usize::try_from(rng.next() % 4).unwrap_or(0);
     let parallel = rng.next().is_multiple_of(3);

@@ -3,7 +3,9 @@
 //! recorded only once the stages that need it ended here.
 
 use crate::common::*;
-use otto_handoff::relay::{Again, End, RELAY_SEQ, Relays, again, may_record, origin_of, relayed};
+use otto_handoff::relay::{
+    Again, End, RELAY_SEQ, Relays, again, follow, may_record, origin_of, relayed,
+};
 use otto_handoff::rules::Held;
 use otto_protocol::{Outcome, StageState, Status};
 
@@ -164,4 +166,65 @@ fn a_node_tells_again_its_own_receipts_and_relays_the_others_latest_ends() {
     assert_eq!(relays.relay(&end, false, true, "ops-1", 80), None);
     // Nothing held, nothing told.
     assert!(again(&[], &me, "dev-1", 81).is_empty());
+}
+
+/// Receipts as a node holds them: each (signer, stage) signed by its node.
+fn holding(world: &World, ends: &[(&Node, &str)]) -> Vec<Held> {
+    ends.iter()
+        .map(|(by, stage)| {
+            let receipt = world.receipt(by, stage, Outcome::Success, vec![]);
+            let envelope = sign_receipt(by, &receipt);
+            (receipt, envelope)
+        })
+        .collect()
+}
+
+#[test]
+fn a_restarted_node_follows_its_open_stages_through_the_nodes_that_move_them_on() {
+    // Deploy needs Docs (skipped by the plan) and Test; Smoke needs Deploy.
+    let world = World::new();
+    let body = &world.plan.body;
+    let dev = world.dev.identity().key;
+    let (qa, ops) = (world.qa.identity().key, world.ops.identity().key);
+    let ended = |stages: &'static [&'static str]| move |stage: &str| !stages.contains(&stage);
+    // The origin, killed while ops ran Deploy, which qa moved on (it ran Test): it holds
+    // Test's receipt, so it gave Test to nobody it still waits for; it asks qa.
+    let held = holding(
+        &world,
+        &[
+            (&world.dev, "Build"),
+            (&world.qa, "Test"),
+            (&world.dev, "Lint"),
+        ],
+    );
+    let open = ended(&["Build", "Test", "Lint", "Docs"]);
+    assert_eq!(follow(body, &held, &dev, true, open), vec![qa]);
+    // Once Deploy ended here, Smoke is what is open: ops moves it on.
+    let mut more = held.clone();
+    more.extend(holding(&world, &[(&world.ops, "Deploy")]));
+    let open = ended(&["Build", "Test", "Lint", "Docs", "Deploy"]);
+    assert_eq!(follow(body, &more, &dev, true, open), vec![ops]);
+    // Stages this node moves on itself ask nobody: before Test's receipt came, dev moves
+    // Test on (it gave it: its given table follows it) and Deploy is its too (no need of
+    // Deploy has a receipt yet, and dev started the run).
+    let built = holding(&world, &[(&world.dev, "Build")]);
+    let open = ended(&["Build", "Docs"]);
+    assert!(follow(body, &built, &dev, true, open).is_empty());
+    // Nor does a node ask itself: ops, which ran Deploy, follows Smoke through nobody.
+    let open = ended(&["Build", "Test", "Lint", "Docs", "Deploy"]);
+    assert!(follow(body, &more, &ops, false, open).is_empty());
+    // A node that did not start the run and holds no receipt that says asks the node that
+    // started it, when the plan's binding names it; each node once.
+    let all_open = |_: &str| true;
+    assert!(follow(body, &[], &ops, false, all_open).is_empty());
+    let mut bound = world.plan.body.clone();
+    bound
+        .owners
+        .get_mut(otto_pipeline::plan::ORIGIN)
+        .unwrap()
+        .node = Some(world.dev.key.public_key().keyid());
+    assert_eq!(follow(&bound, &[], &ops, false, all_open), vec![dev]);
+    assert_eq!(follow(&bound, &held, &ops, false, all_open), vec![dev, qa]);
+    // Only open stages count: everything ended, nobody is asked.
+    assert!(follow(body, &more, &dev, true, |_: &str| false).is_empty());
 }

@@ -252,3 +252,81 @@ fn a_crash_after_a_receipt_that_came_before_the_accept_loses_nothing() {
     assert_eq!(sim.trace().crashes.get("dev-1"), Some(&1));
     assert_eq!(receipt_attempts(&sim, &run, "S5"), [1]);
 }
+
+/// Dev, qa and ops: S0 on dev (the origin), S1 on qa, S2 on ops (qa moves it on), stages
+/// of 10 s: S1 runs from about +10 s to +20 s, S2 from about +20.1 s to +30.1 s.
+fn three_orgs(crashes: Vec<Crash>) -> (Sim, String) {
+    let mut sim = Sim::new(SimConfig {
+        seed: 13,
+        orgs: orgs(3),
+        faults: Faults {
+            crashes,
+            ..latency()
+        },
+        stage_time: (10_000, 10_000),
+        fetch_time: (50, 50),
+        ..SimConfig::default()
+    });
+    let run = sim
+        .start_run("dev-1", &chain(&[None, Some("qa"), Some("ops")]))
+        .unwrap();
+    (sim, run)
+}
+
+fn dev_crash(at: u64, down_for: u64) -> Crash {
+    Crash {
+        node: "dev-1".to_owned(),
+        at: START + at,
+        down_for,
+    }
+}
+
+/// Runs until `node` knows how every stage of `run` ended (bounded), then checks the
+/// simulation's properties.
+fn learns_the_end(sim: &mut Sim, node: &str, run: &str) {
+    finish(sim);
+    let stages = ["S0", "S1", "S2"];
+    let learnt = sim.run_until(
+        |sim| stages.iter().all(|stage| sim.knows_end(node, run, stage)),
+        100_000,
+    );
+    let known: Vec<_> = stages
+        .iter()
+        .filter(|stage| sim.knows_end(node, run, stage))
+        .collect();
+    assert!(
+        learnt.is_ok(),
+        "{node} knows the ends of {known:?} only: {learnt:?}\n{}",
+        sim.recent().join("\n")
+    );
+    assert_exactly_once(sim);
+    assert_runs_verify(sim);
+    if let Some(violation) = sim.violation() {
+        panic!("{violation}\n{}", sim.recent().join("\n"));
+    }
+}
+
+#[test]
+fn an_origin_back_before_the_third_orgs_stage_ends_learns_how_it_ended() {
+    // dev holds S1's receipt when it dies at +25 s (S2 runs on ops) and is back at +26 s:
+    // nothing of the run is in its outbox or given table, so only relay::follow makes it
+    // follow the run through qa, which moved S2 on and relays its end at +30 s.
+    let (mut sim, run) = three_orgs(vec![dev_crash(25_000, 1_000)]);
+    learns_the_end(&mut sim, "dev-1", &run);
+    assert_eq!(sim.trace().crashes.get("dev-1"), Some(&1));
+}
+
+#[test]
+fn an_origin_restarted_twice_before_the_third_orgs_stage_ends_learns_how_it_ended() {
+    let (mut sim, run) = three_orgs(vec![dev_crash(24_000, 1_000), dev_crash(27_000, 1_000)]);
+    learns_the_end(&mut sim, "dev-1", &run);
+    assert_eq!(sim.trace().crashes.get("dev-1"), Some(&2));
+}
+
+#[test]
+fn an_origin_back_after_the_run_went_on_learns_how_it_ended() {
+    // dev dies while qa runs S1 and is back after S2 ended: qa delivers S1's receipt
+    // again, and tells the ends again when dev acknowledges it.
+    let (mut sim, run) = three_orgs(vec![dev_crash(15_000, 20_000)]);
+    learns_the_end(&mut sim, "dev-1", &run);
+}

@@ -241,6 +241,9 @@ struct Exchange {
     retries: HashMap<(RunId, String), (u32, Envelope)>,
     /// Fetches of lines missed from other nodes' stage logs.
     fetches: HashMap<(RunId, String), LogFetch>,
+    /// The runs this node follows again since it started, with the nodes it asks for the
+    /// ends it missed ([`relay::follow`]), dialled until connected.
+    asked: HashMap<RunId, Vec<PeerId>>,
 }
 
 /// When the ends of each run were last told again on each peer's subscription: at most
@@ -324,6 +327,7 @@ impl Exchange {
             told: Told::default(),
             retries: HashMap::new(),
             fetches: HashMap::new(),
+            asked: HashMap::new(),
         };
         (exchange, done)
     }
@@ -377,6 +381,7 @@ impl Exchange {
                 _ = maintain.tick() => {
                     self.resume().await?;
                     self.prune().await;
+                    self.dial_asked();
                 }
             }
         }
@@ -478,7 +483,84 @@ impl Exchange {
             }
             .into(),
         );
-        self.after(event).await
+        self.after(event).await?;
+        self.follow_open_runs().await;
+        Ok(())
+    }
+
+    /// Follows again, after a (re)start, the runs that have not ended here and whose open
+    /// stages another node moves on ([`relay::follow`]): subscribes to their topics and
+    /// dials those nodes, which answer the subscription with the ends this node missed
+    /// ([`relay::again`]) and publish the ends to come. A run whose stages this node only
+    /// gave (the outbox and the given table follow them) or runs asks nobody.
+    async fn follow_open_runs(&mut self) {
+        let store = self.parts.store.clone();
+        let me = otto_protocol::KeyBytes(*self.parts.membership.node_key().public_key().as_bytes());
+        let found = blocking(move || -> Result<_, store::Error> {
+            let mut found = Vec::new();
+            for run in store.unfinished_runs()? {
+                let Some(plan) = store.plan(&run.plan_digest)? else {
+                    continue;
+                };
+                let Ok(body) = serde_json::from_slice::<Body>(&plan) else {
+                    continue;
+                };
+                let ended: HashSet<String> = store
+                    .stages(&run.id)?
+                    .into_iter()
+                    .filter(|s| s.state.is_final())
+                    .map(|s| s.id)
+                    .collect();
+                let held = crate::engine::receipts::stored(&store, &run.id)?;
+                let started_here = !run.started_by.starts_with(crate::engine::OFFERED_BY);
+                let asked = relay::follow(&body, &held, &me, started_here, |stage| {
+                    !ended.contains(stage)
+                });
+                if !asked.is_empty() {
+                    found.push((run.id, asked));
+                }
+            }
+            Ok(found)
+        })
+        .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(target: TARGET, %error, "cannot read the unfinished runs to follow them again");
+                return;
+            }
+        };
+        for (run, asked) in found {
+            let peers: Vec<PeerId> = asked
+                .iter()
+                .filter_map(|key| PublicKey::from_bytes(&key.0).ok())
+                .map(|key| key.peer_id())
+                .collect();
+            tracing::debug!(target: TARGET, %run, asked = peers.len(), "following the run again");
+            self.shared.insert(run);
+            self.subscribe(run).await;
+            self.asked.insert(run, peers);
+        }
+        self.dial_asked();
+    }
+
+    /// Dials the nodes asked for the ends of the runs followed again that are not
+    /// connected now (in the background: a node that is down is dialled again at the next
+    /// [`MAINTAIN_EVERY`]). A new connection carries this node's subscriptions, which the
+    /// other node answers with the run's ends.
+    fn dial_asked(&self) {
+        let peers: HashSet<PeerId> = self.asked.values().flatten().copied().collect();
+        for peer in peers {
+            if self.parts.membership.is_connected(&peer) {
+                continue;
+            }
+            let parts = self.parts.clone();
+            tokio::spawn(async move {
+                if let Err(error) = connect(&parts, peer).await {
+                    tracing::debug!(target: TARGET, %peer, %error, "cannot reach a node asked for a run's ends; trying again later");
+                }
+            });
+        }
     }
 
     /// Takes up what the store says is owed: handoff intents that no offer in the outbox
@@ -583,6 +665,7 @@ impl Exchange {
         self.unresolved.retain(|(r, _), _| *r != run);
         self.retries.retain(|(r, _), _| *r != run);
         self.fetches.retain(|(r, _), f| *r != run || f.busy);
+        self.asked.remove(&run);
         self.status.forget(run);
         if let Err(error) = self.parts.mesh.unsubscribe(&text).await {
             tracing::debug!(target: TARGET, %run, %error, "cannot leave the run's topic");
