@@ -182,21 +182,31 @@ pub enum Again<'a> {
 /// What a node, key `me` and named `name`, tells the run's other nodes again at `now`
 /// (milliseconds) when a node (re)subscribed to the run's topic or took a receipt it delivered:
 /// for each stage it holds receipts of, the latest attempt's end: its own receipt if it
-/// ran that attempt, else a relay of the end in [`Relays::relay`]'s words. An end is told
-/// once on gossip, and gossip does not reach a node that is down: without this, a node
-/// that restarted would never learn the ends it missed, and a run whose next stage another
-/// org's node moved on would never end on the node that started it. Unlike
-/// [`Relays::relay`] this is not "the first time": it answers a node that may have missed
-/// it. A node that knew the end already records nothing and relays nothing (its
-/// [`Relays`] and its records say it knew), so telling again starts no echo.
-pub fn again<'a>(held: &'a [Held], me: &KeyBytes, name: &str, now: u64) -> Vec<Again<'a>> {
+/// ran that attempt, else a relay of the end in [`Relays::relay`]'s words; then each end
+/// in `unsigned` (ends it recorded of stages it does not run with no receipt: a stage
+/// refused at a handoff, known from a `failed` status or failed by this node as the one
+/// that moved it on; a relayed end) of a stage it holds no receipt of at that attempt or
+/// later, as a relay, once per stage (the latest attempt). An end is told once on gossip,
+/// and gossip does not reach a node that is down: without this, a node that restarted
+/// would never learn the ends it missed, and a run whose next stage another org's node
+/// moved on would never end on the node that started it. Unlike [`Relays::relay`] this
+/// is not "the first time": it answers a node that may have missed it. A node that knew
+/// the end already records nothing and relays nothing (its [`Relays`] and its records say
+/// it knew), so telling again starts no echo.
+pub fn again<'a>(
+    held: &'a [Held],
+    unsigned: &[End],
+    me: &KeyBytes,
+    name: &str,
+    now: u64,
+) -> Vec<Again<'a>> {
     let mut stages: Vec<&str> = Vec::new();
     for (receipt, _) in held {
         if !stages.contains(&receipt.stage.as_str()) {
             stages.push(&receipt.stage);
         }
     }
-    stages
+    let mut told: Vec<Again<'a>> = stages
         .into_iter()
         .filter_map(|stage| rules::latest(held, stage))
         .map(|(receipt, envelope)| {
@@ -212,7 +222,26 @@ pub fn again<'a>(held: &'a [Held], me: &KeyBytes, name: &str, now: u64) -> Vec<A
             };
             Again::Relay(words(&end, name, now))
         })
-        .collect()
+        .collect();
+    let mut relayed: Vec<&End> = Vec::new();
+    for end in unsigned {
+        let signed = rules::latest(held, &end.stage)
+            .is_some_and(|(receipt, _)| receipt.attempt >= end.attempt);
+        if signed {
+            continue;
+        }
+        match relayed.iter_mut().find(|told| told.stage == end.stage) {
+            Some(told) if told.attempt < end.attempt => *told = end,
+            Some(_) => {}
+            None => relayed.push(end),
+        }
+    }
+    told.extend(
+        relayed
+            .into_iter()
+            .map(|end| Again::Relay(words(end, name, now))),
+    );
+    told
 }
 
 /// The nodes a node, key `me`, that holds a run of `body` which has not ended here asks

@@ -740,7 +740,8 @@ impl Sim {
             return;
         };
         let me = KeyBytes(*node.key.public_key().as_bytes());
-        let told: Vec<Told> = relay::again(&record.receipts, &me, &node.name, self.now)
+        let unsigned = record.unsigned(run);
+        let told: Vec<Told> = relay::again(&record.receipts, &unsigned, &me, &node.name, self.now)
             .into_iter()
             .map(|again| match again {
                 relay::Again::Receipt(envelope) => Told::Receipt(envelope.clone()),
@@ -809,6 +810,15 @@ impl Sim {
                         record
                             .told
                             .insert(end.stage.clone(), (end.attempt, end.outcome));
+                        // A failed stage fails the run here, as a node records it.
+                        if end.outcome == Outcome::Failure {
+                            record.failed.get_or_insert(RunState::Failed {
+                                stage: end.stage.clone(),
+                                code: None,
+                                message: end.origin.clone(),
+                                hint: None,
+                            });
+                        }
                     }
                 }
             }
@@ -1158,6 +1168,33 @@ impl RunRecord {
                 .told
                 .get(stage)
                 .is_some_and(|(told, _)| *told >= attempt)
+    }
+
+    /// The ends of `run` recorded here without a receipt, for [`relay::again`]: the
+    /// stage that failed the run here (a refused handoff) and the failures told by relay.
+    pub(super) fn unsigned(&self, run: &str) -> Vec<relay::End> {
+        let mut ends = Vec::new();
+        if let Some(RunState::Failed { stage, message, .. }) = &self.failed {
+            ends.push(relay::End {
+                run: run.to_owned(),
+                stage: stage.clone(),
+                attempt: self.told.get(stage).map_or(1, |(attempt, _)| *attempt),
+                outcome: Outcome::Failure,
+                origin: message.clone(),
+            });
+        }
+        for (stage, (attempt, outcome)) in &self.told {
+            if *outcome == Outcome::Failure && !ends.iter().any(|e| e.stage == *stage) {
+                ends.push(relay::End {
+                    run: run.to_owned(),
+                    stage: stage.clone(),
+                    attempt: *attempt,
+                    outcome: *outcome,
+                    origin: "failed on another node".to_owned(),
+                });
+            }
+        }
+        ends
     }
 
     /// Whether `stage` ended here: a receipt of it is held, or its end was told.

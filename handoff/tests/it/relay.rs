@@ -122,7 +122,7 @@ fn a_node_tells_again_its_own_receipts_and_relays_the_others_latest_ends() {
     let world = World::new();
     let held = held(&world);
     let me = world.dev.identity().key;
-    let told = again(&held, &me, "dev-1", 77_001);
+    let told = again(&held, &[], &me, "dev-1", 77_001);
     // One word per stage, in the order the stages were first held; the latest attempt.
     assert_eq!(told.len(), 3, "{told:?}");
     assert_eq!(
@@ -162,10 +162,10 @@ fn a_node_tells_again_its_own_receipts_and_relays_the_others_latest_ends() {
     let mut relays = Relays::default();
     let end = relayed(test).unwrap();
     assert!(relays.relay(&end, false, false, "ops-1", 78).is_some());
-    assert_eq!(again(&held, &me, "dev-1", 79).len(), 3);
+    assert_eq!(again(&held, &[], &me, "dev-1", 79).len(), 3);
     assert_eq!(relays.relay(&end, false, true, "ops-1", 80), None);
     // Nothing held, nothing told.
-    assert!(again(&[], &me, "dev-1", 81).is_empty());
+    assert!(again(&[], &[], &me, "dev-1", 81).is_empty());
 }
 
 /// Receipts as a node holds them: each (signer, stage) signed by its node.
@@ -227,4 +227,52 @@ fn a_restarted_node_follows_its_open_stages_through_the_nodes_that_move_them_on(
     assert_eq!(follow(&bound, &held, &ops, false, all_open), vec![dev, qa]);
     // Only open stages count: everything ended, nobody is asked.
     assert!(follow(body, &more, &dev, true, |_: &str| false).is_empty());
+}
+
+#[test]
+fn an_end_known_without_a_receipt_is_told_again_as_a_relay() {
+    // qa moved Deploy on and ops refused it: qa holds no receipt of Deploy, only the end
+    // it recorded (failed at the handoff), and tells it again as a relay.
+    let world = World::new();
+    let held = holding(&world, &[(&world.dev, "Build"), (&world.qa, "Test")]);
+    let qa = world.qa.identity().key;
+    let refused = End {
+        origin: "ops-1 rejected Deploy: not approved here".to_owned(),
+        ..end("Deploy", 1, Outcome::Failure)
+    };
+    let told = again(&held, std::slice::from_ref(&refused), &qa, "qa-1", 90);
+    assert_eq!(told.len(), 3, "{told:?}");
+    let Again::Relay(deploy) = &told[2] else {
+        panic!("Deploy's end is relayed: {told:?}")
+    };
+    assert_eq!(
+        (deploy.seq, deploy.state, deploy.attempt),
+        (RELAY_SEQ, StageState::Failed, 1)
+    );
+    assert_eq!(
+        deploy.detail.as_deref(),
+        Some("ops-1 rejected Deploy: not approved here; relayed by qa-1")
+    );
+    assert_eq!(relayed(deploy), Some(refused.clone()));
+    // One word per stage: the latest attempt of the ends known so.
+    let retried = End {
+        attempt: 2,
+        ..refused.clone()
+    };
+    let both = [retried.clone(), refused.clone()];
+    let told = again(&held, &both, &qa, "qa-1", 91);
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert!(matches!(&told[2], Again::Relay(s) if s.attempt == 2));
+    // A receipt of that attempt or a later one is told instead, as the receipt says.
+    let mut signed = held.clone();
+    signed.extend(holding(&world, &[(&world.ops, "Deploy")]));
+    let told = again(&signed, std::slice::from_ref(&refused), &qa, "qa-1", 92);
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert!(matches!(&told[2], Again::Relay(s) if s.state == StageState::Succeeded));
+    let told = again(&signed, &[retried], &qa, "qa-1", 93);
+    assert_eq!(
+        told.len(),
+        4,
+        "attempt 2 comes after the receipt of attempt 1: {told:?}"
+    );
 }

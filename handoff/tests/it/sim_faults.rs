@@ -330,3 +330,24 @@ fn an_origin_back_after_the_run_went_on_learns_how_it_ended() {
     let (mut sim, run) = three_orgs(vec![dev_crash(15_000, 20_000)]);
     learns_the_end(&mut sim, "dev-1", &run);
 }
+
+#[test]
+fn an_origin_back_after_a_refusal_two_orgs_away_learns_how_its_run_ended() {
+    // dev dies while qa runs S1 and is back after ops refused S2 (its definition is not
+    // approved there): qa holds no receipt of S2, only the end it recorded as the node
+    // that moved it on, and tells it again as a relay (relay::again's unsigned ends).
+    let (mut sim, run) = three_orgs(vec![dev_crash(15_000, 20_000)]);
+    let plan = &sim.plan(&run).unwrap().body;
+    let digest =
+        otto_handoff::definition_digest(plan, plan.stages.iter().find(|s| s.id == "S2").unwrap());
+    assert!(sim.trust_mut("ops-1").unwrap().unapprove(&digest));
+    let learnt = sim.run_until(|sim| sim.knows_end("dev-1", &run, "S2"), 100_000);
+    assert!(learnt.is_ok(), "{learnt:?}\n{}", sim.recent().join("\n"));
+    assert!(matches!(
+        sim.run_state(&run),
+        otto_handoff::sim::RunState::Failed { .. }
+    ));
+    if let Some(violation) = sim.violation() {
+        panic!("{violation}\n{}", sim.recent().join("\n"));
+    }
+}

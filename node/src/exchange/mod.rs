@@ -1390,23 +1390,57 @@ impl Exchange {
     }
 
     /// Tells the run's other nodes again the ends this node holds of `run`
-    /// ([`relay::again`]): its own receipts, and relays of the other nodes' ends. Gossip
+    /// ([`relay::again`]): its own receipts, relays of the other nodes' ends, and relays
+    /// of the failures of other nodes' stages it recorded without a receipt. Gossip
     /// does not reach a node that is down, and each end is told once: a node that
     /// restarted (the node that started the run, say, while another org's node moved the
     /// next stage on to a third org) learns this way how its run went on.
     async fn tell_again(&mut self, run: RunId) {
         let store = self.parts.store.clone();
-        let held = match blocking(move || crate::engine::receipts::stored(&store, &run)).await {
-            Ok(held) => held,
+        let read = blocking(move || -> Result<_, store::Error> {
+            Ok((
+                crate::engine::receipts::stored(&store, &run)?,
+                store.stages(&run)?,
+            ))
+        })
+        .await;
+        let (held, stages) = match read {
+            Ok(read) => read,
             Err(error) => {
                 tracing::debug!(target: TARGET, %run, %error, "cannot read the run's receipts to tell them again");
                 return;
             }
         };
+        // The failures recorded here of stages another node runs that no receipt holds:
+        // a stage refused at a handoff, two orgs away or failed here as its mover.
+        let mut unsigned = Vec::new();
+        for stage in stages {
+            if stage.state != StageState::Failed
+                || held.iter().any(|(receipt, _)| receipt.stage == stage.id)
+            {
+                continue;
+            }
+            if self.here(run, &stage.id).await.is_none_or(|here| here.mine) {
+                continue;
+            }
+            unsigned.push(relay::End {
+                run: run.to_string(),
+                attempt: stage.last_attempt().map_or(1, |a| a.n),
+                outcome: otto_protocol::Outcome::Failure,
+                origin: stage
+                    .note
+                    .as_deref()
+                    .unwrap_or("failed on another node")
+                    .chars()
+                    .take(relay::MAX_ORIGIN)
+                    .collect(),
+                stage: stage.id,
+            });
+        }
         let membership = &self.parts.membership;
         let me = otto_protocol::KeyBytes(*membership.node_key().public_key().as_bytes());
         let name = membership.verified_certificate().node().to_owned();
-        let told = relay::again(&held, &me, &name, now_ms());
+        let told = relay::again(&held, &unsigned, &me, &name, now_ms());
         if !told.is_empty() {
             tracing::debug!(target: TARGET, %run, ends = told.len(), "telling the run's ends again");
         }
