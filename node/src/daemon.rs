@@ -935,6 +935,9 @@ fn wall_settings(
         }
         Some(name) => {
             let user = step_user(name)?;
+            if name == crate::step_user::DEFAULT_NAME {
+                tracing::warn!(target: TARGET, "steps run as {name}, the step user root nodes shared before each got its own: the steps of another root node on this machine with that user have the same uid and can read this node's workspaces; give this node a user of its own (useradd --system --no-create-home --shell /usr/sbin/nologin otto-step-NODE, then [agent] run_as)");
+            }
             crate::step_user::reachable(&work_dir, user).map_err(|reason| bad(format!(
                 "cannot be reached by the step user {name:?}: {reason}; make it searchable (chmod o+x) or set [agent] work_dir elsewhere"
             )))?;

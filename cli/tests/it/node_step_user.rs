@@ -143,6 +143,27 @@ fn init_as_root_gives_each_node_a_step_user_of_its_own() {
     drop(made);
 }
 
+/// A home made before each node got its own step user names the shared `otto-step`: it
+/// still starts, and says at start what sharing that user means.
+#[test]
+fn a_node_whose_steps_run_as_the_shared_otto_step_warns_at_start() {
+    if let Some(reason) = cannot_run() {
+        println!("skipped: {reason}");
+        return;
+    }
+    // The tests' nodes name otto-step when given no --run-as.
+    let mut node = Node::init_in(passable_dir(), "acme", "n1", &[]);
+    node.start();
+    let log = node.log();
+    assert!(node.terminate());
+    assert!(
+        log.contains(
+            "steps run as otto-step, the step user root nodes shared before each got its own"
+        ),
+        "{log}"
+    );
+}
+
 #[test]
 fn init_run_as_refuses_a_home_its_user_could_not_reach_and_makes_nothing() {
     if let Some(reason) = cannot_run() {
