@@ -126,11 +126,19 @@ fn print_detail(detail: &RunDetail, out: &mut impl io::Write) -> io::Result<()> 
             .filter(|_| stage.stage.attempts.len() > 1)
         {
             let how = match attempt.state {
-                AttemptState::Running => "running".to_owned(),
-                AttemptState::Succeeded => "succeeded".to_owned(),
-                AttemptState::Failed => "failed".to_owned(),
-                AttemptState::Interrupted => "interrupted".to_owned(),
-                AttemptState::Cancelled => "cancelled".to_owned(),
+                AttemptState::Running => "running",
+                AttemptState::Succeeded => "succeeded",
+                AttemptState::Failed => "failed",
+                AttemptState::Interrupted => "interrupted",
+                AttemptState::Cancelled => "cancelled",
+            };
+            // Where it ran, or which node refused it.
+            let how = match &attempt.node {
+                Some(node) if node.refused => {
+                    format!("refused by {} ({})", node.name, node.org)
+                }
+                Some(node) => format!("{how} on {} ({})", node.name, node.org),
+                None => how.to_owned(),
             };
             let error = attempt
                 .error

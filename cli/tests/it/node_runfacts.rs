@@ -1,10 +1,10 @@
 //! What the node that started a run knows of the stages other orgs' nodes ran: their times
-//! to the millisecond (two real nodes).
+//! to the millisecond, and which node ran each attempt or refused it (two real nodes).
 
 use serde_json::Value;
 
 use crate::node_handoff::{approve_after_refusal, start_run, two_orgs};
-use crate::node_support::{project, stage_of};
+use crate::node_support::{project, stage_of, text};
 
 const OTTOFILE: &str = "
 stage('Build') { steps { sh 'echo built' } }
@@ -75,4 +75,72 @@ fn the_origin_shows_a_remote_stage_with_its_runners_times_to_the_millisecond() {
         .unwrap_or_else(|| panic!("no Deploy line in {text}"));
     let took = format!("succeeded in {}", human_ms(finished - started));
     assert!(line.contains(&took), "{line:?} does not say {took:?}");
+}
+
+#[test]
+fn each_attempt_names_the_node_it_ran_on_or_the_node_that_refused_it() {
+    let (dev, ops) = two_orgs();
+    let dir = project(&[("Ottofile", OTTOFILE)]);
+    // Ops refuses the steps it has not approved: Deploy's attempt names ops-1 as the node
+    // that refused it, not dev-1 (where the refusal was recorded).
+    let refused = start_run(&dev, &dir);
+    let status = dev.wait_final(&refused);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    let node = &attempt(&status, "Deploy", 1)["node"];
+    assert_eq!(
+        node,
+        &serde_json::json!({"name": "ops-1", "org": "acme-ops", "refused": true}),
+        "{status}"
+    );
+    let built = &attempt(&status, "Build", 1)["node"];
+    assert_eq!(
+        built,
+        &serde_json::json!({"name": "dev-1", "org": "acme-dev", "refused": false}),
+        "{status}"
+    );
+
+    // Approved on ops and retried from dev: attempt 2 ran on ops-1, and `otto status` says
+    // where each attempt went.
+    let why = stage_of(&status, "Deploy").unwrap()["note"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let digest = why
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '`' || c == ';')
+                .strip_prefix("sha256:")
+        })
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .unwrap_or_else(|| panic!("no digest in {why:?}"));
+    let approved = ops.otto_node(&["approve", &digest]);
+    assert!(approved.status.success(), "{}", text(&approved.stderr));
+    dev.ok(&["retry", &refused, "Deploy"]);
+    let status = dev.wait_final(&refused);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}",
+        ops.log()
+    );
+    assert_eq!(
+        attempt(&status, "Deploy", 2)["node"],
+        serde_json::json!({"name": "ops-1", "org": "acme-ops", "refused": false}),
+        "{status}"
+    );
+    let on_ops = ops.wait_stage(&refused, "Deploy", "succeeded");
+    assert_eq!(
+        attempt(&on_ops, "Deploy", 2)["node"],
+        serde_json::json!({"name": "ops-1", "org": "acme-ops", "refused": false}),
+        "{on_ops}"
+    );
+    let text = dev.ok(&["status", &refused]);
+    assert!(
+        text.contains("attempt 1 refused by ops-1 (acme-ops)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("attempt 2 succeeded on ops-1 (acme-ops)"),
+        "{text}"
+    );
 }

@@ -62,8 +62,8 @@ use tokio::sync::{Notify, Semaphore, broadcast, mpsc, oneshot};
 
 use crate::blobs::BlobStore;
 use crate::store::{
-    self, GateKind, GatePhase, GateRef, GateResolution, GateState, Logs, Placed, RunId, RunState,
-    StageState, Store,
+    self, AttemptNode, GateKind, GatePhase, GateRef, GateResolution, GateState, Logs, Placed,
+    RunId, RunState, StageState, Store,
 };
 use crate::vault::Vault;
 
@@ -279,6 +279,8 @@ pub struct RemoteEnd {
     pub finished_at: u64,
     /// The artifacts it archived: name, blob, size.
     pub artifacts: Vec<(String, crate::blobs::Digest, u64)>,
+    /// The node that ran it, or refused to, when known.
+    pub node: Option<AttemptNode>,
 }
 
 /// A handle on the engine. Cheap to clone.
@@ -949,6 +951,13 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// This node, as its attempts record where they ran (`None` without an identity).
+    pub(crate) fn here(&self) -> Option<AttemptNode> {
+        self.signer
+            .as_ref()
+            .map(|s| AttemptNode::ran(&s.name, &s.org))
+    }
+
     /// Publishes an event; nobody listening is fine.
     pub(crate) fn publish(&self, event: EngineEvent) {
         let _ = self.events.send(event);

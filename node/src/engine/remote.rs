@@ -111,6 +111,7 @@ pub(crate) async fn record(
                 cache_misses: Vec::new(),
                 log: None,
                 agent_pid: None,
+                node: end.node.clone(),
             };
             let state = end.state;
             let n = update.attempt;

@@ -238,7 +238,9 @@ impl StageTask {
     async fn fail_before_steps(&mut self, note: String) -> Result<(), Trouble> {
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
         let floor = self.sh.offered_attempt(&run, &id);
-        let n = blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor)).await?;
+        let here = self.sh.here();
+        let n =
+            blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor, here)).await?;
         self.system_line(n, &note).await;
         self.end_attempt(n, Err(note), None).await?;
         Ok(())
@@ -259,7 +261,9 @@ impl StageTask {
         let previous = record.last_attempt().cloned();
         let (store, run, id) = (self.sh.store.clone(), self.run.id, self.plan.id.clone());
         let floor = self.sh.offered_attempt(&run, &id);
-        let n = blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor)).await?;
+        let here = self.sh.here();
+        let n =
+            blocking(move || store.begin_attempt_from(&run, &id, now_ms(), floor, here)).await?;
         util::took(&self.plan.id, "attempt begun", began);
         if let Some(retry) = record.retries.last().filter(|_| record.retry_pending()) {
             let text = format!(

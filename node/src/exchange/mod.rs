@@ -68,7 +68,7 @@ use crate::engine::{Engine, EngineEvent, Notice, NoticeFeed, RemoteEnd, RemoteSt
 use crate::failpoint;
 use crate::membership::{Membership, peer_key};
 use crate::mesh::{self, PeerId, ResponseHandle};
-use crate::store::{self, OutboxEntry, RunId, StageState, Store};
+use crate::store::{self, AttemptNode, OutboxEntry, RunId, StageState, Store};
 
 const TARGET: &str = "otto_node::exchange";
 
@@ -1004,7 +1004,11 @@ impl Exchange {
                 }
                 note.push_str(&format!(" ({code})"));
                 tracing::warn!(target: TARGET, %run, %stage, %code, %note, "offer rejected");
-                self.fail(&run, &stage, note).await;
+                let by = self.attempt_node(&peer).map(|node| AttemptNode {
+                    refused: true,
+                    ..node
+                });
+                self.fail_by(&run, &stage, note, by).await;
             }
             Event::Tick(tick) => {
                 for expired in tick.expired {
@@ -1485,6 +1489,7 @@ impl Exchange {
                     .iter()
                     .map(|a| (a.name.clone(), Digest::from_bytes(a.sha256.0), a.size))
                     .collect(),
+                node: Some(AttemptNode::ran(&receipt.node.name, &receipt.node.org)),
             }),
             note: None,
             log: Vec::new(),
@@ -1896,11 +1901,10 @@ impl Exchange {
             if !self.may_tell(run, &status.stage, author, word).await {
                 return;
             }
-            let who = self
-                .parts
-                .membership
-                .node_by_peer(author)
-                .map_or_else(|| author.to_string(), |n| n.name);
+            let known_author = self.parts.membership.node_by_peer(author);
+            let who = known_author
+                .as_ref()
+                .map_or_else(|| author.to_string(), |n| n.name.clone());
             if let Some((update, end)) = status::relayed_end(run, &who, &status) {
                 self.on_relayed(here, update, end).await;
                 return;
@@ -1910,7 +1914,8 @@ impl Exchange {
             let known = here.as_ref().is_some_and(|h| h.attempt_ended(attempt));
             let key = peer_key(author);
             let runner = key.as_ref().map_or([0; 8], logfetch::runner_tag);
-            let mut update = status::remote_update(run, &who, runner, status);
+            let by = known_author.map(|n| AttemptNode::ran(n.name, n.org));
+            let mut update = status::remote_update(run, &who, by, runner, status);
             let copy = (run, update.stage.clone());
             // A jump is held back while the missed lines can still be fetched.
             update.hold_jumps = key.is_some() && !self.fetches.get(&copy).is_some_and(|f| f.done);
@@ -2382,6 +2387,11 @@ impl Exchange {
 
     /// Fails a stage this node handed off, with `note` as the reason.
     async fn fail(&mut self, run: &str, stage: &str, note: String) {
+        self.fail_by(run, stage, note, None).await;
+    }
+
+    /// [`Self::fail`], with the node that refused the stage when one did.
+    async fn fail_by(&mut self, run: &str, stage: &str, note: String, by: Option<AttemptNode>) {
         let Ok(run) = run.parse::<RunId>() else {
             return;
         };
@@ -2402,6 +2412,7 @@ impl Exchange {
                 started_at: now,
                 finished_at: now,
                 artifacts: Vec::new(),
+                node: by,
             }),
             note: Some(note.clone()),
             log: vec![note.clone()],
@@ -2441,6 +2452,13 @@ impl Exchange {
             .membership
             .sign(&message)
             .map_err(|e| e.to_string())
+    }
+
+    /// A peer as an attempt records its node, when the peer is a known node.
+    fn attempt_node(&self, peer: &str) -> Option<AttemptNode> {
+        let peer = peer.parse::<PeerId>().ok()?;
+        let node = self.parts.membership.node_by_peer(&peer)?;
+        Some(AttemptNode::ran(node.name, node.org))
     }
 
     /// A peer's node name when it is known, else its peer id.

@@ -29,7 +29,7 @@ use otto_pipeline::plan::Body;
 use otto_protocol::{StageState as WireState, Status};
 
 use crate::engine::{EngineEvent, RemoteEnd, RemoteStage};
-use crate::store::{GateState, RunId, StageState};
+use crate::store::{AttemptNode, GateState, RunId, StageState};
 
 /// The most log lines in one status event (the protocol's limit).
 pub(crate) const MAX_LINES: usize = otto_protocol::limits::MAX_LOG_LINES;
@@ -370,7 +370,13 @@ pub(crate) fn relay_text(text: String) -> String {
 /// What a status event of another node's stage changes here: its note and log lines,
 /// numbered by `runner` (the first 8 bytes of the author's key) when the event numbers
 /// them.
-pub(crate) fn remote_update(run: RunId, who: &str, runner: [u8; 8], status: Status) -> RemoteStage {
+pub(crate) fn remote_update(
+    run: RunId,
+    who: &str,
+    by: Option<AttemptNode>,
+    runner: [u8; 8],
+    status: Status,
+) -> RemoteStage {
     let state = match status.state {
         WireState::Queued => "queued",
         WireState::WaitingGate => "waiting",
@@ -394,6 +400,7 @@ pub(crate) fn remote_update(run: RunId, who: &str, runner: [u8; 8], status: Stat
             started_at: at,
             finished_at: at,
             artifacts: Vec::new(),
+            node: by,
         }
     });
     let note = match (&ended, &status.detail) {
@@ -435,6 +442,7 @@ pub(crate) fn relayed_end(
             started_at: at,
             finished_at: at,
             artifacts: Vec::new(),
+            node: None,
         }),
         note: Some(format!("{origin}; relayed by {who}")),
         log: Vec::new(),
@@ -610,7 +618,7 @@ stage('Deploy') { owner = 'ops'  steps { sh 'd' } }
     #[test]
     fn a_peers_times_count_to_the_millisecond_only_inside_their_signed_second() {
         let ended = |status: Status| {
-            let update = remote_update(run(), "ops-1", [1; 8], status);
+            let update = remote_update(run(), "ops-1", None, [1; 8], status);
             let end = update.ended.expect("a failure ends the stage");
             (end.started_at, end.finished_at)
         };

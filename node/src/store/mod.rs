@@ -54,10 +54,10 @@ pub use handoffs::HandoffIntent;
 pub use ids::{RunId, RunIdError};
 pub use logs::{Appended, Logs, Migrated, Page, Placed, Tail};
 pub use records::{
-    Attempt, AttemptEnd, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate, GateKind,
-    GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState, KnownNode,
-    LogLine, NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Retry, Run, RunFilter,
-    RunState, Source, Stage, StageState, Stream,
+    Attempt, AttemptEnd, AttemptNode, AttemptRef, AttemptState, AttemptUpdate, CacheEntry, Gate,
+    GateKind, GatePhase, GateRef, GateResolution, GateState, HandoffId, InboxEntry, InboxState,
+    KnownNode, LogLine, NewLine, NewRun, NewStage, OutboxEntry, ReceiptEntry, Recovery, Retry, Run,
+    RunFilter, RunState, Source, Stage, StageState, Stream,
 };
 pub use runs::QUEUED_NOTE;
 

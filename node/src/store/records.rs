@@ -220,6 +220,44 @@ pub struct Attempt {
     /// The process id of the agent running it.
     #[serde(default)]
     pub agent_pid: Option<u32>,
+    /// The node it ran on, or that refused to run it; `None` in records from before nodes
+    /// were recorded, and on a node without an identity.
+    #[serde(default)]
+    pub node: Option<AttemptNode>,
+}
+
+/// The node an attempt ran on, or that refused to run it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptNode {
+    /// The node's name in its org, e.g. `ops-1`.
+    pub name: String,
+    /// Its org's name, e.g. `acme-ops`.
+    pub org: String,
+    /// Whether the node refused the stage: the attempt never ran there.
+    #[serde(default)]
+    pub refused: bool,
+}
+
+impl AttemptNode {
+    /// The node `name` of `org`, on which the attempt ran.
+    pub fn ran(name: impl Into<String>, org: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            org: org.into(),
+            refused: false,
+        }
+    }
+}
+
+impl std::fmt::Display for AttemptNode {
+    /// `ops-1 (acme-ops)`, with `, refused` after a refusal.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.name, self.org)?;
+        if self.refused {
+            f.write_str(", refused")?;
+        }
+        Ok(())
+    }
 }
 
 /// How an attempt went.

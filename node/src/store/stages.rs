@@ -7,9 +7,9 @@ use super::codec::{
     decode_line, encode_line,
 };
 use super::{
-    Attempt, AttemptEnd, AttemptState, AttemptUpdate, CacheEntry, Error, Gate, GateRef,
-    GateResolution, GateState, LogLine, NewLine, Retry, Run, RunId, RunState, Stage, StageState,
-    Store,
+    Attempt, AttemptEnd, AttemptNode, AttemptState, AttemptUpdate, CacheEntry, Error, Gate,
+    GateRef, GateResolution, GateState, LogLine, NewLine, Retry, Run, RunId, RunState, Stage,
+    StageState, Store,
 };
 use crate::blobs::Digest;
 
@@ -82,18 +82,20 @@ impl Store {
     /// same transaction. Fails with [`Error::AttemptRunning`] while the last attempt has not
     /// ended, so an attempt is never begun twice.
     pub fn begin_attempt(&self, run: &RunId, stage: &str, now: u64) -> Result<u32, Error> {
-        self.begin_attempt_from(run, stage, now, 1)
+        self.begin_attempt_from(run, stage, now, 1, None)
     }
 
     /// [`Self::begin_attempt`], numbered at least `floor`: an offered stage runs as the
     /// attempt its offer names (a retry offered as attempt 2 is attempt 2 here too, even
-    /// where attempt 1 was refused and never ran).
+    /// where attempt 1 was refused and never ran), on `node` (this node, when it has an
+    /// identity).
     pub fn begin_attempt_from(
         &self,
         run: &RunId,
         stage: &str,
         now: u64,
         floor: u32,
+        node: Option<AttemptNode>,
     ) -> Result<u32, Error> {
         self.write(|txn| {
             let mut table = txn.open_table(STAGES)?;
@@ -131,6 +133,7 @@ impl Store {
                 cache_misses: Vec::new(),
                 log: None,
                 agent_pid: None,
+                node,
             });
             record.state = StageState::Running;
             record.note = None;

@@ -535,9 +535,13 @@ pub(crate) fn lane_of(ui: &Ui, run: &Run, planned: Option<&PlanStage>) -> String
         .map_or_else(|| ui.api.node.name.clone(), str::to_owned)
 }
 
-/// Who ran (or runs) the stage: the signer of its receipt, else this node when it ran
-/// here, else its owner.
+/// Who ran (or runs) the stage: the node its last attempt records (the signer of its
+/// receipt for another node's attempt; the node that refused it, said so), else the signer
+/// of its receipt, else this node when it ran here, else its owner.
 pub(crate) fn ran_on(ui: &Ui, view: &RunView, s: &StageView) -> String {
+    if let Some(node) = s.stage.last_attempt().and_then(|a| a.node.as_ref()) {
+        return node.to_string();
+    }
     if let Some(r) = &s.receipt {
         return format!("{} ({})", r.node.name, r.node.org);
     }

@@ -201,17 +201,18 @@ fn stage_body(
     // Attempts.
     if !s.stage.attempts.is_empty() {
         b.push_str(
-            "<h2>Attempts</h2><div class=\"scroll\"><table><thead><tr><th>#</th><th>State</th><th>Started</th>\
-             <th>Duration</th><th>Exit</th><th>Cache</th><th>Error</th></tr></thead><tbody>",
+            "<h2>Attempts</h2><div class=\"scroll\"><table><thead><tr><th>#</th><th>State</th><th>Ran on</th>\
+             <th>Started</th><th>Duration</th><th>Exit</th><th>Cache</th><th>Error</th></tr></thead><tbody>",
         );
         for a in &s.stage.attempts {
             let (icon, word) = attempt_state(a.state);
             let _ = write!(
                 b,
-                "<tr data-testid=\"attempt\"><td>{n}</td><td>{badge}</td><td>{t}</td><td>{d}</td><td>{e}</td>\
-                 <td>{c}</td><td>{err}</td></tr>",
+                "<tr data-testid=\"attempt\"><td>{n}</td><td>{badge}</td><td>{on}</td><td>{t}</td><td>{d}</td>\
+                 <td>{e}</td><td>{c}</td><td>{err}</td></tr>",
                 n = a.n,
                 badge = badge(icon, word),
+                on = esc(&a.node.as_ref().map(ToString::to_string).unwrap_or_default()),
                 t = html::time(a.started_at),
                 d = html::duration(a.finished_at.unwrap_or(now).saturating_sub(a.started_at)),
                 e = a.exit_code.map_or_else(String::new, |c| c.to_string()),

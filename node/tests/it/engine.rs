@@ -397,6 +397,7 @@ stage('Verify') { owner = 'dev'  steps { echo 'verified' } }
                 started_at: 1000,
                 finished_at: 2000,
                 artifacts: vec![],
+                node: None,
             }),
             note: Some("ran on ops-1 (acme-ops)".into()),
             log: vec!["deployed".into()],
