@@ -794,6 +794,30 @@ impl Body {
         names.dedup();
         names
     }
+
+    /// The org that runs `stage`, by the plan's owner bindings: its owner's bound org, or
+    /// for a stage without an owner the org of the node that started the run (bound under
+    /// [`ORIGIN`]); `None` when the plan binds no such name (a plan no node has started).
+    /// An owner name is the starting node's own word for the org (an alias); the binding
+    /// says the org's name as that node knows it, which every node of the run reads alike.
+    pub fn org_of(&self, stage: &Stage) -> Option<&str> {
+        self.owners
+            .get(stage.owner_name())
+            .map(|binding| binding.org.as_str())
+    }
+
+    /// The orgs that run the stages ([`Self::org_of`]), sorted and without repeats; a
+    /// stage whose owner the plan does not bind counts under its owner name as written.
+    pub fn orgs(&self) -> Vec<&str> {
+        let mut orgs: Vec<&str> = self
+            .stages
+            .iter()
+            .map(|s| self.org_of(s).unwrap_or_else(|| s.owner_name()))
+            .collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        orgs
+    }
 }
 
 impl Stage {

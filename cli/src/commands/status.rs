@@ -182,23 +182,32 @@ fn print_list(list: &RunList, out: &mut impl io::Write) -> io::Result<()> {
     let width = list
         .runs
         .iter()
-        .map(|r| r.pipeline.len())
+        .map(|r| r.run.pipeline.len())
         .max()
         .unwrap_or(8)
         .max(8);
+    let by_width = list
+        .runs
+        .iter()
+        .map(|r| r.run.started_by.len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
     writeln!(
         out,
-        "{:26}  {:width$}  {:9}  BY",
-        "RUN", "PIPELINE", "STATE"
+        "{:26}  {:width$}  {:9}  {:by_width$}  ORGS",
+        "RUN", "PIPELINE", "STATE", "BY"
     )?;
-    for run in &list.runs {
+    for listed in &list.runs {
+        let run = &listed.run;
         writeln!(
             out,
-            "{}  {:width$}  {:9}  {}",
+            "{}  {:width$}  {:9}  {:by_width$}  {}",
             run.id,
             run.pipeline,
             state_word(run.state),
-            run.started_by
+            run.started_by,
+            listed.orgs.join(", ")
         )?;
     }
     Ok(())

@@ -75,6 +75,18 @@ fn the_origin_shows_a_remote_stage_with_its_runners_times_to_the_millisecond() {
         .unwrap_or_else(|| panic!("no Deploy line in {text}"));
     let took = format!("succeeded in {}", human_ms(finished - started));
     assert!(line.contains(&took), "{line:?} does not say {took:?}");
+
+    // The runs list names the orgs by the plan's owner bindings, on both nodes: acme-ops,
+    // not dev's alias `ops` for it.
+    for node in [&dev, &ops] {
+        let list = node.ok(&["status"]);
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(run.as_str()))
+            .unwrap_or_else(|| panic!("no {run} in {list}"));
+        assert!(row.ends_with("  acme-dev, acme-ops"), "{list}");
+        assert!(list.lines().next().unwrap().ends_with("  ORGS"), "{list}");
+    }
 }
 
 #[test]

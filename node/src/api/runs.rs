@@ -13,8 +13,8 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::types::{
-    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, FactsInput, Retried, Retry,
-    RunCreated, RunDetail, RunList, SnapshotCreated, StageDetail,
+    Approve, Approved, Cancel, Cancelled, ConditionView, CreateRun, FactsInput, ListedRun, Retried,
+    Retry, RunCreated, RunDetail, RunList, SnapshotCreated, StageDetail,
 };
 use super::{
     ApiError, ApiParts, ApiState, Body as RawBody, Json, MAX_WAIT_SECS, Path, Query, blocking,
@@ -108,8 +108,31 @@ pub(super) async fn list(
         limit: limit.map_or(20, |n| n as usize),
     };
     let store = state.store.clone();
-    let runs = blocking(move || Ok(store.list_runs(&filter)?)).await?;
+    let runs = blocking(move || {
+        let runs = store.list_runs(&filter)?;
+        let mut listed = Vec::with_capacity(runs.len());
+        for run in runs {
+            let orgs = orgs_of(&store, &run)?;
+            listed.push(ListedRun { run, orgs });
+        }
+        Ok(listed)
+    })
+    .await?;
     Ok(Json(RunList { runs }))
+}
+
+/// The orgs that run the stages of `run`, by its plan's owner bindings
+/// ([`Body::orgs`]): org names, as every node of the run reads them, not the aliases of
+/// the node that started it. Empty when the plan cannot be read.
+pub(crate) fn orgs_of(
+    store: &crate::store::Store,
+    run: &crate::store::Run,
+) -> Result<Vec<String>, crate::store::Error> {
+    Ok(store
+        .plan(&run.plan_digest)?
+        .and_then(|bytes| serde_json::from_slice::<Body>(&bytes).ok())
+        .map(|body| body.orgs().into_iter().map(str::to_owned).collect())
+        .unwrap_or_default())
 }
 
 /// Query of `GET /v1/runs/{run}`.

@@ -87,7 +87,18 @@ pub struct RunCreated {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunList {
     /// The runs, newest first.
-    pub runs: Vec<Run>,
+    pub runs: Vec<ListedRun>,
+}
+
+/// A run in `GET /v1/runs`: the run, and the orgs that run its stages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedRun {
+    /// The run.
+    #[serde(flatten)]
+    pub run: Run,
+    /// The orgs that run its stages, by the plan's owner bindings (org names, never this
+    /// node's aliases), sorted: [`otto_pipeline::plan::Body::orgs`].
+    pub orgs: Vec<String>,
 }
 
 /// `GET /v1/runs/{run}` answers this.

@@ -698,17 +698,15 @@ fn branch_commit(run: &Run) -> String {
     }
 }
 
-/// The orgs (owners) that take part in a run: this node's org and every stage owner.
+/// The orgs that run a run's stages, by its plan's owner bindings (org names, not this
+/// node's aliases); this node's org when the plan cannot be read.
 fn orgs_of(store: &Store, run: &Run, local: &str) -> Result<Vec<String>, UiError> {
-    let mut orgs = BTreeSet::new();
-    orgs.insert(local.to_owned());
-    if let Some(body) = store
-        .plan(&run.plan_digest)?
-        .and_then(|bytes| serde_json::from_slice::<Body>(&bytes).ok())
-    {
-        orgs.extend(body.stages.into_iter().filter_map(|s| s.owner));
-    }
-    Ok(orgs.into_iter().collect())
+    let orgs = crate::api::runs::orgs_of(store, run)?;
+    Ok(if orgs.is_empty() {
+        vec![local.to_owned()]
+    } else {
+        orgs
+    })
 }
 
 fn parse_state(text: &str) -> Option<RunState> {

@@ -323,3 +323,36 @@ fn the_owner_binding_is_in_the_digest_in_key_order() {
     assert!(back.digest_matches());
     assert_eq!(back.into_plan().body.owners, plan.body.owners);
 }
+
+#[test]
+fn a_runs_orgs_are_the_orgs_its_owner_names_are_bound_to() {
+    use otto_pipeline::plan::{ORIGIN, OwnerBinding};
+    let mut plan = plan_one(
+        "stage('Build') { steps { echo 'b' } }\n\
+         stage('Test') { owner = 'qa'  steps { echo 't' } }\n\
+         stage('Deploy') { owner = 'ops'  steps { echo 'd' } }\n\
+         stage('Smoke') { owner = 'ops-1'  steps { echo 's' } }\n",
+    );
+    let stages = plan.body.stages.clone();
+    let stage = |id: &str| stages.iter().find(|s| s.id == id).unwrap().clone();
+    let body = &plan.body;
+    // Unbound (no node started it): the owner names as written.
+    assert_eq!(body.org_of(&stage("Deploy")), None);
+    assert_eq!(body.orgs(), ["ops", "ops-1", ORIGIN, "qa"]);
+    let bind = |org: &str| OwnerBinding {
+        key: format!("ed25519:{}", "a".repeat(64)),
+        org: org.to_owned(),
+        node: None,
+    };
+    // The starting node's aliases (ops, and ops-1 for a node of the same org) name orgs.
+    plan.body.owners.insert(ORIGIN.to_owned(), bind("acme-dev"));
+    plan.body.owners.insert("ops".to_owned(), bind("acme-ops"));
+    plan.body
+        .owners
+        .insert("ops-1".to_owned(), bind("acme-ops"));
+    plan.body.owners.insert("qa".to_owned(), bind("acme-qa"));
+    let body = &plan.body;
+    assert_eq!(body.org_of(&stage("Build")), Some("acme-dev"));
+    assert_eq!(body.org_of(&stage("Smoke")), Some("acme-ops"));
+    assert_eq!(body.orgs(), ["acme-dev", "acme-ops", "acme-qa"]);
+}
