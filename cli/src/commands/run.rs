@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use otto_node::api::types::{
     CreateRun, FactsInput, LogPage, RunCreated, RunDetail, SnapshotCreated, StageDetail,
 };
-use otto_node::store::{RunId, RunState, Source, StageState, Stream};
+use otto_node::store::{GateState, RunId, RunState, Source, StageState, Stream};
 
 use super::facts::FactsArgs;
 use super::status::{describe_stage, stage_symbol};
@@ -384,12 +384,12 @@ impl View {
 
     fn update(&mut self, client: &Client, detail: &RunDetail) -> anyhow::Result<()> {
         for stage in &detail.stages {
-            let mut text = describe_stage(stage);
-            if stage.stage.state == StageState::WaitingGate
-                && let Some(line) = last_system_line(client, detail.run.id, stage)?
-            {
-                text = format!("{text}: {line}");
-            }
+            let line = if gate_waits(stage) {
+                last_system_line(client, detail.run.id, stage)?
+            } else {
+                None
+            };
+            let text = progress_text(stage, line);
             match self {
                 Self::Bars { bars, width, .. } => {
                     let Some(bar) = bars.get(&stage.stage.id) else {
@@ -433,6 +433,24 @@ impl View {
                 bar.abandon();
             }
         }
+    }
+}
+
+/// Whether a gate of the stage waits now: only then does its progress line end with the
+/// node's last line about it (how to pass the gate, or what its last poll gave).
+fn gate_waits(stage: &StageDetail) -> bool {
+    stage.stage.state == StageState::WaitingGate
+        && stage.gates.iter().any(|g| g.state == GateState::Waiting)
+}
+
+/// A stage's progress line: [`describe_stage`], and while a gate waits ([`gate_waits`]) the
+/// node's last line about it, `line`. A line of a gate that has closed since (a poll that
+/// failed before the check passed) is never added: the line tells the stage's state now.
+fn progress_text(stage: &StageDetail, line: Option<String>) -> String {
+    let text = describe_stage(stage);
+    match line {
+        Some(line) if gate_waits(stage) => format!("{text}: {line}"),
+        _ => text,
     }
 }
 
@@ -573,5 +591,75 @@ mod tests {
         assert_eq!(human_ms(850), "850ms");
         assert_eq!(human_ms(12_345), "12.3s");
         assert_eq!(human_ms(245_000), "4m05s");
+    }
+
+    /// Deploy after its exit poll gate, as `otto status --json` gives it: `state`, the
+    /// stage's `note`, and its gates as (state, note).
+    fn deploy(state: &str, note: Option<&str>, gates: &[(&str, Option<&str>)]) -> StageDetail {
+        let gates: Vec<serde_json::Value> = gates
+            .iter()
+            .enumerate()
+            .map(|(i, (state, note))| {
+                serde_json::json!({
+                    "run": "01M99GD91KHA7WPFRDWSGPR1GC", "stage": "Deploy", "phase": "exit",
+                    "index": i, "kind": if i == 0 { "poll" } else { "input" },
+                    "state": state, "opened_at": 1_000 + i, "polls": 2,
+                    "closed_at": (*state != "waiting").then_some(2_000 + i),
+                    "note": note,
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "run": "01M99GD91KHA7WPFRDWSGPR1GC", "id": "Deploy", "index": 0, "state": state,
+            "note": note, "updated_at": 2_000, "name": "Deploy", "owner": null, "needs": [],
+            "when": null, "gates": gates,
+            "attempts": [{"n": 1, "state": "running", "started_at": 500}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_progress_line_tells_the_stages_state_now() {
+        let failed_poll = Some("'sh' exited with code 1".to_owned());
+        // The poll waits: its last failure says why.
+        let polling = deploy("waiting_gate", None, &[("waiting", None)]);
+        assert_eq!(
+            progress_text(&polling, failed_poll.clone()),
+            "waiting for its exit poll gate: 'sh' exited with code 1"
+        );
+        // The check passed (the stage is about to end): the failure of an earlier poll is
+        // not its state any more, nor is "waiting for a gate".
+        let passed = Some("the check passed after 2 polls");
+        let after = deploy("waiting_gate", passed, &[("passed", passed)]);
+        assert!(!gate_waits(&after));
+        assert_eq!(
+            progress_text(&after, failed_poll.clone()),
+            "passed its exit poll gate (the check passed after 2 polls)"
+        );
+        // The next gate waits: it, not the poll, is the state.
+        let input = deploy(
+            "waiting_gate",
+            passed,
+            &[("passed", passed), ("waiting", None)],
+        );
+        assert_eq!(
+            progress_text(&input, Some("approve with otto approve".to_owned())),
+            "waiting for its exit input gate: approve with otto approve"
+        );
+        // A later failure is the state; the passed check, whose note may stay on the
+        // stage, is not added to it.
+        let mut failed = deploy("failed", passed, &[("passed", passed)]);
+        failed.stage.attempts[0].state = otto_node::store::AttemptState::Failed;
+        failed.stage.attempts[0].finished_at = Some(900);
+        failed.stage.attempts[0].error = Some("'sh' exited with code 1".to_owned());
+        assert_eq!(
+            progress_text(&failed, failed_poll.clone()),
+            "failed in 400ms: 'sh' exited with code 1"
+        );
+        failed.stage.note = Some("'sh' exited with code 1".to_owned());
+        assert_eq!(
+            progress_text(&failed, failed_poll),
+            "failed in 400ms: 'sh' exited with code 1"
+        );
     }
 }

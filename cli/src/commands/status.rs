@@ -227,13 +227,32 @@ pub(crate) fn describe_stage(stage: &StageDetail) -> String {
         StageState::WaitingGate => match waiting {
             Some(gate) => format!(
                 "waiting for its {} {} gate",
-                match gate.at.phase {
-                    GatePhase::Enter => "enter",
-                    GatePhase::Exit => "exit",
-                },
+                gate_phase(gate.at.phase),
                 gate_kind(gate.kind)
             ),
-            None => "waiting for a gate".to_owned(),
+            // No gate waits: between one gate and the next, or after the last one. The gate
+            // that closed last says where the stage stands (a poll that passed, not the
+            // polls that failed before it).
+            None => match stage
+                .gates
+                .iter()
+                .filter(|g| g.state != GateState::Waiting)
+                .max_by_key(|g| (g.closed_at, g.at.phase, g.at.index))
+            {
+                Some(gate) if gate.state == GateState::Passed => {
+                    let how = gate
+                        .note
+                        .as_deref()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    format!(
+                        "passed its {} {} gate{how}",
+                        gate_phase(gate.at.phase),
+                        gate_kind(gate.kind)
+                    )
+                }
+                _ => "waiting for a gate".to_owned(),
+            },
         },
         StageState::Running => "running".to_owned(),
         StageState::Succeeded => "succeeded".to_owned(),
@@ -267,6 +286,13 @@ pub(crate) fn describe_stage(stage: &StageDetail) -> String {
     match &s.note {
         // A waiting gate is described above; the note may be of an earlier gate.
         Some(_) if s.state == StageState::WaitingGate => {}
+        // The note a gate left when it passed ("the check passed after 2 polls") is that
+        // gate's outcome, not where the stage stands after it (running, or failed later).
+        Some(note)
+            if stage
+                .gates
+                .iter()
+                .any(|g| g.state == GateState::Passed && g.note.as_ref() == Some(note)) => {}
         // The attempt's error is shown already.
         Some(note)
             if s.state == StageState::Failed
@@ -284,6 +310,13 @@ pub(crate) fn describe_stage(stage: &StageDetail) -> String {
         }
     }
     text
+}
+
+fn gate_phase(phase: GatePhase) -> &'static str {
+    match phase {
+        GatePhase::Enter => "enter",
+        GatePhase::Exit => "exit",
+    }
 }
 
 fn gate_kind(kind: GateKind) -> &'static str {
