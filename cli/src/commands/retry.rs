@@ -19,9 +19,11 @@ use crate::client::{NodeArgs, user_name};
 With no STAGE, every stage that failed is retried (every cancelled one in a cancelled run).
 The stages that succeeded keep their receipts and artifacts and are not run again; the
 retried stages start from them. A stage owned by another node is offered to it again as the
-next attempt, and that node checks it as any offer (an approval given since the refusal
-counts). Run it on the node that started the run, once the run has ended; follow the run
-with `otto status RUN`.")]
+next attempt, with this node's signed retry, and that node checks it as any offer (an
+approval given since the refusal counts). A stage another node moves on (a third org's node
+after its own stage, or the owner after a stage of its own) is retried through that node:
+this node sends it the signed retry and it offers the stage again, or runs it. Run it on the
+node that started the run, once the run has ended; follow the run with `otto status RUN`.")]
 pub(crate) struct Args {
     /// The run.
     run: String,

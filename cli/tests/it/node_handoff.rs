@@ -412,7 +412,7 @@ stage('Deploy') { owner = 'ops'  steps { echo 'deployed' } }
 ";
 
 /// `inviter` invites `joiner`'s org for stages `stages`, which joins naming it `alias`.
-fn join(joiner: &Node, inviter: &Node, stages: &str, alias: &str) {
+pub(crate) fn join(joiner: &Node, inviter: &Node, stages: &str, alias: &str) {
     let invite = inviter.otto_node(&[
         "invite",
         "--role",
@@ -429,7 +429,7 @@ fn join(joiner: &Node, inviter: &Node, stages: &str, alias: &str) {
 }
 
 /// `node` calls the org `org` it pinned by the owner name `name`.
-fn know_as(node: &Node, name: &str, org: &str) {
+pub(crate) fn know_as(node: &Node, name: &str, org: &str) {
     let out = node.otto_node(&["trust", "alias", name, org]);
     assert!(out.status.success(), "alias: {}", text(&out.stderr));
 }

@@ -285,3 +285,172 @@ stage('Deploy') {{
     let verified = dev.ok(&["verify", &run]);
     assert!(verified.contains("verified"), "{verified}");
 }
+
+/// Build on dev, Test on qa, Deploy on ops, which fails until `flag` exists; with `smoke`,
+/// a second stage of ops after Deploy, Smoke, which fails until `flag` exists instead.
+fn three_org_ottofile(flag: &std::path::Path, smoke: bool) -> String {
+    let check = format!(
+        "sh 'test -e {} && echo passed || {{ echo not yet; exit 3; }}'",
+        flag.display()
+    );
+    let (deploy, smoke) = if smoke {
+        (
+            "echo 'deployed'".to_owned(),
+            format!("stage('Smoke') {{\n  owner = 'ops'\n  steps {{ {check} }}\n}}\n"),
+        )
+    } else {
+        (check, String::new())
+    };
+    format!(
+        "stage('Build') {{ steps {{ echo 'built' }} }}
+stage('Test') {{ owner = 'qa'  steps {{ echo 'tested' }} }}
+stage('Deploy') {{
+  owner = 'ops'
+  steps {{ {deploy} }}
+}}
+{smoke}"
+    )
+}
+
+/// dev-1, qa-1 and ops-1 of three orgs, started: dev hands Test to qa, qa hands Deploy to
+/// ops; ops pins acme-dev (Build's receipt and dev's retries) and knows qa as `qa`; dev
+/// knows ops too, and so takes ops's receipts itself.
+fn three_orgs() -> (Node, Node, Node) {
+    use crate::node_handoff::{join, know_as};
+    let mut dev = Node::init_as("acme-dev", "dev-1", &["--answers-to", "dev"]);
+    let mut qa = Node::init_as("acme-qa", "qa-1", &["--answers-to", "qa"]);
+    let mut ops = Node::init_as("acme-ops", "ops-1", &["--answers-to", "ops"]);
+    for node in [&mut dev, &mut qa, &mut ops] {
+        node.start();
+    }
+    join(&dev, &qa, "Test*", "qa");
+    join(&qa, &ops, "*", "ops");
+    join(&dev, &ops, "*", "ops");
+    know_as(&ops, "qa", "acme-qa");
+    (dev, qa, ops)
+}
+
+/// Waits until `node` holds `stage` of `run` in `state` with at least `attempts` attempts.
+fn wait_attempts(node: &Node, run: &str, stage: &str, state: &str, attempts: usize) -> Value {
+    node.wait_for(
+        &format!("{stage} {state} after {attempts} attempts"),
+        || {
+            let status = node.status(run);
+            let s = stage_of(&status, stage)?;
+            (s["state"] == state && s["attempts"].as_array().map_or(0, Vec::len) >= attempts)
+                .then_some(status)
+        },
+    )
+}
+
+#[test]
+fn a_stage_a_third_orgs_node_moves_on_is_retried_from_the_origin_through_that_node() {
+    use crate::node_handoff::{approve_after_refusal, start_run};
+    let (dev, qa, ops) = three_orgs();
+    let gate = tempfile::tempdir().unwrap();
+    let flag = gate.path().join("go");
+    let dir = project(&[("Ottofile", &three_org_ottofile(&flag, false))]);
+    approve_after_refusal(&dev, &qa, &dir, "Test");
+    approve_after_refusal(&dev, &ops, &dir, "Deploy");
+
+    // Qa moves Deploy on to ops, where it fails: the run fails on dev.
+    let run = start_run(&dev, &dir);
+    let status = dev.wait_final(&run);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    assert_eq!(stage(&status, "Test")["state"], "succeeded", "{status}");
+    assert_eq!(stage(&status, "Deploy")["state"], "failed", "{status}");
+    let on_ops = wait_attempts(&ops, &run, "Deploy", "failed", 1);
+    assert_eq!(attempts(&on_ops, "Deploy"), [1], "{on_ops}");
+
+    // Qa, which moves it on, cannot retry it on its own: the run is dev's.
+    let refused = qa.otto(&["retry", &run, "Deploy"]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("only the node that started a run retries"),
+        "{}",
+        text(&refused.stderr)
+    );
+
+    // Fixed on ops's side; one `otto retry` on dev: dev's signed retry goes to qa, qa
+    // offers Deploy again as attempt 2 carrying it, ops runs it, and the run succeeds.
+    std::fs::write(&flag, "").unwrap();
+    let said = dev.ok(&["retry", &run, "Deploy"]);
+    assert!(
+        said.starts_with(&format!("retrying Deploy of run {run}")),
+        "{said}"
+    );
+    let on_ops = wait_attempts(&ops, &run, "Deploy", "succeeded", 2);
+    assert_eq!(attempts(&on_ops, "Deploy"), [1, 2], "{on_ops}");
+    assert!(ops.ok(&["logs", &run, "Deploy"]).contains("passed"));
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}\n{}\n{}",
+        dev.log(),
+        qa.log(),
+        ops.log()
+    );
+    assert_eq!(attempts(&status, "Build"), [1]);
+    assert_eq!(attempts(&status, "Test"), [1]);
+    assert_eq!(attempts(&status, "Deploy"), [1, 2], "{status}");
+    let on_qa = wait_attempts(&qa, &run, "Deploy", "succeeded", 2);
+    assert_eq!(attempts(&on_qa, "Deploy"), [1, 2], "{on_qa}");
+    let verified = dev.ok(&["verify", &run]);
+    assert!(verified.contains("verified"), "{verified}");
+}
+
+#[test]
+fn the_second_of_two_stages_of_one_org_is_retried_by_that_org_for_the_origin() {
+    use crate::node_handoff::{approve_after_refusal, start_run};
+    let (dev, qa, ops) = three_orgs();
+    let gate = tempfile::tempdir().unwrap();
+    let flag = gate.path().join("go");
+    let dir = project(&[("Ottofile", &three_org_ottofile(&flag, true))]);
+    approve_after_refusal(&dev, &qa, &dir, "Test");
+    approve_after_refusal(&dev, &ops, &dir, "Deploy");
+    // Ops moves Smoke on itself and refuses its unapproved steps: approved there.
+    let refused = start_run(&dev, &dir);
+    dev.wait_final(&refused);
+    let on_ops = wait_attempts(&ops, &refused, "Smoke", "failed", 1);
+    let why = stage(&on_ops, "Smoke")["attempts"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    let digest = why
+        .split_whitespace()
+        .find_map(|w| {
+            w.trim_matches(|c| c == '`' || c == ';' || c == ')' || c == '(')
+                .strip_prefix("sha256:")
+        })
+        .map(|hex| format!("sha256:{}", &hex[..64]))
+        .unwrap_or_else(|| panic!("no digest in {on_ops}"));
+    let approved = ops.otto_node(&["approve", &digest]);
+    assert!(approved.status.success(), "{}", text(&approved.stderr));
+
+    // Ops ran Deploy, so it moves Smoke on itself, runs it, and it fails.
+    let run = start_run(&dev, &dir);
+    let status = dev.wait_final(&run);
+    assert_eq!(status["run"]["state"], "failed", "{status}");
+    assert_eq!(stage(&status, "Deploy")["state"], "succeeded", "{status}");
+    assert_eq!(stage(&status, "Smoke")["state"], "failed", "{status}");
+    wait_attempts(&ops, &run, "Smoke", "failed", 1);
+
+    // Dev's retry goes to ops, which moves Smoke on: it runs it again as attempt 2.
+    std::fs::write(&flag, "").unwrap();
+    dev.ok(&["retry", &run, "Smoke"]);
+    let on_ops = wait_attempts(&ops, &run, "Smoke", "succeeded", 2);
+    assert_eq!(attempts(&on_ops, "Smoke"), [1, 2], "{on_ops}");
+    assert_eq!(attempts(&on_ops, "Deploy"), [1], "{on_ops}");
+    let status = dev.wait_final(&run);
+    assert_eq!(
+        status["run"]["state"],
+        "succeeded",
+        "{status}\n{}\n{}",
+        dev.log(),
+        ops.log()
+    );
+    assert_eq!(attempts(&status, "Smoke"), [1, 2], "{status}");
+    assert_eq!(attempts(&status, "Deploy"), [1], "{status}");
+    let verified = dev.ok(&["verify", &run]);
+    assert!(verified.contains("verified"), "{verified}");
+}

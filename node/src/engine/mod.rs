@@ -99,6 +99,23 @@ pub enum Notice {
         /// The stage id.
         stage: String,
     },
+    /// `otto retry` here, the run's origin, retried a stage another node moves on: the
+    /// exchange sends that node the signed retry, and it offers the stage again (or runs
+    /// it, when it owns it).
+    Retry {
+        /// The run.
+        run: RunId,
+        /// The stage id.
+        stage: String,
+        /// The attempt it runs as.
+        attempt: u32,
+        /// The node that moves it on, by its key.
+        mover: otto_protocol::KeyBytes,
+        /// Its name, for people.
+        mover_name: String,
+        /// Who retried it here.
+        by: String,
+    },
     /// The receipt of an attempt that ended here is stored.
     Receipt {
         /// The run.
@@ -740,9 +757,10 @@ impl Engine {
     /// Retries `stage` of `run` (every stage that failed, when `None`) and the stages that
     /// depend on it, as new attempts of the same run: the run must have ended without
     /// succeeding and have been started here; the stages that succeeded keep their
-    /// receipts and artifacts, which the retried ones use. A stage another node moves on
-    /// is not retried here ([`EngineError::NotRetryable`] says who moves it on), and a
-    /// succeeded stage never is. Returns the stages retried, in plan order.
+    /// receipts and artifacts, which the retried ones use. A failed stage another node
+    /// moves on (a third org's node, or the owner after a stage of its own) is retried by
+    /// asking that node, with this node's signed retry ([`Notice::Retry`]); a succeeded
+    /// stage never is. Returns the stages retried, in plan order.
     pub async fn retry(
         &self,
         run: RunId,
@@ -776,6 +794,21 @@ impl Engine {
         by: String,
     ) -> Result<(), EngineError> {
         util::lock(&self.shared.offered).insert((run, stage.clone()), attempt.max(1));
+        self.ask(|reply| Command::Offered {
+            run,
+            stage,
+            by,
+            reply,
+        })
+        .await
+    }
+
+    /// Reopens `stage` of `run`, a run another node started, with the stages that depend
+    /// on it, because the run's origin retried it (`by`) and this node moves it on (the
+    /// handoff core checked the origin's signed retry): it goes back to pending and the run
+    /// moves on, so this node offers it again or runs it. A stage that did not fail here
+    /// (or a run in progress here) changes nothing.
+    pub async fn reopen(&self, run: RunId, stage: String, by: String) -> Result<(), EngineError> {
         self.ask(|reply| Command::Offered {
             run,
             stage,

@@ -276,7 +276,8 @@ impl Orchestrator {
             .signer
             .as_ref()
             .map(|s| otto_protocol::KeyBytes(*s.key.public_key().as_bytes()));
-        let chosen = blocking(move || -> Result<Vec<String>, EngineError> {
+        let who_retried = who.clone();
+        let (chosen, asked) = blocking(move || -> Result<(Vec<String>, Vec<_>), EngineError> {
             let record = store.run(&run)?.ok_or(EngineError::UnknownRun(run))?;
             if record.started_by.starts_with(OFFERED_BY) {
                 return Err(EngineError::NotRetryable(format!(
@@ -306,7 +307,10 @@ impl Orchestrator {
                     }
                     super::dag::RetryRefusal::Refused(reason) => EngineError::NotRetryable(reason),
                 })?;
-            // A stage another node moves on is that node's to offer again.
+            // A failed stage another node moves on (a third org's node, or its owner after
+            // a stage of its own) is that node's to offer again or run: it is asked to,
+            // with this node's signed retry, once the stage is reopened here.
+            let mut asked = Vec::new();
             if let Some(me) = me {
                 let held = super::receipts::stored(&store, &run)?;
                 for id in &chosen {
@@ -316,23 +320,37 @@ impl Orchestrator {
                     if !matches!(states.get(id), Some(StageState::Failed)) {
                         continue;
                     }
-                    if let otto_handoff::rules::Mover::Other(who) =
-                        otto_handoff::rules::mover(&body, plan, &held, &me, true)
-                    {
-                        return Err(EngineError::NotRetryable(format!(
-                            "stage {id:?} is moved on by {}, not by this node: only the \
-                             stages this node runs or offers are retried here",
-                            who.unwrap_or_else(|| "another node".into())
-                        )));
+                    let Some(node) = otto_handoff::rules::mover_node(&body, plan, &held) else {
+                        continue;
+                    };
+                    if node.key == me {
+                        continue;
                     }
+                    let after = stages
+                        .iter()
+                        .find(|s| s.id == *id)
+                        .and_then(|s| s.attempts.iter().map(|a| a.n).max())
+                        .unwrap_or(0);
+                    asked.push((id.clone(), after.saturating_add(1), node.clone()));
                 }
             }
             store.retry_stages(&run, &chosen, &who, now_ms())?;
             // What the note said of the run's end (cancelled by whom) is over.
             store.set_run_note(&run, None)?;
-            Ok(chosen)
+            Ok((chosen, asked))
         })
         .await?;
+        for (stage, attempt, node) in asked {
+            tracing::info!(target: "otto_node::engine", %run, %stage, attempt, mover = %node.name, "asking the node that moves the stage on to run it again");
+            self.sh.notify(super::Notice::Retry {
+                run,
+                stage,
+                attempt,
+                mover: node.key,
+                mover_name: node.name,
+                by: who_retried.clone(),
+            });
+        }
         tracing::info!(target: "otto_node::engine", %run, stages = ?chosen, "retrying");
         self.load(run).await?;
         self.advance(run).await;

@@ -188,6 +188,9 @@ enum Done {
     /// A fetch of the missed lines of another node's stage log ended, after this many
     /// requests: caught up, or why not.
     LogFetched(RunId, String, u32, Result<(), String>),
+    /// How the node that moves a stage on answered this node's retry of it (run, stage,
+    /// attempt, that node's name): `Ok` when it took it, the reason in words when not.
+    RetryAnswer(RunId, String, u32, String, Result<(), String>),
 }
 
 /// The fetches of the missed lines of another node's stage log, per copy (run, stage).
@@ -685,6 +688,14 @@ impl Exchange {
                 envelope,
                 reply,
             } => self.on_receipt(peer, envelope, reply).await,
+            mesh::Event::Retry {
+                peer,
+                envelope,
+                reply,
+            } => {
+                self.on_retry(peer, envelope, reply).await;
+                Ok(())
+            }
             mesh::Event::Status {
                 run,
                 author,
@@ -865,6 +876,18 @@ impl Exchange {
     async fn on_notice(&mut self, notice: Notice) -> Result<(), Halt> {
         match notice {
             Notice::HandOff { run, stage } => self.hand_off(run, stage).await,
+            Notice::Retry {
+                run,
+                stage,
+                attempt,
+                mover,
+                mover_name,
+                by,
+            } => {
+                self.ask_retry(run, stage, attempt, mover, mover_name, by)
+                    .await;
+                Ok(())
+            }
             Notice::Receipt {
                 run,
                 stage,
@@ -942,6 +965,25 @@ impl Exchange {
             Done::ReceiptRefused(id, reason) => command::ReceiptRefused { id, reason, now }.into(),
             Done::LogFetched(run, stage, used, result) => {
                 self.log_fetched(run, stage, used, result).await;
+                return Ok(());
+            }
+            Done::RetryAnswer(run, stage, attempt, mover, answer) => {
+                let run_text = run.to_string();
+                match answer {
+                    Ok(()) => {
+                        tracing::info!(target: TARGET, %run, %stage, attempt, %mover, "the node that moves the stage on took the retry");
+                        let note = format!(
+                            "retried as attempt {attempt}: {mover}, which moves it on, offers it again"
+                        );
+                        self.note(&run_text, &stage, note).await;
+                    }
+                    Err(reason) => {
+                        tracing::warn!(target: TARGET, %run, %stage, attempt, %mover, %reason, "the retry did not reach the node that moves the stage on, or it refused it");
+                        let note =
+                            format!("the retry of {stage} as attempt {attempt} failed: {reason}");
+                        self.fail(&run_text, &stage, note).await;
+                    }
+                }
                 return Ok(());
             }
         };
@@ -1817,6 +1859,191 @@ impl Exchange {
     }
 
     /// Fails a stage whose offer cannot be made, and forgets its handoff intent.
+    /// `otto retry` here, the run's origin, of a stage another node moves on: sends that
+    /// node this node's signed retry in the background; its answer comes back as
+    /// [`Done::RetryAnswer`] (a refusal, or no answer, fails the stage here again with the
+    /// reason).
+    async fn ask_retry(
+        &mut self,
+        run: RunId,
+        stage: String,
+        attempt: u32,
+        mover: otto_protocol::KeyBytes,
+        mover_name: String,
+        by: String,
+    ) {
+        let store = self.parts.store.clone();
+        let digest = blocking(move || store.run(&run))
+            .await
+            .ok()
+            .flatten()
+            .map(|r| r.plan_digest.to_string());
+        let node = PublicKey::from_bytes(&mover.0)
+            .ok()
+            .and_then(|key| self.parts.membership.resolve_node(&key));
+        let reason = format!("retried by {by}");
+        let signed = digest.and_then(|d| self.sign_retry(run, &stage, attempt, d, reason));
+        let (Some(envelope), Some((node, _))) = (signed, node) else {
+            let why = format!(
+                "this node cannot ask {mover_name}, which moves {stage} on, to run it again: \
+                 it is not a node this node knows and trusts (or the retry could not be signed)"
+            );
+            let _ = self
+                .done_tx
+                .send(Done::RetryAnswer(run, stage, attempt, mover_name, Err(why)))
+                .await;
+            return;
+        };
+        self.shared.insert(run);
+        self.subscribe(run).await;
+        let (mesh, done) = (self.parts.mesh.clone(), self.done_tx.clone());
+        let peer = node.peer_id.clone();
+        tokio::spawn(async move {
+            let answer = match peer.parse::<PeerId>() {
+                Ok(peer) => match mesh.send_retry(peer, envelope).await {
+                    Ok(answer) => retry_answer(&peer, answer, &node.name),
+                    Err(error) => Err(format!("{} did not answer: {error}", node.name)),
+                },
+                Err(error) => Err(format!("{} has no usable peer id: {error}", node.name)),
+            };
+            let _ = done
+                .send(Done::RetryAnswer(run, stage, attempt, mover_name, answer))
+                .await;
+        });
+    }
+
+    /// The run's origin asks this node, the one that moves a stage on, to run it again:
+    /// the core's rule checks the signed retry against what this node holds of the run
+    /// ([`otto_handoff::retry::check_request`]); taken, the stage is reopened here with
+    /// what depends on it and its next offer carries the retry (or it runs here, when
+    /// this node owns it). The answer is a signed accept or reject.
+    async fn on_retry(
+        &mut self,
+        peer: PeerId,
+        envelope: Unverified<Envelope>,
+        reply: ResponseHandle,
+    ) {
+        let envelope = envelope.into_inner();
+        let retry = envelope.payload_as::<otto_protocol::Retry>();
+        let id = retry.as_ref().map_or(HandoffId([0; 16]), |r| r.id);
+        let verdict = match retry {
+            Err(error) => Err(otto_handoff::Rejection::new(
+                otto_protocol::RejectCode::Malformed,
+                format!("the retry does not decode: {error}"),
+            )),
+            Ok(retry) => self.check_retry(&envelope, retry).await,
+        };
+        let answer = match &verdict {
+            Ok((_, retry)) => Message::Accept(Accept {
+                id,
+                stage: retry.stage.clone(),
+                attempt: retry.attempt,
+            }),
+            Err(rejection) => Message::Reject(rejection.to_reject(id)),
+        };
+        match &verdict {
+            Ok((run, retry)) => {
+                tracing::info!(target: TARGET, %run, stage = %retry.stage, attempt = retry.attempt, %peer, "the run's origin retries a stage this node moves on");
+                self.retries.insert(
+                    (*run, retry.stage.clone()),
+                    (retry.attempt, envelope.clone()),
+                );
+                self.shared.insert(*run);
+                self.subscribe(*run).await;
+                let by = format!("{} (the run's origin)", retry.reason);
+                if let Err(error) = self
+                    .parts
+                    .engine
+                    .reopen(*run, retry.stage.clone(), by)
+                    .await
+                {
+                    tracing::warn!(target: TARGET, %run, stage = %retry.stage, %error, "cannot reopen the retried stage");
+                }
+            }
+            Err(rejection) => {
+                tracing::warn!(target: TARGET, %peer, code = %rejection.code, reason = %rejection.message, "a retry refused");
+            }
+        }
+        match self.parts.membership.sign(&answer) {
+            Ok(signed) => {
+                if let Err(error) = reply.send(signed).await {
+                    tracing::debug!(target: TARGET, %peer, %error, "cannot answer a retry");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: TARGET, %error, "cannot sign the answer to a retry")
+            }
+        }
+    }
+
+    /// What this node holds of the run a retry names, and the core's verdict on it.
+    async fn check_retry(
+        &self,
+        envelope: &Envelope,
+        retry: otto_protocol::Retry,
+    ) -> Result<(RunId, otto_protocol::Retry), otto_handoff::Rejection> {
+        let unknown = || {
+            otto_handoff::Rejection::new(
+                otto_protocol::RejectCode::StageNotOwned,
+                format!("this node holds no run {:?}", retry.run),
+            )
+        };
+        let run: RunId = retry.run.parse().map_err(|_| unknown())?;
+        let store = self.parts.store.clone();
+        let stage = retry.stage.clone();
+        let held = blocking(move || -> Result<_, store::Error> {
+            let Some(record) = store.run(&run)? else {
+                return Ok(None);
+            };
+            let Some(plan) = store.plan(&record.plan_digest)? else {
+                return Ok(None);
+            };
+            let receipts = crate::engine::receipts::stored(&store, &run)?;
+            let last = store
+                .stage(&run, &stage)?
+                .and_then(|s| s.attempts.iter().map(|a| a.n).max());
+            let started_here = !record.started_by.starts_with(crate::engine::OFFERED_BY);
+            Ok(Some((
+                record.plan_digest.to_string(),
+                plan,
+                receipts,
+                last,
+                started_here,
+            )))
+        })
+        .await
+        .map_err(|error| {
+            otto_handoff::Rejection::new(
+                otto_protocol::RejectCode::Internal,
+                format!("cannot read the run: {error}"),
+            )
+        })?
+        .ok_or_else(unknown)?;
+        let (digest, plan, receipts, last_attempt, started_here) = held;
+        let body: Body = serde_json::from_slice(&plan).map_err(|_| unknown())?;
+        let me = otto_protocol::KeyBytes(*self.parts.membership.node_key().public_key().as_bytes());
+        let trust = self.parts.membership.trust();
+        let org = *self.parts.membership.verified_certificate().org_key();
+        let owners = otto_handoff::Owners::new(&trust, Some(&org), &self.parts.answers_to)
+            .with_policy(self.parts.owners);
+        let now = now_ms() / 1000;
+        let holding = otto_handoff::retry::Holding {
+            body: &body,
+            plan_digest: &digest,
+            receipts: &receipts,
+            me: &me,
+            started_here,
+            last_attempt,
+        };
+        let signed = otto_handoff::retry::check_request(
+            envelope,
+            &holding,
+            &owners.trust_for(&body, now),
+            now,
+        )?;
+        Ok((run, signed.retry))
+    }
+
     /// This node's signed retry, as the run's origin, of attempt `attempt` of `stage`
     /// (`None`, logged, when it cannot sign).
     fn sign_retry(
@@ -2731,6 +2958,30 @@ async fn fetch_all(parts: &ExchangeParts, wanted: &[(WireDigest, String)]) -> Re
         let _ = std::fs::remove_file(&path);
     }
     Ok(())
+}
+
+/// What the answer to a retry says: taken, or why not, in words. The answer must be
+/// signed by the node it was sent to.
+fn retry_answer(peer: &PeerId, answer: Unverified<Envelope>, name: &str) -> Result<(), String> {
+    let Some(key) = peer_key(peer) else {
+        return Err(format!("{name} has no usable key"));
+    };
+    let Ok(answer) = answer.verify(&key) else {
+        return Err(format!("{name}'s answer is not signed by it"));
+    };
+    match answer.get().message() {
+        Ok(Message::Accept(_)) => Ok(()),
+        Ok(Message::Reject(reject)) => Err(match reject.hint {
+            Some(hint) => format!(
+                "{name} refused it ({}): {} ({hint})",
+                reject.code, reject.message
+            ),
+            None => format!("{name} refused it ({}): {}", reject.code, reject.message),
+        }),
+        Ok(_) | Err(_) => Err(format!(
+            "{name} answered with something else than an accept or a reject"
+        )),
+    }
 }
 
 /// At most `max` bytes of `text`, cut at a character boundary.

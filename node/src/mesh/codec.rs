@@ -38,12 +38,13 @@ pub const MAX_ANSWER_BYTES: usize = max(
 ) + 64 * 1024;
 
 /// The payload types a request on `/otto/handoff/1` may carry.
-pub(crate) const REQUEST_KINDS: [Kind; 5] = [
+pub(crate) const REQUEST_KINDS: [Kind; 6] = [
     Kind::Offer,
     Kind::Receipt,
     Kind::JoinRequest,
     Kind::RevocationList,
     Kind::LogRequest,
+    Kind::Retry,
 ];
 
 /// The payload types an answer on `/otto/handoff/1` may carry.

@@ -178,6 +178,17 @@ pub enum Event {
         /// Where the acknowledgement goes.
         reply: ResponseHandle,
     },
+    /// A peer the policy allows asks this node, as the node that moves a stage on, to run
+    /// it again for the run's origin (a signed [`otto_protocol::Retry`]); answer with an
+    /// accept or reject envelope through `reply`.
+    Retry {
+        /// The asking peer.
+        peer: PeerId,
+        /// The retry envelope, its signature not yet checked.
+        envelope: Unverified<Envelope>,
+        /// Where the answer goes.
+        reply: ResponseHandle,
+    },
     /// A peer presents an invite to join; answer with a join response through `reply`.
     /// Join requests reach the node whatever the policy says: the invite they carry is
     /// what the node checks.
@@ -642,6 +653,16 @@ impl Client {
         receipt: Envelope,
     ) -> Result<Unverified<Envelope>, MeshError> {
         self.request(peer, Kind::Receipt, receipt).await
+    }
+
+    /// Sends the run's origin's signed retry of a stage to `peer`, the node that moves the
+    /// stage on, over `/otto/handoff/1`, and returns its answer: an accept or a reject.
+    pub async fn send_retry(
+        &self,
+        peer: PeerId,
+        retry: Envelope,
+    ) -> Result<Unverified<Envelope>, MeshError> {
+        self.request(peer, Kind::Retry, retry).await
     }
 
     /// Sends a signed join request to `peer` over `/otto/handoff/1` and returns its join
@@ -1243,6 +1264,11 @@ impl EventLoop {
                 envelope: unverified,
                 reply,
             },
+            Some(Kind::Retry) => Event::Retry {
+                peer,
+                envelope: unverified,
+                reply,
+            },
             // The codec lets no other kind through; refuse rather than trust that here.
             _ => {
                 let message = format!("a {} is not a request", envelope.payload_type);
@@ -1442,6 +1468,9 @@ impl std::fmt::Debug for EventLoop {
 /// The handoff id of an offer envelope, or zeros for anything else (or an offer that
 /// does not decode).
 fn offer_id(envelope: &Envelope) -> HandoffId {
+    if let Ok(retry) = envelope.payload_as::<otto_protocol::Retry>() {
+        return retry.id;
+    }
     envelope
         .payload_as::<Offer>()
         .map_or(HandoffId([0; 16]), |offer| offer.id)
