@@ -87,9 +87,12 @@ impl Budget {
 
 /// Starts `command` as the leader of a new process group, stdout and stderr streamed as
 /// masked log lines of step `index`; its stdin is `input` and then closed, or closed from
-/// the start when there is none.
+/// the start when there is none. With `own_session`, the command makes itself the leader
+/// of a session of its own (and so of a group whose id is its process id) as it starts:
+/// `otto-agent --wall`, which must not be a group leader already to do so.
 pub(crate) fn spawn(
     mut command: Command,
+    own_session: bool,
     input: Option<Vec<u8>>,
     index: usize,
     events: &Events,
@@ -104,8 +107,10 @@ pub(crate) fn spawn(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
         .kill_on_drop(true);
+    if !own_session {
+        command.process_group(0);
+    }
     let mut child = command.spawn()?;
     let pgid = child.id();
     if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
@@ -194,17 +199,25 @@ impl Running {
         }
     }
 
-    /// Signals the whole group; a group that no longer exists is fine.
+    /// Signals the whole group; a group that no longer exists is fine. A group that does
+    /// not exist yet (a wall process that has not made its session) is the leader alone,
+    /// which is signalled itself.
     fn signal(&self, signal: Signal) {
         let pid = self
             .pgid
             .and_then(|p| i32::try_from(p).ok())
             .and_then(Pid::from_raw);
-        if let Some(pid) = pid
-            && let Err(error) = kill_process_group(pid, signal)
-            && error != rustix::io::Errno::SRCH
-        {
-            tracing::warn!(target: "otto_agent::process", %error, "cannot signal a step's process group");
+        let Some(pid) = pid else { return };
+        match kill_process_group(pid, signal) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::SRCH) => {
+                if self.child.id().is_some() {
+                    let _ = rustix::process::kill_process(pid, signal);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(target: "otto_agent::process", %error, "cannot signal a step's process group");
+            }
         }
     }
 }

@@ -590,7 +590,12 @@ impl Stage {
                 ));
             }
         };
-        let ended = self.spawn_and_wait(index, symbol, command, input).await;
+        // A container's engine is its own process group; a wall process makes its own
+        // session (so no step has the node's controlling terminal).
+        let own_session = container.is_none();
+        let ended = self
+            .spawn_and_wait(index, symbol, command, own_session, input)
+            .await;
         if let Some(Ok(step)) = &container {
             step.remove().await;
         }
@@ -648,10 +653,12 @@ impl Stage {
         index: usize,
         symbol: &str,
         command: tokio::process::Command,
+        own_session: bool,
         input: Option<Vec<u8>>,
     ) -> Result<Option<i32>, Failure> {
         let spawned = process::spawn(
             command,
+            own_session,
             input,
             index,
             &self.events,

@@ -58,8 +58,10 @@ pub const WALL_ARG: &str = "--wall";
 /// The Landlock ABI whose file system rights the wall handles (5: up to `IOCTL_DEV`).
 const FS_ABI: ABI = ABI::V5;
 
-/// Devices every step may write.
-const DEVICES: [&str; 4] = ["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+/// Devices every step may write. Not `/dev/tty`: a step has no controlling terminal (its
+/// wall process starts a session of its own), and one it could reach would let it type
+/// commands into the shell of whoever started the node (`TIOCSTI`).
+const DEVICES: [&str; 3] = ["/dev/null", "/dev/zero", "/dev/full"];
 
 /// The argument that makes `otto-agent` print [`landlock_abi`] and exit: how the node
 /// learns what wall its agents can build without linking this crate.
@@ -334,6 +336,12 @@ fn decode_env(bytes: &[u8]) -> Vec<(OsString, OsString)> {
 /// it with `program`, its stdin `/dev/null`. Returns only on failure.
 pub fn enter(spec: &OsStr, program: &OsString, args: &[OsString]) -> io::Error {
     use std::io::Read as _;
+    // A session of its own, without the controlling terminal the node may have been
+    // started from: a step that had it could push input into that terminal (TIOCSTI)
+    // and so run commands as the operator.
+    if let Err(error) = rustix::process::setsid() {
+        return io::Error::other(format!("cannot start a session of its own: {error}"));
+    }
     let mut input = Vec::new();
     if let Err(error) = io::stdin()
         .lock()
@@ -359,6 +367,10 @@ pub fn enter(spec: &OsStr, program: &OsString, args: &[OsString]) -> io::Error {
             if let Some(user) = user {
                 command.uid(user.uid).gid(user.gid);
             }
+            // No descriptor but stdin, stdout and stderr reaches the step: one opened
+            // before the wall (inherited from whoever started the node) would get past
+            // Landlock and the read-only mounts, which check only when a file is opened.
+            close_fds::CloseFdsBuilder::new().cloexecfrom(3);
             command.exec()
         }
         Err(error) => error,
@@ -388,8 +400,11 @@ fn build(spec: &OsStr) -> io::Result<(Option<StepUser>, Option<PathBuf>)> {
     // Before Landlock, which forbids a walled process to mount anything.
     let mut own_namespace = false;
     if wall.read_only {
+        // The holder is the agent's child, not yet waited for, so its process id cannot
+        // name another process. Where its namespaces cannot be entered, the step makes its
+        // own rather than run with the file system writable.
         let made = match wall.enter {
-            Some(holder) => enter_mounts(holder),
+            Some(holder) => enter_mounts(holder).or_else(|_| read_only_mounts(&wall.write)),
             None => read_only_mounts(&wall.write),
         };
         match made {
@@ -532,13 +547,18 @@ pub fn read_only_mounts(writable: &[PathBuf]) -> io::Result<()> {
         c.effective
             .contains(rustix::thread::CapabilitySet::SYS_ADMIN)
     });
+    // An IPC namespace too: System V message queues, semaphores and shared memory a step
+    // makes go with the stage instead of staying on the machine for any user to use.
     if admin {
-        nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNS): {e}")))?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC)
+            .map_err(|e| io::Error::other(format!("unshare(CLONE_NEWNS|CLONE_NEWIPC): {e}")))?;
     } else {
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS).map_err(|e| {
+        nix::sched::unshare(
+            CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWIPC,
+        )
+        .map_err(|e| {
             io::Error::other(format!(
-                "unshare(CLONE_NEWUSER|CLONE_NEWNS): {e} (user namespaces disabled?)"
+                "unshare(CLONE_NEWUSER|CLONE_NEWNS|CLONE_NEWIPC): {e} (user namespaces disabled?)"
             ))
         })?;
         fs::write("/proc/self/setgroups", "deny").map_err(step("/proc/self/setgroups"))?;
@@ -637,6 +657,7 @@ fn enter_mounts(holder: u32) -> io::Result<()> {
         enter("user", CloneFlags::CLONE_NEWUSER)?;
     }
     enter("mnt", CloneFlags::CLONE_NEWNS)?;
+    enter("ipc", CloneFlags::CLONE_NEWIPC)?;
     std::env::set_current_dir(&cwd).map_err(|e| {
         io::Error::new(
             e.kind(),

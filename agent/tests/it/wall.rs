@@ -1218,3 +1218,73 @@ async fn a_step_sees_only_its_own_workspace_at_the_stable_directory_and_cannot_u
     }
     assert!(mounts_at(&stable).is_empty(), "{:?}", mounts_at(&stable));
 }
+
+/// What a step run by `otto-agent --wall` (started the way `sh` starts it: with
+/// descriptor 7 open on `outside`) prints: its `/proc/self/stat` fields, whether it could
+/// write through descriptor 7, and its IPC namespace.
+fn run_wall_with_descriptor_7(outside: &Path, writable: &Path) -> String {
+    let spec = serde_json::json!({
+        "read": ["/"], "write": [writable, "/dev/null"], "landlock": false, "read_only": true,
+        "required": true, "enter": null, "user": null, "nproc": null, "memory": 1u64 << 30,
+    });
+    let step = r#"read -r pid comm state ppid pgrp session tty rest < /proc/self/stat
+echo "pid=$pid session=$session tty=$tty"
+(echo pwned >&7) 2>/dev/null && echo WROTE-THROUGH-7
+echo "ipc=$(readlink /proc/self/ns/ipc)""#;
+    let mut child = std::process::Command::new("/bin/sh")
+        .arg("-c")
+        .arg(r#"exec 7>>"$1"; shift; exec "$@""#)
+        .arg("sh")
+        .arg(outside)
+        .arg(env!("CARGO_BIN_EXE_otto-agent"))
+        .arg("--wall")
+        .arg(spec.to_string())
+        .args(["--", "/bin/sh", "-c", step])
+        .current_dir(writable)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("otto-agent --wall");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        b"PATH=/usr/bin:/bin\0",
+    )
+    .expect("env");
+    let out = child.wait_with_output().expect("wait");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+#[test]
+fn a_step_has_no_terminal_no_inherited_descriptor_and_a_system_v_ipc_namespace_of_its_own() {
+    if let Some(skip) = not_root() {
+        println!("{skip}");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = fs::canonicalize(dir.path()).expect("canonical");
+    let (mine, outside) = (root.join("writable"), root.join("outside"));
+    fs::create_dir(&mine).expect("mkdir");
+    fs::write(&outside, "").expect("write");
+    let text = run_wall_with_descriptor_7(&outside, &mine);
+    // A session of its own: no controlling terminal to push input into (TIOCSTI).
+    let field = |name: &str| {
+        text.split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{name}=")).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    };
+    assert_eq!(field("session"), field("pid"), "{text}");
+    assert_eq!(field("tty"), "0", "{text}");
+    // Descriptor 7, opened before the wall, was closed at exec.
+    assert!(!text.contains("WROTE-THROUGH-7"), "{text}");
+    assert_eq!(fs::read_to_string(&outside).expect("read"), "");
+    // System V objects it makes go with its namespace.
+    let machine = fs::read_link("/proc/self/ns/ipc").expect("ipc ns");
+    assert_ne!(field("ipc"), machine.display().to_string(), "{text}");
+}
