@@ -2163,8 +2163,10 @@ impl Exchange {
             };
             if let (Some(store::Placed::Held { first, .. }), Some(key)) = (placed, key) {
                 // The runner wrote every line up to the last that arrived (with none, up
-                // to the one before its next).
-                let want = (first + arriving).saturating_sub(1);
+                // to the one before its next). `first` is at least 1 and the last line's
+                // number was checked to fit (`logseq::place`), so this cannot overflow,
+                // even for a peer that numbers its lines up to u64::MAX.
+                let want = (first - 1).saturating_add(arriving);
                 self.held(copy, *author, key, attempt, want);
             }
             if let Some(end) = end {
