@@ -504,12 +504,14 @@ fn python(p: &Probe<'_>) -> Option<Detected> {
     }
     key.extend(requirements.iter().map(|f| format!("'{f}'")));
     // One stage: a virtualenv holds absolute paths, so it is built where it is used,
-    // from pip's download and wheel cache (kept in the workspace so it can be cached).
+    // from pip's download and wheel cache (kept in the workspace so it can be cached). The
+    // variable carries the cache to the pip that installs build dependencies in a
+    // subprocess, which does not get `--cache-dir` and would use the step's own HOME.
     let install = if packages.is_empty() {
         String::new()
     } else {
         format!(
-            "\x20   sh '.venv/bin/python -m pip install --cache-dir .cache/pip --disable-pip-version-check {}'\n",
+            "\x20   sh 'PIP_CACHE_DIR=\"$PWD/.cache/pip\" .venv/bin/python -m pip install --cache-dir .cache/pip --disable-pip-version-check {}'\n",
             packages.join(" ")
         )
     };
